@@ -1,0 +1,36 @@
+# Quick start: `make demo` runs every stage end to end on a local Ray; `make test` runs the suite.
+# Both create .venv on first use and install the project with its dependencies.
+PYTHON ?= python3
+VENV ?= .venv
+# torch is installed first, pinned, so that the project's torch range installs nothing more.
+# 2.13.0 is the CPU build on this project's machines; on a GPU box pass the build you want,
+# e.g. `make TORCH_SPEC="torch==2.7.1" test`.
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench-ingest install clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/dualvad demo
+
+test: $(STAMP)
+	$(BIN)/ruff check dualvad tests bench jobs
+	$(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check dualvad tests bench jobs
+
+bench-ingest: $(STAMP)
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

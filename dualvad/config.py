@@ -1,0 +1,176 @@
+"""Dataclass configs: YAML files plus ``key.sub=value`` overrides, loaded strictly.
+
+Every stage reads one :class:`DualVADConfig`. Defaults live here (the embedded demo
+configuration; ``configs/demo.yaml`` spells them out and a test keeps the two equal). A
+YAML file overrides the defaults, and ``key.sub=value`` strings override the file. Unknown
+keys and values of the wrong type are errors that name the key and list the valid ones:
+a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not match the schema."""
+
+
+@dataclass
+class SynthConfig:
+    """The synthetic corpus that ``dualvad synth`` and ``dualvad demo`` generate."""
+
+    videos: int = 16
+    seed: int = 0
+    width: int = 160  # pixels
+    height: int = 120  # pixels
+    fps: int = 15
+    seconds: float = 4.0
+    anomaly_share: float = 0.5  # share of videos with an anomalous event
+    test_share: float = 0.5  # share of videos in the test split
+
+
+@dataclass
+class IngestConfig:
+    """Decoding videos into K segments with one feature vector each."""
+
+    segments: int = 32  # K, the WSVAD convention
+    frames_per_segment: int = 8  # frames decoded per segment to compute its feature
+    feature: str = "motion"  # "motion" (no weights needed) or "clip" (a transformers encoder)
+    decode_width: int = 64  # frames are resized while decoding (motion feature); pixels
+    decode_height: int = 48
+    clip_model: str = "openai/clip-vit-base-patch16"  # id or local path, for feature=clip
+    max_failure_share: float = 0.25  # the stage fails when more videos than this share fail
+    workers: int | None = None  # actor pool size; None = up to one per CPU
+    cpus_per_worker: float = 1.0
+    decode_threads: int = 1  # decord decoding threads per worker
+
+
+@dataclass
+class RayConfig:
+    """How to reach Ray: ``address=None`` starts a local instance."""
+
+    address: str | None = None
+    num_cpus: int | None = None  # local instance only; None = all cores
+
+
+@dataclass
+class DualVADConfig:
+    """The whole system's configuration; each stage reads its own section."""
+
+    run: str = "runs/demo"  # run directory: local path or pyarrow filesystem URI
+    corpus: str = ""  # corpus folder (videos/ + annotations/)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DualVADConfig:
+    """Build a config from the defaults, an optional YAML file and ``key.sub=value`` overrides.
+
+    Raises:
+        ConfigError: unknown key, wrong type, or malformed override; the message names the
+            key and lists the valid ones.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_yaml(Path(path))
+    for override in overrides or []:
+        _apply_override(raw, override)
+    return _build(DualVADConfig, raw, prefix="")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """The config as plain nested dicts (YAML/JSON-ready)."""
+    return dataclasses.asdict(config)
+
+
+def config_hash(config: Any) -> str:
+    """A short, stable hash of a config (hex, 12 chars): the same values give the same hash."""
+    canonical = json.dumps(config_to_dict(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass a YAML file from configs/")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at top level, got {type(data).__name__}")
+    return data
+
+
+def _apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set ``a.b.c=value`` inside ``raw``; the value is parsed as YAML (``32``, ``null``, ``[1, 2]``)."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {override!r} is not of the form key.sub=value")
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``raw``, checking keys and types recursively."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key '{prefix}{unknown[0]}'; valid keys under "
+            f"{prefix.rstrip('.') or 'the top level'}: {', '.join(sorted(fields))}"
+        )
+    values = {}
+    for name, value in raw.items():
+        values[name] = _coerce(hints[name], value, f"{prefix}{name}")
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    """Check ``value`` against type ``hint``; ints are accepted where floats are expected."""
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, prefix=f"{key}.")
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _coerce(option, value, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0])
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"config key {key!r} expects a list, got {value!r}")
+        (item_hint,) = typing.get_args(hint)
+        return [_coerce(item_hint, item, f"{key}[{i}]") for i, item in enumerate(value)]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is bool or isinstance(value, bool):
+        if not (hint is bool and isinstance(value, bool)):
+            raise ConfigError(f"config key {key!r} expects {hint.__name__}, got {value!r}")
+        return value
+    if not isinstance(value, hint):
+        raise ConfigError(
+            f"config key {key!r} expects {hint.__name__}, got {type(value).__name__} {value!r}"
+        )
+    return value

@@ -1,0 +1,234 @@
+"""The ingest stage: corpus videos -> K segments each, one feature vector per segment.
+
+A Ray Data pipeline with one row per video: an actor pool decodes each video with decord
+(segment by segment, so memory does not grow with video length), extracts features and emits
+the segment rows. A video that cannot be decoded becomes a failure row with its reason; the
+stage finishes and records it in ``RUN/segments/_failures.parquet``. Videos already written by
+an earlier run are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+
+from dualvad import schema as S
+from dualvad.config import DualVADConfig, IngestConfig
+from dualvad.corpus.layout import VideoRecord
+from dualvad.corpus.readers import read_corpus
+from dualvad.pipeline.runtime import ensure_ray
+from dualvad.rundir import TEMP_PREFIX, RunDir, open_run
+from dualvad.scorer.features import VideoFeatures, build_extractor, extract_video_features
+from dualvad.video.decode import VideoDecodeError
+from dualvad.video.segments import interval_fraction
+
+log = logging.getLogger(__name__)
+
+STAGE = "segments"
+FAILURES_FILE = "_failures.parquet"
+_INTERVALS = "intervals_json"  # input column: temporal annotation as JSON, null when none
+# Output of the worker: segment rows and failure rows in one table, told apart by REASON.
+_WORKER_SCHEMA = S.SEGMENTS_SCHEMA.append(pa.field(S.REASON, pa.string()))
+
+
+class IngestError(RuntimeError):
+    """The stage failed as a whole (too many bad videos, or an unusable corpus)."""
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    """What one ``ingest`` run did."""
+
+    videos: int  # in the corpus
+    skipped: int  # already ingested by an earlier run
+    processed: int  # decoded in this run (including failures)
+    segments: int  # rows written in this run
+    failures: int
+    seconds: float
+    output: str
+
+    def __str__(self) -> str:
+        return (
+            f"ingest: {self.videos} videos ({self.skipped} already done, {self.processed} "
+            f"processed), {self.segments} segments written, {self.failures} failures, "
+            f"{self.seconds:.1f} s -> {self.output}"
+        )
+
+
+def segment_table(record: VideoRecord, video: VideoFeatures) -> pa.Table:
+    """The segments-table rows (DESIGN.md contract) of one decoded video."""
+    k = len(video.bounds)
+    fractions = interval_fraction(video.bounds, record.intervals)
+    return pa.table(
+        {
+            S.VIDEO_ID: [record.video_id] * k,
+            S.SEGMENT_INDEX: np.arange(k, dtype=np.int32),
+            S.START_FRAME: video.bounds[:, 0],
+            S.END_FRAME: video.bounds[:, 1],
+            S.FPS: np.full(k, video.fps),
+            S.NUM_FRAMES: np.full(k, video.num_frames, dtype=np.int64),
+            S.FEATURE: pa.FixedSizeListArray.from_arrays(
+                pa.array(video.features.reshape(-1), pa.float32()), video.features.shape[1]
+            ).cast(pa.list_(pa.float32())),
+            S.LABEL: [record.label] * k,
+            S.GT_FRACTION: pa.array(fractions, pa.float32()) if fractions is not None
+            else pa.nulls(k, pa.float32()),
+            S.SPLIT: [record.split] * k,
+            S.VIDEO_PATH: [record.path] * k,
+        },
+        schema=S.SEGMENTS_SCHEMA,
+    )
+
+
+def failure_table(video_id: str, path: str, reason: str) -> pa.Table:
+    """One failure row in the worker's output schema (segment columns null)."""
+    columns = {name: pa.nulls(1, _WORKER_SCHEMA.field(name).type) for name in _WORKER_SCHEMA.names}
+    columns.update({S.VIDEO_ID: pa.array([video_id]), S.VIDEO_PATH: pa.array([path]),
+                    S.REASON: pa.array([reason])})
+    return pa.table(columns, schema=_WORKER_SCHEMA)
+
+
+class SegmentWorker:
+    """Ray Data actor: holds one feature extractor (a model for ``clip``), turns videos into rows."""
+
+    def __init__(self, config: IngestConfig) -> None:
+        self.config = config
+        self.extractor = build_extractor(
+            config.feature, width=config.decode_width, height=config.decode_height,
+            model=config.clip_model,
+        )
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        """batch: input rows (video_id, video_path, label, split, intervals_json) -> output rows."""
+        tables = [self._one(row) for row in batch.to_pylist()]
+        return pa.concat_tables(tables)
+
+    def _one(self, row: dict[str, Any]) -> pa.Table:
+        record = _record_from_row(row)
+        try:
+            video = extract_video_features(
+                record.path, self.extractor, self.config.segments,
+                self.config.frames_per_segment, self.config.decode_threads,
+            )
+        except VideoDecodeError as error:
+            # Recorded, not swallowed: the failure row reaches _failures.parquet and the summary.
+            return failure_table(record.video_id, record.path, str(error))
+        except ValueError as error:  # too short for K segments
+            return failure_table(record.video_id, record.path, f"{record.path}: {error}")
+        except Exception as error:  # noqa: BLE001 - any decoder crash is this video's failure
+            reason = f"{record.path}: unexpected {type(error).__name__}: {error}"
+            log.error("%s\n%s", reason, traceback.format_exc())
+            return failure_table(record.video_id, record.path, reason)
+        table = segment_table(record, video)
+        return table.append_column(S.REASON, pa.nulls(table.num_rows, pa.string()))
+
+
+def run_ingest(config: DualVADConfig) -> IngestSummary:
+    """Ingest ``config.corpus`` into ``config.run``/segments (see module docstring).
+
+    Raises:
+        IngestError: more than ``ingest.max_failure_share`` of the corpus failed to decode
+            (the failures are written first).
+    """
+    started = time.perf_counter()
+    records = read_corpus(config.corpus)
+    if not records:
+        raise IngestError(f"corpus {config.corpus} lists no videos in annotations/")
+    run = open_run(config.run)
+    done = _ingested_video_ids(run)
+    todo = [r for r in records if r.video_id not in done]
+    log.info("ingest: %d videos, %d already ingested, %d to do", len(records), len(done), len(todo))
+    segments, failures = (0, pa.Table.from_pylist([], schema=S.FAILURES_SCHEMA))
+    if todo:
+        ensure_ray(config.ray)
+        segments, failures = _ingest_videos(run, todo, config.ingest)
+    # This run's failures replace earlier ones: those videos were retried above.
+    run.write_table(failures, STAGE, FAILURES_FILE)
+    summary = IngestSummary(
+        len(records), len(records) - len(todo), len(todo), segments, failures.num_rows,
+        time.perf_counter() - started, run.path(STAGE),
+    )
+    _check_failure_share(summary, failures, config.ingest.max_failure_share, run)
+    return summary
+
+
+def _ingest_videos(run: RunDir, todo: list[VideoRecord], config: IngestConfig) -> tuple[int, pa.Table]:
+    """Run the Ray Data pipeline over ``todo``; returns (segment rows written, failures)."""
+    rows = [_row_from_record(r) for r in todo]
+    max_workers = config.workers or max(1, int(ray.available_resources().get("CPU", 1)))
+    dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+        SegmentWorker,
+        fn_constructor_kwargs={"config": config},
+        batch_size=1,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(max_workers, len(rows))),
+        num_cpus=config.cpus_per_worker,
+    )
+    output = dataset.materialize()
+    failures = _collect_failures(output)
+    good = output.map_batches(_only_segments, batch_format="pyarrow", batch_size=None)
+    written = good.count()
+    if written:
+        _write_segments_atomically(run, good)
+    return written, failures
+
+
+def _only_segments(batch: pa.Table) -> pa.Table:
+    return batch.filter(pc.is_null(batch[S.REASON])).drop_columns([S.REASON])
+
+
+def _only_failures(batch: pa.Table) -> pa.Table:
+    return batch.filter(pc.is_valid(batch[S.REASON])).select(S.FAILURES_SCHEMA.names)
+
+
+def _collect_failures(output: Any) -> pa.Table:
+    failed = output.map_batches(_only_failures, batch_format="pyarrow", batch_size=None)
+    return pa.Table.from_pylist(failed.take_all(), schema=S.FAILURES_SCHEMA)
+
+
+def _write_segments_atomically(run: RunDir, dataset: Any) -> None:
+    """Write into a hidden temporary folder, then move each file into ``segments/``."""
+    temp_dir = run.makedirs(STAGE, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+    dataset.write_parquet(temp_dir, filesystem=run.fs)
+    for source in run.parquet_files(*temp_dir[len(run.root) + 1 :].split("/")):
+        run.fs.move(source, run.path(STAGE, source.rsplit("/", 1)[1]))
+    run.fs.delete_dir(temp_dir)
+
+
+def _ingested_video_ids(run: RunDir) -> set[str]:
+    table = run.read_table(STAGE, columns=[S.VIDEO_ID])
+    return set(table.column(S.VIDEO_ID).unique().to_pylist()) if table is not None else set()
+
+
+def _check_failure_share(summary: IngestSummary, failures: pa.Table, limit: float, run: RunDir) -> None:
+    if summary.failures == 0 or summary.failures / summary.videos <= limit:
+        return
+    reasons = "; ".join(failures.column(S.REASON).to_pylist()[:3])
+    raise IngestError(
+        f"{summary.failures} of {summary.videos} videos failed to decode "
+        f"(more than ingest.max_failure_share={limit}); first reasons: {reasons}. "
+        f"All failures are listed in {run.path(STAGE, FAILURES_FILE)}: fix or remove those "
+        f"files, or raise ingest.max_failure_share."
+    )
+
+
+def _row_from_record(record: VideoRecord) -> dict[str, Any]:
+    intervals = None if record.intervals is None else json.dumps([list(i) for i in record.intervals])
+    return {S.VIDEO_ID: record.video_id, S.VIDEO_PATH: record.path, S.LABEL: record.label,
+            S.SPLIT: record.split, _INTERVALS: intervals}
+
+
+def _record_from_row(row: dict[str, Any]) -> VideoRecord:
+    raw = row[_INTERVALS]
+    intervals = None if raw is None else tuple((int(s), int(e)) for s, e in json.loads(raw))
+    return VideoRecord(row[S.VIDEO_ID], row[S.VIDEO_PATH], row[S.LABEL], row[S.SPLIT], intervals)

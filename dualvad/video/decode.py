@@ -1,0 +1,87 @@
+"""Decoding with decord: open a video, read chosen frames, and say clearly why it failed.
+
+decord is imported only inside the functions that use it, so that importing dualvad does not
+need it (the Ray datasource pattern for optional heavy dependencies).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+class VideoDecodeError(RuntimeError):
+    """A video that cannot be opened or decoded; the message names the file and the cause."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a video."""
+
+    num_frames: int
+    fps: float  # frames per second, as the container reports
+    width: int  # pixels of the decoded (possibly resized) frames
+    height: int
+
+
+def open_video(path: str, width: int = -1, height: int = -1, num_threads: int = 1) -> Any:
+    """Open ``path`` with decord, resizing frames to ``width`` x ``height`` while decoding.
+
+    ``-1`` keeps the original size. Returns a ``decord.VideoReader``.
+
+    Raises:
+        VideoDecodeError: missing or empty file, or a file decord cannot demux/decode.
+    """
+    import decord
+
+    if not os.path.exists(path):
+        raise VideoDecodeError(f"{path}: file does not exist")
+    if os.path.getsize(path) == 0:
+        raise VideoDecodeError(f"{path}: file is empty (0 bytes); re-copy or remove it")
+    try:
+        reader = decord.VideoReader(path, width=width, height=height, num_threads=num_threads)
+    except (decord.DECORDError, RuntimeError) as error:  # decord raises both on bad input
+        raise VideoDecodeError(f"{path}: not a decodable video: truncated, corrupt or not a video at all "
+            f"({_first_line(error)}); re-encode or remove it") from error
+    if len(reader) == 0:
+        raise VideoDecodeError(f"{path}: container holds no video frames")
+    return reader
+
+
+def video_info(reader: Any) -> VideoInfo:
+    """Frame count, fps and decoded frame size of an open reader."""
+    height, width = reader[0].shape[:2] if len(reader) else (0, 0)
+    return VideoInfo(len(reader), float(reader.get_avg_fps()), int(width), int(height))
+
+
+def read_frames(reader: Any, indices: np.ndarray, path: str) -> np.ndarray:
+    """Decode the frames at ``indices`` (sorted ascending for sequential decoding).
+
+    Returns:
+        uint8 array (len(indices), H, W, 3), RGB.
+
+    Raises:
+        VideoDecodeError: a frame could not be decoded (e.g. a truncated file).
+    """
+    import decord
+
+    try:
+        batch = reader.get_batch([int(i) for i in indices]).asnumpy()
+    except (decord.DECORDError, RuntimeError) as error:
+        raise VideoDecodeError(
+            f"{path}: decoding frames {int(indices[0])}..{int(indices[-1])} failed, the file is "
+            f"probably truncated or corrupt ({_first_line(error)})"
+        ) from error
+    if batch.shape[0] != len(indices):
+        raise VideoDecodeError(
+            f"{path}: asked for {len(indices)} frames, decoder returned {batch.shape[0]}"
+        )
+    return batch
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__

@@ -1,0 +1,78 @@
+"""Cutting a video into K equal segments, and placing frames inside a span (pure functions).
+
+Frame ranges are half-open ``[start, end)`` in frame indices throughout dualvad.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def segment_bounds(num_frames: int, num_segments: int) -> np.ndarray:
+    """Split ``num_frames`` frames into ``num_segments`` contiguous segments of equal span.
+
+    Segment ``i`` covers ``[floor(i*N/K), floor((i+1)*N/K))``: spans differ by at most one
+    frame and together cover every frame exactly once.
+
+    Returns:
+        int64 array (K, 2) of ``[start, end)`` frame indices.
+
+    Raises:
+        ValueError: fewer frames than segments (a segment would be empty).
+    """
+    if num_segments < 1:
+        raise ValueError(f"num_segments must be >= 1, got {num_segments}")
+    if num_frames < num_segments:
+        raise ValueError(
+            f"video has {num_frames} frames, fewer than the {num_segments} segments requested; "
+            f"every segment needs at least one frame: lower --segments to <= {num_frames}"
+        )
+    edges = (np.arange(num_segments + 1, dtype=np.int64) * num_frames) // num_segments
+    return np.stack([edges[:-1], edges[1:]], axis=1)
+
+
+def subinterval_centres(start: int, end: int, count: int) -> np.ndarray:
+    """Frame indices at the centres of ``count`` equal sub-intervals of ``[start, end)``.
+
+    Index ``j`` is ``start + floor((j + 0.5) * (end - start) / count)``. The indices are
+    strictly increasing (hence unique) whenever ``count <= end - start``.
+
+    Returns:
+        int64 array (count,).
+    """
+    span = end - start
+    if span < 1:
+        raise ValueError(f"empty frame range [{start}, {end})")
+    if count < 0 or count > span:
+        raise ValueError(
+            f"cannot place {count} distinct frames in [{start}, {end}) which has {span} frames"
+        )
+    # (2j + 1) * span // (2 * count) is floor((j + 0.5) * span / count) in exact integers.
+    j = np.arange(count, dtype=np.int64)
+    return start + ((2 * j + 1) * span) // (2 * count)
+
+
+def interval_fraction(
+    bounds: np.ndarray, intervals: Sequence[tuple[int, int]] | None
+) -> np.ndarray | None:
+    """Share of each segment's frames that lie inside any annotated interval.
+
+    Args:
+        bounds: int array (K, 2) of ``[start, end)`` segment ranges.
+        intervals: annotated ``[start, end)`` frame ranges; ``()`` means annotated with no
+            anomaly, ``None`` means no temporal annotation.
+
+    Returns:
+        float32 array (K,) in [0, 1], or ``None`` when ``intervals`` is ``None``.
+    """
+    if intervals is None:
+        return None
+    total = int(bounds[-1, 1]) if len(bounds) else 0
+    inside = np.zeros(total, dtype=bool)
+    for start, end in intervals:
+        inside[max(start, 0) : min(end, total)] = True
+    counts = np.add.reduceat(inside.astype(np.int64), bounds[:, 0]) if total else np.zeros(0)
+    spans = bounds[:, 1] - bounds[:, 0]
+    return (counts / spans).astype(np.float32)

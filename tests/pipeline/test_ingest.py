@@ -1,0 +1,109 @@
+"""The ingest stage on a local Ray (2 CPUs): real decoding, exact segment bounds, failures, re-runs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from dualvad import schema as S
+from dualvad.config import load_config
+from dualvad.pipeline.ingest import FAILURES_FILE, IngestError, run_ingest
+from dualvad.rundir import open_run
+from dualvad.video.segments import segment_bounds
+
+from media import bikes_path, write_broken_files, write_video
+
+K = 8
+GOOD = {"Normal/n1.mp4": 40, "Fight/f1.mp4": 50, "Normal/n2.mp4": 33}
+BROKEN = {"Bad/empty.mp4": "0 bytes", "Bad/text.mp4": "not a decodable video",
+          "Bad/truncated.mp4": "truncated, corrupt", "Bad/one_frame.mp4": "1 frames, fewer than the 8"}
+
+
+def make_corpus(root: Path, with_broken: bool = True) -> Path:
+    """Three good generated videos, the real bikes.mp4 clip, and (optionally) four broken files."""
+    videos = root / "videos"
+    for video_id, frames in GOOD.items():
+        write_video(videos / video_id, frames)
+    (videos / "Real").mkdir(parents=True)
+    shutil.copy(bikes_path(), videos / "Real" / "bikes.mp4")
+    train = ["Normal/n1.mp4 Normal", "Real/bikes.mp4 Normal"]
+    test = ["Fight/f1.mp4 Fight", "Normal/n2.mp4 Normal"]
+    if with_broken:
+        for kind, path in write_broken_files(root / "broken").items():
+            shutil.move(path, videos / "Bad" / f"{kind}.mp4") if (videos / "Bad").exists() else (
+                (videos / "Bad").mkdir(), shutil.move(path, videos / "Bad" / f"{kind}.mp4"))
+        train += [f"{video_id} Normal" for video_id in BROKEN]
+    annotations = root / "annotations"
+    annotations.mkdir()
+    (annotations / "train.txt").write_text("\n".join(train) + "\n")
+    (annotations / "test.txt").write_text("\n".join(test) + "\n")
+    (annotations / "test_temporal.txt").write_text(
+        "Fight/f1.mp4  Fight  10  30  -1  -1\nNormal/n2.mp4  Normal  -1  -1  -1  -1\n"
+    )
+    return root
+
+
+def rows_of(table, video_id: str):
+    return table.filter(pc.equal(table[S.VIDEO_ID], video_id))
+
+
+def ingest_config(corpus: Path, run: Path, *extra: str):
+    return load_config(None, [f"corpus={corpus}", f"run={run}", f"ingest.segments={K}",
+                              "ingest.workers=2", "ingest.cpus_per_worker=0.5", *extra])
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def test_ingest_writes_exact_segments_and_records_failures(ray_session, corpus, tmp_path):
+    run = tmp_path / "run"
+    summary = run_ingest(ingest_config(corpus, run, "ingest.max_failure_share=0.6"))
+    assert (summary.videos, summary.processed, summary.failures) == (8, 8, 4)
+    assert summary.segments == 4 * K
+
+    table = open_run(str(run)).read_table("segments")
+    assert table.schema.equals(S.SEGMENTS_SCHEMA)
+    frames = {**GOOD, "Real/bikes.mp4": 250}
+    assert set(table.column(S.VIDEO_ID).to_pylist()) == set(frames)
+    for video_id, num_frames in frames.items():
+        rows = rows_of(table, video_id).sort_by(S.SEGMENT_INDEX).to_pydict()
+        bounds = np.stack([rows[S.START_FRAME], rows[S.END_FRAME]], axis=1)
+        np.testing.assert_array_equal(bounds, segment_bounds(num_frames, K))
+        assert rows[S.SEGMENT_INDEX] == list(range(K))
+        assert set(rows[S.NUM_FRAMES]) == {num_frames}
+        assert all(len(f) == len(rows[S.FEATURE][0]) > 0 for f in rows[S.FEATURE])
+    fight = rows_of(table, "Fight/f1.mp4").sort_by(S.SEGMENT_INDEX)
+    # 50 frames, K=8: bounds 0,6,12,18,25,31,37,43,50; anomaly [10, 30)
+    expected = [0, 2 / 6, 1, 1, 5 / 6, 0, 0, 0]
+    np.testing.assert_allclose(fight[S.GT_FRACTION].to_pylist(), expected, rtol=1e-6)
+    assert set(fight[S.LABEL].to_pylist()) == {"Fight"} and set(fight[S.SPLIT].to_pylist()) == {"test"}
+    normal_train = rows_of(table, "Normal/n1.mp4")
+    assert normal_train[S.GT_FRACTION].null_count == K  # no temporal annotation -> null
+
+    failures = pq.read_table(run / "segments" / FAILURES_FILE).to_pydict()
+    reasons = dict(zip(failures[S.VIDEO_ID], failures[S.REASON], strict=True))
+    assert set(reasons) == set(BROKEN)
+    for video_id, expected_reason in BROKEN.items():
+        assert expected_reason in reasons[video_id], reasons[video_id]
+        assert video_id.split("/")[1] in reasons[video_id]  # the reason names the file
+
+    # Re-running skips what is written, retries the failures, and duplicates nothing.
+    again = run_ingest(ingest_config(corpus, run, "ingest.max_failure_share=0.6"))
+    assert (again.skipped, again.processed, again.segments, again.failures) == (4, 4, 0, 4)
+    assert open_run(str(run)).read_table("segments").num_rows == 4 * K
+    assert not [p for p in (run / "segments").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_too_many_failures_fail_the_stage_but_keep_the_record(ray_session, corpus, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(IngestError, match=r"4 of 8 videos failed.*max_failure_share=0.25"):
+        run_ingest(ingest_config(corpus, run))
+    assert pq.read_table(run / "segments" / FAILURES_FILE).num_rows == 4
+    assert open_run(str(run)).read_table("segments").num_rows == 4 * K  # good videos kept
