@@ -27,7 +27,7 @@ from dualvad.config import DualVADConfig, IngestConfig
 from dualvad.corpus.layout import VideoRecord
 from dualvad.corpus.readers import read_corpus
 from dualvad.pipeline.runtime import ensure_ray
-from dualvad.rundir import TEMP_PREFIX, RunDir, open_run
+from dualvad.rundir import RunDir, open_run
 from dualvad.scorer.features import VideoFeatures, build_extractor, extract_video_features
 from dualvad.video.decode import VideoDecodeError
 from dualvad.video.segments import interval_fraction
@@ -148,7 +148,7 @@ def run_ingest(config: DualVADConfig) -> IngestSummary:
     done = _ingested_video_ids(run)
     todo = [r for r in records if r.video_id not in done]
     log.info("ingest: %d videos, %d already ingested, %d to do", len(records), len(done), len(todo))
-    segments, failures = (0, pa.Table.from_pylist([], schema=S.FAILURES_SCHEMA))
+    segments, failures = 0, _empty_failures()
     if todo:
         ensure_ray(config.ray)
         segments, failures = _ingest_videos(run, todo, config.ingest)
@@ -163,7 +163,12 @@ def run_ingest(config: DualVADConfig) -> IngestSummary:
 
 
 def _ingest_videos(run: RunDir, todo: list[VideoRecord], config: IngestConfig) -> tuple[int, pa.Table]:
-    """Run the Ray Data pipeline over ``todo``; returns (segment rows written, failures)."""
+    """Run the Ray Data pipeline over ``todo``; returns (segment rows written, failures).
+
+    One streaming pass: the driver receives each video's rows as the actors finish them and
+    writes a Parquet part every ROWS_PER_PART rows, so an interrupted stage keeps what it
+    finished and a re-run skips it.
+    """
     rows = [_row_from_record(r) for r in todo]
     max_workers = config.workers or max(1, int(ray.available_resources().get("CPU", 1)))
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
@@ -174,35 +179,55 @@ def _ingest_videos(run: RunDir, todo: list[VideoRecord], config: IngestConfig) -
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(max_workers, len(rows))),
         num_cpus=config.cpus_per_worker,
     )
-    output = dataset.materialize()
-    failures = _collect_failures(output)
-    good = output.map_batches(_only_segments, batch_format="pyarrow", batch_size=None)
-    written = good.count()
-    if written:
-        _write_segments_atomically(run, good)
-    return written, failures
+    writer, failures, done = _PartWriter(run), [], set()
+    for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+        failed = pc.is_valid(batch[S.REASON])
+        failures.append(batch.filter(failed).select(S.FAILURES_SCHEMA.names))
+        writer.add(batch.filter(pc.invert(failed)).drop_columns([S.REASON]))
+        _log_progress(done, batch, len(rows), sum(f.num_rows for f in failures))
+    writer.flush()
+    return writer.rows_written, pa.concat_tables([_empty_failures(), *failures]).cast(S.FAILURES_SCHEMA)
 
 
-def _only_segments(batch: pa.Table) -> pa.Table:
-    return batch.filter(pc.is_null(batch[S.REASON])).drop_columns([S.REASON])
+def _log_progress(done: set[str], batch: pa.Table, total: int, failed: int) -> None:
+    """Log every ~5% of the videos (Ray Data's progress bar counts blocks, this counts videos)."""
+    before = len(done)
+    done.update(batch.column(S.VIDEO_ID).unique().to_pylist())
+    step = max(1, total // 20)
+    if len(done) // step > before // step or len(done) == total:
+        log.info("ingest: %d/%d videos decoded, %d failed", len(done), total, failed)
 
 
-def _only_failures(batch: pa.Table) -> pa.Table:
-    return batch.filter(pc.is_valid(batch[S.REASON])).select(S.FAILURES_SCHEMA.names)
+ROWS_PER_PART = 8192  # segment rows per Parquet file (256 videos at K=32)
 
 
-def _collect_failures(output: Any) -> pa.Table:
-    failed = output.map_batches(_only_failures, batch_format="pyarrow", batch_size=None)
-    return pa.Table.from_pylist(failed.take_all(), schema=S.FAILURES_SCHEMA)
+class _PartWriter:
+    """Buffers segment rows and writes them as atomically renamed Parquet parts."""
+
+    def __init__(self, run: RunDir) -> None:
+        self.run, self.token = run, uuid.uuid4().hex[:8]
+        self.buffer: list[pa.Table] = []
+        self.buffered = self.rows_written = self.parts = 0
+
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self.buffer.append(table)
+            self.buffered += table.num_rows
+        if self.buffered >= ROWS_PER_PART:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        table = pa.concat_tables(self.buffer).cast(S.SEGMENTS_SCHEMA)
+        self.run.write_table(table, STAGE, f"part-{self.token}-{self.parts:05d}.parquet")
+        self.rows_written += table.num_rows
+        self.parts += 1
+        self.buffer, self.buffered = [], 0
 
 
-def _write_segments_atomically(run: RunDir, dataset: Any) -> None:
-    """Write into a hidden temporary folder, then move each file into ``segments/``."""
-    temp_dir = run.makedirs(STAGE, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
-    dataset.write_parquet(temp_dir, filesystem=run.fs)
-    for source in run.parquet_files(*temp_dir[len(run.root) + 1 :].split("/")):
-        run.fs.move(source, run.path(STAGE, source.rsplit("/", 1)[1]))
-    run.fs.delete_dir(temp_dir)
+def _empty_failures() -> pa.Table:
+    return pa.Table.from_pylist([], schema=S.FAILURES_SCHEMA)
 
 
 def _ingested_video_ids(run: RunDir) -> set[str]:

@@ -29,8 +29,9 @@ def test_motion_feature_layout_and_cues():
     moving[1::2, :, :8] = 255  # the second frame of each pair changes: motion on the left
     flash = still.copy()
     flash[:, :, :] = 250
-    f_still, f_moving, f_flash = extractor(still), extractor(moving), extractor(flash)
-    assert f_still.shape == (extractor.dim,) and f_still.dtype == np.float32
+    batch = extractor(np.stack([still, moving, flash]))
+    assert batch.shape == (3, extractor.dim) and batch.dtype == np.float32
+    f_still, f_moving, f_flash = batch
     assert f_still[MOTION_MEAN] == 0.0 and f_moving[MOTION_MEAN] > 0.1
     motion_grid = f_moving[2 * GRID * GRID + 6 : 3 * GRID * GRID + 6].reshape(GRID, GRID)
     assert motion_grid[:, 0].min() > 0.5 and motion_grid[:, 1:].max() == 0.0  # left column only

@@ -1,0 +1,185 @@
+"""Ingest throughput and memory, side by side in one run.
+
+Prints, on one generated corpus:
+  * video frames covered per second per core by the ingest stage (1 and 2 Ray workers),
+  * the same for a single-threaded ``ffmpeg -threads 1 -i f -f null -`` full decode (the floor),
+  * the same for a naive loop decoding every frame with PyAV into NumPy (single-threaded),
+  * the peak memory (RSS) of one ingest worker process on a 10-minute 640x480 video.
+
+Targets (issue 3): ingest >= 0.8x ffmpeg, >= 2x naive, 2 workers >= 1.6x 1 worker,
+worker peak < 1.5 GiB.
+
+    python bench/ingest.py                      # defaults: 16 videos x 60 s, 320x240 @ 30 fps
+    python bench/ingest.py --videos 4 --seconds 10 --long-minutes 1   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out" / "ingest"
+
+
+def main() -> None:
+    args = _args()
+    corpus = _corpus(args)
+    files = sorted(str(p) for p in (corpus / "videos").rglob("*.mp4"))
+    frames = _frame_counts(files)
+    total = sum(frames)
+    print(f"corpus: {len(files)} videos, {total} frames, {args.width}x{args.height} @ {args.fps} fps "
+          f"({corpus})")
+
+    results = {"ffmpeg -threads 1 full decode": _rate(total, _time_ffmpeg(files), cores=1),
+               "PyAV naive loop (every frame -> NumPy)": _rate(total, _time_pyav(files), cores=1)}
+    seconds_1, seconds_2 = (_time_ingest(corpus, workers) for workers in (1, 2))
+    results["dualvad ingest, 1 worker"] = _rate(total, seconds_1, cores=1)
+    results["dualvad ingest, 2 workers"] = _rate(total, seconds_2, cores=2)
+    _print_table(results)
+
+    ingest, ffmpeg = results["dualvad ingest, 1 worker"], results["ffmpeg -threads 1 full decode"]
+    naive = results["PyAV naive loop (every frame -> NumPy)"]
+    print(f"\ningest / ffmpeg full decode : {ingest / ffmpeg:5.2f}x   (target >= 0.8)")
+    print(f"ingest / PyAV naive loop    : {ingest / naive:5.2f}x   (target >= 2)")
+    print(f"2 workers / 1 worker (speed): {seconds_1 / seconds_2:5.2f}x   (target >= 1.6)")
+
+    peak, baseline, long_frames = _worker_peak_memory(args.long_minutes)
+    print(f"\none ingest worker on a {args.long_minutes:g}-minute 640x480 video ({long_frames} frames): "
+          f"peak RSS {peak / 2**20:.0f} MiB (process before decoding: {baseline / 2**20:.0f} MiB; "
+          f"target < 1536 MiB)")
+
+
+def _args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--videos", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--height", type=int, default=240)
+    parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--long-minutes", type=float, default=10.0, help="length of the memory video")
+    return parser.parse_args()
+
+
+def _corpus(args: argparse.Namespace) -> Path:
+    """Generate the bench corpus once; reuse it while the spec is unchanged."""
+    from dualvad.corpus.synthetic import SynthSpec, generate_corpus
+
+    spec = SynthSpec(videos=args.videos, seed=7, width=args.width, height=args.height,
+                     fps=args.fps, seconds=args.seconds)
+    folder = OUT / f"corpus-{args.videos}x{args.seconds:g}s-{args.width}x{args.height}-{args.fps}"
+    if not (folder / "annotations").is_dir():
+        started = time.perf_counter()
+        print(f"generating {folder} ...", flush=True)
+        generate_corpus(folder, spec)
+        print(f"generated in {time.perf_counter() - started:.0f} s", flush=True)
+    return folder
+
+
+def _frame_counts(files: list[str]) -> list[int]:
+    import decord
+
+    return [len(decord.VideoReader(f, num_threads=1)) for f in files]
+
+
+def _ffmpeg() -> str:
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _time_ffmpeg(files: list[str]) -> float:
+    binary = _ffmpeg()
+    started = time.perf_counter()
+    for path in files:
+        subprocess.run([binary, "-v", "error", "-threads", "1", "-i", path, "-f", "null", "-"],
+                       check=True)
+    return time.perf_counter() - started
+
+
+def _time_pyav(files: list[str]) -> float:
+    import av
+
+    started = time.perf_counter()
+    for path in files:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            stream.codec_context.thread_count = 1
+            for frame in container.decode(stream):
+                frame.to_ndarray(format="rgb24")
+    return time.perf_counter() - started
+
+
+def _time_ingest(corpus: Path, workers: int) -> float:
+    """Wall time of the ingest stage with ``workers`` actors (Ray already running; its start is
+    not counted, the actors' start is)."""
+    import ray
+
+    from dualvad.config import load_config
+    from dualvad.pipeline.ingest import run_ingest
+    from dualvad.pipeline.runtime import ensure_ray
+
+    run = Path(tempfile.mkdtemp(prefix=f"ingest-{workers}w-", dir=OUT))
+    config = load_config(None, [f"corpus={corpus}", f"run={run}", f"ingest.workers={workers}",
+                                "ingest.cpus_per_worker=1", "ray.num_cpus=2"])
+    ensure_ray(config.ray)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    summary = run_ingest(config)
+    print(summary, flush=True)
+    shutil.rmtree(run)
+    return summary.seconds
+
+
+def _rate(frames: int, seconds: float, cores: int) -> float:
+    return frames / seconds / cores
+
+
+def _print_table(results: dict[str, float]) -> None:
+    print(f"\n{'method':<42} {'frames/s/core':>14}")
+    for name, rate in results.items():
+        print(f"{name:<42} {rate:14.0f}")
+
+
+_WORKER_PROBE = """
+import json, resource, sys
+from dualvad.config import IngestConfig
+from dualvad.pipeline.ingest import SegmentWorker
+import pyarrow as pa
+worker = SegmentWorker(IngestConfig())
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+row = {"video_id": "long.mp4", "video_path": sys.argv[1], "label": "Normal", "split": "test",
+       "intervals_json": None}
+out = worker(pa.Table.from_pylist([row]))
+assert out.num_rows == 32 and out["reason"].null_count == 32, out["reason"].to_pylist()[:1]
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"before": before, "peak": peak, "frames": out["num_frames"][0].as_py()}))
+"""
+
+
+def _worker_peak_memory(minutes: float) -> tuple[int, int, int]:
+    """Run the ingest worker's code on a long video in a fresh process; return its peak RSS."""
+    video = OUT / f"long-{minutes:g}min-640x480.mp4"
+    if not video.exists():
+        subprocess.run([_ffmpeg(), "-v", "error", "-y", "-f", "lavfi", "-i",
+                        "testsrc2=size=640x480:rate=30", "-t", str(minutes * 60), "-c:v", "libx264",
+                        "-preset", "veryfast", "-pix_fmt", "yuv420p", str(video)], check=True)
+    result = subprocess.run([sys.executable, "-c", _WORKER_PROBE, str(video)], check=True,
+                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    numbers = json.loads(result.stdout.strip().splitlines()[-1])
+    return numbers["peak"], numbers["before"], numbers["frames"]
+
+
+if __name__ == "__main__":
+    OUT.mkdir(parents=True, exist_ok=True)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    main()

@@ -1,0 +1,10 @@
+"""Corpus readers (folder, UCF-Crime, XD-Violence layouts) and the synthetic corpus generator.
+
+Pure Python/NumPy; PyAV is imported only when the generator encodes a video.
+"""
+
+from dualvad.corpus.layout import CorpusFormatError, VideoRecord
+from dualvad.corpus.readers import read_corpus
+from dualvad.corpus.synthetic import SynthSpec, generate_corpus
+
+__all__ = ["CorpusFormatError", "SynthSpec", "VideoRecord", "generate_corpus", "read_corpus"]

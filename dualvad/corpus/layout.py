@@ -1,0 +1,81 @@
+"""The on-disk layout of a corpus and the record that describes one of its videos.
+
+A corpus is a folder::
+
+    <corpus>/videos/<relative path>          the video files (any of VIDEO_EXTENSIONS)
+    <corpus>/annotations/train.txt           `<relative path> <label>` per line
+    <corpus>/annotations/test.txt            `<relative path> <label>` per line
+    <corpus>/annotations/test_temporal.txt   optional, UCF-Crime temporal format
+
+Labels are `Normal` or an anomaly category. Frame intervals are half-open `[start, end)`
+frame indices (0-based) everywhere in this package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+VIDEOS_DIR = "videos"
+ANNOTATIONS_DIR = "annotations"
+TRAIN_LIST = "train.txt"
+TEST_LIST = "test.txt"
+TEMPORAL_FILE = "test_temporal.txt"
+NORMAL_LABEL = "Normal"
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
+SPLITS = ("train", "test")
+
+Interval = tuple[int, int]
+"""A half-open frame range `[start, end)`: 0-based frame indices, `start < end`."""
+
+
+class CorpusFormatError(ValueError):
+    """A corpus file is missing or malformed; the message names the file (and line) and the fix."""
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One video of a corpus.
+
+    Attributes:
+        video_id: path relative to `<corpus>/videos`, posix separators, with extension,
+            e.g. `"Speeding/speeding_0003.mp4"`. Unique within a corpus.
+        path: absolute path of the video file.
+        label: `"Normal"` or an anomaly category (video-level label).
+        split: `"train"` or `"test"`.
+        intervals: temporal annotation as half-open `[start, end)` frame ranges, sorted;
+            `()` = annotated and without anomaly; `None` = no temporal annotation.
+    """
+
+    video_id: str
+    path: str
+    label: str
+    split: str
+    intervals: tuple[Interval, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ValueError(
+                f"VideoRecord {self.video_id!r}: split must be one of {SPLITS}, got {self.split!r}"
+            )
+
+    @property
+    def is_anomalous(self) -> bool:
+        """True when the video-level label is an anomaly category (not `Normal`)."""
+        return self.label != NORMAL_LABEL
+
+
+def format_error(path: object, line_no: int | None, problem: str, expected: str) -> str:
+    """A `CorpusFormatError` message: `<file>:<line>: <problem>; expected <expected>`."""
+    where = f"{path}:{line_no}" if line_no is not None else f"{path}"
+    return f"{where}: {problem}; expected {expected}"
+
+
+def has_video_extension(name: str) -> bool:
+    """True when `name` ends with one of VIDEO_EXTENSIONS (case-insensitive)."""
+    return name.lower().endswith(VIDEO_EXTENSIONS)
+
+
+# The real UCF-Crime annotation files, read when `annotations/` holds them instead of
+# TRAIN_LIST / TEST_LIST.
+UCF_TRAIN_LIST = "Anomaly_Train.txt"
+UCF_TEMPORAL_FILE = "Temporal_Anomaly_Annotation_for_Testing_Videos.txt"

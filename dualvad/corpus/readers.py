@@ -1,0 +1,424 @@
+"""Readers for corpus annotation files: label lists, UCF-Crime and XD-Violence formats.
+
+Every reader skips blank lines and whole-line `#` comments (a `#` inside a token is kept:
+XD-Violence names contain one), and raises `CorpusFormatError` naming `<file>:<line>`, the
+problem and the expected format.
+
+Frame intervals are returned half-open, `[start, end)`: the end frame written in a UCF-Crime
+or XD-Violence file is treated as exclusive (the first frame after the event).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from dualvad.corpus.layout import (
+    ANNOTATIONS_DIR,
+    NORMAL_LABEL,
+    SPLITS,
+    TEMPORAL_FILE,
+    TEST_LIST,
+    TRAIN_LIST,
+    UCF_TEMPORAL_FILE,
+    UCF_TRAIN_LIST,
+    VIDEO_EXTENSIONS,
+    VIDEOS_DIR,
+    CorpusFormatError,
+    Interval,
+    VideoRecord,
+    format_error,
+    has_video_extension,
+)
+
+Temporal = dict[str, tuple[str, tuple[Interval, ...]]]
+"""video token -> (label, sorted half-open frame intervals)."""
+
+XD_CATEGORIES: Mapping[str, str] = {
+    "A": NORMAL_LABEL,
+    "B1": "Fighting",
+    "B2": "Shooting",
+    "B4": "Riot",
+    "B5": "Abuse",
+    "B6": "Car accident",
+    "G": "Explosion",
+}
+"""XD-Violence label codes (the part after `label_` in a video name) -> category."""
+
+_LABEL_LIST_FORMAT = (
+    "`<relative video path> <label>`, e.g. `Explosion/explosion_0001.mp4 Explosion`"
+)
+_UCF_TEMPORAL_FORMAT = (
+    "`<video> <Class> <start1> <end1> <start2> <end2>` (frame indices, -1 = none), "
+    "e.g. `Abuse028_x264.mp4  Abuse  165  240  -1  -1`"
+)
+_UCF_TRAIN_FORMAT = "`<Category folder>/<video file>`, e.g. `Abuse/Abuse001_x264.mp4`"
+_XD_FORMAT = "`<video> <start1> <end1> [<start2> <end2> ...]`, e.g. `name_label_B1-0-0 10 90`"
+_MAX_LISTED = 5
+
+
+def _records(path: str | os.PathLike[str]) -> Iterator[tuple[int, list[str]]]:
+    """Yield `(1-based line number, whitespace-separated tokens)` of the non-comment lines."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CorpusFormatError(f"{path}: file not found; check the corpus path") from None
+    except UnicodeDecodeError as exc:
+        raise CorpusFormatError(f"{path}: not UTF-8 text ({exc}); save it as UTF-8") from None
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        tokens = line.split()
+        if tokens and not tokens[0].startswith("#"):
+            yield line_no, tokens
+
+
+def _fail(path: object, line_no: int | None, problem: str, expected: str) -> CorpusFormatError:
+    return CorpusFormatError(format_error(path, line_no, problem, expected))
+
+
+def _canonical_label(token: str) -> str:
+    """`normal` in any case becomes `Normal`; other labels are kept as written."""
+    return NORMAL_LABEL if token.lower() == NORMAL_LABEL.lower() else token
+
+
+def _video_path(token: str, path: object, line_no: int, expected: str) -> str:
+    """Normalize a relative video path to posix form; reject absolute, `..` and non-video."""
+    rel = token.replace("\\", "/")
+    while rel.startswith("./"):
+        rel = rel[2:]
+    parts = rel.split("/")
+    if rel.startswith("/") or ":" in parts[0] or ".." in parts or "" in parts:
+        raise _fail(path, line_no, f"{token!r} is not a relative path inside videos/", expected)
+    if not has_video_extension(rel):
+        raise _fail(
+            path, line_no, f"{token!r} does not end with one of {VIDEO_EXTENSIONS}", expected
+        )
+    return rel
+
+
+def _check_new(seen: dict[str, int], key: str, path: object, line_no: int, expected: str) -> None:
+    if key in seen:
+        raise _fail(path, line_no, f"{key!r} already listed on line {seen[key]}", expected)
+    seen[key] = line_no
+
+
+def read_label_list(path: str | os.PathLike[str], split: str) -> dict[str, str]:
+    """Read a video-level label list: one `<relative path> <label>` per line.
+
+    Args:
+        path: the list file, e.g. `<corpus>/annotations/train.txt`.
+        split: `"train"` or `"test"`, the split the list describes (named in errors).
+
+    Returns:
+        relative video path (posix separators) -> label (`"Normal"` or a category).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"read_label_list: split must be one of {SPLITS}, got {split!r}")
+    labels: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for line_no, tokens in _records(path):
+        if len(tokens) != 2:
+            raise _fail(
+                path,
+                line_no,
+                f"{split} list line has {len(tokens)} field{'s' if len(tokens) > 1 else ''}",
+                _LABEL_LIST_FORMAT,
+            )
+        video = _video_path(tokens[0], path, line_no, _LABEL_LIST_FORMAT)
+        _check_new(seen, video, path, line_no, _LABEL_LIST_FORMAT)
+        labels[video] = _canonical_label(tokens[1])
+    return labels
+
+
+def _parse_int(token: str, path: object, line_no: int, expected: str) -> int:
+    try:
+        return int(token)
+    except ValueError:
+        raise _fail(path, line_no, f"frame index {token!r} is not an integer", expected) from None
+
+
+def _intervals(
+    tokens: list[str], path: object, line_no: int, expected: str, allow_none: bool
+) -> tuple[Interval, ...]:
+    """Parse `s1 e1 s2 e2 ...` into sorted half-open intervals (`-1 -1` pairs dropped)."""
+    if len(tokens) % 2:
+        raise _fail(path, line_no, f"odd number of frame indices ({len(tokens)})", expected)
+    values = [_parse_int(t, path, line_no, expected) for t in tokens]
+    out: list[Interval] = []
+    for start, end in zip(values[::2], values[1::2], strict=True):
+        if allow_none and start == -1 and end == -1:
+            continue
+        if start < 0 or end < 0:
+            raise _fail(path, line_no, f"negative frame index in pair ({start}, {end})", expected)
+        if start >= end:
+            raise _fail(
+                path,
+                line_no,
+                f"interval start {start} is not before end {end} (end is exclusive)",
+                expected,
+            )
+        out.append((start, end))
+    return tuple(sorted(out))
+
+
+def read_ucf_temporal(path: str | os.PathLike[str]) -> Temporal:
+    """Read UCF-Crime temporal annotations: `<video> <Class> s1 e1 s2 e2` per line.
+
+    Frame indices are 0-based; a `-1 -1` pair means no interval; any even number of indices
+    is accepted. The end index is treated as exclusive: `(s, e)` covers frames `s .. e-1`.
+    A `Normal` video may not carry intervals.
+
+    Returns:
+        video token as written -> (label, sorted half-open intervals; `()` when none).
+    """
+    out: Temporal = {}
+    seen: dict[str, int] = {}
+    for line_no, tokens in _records(path):
+        if len(tokens) < 2:
+            raise _fail(path, line_no, f"line has {len(tokens)} field", _UCF_TEMPORAL_FORMAT)
+        video, label = tokens[0], _canonical_label(tokens[1])
+        _check_new(seen, video, path, line_no, _UCF_TEMPORAL_FORMAT)
+        intervals = _intervals(tokens[2:], path, line_no, _UCF_TEMPORAL_FORMAT, allow_none=True)
+        if label == NORMAL_LABEL and intervals:
+            raise _fail(
+                path,
+                line_no,
+                "a Normal video has anomaly intervals",
+                "`-1 -1 -1 -1` for Normal videos",
+            )
+        out[video] = (label, intervals)
+    return out
+
+
+def read_ucf_train_list(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Read UCF-Crime's `Anomaly_Train.txt`: one `<Category>/<file>` path per line.
+
+    The label is the name of the folder holding the file, except that a folder whose name
+    contains `Normal` (e.g. `Training_Normal_Videos_Anomaly`) gives the label `"Normal"`.
+
+    Returns:
+        relative video path (posix separators) -> label.
+    """
+    labels: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for line_no, tokens in _records(path):
+        if len(tokens) != 1:
+            raise _fail(path, line_no, f"line has {len(tokens)} fields", _UCF_TRAIN_FORMAT)
+        video = _video_path(tokens[0], path, line_no, _UCF_TRAIN_FORMAT)
+        folder = posixpath.basename(posixpath.dirname(video))
+        if not folder:
+            raise _fail(path, line_no, f"{video!r} has no category folder", _UCF_TRAIN_FORMAT)
+        _check_new(seen, video, path, line_no, _UCF_TRAIN_FORMAT)
+        labels[video] = NORMAL_LABEL if "normal" in folder.lower() else folder
+    return labels
+
+
+def xd_label(video: str) -> str:
+    """The category of an XD-Violence video from its name: `..._label_B2-0-0` -> `Shooting`.
+
+    The first code after `label_` decides (`A` = Normal); raises `ValueError` for a name
+    without `label_` or an unknown code.
+    """
+    at = video.rfind("label_")
+    if at < 0:
+        raise ValueError(f"XD-Violence name {video!r} has no `label_<code>` part")
+    code = video[at + len("label_") :]
+    if has_video_extension(code):
+        code = posixpath.splitext(code)[0]
+    first = code.split("-")[0]
+    if first not in XD_CATEGORIES:
+        raise ValueError(
+            f"XD-Violence name {video!r}: unknown label code {first!r}; "
+            f"known codes are {sorted(XD_CATEGORIES)}"
+        )
+    return XD_CATEGORIES[first]
+
+
+def read_xd_violence(path: str | os.PathLike[str]) -> Temporal:
+    """Read XD-Violence annotations: `<video> s1 e1 [s2 e2 ...]` per line.
+
+    The label comes from the name (see `xd_label`). A video may be listed without intervals;
+    a Normal (`label_A`) video may not carry any. End indices are treated as exclusive.
+
+    Returns:
+        video token as written -> (label, sorted half-open intervals).
+    """
+    out: Temporal = {}
+    seen: dict[str, int] = {}
+    for line_no, tokens in _records(path):
+        video = tokens[0]
+        try:
+            label = xd_label(video)
+        except ValueError as exc:
+            raise _fail(path, line_no, str(exc), _XD_FORMAT) from None
+        _check_new(seen, video, path, line_no, _XD_FORMAT)
+        intervals = _intervals(tokens[1:], path, line_no, _XD_FORMAT, allow_none=False)
+        if label == NORMAL_LABEL and intervals:
+            raise _fail(
+                path,
+                line_no,
+                "a label_A (Normal) video has anomaly intervals",
+                "no intervals for label_A videos",
+            )
+        out[video] = (label, intervals)
+    return out
+
+
+# --------------------------------------------------------------------------- read_corpus
+
+_Entry = tuple[str, str, str, tuple[Interval, ...] | None]
+"""(video_id, label, split, intervals) before the file check."""
+
+
+def _preview(items: list[str]) -> str:
+    shown = ", ".join(items[:_MAX_LISTED])
+    more = len(items) - _MAX_LISTED
+    return f"{shown} (and {more} more)" if more > 0 else shown
+
+
+def _by_basename(video_ids: list[str]) -> dict[str, list[str]]:
+    index: dict[str, list[str]] = {}
+    for vid in video_ids:
+        index.setdefault(posixpath.basename(vid), []).append(vid)
+    return index
+
+
+def _resolve(token: str, listed: list[str], index: dict[str, list[str]], source: object) -> str:
+    """The listed video id a temporal token names: exact relative path, else unique basename."""
+    rel = token.replace("\\", "/")
+    if rel in listed:
+        return rel
+    candidates = index.get(posixpath.basename(rel), [])
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        raise CorpusFormatError(
+            f"{source}: video {token!r} matches several videos by name ({_preview(candidates)}); "
+            "write its path relative to videos/ instead"
+        )
+    raise CorpusFormatError(
+        f"{source}: video {token!r} is not listed in the test list; add it there or remove it"
+    )
+
+
+def _match_temporal(
+    temporal: Temporal, test: dict[str, str], source: object
+) -> dict[str, tuple[Interval, ...]]:
+    """Map temporal entries onto test video ids (by relative path, else by basename)."""
+    listed = sorted(test)
+    index = _by_basename(listed)
+    matched: dict[str, tuple[Interval, ...]] = {}
+    for token, (label, intervals) in temporal.items():
+        vid = _resolve(token, listed, index, source)
+        if vid in matched:
+            raise CorpusFormatError(f"{source}: video {vid!r} is annotated twice")
+        if label != test[vid]:
+            raise CorpusFormatError(
+                f"{source}: video {token!r} has class {label!r} but the test list labels it "
+                f"{test[vid]!r}; make the two agree"
+            )
+        matched[vid] = intervals
+    return matched
+
+
+def _check_disjoint(train: dict[str, str], test: dict[str, str], ann: Path) -> None:
+    both = sorted(train.keys() & test.keys())
+    if both:
+        raise CorpusFormatError(
+            f"{ann}: {len(both)} videos are listed in both the train and the test list: "
+            f"{_preview(both)}; a video belongs to one split"
+        )
+
+
+def _folder_entries(ann: Path) -> list[_Entry]:
+    """Entries of the folder layout: train.txt, test.txt and optional test_temporal.txt."""
+    train_path, test_path, temporal_path = ann / TRAIN_LIST, ann / TEST_LIST, ann / TEMPORAL_FILE
+    train = read_label_list(train_path, "train") if train_path.is_file() else {}
+    test = read_label_list(test_path, "test") if test_path.is_file() else {}
+    _check_disjoint(train, test, ann)
+    temporal: dict[str, tuple[Interval, ...]] = {}
+    if temporal_path.is_file():
+        temporal = _match_temporal(read_ucf_temporal(temporal_path), test, temporal_path)
+    entries: list[_Entry] = [(vid, label, "train", None) for vid, label in train.items()]
+    entries += [(vid, label, "test", temporal.get(vid)) for vid, label in test.items()]
+    return entries
+
+
+def _video_files(videos: Path) -> list[str]:
+    """Relative posix paths of every video file under `videos` (sorted)."""
+    if not videos.is_dir():
+        return []
+    found = (p.relative_to(videos).as_posix() for p in videos.rglob("*") if p.is_file())
+    return sorted(rel for rel in found if has_video_extension(rel))
+
+
+def _ucf_entries(ann: Path, videos: Path) -> list[_Entry]:
+    """Entries of the real UCF-Crime layout: Anomaly_Train.txt and the temporal test file.
+
+    The test videos are those of the temporal file; each token is found under `videos/` by
+    its relative path, else by its file name (UCF-Crime lists test videos by name only).
+    """
+    train_path, temporal_path = ann / UCF_TRAIN_LIST, ann / UCF_TEMPORAL_FILE
+    train = read_ucf_train_list(train_path) if train_path.is_file() else {}
+    temporal = read_ucf_temporal(temporal_path) if temporal_path.is_file() else {}
+    on_disk = _video_files(videos)
+    index = _by_basename(on_disk)
+    test: dict[str, tuple[str, tuple[Interval, ...]]] = {}
+    for token, value in temporal.items():
+        rel = token.replace("\\", "/")
+        found = index.get(posixpath.basename(rel), [])
+        if rel not in on_disk and len(found) > 1:
+            raise CorpusFormatError(
+                f"{temporal_path}: video {token!r} matches several files under {videos} "
+                f"({_preview(found)}); write its path relative to videos/ instead"
+            )
+        vid = rel if rel in on_disk or not found else found[0]
+        test[vid] = value
+    _check_disjoint(train, dict.fromkeys(test, ""), ann)
+    entries: list[_Entry] = [(vid, label, "train", None) for vid, label in train.items()]
+    entries += [(vid, label, "test", iv) for vid, (label, iv) in test.items()]
+    return entries
+
+
+def _records_from(root: Path, entries: list[_Entry]) -> list[VideoRecord]:
+    """Check every listed file exists under `<root>/videos` and build the sorted records."""
+    videos = root / VIDEOS_DIR
+    missing = sorted(vid for vid, *_ in entries if not (videos / vid).is_file())
+    if missing:
+        raise CorpusFormatError(
+            f"{len(missing)} listed videos are missing under {videos}: {_preview(missing)}; "
+            "put the files there or remove them from the annotation lists"
+        )
+    records = [
+        VideoRecord(vid, os.path.abspath(videos / vid), label, split, intervals)
+        for vid, label, split, intervals in entries
+    ]
+    return sorted(records, key=lambda r: (r.split, r.video_id))
+
+
+def read_corpus(root: str | os.PathLike[str]) -> list[VideoRecord]:
+    """Read a corpus folder (`videos/` + `annotations/`) into records sorted by (split, id).
+
+    `annotations/` holds either `train.txt` / `test.txt` (at least one) with an optional
+    `test_temporal.txt`, or the real UCF-Crime files `Anomaly_Train.txt` and
+    `Temporal_Anomaly_Annotation_for_Testing_Videos.txt` (whose videos form the test split).
+    Test videos without a temporal entry get `intervals=None`; train videos always do.
+
+    Raises:
+        CorpusFormatError: no annotation files, a malformed line, a temporal entry for a video
+            that is not listed, or listed videos missing from `videos/`.
+    """
+    root = Path(root)
+    ann = root / ANNOTATIONS_DIR
+    if (ann / TRAIN_LIST).is_file() or (ann / TEST_LIST).is_file():
+        entries = _folder_entries(ann)
+    elif (ann / UCF_TRAIN_LIST).is_file() or (ann / UCF_TEMPORAL_FILE).is_file():
+        entries = _ucf_entries(ann, root / VIDEOS_DIR)
+    else:
+        raise CorpusFormatError(
+            f"{root}: no annotation lists found; looked for {ann / TRAIN_LIST}, "
+            f"{ann / TEST_LIST} (or the UCF-Crime files {UCF_TRAIN_LIST}, {UCF_TEMPORAL_FILE} "
+            f"in {ann}); create them with `<relative video path> <label>` lines"
+        )
+    return _records_from(root, entries)
