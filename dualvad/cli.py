@@ -51,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--corpus", help="corpus folder (corpus)")
     ingest.add_argument("--run", help="run directory (run)")
     ingest.add_argument("--segments", type=int, help="segments per video (ingest.segments)")
+    train = _command(commands, "train-scorer", "train the segment scorer (Ray Train)", _cmd_train_scorer)
+    train.add_argument("--run", help="run directory (run)")
+    train.add_argument("--kind", help="refinevad or mil (scorer.kind)")
+    train.add_argument("--workers", type=int, help="Ray Train workers (scorer.workers)")
+    score = _command(commands, "score", "score every segment with the trained scorer", _cmd_score)
+    score.add_argument("--run", help="run directory (run)")
     demo = _command(commands, "demo", "run every stage on a generated corpus", _cmd_demo)
     demo.add_argument("--run", help="run directory (default runs/demo)")
     demo.add_argument("--videos", type=int, help="videos in the generated corpus")
@@ -67,7 +73,8 @@ def _command(commands, name: str, help_text: str, handler: Callable) -> argparse
 
 # Flags that are shorthands for config keys.
 _FLAG_KEYS = {"corpus": "corpus", "run": "run", "segments": "ingest.segments",
-              "videos": "synth.videos", "seed": "synth.seed"}
+              "videos": "synth.videos", "seed": "synth.seed", "kind": "scorer.kind",
+              "workers": "scorer.workers"}
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -101,6 +108,34 @@ def _ingest(config: DualVADConfig):
         raise StageFailed(str(error)) from error
 
 
+def _cmd_train_scorer(config: DualVADConfig, args: argparse.Namespace) -> int:
+    print(_train_scorer(config))
+    return 0
+
+
+def _train_scorer(config: DualVADConfig):
+    from dualvad.train.scorer import ScorerTrainingError, train_scorer
+
+    try:
+        return train_scorer(config)
+    except (ScorerTrainingError, ValueError) as error:
+        raise StageFailed(str(error)) from error
+
+
+def _cmd_score(config: DualVADConfig, args: argparse.Namespace) -> int:
+    print(_score(config))
+    return 0
+
+
+def _score(config: DualVADConfig):
+    from dualvad.pipeline.score import run_score
+
+    try:
+        return run_score(config)
+    except FileNotFoundError as error:
+        raise StageFailed(str(error)) from error
+
+
 def _cmd_demo(config: DualVADConfig, args: argparse.Namespace) -> int:
     """Generate a corpus inside the run directory, then run every stage that exists."""
     from dualvad.corpus import SynthSpec, generate_corpus
@@ -111,7 +146,11 @@ def _cmd_demo(config: DualVADConfig, args: argparse.Namespace) -> int:
         generate_corpus(corpus, SynthSpec(**vars(config.synth)), progress=_progress("synth"))
     config.corpus, config.run = corpus, run
     print(f"demo: config {config_hash(config)}, corpus {corpus}, run {run}")
-    outputs = {"corpus": corpus, "segments": _ingest(config).output}
+    outputs = {"corpus": corpus}
+    for stage, run_stage in (("segments", _ingest), ("scorer", _train_scorer), ("scores", _score)):
+        summary = run_stage(config)
+        print(summary)
+        outputs[stage] = summary.output
     print("demo: done. Outputs:")
     for stage, path in outputs.items():
         print(f"  {stage:<10} {path}")

@@ -56,6 +56,31 @@ class IngestConfig:
 
 
 @dataclass
+class ScorerConfig:
+    """The weakly supervised segment scorer (RefineVAD or the MIL baseline) and its training."""
+
+    kind: str = "refinevad"  # "refinevad" or "mil" (Sultani et al. 2018 baseline)
+    hidden_dim: int = 128
+    use_motar: bool = True  # ablation switches (RefineVAD only)
+    use_core: bool = True
+    dropout: float = 0.1
+    epochs: int = 40
+    batch_size: int = 16  # videos per step per worker
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    topk: int = 3  # k of the top-k MIL loss
+    category_weight: float = 0.5
+    smoothness_weight: float = 8e-4
+    sparsity_weight: float = 8e-3
+    val_share: float = 0.2  # share of training videos held out to pick the best checkpoint
+    report_every: int = 5  # epochs between reports + checkpoints (the best one is kept)
+    seed: int = 0
+    workers: int = 1  # Ray Train workers
+    cpus_per_worker: float = 1.0
+    score_workers: int | None = None  # scoring actor pool size; None = up to one per CPU
+
+
+@dataclass
 class RayConfig:
     """How to reach Ray: ``address=None`` starts a local instance."""
 
@@ -71,6 +96,7 @@ class DualVADConfig:
     corpus: str = ""  # corpus folder (videos/ + annotations/)
     synth: SynthConfig = field(default_factory=SynthConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    scorer: ScorerConfig = field(default_factory=ScorerConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
 

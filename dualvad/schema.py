@@ -41,5 +41,6 @@ SEGMENTS_SCHEMA = pa.schema(
 REASON = "reason"
 FAILURES_SCHEMA = pa.schema([(VIDEO_ID, pa.string()), (VIDEO_PATH, pa.string()), (REASON, pa.string())])
 
-# Scores table: RUN/scores/*.parquet.
+# Scores table: RUN/scores/*.parquet, one row per (video, segment); score in [0, 1].
 SCORE = "score"
+SCORES_SCHEMA = pa.schema([(VIDEO_ID, pa.string()), (SEGMENT_INDEX, pa.int32()), (SCORE, pa.float32())])

@@ -13,7 +13,6 @@ import json
 import logging
 import time
 import traceback
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +25,7 @@ from dualvad import schema as S
 from dualvad.config import DualVADConfig, IngestConfig
 from dualvad.corpus.layout import VideoRecord
 from dualvad.corpus.readers import read_corpus
+from dualvad.pipeline.parts import PartWriter
 from dualvad.pipeline.runtime import ensure_ray
 from dualvad.rundir import RunDir, open_run
 from dualvad.scorer.features import VideoFeatures, build_extractor, extract_video_features
@@ -166,7 +166,7 @@ def _ingest_videos(run: RunDir, todo: list[VideoRecord], config: IngestConfig) -
     """Run the Ray Data pipeline over ``todo``; returns (segment rows written, failures).
 
     One streaming pass: the driver receives each video's rows as the actors finish them and
-    writes a Parquet part every ROWS_PER_PART rows, so an interrupted stage keeps what it
+    writes a Parquet part every ``ROWS_PER_PART`` rows, so an interrupted stage keeps what it
     finished and a re-run skips it.
     """
     rows = [_row_from_record(r) for r in todo]
@@ -179,7 +179,7 @@ def _ingest_videos(run: RunDir, todo: list[VideoRecord], config: IngestConfig) -
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(max_workers, len(rows))),
         num_cpus=config.cpus_per_worker,
     )
-    writer, failures, done = _PartWriter(run), [], set()
+    writer, failures, done = PartWriter(run, STAGE, S.SEGMENTS_SCHEMA), [], set()
     for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
         failed = pc.is_valid(batch[S.REASON])
         failures.append(batch.filter(failed).select(S.FAILURES_SCHEMA.names))
@@ -196,34 +196,6 @@ def _log_progress(done: set[str], batch: pa.Table, total: int, failed: int) -> N
     step = max(1, total // 20)
     if len(done) // step > before // step or len(done) == total:
         log.info("ingest: %d/%d videos decoded, %d failed", len(done), total, failed)
-
-
-ROWS_PER_PART = 8192  # segment rows per Parquet file (256 videos at K=32)
-
-
-class _PartWriter:
-    """Buffers segment rows and writes them as atomically renamed Parquet parts."""
-
-    def __init__(self, run: RunDir) -> None:
-        self.run, self.token = run, uuid.uuid4().hex[:8]
-        self.buffer: list[pa.Table] = []
-        self.buffered = self.rows_written = self.parts = 0
-
-    def add(self, table: pa.Table) -> None:
-        if table.num_rows:
-            self.buffer.append(table)
-            self.buffered += table.num_rows
-        if self.buffered >= ROWS_PER_PART:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.buffer:
-            return
-        table = pa.concat_tables(self.buffer).cast(S.SEGMENTS_SCHEMA)
-        self.run.write_table(table, STAGE, f"part-{self.token}-{self.parts:05d}.parquet")
-        self.rows_written += table.num_rows
-        self.parts += 1
-        self.buffer, self.buffered = [], 0
 
 
 def _empty_failures() -> pa.Table:

@@ -1,0 +1,129 @@
+"""From the segments table to per-video arrays the scorer trains and scores on (no Ray).
+
+The segments table holds one row per (video, segment); the scorer sees a video as a whole:
+features (K, D), one video-level label, one category. This module does that regrouping,
+the train/validation split and feature standardisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dualvad import schema as S
+from dualvad.corpus.layout import NORMAL_LABEL
+
+UNKNOWN_CATEGORY_LABELS = ("Anomaly", "Abnormal")  # anomalous, category not given
+
+
+@dataclass(frozen=True)
+class VideoSet:
+    """N videos of K segments each, in a fixed order."""
+
+    video_ids: list[str]
+    features: np.ndarray  # float32 (N, K, D)
+    labels: np.ndarray  # float32 (N,), 1 = anomalous video
+    category_index: np.ndarray  # int64 (N,), index into ``categories`` (0 = Normal)
+    category_known: np.ndarray  # bool (N,)
+    categories: tuple[str, ...]  # category names; categories[0] == "Normal"
+    splits: np.ndarray  # str (N,)
+    bounds: np.ndarray  # int64 (N, K, 2), [start, end) frames of each segment
+    gt_fraction: np.ndarray  # float32 (N, K), NaN where the video has no temporal annotation
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    def subset(self, keep: np.ndarray) -> VideoSet:
+        """The videos where boolean mask (N,) ``keep`` is true (or at integer indices ``keep``)."""
+        index = np.flatnonzero(keep) if keep.dtype == bool else keep
+        return VideoSet(
+            [self.video_ids[i] for i in index], self.features[index], self.labels[index],
+            self.category_index[index], self.category_known[index], self.categories,
+            self.splits[index], self.bounds[index], self.gt_fraction[index],
+        )
+
+    def split(self, name: str) -> VideoSet:
+        return self.subset(self.splits == name)
+
+
+def category_names(labels: list[str]) -> tuple[str, ...]:
+    """``("Normal", *sorted anomaly categories)`` for the labels of a corpus."""
+    others = sorted({label for label in labels} - {NORMAL_LABEL, *UNKNOWN_CATEGORY_LABELS})
+    return (NORMAL_LABEL, *others)
+
+
+def video_set_from_segments(table: pa.Table, categories: tuple[str, ...] | None = None) -> VideoSet:
+    """Regroup a segments table (DESIGN.md contract) into a :class:`VideoSet`, sorted by video id.
+
+    Args:
+        table: segments rows; every video must have the same number K of segments.
+        categories: category names to index into (a trained scorer's); by default, the
+            categories found in ``table``.
+
+    Raises:
+        ValueError: videos with different K, or a missing segment.
+    """
+    table = table.sort_by([(S.VIDEO_ID, "ascending"), (S.SEGMENT_INDEX, "ascending")])
+    video_ids = pc.unique(table[S.VIDEO_ID]).to_pylist()
+    rows, videos = table.num_rows, len(video_ids)
+    k = rows // videos if videos else 0
+    if videos == 0 or rows != k * videos:
+        raise ValueError(f"segments table has {rows} rows for {videos} videos: every video must have "
+                         "the same number of segments; re-run ingest with one --segments value")
+    segment_index = table[S.SEGMENT_INDEX].to_numpy().reshape(videos, k)
+    if not (segment_index == np.arange(k)).all():
+        raise ValueError("segments table is missing segments of some videos; re-run ingest into a fresh run")
+    features = np.stack(table[S.FEATURE].to_numpy(zero_copy_only=False)).astype(np.float32)
+    first = np.arange(videos) * k
+    labels = table[S.LABEL].take(pa.array(first)).to_pylist()
+    names = categories or category_names(labels)
+    index = {name: i for i, name in enumerate(names)}
+    gt = table[S.GT_FRACTION].to_numpy(zero_copy_only=False).astype(np.float32)
+    return VideoSet(
+        video_ids=video_ids,
+        features=features.reshape(videos, k, -1),
+        labels=np.array([label != NORMAL_LABEL for label in labels], dtype=np.float32),
+        category_index=np.array([index.get(label, 0) for label in labels], dtype=np.int64),
+        category_known=np.array([label in index for label in labels], dtype=bool),
+        categories=tuple(names),
+        splits=np.array(table[S.SPLIT].take(pa.array(first)).to_pylist()),
+        bounds=np.stack([table[S.START_FRAME].to_numpy(), table[S.END_FRAME].to_numpy()], axis=1)
+        .reshape(videos, k, 2),
+        gt_fraction=gt.reshape(videos, k),
+    )
+
+
+def train_validation_split(videos: VideoSet, share: float, seed: int) -> tuple[VideoSet, VideoSet]:
+    """Hold out ``share`` of the videos of each label (stratified, seeded) for validation.
+
+    At least one video per label goes to each side when a label has two or more videos.
+    """
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(videos), dtype=bool)
+    for label in (0.0, 1.0):
+        members = np.flatnonzero(videos.labels == label)
+        count = min(max(int(round(share * len(members))), 1), len(members) - 1) if len(members) > 1 else 0
+        held[rng.permutation(members)[:count]] = True
+    return videos.subset(~held), videos.subset(held)
+
+
+@dataclass(frozen=True)
+class FeatureNormalizer:
+    """Per-dimension standardisation fitted on training features."""
+
+    mean: np.ndarray  # float32 (D,)
+    std: np.ndarray  # float32 (D,), >= 1e-6
+
+    @staticmethod
+    def fit(features: np.ndarray) -> FeatureNormalizer:
+        """features: (..., D) -> statistics over every leading axis."""
+        flat = features.reshape(-1, features.shape[-1]).astype(np.float64)
+        return FeatureNormalizer(flat.mean(axis=0).astype(np.float32),
+                                 np.maximum(flat.std(axis=0), 1e-6).astype(np.float32))
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        """(..., D) -> float32 (..., D) standardised."""
+        return ((features - self.mean) / self.std).astype(np.float32)

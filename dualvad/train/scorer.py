@@ -1,0 +1,225 @@
+"""Training the segment scorer with Ray Train (``TorchTrainer``, CPU workers are enough).
+
+The training videos come from ``RUN/segments`` (video-level labels only: weak supervision);
+a stratified share of them is held out to choose the best checkpoint by video-level AUC.
+Every ``scorer.report_every`` epochs (and after the last) the loop reports its metrics and a
+checkpoint through ``ray.train.report`` (each report costs Ray Train about two seconds, far
+more than an epoch of this small model); a worker that dies
+resumes from the last checkpoint (``FailureConfig``). The best checkpoint is exported to
+``RUN/scorer/model`` (``scorer.json`` + ``model.pt``), which the scoring stage loads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow.fs as pafs
+import ray
+import ray.train
+import torch
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from dualvad.config import DualVADConfig, ScorerConfig
+from dualvad.eval.metrics import video_auc
+from dualvad.pipeline.runtime import ensure_ray
+from dualvad.rundir import TEMP_PREFIX, RunDir, open_run
+from dualvad.scorer.data import FeatureNormalizer, VideoSet, train_validation_split, video_set_from_segments
+from dualvad.scorer.losses import RefineVADLossWeights
+from dualvad.scorer.trained import (
+    MODEL_DIR,
+    STAGE,
+    LossSettings,
+    ScorerSpec,
+    TrainedScorer,
+    batch_loss,
+    build_model,
+)
+
+log = logging.getLogger(__name__)
+
+
+
+class ScorerTrainingError(RuntimeError):
+    """Training cannot start (no segments, one class only) or produced no checkpoint."""
+
+
+@dataclass(frozen=True)
+class ScorerTrainSummary:
+    train_videos: int
+    val_videos: int
+    best_epoch: int
+    best_val_auc: float
+    seconds: float
+    output: str
+
+    def __str__(self) -> str:
+        return (f"train-scorer: {self.train_videos} training / {self.val_videos} validation videos, "
+                f"best epoch {self.best_epoch} (val AUC {self.best_val_auc:.3f}), "
+                f"{self.seconds:.1f} s -> {self.output}")
+
+
+def train_scorer(config: DualVADConfig) -> ScorerTrainSummary:
+    """Train the scorer on ``RUN/segments`` (train split) and export the best checkpoint."""
+    started = time.perf_counter()
+    run, settings = open_run(config.run), config.scorer
+    train, val = _training_videos(run, settings)
+    normalizer = FeatureNormalizer.fit(train.features)
+    spec = ScorerSpec(settings.kind, train.features.shape[-1], train.categories, settings.hidden_dim,
+                      settings.use_motar, settings.use_core, settings.dropout)
+    ensure_ray(config.ray)
+    trainer = TorchTrainer(
+        _train_loop_per_worker,
+        train_loop_config=_loop_config(spec, normalizer, val, settings),
+        scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=False,
+                                     resources_per_worker={"CPU": settings.cpus_per_worker}),
+        run_config=RunConfig(
+            name=f"scorer-{int(time.time())}",
+            storage_path=run.path(STAGE, "ray"),
+            storage_filesystem=run.fs,
+            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_auc",
+                                               checkpoint_score_order="max"),
+            failure_config=FailureConfig(max_failures=2),
+        ),
+        datasets={"train": ray.data.from_items(_rows(train, normalizer))},
+    )
+    result = trainer.fit()
+    best = result.get_best_checkpoint(metric="val_auc", mode="max")
+    if best is None:
+        raise ScorerTrainingError("training reported no checkpoint; see the Ray Train logs above")
+    with best.as_directory() as directory:
+        trained = TrainedScorer.load(directory)
+    _export(run, trained)
+    return ScorerTrainSummary(len(train), len(val), int(trained.metrics["epoch"]),
+                              float(trained.metrics["val_auc"]), time.perf_counter() - started,
+                              run.path(STAGE, MODEL_DIR))
+
+
+def _training_videos(run: RunDir, settings: ScorerConfig) -> tuple[VideoSet, VideoSet]:
+    table = run.read_table("segments")
+    if table is None:
+        raise ScorerTrainingError(f"{run.path('segments')} holds no segments: run `dualvad ingest` first")
+    train_all = video_set_from_segments(table).split("train")
+    positives = int(train_all.labels.sum())
+    if positives == 0 or positives == len(train_all):
+        raise ScorerTrainingError(
+            f"the train split has {positives} anomalous of {len(train_all)} videos: weakly supervised "
+            "training needs both normal and anomalous videos in annotations/train.txt")
+    return train_validation_split(train_all, settings.val_share, settings.seed)
+
+
+def _rows(videos: VideoSet, normalizer: FeatureNormalizer) -> list[dict[str, Any]]:
+    features = normalizer(videos.features)
+    return [{"features": features[i], "label": float(videos.labels[i]),
+             "category": int(videos.category_index[i]), "known": bool(videos.category_known[i])}
+            for i in range(len(videos))]
+
+
+def _loop_config(spec: ScorerSpec, normalizer: FeatureNormalizer, val: VideoSet,
+                 settings: ScorerConfig) -> dict[str, Any]:
+    """Everything a worker needs, as picklable plain values (validation videos are small)."""
+    weights = RefineVADLossWeights(category=settings.category_weight,
+                                   smoothness=settings.smoothness_weight,
+                                   sparsity=settings.sparsity_weight)
+    return {"spec": spec, "normalizer": normalizer, "loss": LossSettings(settings.topk, weights),
+            "val_features": normalizer(val.features), "val_labels": val.labels,
+            "settings": asdict(settings)}
+
+
+def _train_loop_per_worker(loop: dict[str, Any]) -> None:
+    """Ray Train worker: DDP over the shards of ``train``, one report + checkpoint per epoch."""
+    settings = ScorerConfig(**loop["settings"])
+    spec: ScorerSpec = loop["spec"]
+    torch.manual_seed(settings.seed)  # same init on every worker (DDP also broadcasts rank 0's)
+    model = build_model(spec)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    first_epoch = _resume(model, optimizer)
+    model = ray.train.torch.prepare_model(model)
+    # The shard is a few MB of segment features: read it once, then run the epochs in memory
+    # (a Ray Data pass per epoch costs more than the epoch itself).
+    shard = _load_shard(ray.train.get_dataset_shard("train"))
+    generator = torch.Generator().manual_seed(settings.seed + ray.train.get_context().get_world_rank())
+    for epoch in range(first_epoch, settings.epochs):
+        model.train()
+        losses = []
+        for batch in _batches(shard, settings.batch_size, generator):
+            loss = batch_loss(spec.kind, model, batch, loop["loss"])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        if (epoch + 1) % settings.report_every == 0 or epoch + 1 == settings.epochs:
+            _report_epoch(epoch, _unwrap(model), optimizer, loop, losses)
+
+
+def _load_shard(shard: Any) -> dict[str, torch.Tensor]:
+    """All rows of this worker's dataset shard as tensors: features (N, K, D), label, category, known."""
+    parts = list(shard.iter_torch_batches(batch_size=1024))
+    return {key: torch.cat([part[key] for part in parts]) for key in parts[0]} if parts else {}
+
+
+def _batches(shard: dict[str, torch.Tensor], size: int, generator: torch.Generator):
+    """Shuffled mini-batches of the in-memory shard (a new seeded order every epoch)."""
+    count = len(shard["label"]) if shard else 0
+    order = torch.randperm(count, generator=generator)
+    for start in range(0, count, size):
+        index = order[start : start + size]
+        yield {key: value[index] for key, value in shard.items()}
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def _validation_auc(model: torch.nn.Module, loop: dict[str, Any]) -> float:
+    """Video-level AUC of the max segment score on the held-out videos."""
+    model.eval()
+    with torch.inference_mode():
+        scores = model(torch.from_numpy(loop["val_features"])).segment_scores.max(dim=1).values
+    return video_auc(loop["val_labels"], scores.numpy())
+
+
+def _report_epoch(epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                  loop: dict[str, Any], losses: list[float]) -> None:
+    metrics = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
+               "val_auc": _validation_auc(model, loop)}
+    with tempfile.TemporaryDirectory() as directory:
+        checkpoint = None
+        if ray.train.get_context().get_world_rank() == 0:
+            TrainedScorer(loop["spec"], loop["normalizer"], model, metrics).save(directory)
+            torch.save({"optimizer": optimizer.state_dict(), "epoch": epoch}, f"{directory}/optimizer.pt")
+            checkpoint = Checkpoint.from_directory(directory)
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Load the last checkpoint after a worker failure; returns the first epoch to run."""
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as directory:
+        model.load_state_dict(TrainedScorer.load(directory).model.state_dict())
+        state = torch.load(f"{directory}/optimizer.pt", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    log.info("resuming scorer training after epoch %d", state["epoch"])
+    return int(state["epoch"]) + 1
+
+
+def _export(run: RunDir, trained: TrainedScorer) -> None:
+    """Write the best scorer to RUN/scorer/model atomically (temporary folder, then rename)."""
+    with tempfile.TemporaryDirectory() as local:
+        trained.save(local)
+        temp = run.path(STAGE, f"{TEMP_PREFIX}{MODEL_DIR}")
+        run.fs.create_dir(temp, recursive=True)
+        pafs.copy_files(local, temp, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=run.fs)
+    target = run.path(STAGE, MODEL_DIR)
+    if run.exists(STAGE, MODEL_DIR):
+        run.fs.delete_dir(target)
+    run.fs.move(temp, target)
+    run.write_text(json.dumps(trained.metrics, indent=2), STAGE, "metrics.json")

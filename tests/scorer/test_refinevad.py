@@ -1,0 +1,262 @@
+"""RefineVAD modules and the MIL baseline: shapes, gradients, the exact channel shift, masks,
+and a tiny weakly supervised training run."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from dualvad.scorer.losses import topk_mil_loss
+from dualvad.scorer.mil import MILRankingScorer
+from dualvad.scorer.refinevad import (
+    CORE,
+    MoTAR,
+    MotionSalience,
+    RefineVAD,
+    RefineVADConfig,
+    ScorerOutput,
+    temporal_channel_shift,
+)
+
+B, K, D, H = 3, 8, 20, 32
+
+
+def small_config(**overrides: object) -> RefineVADConfig:
+    settings: dict = dict(feature_dim=D, hidden_dim=H, transformer_heads=4)
+    settings.update(overrides)
+    return RefineVADConfig(**settings)
+
+
+def assert_all_grads(module: nn.Module) -> None:
+    for name, param in module.named_parameters():
+        assert param.grad is not None, f"no gradient reached {name}"
+        assert torch.isfinite(param.grad).all(), f"non-finite gradient in {name}"
+        assert param.grad.abs().sum() > 0, f"zero gradient in {name}"
+
+
+def random_readout(*tensors: Tensor) -> Tensor:
+    """A scalar touching every element with random weights (no symmetric cancellation)."""
+    gen = torch.Generator().manual_seed(1)
+    return sum((t * torch.randn(t.shape, generator=gen)).sum() for t in tensors)
+
+
+def reference_shift(x: Tensor, n: int, fold: int) -> Tensor:
+    """Hard TSM shift built by hand: channels [0, n) take t-1, [fold, fold+n) take t+1."""
+    out = x.clone()
+    out[:, 1:, :n] = x[:, :-1, :n]
+    out[:, 0, :n] = 0
+    out[:, :-1, fold : fold + n] = x[:, 1:, fold : fold + n]
+    out[:, -1, fold : fold + n] = 0
+    return out
+
+
+# --- MotionSalience ---------------------------------------------------------------------------
+
+
+def test_motion_salience_shapes_values_and_grads() -> None:
+    torch.manual_seed(0)
+    module = MotionSalience()
+    x = torch.randn(B, K, H, requires_grad=True)
+    ratio, intensity = module(x)
+    assert ratio.shape == (B,) and intensity.shape == (B, K)
+    assert ((ratio >= 0) & (ratio <= 1)).all()
+    expected = (x[:, 1:] - x[:, :-1]).var(dim=-1, correction=0)
+    assert torch.equal(intensity[:, 0], torch.zeros(B))
+    torch.testing.assert_close(intensity[:, 1:], expected)
+    random_readout(ratio).backward()
+    assert_all_grads(module)
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_motion_salience_ignores_padding() -> None:
+    torch.manual_seed(0)
+    module = MotionSalience()
+    x = torch.randn(1, K, H)
+    mask = torch.ones(1, K, dtype=torch.bool)
+    mask[:, 5:] = False
+    padded = x.clone()
+    padded[:, 5:] = 100.0  # junk in padding must not change anything
+    ratio_short, intensity_short = module(x[:, :5])
+    ratio_pad, intensity_pad = module(padded, mask)
+    torch.testing.assert_close(ratio_pad, ratio_short)
+    torch.testing.assert_close(intensity_pad[:, :5], intensity_short)
+    assert torch.equal(intensity_pad[:, 5:], torch.zeros(1, K - 5))
+
+
+# --- temporal_channel_shift -------------------------------------------------------------------
+
+
+def test_shift_moves_exactly_the_share_the_ratio_says() -> None:
+    # ratio 0.5, C = 64, fold_div = 8: fold = 8, so 4 channels forward, 4 backward, 56 untouched
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 64)
+    out = temporal_channel_shift(x, torch.tensor([0.5, 0.5]), fold_div=8)
+    assert torch.equal(out, reference_shift(x, n=4, fold=8))
+    changed = (out != x).any(dim=1).any(dim=0)
+    assert changed.sum() == 8
+    assert changed[:4].all() and changed[8:12].all()
+    assert torch.equal(out[..., 4:8], x[..., 4:8]) and torch.equal(out[..., 12:], x[..., 12:])
+
+
+@pytest.mark.parametrize(("ratio", "n"), [(0.0, 0), (0.25, 2), (0.5, 4), (0.875, 7), (1.0, 8)])
+def test_shift_hard_ratios(ratio: float, n: int) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(1, 5, 64)
+    out = temporal_channel_shift(x, torch.tensor([ratio]), fold_div=8)
+    assert torch.equal(out, reference_shift(x, n=n, fold=8))
+
+
+def test_shift_ratio_is_per_video() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 32)  # fold = 4
+    out = temporal_channel_shift(x, torch.tensor([1.0, 0.25]), fold_div=8)
+    assert torch.equal(out[:1], reference_shift(x[:1], n=4, fold=4))
+    assert torch.equal(out[1:], reference_shift(x[1:], n=1, fold=4))
+
+
+def test_shift_fractional_ratio_interpolates_and_has_ratio_gradient() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(1, 5, 64)
+    ratio = torch.tensor([0.3], requires_grad=True)  # 0.3 * 8 = 2.4 channels each way
+    out = temporal_channel_shift(x, ratio, fold_div=8)
+    expected = 0.6 * reference_shift(x, 2, 8) + 0.4 * reference_shift(x, 3, 8)
+    torch.testing.assert_close(out, expected)
+    random_readout(out).backward()
+    assert ratio.grad is not None and torch.isfinite(ratio.grad).all() and ratio.grad != 0
+
+
+def test_shift_zero_pads_at_masked_segments() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(1, 6, 16)
+    mask = torch.tensor([[True, True, True, True, False, False]])
+    out = temporal_channel_shift(x, torch.tensor([1.0]), fold_div=8, mask=mask)
+    short = temporal_channel_shift(x[:, :4], torch.tensor([1.0]), fold_div=8)
+    assert torch.equal(out[:, :4], short)
+
+
+def test_shift_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match="ratio must be"):
+        temporal_channel_shift(torch.zeros(2, 4, 16), torch.zeros(3), fold_div=8)
+    with pytest.raises(ValueError, match="fold_div"):
+        temporal_channel_shift(torch.zeros(2, 4, 16), torch.zeros(2), fold_div=1)
+
+
+# --- MoTAR and CORE ---------------------------------------------------------------------------
+
+
+def test_motar_shapes_and_grads() -> None:
+    torch.manual_seed(0)
+    config = small_config()
+    module = MoTAR(config, nn.Linear(D, H))
+    features, ratio = module(torch.randn(B, K, D))
+    assert features.shape == (B, K, H) and ratio.shape == (B,)
+    random_readout(features).backward()
+    assert_all_grads(module)
+
+
+def test_core_shapes_and_grads() -> None:
+    torch.manual_seed(0)
+    module = CORE(small_config(num_categories=5))
+    h = torch.randn(B, K, H, requires_grad=True)
+    features, logits = module(h)
+    assert features.shape == (B, K, H) and logits.shape == (B, 5)
+    random_readout(features, logits).backward()
+    assert_all_grads(module)
+
+
+# --- RefineVAD --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("use_motar", "use_core"), list(itertools.product([True, False], [True, False])))
+def test_refinevad_switches_shapes_and_grads(use_motar: bool, use_core: bool) -> None:
+    torch.manual_seed(0)
+    model = RefineVAD(small_config(use_motar=use_motar, use_core=use_core))
+    assert (model.motar is not None) == use_motar and (model.core is not None) == use_core
+    out = model(torch.randn(B, K, D))
+    assert isinstance(out, ScorerOutput)
+    assert out.segment_scores.shape == (B, K)
+    assert out.category_logits is not None and out.category_logits.shape == (B, 6)
+    assert out.features.shape == (B, K, H)
+    assert ((out.segment_scores >= 0) & (out.segment_scores <= 1)).all()
+    random_readout(out.segment_scores, out.category_logits).backward()
+    assert_all_grads(model)
+
+
+@pytest.mark.parametrize(("use_motar", "use_core"), list(itertools.product([True, False], [True, False])))
+def test_refinevad_padding_matches_shorter_video(use_motar: bool, use_core: bool) -> None:
+    torch.manual_seed(0)
+    model = RefineVAD(small_config(use_motar=use_motar, use_core=use_core)).eval()
+    x = torch.randn(2, K, D)
+    mask = torch.ones(2, K, dtype=torch.bool)
+    mask[1, 5:] = False
+    with torch.no_grad():
+        out = model(x, mask)
+        short = model(x[1:, :5])
+    assert torch.equal(out.segment_scores[1, 5:], torch.zeros(K - 5))
+    torch.testing.assert_close(out.segment_scores[1, :5], short.segment_scores[0])
+    torch.testing.assert_close(out.category_logits[1], short.category_logits[0])
+
+
+def test_refinevad_rejects_bad_inputs() -> None:
+    model = RefineVAD(small_config())
+    with pytest.raises(ValueError, match="x must be"):
+        model(torch.zeros(B, K, D + 1))
+    with pytest.raises(ValueError, match="at least one real segment"):
+        model(torch.zeros(1, K, D), torch.zeros(1, K, dtype=torch.bool))
+    with pytest.raises(ValueError, match="divisible"):
+        RefineVADConfig(feature_dim=D, hidden_dim=30, transformer_heads=4)
+
+
+# --- MIL baseline -----------------------------------------------------------------------------
+
+
+def test_mil_scorer_shapes_and_grads() -> None:
+    torch.manual_seed(0)
+    model = MILRankingScorer(D)
+    mask = torch.ones(B, K, dtype=torch.bool)
+    mask[0, -2:] = False
+    out = model(torch.randn(B, K, D), mask)
+    assert out.segment_scores.shape == (B, K) and out.category_logits is None
+    assert out.features.shape == (B, K, 32)
+    assert ((out.segment_scores >= 0) & (out.segment_scores <= 1)).all()
+    assert torch.equal(out.segment_scores[0, -2:], torch.zeros(2))
+    random_readout(out.segment_scores).backward()
+    assert_all_grads(model)
+
+
+# --- training sanity --------------------------------------------------------------------------
+
+ANOMALY_SEGMENTS = slice(12, 16)
+ANOMALY_DIMS = slice(0, 4)
+
+
+def synthetic_batch(gen: torch.Generator, videos: int = 16) -> tuple[Tensor, Tensor]:
+    """Half normal, half anomalous videos; anomalous ones get +3 in 4 dims on 4 segments."""
+    x = torch.randn(videos, 32, 16, generator=gen)
+    labels = torch.zeros(videos)
+    labels[videos // 2 :] = 1.0
+    x[videos // 2 :, ANOMALY_SEGMENTS, ANOMALY_DIMS] += 3.0
+    return x, labels
+
+
+def test_training_separates_anomalous_segments() -> None:
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = RefineVAD(RefineVADConfig(feature_dim=16, hidden_dim=32, transformer_heads=2))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(100):
+        x, labels = synthetic_batch(gen)
+        loss = topk_mil_loss(model(x).segment_scores, labels, k=3)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    x, labels = synthetic_batch(gen, videos=32)  # fresh, held-out videos
+    with torch.no_grad():
+        scores = model(x).segment_scores[labels == 1]
+    inside = scores[:, ANOMALY_SEGMENTS].mean()
+    outside = torch.cat([scores[:, :12], scores[:, 16:]], dim=1).mean()
+    assert inside > outside + 0.3, (float(inside), float(outside))

@@ -1,0 +1,57 @@
+"""The console script: synth, ingest and demo end to end, and exit codes for bad input."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from dualvad.cli import main
+from dualvad.corpus import read_corpus
+
+from media import write_broken_files
+
+
+def test_synth_writes_a_readable_corpus(tmp_path, capsys):
+    assert main(["synth", "--out", str(tmp_path / "c"), "--videos", "4", "--seed", "3",
+                 "synth.seconds=1.0"]) == 0
+    records = read_corpus(tmp_path / "c")
+    assert len(records) == 4
+    assert "synth: 4 videos" in capsys.readouterr().out
+
+
+def test_demo_runs_every_stage_and_prints_outputs(ray_session, tmp_path, capsys):
+    run = tmp_path / "demo"
+    code = main(["demo", "--run", str(run), "--videos", "4", "synth.seconds=1.5",
+                 "ingest.segments=8", "ingest.cpus_per_worker=0.5"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"segments   {run}/segments" in out
+    assert list((run / "segments").glob("part-*.parquet"))
+
+
+def test_ingest_exits_1_when_too_many_videos_fail(ray_session, tmp_path, capsys):
+    corpus = tmp_path / "c"
+    assert main(["synth", "--out", str(corpus), "--videos", "2", "synth.seconds=1.0"]) == 0
+    victim = read_corpus(corpus)[0]
+    shutil.copy(write_broken_files(tmp_path / "broken")["text"], victim.path)
+    code = main(["ingest", "--corpus", str(corpus), "--run", str(tmp_path / "run"),
+                 "--segments", "4", "ingest.max_failure_share=0.1", "ingest.cpus_per_worker=0.5"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "1 of 2 videos failed to decode" in err and "_failures.parquet" in err
+
+
+def test_console_script_reports_bad_config_with_exit_2(tmp_path):
+    script = Path(sys.executable).parent / "dualvad"
+    result = subprocess.run([str(script), "ingest", "--corpus", str(tmp_path), "--run",
+                             str(tmp_path / "r"), "ingest.segmentz=4"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "unknown config key 'ingest.segmentz'" in result.stderr
+
+
+def test_ingest_without_corpus_is_a_clear_error(capsys):
+    assert main(["ingest", "--run", "/tmp/x"]) == 2
+    assert "corpus" in capsys.readouterr().err

@@ -1,0 +1,78 @@
+"""Scorer training (Ray Train) and corpus-wide scoring (Ray Data) on a generated corpus."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+
+from dualvad import schema as S
+from dualvad.config import load_config
+from dualvad.corpus import SynthSpec, generate_corpus, read_corpus
+from dualvad.pipeline.ingest import run_ingest
+from dualvad.pipeline.score import run_score
+from dualvad.rundir import open_run
+from dualvad.scorer.data import video_set_from_segments
+from dualvad.scorer.trained import TrainedScorer
+from dualvad.train.scorer import ScorerTrainingError, train_scorer
+
+
+@pytest.fixture(scope="module")
+def trained_run(ray_session, tmp_path_factory):
+    """20 videos of 3 s, K=8, ingested, scorer trained (1 worker) and scores written."""
+    root = tmp_path_factory.mktemp("scorer")
+    generate_corpus(root / "corpus", SynthSpec(videos=20, seconds=3.0, seed=5))
+    config = load_config(None, [f"corpus={root / 'corpus'}", f"run={root / 'run'}", "ingest.segments=8",
+                                "ingest.cpus_per_worker=0.5", "scorer.epochs=30", "scorer.workers=1",
+                                "scorer.cpus_per_worker=0.5", "scorer.topk=2",
+                                "scorer.report_every=10"])
+    run_ingest(config)
+    summary = train_scorer(config)
+    run_score(config)
+    return config, summary
+
+
+def test_trained_scorer_ranks_anomalous_segments_above_normal(trained_run):
+    config, summary = trained_run
+    run = open_run(config.run)
+    train_split = [r for r in read_corpus(config.corpus) if r.split == "train"]
+    assert summary.train_videos + summary.val_videos == len(train_split)
+    assert (run.path("scorer", "model") == summary.output) and run.exists("scorer", "model", "model.pt")
+    segments = run.read_table("segments")
+    scores = run.read_table("scores")
+    assert scores.schema.equals(S.SCORES_SCHEMA) and scores.num_rows == segments.num_rows
+    joined = segments.drop_columns([S.FEATURE]).join(scores, [S.VIDEO_ID, S.SEGMENT_INDEX])
+    test = joined.filter(pc.equal(joined[S.SPLIT], "test"))
+    gt = test[S.GT_FRACTION].to_numpy(zero_copy_only=False)
+    score = test[S.SCORE].to_numpy()
+    assert ((score >= 0) & (score <= 1)).all()
+    anomalous, normal = score[gt > 0.5], score[gt == 0]
+    assert len(anomalous) and len(normal)
+    assert anomalous.mean() > normal.mean() + 0.1, (anomalous.mean(), normal.mean())
+
+
+def test_checkpoint_round_trip_gives_identical_scores(trained_run, tmp_path):
+    config, _ = trained_run
+    run = open_run(config.run)
+    videos = video_set_from_segments(run.read_table("segments"))
+    loaded = TrainedScorer.load(run.path("scorer", "model"))
+    direct = loaded.score(videos.features)
+    written = run.read_table("scores").sort_by([(S.VIDEO_ID, "ascending"), (S.SEGMENT_INDEX, "ascending")])
+    np.testing.assert_array_equal(direct.reshape(-1), written[S.SCORE].to_numpy())
+    loaded.save(tmp_path / "copy")
+    np.testing.assert_array_equal(TrainedScorer.load(tmp_path / "copy").score(videos.features), direct)
+
+
+def test_rescoring_skips_and_retraining_invalidates(trained_run):
+    config, _ = trained_run
+    again = run_score(config)
+    assert (again.skipped, again.scored) == (20, 0)
+
+
+def test_training_needs_both_classes(ray_session, tmp_path):
+    generate_corpus(tmp_path / "c", SynthSpec(videos=4, seconds=1.0, anomaly_share=0.0))
+    config = load_config(None, [f"corpus={tmp_path / 'c'}", f"run={tmp_path / 'r'}", "ingest.segments=4",
+                                "ingest.cpus_per_worker=0.5"])
+    run_ingest(config)
+    with pytest.raises(ScorerTrainingError, match="0 anomalous of 2 videos.*both normal and anomalous"):
+        train_scorer(config)
