@@ -1,0 +1,128 @@
+"""Segment scorer quality and speed on a generated corpus, side by side in one run.
+
+Trains, on the corpus's train split (video-level labels only), the full RefineVAD scorer,
+RefineVAD without MoTAR, without CORE, and the MIL ranking baseline (Sultani et al. 2018),
+each through the real stages (Ray Train, then Ray Data scoring), and prints for each the
+frame-level AUC-ROC on the test split (segment scores repeated to frames, all test videos
+concatenated, scikit-learn), plus the scorer's throughput in videos per second per core
+with features precomputed.
+
+Targets (issue 4): full scorer frame AUC >= 0.90 and above the MIL baseline; >= 500 videos/s
+per core.
+
+    python bench/scorer.py                     # 80 videos of 8 s
+    python bench/scorer.py --videos 24 --seconds 4 --epochs 20   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parent / "out" / "scorer"
+VARIANTS = {
+    "RefineVAD (MoTAR + CORE)": [],
+    "RefineVAD without MoTAR": ["scorer.use_motar=false"],
+    "RefineVAD without CORE": ["scorer.use_core=false"],
+    "MIL ranking baseline (Sultani 2018)": ["scorer.kind=mil"],
+}
+
+
+def main() -> None:
+    args = _args()
+    import ray
+
+    from dualvad.config import load_config
+    from dualvad.corpus import SynthSpec, generate_corpus
+    from dualvad.pipeline.ingest import run_ingest
+    from dualvad.pipeline.runtime import ensure_ray
+
+    corpus = OUT / f"corpus-{args.videos}x{args.seconds:g}s-seed{args.seed}"
+    if not (corpus / "annotations").is_dir():
+        generate_corpus(corpus, SynthSpec(videos=args.videos, seconds=args.seconds, seed=args.seed))
+    base = OUT / f"run-{args.videos}x{args.seconds:g}s-seed{args.seed}"
+    common = [f"corpus={corpus}", "ray.num_cpus=2", f"scorer.epochs={args.epochs}",
+              "scorer.report_every=5", "ingest.cpus_per_worker=1"]
+    config = load_config(None, [*common, f"run={base}"])
+    ensure_ray(config.ray)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    print(run_ingest(config))
+
+    rows = []
+    for name, overrides in VARIANTS.items():
+        auc, seconds = _variant(base, name, [*common, *overrides], corpus)
+        rows.append((name, auc, seconds))
+    print(f"\n{'scorer':<38} {'frame AUC':>9} {'train+score s':>14}")
+    for name, auc, seconds in rows:
+        print(f"{name:<38} {auc:9.4f} {seconds:14.1f}")
+    print(f"\nthroughput: {_throughput(base / 'variant-0'):.0f} videos/s per core "
+          "(full RefineVAD, K=32, features precomputed, 1 thread; target >= 500)")
+
+
+def _args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--videos", type=int, default=80)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=11)
+    return parser.parse_args()
+
+
+def _variant(base: Path, name: str, overrides: list[str], corpus: Path) -> tuple[float, float]:
+    """Train and score one variant in its own run (sharing the ingested segments)."""
+    from dualvad.config import load_config
+    from dualvad.pipeline.score import run_score
+    from dualvad.train.scorer import train_scorer
+
+    run = base / f"variant-{list(VARIANTS).index(name)}"
+    run.mkdir(parents=True, exist_ok=True)
+    if not (run / "segments").exists():
+        os.symlink(base / "segments", run / "segments")
+    config = load_config(None, [*overrides, f"run={run}"])
+    started = time.perf_counter()
+    print(f"{name}: {train_scorer(config)}")
+    print(f"{name}: {run_score(config)}")
+    return _frame_auc(run, corpus), time.perf_counter() - started
+
+
+def _frame_auc(run: Path, corpus: Path) -> float:
+    """Frame-level AUC over the test videos with temporal annotations."""
+    from dualvad import schema as S
+    from dualvad.corpus import read_corpus
+    from dualvad.eval.metrics import frame_auc
+    from dualvad.rundir import open_run
+    from dualvad.scorer.data import video_set_from_segments
+
+    run_dir = open_run(str(run))
+    videos = video_set_from_segments(run_dir.read_table("segments"))
+    scores = run_dir.read_table("scores").sort_by([(S.VIDEO_ID, "ascending"), (S.SEGMENT_INDEX, "ascending")])
+    by_video = dict(zip(videos.video_ids, scores[S.SCORE].to_numpy().reshape(len(videos), -1), strict=True))
+    bounds = dict(zip(videos.video_ids, videos.bounds, strict=True))
+    test = [r for r in read_corpus(corpus) if r.split == "test" and r.intervals is not None]
+    return frame_auc((by_video[r.video_id], bounds[r.video_id], r.intervals) for r in test)
+
+
+def _throughput(run: Path) -> float:
+    """Videos per second on one thread: a batch of 1024 videos of K=32 precomputed features."""
+    import torch
+
+    from dualvad.scorer.trained import TrainedScorer
+
+    torch.set_num_threads(1)
+    scorer = TrainedScorer.load(run / "scorer" / "model")
+    features = np.random.default_rng(0).normal(size=(1024, 32, scorer.spec.feature_dim)).astype(np.float32)
+    scorer.score(features[:64])  # warm-up
+    started = time.perf_counter()
+    repeats = 5
+    for _ in range(repeats):
+        scorer.score(features)
+    return repeats * len(features) / (time.perf_counter() - started)
+
+
+if __name__ == "__main__":
+    OUT.mkdir(parents=True, exist_ok=True)
+    main()

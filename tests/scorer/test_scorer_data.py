@@ -1,0 +1,56 @@
+"""Regrouping the segments table into per-video arrays; the split; the normaliser."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from dualvad import schema as S
+from dualvad.scorer.data import FeatureNormalizer, train_validation_split, video_set_from_segments
+
+
+def segments(videos: dict[str, str], k: int = 3, dim: int = 2) -> pa.Table:
+    rows = []
+    for n, (video_id, label) in enumerate(videos.items()):
+        for i in range(k):
+            rows.append({S.VIDEO_ID: video_id, S.SEGMENT_INDEX: i, S.START_FRAME: 10 * i,
+                         S.END_FRAME: 10 * i + 10, S.FPS: 15.0, S.NUM_FRAMES: 10 * k,
+                         S.FEATURE: [float(n), float(i)][:dim], S.LABEL: label,
+                         S.GT_FRACTION: None, S.SPLIT: "train", S.VIDEO_PATH: f"/v/{video_id}"})
+    return pa.Table.from_pylist(rows[::-1], schema=S.SEGMENTS_SCHEMA)  # out of order on purpose
+
+
+def test_regroups_sorted_with_labels_and_categories():
+    videos = video_set_from_segments(segments({"b.mp4": "Fight", "a.mp4": "Normal", "c.mp4": "Anomaly"}))
+    assert videos.video_ids == ["a.mp4", "b.mp4", "c.mp4"]
+    assert videos.features.shape == (3, 3, 2) and videos.features.dtype == np.float32
+    np.testing.assert_array_equal(videos.features[1, :, 1], [0, 1, 2])  # segment order restored
+    np.testing.assert_array_equal(videos.labels, [0, 1, 1])
+    assert videos.categories == ("Normal", "Fight")
+    np.testing.assert_array_equal(videos.category_index, [0, 1, 0])
+    np.testing.assert_array_equal(videos.category_known, [True, True, False])  # "Anomaly": unknown kind
+    np.testing.assert_array_equal(videos.bounds[0, :, 0], [0, 10, 20])
+    assert np.isnan(videos.gt_fraction).all()
+
+
+def test_uneven_segment_counts_are_an_error():
+    table = pa.concat_tables([segments({"a.mp4": "Normal"}, k=3), segments({"b.mp4": "Normal"}, k=2)])
+    with pytest.raises(ValueError, match="same number of segments"):
+        video_set_from_segments(table)
+
+
+def test_split_is_stratified_seeded_and_disjoint():
+    labels = {f"n{i}.mp4": "Normal" for i in range(10)} | {f"f{i}.mp4": "Fight" for i in range(5)}
+    videos = video_set_from_segments(segments(labels))
+    train, val = train_validation_split(videos, 0.2, seed=3)
+    assert (int(val.labels.sum()), len(val)) == (1, 3)  # 1 of 5 anomalous, 2 of 10 normal
+    assert not set(train.video_ids) & set(val.video_ids) and len(train) + len(val) == 15
+    again, _ = train_validation_split(videos, 0.2, seed=3)
+    assert again.video_ids == train.video_ids
+
+
+def test_normalizer_standardises():
+    features = np.array([[[1.0, 5.0], [3.0, 5.0]]], dtype=np.float32)
+    normalizer = FeatureNormalizer.fit(features)
+    np.testing.assert_allclose(normalizer.mean, [2.0, 5.0])
+    np.testing.assert_allclose(normalizer(features)[0, :, 0], [-1.0, 1.0])
+    assert np.isfinite(normalizer(features)).all()  # constant column: std floored, no NaN
