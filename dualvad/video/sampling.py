@@ -1,0 +1,195 @@
+"""Frame sampling strategies (pure functions): DUAL-VAD's anomaly-focused softmax allocation
+and the baselines beside it (uniform, seeded random, Holmes-VAU inverse-CDF).
+
+Every strategy returns an :class:`Allocation`: sorted, unique frame indices plus how many of
+them fall in each of the video's K segments. Segments are ``[start, end)`` frame ranges
+(``bounds``, int (K, 2)) covering the video, as :func:`dualvad.video.segments.segment_bounds`
+cuts them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+STRATEGIES = ("focused", "uniform", "random", "cdf")
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """The frames a strategy picked in one video."""
+
+    frames: np.ndarray  # int64 (N,), sorted, unique frame indices
+    per_segment: np.ndarray  # int64 (K,), how many of ``frames`` fall in each segment
+
+
+def focused(
+    scores: np.ndarray, bounds: np.ndarray, budget: int, tau: float = 0.1, floor: int = 1
+) -> Allocation:
+    """Anomaly-focused softmax allocation of ``budget`` frames (DESIGN.md, step for step).
+
+    1. ``budget >= floor*K``: every segment first gets ``floor`` frames (full coverage); the
+       remaining ``R`` frames are split by ``softmax(scores / tau)`` with largest-remainder
+       rounding, no segment getting more frames than it has (overflow goes, frame by frame,
+       to the highest-weighted segments with room left).
+    2. ``budget < floor*K``: the K segments form ``budget`` contiguous groups; each group gives
+       one frame, from its highest-scoring segment (the first one on ties). (When ``floor > 1``
+       and ``K <= budget < floor*K``, step 1 runs with the floor lowered to ``budget // K``.)
+    3. A segment's ``n`` frames sit at the centres of ``n`` equal sub-intervals of it.
+
+    Args:
+        scores: float (K,) segment anomaly scores (any real values; [0, 1] from the scorer).
+        bounds: int (K, 2) ``[start, end)`` frames of each segment.
+        budget: N, the number of frames to select.
+        tau: softmax temperature (> 0); large values tend to uniform allocation.
+        floor: m, frames every segment gets before the softmax share (>= 0).
+
+    Raises:
+        ValueError: budget outside ``1 .. num_frames``, non-positive tau, negative floor, or
+            scores/bounds of different lengths; the message states the numbers and the fix.
+    """
+    scores, spans = _check(scores, bounds, budget)
+    if tau <= 0:
+        raise ValueError(f"tau must be > 0, got {tau}; use a small value (e.g. 0.1) to focus, a large one "
+                         "for uniform allocation")
+    if floor < 0:
+        raise ValueError(f"floor (frames per segment) must be >= 0, got {floor}")
+    k = len(scores)
+    if budget >= k or (budget >= floor * k):
+        # With floor m > 1 and K <= N < m*K the floor is lowered to what the budget affords,
+        # N // K frames per segment (DESIGN.md's grouping only makes sense for N < K).
+        counts = _floor_then_softmax(scores, spans, budget, tau, min(floor, budget // k))
+    else:
+        counts = _grouped_argmax(scores, budget)
+    return Allocation(_place(bounds, counts), counts)
+
+
+def uniform(bounds: np.ndarray, budget: int) -> Allocation:
+    """``budget`` frames at the centres of equal sub-intervals of the whole video."""
+    _check(np.zeros(len(bounds)), bounds, budget)
+    frames = _centres(np.array([bounds[0, 0]]), np.array([bounds[-1, 1]]), np.array([budget]))
+    return Allocation(frames, _count_per_segment(frames, bounds))
+
+
+def random(bounds: np.ndarray, budget: int, seed: int) -> Allocation:
+    """``budget`` distinct frames drawn uniformly at random (seeded: same seed, same frames)."""
+    _check(np.zeros(len(bounds)), bounds, budget)
+    start, end = int(bounds[0, 0]), int(bounds[-1, 1])
+    frames = np.sort(np.random.default_rng(seed).choice(np.arange(start, end), budget, replace=False))
+    return Allocation(frames.astype(np.int64), _count_per_segment(frames, bounds))
+
+
+def cdf(scores: np.ndarray, bounds: np.ndarray, budget: int, offset: float = 0.1) -> Allocation:
+    """Holmes-VAU's temporal sampler: inverse-CDF sampling of the density ``score + offset``.
+
+    Each frame's density is its segment's score plus ``offset``; frame ``j`` of ``budget`` is
+    where the cumulative density first reaches ``(j + 0.5) / budget``. Collisions are pushed
+    to the next free frame (and back from the end), so exactly ``budget`` distinct frames.
+    """
+    scores, spans = _check(scores, bounds, budget)
+    if offset < 0 or (offset == 0 and scores.max() <= 0):
+        raise ValueError(f"offset must be >= 0 and leave some positive density, got {offset}")
+    density = np.repeat(np.maximum(scores, 0.0) + offset, spans)
+    cumulative = np.cumsum(density) / density.sum()
+    targets = (np.arange(budget) + 0.5) / budget
+    frames = np.searchsorted(cumulative, targets).astype(np.int64)
+    frames = _make_distinct(np.minimum(frames, len(density) - 1), len(density)) + int(bounds[0, 0])
+    return Allocation(frames, _count_per_segment(frames, bounds))
+
+
+def _check(scores: np.ndarray, bounds: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(scores, dtype=np.float64)
+    bounds = np.asarray(bounds)
+    if bounds.ndim != 2 or bounds.shape[1] != 2 or len(bounds) != len(scores) or len(scores) == 0:
+        raise ValueError(f"need one [start, end) row per score: got {len(scores)} scores and bounds of "
+                         f"shape {bounds.shape}")
+    spans = (bounds[:, 1] - bounds[:, 0]).astype(np.int64)
+    frames = int(spans.sum())
+    if not 1 <= budget <= frames:
+        raise ValueError(f"frame budget {budget} is outside 1..{frames}, the video's frame count; "
+                         f"lower --budget to at most {frames} (or leave out videos this short)")
+    return scores, spans
+
+
+def _softmax(scores: np.ndarray, tau: float) -> np.ndarray:
+    z = scores / tau
+    z = np.exp(z - z.max())
+    return z / z.sum()
+
+
+def _floor_then_softmax(scores: np.ndarray, spans: np.ndarray, budget: int, tau: float,
+                        floor: int) -> np.ndarray:
+    """Steps 1 of the allocation: coverage floor, then the softmax share with capacities."""
+    base = np.minimum(floor, spans)  # a segment shorter than the floor gives what it has
+    weights = _softmax(scores, tau)
+    room = spans - base
+    extra = _largest_remainder(weights, budget - int(base.sum()), tie_break=scores)
+    overflow = int(np.maximum(extra - room, 0).sum())
+    extra = np.minimum(extra, room)
+    # Overflow goes, frame by frame, to the highest-weighted segments that still have room.
+    # (ordered by score, not weight: softmax can round different scores to equal weights)
+    for segment in np.lexsort((np.arange(len(scores)), -scores)):
+        if overflow == 0:
+            break
+        give = min(overflow, int(room[segment] - extra[segment]))
+        extra[segment] += give
+        overflow -= give
+    return base + extra
+
+
+def _largest_remainder(weights: np.ndarray, total: int, tie_break: np.ndarray) -> np.ndarray:
+    """Integers summing to ``total``, proportional to ``weights`` (Hamilton's method).
+
+    Leftover units go to the largest fractional parts; ties to the larger ``tie_break`` (the
+    scores the weights came from), then to the earlier segment, so the result is
+    deterministic and monotone in the scores.
+    """
+    quotas = weights * total
+    counts = np.floor(quotas).astype(np.int64)
+    leftover = total - int(counts.sum())
+    if leftover > 0:
+        fractions = quotas - counts
+        order = np.lexsort((np.arange(len(weights)), -tie_break, -fractions))
+        counts[order[:leftover]] += 1
+    return counts
+
+
+def _grouped_argmax(scores: np.ndarray, budget: int) -> np.ndarray:
+    """Step 2: ``budget`` contiguous groups of segments, one frame from each group's best segment."""
+    k = len(scores)
+    edges = (np.arange(budget + 1) * k) // budget
+    counts = np.zeros(k, dtype=np.int64)
+    for start, end in zip(edges[:-1], edges[1:], strict=True):
+        counts[start + int(np.argmax(scores[start:end]))] = 1
+    return counts
+
+
+def _centres(starts: np.ndarray, ends: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Centres of ``counts[i]`` equal sub-intervals of each ``[starts[i], ends[i])``, concatenated.
+
+    Frame ``j`` of a range is ``start + floor((j + 0.5) * span / n)`` (as
+    :func:`dualvad.video.segments.subinterval_centres`), vectorised over ranges.
+    """
+    owner = np.repeat(np.arange(len(counts)), counts)
+    j = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    spans, n = (ends - starts)[owner], counts[owner]
+    return (starts[owner] + ((2 * j + 1) * spans) // (2 * n)).astype(np.int64)
+
+
+def _place(bounds: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Step 3: each segment's frames at its sub-interval centres (sorted: segments are in order)."""
+    return _centres(bounds[:, 0].astype(np.int64), bounds[:, 1].astype(np.int64), counts)
+
+
+def _count_per_segment(frames: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    segment = np.searchsorted(bounds[:, 1], frames, side="right")
+    return np.bincount(segment, minlength=len(bounds)).astype(np.int64)
+
+
+def _make_distinct(frames: np.ndarray, total: int) -> np.ndarray:
+    """Sorted ``frames`` (N,) in ``0 .. total-1`` made strictly increasing with minimal moves."""
+    n = len(frames)
+    forward = np.maximum.accumulate(frames - np.arange(n)) + np.arange(n)  # push collisions right
+    limit = total - n + np.arange(n)  # ... but never past the end
+    return np.minimum(forward, limit)

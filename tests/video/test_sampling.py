@@ -1,0 +1,108 @@
+"""Frame sampling: hand-worked allocations and properties over generated cases (hypothesis)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dualvad.video.sampling import cdf, focused, random, uniform
+from dualvad.video.segments import segment_bounds
+
+FOUR_BY_TEN = segment_bounds(40, 4)
+
+
+def test_focused_hand_worked_softmax_case():
+    allocation = focused(np.array([0.0, 0.0, 1.0, 0.0]), FOUR_BY_TEN, budget=8, tau=0.1)
+    np.testing.assert_array_equal(allocation.per_segment, [1, 1, 5, 1])
+    np.testing.assert_array_equal(allocation.frames, [5, 15, 21, 23, 25, 27, 29, 35])
+
+
+def test_focused_hand_worked_grouped_case():
+    scores = np.array([0.1, 0.9, 0.3, 0.2, 0.8, 0.1])
+    allocation = focused(scores, segment_bounds(30, 6), budget=3)
+    np.testing.assert_array_equal(allocation.per_segment, [0, 1, 1, 0, 1, 0])
+    np.testing.assert_array_equal(allocation.frames, [7, 12, 22])
+
+
+def test_focused_overflow_goes_to_next_highest_weight():
+    allocation = focused(np.array([1.0, 0.0]), np.array([[0, 3], [3, 13]]), budget=8, tau=0.01)
+    np.testing.assert_array_equal(allocation.per_segment, [3, 5])
+    np.testing.assert_array_equal(allocation.frames, [0, 1, 2, 4, 6, 8, 10, 12])
+
+
+def test_baselines_hand_worked():
+    np.testing.assert_array_equal(uniform(FOUR_BY_TEN, 4).frames, [5, 15, 25, 35])
+    np.testing.assert_array_equal(cdf(np.array([0.0, 1.0]), segment_bounds(8, 2), 2, offset=0.0).frames,
+                                  [4, 6])
+    first, second = random(FOUR_BY_TEN, 6, seed=4), random(FOUR_BY_TEN, 6, seed=4)
+    np.testing.assert_array_equal(first.frames, second.frames)
+    assert not np.array_equal(first.frames, random(FOUR_BY_TEN, 6, seed=5).frames)
+
+
+def test_errors_state_numbers_and_fix():
+    with pytest.raises(ValueError, match=r"frame budget 41 is outside 1..40.*lower --budget to at most 40"):
+        focused(np.zeros(4), FOUR_BY_TEN, budget=41)
+    with pytest.raises(ValueError, match="tau must be > 0"):
+        focused(np.zeros(4), FOUR_BY_TEN, budget=4, tau=0)
+    with pytest.raises(ValueError, match="3 scores and bounds of shape"):
+        focused(np.zeros(3), FOUR_BY_TEN, budget=4)
+
+
+@st.composite
+def videos(draw):
+    k = draw(st.integers(1, 24))
+    spans = np.array(draw(st.lists(st.integers(1, 20), min_size=k, max_size=k)))
+    edges = np.concatenate([[0], np.cumsum(spans)])
+    bounds = np.stack([edges[:-1], edges[1:]], axis=1)
+    scores = np.array(draw(st.lists(st.floats(0, 1), min_size=k, max_size=k)))
+    budget = draw(st.integers(1, int(spans.sum())))
+    return scores, bounds, budget
+
+
+def _valid(allocation, bounds, budget):
+    frames = allocation.frames
+    assert len(frames) == budget
+    assert (np.diff(frames) > 0).all()  # sorted and unique
+    assert frames.min() >= 0 and frames.max() < bounds[-1, 1]
+    counts = [((frames >= s) & (frames < e)).sum() for s, e in bounds]
+    np.testing.assert_array_equal(allocation.per_segment, counts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(videos(), st.sampled_from([0.01, 0.1, 1.0, 10.0]), st.integers(0, 2))
+def test_focused_properties(video, tau, floor):
+    scores, bounds, budget = video
+    allocation = focused(scores, bounds, budget, tau=tau, floor=floor)
+    _valid(allocation, bounds, budget)
+    np.testing.assert_array_equal(focused(scores, bounds, budget, tau, floor).frames, allocation.frames)
+    counts, spans = allocation.per_segment, bounds[:, 1] - bounds[:, 0]
+    if budget >= floor * len(scores) or budget >= len(scores):
+        floor = min(floor, budget // len(scores))
+        assert (counts >= np.minimum(floor, spans)).all()  # every segment covered
+        for i in range(len(scores)):  # a higher score never gets fewer frames, unless it is full
+            for j in range(len(scores)):
+                if scores[i] > scores[j] and counts[i] < counts[j]:
+                    assert counts[i] == spans[i]
+
+
+@settings(max_examples=200, deadline=None)
+@given(videos(), st.integers(0, 10_000))
+def test_baseline_properties(video, seed):
+    scores, bounds, budget = video
+    _valid(uniform(bounds, budget), bounds, budget)
+    _valid(random(bounds, budget, seed), bounds, budget)
+    _valid(cdf(scores, bounds, budget), bounds, budget)
+
+
+def test_large_tau_gives_uniform_allocation():
+    scores = np.random.default_rng(1).random(32)
+    allocation = focused(scores, segment_bounds(3200, 32), budget=32 + 70, tau=1e9)
+    assert allocation.per_segment.max() - allocation.per_segment.min() <= 1
+    assert allocation.per_segment.sum() == 102
+
+
+def test_focus_follows_the_scores_as_tau_shrinks():
+    scores = np.linspace(0, 1, 32)
+    bounds = segment_bounds(3200, 32)
+    top_share = [focused(scores, bounds, 96, tau=t).per_segment[-4:].sum() for t in (10.0, 0.3, 0.05)]
+    assert top_share[0] < top_share[1] < top_share[2]
