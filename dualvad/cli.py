@@ -9,6 +9,7 @@ local Ray.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 from dualvad.config import ConfigError, DualVADConfig, config_hash, load_config
 from dualvad.corpus.layout import CorpusFormatError
+from dualvad.errors import StageError
 
 log = logging.getLogger("dualvad")
 
@@ -31,13 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, CorpusFormatError) as error:
         print(f"dualvad {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except StageFailed as error:
+    except StageError as error:
         print(f"dualvad {args.command}: failed: {error}", file=sys.stderr)
         return 1
-
-
-class StageFailed(RuntimeError):
-    """A stage ran but its result is not acceptable (e.g. too many videos failed)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,12 +49,23 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--corpus", help="corpus folder (corpus)")
     ingest.add_argument("--run", help="run directory (run)")
     ingest.add_argument("--segments", type=int, help="segments per video (ingest.segments)")
-    train = _command(commands, "train-scorer", "train the segment scorer (Ray Train)", _cmd_train_scorer)
+    train = _command(commands, "train-scorer", "train the segment scorer (Ray Train)", _cmd_stage)
     train.add_argument("--run", help="run directory (run)")
     train.add_argument("--kind", help="refinevad or mil (scorer.kind)")
     train.add_argument("--workers", type=int, help="Ray Train workers (scorer.workers)")
-    score = _command(commands, "score", "score every segment with the trained scorer", _cmd_score)
+    score = _command(commands, "score", "score every segment with the trained scorer", _cmd_stage)
     score.add_argument("--run", help="run directory (run)")
+    sample = _command(commands, "sample", "allocate a frame budget per video", _cmd_stage)
+    sample.add_argument("--run", help="run directory (run)")
+    sample.add_argument("--budget", type=int, help="frames per video (sample.budget)")
+    sample.add_argument("--strategy", help="focused, uniform, random or cdf (sample.strategy)")
+    sample.add_argument("--tau", type=float, help="softmax temperature (sample.tau)")
+    build = _command(commands, "build-benchmarks", "build the image and video benchmarks", _cmd_stage)
+    build.add_argument("--run", help="run directory (run)")
+    build.add_argument("--shards", type=int, help="Parquet shards per benchmark (benchmarks.shards)")
+    export = _command(commands, "export-jsonl", "export the benchmarks as InternVL JSONL", _cmd_export)
+    export.add_argument("--run", help="run directory (run)")
+    export.add_argument("--out", help="output folder (default RUN/benchmarks/jsonl; local)")
     demo = _command(commands, "demo", "run every stage on a generated corpus", _cmd_demo)
     demo.add_argument("--run", help="run directory (default runs/demo)")
     demo.add_argument("--videos", type=int, help="videos in the generated corpus")
@@ -74,7 +83,8 @@ def _command(commands, name: str, help_text: str, handler: Callable) -> argparse
 # Flags that are shorthands for config keys.
 _FLAG_KEYS = {"corpus": "corpus", "run": "run", "segments": "ingest.segments",
               "videos": "synth.videos", "seed": "synth.seed", "kind": "scorer.kind",
-              "workers": "scorer.workers"}
+              "workers": "scorer.workers", "budget": "sample.budget", "strategy": "sample.strategy",
+              "tau": "sample.tau", "shards": "benchmarks.shards"}
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -95,45 +105,37 @@ def _cmd_synth(config: DualVADConfig, args: argparse.Namespace) -> int:
 
 def _cmd_ingest(config: DualVADConfig, args: argparse.Namespace) -> int:
     _require(config.corpus, "corpus", "pass --corpus DIR")
-    print(_ingest(config))
+    return _cmd_stage(config, args)
+
+
+# Each stage: the library function that runs it (imported on use: Ray loads only when needed).
+_STAGES = {
+    "ingest": ("dualvad.pipeline.ingest", "run_ingest"),
+    "train-scorer": ("dualvad.train.scorer", "train_scorer"),
+    "score": ("dualvad.pipeline.score", "run_score"),
+    "sample": ("dualvad.pipeline.sample", "run_sample"),
+    "build-benchmarks": ("dualvad.pipeline.benchmarks", "run_build_benchmarks"),
+}
+
+
+def _run_stage(name: str, config: DualVADConfig):
+    """Run stage ``name``; returns its summary (printable)."""
+    module, function = _STAGES[name]
+    return getattr(importlib.import_module(module), function)(config)
+
+
+def _cmd_stage(config: DualVADConfig, args: argparse.Namespace) -> int:
+    print(_run_stage(args.command, config))
     return 0
 
 
-def _ingest(config: DualVADConfig):
-    from dualvad.pipeline.ingest import IngestError, run_ingest
+def _cmd_export(config: DualVADConfig, args: argparse.Namespace) -> int:
+    from dualvad.benchmarks.export import export_jsonl
+    from dualvad.rundir import open_run
 
-    try:
-        return run_ingest(config)
-    except IngestError as error:
-        raise StageFailed(str(error)) from error
-
-
-def _cmd_train_scorer(config: DualVADConfig, args: argparse.Namespace) -> int:
-    print(_train_scorer(config))
+    run = open_run(config.run)
+    print(export_jsonl(run, args.out or run.path("benchmarks", "jsonl")))
     return 0
-
-
-def _train_scorer(config: DualVADConfig):
-    from dualvad.train.scorer import ScorerTrainingError, train_scorer
-
-    try:
-        return train_scorer(config)
-    except (ScorerTrainingError, ValueError) as error:
-        raise StageFailed(str(error)) from error
-
-
-def _cmd_score(config: DualVADConfig, args: argparse.Namespace) -> int:
-    print(_score(config))
-    return 0
-
-
-def _score(config: DualVADConfig):
-    from dualvad.pipeline.score import run_score
-
-    try:
-        return run_score(config)
-    except FileNotFoundError as error:
-        raise StageFailed(str(error)) from error
 
 
 def _cmd_demo(config: DualVADConfig, args: argparse.Namespace) -> int:
@@ -147,13 +149,13 @@ def _cmd_demo(config: DualVADConfig, args: argparse.Namespace) -> int:
     config.corpus, config.run = corpus, run
     print(f"demo: config {config_hash(config)}, corpus {corpus}, run {run}")
     outputs = {"corpus": corpus}
-    for stage, run_stage in (("segments", _ingest), ("scorer", _train_scorer), ("scores", _score)):
-        summary = run_stage(config)
+    for stage in _STAGES:
+        summary = _run_stage(stage, config)
         print(summary)
         outputs[stage] = summary.output
     print("demo: done. Outputs:")
     for stage, path in outputs.items():
-        print(f"  {stage:<10} {path}")
+        print(f"  {stage:<12} {path}")
     return 0
 
 

@@ -81,6 +81,31 @@ class ScorerConfig:
 
 
 @dataclass
+class SampleConfig:
+    """How many frames to take from each video, and where."""
+
+    strategy: str = "focused"  # focused | uniform | random | cdf
+    budget: int = 16  # N frames per video
+    tau: float = 0.1  # softmax temperature (focused)
+    floor: int = 1  # m, coverage frames per segment (focused)
+    cdf_offset: float = 0.1  # density offset (cdf)
+    seed: int = 0  # random strategy
+
+
+@dataclass
+class BenchmarksConfig:
+    """The image and video benchmarks built from the sampled frames."""
+
+    image_size: int = 448  # longer side of stored frames, px (InternVL's tile size)
+    jpeg_quality: int = 90
+    clip_frames: int = 8  # k frames per video-benchmark clip
+    shards: int = 4  # Parquet shards per benchmark
+    pseudo_threshold: float = 0.5  # scorer score from which an unannotated frame counts as anomalous
+    seed: int = 0  # chooses question paraphrases
+    decode_threads: int = 1
+
+
+@dataclass
 class RayConfig:
     """How to reach Ray: ``address=None`` starts a local instance."""
 
@@ -97,6 +122,8 @@ class DualVADConfig:
     synth: SynthConfig = field(default_factory=SynthConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    benchmarks: BenchmarksConfig = field(default_factory=BenchmarksConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
 

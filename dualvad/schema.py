@@ -20,6 +20,7 @@ LABEL = "label"  # video-level: "Normal" or an anomaly category
 GT_FRACTION = "gt_fraction"  # share of the segment's frames inside a temporal annotation
 SPLIT = "split"  # "train" or "test"
 VIDEO_PATH = "video_path"  # where later stages re-decode frames from
+GT_INTERVALS = "gt_intervals"  # temporal annotation flattened [s1, e1, s2, e2, ...]; null = none
 
 SEGMENTS_SCHEMA = pa.schema(
     [
@@ -34,6 +35,7 @@ SEGMENTS_SCHEMA = pa.schema(
         (GT_FRACTION, pa.float32()),
         (SPLIT, pa.string()),
         (VIDEO_PATH, pa.string()),
+        (GT_INTERVALS, pa.list_(pa.int64())),
     ]
 )
 
@@ -44,3 +46,69 @@ FAILURES_SCHEMA = pa.schema([(VIDEO_ID, pa.string()), (VIDEO_PATH, pa.string()),
 # Scores table: RUN/scores/*.parquet, one row per (video, segment); score in [0, 1].
 SCORE = "score"
 SCORES_SCHEMA = pa.schema([(VIDEO_ID, pa.string()), (SEGMENT_INDEX, pa.int32()), (SCORE, pa.float32())])
+
+# Samples table: RUN/samples/*.parquet, one row per video: the frames a strategy selected.
+STRATEGY = "strategy"
+BUDGET = "budget"
+FRAMES = "frames"  # sorted frame indices
+PER_SEGMENT = "per_segment"  # frames per segment (K,)
+FRAME_SCORES = "frame_scores"  # the segment score of each selected frame
+SEGMENT_SCORES = "segment_scores"  # all K segment scores of the video
+SAMPLES_SCHEMA = pa.schema(
+    [
+        (VIDEO_ID, pa.string()),
+        (VIDEO_PATH, pa.string()),
+        (LABEL, pa.string()),
+        (SPLIT, pa.string()),
+        (FPS, pa.float64()),
+        (NUM_FRAMES, pa.int64()),
+        (STRATEGY, pa.string()),
+        (BUDGET, pa.int32()),
+        (FRAMES, pa.list_(pa.int64())),
+        (PER_SEGMENT, pa.list_(pa.int32())),
+        (FRAME_SCORES, pa.list_(pa.float32())),
+        (SEGMENT_SCORES, pa.list_(pa.float32())),
+        (GT_INTERVALS, pa.list_(pa.int64())),
+    ]
+)
+
+# Benchmarks: RUN/benchmarks/{image,video}/shard-*.parquet (+ manifest.json).
+ROW_ID = "id"
+CONVERSATIONS = "conversations"  # [{from: human|gpt, value: text}, ...] (InternVL style)
+TURN = pa.struct([("from", pa.string()), ("value", pa.string())])
+PSEUDO = "pseudo"  # labels come from scorer pseudo-labels, not a temporal annotation
+VIDEO_LABEL = "video_label"
+CATEGORY = "category"
+IMAGE_BENCH_SCHEMA = pa.schema(
+    [
+        (ROW_ID, pa.string()),
+        (VIDEO_ID, pa.string()),
+        ("frame_index", pa.int64()),
+        ("time_s", pa.float64()),
+        (SPLIT, pa.string()),
+        (VIDEO_LABEL, pa.string()),
+        ("image", pa.binary()),  # JPEG
+        ("anomalous", pa.bool_()),
+        (CATEGORY, pa.string()),  # null for normal frames
+        (PSEUDO, pa.bool_()),
+        (SCORE, pa.float32()),  # the scorer's score of the frame's segment
+        (CONVERSATIONS, pa.list_(TURN)),
+    ]
+)
+VIDEO_BENCH_SCHEMA = pa.schema(
+    [
+        (ROW_ID, pa.string()),
+        (VIDEO_ID, pa.string()),
+        ("frame_indices", pa.list_(pa.int64())),
+        ("images", pa.list_(pa.binary())),  # JPEG, in time order
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        (SPLIT, pa.string()),
+        (VIDEO_LABEL, pa.string()),
+        ("abnormal", pa.list_(pa.bool_())),  # per frame
+        ("abnormality_score", pa.int8()),  # 0-10
+        (CATEGORY, pa.string()),  # null for normal clips
+        (PSEUDO, pa.bool_()),
+        (CONVERSATIONS, pa.list_(TURN)),
+    ]
+)

@@ -25,6 +25,7 @@ from dualvad import schema as S
 from dualvad.config import DualVADConfig, IngestConfig
 from dualvad.corpus.layout import VideoRecord
 from dualvad.corpus.readers import read_corpus
+from dualvad.errors import StageError
 from dualvad.pipeline.parts import PartWriter
 from dualvad.pipeline.runtime import ensure_ray
 from dualvad.rundir import RunDir, open_run
@@ -41,7 +42,7 @@ _INTERVALS = "intervals_json"  # input column: temporal annotation as JSON, null
 _WORKER_SCHEMA = S.SEGMENTS_SCHEMA.append(pa.field(S.REASON, pa.string()))
 
 
-class IngestError(RuntimeError):
+class IngestError(StageError):
     """The stage failed as a whole (too many bad videos, or an unusable corpus)."""
 
 
@@ -85,9 +86,14 @@ def segment_table(record: VideoRecord, video: VideoFeatures) -> pa.Table:
             else pa.nulls(k, pa.float32()),
             S.SPLIT: [record.split] * k,
             S.VIDEO_PATH: [record.path] * k,
+            S.GT_INTERVALS: [_flatten(record.intervals)] * k,
         },
         schema=S.SEGMENTS_SCHEMA,
     )
+
+
+def _flatten(intervals: tuple[tuple[int, int], ...] | None) -> list[int] | None:
+    return None if intervals is None else [bound for interval in intervals for bound in interval]
 
 
 def failure_table(video_id: str, path: str, reason: str) -> pa.Table:

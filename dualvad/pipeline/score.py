@@ -22,6 +22,7 @@ import ray
 
 from dualvad import schema as S
 from dualvad.config import DualVADConfig
+from dualvad.errors import MissingInputError
 from dualvad.pipeline.parts import PartWriter
 from dualvad.pipeline.runtime import ensure_ray
 from dualvad.rundir import RunDir, open_run
@@ -76,7 +77,7 @@ def run_score(config: DualVADConfig) -> ScoreSummary:
     run = open_run(config.run)
     files = run.parquet_files("segments")
     if not files:
-        raise FileNotFoundError(f"{run.path('segments')} holds no segments: run `dualvad ingest` first")
+        raise MissingInputError(f"{run.path('segments')} holds no segments: run `dualvad ingest` first")
     scored = _scored_video_ids(run, _scorer_identity(run))
     todo, total, skipped = _files_to_score(run, files, scored)
     if todo:

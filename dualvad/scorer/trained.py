@@ -21,6 +21,7 @@ import pyarrow.fs as pafs
 import torch
 from torch import Tensor, nn
 
+from dualvad.errors import MissingInputError
 from dualvad.rundir import RunDir
 from dualvad.scorer.data import FeatureNormalizer
 from dualvad.scorer.losses import RefineVADLossWeights, refinevad_loss
@@ -148,7 +149,7 @@ class TrainedScorer:
 def load_from_run(run: RunDir, local_dir: str) -> TrainedScorer:
     """Fetch RUN/scorer/model (any filesystem) into ``local_dir`` and load it."""
     if not run.exists(STAGE, MODEL_DIR):
-        raise FileNotFoundError(f"{run.path(STAGE, MODEL_DIR)} holds no trained scorer: "
+        raise MissingInputError(f"{run.path(STAGE, MODEL_DIR)} holds no trained scorer: "
                                 "run `dualvad train-scorer` first")
     pafs.copy_files(run.path(STAGE, MODEL_DIR), local_dir, source_filesystem=run.fs,
                     destination_filesystem=pafs.LocalFileSystem())

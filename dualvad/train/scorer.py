@@ -27,6 +27,7 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 
 from dualvad.config import DualVADConfig, ScorerConfig
+from dualvad.errors import StageError
 from dualvad.eval.metrics import video_auc
 from dualvad.pipeline.runtime import ensure_ray
 from dualvad.rundir import TEMP_PREFIX, RunDir, open_run
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 
 
 
-class ScorerTrainingError(RuntimeError):
+class ScorerTrainingError(StageError):
     """Training cannot start (no segments, one class only) or produced no checkpoint."""
 
 

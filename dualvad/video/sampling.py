@@ -98,6 +98,22 @@ def cdf(scores: np.ndarray, bounds: np.ndarray, budget: int, offset: float = 0.1
     return Allocation(frames, _count_per_segment(frames, bounds))
 
 
+def allocate(
+    strategy: str, scores: np.ndarray, bounds: np.ndarray, budget: int, *, tau: float = 0.1,
+    floor: int = 1, offset: float = 0.1, seed: int = 0,
+) -> Allocation:
+    """Run the strategy named ``strategy`` (one of STRATEGIES) with its own parameters."""
+    if strategy == "focused":
+        return focused(scores, bounds, budget, tau=tau, floor=floor)
+    if strategy == "uniform":
+        return uniform(bounds, budget)
+    if strategy == "random":
+        return random(bounds, budget, seed)
+    if strategy == "cdf":
+        return cdf(scores, bounds, budget, offset=offset)
+    raise ValueError(f"unknown sampling strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+
+
 def _check(scores: np.ndarray, bounds: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
     scores = np.asarray(scores, dtype=np.float64)
     bounds = np.asarray(bounds)

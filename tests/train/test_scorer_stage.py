@@ -17,23 +17,8 @@ from dualvad.scorer.trained import TrainedScorer
 from dualvad.train.scorer import ScorerTrainingError, train_scorer
 
 
-@pytest.fixture(scope="module")
-def trained_run(ray_session, tmp_path_factory):
-    """20 videos of 3 s, K=8, ingested, scorer trained (1 worker) and scores written."""
-    root = tmp_path_factory.mktemp("scorer")
-    generate_corpus(root / "corpus", SynthSpec(videos=20, seconds=3.0, seed=5))
-    config = load_config(None, [f"corpus={root / 'corpus'}", f"run={root / 'run'}", "ingest.segments=8",
-                                "ingest.cpus_per_worker=0.5", "scorer.epochs=30", "scorer.workers=1",
-                                "scorer.cpus_per_worker=0.5", "scorer.topk=2",
-                                "scorer.report_every=10"])
-    run_ingest(config)
-    summary = train_scorer(config)
-    run_score(config)
-    return config, summary
-
-
-def test_trained_scorer_ranks_anomalous_segments_above_normal(trained_run):
-    config, summary = trained_run
+def test_trained_scorer_ranks_anomalous_segments_above_normal(scored_run):
+    config, summary = scored_run
     run = open_run(config.run)
     train_split = [r for r in read_corpus(config.corpus) if r.split == "train"]
     assert summary.train_videos + summary.val_videos == len(train_split)
@@ -41,7 +26,7 @@ def test_trained_scorer_ranks_anomalous_segments_above_normal(trained_run):
     segments = run.read_table("segments")
     scores = run.read_table("scores")
     assert scores.schema.equals(S.SCORES_SCHEMA) and scores.num_rows == segments.num_rows
-    joined = segments.drop_columns([S.FEATURE]).join(scores, [S.VIDEO_ID, S.SEGMENT_INDEX])
+    joined = segments.drop_columns([S.FEATURE, S.GT_INTERVALS]).join(scores, [S.VIDEO_ID, S.SEGMENT_INDEX])
     test = joined.filter(pc.equal(joined[S.SPLIT], "test"))
     gt = test[S.GT_FRACTION].to_numpy(zero_copy_only=False)
     score = test[S.SCORE].to_numpy()
@@ -51,8 +36,8 @@ def test_trained_scorer_ranks_anomalous_segments_above_normal(trained_run):
     assert anomalous.mean() > normal.mean() + 0.1, (anomalous.mean(), normal.mean())
 
 
-def test_checkpoint_round_trip_gives_identical_scores(trained_run, tmp_path):
-    config, _ = trained_run
+def test_checkpoint_round_trip_gives_identical_scores(scored_run, tmp_path):
+    config, _ = scored_run
     run = open_run(config.run)
     videos = video_set_from_segments(run.read_table("segments"))
     loaded = TrainedScorer.load(run.path("scorer", "model"))
@@ -63,8 +48,8 @@ def test_checkpoint_round_trip_gives_identical_scores(trained_run, tmp_path):
     np.testing.assert_array_equal(TrainedScorer.load(tmp_path / "copy").score(videos.features), direct)
 
 
-def test_rescoring_skips_and_retraining_invalidates(trained_run):
-    config, _ = trained_run
+def test_rescoring_skips_and_retraining_invalidates(scored_run):
+    config, _ = scored_run
     again = run_score(config)
     assert (again.skipped, again.scored) == (20, 0)
 

@@ -1,0 +1,77 @@
+"""Export the benchmarks as InternVL-style JSONL, with the frames as JPEG files.
+
+Writes, under the output folder::
+
+    images/<video id>/<frame>.jpg                       every frame once (shared by both benchmarks)
+    image_<split>.jsonl, video_<split>.jsonl            {"id", "image": [paths], "conversations"}
+
+Image paths are relative to the output folder, as InternVL's ``meta.json`` ``root`` expects.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from dualvad import schema as S
+from dualvad.errors import MissingInputError
+from dualvad.rundir import RunDir
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._/-]")
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    files: dict[str, int]  # jsonl file -> lines
+    images: int
+    output: str
+
+    def __str__(self) -> str:
+        counts = ", ".join(f"{name}: {lines}" for name, lines in sorted(self.files.items()))
+        return f"export-jsonl: {counts}; {self.images} frames -> {self.output}"
+
+
+def frame_path(video_id: str, frame: int) -> str:
+    """Relative path of a frame's JPEG (video ids keep their folders; odd characters become _)."""
+    return f"images/{_UNSAFE.sub('_', video_id)}/{frame:06d}.jpg"
+
+
+def export_jsonl(run: RunDir, out_dir: str | Path) -> ExportSummary:
+    """Write the JSONL files and frames of ``RUN/benchmarks`` into ``out_dir`` (local)."""
+    out = Path(out_dir)
+    lines: dict[str, list[str]] = {}
+    written: set[str] = set()
+    for kind in ("image", "video"):
+        files = run.parquet_files("benchmarks", kind)
+        if not files:
+            raise MissingInputError(f"{run.path('benchmarks', kind)} holds no shards: "
+                                    "run `dualvad build-benchmarks` first")
+        for path in files:
+            for row in pq.read_table(path, filesystem=run.fs).to_pylist():
+                images = _save_frames(out, row, kind, written)
+                record = {"id": row[S.ROW_ID], "image": images, "conversations": row[S.CONVERSATIONS]}
+                lines.setdefault(f"{kind}_{row[S.SPLIT]}.jsonl", []).append(json.dumps(record))
+    for name, content in lines.items():
+        (out / name).write_text("\n".join(content) + "\n")
+    return ExportSummary({name: len(content) for name, content in lines.items()}, len(written), str(out))
+
+
+def _save_frames(out: Path, row: dict, kind: str, written: set[str]) -> list[str]:
+    if kind == "image":
+        pairs = [(row["frame_index"], row["image"])]
+    else:
+        pairs = list(zip(row["frame_indices"], row["images"], strict=True))
+    paths = []
+    for frame, jpeg in pairs:
+        relative = frame_path(row[S.VIDEO_ID], frame)
+        if relative not in written:
+            target = out / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(jpeg)
+            written.add(relative)
+        paths.append(relative)
+    return paths

@@ -1,0 +1,50 @@
+"""The sample stage over a scored run: one row per video, frames as the allocation defines them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from dualvad import schema as S
+from dualvad.pipeline.sample import FAILURES_FILE, run_sample
+from dualvad.rundir import open_run
+from dualvad.video.sampling import focused
+from dualvad.video.segments import segment_bounds
+
+
+def with_sample(config, **changes):
+    return dataclasses.replace(config, sample=dataclasses.replace(config.sample, **changes))
+
+
+def test_focused_samples_match_the_allocation_and_cover_every_segment(scored_run, tmp_path):
+    config, _ = scored_run
+    config = dataclasses.replace(with_sample(config, budget=12, tau=0.2), run=config.run)
+    summary = run_sample(config)
+    run = open_run(config.run)
+    samples = run.read_table("samples")
+    assert samples.schema.equals(S.SAMPLES_SCHEMA)
+    assert summary.videos == samples.num_rows == 20 and summary.frames == 20 * 12
+    scores = run.read_table("scores").sort_by([(S.VIDEO_ID, "ascending"), (S.SEGMENT_INDEX, "ascending")])
+    by_video = dict(zip(scores[S.VIDEO_ID].to_pylist()[::8], scores[S.SCORE].to_numpy().reshape(-1, 8),
+                        strict=True))
+    for row in samples.to_pylist():
+        bounds = segment_bounds(row[S.NUM_FRAMES], 8)
+        expected = focused(by_video[row[S.VIDEO_ID]], bounds, 12, tau=0.2)
+        assert row[S.FRAMES] == expected.frames.tolist()
+        assert row[S.PER_SEGMENT] == expected.per_segment.tolist() and min(row[S.PER_SEGMENT]) >= 1
+        np.testing.assert_allclose(row[S.SEGMENT_SCORES], by_video[row[S.VIDEO_ID]], rtol=1e-6)
+    again = run_sample(config)
+    assert again.skipped
+
+
+def test_other_strategy_replaces_samples_and_short_videos_are_failures(scored_run):
+    config, _ = scored_run
+    run = open_run(config.run)
+    summary = run_sample(with_sample(config, strategy="uniform", budget=44))  # 3 s @ 15 fps = 45 frames
+    assert summary.failures == 0 and set(run.read_table("samples")[S.STRATEGY].to_pylist()) == {"uniform"}
+    too_many = run_sample(with_sample(config, strategy="random", budget=46))
+    assert (too_many.videos, too_many.failures) == (0, 20)
+    reasons = pq.read_table(f"{run.path('samples')}/{FAILURES_FILE}")[S.REASON].to_pylist()
+    assert "frame budget 46 is outside 1..45" in reasons[0]
