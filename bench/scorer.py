@@ -17,13 +17,16 @@ per core.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-OUT = Path(__file__).resolve().parent / "out" / "scorer"
+from dualvad.pipeline.score import run_score
+from dualvad.train.scorer import train_scorer
+
+from common import prepared_run, variant_run
+
 VARIANTS = {
     "RefineVAD (MoTAR + CORE)": [],
     "RefineVAD without MoTAR": ["scorer.use_motar=false"],
@@ -34,32 +37,20 @@ VARIANTS = {
 
 def main() -> None:
     args = _args()
-    import ray
-
-    from dualvad.config import load_config
-    from dualvad.corpus import SynthSpec, generate_corpus
-    from dualvad.pipeline.ingest import run_ingest
-    from dualvad.pipeline.runtime import ensure_ray
-
-    corpus = OUT / f"corpus-{args.videos}x{args.seconds:g}s-seed{args.seed}"
-    if not (corpus / "annotations").is_dir():
-        generate_corpus(corpus, SynthSpec(videos=args.videos, seconds=args.seconds, seed=args.seed))
-    base = OUT / f"run-{args.videos}x{args.seconds:g}s-seed{args.seed}"
-    common = [f"corpus={corpus}", "ray.num_cpus=2", f"scorer.epochs={args.epochs}",
-              "scorer.report_every=5", "ingest.cpus_per_worker=1"]
-    config = load_config(None, [*common, f"run={base}"])
-    ensure_ray(config.ray)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    print(run_ingest(config))
-
+    common = [f"scorer.epochs={args.epochs}", "scorer.report_every=5", "ingest.cpus_per_worker=1"]
+    config, corpus = prepared_run("scorer", args.videos, args.seconds, args.seed, common)
     rows = []
-    for name, overrides in VARIANTS.items():
-        auc, seconds = _variant(base, name, [*common, *overrides], corpus)
-        rows.append((name, auc, seconds))
+    for index, (name, overrides) in enumerate(VARIANTS.items()):
+        variant = variant_run(config, f"variant-{index}", [*common, *overrides])
+        started = time.perf_counter()
+        print(f"{name}: {train_scorer(variant)}")
+        print(f"{name}: {run_score(variant)}")
+        rows.append((name, _frame_auc(Path(variant.run), corpus), time.perf_counter() - started))
     print(f"\n{'scorer':<38} {'frame AUC':>9} {'train+score s':>14}")
     for name, auc, seconds in rows:
         print(f"{name:<38} {auc:9.4f} {seconds:14.1f}")
-    print(f"\nthroughput: {_throughput(base / 'variant-0'):.0f} videos/s per core "
+    full = Path(config.run).parent / "variant-0"
+    print(f"\nthroughput: {_throughput(full):.0f} videos/s per core "
           "(full RefineVAD, K=32, features precomputed, 1 thread; target >= 500)")
 
 
@@ -70,23 +61,6 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=11)
     return parser.parse_args()
-
-
-def _variant(base: Path, name: str, overrides: list[str], corpus: Path) -> tuple[float, float]:
-    """Train and score one variant in its own run (sharing the ingested segments)."""
-    from dualvad.config import load_config
-    from dualvad.pipeline.score import run_score
-    from dualvad.train.scorer import train_scorer
-
-    run = base / f"variant-{list(VARIANTS).index(name)}"
-    run.mkdir(parents=True, exist_ok=True)
-    if not (run / "segments").exists():
-        os.symlink(base / "segments", run / "segments")
-    config = load_config(None, [*overrides, f"run={run}"])
-    started = time.perf_counter()
-    print(f"{name}: {train_scorer(config)}")
-    print(f"{name}: {run_score(config)}")
-    return _frame_auc(run, corpus), time.perf_counter() - started
 
 
 def _frame_auc(run: Path, corpus: Path) -> float:
@@ -124,5 +98,4 @@ def _throughput(run: Path) -> float:
 
 
 if __name__ == "__main__":
-    OUT.mkdir(parents=True, exist_ok=True)
     main()

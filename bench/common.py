@@ -1,0 +1,43 @@
+"""Shared set-up of the benchmarks: a generated corpus, ingested, with a trained scorer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def prepared_run(name: str, videos: int, seconds: float, seed: int, overrides: list[str]):
+    """Generate (once) a corpus and ingest it (once) into ``bench/out/<name>/run``.
+
+    Returns (config, corpus path); Ray is started with 2 CPUs and quiet progress bars.
+    """
+    import ray
+
+    from dualvad.config import load_config
+    from dualvad.corpus import SynthSpec, generate_corpus
+    from dualvad.pipeline.ingest import run_ingest
+    from dualvad.pipeline.runtime import ensure_ray
+
+    folder = OUT / name / f"{videos}x{seconds:g}s-seed{seed}"
+    corpus = folder / "corpus"
+    if not (corpus / "annotations").is_dir():
+        generate_corpus(corpus, SynthSpec(videos=videos, seconds=seconds, seed=seed))
+    config = load_config(None, [f"corpus={corpus}", f"run={folder / 'run'}", "ray.num_cpus=2", *overrides])
+    ensure_ray(config.ray)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    print(run_ingest(config))
+    return config, corpus
+
+
+def variant_run(config, name: str, overrides: list[str]):
+    """A run beside ``config.run`` sharing its segments (a symlink), with other settings."""
+    from dualvad.config import load_config
+
+    base = Path(config.run)
+    run = base.parent / name
+    run.mkdir(parents=True, exist_ok=True)
+    if not (run / "segments").exists():
+        os.symlink(base / "segments", run / "segments")
+    return load_config(None, [f"corpus={config.corpus}", "ray.num_cpus=2", *overrides, f"run={run}"])
