@@ -53,6 +53,7 @@ class IngestConfig:
     workers: int | None = None  # actor pool size; None = up to one per CPU
     cpus_per_worker: float = 1.0
     decode_threads: int = 1  # decord decoding threads per worker
+    snap_to_keyframes: bool = True  # anchor sampled frames on keyframes where a sub-interval has one
 
 
 @dataclass

@@ -125,6 +125,7 @@ class SegmentWorker:
             video = extract_video_features(
                 record.path, self.extractor, self.config.segments,
                 self.config.frames_per_segment, self.config.decode_threads,
+                self.config.snap_to_keyframes,
             )
         except VideoDecodeError as error:
             # Recorded, not swallowed: the failure row reaches _failures.parquet and the summary.

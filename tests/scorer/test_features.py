@@ -22,6 +22,13 @@ def test_pair_indices_exact():
     np.testing.assert_array_equal(pair_indices(98, 100, 4, 100), [98, 99, 99, 99])
 
 
+def test_pair_indices_snap_to_a_keyframe_inside_each_subinterval():
+    # sub-intervals [0, 5) and [5, 10): their first keyframe replaces the centre (2, 7) if any
+    np.testing.assert_array_equal(pair_indices(0, 10, 2, 100, np.array([0, 3, 30])), [0, 1, 7, 8])
+    np.testing.assert_array_equal(pair_indices(0, 10, 2, 100, np.array([3, 6])), [3, 4, 6, 7])
+    np.testing.assert_array_equal(pair_indices(10, 20, 2, 100, np.array([0, 30])), [12, 13, 17, 18])
+
+
 def test_motion_feature_layout_and_cues():
     extractor = MotionAppearanceExtractor(32, 24)
     still = np.full((4, 24, 32, 3), 100, dtype=np.uint8)
