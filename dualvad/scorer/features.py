@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from dualvad.video.decode import open_video, read_frames, video_info
+from dualvad.video.decode import open_video, read_frames
 from dualvad.video.segments import segment_bounds, subinterval_centres
 
 GRID = 4  # appearance and motion are pooled on a GRID x GRID spatial grid
@@ -102,19 +102,20 @@ def extract_video_features(
     """
     width, height = extractor.decode_size
     reader = open_video(path, width=width, height=height, num_threads=decode_threads)
-    info = video_info(reader)
-    bounds = segment_bounds(info.num_frames, num_segments)
+    num_frames, fps = len(reader), float(reader.get_avg_fps())  # container metadata, no decoding
+    bounds = segment_bounds(num_frames, num_segments)
     pairs = max(frames_per_segment // 2, 1)
     keyframes = np.asarray(reader.get_key_indices(), dtype=np.int64) if snap_to_keyframes else None
-    # K x F small frames, whatever the video's length: memory is bounded by the config.
-    frames = np.zeros((num_segments, 2 * pairs, info.height, info.width, 3), dtype=np.uint8)
+    frames = None  # (K, 2P, H, W, 3): K x F small frames whatever the video's length
     for index, (start, end) in enumerate(bounds):
-        wanted = pair_indices(int(start), int(end), pairs, info.num_frames, keyframes)
+        wanted = pair_indices(int(start), int(end), pairs, num_frames, keyframes)
         decoded = read_frames(reader, wanted, path)
+        if frames is None:
+            frames = np.zeros((num_segments, 2 * pairs, *decoded.shape[1:]), dtype=np.uint8)
         # A segment shorter than P frames has fewer pairs: repeat them cyclically (pairs stay aligned).
         frames[index] = decoded[np.arange(2 * pairs) % len(decoded)]
     features = extractor(frames)
-    return VideoFeatures(info.num_frames, info.fps, bounds, features)
+    return VideoFeatures(num_frames, fps, bounds, features)
 
 
 class MotionAppearanceExtractor:
