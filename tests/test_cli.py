@@ -23,15 +23,15 @@ def test_synth_writes_a_readable_corpus(tmp_path, capsys):
 
 def test_demo_runs_every_stage_and_prints_outputs(ray_session, tmp_path, capsys):
     run = tmp_path / "demo"
-    code = main(["demo", "--run", str(run), "--videos", "4", "synth.seconds=1.5",
+    code = main(["demo", "--run", str(run), "--videos", "12", "synth.seconds=1.0",
                  "ingest.segments=8", "ingest.cpus_per_worker=0.5", "scorer.epochs=2",
                  "scorer.report_every=1", "scorer.cpus_per_worker=0.5", "sample.budget=8"])
     out = capsys.readouterr().out
     assert code == 0, out
     for stage, folder in [("ingest", "segments"), ("train-scorer", "scorer/model"),
-                          ("score", "scores"), ("sample", "samples")]:
+                          ("score", "scores"), ("sample", "samples"), ("build-benchmarks", "benchmarks")]:
         assert f"{stage:<12} {run}/{folder}" in out
-    assert list((run / "samples").glob("part-*.parquet"))
+    assert (run / "benchmarks" / "manifest.json").is_file()
 
 
 def test_ingest_exits_1_when_too_many_videos_fail(ray_session, tmp_path, capsys):

@@ -97,7 +97,8 @@ def train_scorer(config: DualVADConfig) -> ScorerTrainSummary:
     with best.as_directory() as directory:
         trained = TrainedScorer.load(directory)
     _export(run, trained)
-    return ScorerTrainSummary(len(train), len(val), int(trained.metrics["epoch"]),
+    held_out = 0 if val is train else len(val)
+    return ScorerTrainSummary(len(train), held_out, int(trained.metrics["epoch"]),
                               float(trained.metrics["val_auc"]), time.perf_counter() - started,
                               run.path(STAGE, MODEL_DIR))
 
@@ -112,7 +113,13 @@ def _training_videos(run: RunDir, settings: ScorerConfig) -> tuple[VideoSet, Vid
         raise ScorerTrainingError(
             f"the train split has {positives} anomalous of {len(train_all)} videos: weakly supervised "
             "training needs both normal and anomalous videos in annotations/train.txt")
-    return train_validation_split(train_all, settings.val_share, settings.seed)
+    train, val = train_validation_split(train_all, settings.val_share, settings.seed)
+    if len(np.unique(val.labels)) < 2:
+        # Too few videos to hold out both classes: pick checkpoints by training AUC, and say so.
+        log.warning("train split too small for a validation set with both classes (%d videos); "
+                    "the best checkpoint is chosen by video AUC on the training videos", len(train_all))
+        return train_all, train_all
+    return train, val
 
 
 def _rows(videos: VideoSet, normalizer: FeatureNormalizer) -> list[dict[str, Any]]:

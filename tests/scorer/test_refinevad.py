@@ -18,6 +18,7 @@ from dualvad.scorer.refinevad import (
     RefineVAD,
     RefineVADConfig,
     ScorerOutput,
+    drop_context,
     temporal_channel_shift,
 )
 
@@ -25,7 +26,8 @@ B, K, D, H = 3, 8, 20, 32
 
 
 def small_config(**overrides: object) -> RefineVADConfig:
-    settings: dict = dict(feature_dim=D, hidden_dim=H, transformer_heads=4)
+    # no context dropout: a dropped branch would get no gradient in the gradient checks
+    settings: dict = dict(feature_dim=D, hidden_dim=H, transformer_heads=4, context_drop=0.0)
     settings.update(overrides)
     return RefineVADConfig(**settings)
 
@@ -167,6 +169,17 @@ def test_core_shapes_and_grads() -> None:
     assert_all_grads(module)
 
 
+def test_drop_context_zeroes_whole_videos_in_training_only() -> None:
+    torch.manual_seed(0)
+    context = torch.ones(64, 4, 8)
+    assert drop_context(context, 0.5, training=False) is context
+    dropped = drop_context(context, 0.5, training=True)
+    per_video = dropped.flatten(1)
+    # each video is either all zeros or all 1 / (1 - p)
+    assert ((per_video == 0).all(dim=1) | (per_video == 2.0).all(dim=1)).all()
+    assert 0 < (per_video == 0).all(dim=1).sum() < 64
+
+
 # --- RefineVAD --------------------------------------------------------------------------------
 
 
@@ -244,7 +257,20 @@ def synthetic_batch(gen: torch.Generator, videos: int = 16) -> tuple[Tensor, Ten
 
 def train_and_measure(seed: int, steps: int = 150, **overrides: object) -> tuple[float, float]:
     """Train on synthetic batches with top-k MIL; return the mean held-out score of the
-    anomalous segments and of the other segments of the anomalous videos."""
+    anomalous segments and of the other segments of the anomalous videos.
+
+    Runs on one thread: reproducible (reduction order fixed) and not slowed down by thread
+    oversubscription when other processes share the cores.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_and_measure(seed, steps, **overrides)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_and_measure(seed: int, steps: int, **overrides: object) -> tuple[float, float]:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     settings: dict = dict(feature_dim=16, hidden_dim=32, transformer_heads=2)
@@ -267,8 +293,8 @@ def train_and_measure(seed: int, steps: int = 150, **overrides: object) -> tuple
 
 
 def test_training_separates_anomalous_segments() -> None:
-    # Not every seed localises: weak labels leave a video-level shortcut open (see
-    # RefineVADConfig). Measured with this exact setup, seeds 0-15: see the sweep numbers in
-    # RefineVADConfig's docstring. Seed 1 is one of the seeds that localises.
+    # Not every seed localises: weak labels leave a video-level shortcut open. With this exact
+    # setup and the default config, 15 of seeds 0-15 pass (seed 0 fails; numbers in the
+    # RefineVADConfig docstring), so this is a sanity check of one typical seed, not a proof.
     inside, outside = train_and_measure(seed=1)
     assert inside > outside + 0.3, (inside, outside)
