@@ -27,9 +27,14 @@ from dualvad.corpus.layout import VideoRecord
 from dualvad.corpus.readers import read_corpus
 from dualvad.errors import StageError
 from dualvad.pipeline.parts import PartWriter
-from dualvad.pipeline.runtime import ensure_ray
+from dualvad.pipeline.runtime import actor_pool, ensure_ray
 from dualvad.rundir import RunDir, open_run
-from dualvad.scorer.features import VideoFeatures, build_extractor, extract_video_features
+from dualvad.scorer.features import (
+    SegmentFeatureExtractor,
+    VideoFeatures,
+    build_extractor,
+    extract_video_features,
+)
 from dualvad.video.decode import VideoDecodeError
 from dualvad.video.segments import interval_fraction
 
@@ -104,40 +109,49 @@ def failure_table(video_id: str, path: str, reason: str) -> pa.Table:
     return pa.table(columns, schema=_WORKER_SCHEMA)
 
 
+def segment_videos(batch: pa.Table, extractor: SegmentFeatureExtractor, config: IngestConfig) -> pa.Table:
+    """batch: input rows (video_id, video_path, label, split, intervals_json) -> segment rows and
+    failure rows (``reason`` set) of those videos."""
+    return pa.concat_tables([_segment_one(row, extractor, config) for row in batch.to_pylist()])
+
+
+def _segment_one(row: dict[str, Any], extractor: SegmentFeatureExtractor, config: IngestConfig) -> pa.Table:
+    record = _record_from_row(row)
+    try:
+        video = extract_video_features(record.path, extractor, config.segments, config.frames_per_segment,
+                                       config.decode_threads, config.snap_to_keyframes)
+    except VideoDecodeError as error:
+        # Recorded, not swallowed: the failure row reaches _failures.parquet and the summary.
+        return failure_table(record.video_id, record.path, str(error))
+    except ValueError as error:  # too short for K segments
+        return failure_table(record.video_id, record.path, f"{record.path}: {error}")
+    except Exception as error:  # noqa: BLE001 - any decoder crash is this video's failure
+        reason = f"{record.path}: unexpected {type(error).__name__}: {error}"
+        log.error("%s\n%s", reason, traceback.format_exc())
+        return failure_table(record.video_id, record.path, reason)
+    table = segment_table(record, video)
+    return table.append_column(S.REASON, pa.nulls(table.num_rows, pa.string()))
+
+
+def _extractor(config: IngestConfig) -> SegmentFeatureExtractor:
+    return build_extractor(config.feature, width=config.decode_width, height=config.decode_height,
+                           model=config.clip_model)
+
+
 class SegmentWorker:
-    """Ray Data actor: holds one feature extractor (a model for ``clip``), turns videos into rows."""
+    """Ray Data actor for extractors with a model (``clip``): loads it once, then segments videos."""
 
     def __init__(self, config: IngestConfig) -> None:
-        self.config = config
-        self.extractor = build_extractor(
-            config.feature, width=config.decode_width, height=config.decode_height,
-            model=config.clip_model,
-        )
+        self.config, self.extractor = config, _extractor(config)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        """batch: input rows (video_id, video_path, label, split, intervals_json) -> output rows."""
-        tables = [self._one(row) for row in batch.to_pylist()]
-        return pa.concat_tables(tables)
+        return segment_videos(batch, self.extractor, self.config)
 
-    def _one(self, row: dict[str, Any]) -> pa.Table:
-        record = _record_from_row(row)
-        try:
-            video = extract_video_features(
-                record.path, self.extractor, self.config.segments,
-                self.config.frames_per_segment, self.config.decode_threads,
-                self.config.snap_to_keyframes,
-            )
-        except VideoDecodeError as error:
-            # Recorded, not swallowed: the failure row reaches _failures.parquet and the summary.
-            return failure_table(record.video_id, record.path, str(error))
-        except ValueError as error:  # too short for K segments
-            return failure_table(record.video_id, record.path, f"{record.path}: {error}")
-        except Exception as error:  # noqa: BLE001 - any decoder crash is this video's failure
-            reason = f"{record.path}: unexpected {type(error).__name__}: {error}"
-            log.error("%s\n%s", reason, traceback.format_exc())
-            return failure_table(record.video_id, record.path, reason)
-        table = segment_table(record, video)
-        return table.append_column(S.REASON, pa.nulls(table.num_rows, pa.string()))
+
+def segment_videos_task(batch: pa.Table, config: IngestConfig) -> pa.Table:
+    """Ray Data task for weightless extractors (``motion``): building one costs nothing, and
+    tasks run in Ray's pooled worker processes instead of starting actors for every stage run."""
+    return segment_videos(batch, _extractor(config), config)
 
 
 def run_ingest(config: DualVADConfig) -> IngestSummary:
@@ -172,19 +186,19 @@ def run_ingest(config: DualVADConfig) -> IngestSummary:
 def _ingest_videos(run: RunDir, todo: list[VideoRecord], config: IngestConfig) -> tuple[int, pa.Table]:
     """Run the Ray Data pipeline over ``todo``; returns (segment rows written, failures).
 
-    One streaming pass: the driver receives each video's rows as the actors finish them and
+    One streaming pass: the driver receives each video's rows as the workers finish them and
     writes a Parquet part every ``ROWS_PER_PART`` rows, so an interrupted stage keeps what it
     finished and a re-run skips it.
     """
     rows = [_row_from_record(r) for r in todo]
-    max_workers = config.workers or max(1, int(ray.available_resources().get("CPU", 1)))
+    if config.feature == "motion":
+        udf = {"fn": segment_videos_task, "fn_kwargs": {"config": config},
+               "concurrency": min(config.workers, len(rows)) if config.workers else None}
+    else:
+        udf = {"fn": SegmentWorker, "fn_constructor_kwargs": {"config": config},
+               "compute": actor_pool(config.workers, len(rows))}
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-        SegmentWorker,
-        fn_constructor_kwargs={"config": config},
-        batch_size=1,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(max_workers, len(rows))),
-        num_cpus=config.cpus_per_worker,
+        **udf, batch_size=1, batch_format="pyarrow", num_cpus=config.cpus_per_worker,
     )
     writer, failures, done = PartWriter(run, STAGE, S.SEGMENTS_SCHEMA), [], set()
     for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):

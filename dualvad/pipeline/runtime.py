@@ -35,3 +35,13 @@ def _package_parent() -> str:
     parent = os.path.dirname(os.path.dirname(os.path.abspath(dualvad.__file__)))
     existing = os.environ.get("PYTHONPATH")
     return f"{parent}{os.pathsep}{existing}" if existing else parent
+
+
+def actor_pool(workers: int | None, items: int) -> ray.data.ActorPoolStrategy:
+    """The actor pool for ``items`` inputs: exactly ``workers`` actors when given (all started at
+    once, no ramp-up), else autoscaling from 1 up to one per CPU of the cluster."""
+    if workers:
+        size = max(1, min(workers, items))
+        return ray.data.ActorPoolStrategy(min_size=size, max_size=size)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(cpus, items)))

@@ -24,7 +24,7 @@ from dualvad import schema as S
 from dualvad.config import DualVADConfig
 from dualvad.errors import MissingInputError
 from dualvad.pipeline.parts import PartWriter
-from dualvad.pipeline.runtime import ensure_ray
+from dualvad.pipeline.runtime import actor_pool, ensure_ray
 from dualvad.rundir import RunDir, open_run
 from dualvad.scorer.data import video_set_from_segments
 from dualvad.scorer.trained import MODEL_DIR, WEIGHTS_FILE, load_from_run
@@ -123,13 +123,12 @@ def _files_to_score(run: RunDir, files: list[str], scored: set[str]) -> tuple[li
 
 
 def _score_files(run: RunDir, files: list[str], workers: int | None) -> None:
-    max_workers = workers or max(1, int(ray.available_resources().get("CPU", 1)))
     dataset = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files)).map_batches(
         ScoreWorker,
         fn_constructor_kwargs={"run_uri": run.uri},
         batch_size=1,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(max_workers, len(files))),
+        compute=actor_pool(workers, len(files)),
         num_cpus=1,
     )
     writer = PartWriter(run, STAGE, S.SCORES_SCHEMA)

@@ -36,7 +36,6 @@ __all__ = [
     "RefineVADConfig",
     "ScorerOutput",
     "masked_max",
-    "masked_mean",
     "resolve_mask",
     "shift_channel_weights",
     "temporal_channel_shift",
@@ -146,12 +145,6 @@ def resolve_mask(x: Tensor, mask: Tensor | None) -> Tensor:
     if not bool(mask.any(dim=1).all()):
         raise ValueError("every video needs at least one real segment (a mask row is all False)")
     return mask
-
-
-def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``x`` (B, K, H) over the real segments of ``mask`` (B, K) -> (B, H)."""
-    weights = mask.unsqueeze(-1).to(x.dtype)
-    return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
 
 def masked_max(x: Tensor, mask: Tensor) -> Tensor:
@@ -308,6 +301,8 @@ class MoTAR(nn.Module):
         Returns: ``(features, ratio)``: features (B, K, H); ratio (B,) the shift ratio used.
         """
         h = self.proj(x)
+        # None stays None: an all-real batch needs no key padding mask (keeps the fast path)
+        mask = None if mask is None else resolve_mask(h, mask)
         ratio, _ = self.salience(h, mask)
         shifted = temporal_channel_shift(h, ratio, self.fold_div, mask)
         padding = None if mask is None else ~mask
