@@ -65,6 +65,11 @@ class ScorerConfig:
     use_motar: bool = True  # ablation switches (RefineVAD only)
     use_core: bool = True
     dropout: float = 0.1
+    # Not in the paper (ours): gates on the Transformer/CORE context that start small, and
+    # dropping the whole context branch for a share of training videos. Both keep the model from
+    # scoring every segment of an anomalous video high; 1.0 and 0.0 give the plain model.
+    context_scale_init: float = 0.1
+    context_drop: float = 0.5
     epochs: int = 40
     batch_size: int = 16  # videos per step per worker
     lr: float = 1e-3

@@ -45,6 +45,8 @@ class ScorerSpec:
     use_motar: bool = True
     use_core: bool = True
     dropout: float = 0.1
+    context_scale_init: float = 0.1
+    context_drop: float = 0.5
 
 
 def build_model(spec: ScorerSpec) -> nn.Module:
@@ -54,6 +56,7 @@ def build_model(spec: ScorerSpec) -> nn.Module:
             feature_dim=spec.feature_dim, hidden_dim=spec.hidden_dim,
             num_categories=len(spec.categories), use_motar=spec.use_motar,
             use_core=spec.use_core, dropout=spec.dropout,
+            context_scale_init=spec.context_scale_init, context_drop=spec.context_drop,
         ))
     if spec.kind == "mil":
         return MILRankingScorer(spec.feature_dim)

@@ -73,7 +73,8 @@ def train_scorer(config: DualVADConfig) -> ScorerTrainSummary:
     train, val = _training_videos(run, settings)
     normalizer = FeatureNormalizer.fit(train.features)
     spec = ScorerSpec(settings.kind, train.features.shape[-1], train.categories, settings.hidden_dim,
-                      settings.use_motar, settings.use_core, settings.dropout)
+                      settings.use_motar, settings.use_core, settings.dropout,
+                      settings.context_scale_init, settings.context_drop)
     ensure_ray(config.ray)
     trainer = TorchTrainer(
         _train_loop_per_worker,
