@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.compute as pc
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from dualvad import schema as S
 from dualvad.config import load_config
@@ -33,7 +34,10 @@ def test_trained_scorer_ranks_anomalous_segments_above_normal(scored_run):
     assert ((score >= 0) & (score <= 1)).all()
     anomalous, normal = score[gt > 0.5], score[gt == 0]
     assert len(anomalous) and len(normal)
-    assert anomalous.mean() > normal.mean() + 0.1, (anomalous.mean(), normal.mean())
+    # Ranking, not a threshold: anomalous segments above normal ones (0.68 when written; chance 0.5).
+    truth = np.r_[np.ones(len(anomalous)), np.zeros(len(normal))]
+    assert roc_auc_score(truth, np.r_[anomalous, normal]) > 0.6
+    assert anomalous.mean() > normal.mean()
 
 
 def test_checkpoint_round_trip_gives_identical_scores(scored_run, tmp_path):
