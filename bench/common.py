@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -41,3 +42,13 @@ def variant_run(config, name: str, overrides: list[str]):
     if not (run / "segments").exists():
         os.symlink(base / "segments", run / "segments")
     return load_config(None, [f"corpus={config.corpus}", "ray.num_cpus=2", *overrides, f"run={run}"])
+
+
+def corpus_arguments(description: str) -> argparse.ArgumentParser:
+    """A parser with the generated corpus and scorer options the benchmarks share."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--videos", type=int, default=80)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--epochs", type=int, default=40, help="scorer training epochs")
+    parser.add_argument("--seed", type=int, default=11)
+    return parser

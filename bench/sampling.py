@@ -28,7 +28,7 @@ from dualvad.scorer.data import video_set_from_segments
 from dualvad.train.scorer import train_scorer
 from dualvad.video.sampling import STRATEGIES, allocate
 
-from common import prepared_run
+from common import corpus_arguments, prepared_run
 
 BUDGETS = (8, 16, 32)
 
@@ -57,11 +57,7 @@ def main() -> None:
 
 
 def _args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--videos", type=int, default=80)
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=11)
+    parser = corpus_arguments(__doc__.split("\n\n")[0])
     parser.add_argument("--tau", type=float, default=0.1)
     parser.add_argument("--segments", type=int, default=16, help="K (N=8 < K, N=16 = K, N=32 > K)")
     return parser.parse_args()

@@ -25,7 +25,7 @@ import numpy as np
 from dualvad.pipeline.score import run_score
 from dualvad.train.scorer import train_scorer
 
-from common import prepared_run, variant_run
+from common import corpus_arguments, prepared_run, variant_run
 
 VARIANTS = {
     "RefineVAD (MoTAR + CORE)": [],
@@ -55,11 +55,7 @@ def main() -> None:
 
 
 def _args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--videos", type=int, default=80)
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=11)
+    parser = corpus_arguments(__doc__.split("\n\n")[0])
     return parser.parse_args()
 
 

@@ -162,6 +162,13 @@ def _intervals(
     return tuple(sorted(out))
 
 
+def _normal_without_intervals(
+    label: str, intervals: tuple[Interval, ...], path: object, line_no: int, what: str, expected: str
+) -> None:
+    if label == NORMAL_LABEL and intervals:
+        raise _fail(path, line_no, f"{what} has anomaly intervals", expected)
+
+
 def read_ucf_temporal(path: str | os.PathLike[str]) -> Temporal:
     """Read UCF-Crime temporal annotations: `<video> <Class> s1 e1 s2 e2` per line.
 
@@ -180,13 +187,8 @@ def read_ucf_temporal(path: str | os.PathLike[str]) -> Temporal:
         video, label = tokens[0], _canonical_label(tokens[1])
         _check_new(seen, video, path, line_no, _UCF_TEMPORAL_FORMAT)
         intervals = _intervals(tokens[2:], path, line_no, _UCF_TEMPORAL_FORMAT, allow_none=True)
-        if label == NORMAL_LABEL and intervals:
-            raise _fail(
-                path,
-                line_no,
-                "a Normal video has anomaly intervals",
-                "`-1 -1 -1 -1` for Normal videos",
-            )
+        _normal_without_intervals(label, intervals, path, line_no, "a Normal video",
+                                  "`-1 -1 -1 -1` for Normal videos")
         out[video] = (label, intervals)
     return out
 
@@ -254,13 +256,8 @@ def read_xd_violence(path: str | os.PathLike[str]) -> Temporal:
             raise _fail(path, line_no, str(exc), _XD_FORMAT) from None
         _check_new(seen, video, path, line_no, _XD_FORMAT)
         intervals = _intervals(tokens[1:], path, line_no, _XD_FORMAT, allow_none=False)
-        if label == NORMAL_LABEL and intervals:
-            raise _fail(
-                path,
-                line_no,
-                "a label_A (Normal) video has anomaly intervals",
-                "no intervals for label_A videos",
-            )
+        _normal_without_intervals(label, intervals, path, line_no, "a label_A (Normal) video",
+                                  "no intervals for label_A videos")
         out[video] = (label, intervals)
     return out
 
