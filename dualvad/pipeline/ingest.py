@@ -1,8 +1,8 @@
 """The ingest stage: corpus videos -> K segments each, one feature vector per segment.
 
-A Ray Data pipeline with one row per video: an actor pool decodes each video with decord
-(segment by segment, so memory does not grow with video length), extracts features and emits
-the segment rows. A video that cannot be decoded becomes a failure row with its reason; the
+A Ray Data pipeline with one row per video: Ray tasks (or, for an extractor with a model, an
+actor pool) decode each video with decord (a fixed number of small frames per segment, so
+memory does not grow with video length), extract features and emit the segment rows. A video that cannot be decoded becomes a failure row with its reason; the
 stage finishes and records it in ``RUN/segments/_failures.parquet``. Videos already written by
 an earlier run are skipped.
 """
