@@ -2,9 +2,9 @@
 
 A Ray Data pipeline with one row per video: Ray tasks (or, for an extractor with a model, an
 actor pool) decode each video with decord (a fixed number of small frames per segment, so
-memory does not grow with video length), extract features and emit the segment rows. A video that cannot be decoded becomes a failure row with its reason; the
-stage finishes and records it in ``RUN/segments/_failures.parquet``. Videos already written by
-an earlier run are skipped.
+memory does not grow with video length), extract features and emit the segment rows. A video
+that cannot be decoded becomes a failure row with its reason; the stage finishes and records
+it in ``RUN/segments/_failures.parquet``. Videos already written by an earlier run are skipped.
 """
 
 from __future__ import annotations
