@@ -1,0 +1,122 @@
+"""The DeepSpeed JSON config of the VLM fine-tuning, derived from a few settings (never hand-written).
+
+:func:`deepspeed_config` gives ZeRO stage 2 by default (3 optional), optional CPU offload of the
+optimizer state (and of the parameters at stage 3), bf16 on GPUs / fp32 on CPU, gradient clipping,
+an AdamW optimizer section and a warmup-then-decay learning-rate schedule.
+
+The optimizer: the config names AdamW with ``torch_adam: true`` (DeepSpeed builds ``torch.optim.AdamW``,
+no compiled ops needed) unless the optimizer state is offloaded, where DeepSpeed builds its CPU Adam.
+A client optimizer passed to ``deepspeed.initialize`` takes precedence over the section;
+``zero_allow_untested_optimizer`` lets ZeRO wrap torch's AdamW either way.
+
+No Ray here: the Ray Train loop calls this and hands the dict to ``deepspeed.initialize(config=...)``.
+"""
+
+from __future__ import annotations
+
+ZERO_STAGES = (0, 1, 2, 3)
+SCHEDULERS = ("WarmupDecayLR", "WarmupCosineLR")
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+BUCKET_SIZE = 500_000_000
+
+
+def _check(
+    zero_stage: int, micro_batch: int, grad_accum: int, world_size: int, lr: float, weight_decay: float,
+    warmup_steps: int, total_steps: int, grad_clip: float, offload: bool, scheduler: str,
+) -> None:
+    """Raise ``ValueError`` naming the first setting that is out of range."""
+    if zero_stage not in ZERO_STAGES:
+        raise ValueError(f"zero_stage must be one of {ZERO_STAGES}, got {zero_stage}")
+    if offload and zero_stage == 0:
+        raise ValueError("offload needs ZeRO stage 1, 2 or 3 (stage 0 does not partition the optimizer)")
+    for name, value in (("micro_batch", micro_batch), ("grad_accum", grad_accum),
+                        ("world_size", world_size), ("total_steps", total_steps)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    if grad_clip < 0:
+        raise ValueError(f"grad_clip must be >= 0 (0 disables clipping), got {grad_clip}")
+    if not isinstance(warmup_steps, int) or not 0 <= warmup_steps <= total_steps:
+        raise ValueError(
+            f"warmup_steps must be an integer in [0, total_steps={total_steps}], got {warmup_steps}"
+        )
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+    if scheduler == "WarmupCosineLR" and warmup_steps < 1:
+        raise ValueError("WarmupCosineLR needs warmup_steps >= 1 (DeepSpeed rejects 0)")
+
+
+def zero_section(zero_stage: int, offload: bool) -> dict:
+    """The ``zero_optimization`` block: stage, bucket settings, CPU offload of the optimizer (and params
+    at stage 3)."""
+    section: dict = {"stage": zero_stage}
+    if zero_stage == 0:
+        return section
+    section.update({"overlap_comm": zero_stage >= 2, "contiguous_gradients": zero_stage >= 2,
+                    "reduce_bucket_size": BUCKET_SIZE})
+    if zero_stage in (1, 2):
+        section.update({"allgather_bucket_size": BUCKET_SIZE, "reduce_scatter": True})
+    if zero_stage == 3:
+        section.update({"stage3_gather_16bit_weights_on_model_save": True})
+    if offload:
+        section["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+        if zero_stage == 3:
+            section["offload_param"] = {"device": "cpu", "pin_memory": True}
+    return section
+
+
+def scheduler_section(scheduler: str, lr: float, warmup_steps: int, total_steps: int) -> dict:
+    """Linear warmup from 0 to ``lr`` over ``warmup_steps``, then linear (WarmupDecayLR) or cosine decay."""
+    if scheduler == "WarmupDecayLR":
+        params = {"warmup_min_lr": 0.0, "warmup_max_lr": lr, "warmup_num_steps": warmup_steps,
+                  "total_num_steps": total_steps, "warmup_type": "linear"}
+    else:
+        params = {"warmup_min_ratio": 0.0, "cos_min_ratio": 0.0, "warmup_num_steps": warmup_steps,
+                  "total_num_steps": total_steps, "warmup_type": "linear"}
+    return {"type": scheduler, "params": params}
+
+
+def deepspeed_config(
+    *,
+    zero_stage: int = 2,
+    offload: bool = False,
+    bf16: bool,
+    micro_batch: int,
+    grad_accum: int,
+    world_size: int,
+    lr: float,
+    weight_decay: float,
+    warmup_steps: int,
+    total_steps: int,
+    grad_clip: float = 1.0,
+    scheduler: str = "WarmupDecayLR",
+) -> dict:
+    """The DeepSpeed config dict for ``world_size`` data-parallel workers.
+
+    ``bf16``: True on GPUs (bf16 weights/activations, fp32 master weights), False for fp32 (CPU).
+    ``train_batch_size = micro_batch * grad_accum * world_size``. ``total_steps`` and ``warmup_steps``
+    count optimizer steps. ``grad_clip``: max global gradient norm (0 disables).
+    """
+    _check(zero_stage, micro_batch, grad_accum, world_size, lr, weight_decay, warmup_steps, total_steps,
+           grad_clip, offload, scheduler)
+    return {
+        "train_batch_size": micro_batch * grad_accum * world_size,
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": grad_accum,
+        "gradient_clipping": float(grad_clip),
+        "bf16": {"enabled": bool(bf16)},
+        "fp16": {"enabled": False},
+        "zero_optimization": zero_section(zero_stage, offload),
+        "zero_allow_untested_optimizer": True,
+        "optimizer": {
+            "type": "AdamW",
+            "params": {"lr": lr, "betas": list(ADAM_BETAS), "eps": ADAM_EPS, "weight_decay": weight_decay,
+                       "torch_adam": not offload},
+        },
+        "scheduler": scheduler_section(scheduler, lr, warmup_steps, total_steps),
+        "wall_clock_breakdown": False,
+    }

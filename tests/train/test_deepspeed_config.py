@@ -1,0 +1,105 @@
+"""The DeepSpeed config builder: exact dicts for the CPU and the large-GPU settings, and its errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from dualvad.train.deepspeed_config import deepspeed_config
+
+COMMON = {"micro_batch": 2, "grad_accum": 4, "world_size": 3, "lr": 4e-5, "weight_decay": 0.05,
+          "warmup_steps": 10, "total_steps": 100}
+
+
+def test_stage2_fp32_cpu_exact():
+    config = deepspeed_config(bf16=False, **COMMON)
+    assert config == {
+        "train_batch_size": 24,
+        "train_micro_batch_size_per_gpu": 2,
+        "gradient_accumulation_steps": 4,
+        "gradient_clipping": 1.0,
+        "bf16": {"enabled": False},
+        "fp16": {"enabled": False},
+        "zero_optimization": {
+            "stage": 2, "overlap_comm": True, "contiguous_gradients": True, "reduce_bucket_size": 500_000_000,
+            "allgather_bucket_size": 500_000_000, "reduce_scatter": True,
+        },
+        "zero_allow_untested_optimizer": True,
+        "optimizer": {"type": "AdamW", "params": {"lr": 4e-5, "betas": [0.9, 0.999], "eps": 1e-8,
+                                                   "weight_decay": 0.05, "torch_adam": True}},
+        "scheduler": {"type": "WarmupDecayLR", "params": {
+            "warmup_min_lr": 0.0, "warmup_max_lr": 4e-5, "warmup_num_steps": 10, "total_num_steps": 100,
+            "warmup_type": "linear"}},
+        "wall_clock_breakdown": False,
+    }
+
+
+def test_stage3_offload_bf16_cosine_exact():
+    config = deepspeed_config(zero_stage=3, offload=True, bf16=True, grad_clip=0.5,
+                              scheduler="WarmupCosineLR", **COMMON)
+    assert config == {
+        "train_batch_size": 24,
+        "train_micro_batch_size_per_gpu": 2,
+        "gradient_accumulation_steps": 4,
+        "gradient_clipping": 0.5,
+        "bf16": {"enabled": True},
+        "fp16": {"enabled": False},
+        "zero_optimization": {
+            "stage": 3, "overlap_comm": True, "contiguous_gradients": True, "reduce_bucket_size": 500_000_000,
+            "stage3_gather_16bit_weights_on_model_save": True,
+            "offload_optimizer": {"device": "cpu", "pin_memory": True},
+            "offload_param": {"device": "cpu", "pin_memory": True},
+        },
+        "zero_allow_untested_optimizer": True,
+        "optimizer": {"type": "AdamW", "params": {"lr": 4e-5, "betas": [0.9, 0.999], "eps": 1e-8,
+                                                   "weight_decay": 0.05, "torch_adam": False}},
+        "scheduler": {"type": "WarmupCosineLR", "params": {
+            "warmup_min_ratio": 0.0, "cos_min_ratio": 0.0, "warmup_num_steps": 10, "total_num_steps": 100,
+            "warmup_type": "linear"}},
+        "wall_clock_breakdown": False,
+    }
+
+
+def test_stage2_offload_moves_only_the_optimizer():
+    zero = deepspeed_config(offload=True, bf16=True, **COMMON)["zero_optimization"]
+    assert zero["offload_optimizer"] == {"device": "cpu", "pin_memory": True}
+    assert "offload_param" not in zero
+
+
+def test_stage0_is_plain_data_parallel():
+    assert deepspeed_config(zero_stage=0, bf16=False, **COMMON)["zero_optimization"] == {"stage": 0}
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"zero_stage": 4}, "zero_stage must be one of"),
+    ({"zero_stage": 0, "offload": True}, "offload needs ZeRO stage"),
+    ({"micro_batch": 0}, "micro_batch must be a positive integer, got 0"),
+    ({"grad_accum": -1}, "grad_accum must be a positive integer"),
+    ({"world_size": 1.5}, "world_size must be a positive integer"),
+    ({"total_steps": 0}, "total_steps must be a positive integer"),
+    ({"lr": 0.0}, "lr must be > 0"),
+    ({"weight_decay": -0.1}, "weight_decay must be >= 0"),
+    ({"grad_clip": -1.0}, "grad_clip must be >= 0"),
+    ({"warmup_steps": 101}, r"warmup_steps must be an integer in \[0, total_steps=100\], got 101"),
+    ({"scheduler": "OneCycle"}, "scheduler must be one of"),
+    ({"scheduler": "WarmupCosineLR", "warmup_steps": 0}, "WarmupCosineLR needs warmup_steps >= 1"),
+])
+def test_invalid_settings_are_clear_errors(override, message):
+    settings = {**COMMON, "bf16": False, **override}
+    with pytest.raises(ValueError, match=message):
+        deepspeed_config(**settings)
+
+
+@pytest.mark.parametrize("settings", [
+    {"bf16": False},
+    {"zero_stage": 3, "offload": True, "bf16": True, "scheduler": "WarmupCosineLR"},
+])
+def test_deepspeed_accepts_the_configs(settings):
+    """DeepSpeed's own parser (strict pydantic models) reads both configs; one process, no GPU needed."""
+    from deepspeed.runtime.config import DeepSpeedConfig
+
+    parsed = DeepSpeedConfig(deepspeed_config(**{**COMMON, "world_size": 1, **settings}))
+    assert parsed.train_batch_size == 8 and parsed.gradient_accumulation_steps == 4
+    assert parsed.zero_config.stage == settings.get("zero_stage", 2)
+    assert (parsed.zero_config.offload_optimizer is not None) == settings.get("offload", False)
+    assert parsed.optimizer_name == "adamw"
+    assert parsed.scheduler_name == settings.get("scheduler", "WarmupDecayLR")
