@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     build = _command(commands, "build-benchmarks", "build the image and video benchmarks", _cmd_stage)
     build.add_argument("--run", help="run directory (run)")
     build.add_argument("--shards", type=int, help="Parquet shards per benchmark (benchmarks.shards)")
+    tune = _command(commands, "finetune", "fine-tune the VLM on both benchmarks (Ray Train + DeepSpeed)",
+                    _cmd_stage)
+    tune.add_argument("--run", help="run directory (run)")
+    tune.add_argument("--model", help="'tiny', a hub id or a folder (finetune.model)")
+    tune.add_argument("--workers", dest="finetune_workers", type=int,
+                      help="Ray Train workers (finetune.workers)")
     export = _command(commands, "export-jsonl", "export the benchmarks as InternVL JSONL", _cmd_export)
     export.add_argument("--run", help="run directory (run)")
     export.add_argument("--out", help="output folder (default RUN/benchmarks/jsonl; local)")
@@ -84,7 +90,8 @@ def _command(commands, name: str, help_text: str, handler: Callable) -> argparse
 _FLAG_KEYS = {"corpus": "corpus", "run": "run", "segments": "ingest.segments",
               "videos": "synth.videos", "seed": "synth.seed", "kind": "scorer.kind",
               "workers": "scorer.workers", "budget": "sample.budget", "strategy": "sample.strategy",
-              "tau": "sample.tau", "shards": "benchmarks.shards"}
+              "tau": "sample.tau", "shards": "benchmarks.shards", "model": "finetune.model",
+              "finetune_workers": "finetune.workers"}
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -94,10 +101,9 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _cmd_synth(config: DualVADConfig, args: argparse.Namespace) -> int:
-    from dualvad.corpus import SynthSpec, generate_corpus
+    from dualvad.corpus import generate_corpus
 
-    spec = SynthSpec(**vars(config.synth))
-    records = generate_corpus(args.out, spec, progress=_progress("synth"))
+    records = generate_corpus(args.out, config.synth, progress=_progress("synth"))
     anomalous = sum(r.is_anomalous for r in records)
     print(f"synth: {len(records)} videos ({anomalous} anomalous) -> {os.path.abspath(args.out)}")
     return 0
@@ -115,6 +121,7 @@ _STAGES = {
     "score": ("dualvad.pipeline.score", "run_score"),
     "sample": ("dualvad.pipeline.sample", "run_sample"),
     "build-benchmarks": ("dualvad.pipeline.benchmarks", "run_build_benchmarks"),
+    "finetune": ("dualvad.train.finetune", "run_finetune"),
 }
 
 
@@ -140,12 +147,12 @@ def _cmd_export(config: DualVADConfig, args: argparse.Namespace) -> int:
 
 def _cmd_demo(config: DualVADConfig, args: argparse.Namespace) -> int:
     """Generate a corpus inside the run directory, then run every stage that exists."""
-    from dualvad.corpus import SynthSpec, generate_corpus
+    from dualvad.corpus import generate_corpus
 
     run = os.path.abspath(config.run)
     corpus = config.corpus or os.path.join(run, "corpus")
     if not os.path.isdir(os.path.join(corpus, "annotations")):
-        generate_corpus(corpus, SynthSpec(**vars(config.synth)), progress=_progress("synth"))
+        generate_corpus(corpus, config.synth, progress=_progress("synth"))
     config.corpus, config.run = corpus, run
     print(f"demo: config {config_hash(config)}, corpus {corpus}, run {run}")
     outputs = {"corpus": corpus}

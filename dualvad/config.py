@@ -20,23 +20,12 @@ from typing import Any, Union
 
 import yaml
 
+# The synthetic corpus section is the generator's own spec (one definition of those fields).
+from dualvad.corpus.synthetic import SynthSpec as SynthConfig
+
 
 class ConfigError(ValueError):
     """A config file or override that does not match the schema."""
-
-
-@dataclass
-class SynthConfig:
-    """The synthetic corpus that ``dualvad synth`` and ``dualvad demo`` generate."""
-
-    videos: int = 16
-    seed: int = 0
-    width: int = 160  # pixels
-    height: int = 120  # pixels
-    fps: int = 15
-    seconds: float = 4.0
-    anomaly_share: float = 0.5  # share of videos with an anomalous event
-    test_share: float = 0.5  # share of videos in the test split
 
 
 @dataclass
@@ -112,6 +101,35 @@ class BenchmarksConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """Fine-tuning the VLM on the train split of both benchmarks (Ray Train + DeepSpeed)."""
+
+    model: str = "tiny"  # "tiny" (a random tiny InternVL, for tests/demo) or a hub id / folder
+    workers: int = 2  # Ray Train workers (data-parallel ranks)
+    cpus_per_worker: float = 0.5
+    use_gpu: bool = False  # one GPU per worker, bf16; CPU runs are fp32 on gloo
+    zero_stage: int = 2  # DeepSpeed ZeRO stage (0-3)
+    offload: bool = False  # offload the optimizer state (and params at stage 3) to CPU
+    micro_batch: int = 1  # rows per forward pass per worker
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 1  # optimizer steps of linear warmup
+    max_steps: int = 4  # optimizer steps in all; 0 = ``epochs`` passes over the mixed benchmarks
+    epochs: int = 1  # used when max_steps = 0
+    image_weight: float = 1.0  # draws per epoch = round(weight * rows) per benchmark
+    video_weight: float = 1.0
+    curriculum: str = "joint"  # "joint" or "image_first"
+    max_length: int = 1024  # tokens per row; a longer row is an error
+    grad_clip: float = 1.0
+    gradient_checkpointing: bool = False
+    freeze_vision: bool = False
+    freeze_projector: bool = False
+    report_every: int = 2  # optimizer steps between reports + checkpoints (and after the last)
+    seed: int = 0
+
+
+@dataclass
 class RayConfig:
     """How to reach Ray: ``address=None`` starts a local instance."""
 
@@ -130,6 +148,7 @@ class DualVADConfig:
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     benchmarks: BenchmarksConfig = field(default_factory=BenchmarksConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
 
@@ -198,7 +217,10 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     values = {}
     for name, value in raw.items():
         values[name] = _coerce(hints[name], value, f"{prefix}{name}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as error:  # a section that validates its own values (e.g. SynthSpec)
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {error}") from error
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:

@@ -76,3 +76,8 @@ def test_missing_file_is_an_error(tmp_path):
 def test_hash_is_stable_and_value_sensitive():
     assert config_hash(load_config()) == config_hash(load_config())
     assert config_hash(load_config()) != config_hash(load_config(None, ["ingest.segments=8"]))
+
+
+def test_a_section_that_validates_itself_reports_a_config_error():
+    with pytest.raises(ConfigError, match=r"synth: .*width x height = 33 x 120 must be even"):
+        load_config(None, ["synth.width=33"])
