@@ -125,7 +125,7 @@ class FinetuneConfig:
     gradient_checkpointing: bool = False
     freeze_vision: bool = False
     freeze_projector: bool = False
-    report_every: int = 2  # optimizer steps between reports + checkpoints (and after the last)
+    report_every: int = 4  # optimizer steps between reports + checkpoints (and after the last)
     seed: int = 0
 
 

@@ -1,0 +1,390 @@
+"""Fine-tuning the VLM on both benchmarks with Ray Train (``TorchTrainer``) and DeepSpeed ZeRO.
+
+The driver reads the train-split rows of ``RUN/benchmarks/{image,video}`` as two Ray Data datasets
+and hands them to the trainer; each worker materialises its shard of both in memory (the rows are
+a few hundred JPEGs), orders them with :func:`dualvad.vlm.collate.mix_schedule`, and trains the model
+wrapped by ``deepspeed.initialize`` (config from :func:`dualvad.train.deepspeed_config.deepspeed_config`;
+fp32 + gloo on CPU, bf16 on GPUs). The optimizer is ``torch.optim.AdamW`` passed as a client optimizer,
+so DeepSpeed compiles no ops.
+
+Every ``finetune.report_every`` optimizer steps (and after the last) the workers report the step's
+metrics and a checkpoint: every rank writes its DeepSpeed shard (``save_checkpoint``) into one temporary
+folder that Ray Train merges. A restarted worker group loads the last one (``load_checkpoint``) and
+continues at the same step (``FailureConfig``). The last checkpoint also holds a Hugging Face export
+(``hf/``, written by rank 0), which the driver copies to ``RUN/finetune/final``: loadable with
+:func:`dualvad.vlm.model.load_model` and :func:`dualvad.vlm.processor.load_processor`.
+
+``finetune.model = "tiny"`` writes a tiny random InternVL once to ``RUN/finetune/base`` (local runs
+only) and trains that; otherwise the model is a hub id or a folder every worker can read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+import ray
+import ray.train
+import torch
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from dualvad import schema as S
+from dualvad.config import DualVADConfig, FinetuneConfig
+from dualvad.errors import MissingInputError, StageError
+from dualvad.pipeline.runtime import ensure_ray
+from dualvad.rundir import TEMP_PREFIX, RunDir, open_run
+from dualvad.vlm.collate import CURRICULA, IMAGE, VIDEO, collate, encode_example, mix_schedule
+
+log = logging.getLogger(__name__)
+
+STAGE = "finetune"
+BASE_DIR = "base"  # the tiny model's starting weights
+FINAL_DIR = "final"  # the Hugging Face export of the last step
+HF_DIR = "hf"  # the export inside the last checkpoint
+TAG = "ds"  # DeepSpeed checkpoint tag
+STATE_FILE = "finetune_state.json"  # step and metrics history, inside every checkpoint
+KINDS = (IMAGE, VIDEO)
+
+
+class FinetuneError(StageError):
+    """Fine-tuning cannot start (bad settings, no training rows) or produced no checkpoint."""
+
+
+@dataclass(frozen=True)
+class FinetuneSummary:
+    image_rows: int  # train-split rows of each benchmark
+    video_rows: int
+    steps: int  # optimizer steps run
+    final_loss: float  # mean loss of the last step over all workers
+    seconds: float
+    output: str  # RUN/finetune/final
+
+    def __str__(self) -> str:
+        return (f"finetune: {self.image_rows} image + {self.video_rows} video rows, {self.steps} steps, "
+                f"final loss {self.final_loss:.4f}, {self.seconds:.1f} s -> {self.output}")
+
+
+# ------------------------------------------------------------------------------------------------ driver
+
+
+def run_finetune(config: DualVADConfig) -> FinetuneSummary:
+    """Fine-tune ``finetune.model`` on the train split of both benchmarks; export ``RUN/finetune/final``."""
+    started = time.perf_counter()
+    run, settings = open_run(config.run), config.finetune
+    check_settings(settings)
+    ensure_ray(config.ray)
+    datasets = {kind: _train_rows(run, kind) for kind in KINDS}
+    counts = {kind: dataset.count() for kind, dataset in datasets.items()}
+    if not any(counts.values()):
+        raise FinetuneError(f"{run.path('benchmarks')} has no train-split rows to fine-tune on")
+    steps = total_steps(settings, counts[IMAGE], counts[VIDEO])
+    loop = _loop_config(settings, _model_path(run, settings), steps)
+    trainer = TorchTrainer(
+        _train_loop_per_worker,
+        train_loop_config=loop,
+        scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=settings.use_gpu,
+                                     resources_per_worker=_worker_resources(settings)),
+        run_config=RunConfig(
+            name=f"finetune-{int(time.time())}",
+            storage_path=run.path(STAGE, "ray"),
+            storage_filesystem=run.fs,
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            failure_config=FailureConfig(max_failures=2),
+        ),
+        datasets=datasets,
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise FinetuneError("training reported no checkpoint; see the Ray Train logs above")
+    state = _export(run, result.checkpoint)
+    return FinetuneSummary(counts[IMAGE], counts[VIDEO], int(state["step"]),
+                           float(state["history"][-1]["loss"]), time.perf_counter() - started,
+                           run.path(STAGE, FINAL_DIR))
+
+
+def _loop_config(settings: FinetuneConfig, model_path: str, steps: int) -> dict[str, Any]:
+    """What every worker needs, as plain picklable values. ``crash_once``: tests only, ``(step, marker
+    file)``: the first worker group to reach that step raises once (a failure to resume from)."""
+    return {"settings": asdict(settings), "model_path": model_path, "total_steps": steps, "crash_once": None}
+
+
+def check_settings(settings: FinetuneConfig) -> None:
+    """Raise :class:`FinetuneError` naming the first ``finetune.*`` setting out of range."""
+    if settings.curriculum not in CURRICULA:
+        raise FinetuneError(f"finetune.curriculum must be one of {CURRICULA}, got {settings.curriculum!r}")
+    for name in ("workers", "micro_batch", "grad_accum", "epochs", "report_every", "max_length"):
+        if getattr(settings, name) < 1:
+            raise FinetuneError(f"finetune.{name} must be >= 1, got {getattr(settings, name)}")
+    if settings.max_steps < 0:
+        raise FinetuneError(f"finetune.max_steps must be >= 0 (0 = run finetune.epochs), "
+                            f"got {settings.max_steps}")
+    if settings.cpus_per_worker <= 0:
+        raise FinetuneError(f"finetune.cpus_per_worker must be > 0, got {settings.cpus_per_worker}")
+
+
+def total_steps(settings: FinetuneConfig, image_rows: int, video_rows: int) -> int:
+    """Optimizer steps of the run: ``max_steps``, or else ``epochs`` passes over the mixed draws
+    (``round(w * rows)`` per benchmark) divided by the global batch, rounded up."""
+    if settings.max_steps:
+        return settings.max_steps
+    draws = len(mix_schedule(image_rows, video_rows, settings.image_weight, settings.video_weight,
+                             settings.curriculum, settings.epochs, settings.seed))
+    return max(1, math.ceil(draws / (settings.workers * settings.micro_batch * settings.grad_accum)))
+
+
+def _worker_resources(settings: FinetuneConfig) -> dict[str, float]:
+    resources = {"CPU": settings.cpus_per_worker}
+    if settings.use_gpu:
+        resources["GPU"] = 1.0
+    return resources
+
+
+def _train_rows(run: RunDir, kind: str) -> ray.data.Dataset:
+    """The train-split rows of one benchmark (all its shards) as a materialised Ray Dataset."""
+    files = run.parquet_files("benchmarks", kind)
+    if not files:
+        raise MissingInputError(f"{run.path('benchmarks', kind)} holds no shards: "
+                                "run `dualvad build-benchmarks` first")
+    dataset = ray.data.read_parquet(files, filesystem=run.fs)
+    return dataset.filter(expr=f"{S.SPLIT} == 'train'").materialize()
+
+
+def _model_path(run: RunDir, settings: FinetuneConfig) -> str:
+    """The folder or hub id workers load; ``"tiny"`` is written once to ``RUN/finetune/base``."""
+    if settings.model != "tiny":
+        return settings.model
+    if not isinstance(run.fs, pafs.LocalFileSystem):
+        raise FinetuneError("finetune.model='tiny' needs a local run directory (workers load it from disk)")
+    from dualvad.vlm.model import save_tiny_model
+
+    base = Path(run.path(STAGE, BASE_DIR))
+    if not (base / "config.json").is_file():
+        save_tiny_model(base)
+    return str(base)
+
+
+def _export(run: RunDir, checkpoint: Checkpoint) -> dict[str, Any]:
+    """Copy the last checkpoint's ``hf/`` to ``RUN/finetune/final`` atomically; write the step log.
+
+    Returns the checkpoint's state: ``{"step": int, "history": [per-step metrics]}``.
+    """
+    with checkpoint.as_directory() as directory:
+        state = json.loads(Path(directory, STATE_FILE).read_text())
+        source = os.path.join(directory, HF_DIR)
+        if not os.path.isdir(source):
+            raise FinetuneError(f"the last checkpoint has no {HF_DIR}/ export (rank 0 writes it at the end)")
+        temp = run.path(STAGE, f"{TEMP_PREFIX}{FINAL_DIR}")
+        run.fs.create_dir(temp, recursive=True)
+        pafs.copy_files(source, temp, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=run.fs)
+    target = run.path(STAGE, FINAL_DIR)
+    if run.exists(STAGE, FINAL_DIR):
+        run.fs.delete_dir(target)
+    run.fs.move(temp, target)
+    run.write_text(json.dumps(state, indent=2), STAGE, "train_log.json")
+    return state
+
+
+# ------------------------------------------------------------------------------------------------ worker
+
+
+def _train_loop_per_worker(loop: dict[str, Any]) -> None:
+    """Ray Train worker: DeepSpeed data parallelism over this worker's shard of both benchmarks."""
+    import deepspeed
+
+    from dualvad.vlm.processor import load_processor
+
+    settings = FinetuneConfig(**loop["settings"])
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.manual_seed(settings.seed)
+    processor = load_processor(loop["model_path"])
+    model = _build_model(loop["model_path"], settings)
+    rows = {kind: _load_shard(ray.train.get_dataset_shard(kind)) for kind in KINDS}
+    if not settings.use_gpu:
+        _skip_shm_comm_build(deepspeed)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr,
+                                  weight_decay=settings.weight_decay)
+    engine, *_ = deepspeed.initialize(
+        model=model, optimizer=optimizer, config=_ds_config(settings, world, loop["total_steps"]),
+        dist_init_required=not torch.distributed.is_initialized())
+    state = _resume(engine)
+    micro = list(_micro_batches(rows, settings, rank, loop["total_steps"]))
+    pad_id = int(processor.tokenizer.pad_token_id)
+    engine.train()
+    for step in range(state["step"], loop["total_steps"]):
+        started, lr = time.perf_counter(), float(engine.get_lr()[0])
+        chunk = micro[step * settings.grad_accum:(step + 1) * settings.grad_accum]
+        loss, tokens, samples = _optimizer_step(engine, rows, chunk, processor, settings.max_length, pad_id)
+        metrics = _step_metrics(step, loss, lr, tokens, samples, time.perf_counter() - started)
+        state = {**state, "step": step + 1, "history": [*state["history"], metrics]}
+        if rank == 0:
+            log.info("finetune step %(step)d: loss %(loss).4f, lr %(lr).2e, %(samples_per_s).2f samples/s, "
+                     "%(tokens_per_s).0f tokens/s", metrics)
+        _maybe_crash(loop["crash_once"], step + 1)
+        last = step + 1 == loop["total_steps"]
+        if (step + 1) % settings.report_every == 0 or last:
+            _report(engine, processor, state, export=last)
+
+
+def _optimizer_step(engine: Any, rows: dict[str, list], chunk: list[list[tuple[str, int]]], processor: Any,
+                    max_length: int, pad_id: int) -> tuple[float, int, int]:
+    """One optimizer step: forward/backward over the ``grad_accum`` micro-batches of ``chunk`` (DeepSpeed
+    steps the optimizer and lr schedule at the last). Returns (mean loss, non-pad tokens, rows)."""
+    loss_sum, tokens, samples = 0.0, 0, 0
+    for indices in chunk:
+        batch = _batch(rows, indices, processor, max_length, pad_id, engine.device)
+        loss = engine(**batch).loss
+        engine.backward(loss)
+        engine.step()
+        loss_sum += float(loss.detach())
+        tokens += int(batch["attention_mask"].sum())
+        samples += len(indices)
+    return loss_sum / len(chunk), tokens, samples
+
+
+def _maybe_crash(crash_once: tuple[int, str] | None, step: int) -> None:
+    """Fail once after optimizer step ``crash_once[0]`` (tests of resuming); the marker file records it."""
+    if crash_once is None or step != crash_once[0]:
+        return
+    marker = Path(crash_once[1])
+    if ray.train.get_context().get_world_rank() == 0 and not marker.exists():
+        marker.write_text(str(step))
+        raise RuntimeError(f"finetune: injected failure after step {step} (test)")
+
+
+def _skip_shm_comm_build(deepspeed: Any) -> None:
+    """Keep DeepSpeed from JIT-compiling its shared-memory CPU collective (about 30 s and a C++ compiler on
+    a fresh machine): it only serves inference all-reduce; ZeRO training communicates through gloo.
+
+    DeepSpeed builds the op when its comm backend starts, if ``deepspeed.ops.__compatible_ops__`` marks it
+    compatible; marking it incompatible in this worker process is the only switch it offers.
+    """
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
+def _build_model(path: str, settings: FinetuneConfig) -> torch.nn.Module:
+    """The model in train mode (fp32 master weights; DeepSpeed casts to bf16 on GPUs), frozen per config."""
+    from dualvad.vlm.model import load_model
+
+    model = load_model(path)
+    if settings.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    freeze(model, vision=settings.freeze_vision, projector=settings.freeze_projector)
+    return model.train()
+
+
+def freeze(model: torch.nn.Module, vision: bool, projector: bool) -> int:
+    """Stop gradients to the vision tower and/or the projector of an InternVL; returns trainable params."""
+    parts = {"vision_tower": vision, "multi_modal_projector": projector}
+    for name, frozen in parts.items():
+        module = getattr(model.model, name, None)
+        if module is None:
+            raise FinetuneError(f"{type(model).__name__} has no model.{name}: not an InternVL model")
+        module.requires_grad_(not frozen)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if trainable == 0:
+        raise FinetuneError("every parameter is frozen: nothing to fine-tune")
+    return trainable
+
+
+def _ds_config(settings: FinetuneConfig, world: int, steps: int) -> dict[str, Any]:
+    """The DeepSpeed config for this run; warmup is at least one step (DeepSpeed's WarmupDecayLR rejects 0
+    and warms up over at least 2 steps, the first at lr 0)."""
+    from dualvad.train.deepspeed_config import deepspeed_config
+
+    return deepspeed_config(
+        zero_stage=settings.zero_stage, offload=settings.offload, bf16=settings.use_gpu,
+        micro_batch=settings.micro_batch, grad_accum=settings.grad_accum, world_size=world, lr=settings.lr,
+        weight_decay=settings.weight_decay, warmup_steps=max(1, min(settings.warmup_steps, steps)),
+        total_steps=steps, grad_clip=settings.grad_clip)
+
+
+def _load_shard(shard: Any) -> list[dict[str, Any]]:
+    """All rows of this worker's dataset shard as Python dicts (JPEG bytes, conversations ...)."""
+    return [row for batch in shard.iter_batches(batch_size=256, batch_format="pyarrow")
+            for row in batch.to_pylist()]
+
+
+def _micro_batches(rows: dict[str, list], settings: FinetuneConfig, rank: int, steps: int):
+    """``steps * grad_accum`` micro-batches of ``[(benchmark, row index)]`` (``micro_batch`` each).
+
+    The order is :func:`mix_schedule` over this worker's rows (seeded per rank), repeated over as many
+    epochs as the run needs: every rank runs the same number of steps, whatever its shard size.
+    """
+    needed = steps * settings.grad_accum * settings.micro_batch
+    per_epoch = len(mix_schedule(len(rows[IMAGE]), len(rows[VIDEO]), settings.image_weight,
+                                 settings.video_weight, settings.curriculum, 1, settings.seed + rank))
+    schedule = mix_schedule(len(rows[IMAGE]), len(rows[VIDEO]), settings.image_weight, settings.video_weight,
+                            settings.curriculum, max(1, math.ceil(needed / per_epoch)), settings.seed + rank)
+    for start in range(0, needed, settings.micro_batch):
+        yield schedule[start:start + settings.micro_batch]
+
+
+def _batch(rows: dict[str, list], indices: list[tuple[str, int]], processor: Any, max_length: int,
+           pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """One micro-batch on ``device``: ``input_ids``/``attention_mask``/``labels`` int64 (B, seq),
+    ``pixel_values`` float32 (tiles, 3, S, S)."""
+    examples = [encode_example(rows[kind][index], processor, max_length) for kind, index in indices]
+    return {key: value.to(device) for key, value in collate(examples, pad_id).items()}
+
+
+def _step_metrics(step: int, loss: float, lr: float, tokens: int, samples: int, seconds: float
+                  ) -> dict[str, float]:
+    """Step metrics over all workers: mean loss, the step's lr, global samples/s and tokens/s (non-pad)."""
+    totals = torch.tensor([loss, float(tokens), float(samples)], dtype=torch.float64)
+    if torch.distributed.is_initialized():
+        torch.distributed.all_reduce(totals)
+        totals[0] /= torch.distributed.get_world_size()
+    seconds = max(seconds, 1e-9)
+    return {"step": step + 1, "loss": float(totals[0]), "lr": lr, "samples_per_s": float(totals[2]) / seconds,
+            "tokens_per_s": float(totals[1]) / seconds, "seconds": seconds}
+
+
+def _report(engine: Any, processor: Any, state: dict[str, Any], export: bool) -> None:
+    """Every rank saves its DeepSpeed shard into one checkpoint (Ray Train merges the folders); rank 0 adds
+    the state file and, at the end, the Hugging Face export ``hf/``."""
+    rank = ray.train.get_context().get_world_rank()
+    with tempfile.TemporaryDirectory() as directory:
+        engine.save_checkpoint(directory, tag=TAG, client_state={"step": state["step"]})
+        weights = _full_state_dict(engine) if export else None
+        if rank == 0:
+            Path(directory, STATE_FILE).write_text(json.dumps(state))
+            if export:
+                engine.module.save_pretrained(os.path.join(directory, HF_DIR), state_dict=weights)
+                processor.save_pretrained(os.path.join(directory, HF_DIR))
+        ray.train.report(dict(state["history"][-1]), checkpoint=Checkpoint.from_directory(directory))
+
+
+def _full_state_dict(engine: Any) -> dict[str, torch.Tensor] | None:
+    """The whole model's weights for the export: gathered from every rank at ZeRO-3 (a collective),
+    else ``None`` (ZeRO 0-2 keep full parameters on every rank)."""
+    if engine.zero_optimization_stage() == 3:
+        return engine._zero3_consolidated_16bit_state_dict()
+    return None
+
+
+def _resume(engine: Any) -> dict[str, Any]:
+    """Load the last reported checkpoint after a restart; returns ``{"step", "history"}`` to continue."""
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return {"step": 0, "history": []}
+    with checkpoint.as_directory() as directory:
+        path, client = engine.load_checkpoint(directory, tag=TAG)
+        if path is None:
+            raise FinetuneError(f"checkpoint {checkpoint.path} holds no DeepSpeed state under tag {TAG!r}")
+        state = json.loads(Path(directory, STATE_FILE).read_text())
+    if int(client["step"]) != int(state["step"]):
+        raise FinetuneError(f"checkpoint {checkpoint.path}: DeepSpeed state at step {client['step']}, "
+                            f"log at step {state['step']}")
+    log.info("resuming fine-tuning after step %d", state["step"])
+    return {**state, "resumed_after": [*state.get("resumed_after", []), state["step"]]}

@@ -1,0 +1,126 @@
+"""The finetune stage on local Ray: 2 Ray Train workers, DeepSpeed ZeRO-2 on CPU, the tiny InternVL,
+a few steps on benchmarks built from the shared scored run; the exported model reloads and generates."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from dualvad.config import load_config
+from dualvad.pipeline.benchmarks import run_build_benchmarks
+from dualvad.pipeline.sample import run_sample
+from dualvad.rundir import open_run
+from dualvad.train.finetune import FinetuneError, check_settings, freeze, total_steps
+from dualvad.vlm.collate import encode_example
+from dualvad.vlm.model import build_tiny_model, load_model
+from dualvad.vlm.processor import load_processor
+
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def benchmarked(scored_run, tmp_path_factory):
+    """The scored run with small benchmarks: 64 px frames, budget 8, clips of 4, in a run of its own."""
+    config, _ = scored_run
+    run = tmp_path_factory.mktemp("finetune") / "run"
+    for part in ("segments", "scores"):
+        (run / part).mkdir(parents=True)
+        for path in (Path(config.run) / part).glob("*.parquet"):
+            (run / part / path.name).write_bytes(path.read_bytes())
+    config = dataclasses.replace(
+        config, run=str(run),
+        sample=dataclasses.replace(config.sample, strategy="focused", budget=8, tau=0.2),
+        benchmarks=dataclasses.replace(config.benchmarks, shards=2, image_size=64, clip_frames=4))
+    run_sample(config)
+    run_build_benchmarks(config)
+    return config
+
+
+@pytest.fixture(scope="module")
+def finetuned(benchmarked):
+    from dualvad.train.finetune import run_finetune
+
+    config = dataclasses.replace(benchmarked, finetune=dataclasses.replace(
+        benchmarked.finetune, model="tiny", workers=2, cpus_per_worker=0.5, zero_stage=2, max_steps=STEPS,
+        warmup_steps=1, report_every=2, max_length=512))
+    return config, run_finetune(config)
+
+
+def test_two_workers_zero2_run_and_log_finite_losses(finetuned):
+    config, summary = finetuned
+    assert summary.steps == STEPS and math.isfinite(summary.final_loss)
+    assert summary.image_rows > 0 and summary.video_rows > 0
+    log = json.loads((Path(config.run) / "finetune" / "train_log.json").read_text())
+    assert [entry["step"] for entry in log["history"]] == list(range(1, STEPS + 1))
+    for entry in log["history"]:
+        assert math.isfinite(entry["loss"]) and entry["loss"] > 0
+        assert entry["samples_per_s"] > 0 and entry["tokens_per_s"] > 0 and entry["lr"] >= 0
+
+
+def test_final_export_reloads_and_generates(finetuned):
+    config, summary = finetuned
+    final = Path(summary.output)
+    model, processor = load_model(final), load_processor(final)
+    base = load_model(Path(config.run) / "finetune" / "base")
+    changed = [not torch.equal(a, b) for a, b in zip(model.parameters(), base.parameters(), strict=True)]
+    assert any(changed), "fine-tuning left every weight unchanged"
+    run = open_run(config.run)
+    row = pq.read_table(run.parquet_files("benchmarks", "video")[0]).to_pylist()[0]
+    example = encode_example(row, processor, 512)
+    prompt_end = int((example["labels"] != -100).nonzero()[0])  # the answer's first token
+    with torch.inference_mode():
+        out = model.generate(input_ids=example["input_ids"][None, :prompt_end],
+                             attention_mask=example["attention_mask"][None, :prompt_end],
+                             pixel_values=example["pixel_values"], max_new_tokens=2, do_sample=False)
+    assert out.shape == (1, prompt_end + 2)
+
+
+def test_total_steps_and_settings_checks():
+    settings = load_config().finetune
+    assert total_steps(settings, 10, 5) == settings.max_steps
+    by_epochs = dataclasses.replace(settings, max_steps=0, epochs=2, workers=2, micro_batch=2)
+    assert total_steps(by_epochs, 10, 5) == math.ceil(2 * 15 / 4)
+    with pytest.raises(FinetuneError, match="curriculum"):
+        check_settings(dataclasses.replace(settings, curriculum="video_first"))
+    with pytest.raises(FinetuneError, match="report_every"):
+        check_settings(dataclasses.replace(settings, report_every=0))
+
+
+def test_freeze_vision_and_projector():
+    model = build_tiny_model()
+    everything = sum(p.numel() for p in model.parameters())
+    trainable = freeze(model, vision=True, projector=True)
+    assert trainable < everything
+    assert not any(p.requires_grad for p in model.model.vision_tower.parameters())
+    assert not any(p.requires_grad for p in model.model.multi_modal_projector.parameters())
+    assert all(p.requires_grad for p in model.model.language_model.parameters())
+
+
+def test_a_failed_worker_group_resumes_at_the_last_checkpoint(benchmarked, tmp_path, monkeypatch):
+    from dualvad.train import finetune
+
+    marker = tmp_path / "crashed"
+
+    def crashing(settings, model_path, steps):
+        return {**loop_config(settings, model_path, steps), "crash_once": (3, str(marker))}
+
+    loop_config = finetune._loop_config
+    monkeypatch.setattr(finetune, "_loop_config", crashing)
+    run = tmp_path / "run"
+    (run / "benchmarks").mkdir(parents=True)
+    for kind in ("image", "video"):
+        shutil.copytree(Path(benchmarked.run) / "benchmarks" / kind, run / "benchmarks" / kind)
+    config = dataclasses.replace(benchmarked, run=str(run), finetune=dataclasses.replace(
+        benchmarked.finetune, model="tiny", workers=2, max_steps=STEPS, report_every=2, max_length=512))
+    summary = finetune.run_finetune(config)
+    assert marker.read_text() == "3" and summary.steps == STEPS
+    log = json.loads((run / "finetune" / "train_log.json").read_text())
+    assert log["resumed_after"] == [2]
+    assert [entry["step"] for entry in log["history"]] == list(range(1, STEPS + 1))
