@@ -66,6 +66,19 @@ class RunDir:
         self.fs.move(temp, target)
         return target
 
+    def publish_dir(self, local_dir: str, *parts: str) -> str:
+        """Copy local folder ``local_dir`` to ``parts`` under the run atomically: into a temporary
+        folder first, then renamed into place, replacing what was there."""
+        target = self.path(*parts)
+        temp = f"{target.rsplit('/', 1)[0]}/{TEMP_PREFIX}{uuid.uuid4().hex}"
+        self.fs.create_dir(temp, recursive=True)
+        pafs.copy_files(local_dir, temp, source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=self.fs)
+        if self.exists(*parts):
+            self.fs.delete_dir(target)
+        self.fs.move(temp, target)
+        return target
+
     def write_text(self, text: str, *parts: str) -> str:
         """Write a small text file (JSON, Markdown) atomically."""
         target = self.path(*parts)

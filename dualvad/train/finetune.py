@@ -41,7 +41,7 @@ from dualvad import schema as S
 from dualvad.config import DualVADConfig, FinetuneConfig
 from dualvad.errors import MissingInputError, StageError
 from dualvad.pipeline.runtime import ensure_ray
-from dualvad.rundir import TEMP_PREFIX, RunDir, open_run
+from dualvad.rundir import RunDir, open_run
 from dualvad.vlm.collate import CURRICULA, IMAGE, VIDEO, collate, encode_example, mix_schedule
 
 log = logging.getLogger(__name__)
@@ -182,13 +182,7 @@ def _export(run: RunDir, checkpoint: Checkpoint) -> dict[str, Any]:
         source = os.path.join(directory, HF_DIR)
         if not os.path.isdir(source):
             raise FinetuneError(f"the last checkpoint has no {HF_DIR}/ export (rank 0 writes it at the end)")
-        temp = run.path(STAGE, f"{TEMP_PREFIX}{FINAL_DIR}")
-        run.fs.create_dir(temp, recursive=True)
-        pafs.copy_files(source, temp, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=run.fs)
-    target = run.path(STAGE, FINAL_DIR)
-    if run.exists(STAGE, FINAL_DIR):
-        run.fs.delete_dir(target)
-    run.fs.move(temp, target)
+        run.publish_dir(source, STAGE, FINAL_DIR)
     run.write_text(json.dumps(state, indent=2), STAGE, "train_log.json")
     return state
 

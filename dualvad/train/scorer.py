@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow.fs as pafs
 import ray
 import ray.train
 import torch
@@ -30,7 +29,7 @@ from dualvad.config import DualVADConfig, ScorerConfig
 from dualvad.errors import StageError
 from dualvad.eval.metrics import video_auc
 from dualvad.pipeline.runtime import ensure_ray
-from dualvad.rundir import TEMP_PREFIX, RunDir, open_run
+from dualvad.rundir import RunDir, open_run
 from dualvad.scorer.data import FeatureNormalizer, VideoSet, train_validation_split, video_set_from_segments
 from dualvad.scorer.losses import RefineVADLossWeights
 from dualvad.scorer.trained import (
@@ -224,11 +223,5 @@ def _export(run: RunDir, trained: TrainedScorer) -> None:
     """Write the best scorer to RUN/scorer/model atomically (temporary folder, then rename)."""
     with tempfile.TemporaryDirectory() as local:
         trained.save(local)
-        temp = run.path(STAGE, f"{TEMP_PREFIX}{MODEL_DIR}")
-        run.fs.create_dir(temp, recursive=True)
-        pafs.copy_files(local, temp, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=run.fs)
-    target = run.path(STAGE, MODEL_DIR)
-    if run.exists(STAGE, MODEL_DIR):
-        run.fs.delete_dir(target)
-    run.fs.move(temp, target)
+        run.publish_dir(local, STAGE, MODEL_DIR)
     run.write_text(json.dumps(trained.metrics, indent=2), STAGE, "metrics.json")
