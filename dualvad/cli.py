@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import sys
@@ -69,6 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--model", help="'tiny', a hub id or a folder (finetune.model)")
     tune.add_argument("--workers", dest="finetune_workers", type=int,
                       help="Ray Train workers (finetune.workers)")
+    evaluate = _command(commands, "evaluate", "evaluate the scorer and the fine-tuned VLM on the test split",
+                        _cmd_stage)
+    evaluate.add_argument("--run", help="run directory (run)")
+    evaluate.add_argument("--ablate", help="none, sampling or benchmarks (eval.ablate)")
+    evaluate.add_argument("--compare", nargs="+", metavar="NAME=RUN",
+                          help="runs whose fine-tuned models --ablate benchmarks compares (eval.compare)")
+    evaluate.add_argument("--eval-model", dest="eval_model", help="a model folder or hub id (eval.model; "
+                          "default RUN/finetune/final)")
     export = _command(commands, "export-jsonl", "export the benchmarks as InternVL JSONL", _cmd_export)
     export.add_argument("--run", help="run directory (run)")
     export.add_argument("--out", help="output folder (default RUN/benchmarks/jsonl; local)")
@@ -91,12 +100,14 @@ _FLAG_KEYS = {"corpus": "corpus", "run": "run", "segments": "ingest.segments",
               "videos": "synth.videos", "seed": "synth.seed", "kind": "scorer.kind",
               "workers": "scorer.workers", "budget": "sample.budget", "strategy": "sample.strategy",
               "tau": "sample.tau", "shards": "benchmarks.shards", "model": "finetune.model",
-              "finetune_workers": "finetune.workers"}
+              "finetune_workers": "finetune.workers", "ablate": "eval.ablate", "eval_model": "eval.model"}
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
     extra = [f"{key}={getattr(args, flag)}" for flag, key in _FLAG_KEYS.items()
              if getattr(args, flag, None) is not None]
+    if getattr(args, "compare", None):
+        extra.append(f"eval.compare={json.dumps(args.compare)}")
     return list(args.overrides) + extra
 
 
@@ -122,9 +133,8 @@ _STAGES = {
     "sample": ("dualvad.pipeline.sample", "run_sample"),
     "build-benchmarks": ("dualvad.pipeline.benchmarks", "run_build_benchmarks"),
     "finetune": ("dualvad.train.finetune", "run_finetune"),
+    "evaluate": ("dualvad.pipeline.evaluate", "run_evaluate"),
 }
-# Stages `dualvad demo` leaves out: fine-tuning adds about 45 s of Ray Train + DeepSpeed start-up on 2 CPUs.
-_DEMO_SKIP = ("finetune",)
 
 
 def _run_stage(name: str, config: DualVADConfig):
@@ -148,7 +158,7 @@ def _cmd_export(config: DualVADConfig, args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(config: DualVADConfig, args: argparse.Namespace) -> int:
-    """Generate a corpus inside the run directory, then run every stage that exists (but ``_DEMO_SKIP``)."""
+    """Generate a corpus inside the run directory, then run every stage."""
     from dualvad.corpus import generate_corpus
 
     run = os.path.abspath(config.run)
@@ -158,7 +168,7 @@ def _cmd_demo(config: DualVADConfig, args: argparse.Namespace) -> int:
     config.corpus, config.run = corpus, run
     print(f"demo: config {config_hash(config)}, corpus {corpus}, run {run}")
     outputs = {"corpus": corpus}
-    for stage in (name for name in _STAGES if name not in _DEMO_SKIP):
+    for stage in _STAGES:
         summary = _run_stage(stage, config)
         print(summary)
         outputs[stage] = summary.output

@@ -114,7 +114,7 @@ class FinetuneConfig:
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 1e-4
     weight_decay: float = 0.0
-    warmup_steps: int = 1  # optimizer steps of linear warmup
+    warmup_steps: int = 1  # optimizer steps of linear warmup; 0 = a constant lr (no warmup, no decay)
     max_steps: int = 4  # optimizer steps in all; 0 = ``epochs`` passes over the mixed benchmarks
     epochs: int = 1  # used when max_steps = 0
     image_weight: float = 1.0  # draws per epoch = round(weight * rows) per benchmark
@@ -125,8 +125,45 @@ class FinetuneConfig:
     gradient_checkpointing: bool = False
     freeze_vision: bool = False
     freeze_projector: bool = False
+    # LoRA (peft) on the language model: rank 0 = full fine-tuning. With LoRA the language model's own
+    # weights are frozen; freeze_vision / freeze_projector still decide whether those parts train fully.
+    lora_rank: int = 0
+    lora_alpha: float = 16.0  # the adapters' output is scaled by lora_alpha / lora_rank
+    lora_dropout: float = 0.05  # dropout on each adapter's input
+    lora_targets: list[str] = field(default_factory=lambda: [  # Linear layers of the language model
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     report_every: int = 4  # optimizer steps between reports + checkpoints (and after the last)
     seed: int = 0
+
+
+@dataclass
+class VeraConfig:
+    """The VERA frame-level protocol (``dualvad.eval.vera``); DESIGN.md fixes kernel, sigma and snippet."""
+
+    neighbours: int = 5  # most similar segments averaged per segment (itself included)
+    temperature: float = 0.1  # softmax temperature over their cosine similarities
+    kernel: int = 15  # Gaussian smoothing taps
+    sigma: float = 10.0  # Gaussian sigma, in snippets
+    snippet: int = 16  # frames per snippet
+    position_sigma: float = 0.5  # centre position weighting, relative to the video length
+
+
+@dataclass
+class EvalConfig:
+    """Evaluating the fine-tuned VLM (and the scorer as the baseline row) on the test split."""
+
+    model: str = ""  # "" = RUN/finetune/final; else a folder or hub id
+    ablate: str = "none"  # "none", "sampling" (focused/uniform/random frames) or "benchmarks"
+    compare: list[str] = field(default_factory=list)  # ablate=benchmarks: "NAME=RUN" (or RUN) per model
+    split: str = "test"
+    batch_size: int = 8  # frames per forward pass
+    max_new_tokens: int = 24  # generated explanation length, tokens
+    thumbnails: int = 3  # top-scoring frames kept per video for the report
+    timeline_videos: int = 8  # videos drawn as timelines in the report
+    workers: int | None = None  # inference actors; None = up to one per CPU
+    cpus_per_worker: float = 1.0
+    use_gpu: bool = False  # one GPU per actor, bf16
+    vera: VeraConfig = field(default_factory=VeraConfig)
 
 
 @dataclass
@@ -149,6 +186,7 @@ class DualVADConfig:
     sample: SampleConfig = field(default_factory=SampleConfig)
     benchmarks: BenchmarksConfig = field(default_factory=BenchmarksConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
 

@@ -112,3 +112,27 @@ VIDEO_BENCH_SCHEMA = pa.schema(
         (CONVERSATIONS, pa.list_(TURN)),
     ]
 )
+
+# Evaluation predictions: RUN/eval/predictions/<model>.parquet, one row per test video and model.
+MODEL = "model"
+EXPLANATION = "explanation"  # the VLM's generated localisation answer for its top clip
+CLIP_STARTS = "clip_starts"  # position (in FRAMES) of each clip's first frame
+CLIP_SCORES = "clip_scores"  # expected 0-10 abnormality score of each clip
+THUMB_FRAMES = "thumb_frames"  # top-scoring sampled frames and their JPEGs, for the report
+THUMB_JPEGS = "thumb_jpegs"
+ERROR = "error"  # why a video could not be evaluated; null = evaluated
+PREDICTIONS_SCHEMA = pa.schema(
+    [
+        (VIDEO_ID, pa.string()),
+        (MODEL, pa.string()),
+        (STRATEGY, pa.string()),
+        (FRAMES, pa.list_(pa.int64())),
+        (FRAME_SCORES, pa.list_(pa.float32())),  # P("Yes") of each sampled frame
+        (CLIP_STARTS, pa.list_(pa.int32())),
+        (CLIP_SCORES, pa.list_(pa.float32())),
+        (EXPLANATION, pa.string()),
+        (THUMB_FRAMES, pa.list_(pa.int64())),
+        (THUMB_JPEGS, pa.list_(pa.binary())),
+        (ERROR, pa.string()),
+    ]
+)

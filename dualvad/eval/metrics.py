@@ -35,7 +35,8 @@ def frame_ground_truth(num_frames: int, intervals: Sequence[tuple[int, int]]) ->
     return truth
 
 
-def _both_classes(truth: np.ndarray, what: str) -> None:
+def require_both_classes(truth: np.ndarray, what: str) -> None:
+    """Raise ValueError naming ``what`` when ``truth`` (0/1 labels) holds only one class."""
     if truth.min() == truth.max():
         raise ValueError(f"{what}: AUC needs both normal and anomalous samples, got only class "
                          f"{int(truth[0])} in {len(truth)} samples; evaluate on a test set with both")
@@ -44,7 +45,7 @@ def _both_classes(truth: np.ndarray, what: str) -> None:
 def video_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """AUC-ROC over videos: labels (N,) 0/1, scores (N,) any real values."""
     labels = np.asarray(labels)
-    _both_classes(labels, "video-level AUC")
+    require_both_classes(labels, "video-level AUC")
     return float(roc_auc_score(labels, scores))
 
 
@@ -67,12 +68,12 @@ def concatenate_frames(
 def frame_auc(videos: Iterable[tuple[np.ndarray, np.ndarray, Sequence[tuple[int, int]]]]) -> float:
     """Frame-level AUC-ROC over the concatenation of all videos' frames (see module docstring)."""
     truth, scores = concatenate_frames(videos)
-    _both_classes(truth, "frame-level AUC")
+    require_both_classes(truth, "frame-level AUC")
     return float(roc_auc_score(truth, scores))
 
 
 def frame_ap(videos: Iterable[tuple[np.ndarray, np.ndarray, Sequence[tuple[int, int]]]]) -> float:
     """Frame-level average precision (the XD-Violence metric) over the concatenation."""
     truth, scores = concatenate_frames(videos)
-    _both_classes(truth, "frame-level AP")
+    require_both_classes(truth, "frame-level AP")
     return float(average_precision_score(truth, scores))

@@ -51,13 +51,13 @@ def run_sample(config: DualVADConfig) -> SampleSummary:
     """Allocate ``sample.budget`` frames per video with ``sample.strategy``."""
     started = time.perf_counter()
     run, settings = open_run(config.run), config.sample
-    table = _segments_with_scores(run)
+    table = segments_with_scores(run)
     fingerprint = {"sample": asdict(settings), "inputs": _input_files(run)}
     if _already_done(run, fingerprint):
         return SampleSummary(0, 0, 0, True, 0.0, run.path(STAGE))
     for path in run.parquet_files(STAGE):
         run.fs.delete_file(path)
-    rows, failures = _sample_videos(table, settings)
+    rows, failures = sample_videos(table, settings)
     writer = PartWriter(run, STAGE, S.SAMPLES_SCHEMA)
     writer.add(pa.Table.from_pylist(rows, schema=S.SAMPLES_SCHEMA))
     writer.flush()
@@ -67,8 +67,10 @@ def run_sample(config: DualVADConfig) -> SampleSummary:
                          time.perf_counter() - started, run.path(STAGE))
 
 
-def _segments_with_scores(run: RunDir) -> pa.Table:
-    segments = run.read_table("segments", columns=_SEGMENT_COLUMNS)
+def segments_with_scores(run: RunDir, extra_columns: tuple[str, ...] = ()) -> pa.Table:
+    """The segments table (contract columns the sampler needs, plus ``extra_columns``) with a ``score``
+    column, sorted by (video, segment)."""
+    segments = run.read_table("segments", columns=[*_SEGMENT_COLUMNS, *extra_columns])
     scores = run.read_table("scores")
     if segments is None or scores is None:
         missing = "segments (run `dualvad ingest`)" if segments is None else "scores (run `dualvad score`)"
@@ -95,8 +97,9 @@ def _already_done(run: RunDir, fingerprint: dict) -> bool:
         return json.loads(stream.read()) == fingerprint
 
 
-def _sample_videos(table: pa.Table, settings: SampleConfig) -> tuple[list[dict], list[dict]]:
-    """One samples row per video (or one failure row when the budget does not fit)."""
+def sample_videos(table: pa.Table, settings: SampleConfig) -> tuple[list[dict], list[dict]]:
+    """One samples row per video (or one failure row when the budget does not fit); ``table`` as
+    :func:`segments_with_scores` returns it."""
     columns = table.to_pydict()
     video_ids = columns[S.VIDEO_ID]
     starts = np.flatnonzero([i == 0 or video_ids[i] != video_ids[i - 1] for i in range(len(video_ids))])

@@ -1,0 +1,94 @@
+"""What evaluation produces, as plain values: one :class:`VideoResult` per test video and one
+:class:`ModelResult` per evaluated model (the scorer baseline, the VLM with a sampling strategy ...).
+
+The metrics, the ablation tables and the report all read these; nothing here knows of Ray.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dualvad.eval.metrics import frame_ap, frame_auc, frame_ground_truth, segment_scores_to_frames, video_auc
+from dualvad.eval.vera import VeraSettings, VeraVideo, vera_frame_auc
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """One sampled frame shown in the report."""
+
+    frame_index: int
+    score: float  # the model's score of this frame, in [0, 1]
+    jpeg: bytes
+
+
+@dataclass
+class VideoResult:
+    """One test video as a model scored it.
+
+    ``segment_bounds`` int64 (K, 2) half-open ``[start, end)`` frame ranges covering ``0 .. num_frames``;
+    ``segment_scores`` float32 (K,) in [0, 1]; ``sampled_frames`` int64 (N,) sorted frame indices the model
+    looked at, ``sampled_scores`` float32 (N,) its score of each (empty for the scorer baseline, which sees
+    features, not frames); ``gt_intervals`` the annotated ``[start, end)`` frame ranges (empty = none).
+    """
+
+    video_id: str
+    label: str  # "Normal" or an anomaly category
+    num_frames: int
+    fps: float
+    gt_intervals: list[tuple[int, int]]
+    segment_bounds: np.ndarray
+    segment_scores: np.ndarray
+    video_score: float  # in [0, 1]
+    sampled_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    sampled_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    explanation: str = ""  # the model's generated text, kept as is (never parsed for a number)
+    thumbnails: list[Thumbnail] = field(default_factory=list)
+
+    @property
+    def is_anomalous(self) -> bool:
+        return self.label != "Normal"
+
+    def frame_scores(self) -> np.ndarray:
+        """float32 (num_frames,): each segment's score repeated over its frames."""
+        return segment_scores_to_frames(self.segment_scores, self.segment_bounds)
+
+
+@dataclass
+class ModelResult:
+    """Every test video scored by one model; ``metrics`` maps a metric name (``video_auc``,
+    ``frame_auc``, ``frame_auc_vera``, ``frame_ap``) to its value, or ``None`` where it is undefined."""
+
+    name: str  # e.g. "scorer" or "vlm/focused"
+    videos: list[VideoResult]
+    metrics: dict[str, float | None] = field(default_factory=dict)
+
+
+def model_metrics(videos: list[VideoResult], features: dict[str, np.ndarray],
+                  vera: VeraSettings) -> tuple[dict[str, float | None], dict[str, str]]:
+    """Every metric of one model over its videos, plus why each undefined one is ``None``.
+
+    ``features``: each video's segment features float (K, D) (the VERA protocol's similarity step).
+    Returns ``({"video_auc", "frame_auc", "frame_auc_vera", "frame_ap"}, {metric: reason})``: a
+    video-level metric needs normal and anomalous videos, a frame-level one annotated anomalous frames
+    and normal frames.
+    """
+    metrics: dict[str, float | None] = dict.fromkeys(("video_auc", "frame_auc", "frame_auc_vera", "frame_ap"))
+    undefined: dict[str, str] = {}
+    labels = np.array([v.is_anomalous for v in videos], dtype=np.int8)
+    if len(set(labels.tolist())) == 2:
+        metrics["video_auc"] = video_auc(labels, np.array([v.video_score for v in videos]))
+    else:
+        undefined["video_auc"] = f"{len(videos)} videos, not both normal and anomalous ones"
+    anomalous_frames = sum(frame_ground_truth(v.num_frames, v.gt_intervals).sum() for v in videos)
+    if 0 < anomalous_frames < sum(v.num_frames for v in videos):
+        per_video = [(v.segment_scores, v.segment_bounds, v.gt_intervals) for v in videos]
+        metrics["frame_auc"], metrics["frame_ap"] = frame_auc(per_video), frame_ap(per_video)
+        metrics["frame_auc_vera"] = vera_frame_auc(
+            [VeraVideo(v.segment_scores, v.segment_bounds, features[v.video_id], v.num_frames, v.gt_intervals)
+             for v in videos], vera)
+    else:
+        reason = f"{anomalous_frames} annotated anomalous frames: frame metrics need both classes"
+        undefined.update(dict.fromkeys(("frame_auc", "frame_auc_vera", "frame_ap"), reason))
+    return metrics, undefined

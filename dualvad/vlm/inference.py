@@ -1,0 +1,116 @@
+"""Asking a (fine-tuned) InternVL the benchmarks' questions about frames and clips; scores from logits.
+
+The prompts are the benchmarks' own questions (the first paraphrase of each, :mod:`dualvad.benchmarks.
+templates`) in the same chat template the model was trained with, so evaluation asks what training taught:
+
+- a frame: ``<image>`` + the yes/no anomaly question -> P("Yes") over {"Yes", "No"} of the first answer token;
+- a clip of k frames: ``Frame1: <image>`` ... + the localisation question, answered by greedy generation
+  (kept as the explanation, never parsed), then the 0-10 abnormality question in the next turn -> the
+  expected digit value (:func:`dualvad.vlm.model.expected_digit_score`, "10" resolved with one extra step).
+
+Nothing here imports Ray; the evaluation stage runs :class:`VLMJudge` inside Ray Data actors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dualvad.benchmarks.templates import (
+    ANOMALY_QUESTIONS,
+    IMAGE_TOKEN,
+    LOCALIZATION_QUESTIONS,
+    SCORE_QUESTIONS,
+    frame_prefix,
+)
+from dualvad.vlm.model import expected_digit_score, yes_probability
+
+TURN_END = "<|im_end|>"
+
+
+@dataclass(frozen=True)
+class ClipJudgement:
+    """The model's answers about one clip."""
+
+    explanation: str  # generated answer to the localisation question
+    score: float  # expected abnormality score, in [0, 10]
+
+
+class VLMJudge:
+    """An InternVL model and its processor, answering the benchmark questions.
+
+    ``model``: an ``InternVLForConditionalGeneration`` in eval mode; ``processor``: the matching
+    ``InternVLProcessor`` / ``InternVLFrameProcessor``. ``batch_size``: frames per forward pass.
+    """
+
+    def __init__(self, model, processor, batch_size: int = 8, max_new_tokens: int = 24) -> None:
+        if batch_size < 1 or max_new_tokens < 1:
+            raise ValueError(
+                f"batch_size and max_new_tokens must be >= 1, got {batch_size} and {max_new_tokens}")
+        self.model, self.processor = model, processor
+        self.tokenizer = processor.tokenizer
+        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        self.turn_end_id = self.tokenizer.convert_tokens_to_ids(TURN_END)
+
+    # -------------------------------------------------------------------------------------------- frames
+
+    @torch.inference_mode()
+    def frame_scores(self, frames: Sequence[Image.Image]) -> np.ndarray:
+        """P("Yes") of the yes/no anomaly question for each frame: float32 (N,) in [0, 1]."""
+        prompt = self._prompt([{"role": "user", "text": f"{IMAGE_TOKEN}\n{ANOMALY_QUESTIONS[0]}"}])
+        scores = []
+        for start in range(0, len(frames), self.batch_size):
+            chunk = list(frames[start:start + self.batch_size])
+            logits = self._last_logits([prompt] * len(chunk), chunk)
+            scores += [yes_probability(row, self.tokenizer) for row in logits]
+        return np.asarray(scores, dtype=np.float32)
+
+    # --------------------------------------------------------------------------------------------- clips
+
+    @torch.inference_mode()
+    def judge_clip(self, frames: Sequence[Image.Image]) -> ClipJudgement:
+        """Localisation answer (generated) and expected 0-10 abnormality score of one clip."""
+        question = f"{frame_prefix(len(frames))}\n{LOCALIZATION_QUESTIONS[0]}"
+        turns = [{"role": "user", "text": question}]
+        explanation = self._generate(self._prompt(turns), list(frames))
+        turns += [{"role": "assistant", "text": explanation}, {"role": "user", "text": SCORE_QUESTIONS[0]}]
+        prompt = self._prompt(turns)
+        (logits,) = self._last_logits([prompt], list(frames))
+        (after_one,) = self._last_logits([prompt + "1"], list(frames))
+        return ClipJudgement(explanation, expected_digit_score(logits, self.tokenizer, after_one))
+
+    # ------------------------------------------------------------------------------------------- helpers
+
+    def _prompt(self, turns: list[dict[str, str]]) -> str:
+        """The chat-template text of ``turns`` (``role``, ``text``) followed by the assistant header."""
+        messages = [{"role": turn["role"], "content": [{"type": "text", "text": turn["text"]}]}
+                    for turn in turns]
+        return self.tokenizer.apply_chat_template(
+            messages, chat_template=getattr(self.processor, "chat_template", None), tokenize=False,
+            add_generation_prompt=True)
+
+    def _inputs(self, prompts: list[str], images: list[Image.Image]) -> dict[str, torch.Tensor]:
+        inputs = self.processor(text=prompts, images=images, padding=True, return_tensors="pt")
+        device, dtype = self.model.device, self.model.dtype
+        return {key: value.to(device, dtype=dtype) if key == "pixel_values" else value.to(device)
+                for key, value in inputs.items()}
+
+    def _last_logits(self, prompts: list[str], images: list[Image.Image]) -> torch.Tensor:
+        """float (batch, vocab): the next-token logits after each prompt (right padding is skipped)."""
+        inputs = self._inputs(prompts, images)
+        logits = self.model(**inputs).logits  # (batch, seq, vocab)
+        last = inputs["attention_mask"].sum(dim=1) - 1
+        return logits[torch.arange(logits.shape[0], device=logits.device), last].float().cpu()
+
+    def _generate(self, prompt: str, images: list[Image.Image]) -> str:
+        """Greedy answer to one prompt, up to ``max_new_tokens`` tokens, special tokens removed."""
+        inputs = self._inputs([prompt], images)
+        output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                     eos_token_id=self.turn_end_id,
+                                     pad_token_id=self.tokenizer.pad_token_id)
+        new_tokens = output[0, inputs["input_ids"].shape[1]:]
+        return self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
