@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
-import shutil
-import subprocess
 from dataclasses import replace
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +14,8 @@ from PIL import Image
 
 from dualvad.eval.report import markdown_to_html, safe_names, timeline_png, write_report
 from dualvad.eval.results import ModelResult, Thumbnail, VideoResult
+
+from browser import CHROMIUM, MISSING, parse, render
 
 FPS = 10.0
 FRAMES = 40
@@ -60,28 +59,6 @@ def _one_class() -> ModelResult:
     return ModelResult("normal-only", _model("x", False).videos[:3], {"video_auc": None})
 
 
-class _Images(HTMLParser):
-    """Every <img>'s attributes, and the text of the page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.images: list[dict[str, str]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "img":
-            self.images.append(dict(attrs))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def _parse(page: str) -> _Images:
-    parser = _Images()
-    parser.feed(page)
-    return parser
-
-
 def _embedded(img: dict[str, str]) -> bytes:
     prefix, _, payload = img["src"].partition(",")
     assert prefix in ("data:image/png;base64", "data:image/jpeg;base64"), prefix
@@ -113,7 +90,7 @@ def test_writes_valid_pngs_of_sensible_size(report):
 
 
 def test_html_embeds_the_roc_plots_and_timelines(report):
-    page = _parse(report.read_text())
+    page = parse(report.read_text())
     by_id = {img.get("id"): img for img in page.images}
     for level in ("video", "frame"):
         img = by_id[f"roc-{level}"]
@@ -130,7 +107,7 @@ def test_html_embeds_the_roc_plots_and_timelines(report):
 
 def test_html_shows_thumbnails_top_score_first_with_frame_time_and_score(report):
     page = report.read_text()
-    thumbs = [img for img in _parse(page).images if img.get("class") == "thumbnail"]
+    thumbs = [img for img in parse(page).images if img.get("class") == "thumbnail"]
     assert len(thumbs) == 4 * 3
     with Image.open(io.BytesIO(_embedded(thumbs[0]))) as image:
         assert image.format == "JPEG" and image.size == (32, 24)
@@ -144,11 +121,11 @@ def test_html_escapes_the_explanation_and_title(report):
     assert "<script>" not in page
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; a fight" in page
     assert "<title>Test &lt;report&gt;</title>" in page
-    assert EXPLOIT in "".join(_parse(page).text)  # and reads back as the model wrote it
+    assert EXPLOIT in "".join(parse(page).text)  # and reads back as the model wrote it
 
 
 def test_one_class_model_is_noted_not_plotted(report):
-    text = "".join(_parse(report.read_text()).text)
+    text = "".join(parse(report.read_text()).text)
     assert "normal-only: no video-level ROC" in text
     assert "normal-only: no frame-level ROC" in text
     assert "scorer: no" not in text and "vlm/focused: no" not in text
@@ -214,28 +191,9 @@ def test_safe_names_are_unique_file_stems():
 
 # ------------------------------------------------------------------------------------ browser
 
-CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None)
-_MISSING = ("chromium is missing: install it (Debian/Ubuntu: `apt-get install chromium`) "
-            "to run the browser test")
-
-
-def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
-    # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-               f"--user-data-dir={profile}", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason=_MISSING)
+@pytest.mark.skipif(CHROMIUM is None, reason=MISSING)
 def test_chromium_renders_the_report(report, tmp_path):
-    url = report.resolve().as_uri()
-    dom = _parse(_chromium("--dump-dom", url, profile=tmp_path / "profile").stdout)
+    dom = render(report, tmp_path / "profile", tmp_path / "shot.png")
     ids = {img.get("id") for img in dom.images}
     assert {"roc-video", "roc-frame"} <= ids
     assert any(img.get("class") == "timeline" for img in dom.images)
-    shot = tmp_path / "shot.png"
-    _chromium(f"--screenshot={shot}", "--window-size=1200,2000", url, profile=tmp_path / "profile")
-    with Image.open(shot) as image:
-        assert image.size == (1200, 2000)
-        pixels = np.asarray(image.convert("L"), dtype=np.float64)
-    assert pixels.std() > 5 and (pixels < 250).mean() > 0.01, "the screenshot is blank"

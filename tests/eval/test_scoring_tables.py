@@ -1,0 +1,79 @@
+"""Segment and video scores from a VLM's answers, metrics per model, and the result tables."""
+
+import csv
+import io
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from dualvad.eval.results import ModelResult, VideoResult, model_metrics
+from dualvad.eval.scoring import segment_scores_from_samples, top_positions, video_score_from_clips
+from dualvad.eval.tables import csv_table, markdown_table
+from dualvad.eval.vera import VeraSettings
+
+
+def test_segment_scores_mean_inside_and_interpolate_between_samples():
+    bounds = np.array([[0, 4], [4, 8], [8, 12]])
+    scores = segment_scores_from_samples(bounds, np.array([1, 2, 9]), np.array([0.2, 0.4, 1.0]))
+    # segment 1 has no sample: centre 5.5 lies 3.5/7 of the way from frame 2 (0.4) to frame 9 (1.0)
+    np.testing.assert_allclose(scores, [0.3, 0.7, 1.0], rtol=1e-6)
+    assert scores.dtype == np.float32
+
+
+def test_segment_scores_need_samples():
+    with pytest.raises(ValueError, match="at least one frame"):
+        segment_scores_from_samples(np.array([[0, 4]]), np.array([], dtype=int), np.array([]))
+
+
+def test_video_score_is_the_top_clip_over_ten_and_top_positions_break_ties_early():
+    assert video_score_from_clips(np.array([3.0, 7.5])) == 0.75
+    np.testing.assert_array_equal(top_positions(np.array([0.1, 0.9, 0.9, 0.2]), 2), [1, 2])
+    with pytest.raises(ValueError, match="at least one judged clip"):
+        video_score_from_clips(np.array([]))
+
+
+def _video(index: int, anomalous: bool, scores: list[float]) -> VideoResult:
+    bounds = np.array([[0, 5], [5, 10]])
+    return VideoResult(f"v{index}", "Fight" if anomalous else "Normal", 10, 10.0,
+                       [(5, 10)] if anomalous else [], bounds, np.array(scores, dtype=np.float32),
+                       max(scores))
+
+
+def test_model_metrics_equal_scikit_learn():
+    videos = [_video(0, True, [0.2, 0.9]), _video(1, False, [0.1, 0.3]), _video(2, True, [0.4, 0.35]),
+              _video(3, False, [0.5, 0.2])]
+    features = {v.video_id: np.eye(2) for v in videos}
+    metrics, undefined = model_metrics(videos, features, VeraSettings())
+    frame_truth = np.concatenate([np.r_[np.zeros(5), np.ones(5)] if v.is_anomalous else np.zeros(10)
+                                  for v in videos])
+    frame_scores = np.concatenate([np.repeat(v.segment_scores, 5) for v in videos])
+    assert undefined == {}
+    assert metrics["video_auc"] == pytest.approx(roc_auc_score([1, 0, 1, 0], [0.9, 0.3, 0.4, 0.5]))
+    assert metrics["frame_auc"] == pytest.approx(roc_auc_score(frame_truth, frame_scores))
+    assert metrics["frame_ap"] == pytest.approx(average_precision_score(frame_truth, frame_scores))
+    assert 0.0 <= metrics["frame_auc_vera"] <= 1.0
+
+
+def test_model_metrics_say_why_they_are_undefined():
+    videos = [_video(0, False, [0.1, 0.2]), _video(1, False, [0.3, 0.1])]
+    metrics, undefined = model_metrics(videos, {v.video_id: np.eye(2) for v in videos}, VeraSettings())
+    assert set(metrics.values()) == {None}
+    assert "not both normal and anomalous" in undefined["video_auc"]
+    assert "0 annotated anomalous frames" in undefined["frame_auc"]
+
+
+def test_tables_one_row_per_model():
+    models = [ModelResult("scorer", [_video(0, True, [0.1, 0.2])],
+                          {"video_auc": 0.75, "frame_auc": 0.5, "frame_auc_vera": None,
+                           "frame_ap": 0.123456}),
+              ModelResult("vlm/focused", [], {"video_auc": 1.0})]
+    assert markdown_table(models).splitlines() == [
+        "| Model | Videos | Video AUC | Frame AUC | Frame AUC (VERA) | Frame AP |",
+        "|---|---:|---:|---:|---:|---:|",
+        "| scorer | 1 | 0.7500 | 0.5000 | n/a | 0.1235 |",
+        "| vlm/focused | 0 | 1.0000 | n/a | n/a | n/a |",
+    ]
+    rows = list(csv.DictReader(io.StringIO(csv_table(models))))
+    assert rows[0] == {"model": "scorer", "videos": "1", "video_auc": "0.75", "frame_auc": "0.5",
+                       "frame_auc_vera": "", "frame_ap": "0.123456"}
