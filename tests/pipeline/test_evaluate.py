@@ -1,0 +1,151 @@
+"""The evaluation stage on a scored generated corpus with the tiny VLM: predictions, metrics against
+scikit-learn, tables, the report in a real browser, re-runs, and a corrupt video as a recorded failure."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from dualvad import schema as S
+from dualvad.errors import MissingInputError
+from dualvad.pipeline.evaluate import EvaluationError, EvalWorker, ModelSpec, model_specs, run_evaluate
+from dualvad.pipeline.sample import sample_videos, segments_with_scores
+from dualvad.rundir import open_run
+from dualvad.vlm.model import save_tiny_model
+
+from browser import CHROMIUM, MISSING, render
+from media import write_broken_files
+
+MODELS = ["scorer", "vlm/focused", "vlm/uniform", "vlm/random"]
+
+
+def _with(config, section: str, **changes):
+    return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **changes)})
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("vlm"))
+
+
+@pytest.fixture(scope="module")
+def evaluated(scored_run, tiny_model):
+    """``dualvad evaluate --ablate sampling`` with the tiny model: (config, summary, run)."""
+    config, _ = scored_run
+    config = _with(config, "eval", model=str(tiny_model), ablate="sampling", workers=1, cpus_per_worker=0.5,
+                   timeline_videos=3, max_new_tokens=4)
+    config = _with(_with(config, "sample", budget=8), "benchmarks", clip_frames=4, image_size=56)
+    return config, run_evaluate(config), open_run(config.run)
+
+
+def _predictions(run, model: str) -> list[dict]:
+    return pq.read_table(run.path("eval", "predictions", f"{model.replace('/', '-')}.parquet")).to_pylist()
+
+
+def test_metrics_of_every_model_equal_scikit_learn(evaluated):
+    config, summary, run = evaluated
+    metrics = json.loads(Path(run.path("eval", "metrics.json")).read_text())
+    assert list(metrics["metrics"]) == MODELS == list(summary.models)
+    test = segments_with_scores(run).to_pandas().query("split == 'test'")
+    videos = test.groupby(S.VIDEO_ID, sort=True)
+    labels = {vid: int(group[S.LABEL].iloc[0] != "Normal") for vid, group in videos}
+    for model in MODELS[1:]:
+        rows = _predictions(run, model)
+        assert len(rows) == summary.videos == len(labels) and all(r[S.ERROR] is None for r in rows)
+        video_scores = [max(r[S.CLIP_SCORES]) / 10 for r in rows]
+        assert metrics["metrics"][model]["video_auc"] == pytest.approx(
+            roc_auc_score([labels[r[S.VIDEO_ID]] for r in rows], video_scores))
+        truth, scores = [], []
+        for row in rows:  # frame level, written out plainly: segment = mean of its samples, else interpolated
+            group = videos.get_group(row[S.VIDEO_ID])
+            frames, frame_scores = np.array(row[S.FRAMES]), np.array(row[S.FRAME_SCORES])
+            for start, end in zip(group[S.START_FRAME], group[S.END_FRAME], strict=True):
+                inside = frame_scores[(frames >= start) & (frames < end)]
+                centre = (start + end - 1) / 2
+                value = inside.mean() if len(inside) else np.interp(centre, frames, frame_scores)
+                scores += [value] * (end - start)
+            flat = group[S.GT_INTERVALS].iloc[0]
+            annotated = np.zeros(int(group[S.NUM_FRAMES].iloc[0]), dtype=int)
+            for start, end in np.asarray(flat if flat is not None else [], dtype=int).reshape(-1, 2):
+                annotated[start:end] = 1
+            truth += annotated.tolist()
+        assert metrics["metrics"][model]["frame_auc"] == pytest.approx(roc_auc_score(truth, scores), abs=1e-6)
+
+
+def test_each_strategy_looks_at_the_frames_its_sampler_picks(evaluated):
+    config, _, run = evaluated
+    table = segments_with_scores(run, extra_columns=(S.FEATURE,))
+    table = table.filter(np.array(table[S.SPLIT].to_pylist()) == "test")
+    for strategy in ("focused", "uniform", "random"):
+        expected, _ = sample_videos(table, dataclasses.replace(config.sample, strategy=strategy))
+        got = {r[S.VIDEO_ID]: r[S.FRAMES] for r in _predictions(run, f"vlm/{strategy}")}
+        assert got == {r[S.VIDEO_ID]: r[S.FRAMES] for r in expected}
+        for row in _predictions(run, f"vlm/{strategy}"):
+            assert len(row[S.FRAME_SCORES]) == 8 and len(row[S.CLIP_SCORES]) == 2  # 8 frames, clips of 4
+            assert len(row[S.THUMB_JPEGS]) == 3 and row[S.THUMB_JPEGS][0][:2] == b"\xff\xd8"
+
+
+def test_tables_list_every_model(evaluated):
+    _, summary, run = evaluated
+    lines = Path(run.path("eval", "results.md")).read_text().splitlines()
+    assert [line.split("|")[1].strip() for line in lines[2:]] == MODELS
+    rows = list(csv.DictReader(Path(run.path("eval", "results.csv")).read_text().splitlines()))
+    assert [row["model"] for row in rows] == MODELS and summary.table.splitlines() == lines
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason=MISSING)
+def test_report_renders_in_chromium(evaluated, tmp_path):
+    _, summary, _ = evaluated
+    dom = render(Path(summary.output), tmp_path / "profile", tmp_path / "shot.png")
+    assert {"roc-video", "roc-frame"} <= {img.get("id") for img in dom.images}
+    assert sum(img.get("class") == "timeline" for img in dom.images) == 3
+
+
+def test_rerun_reuses_the_predictions(evaluated):
+    config, summary, run = evaluated
+    before = {m: Path(run.path("eval", "predictions", f"{m.replace('/', '-')}.parquet")).stat().st_mtime_ns
+              for m in MODELS[1:]}
+    again = run_evaluate(config)
+    after = {m: Path(run.path("eval", "predictions", f"{m.replace('/', '-')}.parquet")).stat().st_mtime_ns
+             for m in MODELS[1:]}
+    assert before == after and again.table == summary.table
+
+
+def test_a_corrupt_video_is_a_recorded_failure(evaluated, tiny_model, tmp_path):
+    config, _, run = evaluated
+    broken = write_broken_files(tmp_path)["text"]
+    table = segments_with_scores(run)
+    (row, *_), _ = sample_videos(table.slice(0, 8), config.sample)
+    worker = EvalWorker(ModelSpec("vlm/x", None, str(tiny_model), "focused"),
+                        {"image_size": 56, "clip_frames": 4, "batch_size": 4, "max_new_tokens": 2,
+                         "thumbnails": 1, "use_gpu": False})
+    result = worker(pq.read_table(_one_row_file(tmp_path, {**row, S.VIDEO_PATH: str(broken)}))).to_pylist()
+    assert len(result) == 1 and str(broken) in result[0][S.ERROR] and result[0][S.FRAME_SCORES] is None
+
+
+def _one_row_file(folder: Path, row: dict) -> Path:
+    import pyarrow as pa
+
+    path = folder / "row.parquet"
+    pq.write_table(pa.Table.from_pylist([row], schema=S.SAMPLES_SCHEMA), path)
+    return path
+
+
+def test_settings_errors_name_the_fix(evaluated, tmp_path):
+    config, _, run = evaluated
+    with pytest.raises(EvaluationError, match="eval.compare"):
+        model_specs(run, _with(config, "eval", ablate="benchmarks").eval, "focused")
+    with pytest.raises(EvaluationError, match="eval.ablate must be one of"):
+        model_specs(run, _with(config, "eval", ablate="everything").eval, "focused")
+    with pytest.raises(MissingInputError, match="run `dualvad finetune`"):
+        model_specs(run, _with(config, "eval", model="").eval, "focused")
+    with pytest.raises(MissingInputError, match="fine-tune that run first"):
+        settings = _with(config, "eval", ablate="benchmarks", compare=[f"x={tmp_path}"]).eval
+        model_specs(run, settings, "focused")

@@ -1,0 +1,56 @@
+"""Asking the tiny InternVL the benchmark questions: prompts as in training, batching, score ranges."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dualvad.benchmarks.templates import ANOMALY_QUESTIONS, image_conversation
+from dualvad.vlm.collate import conversation_to_messages
+from dualvad.vlm.inference import VLMJudge
+from dualvad.vlm.model import load_model, save_tiny_model, yes_probability
+from dualvad.vlm.processor import load_processor
+
+
+@pytest.fixture(scope="module")
+def judge(tmp_path_factory) -> VLMJudge:
+    folder = save_tiny_model(tmp_path_factory.mktemp("tiny"))
+    return VLMJudge(load_model(folder), load_processor(folder), batch_size=3, max_new_tokens=6)
+
+
+def _frames(count: int, seed: int = 0) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)) for _ in range(count)]
+
+
+def test_frame_prompt_is_the_training_text_up_to_the_answer(judge):
+    prompt = judge._prompt([{"role": "user", "text": f"<image>\n{ANOMALY_QUESTIONS[0]}"}])
+    row = image_conversation(np.random.default_rng(0), anomalous=False, category=None)
+    row[0]["value"] = f"<image>\n{ANOMALY_QUESTIONS[0]}"
+    training = judge.tokenizer.apply_chat_template(
+        conversation_to_messages(row), chat_template=judge.processor.chat_template, tokenize=False)
+    assert training.startswith(prompt) and training[len(prompt):].startswith("No")
+
+
+def test_batched_frame_scores_equal_one_at_a_time_and_the_direct_computation(judge):
+    frames = _frames(5)
+    batched = judge.frame_scores(frames)  # batches of 3 and 2, right-padded
+    single = np.concatenate([judge.frame_scores([frame]) for frame in frames])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    assert batched.dtype == np.float32 and ((batched > 0) & (batched < 1)).all()
+    prompt = judge._prompt([{"role": "user", "text": f"<image>\n{ANOMALY_QUESTIONS[0]}"}])
+    inputs = judge.processor(text=prompt, images=[frames[0]], return_tensors="pt")
+    with torch.inference_mode():
+        logits = judge.model(**inputs).logits[0, -1]
+    assert batched[0] == pytest.approx(yes_probability(logits, judge.tokenizer), abs=1e-5)
+
+
+def test_clip_judgement_generates_text_and_scores_within_0_to_10(judge):
+    judgement = judge.judge_clip(_frames(4, seed=1))
+    assert isinstance(judgement.explanation, str)
+    assert 0.0 <= judgement.score <= 10.0
+
+
+def test_bad_settings_are_errors(judge):
+    with pytest.raises(ValueError, match="batch_size"):
+        VLMJudge(judge.model, judge.processor, batch_size=0)
