@@ -2,7 +2,8 @@
 
 :func:`deepspeed_config` gives ZeRO stage 2 by default (3 optional), optional CPU offload of the
 optimizer state (and of the parameters at stage 3), bf16 on GPUs / fp32 on CPU, gradient clipping,
-an AdamW optimizer section and a warmup-then-decay learning-rate schedule.
+an AdamW optimizer section and a warmup-then-decay learning-rate schedule (a constant one when
+``warmup_steps == 0``, see :func:`scheduler_section`).
 
 The optimizer: the config names AdamW with ``torch_adam: true`` (DeepSpeed builds ``torch.optim.AdamW``,
 no compiled ops needed) unless the optimizer state is offloaded, where DeepSpeed builds its CPU Adam.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 ZERO_STAGES = (0, 1, 2, 3)
 SCHEDULERS = ("WarmupDecayLR", "WarmupCosineLR")
+CONSTANT_SCHEDULER = "WarmupLR"  # what warmup_steps = 0 becomes, whichever scheduler is asked for
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 BUCKET_SIZE = 500_000_000
@@ -46,8 +48,6 @@ def _check(
         )
     if scheduler not in SCHEDULERS:
         raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
-    if scheduler == "WarmupCosineLR" and warmup_steps < 1:
-        raise ValueError("WarmupCosineLR needs warmup_steps >= 1 (DeepSpeed rejects 0)")
 
 
 def zero_section(zero_stage: int, offload: bool) -> dict:
@@ -70,7 +70,16 @@ def zero_section(zero_stage: int, offload: bool) -> dict:
 
 
 def scheduler_section(scheduler: str, lr: float, warmup_steps: int, total_steps: int) -> dict:
-    """Linear warmup from 0 to ``lr`` over ``warmup_steps``, then linear (WarmupDecayLR) or cosine decay."""
+    """Linear warmup from 0 to ``lr`` over ``warmup_steps``, then linear (WarmupDecayLR) or cosine decay.
+
+    DeepSpeed's warmup schedules warm up over at least 2 optimizer steps (the first at the warmup floor,
+    here 0) and reject ``warmup_num_steps = 0``; the linear one also decays to that same floor. None of
+    them can start at ``lr`` and decay, so ``warmup_steps = 0`` gives DeepSpeed's ``WarmupLR`` with floor =
+    peak = ``lr``: a constant ``lr`` from the first step, without warmup and without decay.
+    """
+    if warmup_steps == 0:
+        return {"type": CONSTANT_SCHEDULER, "params": {"warmup_min_lr": lr, "warmup_max_lr": lr,
+                                                       "warmup_num_steps": 1, "warmup_type": "linear"}}
     if scheduler == "WarmupDecayLR":
         params = {"warmup_min_lr": 0.0, "warmup_max_lr": lr, "warmup_num_steps": warmup_steps,
                   "total_num_steps": total_steps, "warmup_type": "linear"}
@@ -99,7 +108,8 @@ def deepspeed_config(
 
     ``bf16``: True on GPUs (bf16 weights/activations, fp32 master weights), False for fp32 (CPU).
     ``train_batch_size = micro_batch * grad_accum * world_size``. ``total_steps`` and ``warmup_steps``
-    count optimizer steps. ``grad_clip``: max global gradient norm (0 disables).
+    count optimizer steps; ``warmup_steps = 0`` means a constant ``lr`` (no warmup, no decay; see
+    :func:`scheduler_section`). ``grad_clip``: max global gradient norm (0 disables).
     """
     _check(zero_stage, micro_batch, grad_accum, world_size, lr, weight_decay, warmup_steps, total_steps,
            grad_clip, offload, scheduler)

@@ -80,8 +80,8 @@ def test_stage0_is_plain_data_parallel():
     ({"weight_decay": -0.1}, "weight_decay must be >= 0"),
     ({"grad_clip": -1.0}, "grad_clip must be >= 0"),
     ({"warmup_steps": 101}, r"warmup_steps must be an integer in \[0, total_steps=100\], got 101"),
+    ({"warmup_steps": -1}, r"warmup_steps must be an integer in \[0, total_steps=100\], got -1"),
     ({"scheduler": "OneCycle"}, "scheduler must be one of"),
-    ({"scheduler": "WarmupCosineLR", "warmup_steps": 0}, "WarmupCosineLR needs warmup_steps >= 1"),
 ])
 def test_invalid_settings_are_clear_errors(override, message):
     settings = {**COMMON, "bf16": False, **override}
@@ -89,8 +89,31 @@ def test_invalid_settings_are_clear_errors(override, message):
         deepspeed_config(**settings)
 
 
+@pytest.mark.parametrize("scheduler", ["WarmupDecayLR", "WarmupCosineLR"])
+def test_no_warmup_is_a_constant_lr_schedule(scheduler):
+    config = deepspeed_config(bf16=False, scheduler=scheduler, **{**COMMON, "warmup_steps": 0})
+    assert config["scheduler"] == {"type": "WarmupLR", "params": {
+        "warmup_min_lr": 4e-5, "warmup_max_lr": 4e-5, "warmup_num_steps": 1, "warmup_type": "linear"}}
+
+
+def test_deepspeed_runs_the_no_warmup_schedule_at_lr_from_the_first_step():
+    """DeepSpeed builds the scheduler from the section; every step (the first included) is at ``lr``."""
+    import torch
+    from deepspeed.runtime.lr_schedules import WarmupLR
+
+    section = deepspeed_config(bf16=False, **{**COMMON, "warmup_steps": 0})["scheduler"]
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = WarmupLR(optimizer, **section["params"])
+    lrs = []
+    for _ in range(5):
+        scheduler.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert lrs == [4e-5] * 5
+
+
 @pytest.mark.parametrize("settings", [
     {"bf16": False},
+    {"bf16": False, "warmup_steps": 0},
     {"zero_stage": 3, "offload": True, "bf16": True, "scheduler": "WarmupCosineLR"},
 ])
 def test_deepspeed_accepts_the_configs(settings):
@@ -102,4 +125,5 @@ def test_deepspeed_accepts_the_configs(settings):
     assert parsed.zero_config.stage == settings.get("zero_stage", 2)
     assert (parsed.zero_config.offload_optimizer is not None) == settings.get("offload", False)
     assert parsed.optimizer_name == "adamw"
-    assert parsed.scheduler_name == settings.get("scheduler", "WarmupDecayLR")
+    expected = "WarmupLR" if settings.get("warmup_steps") == 0 else settings.get("scheduler", "WarmupDecayLR")
+    assert parsed.scheduler_name == expected
