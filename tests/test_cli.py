@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -29,9 +30,13 @@ def test_demo_runs_every_stage_and_prints_outputs(ray_session, tmp_path, capsys)
     out = capsys.readouterr().out
     assert code == 0, out
     for stage, folder in [("ingest", "segments"), ("train-scorer", "scorer/model"),
-                          ("score", "scores"), ("sample", "samples"), ("build-benchmarks", "benchmarks")]:
+                          ("score", "scores"), ("sample", "samples"), ("build-benchmarks", "benchmarks"),
+                          ("finetune", "finetune/final"), ("evaluate", "eval/report.html")]:
         assert f"{stage:<12} {run}/{folder}" in out
     assert (run / "benchmarks" / "manifest.json").is_file()
+    assert (run / "finetune" / "final" / "config.json").is_file()
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert list(metrics["metrics"]) == ["scorer", "vlm/focused"]
 
 
 def test_ingest_exits_1_when_too_many_videos_fail(ray_session, tmp_path, capsys):
