@@ -13,8 +13,9 @@ video scores; the scorer's own segment scores are the baseline row. Outputs:
 - ``RUN/eval/results.md`` and ``results.csv``: the table, one row per model;
 - ``RUN/eval/report.html`` and its PNGs (ROC curves, per-video timelines), see :mod:`dualvad.eval.report`.
 
-A video that cannot be decoded is a recorded failure (``RUN/eval/_failures.parquet``), left out of the
-metrics; the stage fails only if a model has no video left.
+A video that cannot be decoded, or that has fewer frames than the sampler's budget, is a recorded failure
+(``RUN/eval/_failures.parquet``), left out of that model's metrics; the stage fails only if a model has no
+video left.
 
 ``eval.ablate``: ``none`` (the configured strategy), ``sampling`` (focused, uniform and random frames for
 the same model) or ``benchmarks`` (the models of the runs in ``eval.compare``, e.g. trained on the image
@@ -126,12 +127,13 @@ def run_evaluate(config: DualVADConfig) -> EvalSummary:
         predictions = _predictions(run, config, spec, table)
         failures += [row for row in predictions if row[S.ERROR] is not None]
         results.append(_vlm_result(spec.name, videos, predictions))
+    undefined = {}
     for result in results:
-        result.metrics, undefined = model_metrics(result.videos, features, vera)
-        for metric, reason in undefined.items():
+        result.metrics, undefined[result.name] = model_metrics(result.videos, features, vera)
+        for metric, reason in undefined[result.name].items():
             log.warning("evaluate: %s %s is undefined: %s", result.name, metric, reason)
     markdown = markdown_table(results)
-    report = _write_outputs(run, config, results, markdown, failures)
+    report = _write_outputs(run, config, results, markdown, failures, undefined)
     return EvalSummary(tuple(r.name for r in results), len(videos), len(failures), markdown,
                        time.perf_counter() - started, report)
 
@@ -221,7 +223,9 @@ def _vlm_result(name: str, videos: list[TestVideo], predictions: list[dict]) -> 
             video_score_from_clips(row[S.CLIP_SCORES]),
             frames, scores, row[S.EXPLANATION], thumbs))
     if not results:
-        raise EvaluationError(f"{name}: no test video could be evaluated; see RUN/eval/{FAILURES_FILE}")
+        errors = [row[S.ERROR] for row in predictions if row[S.ERROR] is not None]
+        raise EvaluationError(f"{name}: no test video could be evaluated ({len(errors)} failures), e.g. "
+                              f"{errors[0] if errors else 'no predictions'}")
     return ModelResult(name, results)
 
 
@@ -237,11 +241,12 @@ def _predictions(run: RunDir, config: DualVADConfig, spec: ModelSpec, table: pa.
         if (cached.schema.metadata or {}).get(b"fingerprint") == fingerprint.encode():
             log.info("evaluate: %s already evaluated with these weights and settings", spec.name)
             return cached.to_pylist()
-    rows, failures = sample_videos(table, replace(config.sample, strategy=spec.strategy))
-    if failures:
-        raise EvaluationError(f"{spec.name}: the sampler cannot place sample.budget={config.sample.budget} "
-                              f"frames in {len(failures)} test videos, e.g. {failures[0][S.REASON]}")
-    predictions = _infer(config, spec, rows)
+    rows, too_short = sample_videos(table, replace(config.sample, strategy=spec.strategy))
+    # A video the sampler cannot serve (fewer frames than the budget) is a recorded failure, like one
+    # that cannot be decoded.
+    predictions = _infer(config, spec, rows) if rows else []
+    predictions += [{S.VIDEO_ID: row[S.VIDEO_ID], S.MODEL: spec.name, S.STRATEGY: spec.strategy,
+                     S.ERROR: row[S.REASON]} for row in too_short]
     result = pa.Table.from_pylist(predictions, schema=S.PREDICTIONS_SCHEMA)
     run.write_table(result.replace_schema_metadata({"fingerprint": fingerprint}), *parts)
     return predictions
@@ -357,14 +362,16 @@ def _thumbnail_jpeg(image: Image.Image) -> bytes:
 
 
 def _write_outputs(run: RunDir, config: DualVADConfig, results: list[ModelResult], markdown: str,
-                   failures: list[dict]) -> str:
-    """metrics.json, results.md/.csv, the failures table and the report; returns the report's path."""
+                   failures: list[dict], undefined: dict[str, dict[str, str]]) -> str:
+    """metrics.json (with why a metric is undefined), results.md/.csv, the failures table and the report;
+    returns the report's path."""
     from dualvad.eval.report import write_report
 
     metrics = {"split": config.eval.split, "ablate": config.eval.ablate,
                "videos": {r.name: len(r.videos) for r in results},
                "anomalous_videos": sum(v.label != NORMAL_LABEL for v in results[0].videos),
-               "metrics": {r.name: r.metrics for r in results}}
+               "metrics": {r.name: r.metrics for r in results},
+               "undefined": {name: reasons for name, reasons in undefined.items() if reasons}}
     run.write_text(json.dumps(metrics, indent=2), STAGE, "metrics.json")
     run.write_text(markdown, STAGE, "results.md")
     run.write_text(csv_table(results), STAGE, "results.csv")

@@ -138,6 +138,12 @@ def _one_row_file(folder: Path, row: dict) -> Path:
     return path
 
 
+def test_videos_shorter_than_the_budget_fail_the_stage_with_the_reason(evaluated):
+    config, _, _ = evaluated
+    with pytest.raises(EvaluationError, match=r"no test video could be evaluated \(\d+ failures\).*budget"):
+        run_evaluate(_with(_with(config, "sample", budget=500), "eval", ablate="none"))
+
+
 def test_settings_errors_name_the_fix(evaluated, tmp_path):
     config, _, run = evaluated
     with pytest.raises(EvaluationError, match="eval.compare"):
