@@ -133,6 +133,8 @@ class FinetuneConfig:
     lora_targets: list[str] = field(default_factory=lambda: [  # Linear layers of the language model
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     report_every: int = 4  # optimizer steps between reports + checkpoints (and after the last)
+    # False (throughput runs): reports carry only the step log; no DeepSpeed state (no resume) and no export
+    save_checkpoints: bool = True
     seed: int = 0
 
 

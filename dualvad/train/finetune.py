@@ -14,6 +14,11 @@ continues at the same step (``FailureConfig``). The last checkpoint also holds a
 (``hf/``, written by rank 0), which the driver copies to ``RUN/finetune/final``: loadable with
 :func:`dualvad.vlm.model.load_model` and :func:`dualvad.vlm.processor.load_processor`.
 
+``finetune.lora_rank > 0`` trains LoRA adapters on the language model instead of its weights
+(:mod:`dualvad.train.lora`); rank 0 merges them into the weights for the export, which stays a plain
+InternVL. Each step logs loss, lr, samples/s, tokens/s, the peak memory of the busiest worker and, on GPUs
+the table of :mod:`dualvad.train.flops` knows, the model FLOPs utilisation (MFU).
+
 ``finetune.model = "tiny"`` writes a tiny random InternVL once to ``RUN/finetune/base`` (local runs
 only) and trains that; otherwise the model is a hub id or a folder every worker can read.
 """
@@ -24,6 +29,8 @@ import json
 import logging
 import math
 import os
+import resource
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -42,6 +49,8 @@ from dualvad.config import DualVADConfig, FinetuneConfig
 from dualvad.errors import MissingInputError, StageError
 from dualvad.pipeline.runtime import ensure_ray
 from dualvad.rundir import RunDir, open_run
+from dualvad.train.flops import FlopsModel, flops_model, mfu, peak_bf16_flops, step_flops
+from dualvad.train.lora import apply_lora, base_model, merged_model
 from dualvad.vlm.collate import CURRICULA, IMAGE, VIDEO, collate, encode_example, mix_schedule
 
 log = logging.getLogger(__name__)
@@ -52,6 +61,7 @@ FINAL_DIR = "final"  # the Hugging Face export of the last step
 HF_DIR = "hf"  # the export inside the last checkpoint
 TAG = "ds"  # DeepSpeed checkpoint tag
 STATE_FILE = "finetune_state.json"  # step and metrics history, inside every checkpoint
+LOG_FILE = "train_log.json"  # RUN/finetune/train_log.json: the state of the last checkpoint
 KINDS = (IMAGE, VIDEO)
 
 
@@ -66,7 +76,7 @@ class FinetuneSummary:
     steps: int  # optimizer steps run
     final_loss: float  # mean loss of the last step over all workers
     seconds: float
-    output: str  # RUN/finetune/final
+    output: str  # RUN/finetune/final (RUN/finetune/train_log.json when finetune.save_checkpoints is off)
 
     def __str__(self) -> str:
         return (f"finetune: {self.image_rows} image + {self.video_rows} video rows, {self.steps} steps, "
@@ -98,17 +108,18 @@ def run_finetune(config: DualVADConfig) -> FinetuneSummary:
             storage_path=run.path(STAGE, "ray"),
             storage_filesystem=run.fs,
             checkpoint_config=CheckpointConfig(num_to_keep=2),
-            failure_config=FailureConfig(max_failures=2),
+            # Without checkpoints a restart would begin again at step 0: fail instead.
+            failure_config=FailureConfig(max_failures=2 if settings.save_checkpoints else 0),
         ),
         datasets=datasets,
     )
     result = trainer.fit()
     if result.checkpoint is None:
         raise FinetuneError("training reported no checkpoint; see the Ray Train logs above")
-    state = _export(run, result.checkpoint)
+    state = _export(run, result.checkpoint, model=settings.save_checkpoints)
+    output = run.path(STAGE, FINAL_DIR) if settings.save_checkpoints else run.path(STAGE, LOG_FILE)
     return FinetuneSummary(counts[IMAGE], counts[VIDEO], int(state["step"]),
-                           float(state["history"][-1]["loss"]), time.perf_counter() - started,
-                           run.path(STAGE, FINAL_DIR))
+                           float(state["history"][-1]["loss"]), time.perf_counter() - started, output)
 
 
 def _loop_config(settings: FinetuneConfig, model_path: str, steps: int) -> dict[str, Any]:
@@ -129,6 +140,29 @@ def check_settings(settings: FinetuneConfig) -> None:
                             f"got {settings.max_steps}")
     if settings.cpus_per_worker <= 0:
         raise FinetuneError(f"finetune.cpus_per_worker must be > 0, got {settings.cpus_per_worker}")
+    if settings.warmup_steps < 0:
+        raise FinetuneError(f"finetune.warmup_steps must be >= 0 (0 = constant lr), "
+                            f"got {settings.warmup_steps}")
+    _check_lora(settings)
+
+
+def _check_lora(settings: FinetuneConfig) -> None:
+    """The ``finetune.lora_*`` settings: rank >= 0, alpha > 0, dropout in [0, 1), targets, ZeRO stage < 3."""
+    if settings.lora_rank < 0:
+        raise FinetuneError(f"finetune.lora_rank must be >= 0 (0 = full fine-tuning), "
+                            f"got {settings.lora_rank}")
+    if settings.lora_rank == 0:
+        return
+    if not settings.lora_alpha > 0:
+        raise FinetuneError(f"finetune.lora_alpha must be > 0, got {settings.lora_alpha}")
+    if not 0 <= settings.lora_dropout < 1:
+        raise FinetuneError(f"finetune.lora_dropout must be in [0, 1), got {settings.lora_dropout}")
+    if not settings.lora_targets:
+        raise FinetuneError("finetune.lora_targets is empty: name Linear layers of the language model")
+    if settings.zero_stage == 3:
+        # The export merges the adapters with peft on rank 0, which needs whole parameters on that rank.
+        raise FinetuneError("finetune.lora_rank > 0 needs finetune.zero_stage <= 2 (the LoRA merge for the "
+                            "export needs whole parameters; LoRA's optimizer state is small anyway)")
 
 
 def total_steps(settings: FinetuneConfig, image_rows: int, video_rows: int) -> int:
@@ -172,18 +206,20 @@ def _model_path(run: RunDir, settings: FinetuneConfig) -> str:
     return str(base)
 
 
-def _export(run: RunDir, checkpoint: Checkpoint) -> dict[str, Any]:
-    """Copy the last checkpoint's ``hf/`` to ``RUN/finetune/final`` atomically; write the step log.
+def _export(run: RunDir, checkpoint: Checkpoint, model: bool) -> dict[str, Any]:
+    """Write the step log to ``RUN/finetune/train_log.json`` and, with ``model``, copy the last checkpoint's
+    ``hf/`` to ``RUN/finetune/final`` atomically.
 
     Returns the checkpoint's state: ``{"step": int, "history": [per-step metrics]}``.
     """
     with checkpoint.as_directory() as directory:
         state = json.loads(Path(directory, STATE_FILE).read_text())
         source = os.path.join(directory, HF_DIR)
-        if not os.path.isdir(source):
+        if model and not os.path.isdir(source):
             raise FinetuneError(f"the last checkpoint has no {HF_DIR}/ export (rank 0 writes it at the end)")
-        run.publish_dir(source, STAGE, FINAL_DIR)
-    run.write_text(json.dumps(state, indent=2), STAGE, "train_log.json")
+        if model:
+            run.publish_dir(source, STAGE, FINAL_DIR)
+    run.write_text(json.dumps(state, indent=2), STAGE, LOG_FILE)
     return state
 
 
@@ -202,38 +238,50 @@ def _train_loop_per_worker(loop: dict[str, Any]) -> None:
     torch.manual_seed(settings.seed)
     processor = load_processor(loop["model_path"])
     model = _build_model(loop["model_path"], settings)
+    flops = flops_model(base_model(model))
     rows = {kind: _load_shard(ray.train.get_dataset_shard(kind)) for kind in KINDS}
     if not settings.use_gpu:
         _skip_shm_comm_build(deepspeed)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr,
                                   weight_decay=settings.weight_decay)
     engine, *_ = deepspeed.initialize(
-        model=model, optimizer=optimizer, config=_ds_config(settings, world, loop["total_steps"]),
+        model=model, optimizer=optimizer, config=deepspeed_settings(settings, world, loop["total_steps"]),
         dist_init_required=not torch.distributed.is_initialized())
-    state = _resume(engine)
+    state = _resume(engine) if settings.save_checkpoints else {"step": 0, "history": []}
     micro = list(_micro_batches(rows, settings, rank, loop["total_steps"]))
     pad_id = int(processor.tokenizer.pad_token_id)
+    peak_flops = _device_peak_flops(engine.device)
     engine.train()
     for step in range(state["step"], loop["total_steps"]):
         started, lr = time.perf_counter(), float(engine.get_lr()[0])
         chunk = micro[step * settings.grad_accum:(step + 1) * settings.grad_accum]
-        loss, tokens, samples = _optimizer_step(engine, rows, chunk, processor, settings.max_length, pad_id)
-        metrics = _step_metrics(step, loss, lr, tokens, samples, time.perf_counter() - started)
+        totals = _optimizer_step(engine, rows, chunk, processor, settings.max_length, pad_id)
+        metrics = _step_metrics(step, totals, lr, time.perf_counter() - started, engine.device, flops,
+                                peak_flops)
         state = {**state, "step": step + 1, "history": [*state["history"], metrics]}
         if rank == 0:
-            log.info("finetune step %(step)d: loss %(loss).4f, lr %(lr).2e, %(samples_per_s).2f samples/s, "
-                     "%(tokens_per_s).0f tokens/s", metrics)
+            log.info("finetune step %d: %s", step + 1, _format_metrics(metrics))
         _maybe_crash(loop["crash_once"], step + 1)
         last = step + 1 == loop["total_steps"]
         if (step + 1) % settings.report_every == 0 or last:
-            _report(engine, processor, state, export=last)
+            _report(engine, processor, state, export=last, save=settings.save_checkpoints)
+
+
+@dataclass(frozen=True)
+class StepTotals:
+    """What one worker did in one optimizer step."""
+
+    loss: float  # mean loss over its micro-batches
+    tokens: int  # non-pad tokens (image context tokens included)
+    samples: int  # benchmark rows
+    tiles: int  # image tiles (one per frame)
 
 
 def _optimizer_step(engine: Any, rows: dict[str, list], chunk: list[list[tuple[str, int]]], processor: Any,
-                    max_length: int, pad_id: int) -> tuple[float, int, int]:
+                    max_length: int, pad_id: int) -> StepTotals:
     """One optimizer step: forward/backward over the ``grad_accum`` micro-batches of ``chunk`` (DeepSpeed
-    steps the optimizer and lr schedule at the last). Returns (mean loss, non-pad tokens, rows)."""
-    loss_sum, tokens, samples = 0.0, 0, 0
+    steps the optimizer and lr schedule at the last)."""
+    loss_sum, tokens, samples, tiles = 0.0, 0, 0, 0
     for indices in chunk:
         batch = _batch(rows, indices, processor, max_length, pad_id, engine.device)
         loss = engine(**batch).loss
@@ -242,7 +290,8 @@ def _optimizer_step(engine: Any, rows: dict[str, list], chunk: list[list[tuple[s
         loss_sum += float(loss.detach())
         tokens += int(batch["attention_mask"].sum())
         samples += len(indices)
-    return loss_sum / len(chunk), tokens, samples
+        tiles += int(batch["pixel_values"].shape[0]) if "pixel_values" in batch else 0
+    return StepTotals(loss_sum / len(chunk), tokens, samples, tiles)
 
 
 def _maybe_crash(crash_once: tuple[int, str] | None, step: int) -> None:
@@ -266,15 +315,34 @@ def _skip_shm_comm_build(deepspeed: Any) -> None:
 
 
 def _build_model(path: str, settings: FinetuneConfig) -> torch.nn.Module:
-    """The model in train mode (fp32 master weights; DeepSpeed casts to bf16 on GPUs), frozen per config."""
+    """The model in train mode (fp32 master weights; DeepSpeed casts to bf16 on GPUs), set up per config."""
     from dualvad.vlm.model import load_model
 
-    model = load_model(path)
+    return prepare_model(load_model(path), settings)
+
+
+def prepare_model(model: torch.nn.Module, settings: FinetuneConfig) -> torch.nn.Module:
+    """An InternVL set up to train per ``settings``, in train mode: gradient checkpointing, LoRA adapters
+    on the language model (``lora_rank > 0``; returns the ``PeftModel`` then), frozen parts."""
     if settings.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
-    freeze(model, vision=settings.freeze_vision, projector=settings.freeze_projector)
+        enable_gradient_checkpointing(model)
+    if settings.lora_rank:
+        model = apply_lora(model, settings.lora_rank, settings.lora_alpha, settings.lora_dropout,
+                           settings.lora_targets)
+    # After LoRA: peft froze every base weight; the vision tower and projector train unless frozen here.
+    freeze(base_model(model), vision=settings.freeze_vision, projector=settings.freeze_projector)
     return model.train()
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute each layer's activations in the backward pass instead of keeping them (non-reentrant
+    ``torch.utils.checkpoint``, which needs no input that requires grad: frozen embeddings are fine)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x; the old name warns there
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.config.use_cache = False  # a KV cache is useless in training and conflicts with recomputation
 
 
 def freeze(model: torch.nn.Module, vision: bool, projector: bool) -> int:
@@ -291,16 +359,20 @@ def freeze(model: torch.nn.Module, vision: bool, projector: bool) -> int:
     return trainable
 
 
-def _ds_config(settings: FinetuneConfig, world: int, steps: int) -> dict[str, Any]:
-    """The DeepSpeed config for this run; warmup is at least one step (DeepSpeed's WarmupDecayLR rejects 0
-    and warms up over at least 2 steps, the first at lr 0)."""
+def deepspeed_settings(settings: FinetuneConfig, world: int, steps: int) -> dict[str, Any]:
+    """The DeepSpeed config for this run (``warmup_steps = 0``: constant lr). A run shorter than its warmup
+    (``max_steps = 0``: the step count follows from the data) warms up over the whole run."""
     from dualvad.train.deepspeed_config import deepspeed_config
 
+    warmup = min(settings.warmup_steps, steps)
+    if warmup < settings.warmup_steps:
+        log.warning("finetune.warmup_steps=%d exceeds the run's %d steps: warming up over all of them",
+                    settings.warmup_steps, steps)
     return deepspeed_config(
         zero_stage=settings.zero_stage, offload=settings.offload, bf16=settings.use_gpu,
         micro_batch=settings.micro_batch, grad_accum=settings.grad_accum, world_size=world, lr=settings.lr,
-        weight_decay=settings.weight_decay, warmup_steps=max(1, min(settings.warmup_steps, steps)),
-        total_steps=steps, grad_clip=settings.grad_clip)
+        weight_decay=settings.weight_decay, warmup_steps=warmup, total_steps=steps,
+        grad_clip=settings.grad_clip)
 
 
 def _load_shard(shard: Any) -> list[dict[str, Any]]:
@@ -332,29 +404,79 @@ def _batch(rows: dict[str, list], indices: list[tuple[str, int]], processor: Any
     return {key: value.to(device) for key, value in collate(examples, pad_id).items()}
 
 
-def _step_metrics(step: int, loss: float, lr: float, tokens: int, samples: int, seconds: float
-                  ) -> dict[str, float]:
-    """Step metrics over all workers: mean loss, the step's lr, global samples/s and tokens/s (non-pad)."""
-    totals = torch.tensor([loss, float(tokens), float(samples)], dtype=torch.float64)
+def _step_metrics(step: int, mine: StepTotals, lr: float, seconds: float, device: torch.device,
+                  flops: FlopsModel, peak_flops: float | None) -> dict[str, float | None]:
+    """Step metrics over all workers: mean loss, the step's lr, global samples/s and tokens/s (non-pad), the
+    largest peak memory of a worker (host RSS, and GPU memory allocated by torch on GPUs; MiB), and MFU
+    (``None`` without a known device peak). A collective: every rank calls it."""
+    sums = torch.tensor([mine.loss, mine.tokens, mine.samples, mine.tiles], dtype=torch.float64)
+    rss_mib, gpu_mib = _peak_memory_mib(device)
+    peaks = torch.tensor([rss_mib, gpu_mib or 0.0], dtype=torch.float64)
+    world = 1
     if torch.distributed.is_initialized():
-        torch.distributed.all_reduce(totals)
-        totals[0] /= torch.distributed.get_world_size()
+        world = torch.distributed.get_world_size()
+        torch.distributed.all_reduce(sums)
+        torch.distributed.all_reduce(peaks, op=torch.distributed.ReduceOp.MAX)
+    loss, tokens, samples, tiles = sums.tolist()
     seconds = max(seconds, 1e-9)
-    return {"step": step + 1, "loss": float(totals[0]), "lr": lr, "samples_per_s": float(totals[2]) / seconds,
-            "tokens_per_s": float(totals[1]) / seconds, "seconds": seconds}
+    utilisation = None
+    if peak_flops is not None:
+        utilisation = mfu(step_flops(flops, int(tokens), int(tiles)), seconds, world, peak_flops)
+    return {"step": step + 1, "loss": loss / world, "lr": lr, "samples_per_s": samples / seconds,
+            "tokens_per_s": tokens / seconds, "seconds": seconds, "mfu": utilisation,
+            "peak_rss_mib": float(peaks[0]), "peak_gpu_mib": None if gpu_mib is None else float(peaks[1])}
 
 
-def _report(engine: Any, processor: Any, state: dict[str, Any], export: bool) -> None:
+def _format_metrics(metrics: dict[str, float | None]) -> str:
+    """One log line's worth of step metrics; MFU and GPU memory only where known."""
+    text = (f"loss {metrics['loss']:.4f}, lr {metrics['lr']:.2e}, {metrics['samples_per_s']:.2f} samples/s, "
+            f"{metrics['tokens_per_s']:.0f} tokens/s, peak RSS {metrics['peak_rss_mib']:.0f} MiB")
+    if metrics["peak_gpu_mib"] is not None:
+        text += f", peak GPU {metrics['peak_gpu_mib']:.0f} MiB"
+    if metrics["mfu"] is not None:
+        text += f", MFU {100 * metrics['mfu']:.1f}%"
+    return text
+
+
+def _peak_memory_mib(device: torch.device) -> tuple[float, float | None]:
+    """This process's peak resident memory (``ru_maxrss``: KiB on Linux, bytes on macOS) and, when training
+    on a GPU, the peak memory torch allocated on ``device``; both in MiB (GPU ``None`` on CPU)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_mib = rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+    gpu_mib = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return rss_mib, gpu_mib
+
+
+def _device_peak_flops(device: torch.device) -> float | None:
+    """Dense bf16 peak FLOP/s of the training device, or ``None`` (logged) where MFU cannot be given."""
+    if device.type != "cuda":
+        log.info("MFU omitted: training on %s (fp32), the peak table covers GPUs in bf16", device.type)
+        return None
+    name = torch.cuda.get_device_name(device)
+    peak = peak_bf16_flops(name)
+    if peak is None:
+        log.warning("MFU omitted: no bf16 peak FLOP/s known for %r (add it to "
+                    "dualvad.train.flops.PEAK_BF16_FLOPS)", name)
+    return peak
+
+
+def _report(engine: Any, processor: Any, state: dict[str, Any], export: bool, save: bool) -> None:
     """Every rank saves its DeepSpeed shard into one checkpoint (Ray Train merges the folders); rank 0 adds
-    the state file and, at the end, the Hugging Face export ``hf/``."""
+    the state file and, at the end, the Hugging Face export ``hf/``. Without ``save`` the checkpoint holds
+    the state file only."""
     rank = ray.train.get_context().get_world_rank()
+    export = export and save
     with tempfile.TemporaryDirectory() as directory:
-        engine.save_checkpoint(directory, tag=TAG, client_state={"step": state["step"]})
+        if save:
+            engine.save_checkpoint(directory, tag=TAG, client_state={"step": state["step"]})
         weights = _full_state_dict(engine) if export else None
         if rank == 0:
             Path(directory, STATE_FILE).write_text(json.dumps(state))
             if export:
-                engine.module.save_pretrained(os.path.join(directory, HF_DIR), state_dict=weights)
+                # The last use of the engine: merging LoRA adapters in place on rank 0 is safe (ZeRO <= 2
+                # with LoRA keeps whole parameters on every rank; no collective follows).
+                plain = merged_model(engine.module)
+                plain.save_pretrained(os.path.join(directory, HF_DIR), state_dict=weights)
                 processor.save_pretrained(os.path.join(directory, HF_DIR))
         ray.train.report(dict(state["history"][-1]), checkpoint=Checkpoint.from_directory(directory))
 

@@ -62,6 +62,8 @@ def test_two_workers_zero2_run_and_log_finite_losses(finetuned):
     for entry in log["history"]:
         assert math.isfinite(entry["loss"]) and entry["loss"] > 0
         assert entry["samples_per_s"] > 0 and entry["tokens_per_s"] > 0 and entry["lr"] >= 0
+        assert entry["peak_rss_mib"] > 100  # a worker holding torch, DeepSpeed and the model
+        assert entry["mfu"] is None and entry["peak_gpu_mib"] is None  # CPU: no peak FLOP/s, no GPU
 
 
 def test_final_export_reloads_and_generates(finetuned):
@@ -124,3 +126,47 @@ def test_a_failed_worker_group_resumes_at_the_last_checkpoint(benchmarked, tmp_p
     log = json.loads((run / "finetune" / "train_log.json").read_text())
     assert log["resumed_after"] == [2]
     assert [entry["step"] for entry in log["history"]] == list(range(1, STEPS + 1))
+
+
+def test_lora_run_exports_a_plain_model_with_merged_adapters(benchmarked, tmp_path):
+    """LoRA on the language model, vision tower and projector frozen, no warmup (constant lr from step 1):
+    the export is a plain InternVL whose frozen parts equal the base and whose adapted layers moved."""
+    from dualvad.train.finetune import run_finetune
+
+    run = tmp_path / "run"
+    (run / "benchmarks").mkdir(parents=True)
+    for kind in ("image", "video"):
+        shutil.copytree(Path(benchmarked.run) / "benchmarks" / kind, run / "benchmarks" / kind)
+    settings = dataclasses.replace(
+        benchmarked.finetune, model="tiny", workers=2, max_steps=2, report_every=2, warmup_steps=0, lr=1e-3,
+        max_length=512, lora_rank=4, lora_alpha=8.0, lora_dropout=0.0, freeze_vision=True,
+        freeze_projector=True)
+    summary = run_finetune(dataclasses.replace(benchmarked, run=str(run), finetune=settings))
+    log = json.loads((run / "finetune" / "train_log.json").read_text())
+    assert [entry["lr"] for entry in log["history"]] == [1e-3, 1e-3]
+    model = load_model(summary.output)
+    base = dict(load_model(run / "finetune" / "base").named_parameters())
+    tuned = dict(model.named_parameters())
+    assert tuned.keys() == base.keys()  # no adapter or base_layer keys left
+    for name, parameter in tuned.items():
+        adapted = ".language_model.layers." in name and name.endswith("_proj.weight")
+        assert torch.equal(parameter, base[name]) != adapted, name
+
+
+def test_export_without_saved_checkpoints_writes_only_the_step_log(tmp_path):
+    """``finetune.save_checkpoints=false``: the last report holds the state file only; the driver writes the
+    step log and publishes no model (and a missing export is an error when checkpoints are on)."""
+    from ray.train import Checkpoint
+
+    from dualvad.train.finetune import STATE_FILE, _export
+
+    state = {"step": 2, "history": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]}
+    reported = tmp_path / "checkpoint"
+    reported.mkdir()
+    (reported / STATE_FILE).write_text(json.dumps(state))
+    run = open_run(str(tmp_path / "run"))
+    assert _export(run, Checkpoint.from_directory(str(reported)), model=False) == state
+    assert json.loads((tmp_path / "run" / "finetune" / "train_log.json").read_text()) == state
+    assert not (tmp_path / "run" / "finetune" / "final").exists()
+    with pytest.raises(FinetuneError, match="has no hf/ export"):
+        _export(run, Checkpoint.from_directory(str(reported)), model=True)
