@@ -4,17 +4,21 @@ import numpy as np
 import pytest
 
 from dualvad.scorer.features import (
-    GRID,
+    CUES,
     ClipExtractor,
     MotionAppearanceExtractor,
     build_extractor,
+    count_blobs,
     extract_video_features,
     pair_indices,
+    segment_cues,
+    segment_median,
+    video_context,
 )
 
 from media import write_video
 
-MOTION_MEAN = 2 * GRID * GRID + 3 + 3 + 2 * GRID * GRID  # index of "mean per-pair |diff|"
+CUE = {name: i for i, name in enumerate(CUES)}
 
 
 def test_pair_indices_exact():
@@ -29,21 +33,88 @@ def test_pair_indices_snap_to_a_keyframe_inside_each_subinterval():
     np.testing.assert_array_equal(pair_indices(10, 20, 2, 100, np.array([0, 30])), [12, 13, 17, 18])
 
 
-def test_motion_feature_layout_and_cues():
+def test_segment_median_equals_numpy_for_odd_and_even_counts():
+    values = np.random.default_rng(0).normal(size=(7, 4, 3)).astype(np.float32)
+    np.testing.assert_allclose(segment_median(values), np.median(values, axis=0), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(segment_median(values[:6]), np.median(values[:6], axis=0), rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(segment_median(np.array([[3.0], [1.0], [2.0], [10.0]])), [2.5])
+
+
+def test_count_blobs_exact():
+    masks = np.zeros((2, 3, 5, 6), dtype=bool)
+    masks[0, 1, 0, 0] = masks[0, 1, 1, 1] = True  # diagonal neighbours: one 8-connected region
+    masks[0, 1, 3:5, 3:6] = True
+    masks[1, 0, 0, ::2] = True  # three separate pixels
+    masks[1, 2] = True  # the whole mask
+    np.testing.assert_array_equal(count_blobs(masks), [[0, 2, 0], [3, 0, 1]])
+
+
+def test_video_context_is_the_smoothed_rise_and_drop_against_the_video_median():
+    cues = np.array([[0.0, 5.0], [0.0, 5.0], [3.0, 5.0], [0.0, 5.0], [0.0, -1.0]], dtype=np.float32)
+    out = video_context(cues)
+    assert out.shape == (5, 4) and out.dtype == np.float32
+    # cue 0: median 0, deviation [0,0,3,0,0], centred mean over 3 -> [0,1,1,1,0], a rise only
+    np.testing.assert_allclose(out[:, 0], [0, 1, 1, 1, 0], atol=1e-6)
+    np.testing.assert_array_equal(out[:, 2], 0.0)
+    # cue 1: median 5, deviation [0,0,0,0,-6]; the last end is repeated -> drop [0,0,0,2,4]
+    np.testing.assert_array_equal(out[:, 1], 0.0)
+    np.testing.assert_allclose(out[:, 3], [0, 0, 0, 2, 4], atol=1e-6)
+
+
+def _video(segments: int = 9, pairs: int = 2) -> np.ndarray:
+    """uint8 (S, 2P, 24, 32, 3): a still gray scene with a red square marking at the right."""
+    frames = np.full((segments, 2 * pairs, 24, 32, 3), 100, dtype=np.uint8)
+    frames[..., 4:12, 20:28, :] = (200, 50, 50)
+    return frames
+
+
+def test_segment_cues_of_a_still_video_are_zero_motion():
+    cues = segment_cues(_video())
+    assert cues.shape == (9, len(CUES)) and cues.dtype == np.float32
+    for name in ("local_motion", "active_cells", "moving_share", "motion_energy", "moving_blobs",
+                 "brightness_jump", "foreground_share", "stationary_share", "red_hidden"):
+        np.testing.assert_array_equal(cues[:, CUE[name]], 0.0, err_msg=name)
+    np.testing.assert_allclose(cues[:, CUE["red_share"]], 64 / (24 * 32), atol=1e-6)
+
+
+def test_segment_cues_see_motion_flash_stop_and_a_covered_marking():
+    frames = _video()
+    frames[1, 1::2, :, :8] = 255  # segment 1: the second frame of each pair changes on the left
+    frames[3] = 250  # segment 3: a flash
+    frames[5, ..., 4:12, 20:28, :] = 100  # segment 5: the red marking is covered by gray
+    cues = segment_cues(frames)
+    moving = cues[:, CUE["moving_share"]]
+    assert moving[1] == pytest.approx(8 / 32) and moving[[0, 2, 4, 6, 7, 8]].max() == 0.0
+    assert cues[1, CUE["moving_blobs"]] == 1.0  # one moving region in each pair
+    assert np.argmax(cues[:, CUE["brightness_max"]]) == 3 and cues[3, CUE["saturated_share"]] == 1.0
+    # covering a marking of redness 150/255 hides all of it
+    assert cues[5, CUE["red_hidden"]] == pytest.approx(150 / 255, rel=1e-5)
+    assert cues[[0, 1, 2, 4, 6, 7, 8], CUE["red_hidden"]].max() == 0.0
+
+
+def test_stationary_share_marks_an_object_that_stays():
+    index = np.arange(16)
+    frames = _video(segments=16)
+    frames[4:9, ..., 2:6, 2:6, :] = (0, 0, 255)  # a blue block stands in segments 4..8
+    cues = segment_cues(frames)
+    standing = (index >= 4) & (index <= 8)
+    np.testing.assert_allclose(cues[:, CUE["foreground_share"]], np.where(standing, 16 / 768, 0), atol=1e-7)
+    # no segment has it both 3 segments before and 3 after
+    assert cues[:, CUE["stationary_share"]].max() == 0.0
+    frames[9:11, ..., 2:6, 2:6, :] = (0, 0, 255)  # it stays until segment 10: segment 7 qualifies
+    still = segment_cues(frames)[:, CUE["stationary_share"]]
+    np.testing.assert_allclose(still, np.where(index == 7, 16 / 768, 0), atol=1e-7)
+
+
+def test_motion_extractor_is_the_video_context_of_the_segment_cues():
     extractor = MotionAppearanceExtractor(32, 24)
-    still = np.full((4, 24, 32, 3), 100, dtype=np.uint8)
-    moving = still.copy()
-    moving[1::2, :, :8] = 255  # the second frame of each pair changes: motion on the left
-    flash = still.copy()
-    flash[:, :, :] = 250
-    batch = extractor(np.stack([still, moving, flash]))
-    assert batch.shape == (3, extractor.dim) and batch.dtype == np.float32
-    f_still, f_moving, f_flash = batch
-    assert f_still[MOTION_MEAN] == 0.0 and f_moving[MOTION_MEAN] > 0.1
-    motion_grid = f_moving[2 * GRID * GRID + 6 : 3 * GRID * GRID + 6].reshape(GRID, GRID)
-    assert motion_grid[:, 0].min() > 0.5 and motion_grid[:, 1:].max() == 0.0  # left column only
-    brightness_max = 2 * GRID * GRID + 4
-    assert f_flash[brightness_max] > 0.95 > 0.5 > f_still[brightness_max]
+    frames = _video()
+    frames[4, 1::2, :, :8] = 255
+    out = extractor(frames)
+    assert out.shape == (9, extractor.dim) and extractor.dim == 2 * len(CUES) and out.dtype == np.float32
+    np.testing.assert_array_equal(out, video_context(segment_cues(frames)))
+    rise = out[:, CUE["moving_share"]]
+    assert rise[3:6].min() > 0.0 and rise[[0, 1, 2, 6, 7, 8]].max() == 0.0  # smoothed over 3 segments
 
 
 def test_extract_video_features_segments_and_dims(tmp_path):
@@ -53,8 +124,11 @@ def test_extract_video_features_segments_and_dims(tmp_path):
     assert video.num_frames == 50 and video.fps == 15.0
     assert video.bounds[0].tolist() == [0, 6] and video.bounds[-1].tolist() == [43, 50]
     assert video.features.shape == (8, extractor.dim) and video.features.dtype == np.float32
-    # the bar moves one column per frame and the background changes level: motion everywhere
-    assert (video.features[:, MOTION_MEAN] > 0).all()
+    assert np.isfinite(video.features).all() and (video.features >= 0).all()
+    # the background level climbs frame after frame: brightness rises above the median late
+    # in the video and drops below it early
+    brightness = CUE["brightness_max"]
+    assert video.features[-1, brightness] > 0 and video.features[0, len(CUES) + brightness] > 0
 
 
 def test_unknown_extractor_is_an_error():
