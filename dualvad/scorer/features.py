@@ -270,16 +270,18 @@ def _foreground(key: np.ndarray) -> list[np.ndarray]:
 
     A pixel is foreground when its colour is FOREGROUND_THRESHOLD away from the background
     (per-pixel median over the segments: whatever stands somewhere less than half the video),
-    and stationary when it also keeps its colour STILL_SPAN segments before and after
-    (clamped at the ends): something that stopped, not something passing through.
+    and stationary when it also keeps its colour STILL_SPAN segments before and after:
+    something that stopped, not something passing through. The first and last STILL_SPAN
+    segments lack one side and are never stationary (comparing a segment with itself would
+    call every slow actor there stationary).
     """
     background = segment_median(key)
     foreground = _channel_max(np.abs(key - background)) > FOREGROUND_THRESHOLD  # (S, H, W)
-    index = np.arange(len(key))
     still = foreground.copy()
-    for shift in (-STILL_SPAN, STILL_SPAN):
-        other = key[np.clip(index + shift, 0, len(key) - 1)]
-        still &= _channel_max(np.abs(key - other)) < FOREGROUND_THRESHOLD
+    still[:STILL_SPAN] = still[len(key) - STILL_SPAN :] = False  # no segment to compare with
+    same = _channel_max(np.abs(key[STILL_SPAN:] - key[:-STILL_SPAN])) < FOREGROUND_THRESHOLD
+    still[STILL_SPAN:] &= same  # as STILL_SPAN segments before
+    still[:-STILL_SPAN] &= same  # as STILL_SPAN segments after
     return [foreground.mean(axis=(1, 2)), still.mean(axis=(1, 2))]
 
 
