@@ -1,9 +1,10 @@
 """A synthetic surveillance corpus: real H.264 mp4 files with known anomalous frame ranges.
 
 Each video is a fixed camera over a textured scene (grass, a road with lane marks, a few
-fixed blocks, and a red-bordered forbidden zone drawn in every video), 3-6 objects moving
-smoothly at normal speed (straight or gently curving, bouncing off the frame edges and off
-the forbidden zone) and, in about half the videos, a slowly milling crowd of small dots.
+fixed blocks, and a red-tinted, red-bordered forbidden zone drawn in every video), 3-6
+objects moving smoothly at normal speed (straight or gently curving, bouncing off the frame
+edges and off the forbidden zone) and, in about half the videos, a slowly milling crowd of
+small dots.
 Anomalous videos hold one event in a seeded frame range `[start, end)` covering 20-45% of
 the video:
 
@@ -48,6 +49,7 @@ _EVENT_SHARE = (0.2, 0.45)  # event length as a share of the video
 _SPEED = (0.08, 0.16)  # normal object speed, frame widths per second
 _SPEEDING = (5.0, 8.0)  # speed factor of the speeding object
 _CROWD_IN_NORMAL = 0.5  # probability of a milling crowd in a video without a Scattering event
+_ZONE_TINT = 0.45  # share of red mixed into the forbidden zone's ground (its border is pure red)
 
 
 @dataclass(frozen=True)
@@ -200,11 +202,16 @@ def _zone(rng: np.random.Generator, w: int, h: int) -> tuple[float, float, float
 
 
 def _draw_zone(img: np.ndarray, zone: tuple[float, float, float, float]) -> None:
-    """Tint the zone red and draw its red border in place."""
+    """Tint the zone red and draw its red border in place.
+
+    The tint is strong (_ZONE_TINT) the way restricted areas are painted: with a faint one
+    the zone's inside looked like the ground around it once frames are downsampled, and an
+    intruder inside showed only while crossing the thin border.
+    """
     x0, y0, x1, y1 = (round(v) for v in zone)
     border = max(1, round(min(img.shape[:2]) / 60))
     red = np.array([220, 30, 30], np.float32)
-    img[y0:y1, x0:x1] = 0.85 * img[y0:y1, x0:x1] + 0.15 * red
+    img[y0:y1, x0:x1] = (1.0 - _ZONE_TINT) * img[y0:y1, x0:x1] + _ZONE_TINT * red
     img[y0 : y0 + border, x0:x1] = red
     img[y1 - border : y1, x0:x1] = red
     img[y0:y1, x0 : x0 + border] = red
