@@ -47,6 +47,9 @@ class ScorerSpec:
     dropout: float = 0.1
     context_scale_init: float = 0.1
     context_drop: float = 0.5
+    # no scorer.* config key (the training stage builds the spec); absent from checkpoints
+    # written before it existed, which then load centred
+    centre_context: bool = True
 
 
 def build_model(spec: ScorerSpec) -> nn.Module:
@@ -57,6 +60,7 @@ def build_model(spec: ScorerSpec) -> nn.Module:
             num_categories=len(spec.categories), use_motar=spec.use_motar,
             use_core=spec.use_core, dropout=spec.dropout,
             context_scale_init=spec.context_scale_init, context_drop=spec.context_drop,
+            centre_context=spec.centre_context,
         ))
     if spec.kind == "mil":
         return MILRankingScorer(spec.feature_dim)

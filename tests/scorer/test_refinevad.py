@@ -18,6 +18,7 @@ from dualvad.scorer.refinevad import (
     RefineVAD,
     RefineVADConfig,
     ScorerOutput,
+    centre_context,
     drop_context,
     temporal_channel_shift,
 )
@@ -178,6 +179,26 @@ def test_drop_context_zeroes_whole_videos_in_training_only() -> None:
     # each video is either all zeros or all 1 / (1 - p)
     assert ((per_video == 0).all(dim=1) | (per_video == 2.0).all(dim=1)).all()
     assert 0 < (per_video == 0).all(dim=1).sum() < 64
+
+
+def test_centre_context_subtracts_the_mean_over_real_segments() -> None:
+    context = torch.tensor([[[1.0], [2.0], [6.0]], [[4.0], [8.0], [100.0]]])
+    expected = torch.tensor([[[-2.0], [-1.0], [3.0]], [[-2.0], [2.0], [94.0]]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    assert torch.equal(centre_context(context, mask), expected)
+    assert torch.equal(centre_context(context[:1]), expected[:1])
+
+
+def test_centred_core_adds_nothing_to_a_video_of_identical_segments() -> None:
+    # identical segments attend identically: their context is one shift shared by the whole
+    # video, which centring removes (uncentred, it moves every segment's features)
+    torch.manual_seed(0)
+    h = torch.randn(2, 1, H).expand(2, K, H)
+    for centre, changed in ((True, False), (False, True)):
+        module = CORE(small_config(num_categories=5, context_scale_init=1.0, centre_context=centre)).eval()
+        features, _ = module(h)
+        plain = module.norm(h)
+        assert (not torch.allclose(features, plain, atol=1e-5)) == changed
 
 
 # --- RefineVAD --------------------------------------------------------------------------------
