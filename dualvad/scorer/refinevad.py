@@ -73,18 +73,20 @@ class RefineVADConfig:
     selection then reinforces whichever segments ranked high at initialisation. On the
     synthetic check in ``tests/scorer/test_refinevad.py`` (its exact setup, seeds 0-15) the
     full model localised the anomaly on 11/16 seeds with neither, 14/16 with gates 0.1 only,
-    15/16 with context_drop 0.5 only and 15/16 with both (the defaults); seed 0 fails in all
-    four, the video-level shortcut instead. Dropping the context now and then
+    15/16 with context_drop 0.5 only and 15/16 with both; seed 0 fails in all four, the
+    video-level shortcut instead. With both and centred context (the defaults) 14/16 (seeds
+    0 and 10 fail). Dropping the context now and then
     makes the score head answer from local evidence too, which only the anomalous segments
     carry.
 
     Why centred context: gates and dropout narrow the shortcut but leave it open. On the
-    generated corpus (``bench/scorer.py`` protocol on a corpus of another seed, 5 training
-    seeds) the full model scored whole anomalous videos high -- every segment of an
-    explosion video, not just the flash -- and reached a mean frame AUC of 0.80; with the
-    context centred over the video's segments it reached 0.83. A centred context can still
-    move evidence towards the segments that attend to an anomaly, but a shift shared by
-    every segment of a video -- the shortcut itself -- is removed. Set
+    generated corpus (an in-process replica of the ``bench/scorer.py`` protocol on an
+    80-video corpus of seed 5, training seeds 0-4) the full model scored whole anomalous
+    videos high -- every segment of an explosion video, not just the flash -- and reached
+    a mean frame AUC of 0.80; with the context centred over the video's segments it
+    reached 0.83. A centred context can still move evidence towards the segments that
+    attend to an anomaly, but a shift shared by every segment of a video -- the shortcut
+    itself -- is removed. Set
     ``context_scale_init=1.0, context_drop=0.0, centre_context=False`` for the paper's plain
     model.
     """
