@@ -50,6 +50,7 @@ _SPEED = (0.08, 0.16)  # normal object speed, frame widths per second
 _SPEEDING = (5.0, 8.0)  # speed factor of the speeding object
 _CROWD_IN_NORMAL = 0.5  # probability of a milling crowd in a video without a Scattering event
 _ZONE_TINT = 0.45  # share of red mixed into the forbidden zone's ground (its border is pure red)
+_MAX_REDNESS = 40  # r - max(g, b) of any other colour drawn (blocks, objects, crowd)
 
 
 @dataclass(frozen=True)
@@ -167,10 +168,14 @@ class _Sprite:
 
 
 def _colour(rng: np.random.Generator, low: int, high: int) -> tuple[int, int, int]:
-    """A random RGB colour in `[low, high)` that is not zone red (red is kept for the zone)."""
+    """A random RGB colour in `[low, high)` that is not zone red (red is kept for the zone).
+
+    Redness `r - max(g, b)` stays below _MAX_REDNESS, under that of the zone's tinted ground
+    (about 60-90), so that a crimson block or object never looks like part of the zone.
+    """
     while True:
         r, g, b = (int(c) for c in rng.integers(low, high, 3))
-        if r - max(g, b) < 80:
+        if r - max(g, b) < _MAX_REDNESS:
             return r, g, b
 
 
