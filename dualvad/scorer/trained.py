@@ -47,8 +47,7 @@ class ScorerSpec:
     dropout: float = 0.1
     context_scale_init: float = 0.1
     context_drop: float = 0.5
-    # no scorer.* config key (the training stage builds the spec); absent from checkpoints
-    # written before it existed, which then load centred
+    # scorer.centre_context; absent from checkpoints written before it existed, which then load centred
     centre_context: bool = True
 
 

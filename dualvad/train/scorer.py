@@ -73,7 +73,7 @@ def train_scorer(config: DualVADConfig) -> ScorerTrainSummary:
     normalizer = FeatureNormalizer.fit(train.features)
     spec = ScorerSpec(settings.kind, train.features.shape[-1], train.categories, settings.hidden_dim,
                       settings.use_motar, settings.use_core, settings.dropout,
-                      settings.context_scale_init, settings.context_drop)
+                      settings.context_scale_init, settings.context_drop, settings.centre_context)
     ensure_ray(config.ray)
     trainer = TorchTrainer(
         _train_loop_per_worker,
