@@ -19,6 +19,7 @@ except the generated corpus and its ingest.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 from pathlib import Path
@@ -40,6 +41,7 @@ MIXES = (("image", 1.0, 0.0), ("video", 0.0, 1.0), ("both", 1.0, 1.0))
 
 def main() -> None:
     args = _args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     started = time.perf_counter()
     overrides = [f"ingest.segments={args.segments}", f"scorer.epochs={args.epochs}", "scorer.report_every=10",
                  f"sample.budget={args.budget}", "benchmarks.image_size=56",
@@ -103,7 +105,8 @@ def _args():
     parser = corpus_arguments(__doc__.split("\n\n")[0])
     parser.set_defaults(videos=48, seconds=4.0, epochs=40)
     parser.add_argument("--segments", type=int, default=16)
-    parser.add_argument("--budget", type=int, default=16)
+    # above K: focused spends N - K frames by the scores (at N = K it equals uniform, one frame per segment)
+    parser.add_argument("--budget", type=int, default=32)
     parser.add_argument("--steps", type=int, default=200, help="fine-tuning optimizer steps per model")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--micro-batch", type=int, default=4)
