@@ -233,15 +233,16 @@ def _vlm_result(name: str, videos: list[TestVideo], predictions: list[dict]) -> 
 
 
 def _predictions(run: RunDir, config: DualVADConfig, spec: ModelSpec, table: pa.Table) -> list[dict]:
-    """The prediction rows of ``spec``: reused when weights and settings are unchanged, else computed."""
-    fingerprint = _fingerprint(spec, config)
+    """The prediction rows of ``spec``: reused when the weights, the sampled frames and the settings are
+    unchanged, else computed."""
+    rows, too_short = sample_videos(table, replace(config.sample, strategy=spec.strategy))
+    fingerprint = predictions_fingerprint(spec, config, rows)
     parts = (STAGE, PREDICTIONS_DIR, f"{_safe(spec.name)}.parquet")
     if run.exists(*parts):
         cached = pq.read_table(run.path(*parts), filesystem=run.fs)
         if (cached.schema.metadata or {}).get(b"fingerprint") == fingerprint.encode():
-            log.info("evaluate: %s already evaluated with these weights and settings", spec.name)
+            log.info("evaluate: %s already evaluated with these weights, frames and settings", spec.name)
             return cached.to_pylist()
-    rows, too_short = sample_videos(table, replace(config.sample, strategy=spec.strategy))
     # A video the sampler cannot serve (fewer frames than the budget) is a recorded failure, like one
     # that cannot be decoded.
     predictions = _infer(config, spec, rows) if rows else []
@@ -252,16 +253,17 @@ def _predictions(run: RunDir, config: DualVADConfig, spec: ModelSpec, table: pa.
     return predictions
 
 
-def _fingerprint(spec: ModelSpec, config: DualVADConfig) -> str:
-    """Hash of what the predictions depend on: the weights' files (name, size, mtime), the sampler, the
-    frame size and clip length, the question settings."""
+def predictions_fingerprint(spec: ModelSpec, config: DualVADConfig, rows: list[dict]) -> str:
+    """Hash of what the predictions depend on: the weights' files (name, size, mtime), every video's
+    sampled frames (they follow the scorer's scores and the sampler's settings), the frame size and
+    clip length, the question settings."""
     fs, path = (open_run(spec.run_uri).fs, spec.path) if spec.run_uri else (pafs.LocalFileSystem(), spec.path)
     weights = []
     if fs.get_file_info(path).type == pafs.FileType.Directory:
         files = fs.get_file_info(pafs.FileSelector(path))
         weights = sorted((i.base_name, i.size, i.mtime_ns) for i in files if i.type == pafs.FileType.File)
-    settings = {"spec": asdict(spec), "weights": weights, "sample": asdict(replace(config.sample,
-                                                                                   strategy=spec.strategy)),
+    frames = [(row[S.VIDEO_ID], row[S.VIDEO_PATH], row[S.FRAMES]) for row in rows]
+    settings = {"spec": asdict(spec), "weights": weights, "frames": frames,
                 "image_size": config.benchmarks.image_size, "clip_frames": config.benchmarks.clip_frames,
                 "max_new_tokens": config.eval.max_new_tokens, "thumbnails": config.eval.thumbnails}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]

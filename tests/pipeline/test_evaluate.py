@@ -15,7 +15,14 @@ from sklearn.metrics import roc_auc_score
 
 from dualvad import schema as S
 from dualvad.errors import MissingInputError
-from dualvad.pipeline.evaluate import EvaluationError, EvalWorker, ModelSpec, model_specs, run_evaluate
+from dualvad.pipeline.evaluate import (
+    EvaluationError,
+    EvalWorker,
+    ModelSpec,
+    model_specs,
+    predictions_fingerprint,
+    run_evaluate,
+)
 from dualvad.pipeline.sample import sample_videos, segments_with_scores
 from dualvad.rundir import open_run
 from dualvad.vlm.model import save_tiny_model
@@ -116,6 +123,16 @@ def test_rerun_reuses_the_predictions(evaluated):
     after = {m: Path(run.path("eval", "predictions", f"{m.replace('/', '-')}.parquet")).stat().st_mtime_ns
              for m in MODELS[1:]}
     assert before == after and again.table == summary.table
+
+
+def test_predictions_are_recomputed_when_the_sampled_frames_change(evaluated, tiny_model):
+    # a retrained scorer or other sampler settings move the frames: the cached answers no longer apply
+    config, _, _ = evaluated
+    spec = ModelSpec("vlm/x", None, str(tiny_model), "focused")
+    row = {S.VIDEO_ID: "v", S.VIDEO_PATH: "v.mp4", S.FRAMES: [1, 2]}
+    original = predictions_fingerprint(spec, config, [row])
+    assert original == predictions_fingerprint(spec, config, [dict(row)])
+    assert original != predictions_fingerprint(spec, config, [{**row, S.FRAMES: [1, 3]}])
 
 
 def test_a_corrupt_video_is_a_recorded_failure(evaluated, tiny_model, tmp_path):
