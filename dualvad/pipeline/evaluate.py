@@ -123,8 +123,9 @@ def run_evaluate(config: DualVADConfig) -> EvalSummary:
     features = {video.video_id: video.features for video in videos}
     results = [_scorer_result(videos)]
     failures: list[dict] = []
+    sampler_input = table.drop_columns([S.FEATURE])  # the sampler reads bounds and scores, not features
     for spec in model_specs(run, settings, config.sample.strategy):
-        predictions = _predictions(run, config, spec, table)
+        predictions = _predictions(run, config, spec, sampler_input)
         failures += [row for row in predictions if row[S.ERROR] is not None]
         results.append(_vlm_result(spec.name, videos, predictions))
     undefined = {}
