@@ -81,11 +81,15 @@ class RunDir:
 
     def write_text(self, text: str, *parts: str) -> str:
         """Write a small text file (JSON, Markdown) atomically."""
+        return self.write_bytes(text.encode(), *parts)
+
+    def write_bytes(self, data: bytes, *parts: str) -> str:
+        """Write a small file (a PNG, an HTML page) atomically: temporary name, then rename."""
         target = self.path(*parts)
         self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
         temp = f"{target.rsplit('/', 1)[0]}/{TEMP_PREFIX}{uuid.uuid4().hex}"
         with self.fs.open_output_stream(temp) as stream:
-            stream.write(text.encode())
+            stream.write(data)
         self.fs.move(temp, target)
         return target
 

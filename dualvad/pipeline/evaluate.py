@@ -30,10 +30,10 @@ import json
 import logging
 import os
 import re
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -385,17 +385,8 @@ def _write_outputs(run: RunDir, config: DualVADConfig, results: list[ModelResult
         write_report(local, results, markdown, title=f"dualvad evaluation: {run.uri}",
                      timeline_videos=config.eval.timeline_videos)
         for name in sorted(os.listdir(local)):
-            _publish_file(run, os.path.join(local, name), name)
+            run.write_bytes(Path(local, name).read_bytes(), STAGE, name)
     return run.path(STAGE, "report.html")
-
-
-def _publish_file(run: RunDir, local_path: str, name: str) -> None:
-    """Copy one local file to ``RUN/eval/name`` atomically (temporary name, then rename)."""
-    target = run.path(STAGE, name)
-    temp = run.path(STAGE, f".tmp-{name}")
-    with open(local_path, "rb") as source, run.fs.open_output_stream(temp) as sink:
-        shutil.copyfileobj(source, sink)
-    run.fs.move(temp, target)
 
 
 def _safe(name: str) -> str:
