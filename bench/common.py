@@ -44,10 +44,10 @@ def variant_run(config, name: str, overrides: list[str]):
     return load_config(None, [f"corpus={config.corpus}", "ray.num_cpus=2", *overrides, f"run={run}"])
 
 
-def corpus_arguments(description: str) -> argparse.ArgumentParser:
+def corpus_arguments(description: str, videos: int = 80) -> argparse.ArgumentParser:
     """A parser with the generated corpus and scorer options the benchmarks share."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--videos", type=int, default=80)
+    parser.add_argument("--videos", type=int, default=videos)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--epochs", type=int, default=40, help="scorer training epochs")
     parser.add_argument("--seed", type=int, default=11)

@@ -58,7 +58,7 @@ class ScorerConfig:
     # dropping the whole context branch for a share of training videos. Both keep the model from
     # scoring every segment of an anomalous video high; 1.0 and 0.0 give the plain model.
     context_scale_init: float = 0.1
-    context_drop: float = 0.5
+    context_drop: float = 0.8
     # Also ours: each context branch minus its mean over the video's segments, so context can shift
     # segments against each other but not raise a whole video (see dualvad.scorer.refinevad).
     centre_context: bool = True

@@ -14,7 +14,8 @@ the video:
 - Explosion: a white-yellow disc expands while the whole frame brightens, then decays.
 - Intrusion: an object drives into the forbidden zone at the event start and leaves it at
   the event end.
-- Scattering: a crowd of 10-20 dots disperses radially and fast from the event start.
+- Scattering: a crowd of 10-20 dots flies apart radially, at constant speed from the event
+  start until it stops at the event end.
 
 Everything is drawn with NumPy and encoded with PyAV's bundled libx264 (one thread, so the
 same `SynthSpec` gives byte-identical files on any machine).
@@ -400,8 +401,8 @@ def _intruder(rng: np.random.Generator, scene: _Scene, event: Interval) -> list[
 
 
 def _crowd(rng: np.random.Generator, scene: _Scene, scatter: Interval | None) -> list[_Sprite]:
-    """10-20 dots milling slowly around a centre; from `scatter[0]` on they fly outwards
-    (fast at first, settled by `scatter[1]`) and stop short of the forbidden zone."""
+    """10-20 dots milling slowly around a centre; from `scatter[0]` to `scatter[1]` they fly
+    outwards at constant speed and stop there, short of the forbidden zone."""
     count = int(rng.integers(10, 21))
     size = min(scene.width, scene.height)
     centre = _free_point(rng, scene, 0.2 * size, 0.12)
@@ -439,9 +440,11 @@ def _burst(
         if _in_zone(home + direction * s, scene.zone, radius + 1):
             reach = max(0.0, s - reach / 40)
             break
-    elapsed = np.clip(np.arange(scene.frames, dtype=float) - t0, 0.0, None)
-    tau = max(1.0, (t1 - t0) / 4)
-    return direction[None, :] * (reach * (1.0 - np.exp(-elapsed / tau)))[:, None]
+    # Constant speed from t0 until the dot stops at t1, so the dots move for the whole annotated
+    # range. (An exponential settling with tau = length/4 left the event's second half still and
+    # identical to the scattered state after it: frames annotated anomalous with nothing to see.)
+    progress = np.clip((np.arange(scene.frames, dtype=float) - t0) / max(1, t1 - t0), 0.0, 1.0)
+    return direction[None, :] * (reach * progress)[:, None]
 
 
 # --------------------------------------------------------------------------- drawing

@@ -21,7 +21,7 @@ import pyarrow.fs as pafs
 import torch
 from torch import Tensor, nn
 
-from dualvad.errors import MissingInputError
+from dualvad.errors import MissingInputError, StageError
 from dualvad.rundir import RunDir
 from dualvad.scorer.data import FeatureNormalizer
 from dualvad.scorer.losses import RefineVADLossWeights, refinevad_loss
@@ -32,6 +32,14 @@ SCORER_KINDS = ("refinevad", "mil")
 STAGE, MODEL_DIR = "scorer", "model"  # the trained scorer lives in RUN/scorer/model
 META_FILE, WEIGHTS_FILE = "scorer.json", "model.pt"
 SCORE_BATCH = 512  # videos per forward pass when scoring
+# Bumped when a RefineVAD scorer's weights stop meaning the same thing to the code that runs them.
+# 2 (2026-11-23): MoTAR adds segment positions and keeps only the encoder's update.
+# Checkpoints without the field are architecture 1.
+ARCHITECTURE = 2
+
+
+class StaleScorerError(StageError):
+    """A saved scorer was trained for an older architecture than this code runs."""
 
 
 @dataclass
@@ -46,9 +54,10 @@ class ScorerSpec:
     use_core: bool = True
     dropout: float = 0.1
     context_scale_init: float = 0.1
-    context_drop: float = 0.5
+    context_drop: float = 0.8
     # scorer.centre_context; absent from checkpoints written before it existed, which then load centred
     centre_context: bool = True
+    architecture: int = ARCHITECTURE  # see ARCHITECTURE
 
 
 def build_model(spec: ScorerSpec) -> nn.Module:
@@ -143,6 +152,15 @@ class TrainedScorer:
                                     "run `dualvad train-scorer` first")
         meta: dict[str, Any] = json.loads((directory / META_FILE).read_text())
         spec_fields = dict(meta["spec"], categories=tuple(meta["spec"]["categories"]))
+        spec_fields.setdefault("architecture", 1)
+        # the MIL baseline has not changed: its old checkpoints still score the same
+        if spec_fields["kind"] == "mil":
+            spec_fields["architecture"] = ARCHITECTURE
+        if spec_fields["architecture"] != ARCHITECTURE:
+            raise StaleScorerError(
+                f"the scorer in {directory} was trained for scorer architecture "
+                f"{spec_fields['architecture']}, this dualvad runs {ARCHITECTURE}: its weights would "
+                "score differently; re-run `dualvad train-scorer` (then `dualvad score`)")
         spec = ScorerSpec(**spec_fields)
         model = build_model(spec)
         model.load_state_dict(torch.load(directory / WEIGHTS_FILE, weights_only=True))

@@ -1,7 +1,9 @@
 """Training the segment scorer with Ray Train (``TorchTrainer``, CPU workers are enough).
 
 The training videos come from ``RUN/segments`` (video-level labels only: weak supervision);
-a stratified share of them is held out to choose the best checkpoint by video-level AUC.
+a stratified share of them is held out to choose the best checkpoint by its loss on them
+(the training objective; their video-level AUC is reported too, but on a few dozen videos it
+ties across most checkpoints and then picks the earliest, often undertrained, one).
 Every ``scorer.report_every`` epochs (and after the last) the loop reports its metrics and a
 checkpoint through ``ray.train.report`` (each report costs Ray Train about two seconds, far
 more than an epoch of this small model); a worker that dies
@@ -55,13 +57,15 @@ class ScorerTrainSummary:
     train_videos: int
     val_videos: int
     best_epoch: int
+    best_val_loss: float
     best_val_auc: float
     seconds: float
     output: str
 
     def __str__(self) -> str:
         return (f"train-scorer: {self.train_videos} training / {self.val_videos} validation videos, "
-                f"best epoch {self.best_epoch} (val AUC {self.best_val_auc:.3f}), "
+                f"best epoch {self.best_epoch} (val loss {self.best_val_loss:.4f}, val AUC "
+                f"{self.best_val_auc:.3f}), "
                 f"{self.seconds:.1f} s -> {self.output}")
 
 
@@ -84,14 +88,14 @@ def train_scorer(config: DualVADConfig) -> ScorerTrainSummary:
             name=f"scorer-{int(time.time())}",
             storage_path=run.path(STAGE, "ray"),
             storage_filesystem=run.fs,
-            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_auc",
-                                               checkpoint_score_order="max"),
+            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_loss",
+                                               checkpoint_score_order="min"),
             failure_config=FailureConfig(max_failures=2),
         ),
         datasets={"train": ray.data.from_items(_rows(train, normalizer))},
     )
     result = trainer.fit()
-    best = result.get_best_checkpoint(metric="val_auc", mode="max")
+    best = result.get_best_checkpoint(metric="val_loss", mode="min")
     if best is None:
         raise ScorerTrainingError("training reported no checkpoint; see the Ray Train logs above")
     with best.as_directory() as directory:
@@ -99,7 +103,8 @@ def train_scorer(config: DualVADConfig) -> ScorerTrainSummary:
     _export(run, trained)
     held_out = 0 if val is train else len(val)
     return ScorerTrainSummary(len(train), held_out, int(trained.metrics["epoch"]),
-                              float(trained.metrics["val_auc"]), time.perf_counter() - started,
+                              float(trained.metrics["val_loss"]), float(trained.metrics["val_auc"]),
+                              time.perf_counter() - started,
                               run.path(STAGE, MODEL_DIR))
 
 
@@ -137,6 +142,7 @@ def _loop_config(spec: ScorerSpec, normalizer: FeatureNormalizer, val: VideoSet,
                                    sparsity=settings.sparsity_weight)
     return {"spec": spec, "normalizer": normalizer, "loss": LossSettings(settings.topk, weights),
             "val_features": normalizer(val.features), "val_labels": val.labels,
+            "val_category": val.category_index, "val_known": val.category_known,
             "settings": asdict(settings)}
 
 
@@ -185,18 +191,24 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def _validation_auc(model: torch.nn.Module, loop: dict[str, Any]) -> float:
-    """Video-level AUC of the max segment score on the held-out videos."""
+def _validation_metrics(model: torch.nn.Module, loop: dict[str, Any]) -> dict[str, float]:
+    """On the held-out videos: ``val_loss``, the training loss (eval mode, nats), and
+    ``val_auc``, the video-level AUC of each video's highest segment score."""
     model.eval()
+    batch = {"features": torch.from_numpy(loop["val_features"]),
+             "label": torch.from_numpy(loop["val_labels"]),
+             "category": torch.from_numpy(loop["val_category"]),
+             "known": torch.from_numpy(loop["val_known"])}
     with torch.inference_mode():
-        scores = model(torch.from_numpy(loop["val_features"])).segment_scores.max(dim=1).values
-    return video_auc(loop["val_labels"], scores.numpy())
+        loss = batch_loss(loop["spec"].kind, model, batch, loop["loss"])
+        scores = model(batch["features"]).segment_scores.max(dim=1).values
+    return {"val_loss": float(loss), "val_auc": video_auc(loop["val_labels"], scores.numpy())}
 
 
 def _report_epoch(epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                   loop: dict[str, Any], losses: list[float]) -> None:
     metrics = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
-               "val_auc": _validation_auc(model, loop)}
+               **_validation_metrics(model, loop)}
     with tempfile.TemporaryDirectory() as directory:
         checkpoint = None
         if ray.train.get_context().get_world_rank() == 0:

@@ -129,6 +129,15 @@ def test_fast_motion_during_the_event(corpus, label: str) -> None:
     assert inside > 1.3 * outside
 
 
+def test_scattering_moves_until_the_event_end(corpus) -> None:
+    # the annotation's second half must show the dispersal too, not a crowd already at rest
+    r = anomaly(corpus[1], "Scattering")
+    ((start, end),) = r.intervals
+    moving = moving_pixels(decode(r.path))
+    late, outside = event_and_rest(moving, (start + end) // 2, end)
+    assert late > 1.3 * outside
+
+
 def test_intrusion_enters_the_red_zone(corpus) -> None:
     r = anomaly(corpus[1], "Intrusion")
     ((start, end),) = r.intervals

@@ -4,6 +4,7 @@ and a tiny weakly supervised training run."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ from dualvad.scorer.refinevad import (
     ScorerOutput,
     centre_context,
     drop_context,
+    sinusoidal_positions,
     temporal_channel_shift,
 )
 
@@ -160,6 +162,44 @@ def test_motar_shapes_and_grads() -> None:
     assert_all_grads(module)
 
 
+def test_sinusoidal_positions_exact() -> None:
+    codes = sinusoidal_positions(3, 5)
+    assert codes.shape == (3, 5) and codes.dtype == torch.float32
+    expected = torch.tensor([
+        [0.0, 1.0, 0.0, 1.0, 0.0],
+        [math.sin(1), math.cos(1), math.sin(10000 ** -0.4), math.cos(10000 ** -0.4), math.sin(10000 ** -0.8)],
+        [math.sin(2), math.cos(2), math.sin(2 * 10000 ** -0.4), math.cos(2 * 10000 ** -0.4),
+         math.sin(2 * 10000 ** -0.8)],
+    ])
+    torch.testing.assert_close(codes, expected, rtol=0, atol=1e-7)
+
+
+class _PositionsSeen(nn.Module):
+    """Stands in for the encoder: records its input, returns it plus a fixed update."""
+
+    def __init__(self, update: float) -> None:
+        super().__init__()
+        self.update, self.seen = update, None
+
+    def forward(self, z: Tensor, src_key_padding_mask: Tensor | None = None) -> Tensor:
+        self.seen = z.detach().clone()
+        return z + self.update
+
+
+def test_motar_adds_positions_for_the_encoder_and_keeps_only_its_update() -> None:
+    torch.manual_seed(0)
+    module = MoTAR(small_config(centre_context=False, context_scale_init=0.5), nn.Linear(D, H)).eval()
+    module.encoder = _PositionsSeen(update=2.0)
+    x = torch.randn(B, K, D)
+    features, ratio = module(x)
+    h = module.proj(x)
+    shifted = temporal_channel_shift(h, ratio, module.fold_div)
+    # the encoder saw the shifted features plus the positions ...
+    torch.testing.assert_close(module.encoder.seen, shifted + sinusoidal_positions(K, H))
+    # ... but only what it added (2.0, gated by 0.5) reaches the output, not its input
+    torch.testing.assert_close(features, h + 1.0)
+
+
 def test_core_shapes_and_grads() -> None:
     torch.manual_seed(0)
     module = CORE(small_config(num_categories=5))
@@ -263,17 +303,26 @@ def test_mil_scorer_shapes_and_grads() -> None:
 
 # --- training sanity --------------------------------------------------------------------------
 
-ANOMALY_SEGMENTS = slice(12, 16)
+ANOMALY_LENGTH = 4  # segments
 ANOMALY_DIMS = slice(0, 4)
 
 
-def synthetic_batch(gen: torch.Generator, videos: int = 16) -> tuple[Tensor, Tensor]:
-    """Half normal, half anomalous videos; anomalous ones get +3 in 4 dims on 4 segments."""
+def synthetic_batch(gen: torch.Generator, videos: int = 16) -> tuple[Tensor, Tensor, Tensor]:
+    """Half normal, half anomalous videos of 32 segments of 16 dims; anomalous ones get +3 in 4
+    dims on 4 consecutive segments at a random place (a fixed place would let the position
+    codes of MoTAR learn where, not what).
+
+    Returns: x (B, 32, 16), labels (B,), anomalous (B, 32) bool, True on the shifted segments.
+    """
     x = torch.randn(videos, 32, 16, generator=gen)
     labels = torch.zeros(videos)
     labels[videos // 2 :] = 1.0
-    x[videos // 2 :, ANOMALY_SEGMENTS, ANOMALY_DIMS] += 3.0
-    return x, labels
+    anomalous = torch.zeros(videos, 32, dtype=torch.bool)
+    starts = torch.randint(0, 32 - ANOMALY_LENGTH + 1, (videos - videos // 2,), generator=gen)
+    for video, start in zip(range(videos // 2, videos), starts.tolist(), strict=True):
+        anomalous[video, start : start + ANOMALY_LENGTH] = True
+    x[..., ANOMALY_DIMS] += 3.0 * anomalous.unsqueeze(-1)
+    return x, labels, anomalous
 
 
 def train_and_measure(seed: int, steps: int = 150, **overrides: object) -> tuple[float, float]:
@@ -299,18 +348,17 @@ def _train_and_measure(seed: int, steps: int, **overrides: object) -> tuple[floa
     model = RefineVAD(RefineVADConfig(**settings))
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     for _ in range(steps):
-        x, labels = synthetic_batch(gen)
+        x, labels, _ = synthetic_batch(gen)
         loss = topk_mil_loss(model(x).segment_scores, labels, k=3)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     model.eval()
-    x, labels = synthetic_batch(gen, videos=32)  # fresh, held-out videos
+    x, labels, anomalous = synthetic_batch(gen, videos=32)  # fresh, held-out videos
     with torch.no_grad():
         scores = model(x).segment_scores[labels == 1]
-    inside = scores[:, ANOMALY_SEGMENTS].mean()
-    outside = torch.cat([scores[:, :12], scores[:, 16:]], dim=1).mean()
-    return float(inside), float(outside)
+    anomalous = anomalous[labels == 1]
+    return float(scores[anomalous].mean()), float(scores[~anomalous].mean())
 
 
 def test_training_separates_anomalous_segments() -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pyarrow.compute as pc
 import pytest
@@ -14,7 +18,7 @@ from dualvad.pipeline.ingest import run_ingest
 from dualvad.pipeline.score import run_score
 from dualvad.rundir import open_run
 from dualvad.scorer.data import video_set_from_segments
-from dualvad.scorer.trained import TrainedScorer
+from dualvad.scorer.trained import StaleScorerError, TrainedScorer
 from dualvad.train.scorer import ScorerTrainingError, train_scorer
 
 
@@ -50,6 +54,28 @@ def test_checkpoint_round_trip_gives_identical_scores(scored_run, tmp_path):
     np.testing.assert_array_equal(direct.reshape(-1), written[S.SCORE].to_numpy())
     loaded.save(tmp_path / "copy")
     np.testing.assert_array_equal(TrainedScorer.load(tmp_path / "copy").score(videos.features), direct)
+
+
+def test_best_checkpoint_is_the_lowest_validation_loss(scored_run):
+    config, summary = scored_run
+    run = open_run(config.run)
+    exported = TrainedScorer.load(run.path("scorer", "model")).metrics
+    (snapshot,) = Path(run.path("scorer", "ray")).glob("*/checkpoint_manager_snapshot.json")
+    reported = [result["metrics"] for result in json.loads(snapshot.read_text())["checkpoint_results"]]
+    assert len(reported) >= 2
+    assert exported["val_loss"] == min(m["val_loss"] for m in reported) == summary.best_val_loss
+    assert 0.0 <= exported["val_auc"] <= 1.0 and exported["val_auc"] == summary.best_val_auc
+
+
+def test_a_scorer_of_an_older_architecture_is_refused(scored_run, tmp_path):
+    config, _ = scored_run
+    stale = tmp_path / "stale"
+    shutil.copytree(open_run(config.run).path("scorer", "model"), stale)
+    meta = json.loads((stale / "scorer.json").read_text())
+    del meta["spec"]["architecture"]  # as written before the field existed
+    (stale / "scorer.json").write_text(json.dumps(meta))
+    with pytest.raises(StaleScorerError, match="architecture 1.*re-run `dualvad train-scorer`"):
+        TrainedScorer.load(stale)
 
 
 def test_rescoring_skips_and_retraining_invalidates(scored_run):
