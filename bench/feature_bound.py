@@ -24,7 +24,7 @@ SEGMENTS, FRAMES_PER_SEGMENT = 32, 8  # the ingest defaults
 
 
 def main() -> None:
-    args = corpus_arguments(__doc__.split("\n\n")[0]).parse_args()
+    args = corpus_arguments(__doc__.split("\n\n")[0], videos=240).parse_args()
     corpus = _corpus(args.videos, args.seconds, args.seed)
     from dualvad.corpus import SynthSpec
     from dualvad.corpus.synthetic import CATEGORIES, plan_corpus
