@@ -26,7 +26,7 @@ from dualvad.rundir import RunDir
 from dualvad.scorer.data import FeatureNormalizer
 from dualvad.scorer.losses import RefineVADLossWeights, refinevad_loss
 from dualvad.scorer.mil import MILRankingScorer, sultani_ranking_loss
-from dualvad.scorer.refinevad import RefineVAD, RefineVADConfig
+from dualvad.scorer.refinevad import RefineVAD, RefineVADConfig, ScorerOutput
 
 SCORER_KINDS = ("refinevad", "mil")
 STAGE, MODEL_DIR = "scorer", "model"  # the trained scorer lives in RUN/scorer/model
@@ -90,7 +90,11 @@ def batch_loss(kind: str, model: nn.Module, batch: dict[str, Tensor], settings: 
         batch: ``features`` (B, K, D) float32, ``label`` (B,) float32, ``category`` (B,) int64,
             ``known`` (B,) bool.
     """
-    output = model(batch["features"])
+    return output_loss(kind, model(batch["features"]), batch, settings)
+
+
+def output_loss(kind: str, output: ScorerOutput, batch: dict[str, Tensor], settings: LossSettings) -> Tensor:
+    """The loss of a batch the model has already run on (``output``); ``batch`` as in :func:`batch_loss`."""
     labels = batch["label"].float()
     if kind == "mil":
         return _mil_pairs_loss(output.segment_scores, labels)
@@ -152,15 +156,13 @@ class TrainedScorer:
                                     "run `dualvad train-scorer` first")
         meta: dict[str, Any] = json.loads((directory / META_FILE).read_text())
         spec_fields = dict(meta["spec"], categories=tuple(meta["spec"]["categories"]))
-        spec_fields.setdefault("architecture", 1)
+        stored = spec_fields.pop("architecture", 1)
         # the MIL baseline has not changed: its old checkpoints still score the same
-        if spec_fields["kind"] == "mil":
-            spec_fields["architecture"] = ARCHITECTURE
-        if spec_fields["architecture"] != ARCHITECTURE:
+        if spec_fields["kind"] == "refinevad" and stored != ARCHITECTURE:
             raise StaleScorerError(
-                f"the scorer in {directory} was trained for scorer architecture "
-                f"{spec_fields['architecture']}, this dualvad runs {ARCHITECTURE}: its weights would "
-                "score differently; re-run `dualvad train-scorer` (then `dualvad score`)")
+                f"the scorer in {directory} was trained for scorer architecture {stored}, this "
+                f"dualvad runs {ARCHITECTURE}: its weights would score differently; re-run "
+                "`dualvad train-scorer` (then `dualvad score`)")
         spec = ScorerSpec(**spec_fields)
         model = build_model(spec)
         model.load_state_dict(torch.load(directory / WEIGHTS_FILE, weights_only=True))

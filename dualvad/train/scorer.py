@@ -42,6 +42,7 @@ from dualvad.scorer.trained import (
     TrainedScorer,
     batch_loss,
     build_model,
+    output_loss,
 )
 
 log = logging.getLogger(__name__)
@@ -200,8 +201,9 @@ def _validation_metrics(model: torch.nn.Module, loop: dict[str, Any]) -> dict[st
              "category": torch.from_numpy(loop["val_category"]),
              "known": torch.from_numpy(loop["val_known"])}
     with torch.inference_mode():
-        loss = batch_loss(loop["spec"].kind, model, batch, loop["loss"])
-        scores = model(batch["features"]).segment_scores.max(dim=1).values
+        output = model(batch["features"])
+        loss = output_loss(loop["spec"].kind, output, batch, loop["loss"])
+    scores = output.segment_scores.max(dim=1).values
     return {"val_loss": float(loss), "val_auc": video_auc(loop["val_labels"], scores.numpy())}
 
 
