@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dualvad.config import ConfigError, DualVADConfig, config_hash, load_config
 from dualvad.corpus.layout import CorpusFormatError
 from dualvad.errors import StageError
+from dualvad.stages import StageInterrupted
 
 log = logging.getLogger("dualvad")
 
@@ -37,6 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StageError as error:
         print(f"dualvad {args.command}: failed: {error}", file=sys.stderr)
         return 1
+    except StageInterrupted as interrupted:
+        print(f"dualvad {args.command}: {interrupted}; finished work is kept, the same command continues "
+              "from it", file=sys.stderr)
+        return 128 + interrupted.signum
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,6 +96,9 @@ def _command(commands, name: str, help_text: str, handler: Callable) -> argparse
     sub = commands.add_parser(name, help=help_text, description=help_text)
     sub.add_argument("--config", help="YAML config (see configs/); defaults are embedded")
     sub.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    if handler in (_cmd_stage, _cmd_ingest, _cmd_demo):
+        sub.add_argument("--force", action="store_true",
+                         help="redo the stage(s) even when the output matches these inputs and settings")
     sub.set_defaults(handler=handler)
     return sub
 
@@ -137,14 +145,14 @@ _STAGES = {
 }
 
 
-def _run_stage(name: str, config: DualVADConfig):
+def _run_stage(name: str, config: DualVADConfig, force: bool):
     """Run stage ``name``; returns its summary (printable)."""
     module, function = _STAGES[name]
-    return getattr(importlib.import_module(module), function)(config)
+    return getattr(importlib.import_module(module), function)(config, force=force)
 
 
 def _cmd_stage(config: DualVADConfig, args: argparse.Namespace) -> int:
-    print(_run_stage(args.command, config))
+    print(_run_stage(args.command, config, args.force))
     return 0
 
 
@@ -169,7 +177,7 @@ def _cmd_demo(config: DualVADConfig, args: argparse.Namespace) -> int:
     print(f"demo: config {config_hash(config)}, corpus {corpus}, run {run}")
     outputs = {"corpus": corpus}
     for stage in _STAGES:
-        summary = _run_stage(stage, config)
+        summary = _run_stage(stage, config, args.force)
         print(summary)
         outputs[stage] = summary.output
     print("demo: done. Outputs:")

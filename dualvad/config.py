@@ -22,6 +22,7 @@ import yaml
 
 # The synthetic corpus section is the generator's own spec (one definition of those fields).
 from dualvad.corpus.synthetic import SynthSpec as SynthConfig
+from dualvad.stages import StagesConfig
 
 
 class ConfigError(ValueError):
@@ -38,7 +39,6 @@ class IngestConfig:
     decode_width: int = 64  # frames are resized while decoding (motion feature); pixels
     decode_height: int = 48
     clip_model: str = "openai/clip-vit-base-patch16"  # id or local path, for feature=clip
-    max_failure_share: float = 0.25  # the stage fails when more videos than this share fail
     workers: int | None = None  # actor pool size; None = up to one per CPU
     cpus_per_worker: float = 1.0
     decode_threads: int = 1  # decord decoding threads per worker
@@ -193,6 +193,7 @@ class DualVADConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    stages: StagesConfig = field(default_factory=StagesConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DualVADConfig:

@@ -31,6 +31,10 @@ class RunDir:
         """Path of ``parts`` under the run, in ``fs``'s path syntax."""
         return "/".join([self.root, *parts])
 
+    def sub(self, *parts: str) -> RunDir:
+        """The folder ``parts`` under the run as a run directory of its own (same filesystem)."""
+        return RunDir(self.fs, self.path(*parts), "/".join([self.uri.rstrip("/"), *parts]))
+
     def exists(self, *parts: str) -> bool:
         return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
 

@@ -45,7 +45,7 @@ def test_ingest_exits_1_when_too_many_videos_fail(ray_session, tmp_path, capsys)
     victim = read_corpus(corpus)[0]
     shutil.copy(write_broken_files(tmp_path / "broken")["text"], victim.path)
     code = main(["ingest", "--corpus", str(corpus), "--run", str(tmp_path / "run"),
-                 "--segments", "4", "ingest.max_failure_share=0.1", "ingest.cpus_per_worker=0.5"])
+                 "--segments", "4", "stages.max_failure_share=0.1", "ingest.cpus_per_worker=0.5"])
     err = capsys.readouterr().err
     assert code == 1
     assert "1 of 2 videos failed to decode" in err and "_failures.parquet" in err

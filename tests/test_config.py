@@ -33,11 +33,11 @@ def test_overrides_parse_yaml_values(tmp_path):
     file = tmp_path / "c.yaml"
     file.write_text("ingest:\n  segments: 16\n")
     config = load_config(file, ["ingest.segments=8", "ingest.workers=3", "ray.num_cpus=null",
-                                "ingest.max_failure_share=1", "run=s3://b/r"])
+                                "stages.max_failure_share=1", "run=s3://b/r"])
     assert config.ingest.segments == 8
     assert config.ingest.workers == 3
     assert config.ray.num_cpus is None
-    assert config.ingest.max_failure_share == 1.0 and isinstance(config.ingest.max_failure_share, float)
+    assert config.stages.max_failure_share == 1.0 and isinstance(config.stages.max_failure_share, float)
     assert config.run == "s3://b/r"
 
 

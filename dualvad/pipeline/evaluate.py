@@ -1,21 +1,23 @@
 """The evaluation stage: the fine-tuned VLM over the test split as Ray Data batch inference -> ``RUN/eval``.
 
 For each evaluated model (the VLM with one sampling strategy, or one of several VLMs) every test video gets
-its sampler's frames (``dualvad.pipeline.sample.sample_videos`` with the model's strategy, on the scorer's
-segment scores), re-decoded with decord; an actor pool holding the VLM (:class:`EvalWorker`, one GPU each
+the frames of ``RUN/samples`` (the frames the benchmarks were built from), re-decoded with decord; an
+ablation over strategies other than the one ``RUN/samples`` used samples them itself, with the
+sample stage's recorded settings, and keeps them in ``RUN/eval/samples/<strategy>.parquet``. An actor pool holding the VLM (:class:`EvalWorker`, one GPU each
 on a cluster) asks :class:`dualvad.vlm.inference.VLMJudge` about every frame and every clip of
 ``benchmarks.clip_frames`` sampled frames. :mod:`dualvad.eval.scoring` turns the answers into segment and
 video scores; the scorer's own segment scores are the baseline row. Outputs:
 
-- ``RUN/eval/predictions/<model>.parquet``: the raw answers (``schema.PREDICTIONS_SCHEMA``); a re-run with
-  the same model weights and settings reuses them;
+- ``RUN/eval/predictions/<model>.parquet``: the raw answers (``schema.PREDICTIONS_SCHEMA``); the stage
+  runner skips a re-run with the same inputs, models and settings, and an interrupted run keeps the models
+  it finished;
 - ``RUN/eval/metrics.json``: every metric per model (plain frame AUC, VERA frame AUC, AP, video AUC);
 - ``RUN/eval/results.md`` and ``results.csv``: the table, one row per model;
 - ``RUN/eval/report.html`` and its PNGs (ROC curves, per-video timelines), see :mod:`dualvad.eval.report`.
 
-A video that cannot be decoded, or that has fewer frames than the sampler's budget, is a recorded failure
-(``RUN/eval/_failures.parquet``), left out of that model's metrics; the stage fails only if a model has no
-video left.
+A video that cannot be decoded, or that the sampler could not serve, is a recorded failure
+(``RUN/eval/_failures.parquet``), left out of that model's metrics; the stage fails past
+``stages.max_failure_share`` or when a model has no video left.
 
 ``eval.ablate``: ``none`` (the configured strategy), ``sampling`` (focused, uniform and random frames for
 the same model) or ``benchmarks`` (the models of the runs in ``eval.compare``, e.g. trained on the image
@@ -32,7 +34,7 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +46,9 @@ import pyarrow.parquet as pq
 import ray
 from PIL import Image
 
+from dualvad import paths
 from dualvad import schema as S
-from dualvad.config import DualVADConfig, EvalConfig
+from dualvad.config import DualVADConfig, EvalConfig, SampleConfig
 from dualvad.corpus.layout import NORMAL_LABEL
 from dualvad.errors import MissingInputError, StageError
 from dualvad.eval.results import ModelResult, Thumbnail, VideoResult, model_metrics
@@ -55,12 +58,10 @@ from dualvad.eval.vera import VeraSettings
 from dualvad.pipeline.runtime import actor_pool, ensure_ray
 from dualvad.pipeline.sample import sample_videos, segments_with_scores
 from dualvad.rundir import RunDir, open_run
+from dualvad.stages import Skipped, Stage, StageContext, input_fingerprint, read_input, read_record, run_stage
 
 log = logging.getLogger(__name__)
 
-STAGE = "eval"
-PREDICTIONS_DIR = "predictions"
-FAILURES_FILE = "_failures.parquet"
 SCORER_ROW = "scorer"
 ABLATIONS = ("none", "sampling", "benchmarks")
 SAMPLING_ABLATION = ("focused", "uniform", "random")
@@ -113,34 +114,81 @@ class TestVideo:
 # ------------------------------------------------------------------------------------------------ driver
 
 
-def run_evaluate(config: DualVADConfig) -> EvalSummary:
-    """Evaluate the scorer and the VLM model(s) ``eval`` names on the ``eval.split`` videos."""
-    started = time.perf_counter()
+def run_evaluate(config: DualVADConfig, force: bool = False) -> EvalSummary | Skipped:
+    """Evaluate the scorer and the VLM model(s) ``eval`` names on the ``eval.split`` videos, through the
+    stage runner (inputs: segments, scores, samples and the models)."""
     run, settings = open_run(config.run), config.eval
+    specs = model_specs(run, settings, _recorded_sample_settings(run).strategy)
+    own = paths.FINETUNE if any(spec.run_uri == run.uri for spec in specs) else None
+    stage = Stage("evaluate", paths.EVAL, inputs=(paths.SEGMENTS, paths.SCORES, paths.SAMPLES)
+                  + ((own,) if own else ()))
+    stage_settings = {"eval": {k: v for k, v in asdict(settings).items() if k not in ("workers", "cpus_per_worker")},
+                      "image_size": config.benchmarks.image_size, "clip_frames": config.benchmarks.clip_frames}
+    external = {spec.name: _model_identity(spec) for spec in specs if spec.run_uri != run.uri}
+    return run_stage(stage, run, stage_settings, lambda context: _evaluate(context, config, specs),
+                     config.stages, force, external=external)
+
+
+def _evaluate(context: StageContext, config: DualVADConfig, specs: list[ModelSpec]) -> EvalSummary:
+    started = time.perf_counter()
+    run, settings = context.run, config.eval
     table = _test_table(run, settings.split)
     videos = _test_videos(table)
+    context.videos = len(videos)
     vera = VeraSettings(**asdict(settings.vera))
     features = {video.video_id: video.features for video in videos}
     results = [_scorer_result(videos)]
     failures: list[dict] = []
-    sampler_input = table.drop_columns([S.FEATURE])  # the sampler reads bounds and scores, not features
-    for spec in model_specs(run, settings, config.sample.strategy):
-        predictions = _predictions(run, config, spec, sampler_input)
+    samples = _test_samples(run, settings.split)
+    for spec in specs:
+        rows, unserved = _frames_for(context, spec, samples, table)
+        predictions = _predictions(context, config, spec, rows, {v.video_id for v in videos}, unserved)
         failures += [row for row in predictions if row[S.ERROR] is not None]
         results.append(_vlm_result(spec.name, videos, predictions))
+    context.record_failures(_failure_rows(failures))
     undefined = {}
     for result in results:
         result.metrics, undefined[result.name] = model_metrics(result.videos, features, vera)
         for metric, reason in undefined[result.name].items():
             log.warning("evaluate: %s %s is undefined: %s", result.name, metric, reason)
     markdown = markdown_table(results)
-    report = _write_outputs(run, config, results, markdown, failures, undefined)
+    report = _write_outputs(context, config, results, markdown, undefined)
     return EvalSummary(tuple(r.name for r in results), len(videos), len(failures), markdown,
                        time.perf_counter() - started, report)
 
 
+def _recorded_sample_settings(run: RunDir) -> SampleConfig:
+    """The ``sample.*`` settings ``RUN/samples`` was made with (from the runner's record)."""
+    input_fingerprint(run, paths.SAMPLES)  # raises with the fix when the samples are missing
+    return SampleConfig(**read_record(run, paths.SAMPLES)["settings"])
+
+
+def _test_samples(run: RunDir, split: str) -> dict[str, dict]:
+    """``RUN/samples`` rows of the ``split`` videos, by video id."""
+    table = read_input(run, paths.SAMPLES, unique=(S.VIDEO_ID,))
+    rows = [] if table is None else table.filter(pc.equal(table[S.SPLIT], split)).to_pylist()
+    return {row[S.VIDEO_ID]: row for row in rows}
+
+
+def _frames_for(context: StageContext, spec: ModelSpec, samples: dict[str, dict],
+                table: pa.Table) -> tuple[list[dict], dict[str, str]]:
+    """(the sample rows ``spec`` is evaluated on, sorted by video; why the other test videos have none).
+
+    The strategy of ``RUN/samples`` reads its rows; another strategy (``--ablate sampling``) is sampled
+    here with the recorded settings and kept in ``RUN/eval/samples/<strategy>.parquet``."""
+    recorded = _recorded_sample_settings(context.run)
+    if spec.strategy == recorded.strategy:
+        return [samples[key] for key in sorted(samples)], {}
+    parts = (paths.EVAL_SAMPLES_DIR, f"{spec.strategy}.parquet")
+    rows, failures = sample_videos(table.drop_columns([S.FEATURE]), SampleConfig(
+        **{**asdict(recorded), "strategy": spec.strategy}))
+    context.out.write_table(pa.Table.from_pylist(rows, schema=S.SAMPLES_SCHEMA), *parts)
+    return rows, {row[S.VIDEO_ID]: row[S.REASON] for row in failures}
+
+
 def model_specs(run: RunDir, settings: EvalConfig, strategy: str) -> list[ModelSpec]:
-    """The VLM rows ``eval.ablate`` asks for (see the module docstring); errors name the setting to fix."""
+    """The VLM rows ``eval.ablate`` asks for (see the module docstring); ``strategy`` is the one
+    ``RUN/samples`` used. Errors name the setting to fix."""
     if settings.ablate not in ABLATIONS:
         raise EvaluationError(f"eval.ablate must be one of {ABLATIONS}, got {settings.ablate!r}")
     if settings.ablate == "benchmarks":
@@ -153,13 +201,26 @@ def model_specs(run: RunDir, settings: EvalConfig, strategy: str) -> list[ModelS
     return [ModelSpec(f"vlm/{name}", run_uri, path, name) for name in strategies]
 
 
+def _model_identity(spec: ModelSpec) -> str:
+    """What a model from outside this run is: another run's finetune fingerprint, or for a folder or hub
+    id its files (name, size, mtime)."""
+    if spec.run_uri is not None:
+        return input_fingerprint(open_run(spec.run_uri), paths.FINETUNE)
+    fs, path = pafs.LocalFileSystem(), spec.path
+    weights = []
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        files = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+        weights = sorted((i.path, i.size, i.mtime_ns) for i in files if i.type == pafs.FileType.File)
+    return hashlib.sha256(json.dumps([path, weights]).encode()).hexdigest()[:16]
+
+
 def _own_model(run: RunDir, model: str) -> tuple[str | None, str]:
     if model:
         return None, model
-    if not run.exists("finetune", "final", "config.json"):
-        raise MissingInputError(f"{run.path('finetune', 'final')} holds no model: run `dualvad finetune` "
-                                "first, or set eval.model to a folder or hub id")
-    return run.uri, run.path("finetune", "final")
+    if not run.exists(paths.FINETUNE, paths.FINETUNE_FINAL_DIR, "config.json"):
+        raise MissingInputError(f"{run.path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR)} holds no model: run "
+                                "`dualvad finetune` first, or set eval.model to a folder or hub id")
+    return run.uri, run.path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR)
 
 
 def _compare_spec(entry: str, strategy: str) -> ModelSpec:
@@ -168,10 +229,11 @@ def _compare_spec(entry: str, strategy: str) -> ModelSpec:
     if not sep:
         name, uri = os.path.basename(entry.rstrip("/")), entry
     other = open_run(uri)
-    if not other.exists("finetune", "final", "config.json"):
-        raise MissingInputError(f"eval.compare entry {entry!r}: {other.path('finetune', 'final')} holds no "
-                                "model; fine-tune that run first")
-    return ModelSpec(f"vlm/{name}", other.uri, other.path("finetune", "final"), strategy)
+    if not other.exists(paths.FINETUNE, paths.FINETUNE_FINAL_DIR, "config.json"):
+        raise MissingInputError(f"eval.compare entry {entry!r}: "
+                                f"{other.path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR)} holds no model; "
+                                "fine-tune that run first")
+    return ModelSpec(f"vlm/{name}", other.uri, other.path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR), strategy)
 
 
 def _test_table(run: RunDir, split: str) -> pa.Table:
@@ -233,41 +295,23 @@ def _vlm_result(name: str, videos: list[TestVideo], predictions: list[dict]) -> 
 # ----------------------------------------------------------------------------------------- predictions
 
 
-def _predictions(run: RunDir, config: DualVADConfig, spec: ModelSpec, table: pa.Table) -> list[dict]:
-    """The prediction rows of ``spec``: reused when the weights, the sampled frames and the settings are
-    unchanged, else computed."""
-    rows, too_short = sample_videos(table, replace(config.sample, strategy=spec.strategy))
-    fingerprint = predictions_fingerprint(spec, config, rows)
-    parts = (STAGE, PREDICTIONS_DIR, f"{_safe(spec.name)}.parquet")
-    if run.exists(*parts):
-        cached = pq.read_table(run.path(*parts), filesystem=run.fs)
-        if (cached.schema.metadata or {}).get(b"fingerprint") == fingerprint.encode():
-            log.info("evaluate: %s already evaluated with these weights, frames and settings", spec.name)
-            return cached.to_pylist()
-    # A video the sampler cannot serve (fewer frames than the budget) is a recorded failure, like one
-    # that cannot be decoded.
+def _predictions(context: StageContext, config: DualVADConfig, spec: ModelSpec, rows: list[dict],
+                 test_ids: set[str], unserved: dict[str, str]) -> list[dict]:
+    """The prediction rows of ``spec`` on ``rows``, plus a failure row for every test video without frames;
+    kept in the staging folder, so an interrupted evaluation keeps the models it finished."""
+    parts = (paths.PREDICTIONS_DIR, f"{_safe(spec.name)}.parquet")
+    if context.out.exists(*parts):
+        log.info("evaluate: %s already evaluated by the interrupted run", spec.name)
+        return pq.read_table(context.out.path(*parts), filesystem=context.out.fs).to_pylist()
     predictions = _infer(config, spec, rows) if rows else []
-    predictions += [{S.VIDEO_ID: row[S.VIDEO_ID], S.MODEL: spec.name, S.STRATEGY: spec.strategy,
-                     S.ERROR: row[S.REASON]} for row in too_short]
-    result = pa.Table.from_pylist(predictions, schema=S.PREDICTIONS_SCHEMA)
-    run.write_table(result.replace_schema_metadata({"fingerprint": fingerprint}), *parts)
+    served = {row[S.VIDEO_ID] for row in rows}
+    for video_id in sorted(test_ids - served):
+        reason = unserved.get(video_id, f"{video_id}: not in {context.run.path(paths.SAMPLES)} (see its "
+                                        f"{paths.FAILURES_FILE})")
+        predictions.append({S.VIDEO_ID: video_id, S.MODEL: spec.name, S.STRATEGY: spec.strategy,
+                            S.ERROR: reason})
+    context.out.write_table(pa.Table.from_pylist(predictions, schema=S.PREDICTIONS_SCHEMA), *parts)
     return predictions
-
-
-def predictions_fingerprint(spec: ModelSpec, config: DualVADConfig, rows: list[dict]) -> str:
-    """Hash of what the predictions depend on: the weights' files (name, size, mtime), every video's
-    sampled frames (they follow the scorer's scores and the sampler's settings), the frame size and
-    clip length, the question settings."""
-    fs, path = (open_run(spec.run_uri).fs, spec.path) if spec.run_uri else (pafs.LocalFileSystem(), spec.path)
-    weights = []
-    if fs.get_file_info(path).type == pafs.FileType.Directory:
-        files = fs.get_file_info(pafs.FileSelector(path))
-        weights = sorted((i.base_name, i.size, i.mtime_ns) for i in files if i.type == pafs.FileType.File)
-    frames = [(row[S.VIDEO_ID], row[S.VIDEO_PATH], row[S.FRAMES]) for row in rows]
-    settings = {"spec": asdict(spec), "weights": weights, "frames": frames,
-                "image_size": config.benchmarks.image_size, "clip_frames": config.benchmarks.clip_frames,
-                "max_new_tokens": config.eval.max_new_tokens, "thumbnails": config.eval.thumbnails}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _infer(config: DualVADConfig, spec: ModelSpec, rows: list[dict]) -> list[dict]:
@@ -364,29 +408,33 @@ def _thumbnail_jpeg(image: Image.Image) -> bytes:
 # ----------------------------------------------------------------------------------------------- outputs
 
 
-def _write_outputs(run: RunDir, config: DualVADConfig, results: list[ModelResult], markdown: str,
-                   failures: list[dict], undefined: dict[str, dict[str, str]]) -> str:
-    """metrics.json (with why a metric is undefined), results.md/.csv, the failures table and the report;
-    returns the report's path."""
+def _failure_rows(failures: list[dict]) -> list[dict]:
+    """Prediction failures as rows of the failures table (one per model and video)."""
+    return [{S.VIDEO_ID: row[S.VIDEO_ID], S.VIDEO_PATH: None, S.REASON: f"{row[S.MODEL]}: {row[S.ERROR]}"}
+            for row in failures]
+
+
+def _write_outputs(context: StageContext, config: DualVADConfig, results: list[ModelResult], markdown: str,
+                   undefined: dict[str, dict[str, str]]) -> str:
+    """metrics.json (with why a metric is undefined), results.md/.csv and the report into the stage's
+    output; returns the report's published path."""
     from dualvad.eval.report import write_report
 
+    out = context.out
     metrics = {"split": config.eval.split, "ablate": config.eval.ablate,
                "videos": {r.name: len(r.videos) for r in results},
                "anomalous_videos": sum(v.label != NORMAL_LABEL for v in results[0].videos),
                "metrics": {r.name: r.metrics for r in results},
                "undefined": {name: reasons for name, reasons in undefined.items() if reasons}}
-    run.write_text(json.dumps(metrics, indent=2), STAGE, "metrics.json")
-    run.write_text(markdown, STAGE, "results.md")
-    run.write_text(csv_table(results), STAGE, "results.csv")
-    failure_rows = [{S.VIDEO_ID: row[S.VIDEO_ID], S.VIDEO_PATH: None,
-                     S.REASON: f"{row[S.MODEL]}: {row[S.ERROR]}"} for row in failures]
-    run.write_table(pa.Table.from_pylist(failure_rows, schema=S.FAILURES_SCHEMA), STAGE, FAILURES_FILE)
+    out.write_text(json.dumps(metrics, indent=2), paths.METRICS_FILE)
+    out.write_text(markdown, "results.md")
+    out.write_text(csv_table(results), "results.csv")
     with tempfile.TemporaryDirectory(prefix="dualvad-report-") as local:
-        write_report(local, results, markdown, title=f"dualvad evaluation: {run.uri}",
+        write_report(local, results, markdown, title=f"dualvad evaluation: {context.run.uri}",
                      timeline_videos=config.eval.timeline_videos)
         for name in sorted(os.listdir(local)):
-            run.write_bytes(Path(local, name).read_bytes(), STAGE, name)
-    return run.path(STAGE, "report.html")
+            out.write_bytes(Path(local, name).read_bytes(), name)
+    return context.run.path(paths.EVAL, "report.html")
 
 
 def _safe(name: str) -> str:

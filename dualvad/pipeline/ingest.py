@@ -3,14 +3,18 @@
 A Ray Data pipeline with one row per video: Ray tasks (or, for an extractor with a model, an
 actor pool) decode each video with decord (a fixed number of small frames per segment, so
 memory does not grow with video length), extract features and emit the segment rows. A video
-that cannot be decoded becomes a failure row with its reason; the stage finishes and records
-it in ``RUN/segments/_failures.parquet``. Videos already written by an earlier run are skipped.
+that cannot be decoded becomes a failure row with its reason, recorded in
+``RUN/segments/_failures.parquet`` by the stage runner (:mod:`dualvad.stages`), which also skips a
+finished ingest of the same corpus and settings and resumes an interrupted one (videos already
+written are not decoded again).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import time
 import traceback
 from dataclasses import dataclass
@@ -21,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
+from dualvad import paths
 from dualvad import schema as S
 from dualvad.config import DualVADConfig, IngestConfig
 from dualvad.corpus.layout import VideoRecord
@@ -35,14 +40,12 @@ from dualvad.scorer.features import (
     build_extractor,
     extract_video_features,
 )
+from dualvad.stages import Skipped, Stage, StageContext, run_stage, section
 from dualvad.video.decode import VideoDecodeError
 from dualvad.video.segments import interval_fraction
 
 log = logging.getLogger(__name__)
 
-STAGE = "segments"
-FAILURES_FILE = "_failures.parquet"
-_INTERVALS = "intervals_json"  # input column: temporal annotation as JSON, null when none
 # Output of the worker: segment rows and failure rows in one table, told apart by REASON.
 _WORKER_SCHEMA = S.SEGMENTS_SCHEMA.append(pa.field(S.REASON, pa.string()))
 
@@ -56,7 +59,7 @@ class IngestSummary:
     """What one ``ingest`` run did."""
 
     videos: int  # in the corpus
-    skipped: int  # already ingested by an earlier run
+    resumed: int  # ingested by an interrupted earlier run of the same stage
     processed: int  # decoded in this run (including failures)
     segments: int  # rows written in this run
     failures: int
@@ -65,7 +68,7 @@ class IngestSummary:
 
     def __str__(self) -> str:
         return (
-            f"ingest: {self.videos} videos ({self.skipped} already done, {self.processed} "
+            f"ingest: {self.videos} videos ({self.resumed} from an interrupted run, {self.processed} "
             f"processed), {self.segments} segments written, {self.failures} failures, "
             f"{self.seconds:.1f} s -> {self.output}"
         )
@@ -110,7 +113,7 @@ def failure_table(video_id: str, path: str, reason: str) -> pa.Table:
 
 
 def segment_videos(batch: pa.Table, extractor: SegmentFeatureExtractor, config: IngestConfig) -> pa.Table:
-    """batch: input rows (video_id, video_path, label, split, intervals_json) -> segment rows and
+    """batch: input rows (video_id, video_path, label, split, gt_intervals) -> segment rows and
     failure rows (``reason`` set) of those videos."""
     return pa.concat_tables([_segment_one(row, extractor, config) for row in batch.to_pylist()])
 
@@ -154,60 +157,76 @@ def segment_videos_task(batch: pa.Table, config: IngestConfig) -> pa.Table:
     return segment_videos(batch, _extractor(config), config)
 
 
-def run_ingest(config: DualVADConfig) -> IngestSummary:
-    """Ingest ``config.corpus`` into ``config.run``/segments (see module docstring).
+STAGE = Stage("ingest", paths.SEGMENTS)
+
+
+def run_ingest(config: DualVADConfig, force: bool = False) -> IngestSummary | Skipped:
+    """Ingest ``config.corpus`` into ``RUN/segments`` (see module docstring) through the stage runner.
 
     Raises:
-        IngestError: more than ``ingest.max_failure_share`` of the corpus failed to decode
-            (the failures are written first).
+        IngestError: the corpus lists no videos.
+        FailureShareError: more than ``stages.max_failure_share`` of the corpus failed to decode (the
+            decoded videos stay staged; a re-run decodes only the rest).
     """
-    started = time.perf_counter()
     records = read_corpus(config.corpus)
     if not records:
         raise IngestError(f"corpus {config.corpus} lists no videos in annotations/")
-    run = open_run(config.run)
-    done = _ingested_video_ids(run)
+    settings = section(config.ingest, "workers", "cpus_per_worker", "decode_threads")
+    return run_stage(STAGE, open_run(config.run), settings, lambda context: _ingest(context, records, config),
+                     config.stages, force, external={"corpus": corpus_identity(records)})
+
+
+def corpus_identity(records: list[VideoRecord]) -> str:
+    """A hash of what ingest reads from the corpus: every video's id, label, split, annotation and file size
+    (not its folder: a corpus may move between machines)."""
+    digest = hashlib.sha256()
+    for record in sorted(records, key=lambda r: r.video_id):
+        size = os.path.getsize(record.path) if os.path.exists(record.path) else -1
+        digest.update(json.dumps([record.video_id, record.label, record.split, record.intervals, size]).encode())
+    return digest.hexdigest()[:16]
+
+
+def _ingest(context: StageContext, records: list[VideoRecord], config: DualVADConfig) -> IngestSummary:
+    started = time.perf_counter()
+    done = _ingested_video_ids(context.out)
     todo = [r for r in records if r.video_id not in done]
     log.info("ingest: %d videos, %d already ingested, %d to do", len(records), len(done), len(todo))
-    segments, failures = 0, _empty_failures()
+    context.videos = len(records)
+    segments = 0
     if todo:
         ensure_ray(config.ray)
-        segments, failures = _ingest_videos(run, todo, config.ingest)
-    # This run's failures replace earlier ones: those videos were retried above.
-    run.write_table(failures, STAGE, FAILURES_FILE)
-    summary = IngestSummary(
-        len(records), len(records) - len(todo), len(todo), segments, failures.num_rows,
-        time.perf_counter() - started, run.path(STAGE),
-    )
-    _check_failure_share(summary, failures, config.ingest.max_failure_share, run)
-    return summary
+        segments = _ingest_videos(context, todo, config.ingest)
+    return IngestSummary(len(records), len(records) - len(todo), len(todo), segments, len(context.failures),
+                         time.perf_counter() - started, context.run.path(paths.SEGMENTS))
 
 
-def _ingest_videos(run: RunDir, todo: list[VideoRecord], config: IngestConfig) -> tuple[int, pa.Table]:
-    """Run the Ray Data pipeline over ``todo``; returns (segment rows written, failures).
+def _ingest_videos(context: StageContext, todo: list[VideoRecord], config: IngestConfig) -> int:
+    """Run the Ray Data pipeline over ``todo``; returns the segment rows written. Failures go to
+    ``context``.
 
-    One streaming pass: the driver receives each video's rows as the workers finish them and
-    writes a Parquet part every ``ROWS_PER_PART`` rows, so an interrupted stage keeps what it
-    finished and a re-run skips it.
+    One streaming pass: the driver receives each video's rows as the workers finish them and writes a
+    Parquet part every few videos or seconds (``stages.flush_*``), also when interrupted, so a re-run
+    skips what was finished.
     """
-    rows = [_row_from_record(r) for r in todo]
     if config.feature == "motion":
         udf = {"fn": segment_videos_task, "fn_kwargs": {"config": config},
-               "concurrency": min(config.workers, len(rows)) if config.workers else None}
+               "concurrency": min(config.workers, len(todo)) if config.workers else None}
     else:
         udf = {"fn": SegmentWorker, "fn_constructor_kwargs": {"config": config},
-               "compute": actor_pool(config.workers, len(rows))}
-    dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+               "compute": actor_pool(config.workers, len(todo))}
+    rows = video_rows(todo)  # one block per video: Ray Data spreads them over the workers
+    dataset = ray.data.from_arrow([rows.slice(i, 1) for i in range(rows.num_rows)]).map_batches(
         **udf, batch_size=1, batch_format="pyarrow", num_cpus=config.cpus_per_worker,
     )
-    writer, failures, done = PartWriter(run, STAGE, S.SEGMENTS_SCHEMA), [], set()
-    for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-        failed = pc.is_valid(batch[S.REASON])
-        failures.append(batch.filter(failed).select(S.FAILURES_SCHEMA.names))
-        writer.add(batch.filter(pc.invert(failed)).drop_columns([S.REASON]))
-        _log_progress(done, batch, len(rows), sum(f.num_rows for f in failures))
-    writer.flush()
-    return writer.rows_written, pa.concat_tables([_empty_failures(), *failures]).cast(S.FAILURES_SCHEMA)
+    done: set[str] = set()
+    with PartWriter(context.out, S.SEGMENTS_SCHEMA, flush_videos=context.settings.flush_videos,
+                    flush_seconds=context.settings.flush_seconds) as writer:
+        for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+            failed = pc.is_valid(batch[S.REASON])
+            context.record_failures(batch.filter(failed).select(S.FAILURES_SCHEMA.names).to_pylist())
+            writer.add(batch.filter(pc.invert(failed)).drop_columns([S.REASON]))
+            _log_progress(done, batch, len(todo), len(context.failures))
+    return writer.rows_written
 
 
 def _log_progress(done: set[str], batch: pa.Table, total: int, failed: int) -> None:
@@ -219,34 +238,21 @@ def _log_progress(done: set[str], batch: pa.Table, total: int, failed: int) -> N
         log.info("ingest: %d/%d videos decoded, %d failed", len(done), total, failed)
 
 
-def _empty_failures() -> pa.Table:
-    return pa.Table.from_pylist([], schema=S.FAILURES_SCHEMA)
-
-
-def _ingested_video_ids(run: RunDir) -> set[str]:
-    table = run.read_table(STAGE, columns=[S.VIDEO_ID])
+def _ingested_video_ids(out: RunDir) -> set[str]:
+    """Videos an interrupted earlier run of the same stage already wrote into the staging folder."""
+    table = out.read_table(columns=[S.VIDEO_ID])
     return set(table.column(S.VIDEO_ID).unique().to_pylist()) if table is not None else set()
 
 
-def _check_failure_share(summary: IngestSummary, failures: pa.Table, limit: float, run: RunDir) -> None:
-    if summary.failures == 0 or summary.failures / summary.videos <= limit:
-        return
-    reasons = "; ".join(failures.column(S.REASON).to_pylist()[:3])
-    raise IngestError(
-        f"{summary.failures} of {summary.videos} videos failed to decode "
-        f"(more than ingest.max_failure_share={limit}); first reasons: {reasons}. "
-        f"All failures are listed in {run.path(STAGE, FAILURES_FILE)}: fix or remove those "
-        f"files, or raise ingest.max_failure_share."
-    )
-
-
-def _row_from_record(record: VideoRecord) -> dict[str, Any]:
-    intervals = None if record.intervals is None else json.dumps([list(i) for i in record.intervals])
-    return {S.VIDEO_ID: record.video_id, S.VIDEO_PATH: record.path, S.LABEL: record.label,
-            S.SPLIT: record.split, _INTERVALS: intervals}
+def video_rows(records: list[VideoRecord]) -> pa.Table:
+    """The pipeline's input: one row per video; its annotation as a flat ``[s1, e1, s2, e2 ...]`` list
+    (null when the video has none)."""
+    return pa.table({S.VIDEO_ID: [r.video_id for r in records], S.VIDEO_PATH: [r.path for r in records],
+                     S.LABEL: [r.label for r in records], S.SPLIT: [r.split for r in records],
+                     S.GT_INTERVALS: pa.array([_flatten(r.intervals) for r in records], pa.list_(pa.int64()))})
 
 
 def _record_from_row(row: dict[str, Any]) -> VideoRecord:
-    raw = row[_INTERVALS]
-    intervals = None if raw is None else tuple((int(s), int(e)) for s, e in json.loads(raw))
+    flat = row[S.GT_INTERVALS]
+    intervals = None if flat is None else tuple(zip(flat[::2], flat[1::2], strict=True))
     return VideoRecord(row[S.VIDEO_ID], row[S.VIDEO_PATH], row[S.LABEL], row[S.SPLIT], intervals)

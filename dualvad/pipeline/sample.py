@@ -4,29 +4,29 @@ Reads ``RUN/segments`` (bounds, labels, annotations) and ``RUN/scores`` and writ
 per video (DESIGN.md): the selected frames, how many fell in each segment, their scores.
 Allocation costs microseconds per video, so the stage runs in the driver, no Ray needed; a
 video too short for the budget is a recorded failure (``RUN/samples/_failures.parquet``).
-Re-running with the same settings and inputs skips the work; other settings replace it.
+The stage runner skips a re-run with the same inputs and ``sample.*`` settings.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
+from dualvad import paths
 from dualvad import schema as S
 from dualvad.config import DualVADConfig, SampleConfig
 from dualvad.errors import MissingInputError
 from dualvad.pipeline.parts import PartWriter
 from dualvad.rundir import RunDir, open_run
+from dualvad.stages import Skipped, Stage, StageContext, read_input, run_stage, section
 from dualvad.video.sampling import allocate
 
-STAGE = "samples"
-SETTINGS_FILE = "_settings.json"
-FAILURES_FILE = "_failures.parquet"
+STAGE = Stage("sample", paths.SAMPLES, inputs=(paths.SEGMENTS, paths.SCORES))
+SEGMENT_KEY = (S.VIDEO_ID, S.SEGMENT_INDEX)
 _SEGMENT_COLUMNS = [S.VIDEO_ID, S.SEGMENT_INDEX, S.START_FRAME, S.END_FRAME, S.FPS, S.NUM_FRAMES,
                     S.LABEL, S.SPLIT, S.VIDEO_PATH, S.GT_INTERVALS]
 
@@ -36,42 +36,41 @@ class SampleSummary:
     videos: int
     frames: int
     failures: int
-    skipped: bool
     seconds: float
     output: str
 
     def __str__(self) -> str:
-        if self.skipped:
-            return f"sample: already done with these settings -> {self.output}"
         return (f"sample: {self.videos} videos, {self.frames} frames selected, {self.failures} failures, "
                 f"{self.seconds:.2f} s -> {self.output}")
 
 
-def run_sample(config: DualVADConfig) -> SampleSummary:
+def run_sample(config: DualVADConfig, force: bool = False) -> SampleSummary | Skipped:
     """Allocate ``sample.budget`` frames per video with ``sample.strategy``."""
+    return run_stage(STAGE, open_run(config.run), section(config.sample),
+                     lambda context: _sample(context, config.sample), config.stages, force)
+
+
+def _sample(context: StageContext, settings: SampleConfig) -> SampleSummary:
     started = time.perf_counter()
-    run, settings = open_run(config.run), config.sample
-    table = segments_with_scores(run)
-    fingerprint = {"sample": asdict(settings), "inputs": _input_files(run)}
-    if _already_done(run, fingerprint):
-        return SampleSummary(0, 0, 0, True, 0.0, run.path(STAGE))
-    for path in run.parquet_files(STAGE):
-        run.fs.delete_file(path)
-    rows, failures = sample_videos(table, settings)
-    writer = PartWriter(run, STAGE, S.SAMPLES_SCHEMA)
-    writer.add(pa.Table.from_pylist(rows, schema=S.SAMPLES_SCHEMA))
-    writer.flush()
-    run.write_table(pa.Table.from_pylist(failures, schema=S.FAILURES_SCHEMA), STAGE, FAILURES_FILE)
-    run.write_text(json.dumps(fingerprint, indent=2), STAGE, SETTINGS_FILE)
-    return SampleSummary(len(rows), sum(len(r[S.FRAMES]) for r in rows), len(failures), False,
-                         time.perf_counter() - started, run.path(STAGE))
+    rows, failures = sample_videos(segments_with_scores(context.run), settings)
+    context.videos = len(rows) + len(failures)
+    context.record_failures(failures)
+    with PartWriter(context.out, S.SAMPLES_SCHEMA) as writer:
+        writer.add(pa.Table.from_pylist(rows, schema=S.SAMPLES_SCHEMA))
+    return SampleSummary(len(rows), sum(len(r[S.FRAMES]) for r in rows), len(failures),
+                         time.perf_counter() - started, context.run.path(paths.SAMPLES))
 
 
 def segments_with_scores(run: RunDir, extra_columns: tuple[str, ...] = ()) -> pa.Table:
     """The segments table (contract columns the sampler needs, plus ``extra_columns``) with a ``score``
-    column, sorted by (video, segment)."""
-    segments = run.read_table("segments", columns=[*_SEGMENT_COLUMNS, *extra_columns])
-    scores = run.read_table("scores")
+    column, sorted by (video, segment).
+
+    Raises:
+        MissingInputError: no segments or no scores, or scores that do not cover exactly the segments.
+        CorruptInputError: an unreadable file, or a (video, segment) pair twice.
+    """
+    segments = read_input(run, paths.SEGMENTS, columns=[*_SEGMENT_COLUMNS, *extra_columns], unique=SEGMENT_KEY)
+    scores = read_input(run, paths.SCORES, unique=SEGMENT_KEY)
     if segments is None or scores is None:
         missing = "segments (run `dualvad ingest`)" if segments is None else "scores (run `dualvad score`)"
         raise MissingInputError(f"{run.uri} has no {missing}")
@@ -79,22 +78,11 @@ def segments_with_scores(run: RunDir, extra_columns: tuple[str, ...] = ()) -> pa
     # carry the list-typed annotation column).
     order = [(S.VIDEO_ID, "ascending"), (S.SEGMENT_INDEX, "ascending")]
     segments, scores = segments.sort_by(order), scores.sort_by(order)
-    keys = [S.VIDEO_ID, S.SEGMENT_INDEX]
+    keys = list(SEGMENT_KEY)
     if not segments.select(keys).equals(scores.select(keys)):
-        raise MissingInputError(f"{run.path('scores')} does not cover exactly the ingested segments: "
-                                "re-run `dualvad score`")
+        raise MissingInputError(f"{run.path(paths.SCORES)} does not cover exactly the ingested segments: "
+                                "re-run `dualvad score --force`")
     return segments.append_column(S.SCORE, scores[S.SCORE])
-
-
-def _input_files(run: RunDir) -> list[str]:
-    return [*run.parquet_files("segments"), *run.parquet_files("scores")]
-
-
-def _already_done(run: RunDir, fingerprint: dict) -> bool:
-    if not run.exists(STAGE, SETTINGS_FILE) or not run.parquet_files(STAGE):
-        return False
-    with run.fs.open_input_stream(run.path(STAGE, SETTINGS_FILE)) as stream:
-        return json.loads(stream.read()) == fingerprint
 
 
 def sample_videos(table: pa.Table, settings: SampleConfig) -> tuple[list[dict], list[dict]]:

@@ -1,16 +1,16 @@
 """The scoring stage: the trained segment scorer over every video, as a Ray Data actor pool.
 
-Input is ``RUN/segments`` (one Parquet part holds whole videos), output ``RUN/scores``
-(``video_id, segment_index, score``). Each actor loads the scorer once and scores one part
-file per call, a few hundred videos in one batched forward pass. Re-running with the same
-scorer skips videos already scored; a retrained scorer invalidates the old scores.
+Input is ``RUN/segments`` (one Parquet part holds whole videos) and ``RUN/scorer``, output ``RUN/scores``
+(``video_id, segment_index, score``). Each actor loads the scorer once and scores one part file per call,
+a few hundred videos in one batched forward pass. The stage runner (:mod:`dualvad.stages`) skips a
+finished run with the same segments and scorer, resumes an interrupted one, and replaces the scores only
+once every video is scored.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
+import pickle
 import tempfile
 import time
 from dataclasses import dataclass
@@ -20,32 +20,41 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
+from dualvad import paths
 from dualvad import schema as S
 from dualvad.config import DualVADConfig
-from dualvad.errors import MissingInputError
+from dualvad.errors import MissingInputError, StageError
 from dualvad.pipeline.parts import PartWriter
 from dualvad.pipeline.runtime import actor_pool, ensure_ray
 from dualvad.rundir import RunDir, open_run
 from dualvad.scorer.data import video_set_from_segments
-from dualvad.scorer.trained import MODEL_DIR, WEIGHTS_FILE, load_from_run
-from dualvad.scorer.trained import STAGE as SCORER_STAGE
+from dualvad.scorer.trained import load_from_run
+from dualvad.stages import (
+    CorruptInputError,
+    Skipped,
+    Stage,
+    StageContext,
+    corrupt_message,
+    read_input,
+    run_stage,
+)
 
 log = logging.getLogger(__name__)
 
-STAGE = "scores"
-IDENTITY_FILE = "_scorer.json"
+STAGE = Stage("score", paths.SCORES, inputs=(paths.SEGMENTS, paths.SCORER))
+SEGMENT_KEY = (S.VIDEO_ID, S.SEGMENT_INDEX)
 
 
 @dataclass(frozen=True)
 class ScoreSummary:
     videos: int
-    skipped: int
+    resumed: int  # scored by an interrupted earlier run
     scored: int
     seconds: float
     output: str
 
     def __str__(self) -> str:
-        return (f"score: {self.videos} videos ({self.skipped} already scored, {self.scored} scored), "
+        return (f"score: {self.videos} videos ({self.resumed} from an interrupted run, {self.scored} scored), "
                 f"{self.seconds:.1f} s -> {self.output}")
 
 
@@ -71,46 +80,53 @@ class ScoreWorker:
                          S.SCORE: scores.reshape(-1)}, schema=S.SCORES_SCHEMA)
 
 
-def run_score(config: DualVADConfig) -> ScoreSummary:
+def run_score(config: DualVADConfig, force: bool = False) -> ScoreSummary | Skipped:
     """Score every ingested video with ``RUN/scorer/model``; see the module docstring."""
+    return run_stage(STAGE, open_run(config.run), {}, lambda context: _score(context, config),
+                     config.stages, force)
+
+
+def _score(context: StageContext, config: DualVADConfig) -> ScoreSummary:
     started = time.perf_counter()
-    run = open_run(config.run)
-    files = run.parquet_files("segments")
-    if not files:
-        raise MissingInputError(f"{run.path('segments')} holds no segments: run `dualvad ingest` first")
-    scored = _scored_video_ids(run, _scorer_identity(run))
-    todo, total, skipped = _files_to_score(run, files, scored)
+    run = context.run
+    ids = read_input(run, paths.SEGMENTS, columns=list(SEGMENT_KEY), unique=SEGMENT_KEY)
+    if ids is None:
+        raise MissingInputError(f"{run.path(paths.SEGMENTS)} holds no segments: run `dualvad ingest` first")
+    check_scorer(run)
+    done = _scored_video_ids(context.out)
+    todo, total, resumed = _files_to_score(run, run.parquet_files(paths.SEGMENTS), done)
     if todo:
         ensure_ray(config.ray)
-        _score_files(run, todo, config.scorer.score_workers)
-    return ScoreSummary(total, skipped, total - skipped, time.perf_counter() - started, run.path(STAGE))
+        _score_files(context, todo, config.scorer.score_workers)
+    return ScoreSummary(total, resumed, total - resumed, time.perf_counter() - started,
+                        run.path(paths.SCORES))
 
 
-def _scorer_identity(run: RunDir) -> str:
-    """A hash of the trained weights: scores from other weights are stale."""
-    with run.fs.open_input_stream(run.path(SCORER_STAGE, MODEL_DIR, WEIGHTS_FILE)) as stream:
-        return hashlib.sha256(stream.read()).hexdigest()[:16]
+def check_scorer(run: RunDir) -> None:
+    """Load ``RUN/scorer/model`` once in the driver, so that a corrupt checkpoint is one line naming it,
+    before any Ray work.
+
+    Raises:
+        CorruptInputError: the checkpoint's files cannot be read.
+    """
+    with tempfile.TemporaryDirectory(prefix="dualvad-scorer-") as local:
+        try:
+            load_from_run(run, local)
+        except StageError:  # missing or stale: those errors already say what to do
+            raise
+        except (OSError, RuntimeError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as error:
+            where = run.path(paths.SCORER, paths.SCORER_MODEL_DIR)
+            raise CorruptInputError(corrupt_message(where, paths.SCORER, error)) from error
 
 
-def _scored_video_ids(run: RunDir, identity: str) -> set[str]:
-    """Videos scored by this scorer; scores of another scorer are deleted."""
-    previous = None
-    if run.exists(STAGE, IDENTITY_FILE):
-        with run.fs.open_input_stream(run.path(STAGE, IDENTITY_FILE)) as stream:
-            previous = json.loads(stream.read()).get("scorer")
-    if previous != identity:
-        for path in run.parquet_files(STAGE):
-            run.fs.delete_file(path)
-        run.write_text(json.dumps({"scorer": identity}), STAGE, IDENTITY_FILE)
-        if previous is not None:
-            log.info("score: the scorer changed since the last run; re-scoring every video")
-        return set()
-    table = run.read_table(STAGE, columns=[S.VIDEO_ID])
+def _scored_video_ids(out: RunDir) -> set[str]:
+    """Videos an interrupted earlier run already scored into the staging folder."""
+    table = out.read_table(columns=[S.VIDEO_ID])
     return set(table.column(S.VIDEO_ID).unique().to_pylist()) if table is not None else set()
 
 
 def _files_to_score(run: RunDir, files: list[str], scored: set[str]) -> tuple[list[str], int, int]:
-    """(segments files holding unscored videos, total videos, videos skipped)."""
+    """(segments files holding unscored videos, total videos, videos already scored)."""
     todo, total, skipped = [], 0, 0
     for path in files:
         ids = set(pq.read_table(path, filesystem=run.fs, columns=[S.VIDEO_ID])[S.VIDEO_ID].to_pylist())
@@ -122,16 +138,16 @@ def _files_to_score(run: RunDir, files: list[str], scored: set[str]) -> tuple[li
     return todo, total, skipped
 
 
-def _score_files(run: RunDir, files: list[str], workers: int | None) -> None:
+def _score_files(context: StageContext, files: list[str], workers: int | None) -> None:
     dataset = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files)).map_batches(
         ScoreWorker,
-        fn_constructor_kwargs={"run_uri": run.uri},
+        fn_constructor_kwargs={"run_uri": context.run.uri},
         batch_size=1,
         batch_format="pyarrow",
         compute=actor_pool(workers, len(files)),
         num_cpus=1,
     )
-    writer = PartWriter(run, STAGE, S.SCORES_SCHEMA)
-    for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-        writer.add(batch)
-    writer.flush()
+    with PartWriter(context.out, S.SCORES_SCHEMA, flush_videos=1,
+                    flush_seconds=context.settings.flush_seconds) as writer:
+        for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+            writer.add(batch)  # one segments file's videos: written as one part

@@ -44,24 +44,22 @@ import torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from dualvad import paths
 from dualvad import schema as S
 from dualvad.config import DualVADConfig, FinetuneConfig
 from dualvad.errors import MissingInputError, StageError
 from dualvad.pipeline.runtime import ensure_ray
 from dualvad.rundir import RunDir, open_run
+from dualvad.stages import Skipped, Stage, StageContext, run_stage, section
 from dualvad.train.flops import FlopsModel, flops_model, mfu, peak_bf16_flops, step_flops
 from dualvad.train.lora import apply_lora, base_model, merged_model
 from dualvad.vlm.collate import CURRICULA, IMAGE, VIDEO, collate, encode_example, mix_schedule
 
 log = logging.getLogger(__name__)
 
-STAGE = "finetune"
-BASE_DIR = "base"  # the tiny model's starting weights
-FINAL_DIR = "final"  # the Hugging Face export of the last step
 HF_DIR = "hf"  # the export inside the last checkpoint
 TAG = "ds"  # DeepSpeed checkpoint tag
 STATE_FILE = "finetune_state.json"  # step and metrics history, inside every checkpoint
-LOG_FILE = "train_log.json"  # RUN/finetune/train_log.json: the state of the last checkpoint
 KINDS = (IMAGE, VIDEO)
 
 
@@ -86,10 +84,20 @@ class FinetuneSummary:
 # ------------------------------------------------------------------------------------------------ driver
 
 
-def run_finetune(config: DualVADConfig) -> FinetuneSummary:
-    """Fine-tune ``finetune.model`` on the train split of both benchmarks; export ``RUN/finetune/final``."""
+STAGE = Stage("finetune", paths.FINETUNE, inputs=(paths.BENCHMARKS,))
+
+
+def run_finetune(config: DualVADConfig, force: bool = False) -> FinetuneSummary | Skipped:
+    """Fine-tune ``finetune.model`` on the train split of both benchmarks; export ``RUN/finetune/final``.
+    Through the stage runner: a finished run with the same benchmarks and ``finetune.*`` is skipped."""
+    settings = section(config.finetune, "cpus_per_worker")
+    return run_stage(STAGE, open_run(config.run), settings, lambda context: _finetune(context, config),
+                     config.stages, force)
+
+
+def _finetune(context: StageContext, config: DualVADConfig) -> FinetuneSummary:
     started = time.perf_counter()
-    run, settings = open_run(config.run), config.finetune
+    run, settings = context.run, config.finetune
     check_settings(settings)
     ensure_ray(config.ray)
     datasets = {kind: _train_rows(run, kind) for kind in KINDS}
@@ -97,7 +105,7 @@ def run_finetune(config: DualVADConfig) -> FinetuneSummary:
     if not any(counts.values()):
         raise FinetuneError(f"{run.path('benchmarks')} has no train-split rows to fine-tune on")
     steps = total_steps(settings, counts[IMAGE], counts[VIDEO])
-    loop = _loop_config(settings, _model_path(run, settings), steps)
+    loop = _loop_config(settings, _model_path(context.out, settings), steps)
     trainer = TorchTrainer(
         _train_loop_per_worker,
         train_loop_config=loop,
@@ -105,7 +113,7 @@ def run_finetune(config: DualVADConfig) -> FinetuneSummary:
                                      resources_per_worker=_worker_resources(settings)),
         run_config=RunConfig(
             name=f"finetune-{int(time.time())}",
-            storage_path=run.path(STAGE, "ray"),
+            storage_path=context.scratch.path(paths.RAY_DIR),  # deleted once the model is published
             storage_filesystem=run.fs,
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             # Without checkpoints a restart would begin again at step 0: fail instead.
@@ -116,8 +124,9 @@ def run_finetune(config: DualVADConfig) -> FinetuneSummary:
     result = trainer.fit()
     if result.checkpoint is None:
         raise FinetuneError("training reported no checkpoint; see the Ray Train logs above")
-    state = _export(run, result.checkpoint, model=settings.save_checkpoints)
-    output = run.path(STAGE, FINAL_DIR) if settings.save_checkpoints else run.path(STAGE, LOG_FILE)
+    state = _export(context.out, result.checkpoint, model=settings.save_checkpoints)
+    final = paths.FINETUNE_FINAL_DIR if settings.save_checkpoints else paths.TRAIN_LOG_FILE
+    output = run.path(paths.FINETUNE, final)
     return FinetuneSummary(counts[IMAGE], counts[VIDEO], int(state["step"]),
                            float(state["history"][-1]["loss"]), time.perf_counter() - started, output)
 
@@ -184,31 +193,31 @@ def _worker_resources(settings: FinetuneConfig) -> dict[str, float]:
 
 def _train_rows(run: RunDir, kind: str) -> ray.data.Dataset:
     """The train-split rows of one benchmark (all its shards) as a materialised Ray Dataset."""
-    files = run.parquet_files("benchmarks", kind)
+    files = run.parquet_files(paths.BENCHMARKS, kind)
     if not files:
-        raise MissingInputError(f"{run.path('benchmarks', kind)} holds no shards: "
+        raise MissingInputError(f"{run.path(paths.BENCHMARKS, kind)} holds no shards: "
                                 "run `dualvad build-benchmarks` first")
     dataset = ray.data.read_parquet(files, filesystem=run.fs)
     return dataset.filter(expr=f"{S.SPLIT} == 'train'").materialize()
 
 
-def _model_path(run: RunDir, settings: FinetuneConfig) -> str:
-    """The folder or hub id workers load; ``"tiny"`` is written once to ``RUN/finetune/base``."""
+def _model_path(out: RunDir, settings: FinetuneConfig) -> str:
+    """The folder or hub id workers load; ``"tiny"`` is written once into the output (``base/``)."""
     if settings.model != "tiny":
         return settings.model
-    if not isinstance(run.fs, pafs.LocalFileSystem):
+    if not isinstance(out.fs, pafs.LocalFileSystem):
         raise FinetuneError("finetune.model='tiny' needs a local run directory (workers load it from disk)")
     from dualvad.vlm.model import save_tiny_model
 
-    base = Path(run.path(STAGE, BASE_DIR))
+    base = Path(out.path(paths.FINETUNE_BASE_DIR))
     if not (base / "config.json").is_file():
         save_tiny_model(base)
     return str(base)
 
 
-def _export(run: RunDir, checkpoint: Checkpoint, model: bool) -> dict[str, Any]:
-    """Write the step log to ``RUN/finetune/train_log.json`` and, with ``model``, copy the last checkpoint's
-    ``hf/`` to ``RUN/finetune/final`` atomically.
+def _export(out: RunDir, checkpoint: Checkpoint, model: bool) -> dict[str, Any]:
+    """Write the step log to ``train_log.json`` in the stage's output and, with ``model``, copy the last
+    checkpoint's ``hf/`` to ``final/``.
 
     Returns the checkpoint's state: ``{"step": int, "history": [per-step metrics]}``.
     """
@@ -218,8 +227,8 @@ def _export(run: RunDir, checkpoint: Checkpoint, model: bool) -> dict[str, Any]:
         if model and not os.path.isdir(source):
             raise FinetuneError(f"the last checkpoint has no {HF_DIR}/ export (rank 0 writes it at the end)")
         if model:
-            run.publish_dir(source, STAGE, FINAL_DIR)
-    run.write_text(json.dumps(state, indent=2), STAGE, LOG_FILE)
+            out.publish_dir(source, paths.FINETUNE_FINAL_DIR)
+    out.write_text(json.dumps(state, indent=2), paths.TRAIN_LOG_FILE)
     return state
 
 

@@ -18,6 +18,7 @@ import logging
 import tempfile
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,8 @@ import torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from dualvad import paths
+from dualvad import schema as S
 from dualvad.config import DualVADConfig, ScorerConfig
 from dualvad.errors import StageError
 from dualvad.eval.metrics import video_auc
@@ -35,8 +38,6 @@ from dualvad.rundir import RunDir, open_run
 from dualvad.scorer.data import FeatureNormalizer, VideoSet, train_validation_split, video_set_from_segments
 from dualvad.scorer.losses import RefineVADLossWeights
 from dualvad.scorer.trained import (
-    MODEL_DIR,
-    STAGE,
     LossSettings,
     ScorerSpec,
     TrainedScorer,
@@ -44,6 +45,7 @@ from dualvad.scorer.trained import (
     build_model,
     output_loss,
 )
+from dualvad.stages import Skipped, Stage, StageContext, read_input, run_stage, section
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +72,20 @@ class ScorerTrainSummary:
                 f"{self.seconds:.1f} s -> {self.output}")
 
 
-def train_scorer(config: DualVADConfig) -> ScorerTrainSummary:
-    """Train the scorer on ``RUN/segments`` (train split) and export the best checkpoint."""
+STAGE = Stage("train-scorer", paths.SCORER, inputs=(paths.SEGMENTS,))
+
+
+def train_scorer(config: DualVADConfig, force: bool = False) -> ScorerTrainSummary | Skipped:
+    """Train the scorer on ``RUN/segments`` (train split) and export the best checkpoint, through the stage
+    runner: a finished run with the same segments and ``scorer.*`` settings is skipped."""
+    settings = section(config.scorer, "score_workers", "cpus_per_worker")
+    return run_stage(STAGE, open_run(config.run), settings, lambda context: _train(context, config),
+                     config.stages, force)
+
+
+def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
     started = time.perf_counter()
-    run, settings = open_run(config.run), config.scorer
+    run, settings = context.run, config.scorer
     train, val = _training_videos(run, settings)
     normalizer = FeatureNormalizer.fit(train.features)
     spec = ScorerSpec(settings.kind, train.features.shape[-1], train.categories, settings.hidden_dim,
@@ -87,7 +99,7 @@ def train_scorer(config: DualVADConfig) -> ScorerTrainSummary:
                                      resources_per_worker={"CPU": settings.cpus_per_worker}),
         run_config=RunConfig(
             name=f"scorer-{int(time.time())}",
-            storage_path=run.path(STAGE, "ray"),
+            storage_path=context.scratch.path(paths.RAY_DIR),  # deleted once the model is published
             storage_filesystem=run.fs,
             checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_loss",
                                                checkpoint_score_order="min"),
@@ -101,16 +113,18 @@ def train_scorer(config: DualVADConfig) -> ScorerTrainSummary:
         raise ScorerTrainingError("training reported no checkpoint; see the Ray Train logs above")
     with best.as_directory() as directory:
         trained = TrainedScorer.load(directory)
-    _export(run, trained)
+    with result.checkpoint.as_directory() as directory:  # the last report holds every report's metrics
+        history = json.loads(Path(directory, paths.SCORER_HISTORY_FILE).read_text())
+    _export(context.out, trained, history)
     held_out = 0 if val is train else len(val)
     return ScorerTrainSummary(len(train), held_out, int(trained.metrics["epoch"]),
                               float(trained.metrics["val_loss"]), float(trained.metrics["val_auc"]),
                               time.perf_counter() - started,
-                              run.path(STAGE, MODEL_DIR))
+                              run.path(paths.SCORER, paths.SCORER_MODEL_DIR))
 
 
 def _training_videos(run: RunDir, settings: ScorerConfig) -> tuple[VideoSet, VideoSet]:
-    table = run.read_table("segments")
+    table = read_input(run, paths.SEGMENTS, unique=(S.VIDEO_ID, S.SEGMENT_INDEX))
     if table is None:
         raise ScorerTrainingError(f"{run.path('segments')} holds no segments: run `dualvad ingest` first")
     train_all = video_set_from_segments(table).split("train")
@@ -154,7 +168,7 @@ def _train_loop_per_worker(loop: dict[str, Any]) -> None:
     torch.manual_seed(settings.seed)  # same init on every worker (DDP also broadcasts rank 0's)
     model = build_model(spec)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    first_epoch = _resume(model, optimizer)
+    first_epoch, history = _resume(model, optimizer)
     model = ray.train.torch.prepare_model(model)
     # The shard is a few MB of segment features: read it once, then run the epochs in memory
     # (a Ray Data pass per epoch costs more than the epoch itself).
@@ -170,7 +184,7 @@ def _train_loop_per_worker(loop: dict[str, Any]) -> None:
             optimizer.step()
             losses.append(float(loss.detach()))
         if (epoch + 1) % settings.report_every == 0 or epoch + 1 == settings.epochs:
-            _report_epoch(epoch, _unwrap(model), optimizer, loop, losses)
+            _report_epoch(epoch, _unwrap(model), optimizer, loop, losses, history)
 
 
 def _load_shard(shard: Any) -> dict[str, torch.Tensor]:
@@ -208,34 +222,42 @@ def _validation_metrics(model: torch.nn.Module, loop: dict[str, Any]) -> dict[st
 
 
 def _report_epoch(epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                  loop: dict[str, Any], losses: list[float]) -> None:
+                  loop: dict[str, Any], losses: list[float], history: list[dict[str, float]]) -> None:
+    """Report this epoch's metrics and a checkpoint; ``history`` (every report so far) gets this one and
+    goes into the checkpoint too."""
     metrics = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
                **_validation_metrics(model, loop)}
+    history.append(metrics)
     with tempfile.TemporaryDirectory() as directory:
         checkpoint = None
         if ray.train.get_context().get_world_rank() == 0:
             TrainedScorer(loop["spec"], loop["normalizer"], model, metrics).save(directory)
             torch.save({"optimizer": optimizer.state_dict(), "epoch": epoch}, f"{directory}/optimizer.pt")
+            Path(directory, paths.SCORER_HISTORY_FILE).write_text(json.dumps(history))
             checkpoint = Checkpoint.from_directory(directory)
         ray.train.report(metrics, checkpoint=checkpoint)
 
 
-def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Load the last checkpoint after a worker failure; returns the first epoch to run."""
+def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict[str, float]]]:
+    """Load the last checkpoint after a worker failure; returns the first epoch to run and the reports so
+    far."""
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
-        return 0
+        return 0, []
     with checkpoint.as_directory() as directory:
         model.load_state_dict(TrainedScorer.load(directory).model.state_dict())
         state = torch.load(f"{directory}/optimizer.pt", weights_only=False)
+        history = json.loads(Path(directory, paths.SCORER_HISTORY_FILE).read_text())
     optimizer.load_state_dict(state["optimizer"])
     log.info("resuming scorer training after epoch %d", state["epoch"])
-    return int(state["epoch"]) + 1
+    return int(state["epoch"]) + 1, history
 
 
-def _export(run: RunDir, trained: TrainedScorer) -> None:
-    """Write the best scorer to RUN/scorer/model atomically (temporary folder, then rename)."""
+def _export(out: RunDir, trained: TrainedScorer, history: list[dict[str, float]]) -> None:
+    """Write the best scorer into the stage's output: ``model/``, ``metrics.json`` (the exported
+    checkpoint's) and ``history.json`` (every report, to show how it was chosen)."""
     with tempfile.TemporaryDirectory() as local:
         trained.save(local)
-        run.publish_dir(local, STAGE, MODEL_DIR)
-    run.write_text(json.dumps(trained.metrics, indent=2), STAGE, "metrics.json")
+        out.publish_dir(local, paths.SCORER_MODEL_DIR)
+    out.write_text(json.dumps(trained.metrics, indent=2), paths.SCORER_METRICS_FILE)
+    out.write_text(json.dumps(history, indent=2), paths.SCORER_HISTORY_FILE)

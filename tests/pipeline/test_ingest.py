@@ -12,8 +12,10 @@ import pytest
 
 from dualvad import schema as S
 from dualvad.config import load_config
-from dualvad.pipeline.ingest import FAILURES_FILE, IngestError, run_ingest
+from dualvad.paths import FAILURES_FILE, WORK_DIR
+from dualvad.pipeline.ingest import run_ingest
 from dualvad.rundir import open_run
+from dualvad.stages import FailureShareError, Skipped
 from dualvad.video.segments import segment_bounds
 
 from media import bikes_path, write_broken_files, write_video
@@ -64,7 +66,7 @@ def corpus(tmp_path_factory):
 
 def test_ingest_writes_exact_segments_and_records_failures(ray_session, corpus, tmp_path):
     run = tmp_path / "run"
-    summary = run_ingest(ingest_config(corpus, run, "ingest.max_failure_share=0.6"))
+    summary = run_ingest(ingest_config(corpus, run, "stages.max_failure_share=0.6"))
     assert (summary.videos, summary.processed, summary.failures) == (8, 8, 4)
     assert summary.segments == 4 * K
 
@@ -94,16 +96,23 @@ def test_ingest_writes_exact_segments_and_records_failures(ray_session, corpus, 
         assert expected_reason in reasons[video_id], reasons[video_id]
         assert video_id.split("/")[1] in reasons[video_id]  # the reason names the file
 
-    # Re-running skips what is written, retries the failures, and duplicates nothing.
-    again = run_ingest(ingest_config(corpus, run, "ingest.max_failure_share=0.6"))
-    assert (again.skipped, again.processed, again.segments, again.failures) == (4, 4, 0, 4)
+    # Re-running the finished stage skips it (the failure share is not a setting of the result).
+    again = run_ingest(ingest_config(corpus, run, "stages.max_failure_share=0.7"))
+    assert isinstance(again, Skipped) and "already done" in str(again)
     assert open_run(str(run)).read_table("segments").num_rows == 4 * K
     assert not [p for p in (run / "segments").iterdir() if p.name.startswith(".tmp-")]
+    assert not list((run / WORK_DIR).iterdir())  # the staging folder became RUN/segments
 
 
-def test_too_many_failures_fail_the_stage_but_keep_the_record(ray_session, corpus, tmp_path):
+def test_too_many_failures_fail_the_stage_publish_nothing_and_resume(ray_session, corpus, tmp_path):
     run = tmp_path / "run"
-    with pytest.raises(IngestError, match=r"4 of 8 videos failed.*max_failure_share=0.25"):
+    with pytest.raises(FailureShareError, match=r"4 of 8 videos failed.*max_failure_share=0.25"):
         run_ingest(ingest_config(corpus, run))
-    assert pq.read_table(run / "segments" / FAILURES_FILE).num_rows == 4
-    assert open_run(str(run)).read_table("segments").num_rows == 4 * K  # good videos kept
+    assert not (run / "segments").exists()  # nothing half-validated is published
+    (staged,) = (run / WORK_DIR).iterdir()
+    assert pq.read_table(staged / FAILURES_FILE).num_rows == 4
+    assert open_run(str(staged)).read_table().num_rows == 4 * K  # good videos kept for the re-run
+    # A higher limit: the decoded videos are kept, only the failed ones are tried again.
+    summary = run_ingest(ingest_config(corpus, run, "stages.max_failure_share=0.6"))
+    assert (summary.resumed, summary.processed, summary.segments, summary.failures) == (4, 4, 0, 4)
+    assert open_run(str(run)).read_table("segments").num_rows == 4 * K

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from dualvad import schema as S
-from dualvad.pipeline.sample import FAILURES_FILE, run_sample
+from dualvad.paths import FAILURES_FILE, WORK_DIR
+from dualvad.pipeline.sample import run_sample
 from dualvad.rundir import open_run
+from dualvad.stages import FailureShareError, Skipped
 from dualvad.video.sampling import focused
 from dualvad.video.segments import segment_bounds
 
@@ -36,7 +40,7 @@ def test_focused_samples_match_the_allocation_and_cover_every_segment(scored_run
         assert row[S.PER_SEGMENT] == expected.per_segment.tolist() and min(row[S.PER_SEGMENT]) >= 1
         np.testing.assert_allclose(row[S.SEGMENT_SCORES], by_video[row[S.VIDEO_ID]], rtol=1e-6)
     again = run_sample(config)
-    assert again.skipped
+    assert isinstance(again, Skipped)
 
 
 def test_other_strategy_replaces_samples_and_short_videos_are_failures(scored_run):
@@ -44,7 +48,10 @@ def test_other_strategy_replaces_samples_and_short_videos_are_failures(scored_ru
     run = open_run(config.run)
     summary = run_sample(with_sample(config, strategy="uniform", budget=44))  # 3 s @ 15 fps = 45 frames
     assert summary.failures == 0 and set(run.read_table("samples")[S.STRATEGY].to_pylist()) == {"uniform"}
-    too_many = run_sample(with_sample(config, strategy="random", budget=46))
-    assert (too_many.videos, too_many.failures) == (0, 20)
-    reasons = pq.read_table(f"{run.path('samples')}/{FAILURES_FILE}")[S.REASON].to_pylist()
-    assert "frame budget 46 is outside 1..45" in reasons[0]
+    with pytest.raises(FailureShareError, match="20 of 20 videos failed.*frame budget 46 is outside 1..45"):
+        run_sample(with_sample(config, strategy="random", budget=46))
+    # the rejected run deleted nothing: the uniform samples are still the published ones
+    assert set(run.read_table("samples")[S.STRATEGY].to_pylist()) == {"uniform"}
+    (staged,) = [p for p in Path(run.path(WORK_DIR)).iterdir() if p.name.startswith("samples-")]
+    reasons = pq.read_table(staged / FAILURES_FILE)[S.REASON].to_pylist()
+    assert len(reasons) == 20 and "frame budget 46 is outside 1..45" in reasons[0]

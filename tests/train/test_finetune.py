@@ -30,10 +30,8 @@ def benchmarked(scored_run, tmp_path_factory):
     """The scored run with small benchmarks: 64 px frames, budget 8, clips of 4, in a run of its own."""
     config, _ = scored_run
     run = tmp_path_factory.mktemp("finetune") / "run"
-    for part in ("segments", "scores"):
-        (run / part).mkdir(parents=True)
-        for path in (Path(config.run) / part).glob("*.parquet"):
-            (run / part / path.name).write_bytes(path.read_bytes())
+    for part in ("segments", "scorer", "scores"):  # with their stage records: the inputs of sample
+        shutil.copytree(Path(config.run) / part, run / part)
     config = dataclasses.replace(
         config, run=str(run),
         sample=dataclasses.replace(config.sample, strategy="focused", budget=8, tau=0.2),
@@ -116,9 +114,7 @@ def test_a_failed_worker_group_resumes_at_the_last_checkpoint(benchmarked, tmp_p
     loop_config = finetune._loop_config
     monkeypatch.setattr(finetune, "_loop_config", crashing)
     run = tmp_path / "run"
-    (run / "benchmarks").mkdir(parents=True)
-    for kind in ("image", "video"):
-        shutil.copytree(Path(benchmarked.run) / "benchmarks" / kind, run / "benchmarks" / kind)
+    shutil.copytree(Path(benchmarked.run) / "benchmarks", run / "benchmarks")
     config = dataclasses.replace(benchmarked, run=str(run), finetune=dataclasses.replace(
         benchmarked.finetune, model="tiny", workers=2, max_steps=STEPS, report_every=2, max_length=512))
     summary = finetune.run_finetune(config)
@@ -134,9 +130,7 @@ def test_lora_run_exports_a_plain_model_with_merged_adapters(benchmarked, tmp_pa
     from dualvad.train.finetune import run_finetune
 
     run = tmp_path / "run"
-    (run / "benchmarks").mkdir(parents=True)
-    for kind in ("image", "video"):
-        shutil.copytree(Path(benchmarked.run) / "benchmarks" / kind, run / "benchmarks" / kind)
+    shutil.copytree(Path(benchmarked.run) / "benchmarks", run / "benchmarks")
     settings = dataclasses.replace(
         benchmarked.finetune, model="tiny", workers=2, max_steps=2, report_every=2, warmup_steps=0, lr=1e-3,
         max_length=512, lora_rank=4, lora_alpha=8.0, lora_dropout=0.0, freeze_vision=True,
@@ -164,9 +158,9 @@ def test_export_without_saved_checkpoints_writes_only_the_step_log(tmp_path):
     reported = tmp_path / "checkpoint"
     reported.mkdir()
     (reported / STATE_FILE).write_text(json.dumps(state))
-    run = open_run(str(tmp_path / "run"))
-    assert _export(run, Checkpoint.from_directory(str(reported)), model=False) == state
-    assert json.loads((tmp_path / "run" / "finetune" / "train_log.json").read_text()) == state
-    assert not (tmp_path / "run" / "finetune" / "final").exists()
+    out = open_run(str(tmp_path / "out"))
+    assert _export(out, Checkpoint.from_directory(str(reported)), model=False) == state
+    assert json.loads((tmp_path / "out" / "train_log.json").read_text()) == state
+    assert not (tmp_path / "out" / "final").exists()
     with pytest.raises(FinetuneError, match="has no hf/ export"):
-        _export(run, Checkpoint.from_directory(str(reported)), model=True)
+        _export(out, Checkpoint.from_directory(str(reported)), model=True)

@@ -1,0 +1,44 @@
+"""Every path inside a run directory, in one place (DESIGN.md, Stages).
+
+A stage's output is one folder directly under the run; the stage runner
+(:mod:`dualvad.stages`) publishes it whole. Paths are tuples of parts for
+:meth:`dualvad.rundir.RunDir.path`, relative to the run, or relative to a stage's output where
+the name says so (``*_FILE`` and ``*_DIR`` constants inside an output).
+"""
+
+from __future__ import annotations
+
+# Stage outputs, one folder each under the run.
+SEGMENTS = "segments"  # ingest: *.parquet, one row per (video, segment)
+SCORER = "scorer"  # train-scorer: model/ (scorer.json + model.pt), metrics.json, history.json
+SCORES = "scores"  # score: *.parquet, one row per (video, segment)
+SAMPLES = "samples"  # sample: *.parquet, one row per video
+BENCHMARKS = "benchmarks"  # build-benchmarks: image/ and video/ shards, manifest.json
+FINETUNE = "finetune"  # finetune: final/ (Hugging Face folder), base/ (tiny model), train_log.json
+EVAL = "eval"  # evaluate: metrics.json, results.*, report.html, predictions/, samples/
+
+# Inside every stage output.
+STAGE_FILE = "_stage.json"  # the runner's record: fingerprint, inputs, settings, summary
+FAILURES_FILE = "_failures.parquet"  # per-video failures of the run that wrote the output
+
+# Inside a run, the runner's own.
+LOCK_FILE = ".lock"  # held while a stage runs on this run directory
+WORK_DIR = ".work"  # staging folders of stages in progress (published on success)
+
+# Inside stage outputs.
+SCORER_MODEL_DIR = "model"  # RUN/scorer/model
+SCORER_METRICS_FILE = "metrics.json"  # RUN/scorer/metrics.json: the exported checkpoint's metrics
+SCORER_HISTORY_FILE = "history.json"  # RUN/scorer/history.json: every report of the training run
+BENCHMARK_KINDS = ("image", "video")  # RUN/benchmarks/<kind>/shard-*.parquet
+MANIFEST_FILE = "manifest.json"  # RUN/benchmarks/manifest.json
+FINETUNE_BASE_DIR = "base"  # RUN/finetune/base: the tiny model's starting weights
+FINETUNE_FINAL_DIR = "final"  # RUN/finetune/final: the Hugging Face export
+TRAIN_LOG_FILE = "train_log.json"  # RUN/finetune/train_log.json
+PREDICTIONS_DIR = "predictions"  # RUN/eval/predictions/<model>.parquet
+EVAL_SAMPLES_DIR = "samples"  # RUN/eval/samples/<strategy>.parquet: frames an ablation sampled itself
+METRICS_FILE = "metrics.json"  # RUN/eval/metrics.json
+RAY_DIR = "ray"  # Ray Train's storage inside a stage's scratch folder
+
+# Which stage writes each output: named in errors about a missing or corrupt input.
+WRITER = {SEGMENTS: "ingest", SCORER: "train-scorer", SCORES: "score", SAMPLES: "sample",
+          BENCHMARKS: "build-benchmarks", FINETUNE: "finetune", EVAL: "evaluate"}

@@ -1,0 +1,413 @@
+"""The stage runner: what every stage needs, done once (DESIGN.md, Stages).
+
+A stage is declared (:class:`Stage`: its name, its output folder, the earlier outputs it reads) and
+its work is a function of a :class:`StageContext`. :func:`run_stage` then:
+
+1. **locks** the run directory (``RUN/.lock``), so a second process refuses with a message naming the
+   first instead of writing the same rows twice;
+2. computes the **fingerprint**: a hash of the stage, the settings that change its result and the
+   fingerprints of its inputs (each input's ``_stage.json``), so a change anywhere upstream reaches
+   every later stage;
+3. **skips** the stage when its output carries that fingerprint (``force`` redoes it);
+4. runs the work in a **staging folder** ``RUN/.work/<output>-<fingerprint>``: an interrupted run
+   (SIGTERM, Ctrl-C, a crash) leaves its finished work there, and the next run with the same
+   fingerprint resumes from it;
+5. records per-video **failures** (``_failures.parquet``) and fails past
+   ``stages.max_failure_share`` without publishing;
+6. **publishes** the staging folder as ``RUN/<output>`` with ``_stage.json`` (fingerprint, inputs,
+   settings, summary): the earlier output is replaced only once the new one is complete.
+
+No Ray here: stages that use Ray call it from inside their work function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from dualvad import paths
+from dualvad import schema as S
+from dualvad.errors import MissingInputError, StageError
+from dualvad.rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+RECORD_VERSION = 1  # bumped when _stage.json changes meaning
+REMOTE_LOCK_STALE_S = 6 * 3600  # a lock file on object storage older than this is taken over
+
+
+@dataclass
+class StagesConfig:
+    """What the runner does for every stage."""
+
+    max_failure_share: float = 0.25  # a per-video stage fails when more videos than this share fail
+    flush_videos: int = 16  # per-video stages write their finished rows at least every this many videos
+    flush_seconds: float = 10.0  # ... or this many seconds, whichever comes first
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_failure_share <= 1.0:
+            raise ValueError(f"stages.max_failure_share must be in [0, 1], got {self.max_failure_share}")
+        if self.flush_videos < 1:
+            raise ValueError(f"stages.flush_videos must be >= 1, got {self.flush_videos}")
+        if not self.flush_seconds > 0:
+            raise ValueError(f"stages.flush_seconds must be > 0, got {self.flush_seconds}")
+
+
+class RunBusyError(StageError):
+    """Another process holds the run directory's lock."""
+
+
+class CorruptInputError(StageError):
+    """An input file cannot be read, or holds rows twice; the message names the file and its writer."""
+
+
+class FailureShareError(StageError):
+    """More videos failed than ``stages.max_failure_share`` allows; nothing was published."""
+
+
+class StageInterrupted(BaseException):  # noqa: N818 - like KeyboardInterrupt, not an Exception
+    """SIGTERM or SIGINT arrived while a stage ran; its finished work is kept for the next run."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage's declaration: ``name`` (its CLI command), ``output`` (a :mod:`dualvad.paths` folder) and
+    ``inputs`` (the outputs of earlier stages in the same run that it reads)."""
+
+    name: str
+    output: str
+    inputs: tuple[str, ...] = ()
+
+
+@dataclass
+class StageContext:
+    """What a stage's work function gets: the run, the staging folder it writes its output into
+    (``out``, published as ``RUN/<output>``), a scratch folder deleted after publishing (``scratch``,
+    e.g. Ray Train's checkpoints) and whether ``out`` holds work of an interrupted earlier run."""
+
+    stage: Stage
+    run: RunDir
+    out: RunDir
+    scratch: RunDir
+    settings: StagesConfig
+    resumed: bool
+    failures: list[dict[str, Any]] = field(default_factory=list)  # FAILURES_SCHEMA rows
+    videos: int | None = None  # per-video stages: videos the stage was given (for the failure share)
+
+    def record_failures(self, rows: list[dict[str, Any]]) -> None:
+        """Add per-video failures (``video_id``, ``video_path``, ``reason``)."""
+        self.failures += rows
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A stage the runner did not run: its output already carries the fingerprint of these inputs and
+    settings."""
+
+    stage: str
+    output: str
+    fingerprint: str
+    finished: str  # when the output was written, ISO 8601 UTC
+    summary: str  # what that run printed
+
+    def __str__(self) -> str:
+        return (f"{self.stage}: already done with these inputs and settings (finished {self.finished}, "
+                f"fingerprint {self.fingerprint}); --force redoes it -> {self.output}")
+
+
+def run_stage(stage: Stage, run: RunDir, settings: dict[str, Any], work: Callable[[StageContext], Any],
+              config: StagesConfig, force: bool = False,
+              external: dict[str, str] | None = None) -> Any:
+    """Run ``work`` as ``stage`` on ``run`` (see the module docstring); returns its summary, or
+    :class:`Skipped`.
+
+    Args:
+        settings: the settings that change the stage's result (JSON-serialisable).
+        external: identities of inputs from outside the run (the corpus, another run's model).
+
+    Raises:
+        RunBusyError: another process is running a stage on ``run``.
+        MissingInputError, CorruptInputError: an input is absent, unreadable or holds duplicates.
+        FailureShareError: too many videos failed; the work so far stays staged for a re-run.
+        StageInterrupted: SIGTERM / SIGINT; the work so far stays staged for a re-run.
+    """
+    with RunLock(run, stage.name):
+        inputs = {name: input_fingerprint(run, name) for name in stage.inputs} | (external or {})
+        fingerprint = _fingerprint(stage, settings, inputs)
+        record = read_record(run, stage.output)
+        if not force and record is not None and record.get("fingerprint") == fingerprint:
+            return Skipped(stage.name, run.path(stage.output), fingerprint, record["finished"],
+                           record.get("summary", ""))
+        context = _context(stage, run, fingerprint, config, force)
+        started = time.time()
+        try:
+            with _signals_raise_interrupted():
+                summary = work(context)
+        except StageInterrupted:
+            log.warning("%s: interrupted; the finished work is kept in %s and the same command continues "
+                        "from it", stage.name, context.out.path())
+            raise
+        _finish(context, summary, settings, inputs, fingerprint, started)
+        return summary
+
+
+def input_fingerprint(run: RunDir, output: str) -> str:
+    """The fingerprint recorded in ``RUN/<output>/_stage.json``.
+
+    Raises:
+        MissingInputError: the output does not exist, or was written without the runner.
+    """
+    record = read_record(run, output)
+    if record is None:
+        writer = paths.WRITER.get(output, output)
+        detail = "was written by an older dualvad" if run.exists(output) else "does not exist"
+        raise MissingInputError(f"{run.path(output)} {detail}: run `dualvad {writer}` first"
+                                + (" (with --force)" if run.exists(output) else ""))
+    return str(record["fingerprint"])
+
+
+def read_record(run: RunDir, output: str) -> dict[str, Any] | None:
+    """The runner's record of ``RUN/<output>`` (``None`` when there is none)."""
+    if not run.exists(output, paths.STAGE_FILE):
+        return None
+    try:
+        with run.fs.open_input_stream(run.path(output, paths.STAGE_FILE)) as stream:
+            return json.loads(stream.read())
+    except (OSError, ValueError) as error:
+        raise CorruptInputError(corrupt_message(run.path(output, paths.STAGE_FILE), output, error)) from error
+
+
+def read_input(run: RunDir, output: str, *parts: str, columns: list[str] | None = None,
+               unique: tuple[str, ...] = ()) -> pa.Table | None:
+    """The Parquet table of an earlier stage's output (``RUN/<output>/<parts>``), ``None`` when it holds
+    no data file.
+
+    Args:
+        unique: key columns no two rows may share (e.g. video and segment).
+
+    Raises:
+        CorruptInputError: a file cannot be read, or two rows share the ``unique`` key; the message names
+            the file and the stage that writes it.
+    """
+    tables = []
+    for path in run.parquet_files(output, *parts):
+        try:
+            tables.append(pq.read_table(path, filesystem=run.fs, columns=columns))
+        except (OSError, pa.ArrowException) as error:
+            raise CorruptInputError(corrupt_message(path, output, error)) from error
+    if not tables:
+        return None
+    table = pa.concat_tables(tables, promote_options="permissive")
+    if unique:
+        _check_unique(table, unique, run.path(output, *parts), output)
+    return table
+
+
+def corrupt_message(path: str, output: str, error: BaseException) -> str:
+    """One line: ``path`` cannot be read (the error's first line), and which stage to re-run."""
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (f"{path} cannot be read ({first_line}); it is written by `dualvad {paths.WRITER.get(output, output)}`:"
+            " re-run that stage with --force")
+
+
+def _check_unique(table: pa.Table, keys: tuple[str, ...], where: str, output: str) -> None:
+    counts = table.group_by(list(keys)).aggregate([([], "count_all")])
+    repeated = counts.filter(pc.greater(counts["count_all"], 1))
+    if repeated.num_rows:
+        first = {key: repeated[key][0].as_py() for key in keys}
+        raise CorruptInputError(
+            f"{where} holds {repeated.num_rows} keys more than once (e.g. {first}): it was written twice; "
+            f"re-run `dualvad {paths.WRITER.get(output, output)} --force`")
+
+
+# ------------------------------------------------------------------------------------------------- lock
+
+
+class RunLock:
+    """An exclusive lock on a run directory while a stage runs.
+
+    Local runs: ``flock`` on ``RUN/.lock`` (released by the kernel when the process dies, so a killed
+    stage never leaves the run locked). Object storage has no lock primitive: the lock is a file holding
+    its owner, taken over after ``REMOTE_LOCK_STALE_S``; two processes starting within the same
+    moment could both take it (best effort).
+    """
+
+    def __init__(self, run: RunDir, stage: str) -> None:
+        self.run, self.stage = run, stage
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.run.makedirs()
+        owner = json.dumps({"stage": self.stage, "pid": os.getpid(), "host": socket.gethostname(),
+                            "since": _now()})
+        if isinstance(self.run.fs, pafs.LocalFileSystem):
+            self._lock_local(owner)
+        else:
+            self._lock_remote(owner)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+        else:
+            with contextlib.suppress(FileNotFoundError):  # already gone: nothing to release
+                self.run.fs.delete_file(self.run.path(paths.LOCK_FILE))
+
+    def _lock_local(self, owner: str) -> None:
+        import fcntl
+
+        fd = os.open(self.run.path(paths.LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace")
+            os.close(fd)
+            raise self._busy(holder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, owner.encode(), 0)
+        self._fd = fd
+
+    def _lock_remote(self, owner: str) -> None:
+        path = self.run.path(paths.LOCK_FILE)
+        info = self.run.fs.get_file_info(path)
+        if info.type == pafs.FileType.File and info.mtime is not None:
+            age = time.time() - info.mtime.timestamp()
+            if age < REMOTE_LOCK_STALE_S:
+                with self.run.fs.open_input_stream(path) as stream:
+                    raise self._busy(stream.read().decode(errors="replace"))
+        self.run.write_text(owner, paths.LOCK_FILE)
+
+    def _busy(self, holder: str) -> RunBusyError:
+        try:
+            who = json.loads(holder)
+            text = f"`dualvad {who['stage']}` (pid {who['pid']} on {who['host']}, since {who['since']})"
+        except (ValueError, KeyError, TypeError):
+            text = "another process"
+        return RunBusyError(f"{self.run.uri} is in use by {text}; wait for it to finish, or use another "
+                            "run directory")
+
+
+# ------------------------------------------------------------------------------------------- internals
+
+
+def _fingerprint(stage: Stage, settings: dict[str, Any], inputs: dict[str, str]) -> str:
+    canonical = json.dumps({"stage": stage.name, "settings": settings, "inputs": inputs, "v": RECORD_VERSION},
+                           sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _context(stage: Stage, run: RunDir, fingerprint: str, config: StagesConfig, force: bool) -> StageContext:
+    """The staging and scratch folders of this fingerprint; stale ones of the same stage are removed."""
+    name = f"{stage.output}-{fingerprint}"
+    out, scratch = run.sub(paths.WORK_DIR, name), run.sub(paths.WORK_DIR, f"{name}.scratch")
+    for info in run.fs.get_file_info(pafs.FileSelector(run.path(paths.WORK_DIR), allow_not_found=True)):
+        stale = info.base_name.startswith(f"{stage.output}-") and info.base_name not in (name, f"{name}.scratch")
+        if stale or (force and info.base_name in (name, f"{name}.scratch")):
+            run.fs.delete_dir(info.path)
+    resumed = out.exists()
+    out.makedirs()
+    if resumed:
+        log.info("%s: resuming the interrupted run in %s", stage.name, out.path())
+    return StageContext(stage, run, out, scratch, config, resumed)
+
+
+def _finish(context: StageContext, summary: Any, settings: dict[str, Any], inputs: dict[str, str],
+            fingerprint: str, started: float) -> None:
+    """Check the failure share, write the failures and the record into the staging folder, publish it."""
+    if context.videos is not None:
+        failures = pa.Table.from_pylist(context.failures, schema=S.FAILURES_SCHEMA)
+        context.out.write_table(failures, paths.FAILURES_FILE)
+        _check_failure_share(context)
+    record = {"version": RECORD_VERSION, "stage": context.stage.name, "fingerprint": fingerprint,
+              "inputs": inputs, "settings": settings, "started": _iso(started), "finished": _now(),
+              "summary": str(summary), "videos": context.videos, "failures": len(context.failures)}
+    context.out.write_text(json.dumps(record, indent=2, sort_keys=True, default=str), paths.STAGE_FILE)
+    _publish(context)
+
+
+def _check_failure_share(context: StageContext) -> None:
+    failed, total, limit = len(context.failures), context.videos or 0, context.settings.max_failure_share
+    if failed == 0 or failed <= limit * total:
+        return
+    reasons = "; ".join(row[S.REASON] for row in context.failures[:3])
+    raise FailureShareError(
+        f"{context.stage.name}: {failed} of {total} videos failed (more than stages.max_failure_share="
+        f"{limit}); first reasons: {reasons}. All failures are listed in "
+        f"{context.out.path(paths.FAILURES_FILE)}; nothing was published. Fix or remove those videos, or "
+        "raise stages.max_failure_share, and re-run: finished videos are kept.")
+
+
+def _publish(context: StageContext) -> None:
+    """``out`` becomes ``RUN/<output>``; the earlier output is moved aside first and deleted after."""
+    run, output = context.run, context.stage.output
+    replaced = None
+    if run.exists(output):
+        replaced = run.path(paths.WORK_DIR, f"{output}.replaced-{uuid.uuid4().hex[:8]}")
+        run.fs.move(run.path(output), replaced)
+    run.fs.move(context.out.path(), run.path(output))
+    if replaced is not None:
+        run.fs.delete_dir(replaced)
+    if context.scratch.exists():
+        run.fs.delete_dir(context.scratch.path())
+
+
+@contextlib.contextmanager
+def _signals_raise_interrupted() -> Iterator[None]:
+    """SIGTERM and SIGINT raise :class:`StageInterrupted` in the main thread while the stage runs, so
+    its ``finally`` blocks write what is finished; elsewhere (a worker thread) signals are left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise StageInterrupted(signum)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def section(config: Any, *leave_out: str) -> dict[str, Any]:
+    """A config section as a dict, without the fields that do not change a stage's result (workers,
+    threads ...)."""
+    values = dataclasses.asdict(config)
+    for name in leave_out:
+        values.pop(name)
+    return values
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(timespec="seconds")
