@@ -20,11 +20,11 @@ from dualvad.pipeline.evaluate import (
     EvalWorker,
     ModelSpec,
     model_specs,
-    predictions_fingerprint,
     run_evaluate,
 )
-from dualvad.pipeline.sample import sample_videos, segments_with_scores
+from dualvad.pipeline.sample import run_sample, sample_videos, segments_with_scores
 from dualvad.rundir import open_run
+from dualvad.stages import Skipped
 from dualvad.vlm.model import save_tiny_model
 
 from browser import CHROMIUM, MISSING, render
@@ -49,6 +49,7 @@ def evaluated(scored_run, tiny_model):
     config = _with(config, "eval", model=str(tiny_model), ablate="sampling", workers=1, cpus_per_worker=0.5,
                    timeline_videos=3, max_new_tokens=4)
     config = _with(_with(config, "sample", budget=8), "benchmarks", clip_frames=4, image_size=56)
+    run_sample(config)  # evaluate scores the frames of RUN/samples
     return config, run_evaluate(config), open_run(config.run)
 
 
@@ -88,12 +89,19 @@ def test_metrics_of_every_model_equal_scikit_learn(evaluated):
 
 def test_each_strategy_looks_at_the_frames_its_sampler_picks(evaluated):
     config, _, run = evaluated
+    samples = run.read_table("samples").to_pylist()
+    published = {r[S.VIDEO_ID]: r[S.FRAMES] for r in samples if r[S.SPLIT] == "test"}
+    # the configured strategy: exactly the frames of RUN/samples (those the benchmarks were built from)
+    assert {r[S.VIDEO_ID]: r[S.FRAMES] for r in _predictions(run, "vlm/focused")} == published
     table = segments_with_scores(run, extra_columns=(S.FEATURE,))
     table = table.filter(np.array(table[S.SPLIT].to_pylist()) == "test")
-    for strategy in ("focused", "uniform", "random"):
+    for strategy in ("uniform", "random"):  # sampled by the ablation itself, with the recorded settings
         expected, _ = sample_videos(table, dataclasses.replace(config.sample, strategy=strategy))
         got = {r[S.VIDEO_ID]: r[S.FRAMES] for r in _predictions(run, f"vlm/{strategy}")}
         assert got == {r[S.VIDEO_ID]: r[S.FRAMES] for r in expected}
+        kept = pq.read_table(run.path("eval", "samples", f"{strategy}.parquet")).to_pylist()
+        assert {r[S.VIDEO_ID]: r[S.FRAMES] for r in kept} == got
+    for strategy in ("focused", "uniform", "random"):
         for row in _predictions(run, f"vlm/{strategy}"):
             assert len(row[S.FRAME_SCORES]) == 8 and len(row[S.CLIP_SCORES]) == 2  # 8 frames, clips of 4
             assert len(row[S.THUMB_JPEGS]) == 3 and row[S.THUMB_JPEGS][0][:2] == b"\xff\xd8"
@@ -115,24 +123,16 @@ def test_report_renders_in_chromium(evaluated, tmp_path):
     assert sum(img.get("class") == "timeline" for img in dom.images) == 3
 
 
-def test_rerun_reuses_the_predictions(evaluated):
+def test_rerun_is_skipped_whatever_the_evaluate_command_says_about_sampling(evaluated):
+    # The frames come from RUN/samples: the evaluate command's own sample.* settings change nothing (a run
+    # sampled with one budget was once evaluated on another, silently).
     config, summary, run = evaluated
     before = {m: Path(run.path("eval", "predictions", f"{m.replace('/', '-')}.parquet")).stat().st_mtime_ns
               for m in MODELS[1:]}
-    again = run_evaluate(config)
+    again = run_evaluate(_with(config, "sample", budget=500, strategy="uniform"))
     after = {m: Path(run.path("eval", "predictions", f"{m.replace('/', '-')}.parquet")).stat().st_mtime_ns
              for m in MODELS[1:]}
-    assert before == after and again.table == summary.table
-
-
-def test_predictions_are_recomputed_when_the_sampled_frames_change(evaluated, tiny_model):
-    # a retrained scorer or other sampler settings move the frames: the cached answers no longer apply
-    config, _, _ = evaluated
-    spec = ModelSpec("vlm/x", None, str(tiny_model), "focused")
-    row = {S.VIDEO_ID: "v", S.VIDEO_PATH: "v.mp4", S.FRAMES: [1, 2]}
-    original = predictions_fingerprint(spec, config, [row])
-    assert original == predictions_fingerprint(spec, config, [dict(row)])
-    assert original != predictions_fingerprint(spec, config, [{**row, S.FRAMES: [1, 3]}])
+    assert isinstance(again, Skipped) and before == after
 
 
 def test_a_corrupt_video_is_a_recorded_failure(evaluated, tiny_model, tmp_path):
@@ -153,12 +153,6 @@ def _one_row_file(folder: Path, row: dict) -> Path:
     path = folder / "row.parquet"
     pq.write_table(pa.Table.from_pylist([row], schema=S.SAMPLES_SCHEMA), path)
     return path
-
-
-def test_videos_shorter_than_the_budget_fail_the_stage_with_the_reason(evaluated):
-    config, _, _ = evaluated
-    with pytest.raises(EvaluationError, match=r"no test video could be evaluated \(\d+ failures\).*budget"):
-        run_evaluate(_with(_with(config, "sample", budget=500), "eval", ablate="none"))
 
 
 def test_settings_errors_name_the_fix(evaluated, tmp_path):
