@@ -382,7 +382,7 @@ def _write_outputs(run: RunDir, config: DualVADConfig, results: list[ModelResult
                      S.REASON: f"{row[S.MODEL]}: {row[S.ERROR]}"} for row in failures]
     run.write_table(pa.Table.from_pylist(failure_rows, schema=S.FAILURES_SCHEMA), STAGE, FAILURES_FILE)
     with tempfile.TemporaryDirectory(prefix="dualvad-report-") as local:
-        write_report(local, results, markdown, title=f"dualvad evaluation: {run.uri}",
+        write_report(local, results, title=f"dualvad evaluation: {run.uri}",
                      timeline_videos=config.eval.timeline_videos)
         for name in sorted(os.listdir(local)):
             run.write_bytes(Path(local, name).read_bytes(), STAGE, name)
