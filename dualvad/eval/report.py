@@ -5,8 +5,10 @@
 - ``roc_video.png``, ``roc_frame.png``: one ROC curve per model (AUC in the legend);
 - ``timeline_<video>.png``: frame scores over time for a few videos, annotations shaded, sampled
   frames marked;
-- ``report.html``: everything above embedded as base64 data URIs, inline CSS, no script, no external
-  resource, so the one file can be mailed or archived on its own.
+- ``report.html``: the metrics table (:func:`dualvad.eval.tables.html_table`, built from each model's
+  ``metrics``, the same rows as ``results.md``/``results.csv``) and everything above embedded as base64
+  data URIs, inline CSS, no script, no external resource, so the one file can be mailed or archived
+  on its own.
 
 Plots use :class:`matplotlib.figure.Figure` directly: no pyplot, so no global figure registry to leak
 into and no backend to switch (the PNG canvas is always available). Plain Python; no Ray here.
@@ -30,6 +32,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from dualvad.eval.metrics import concatenate_frames
 from dualvad.eval.results import ModelResult, Thumbnail, VideoResult
+from dualvad.eval.tables import html_table
 
 REPORT_NAME = "report.html"
 ROC_VIDEO_NAME = "roc_video.png"
@@ -55,7 +58,6 @@ class Curve:
 def write_report(
     out_dir: str | Path,
     models: list[ModelResult],
-    tables_markdown: str,
     title: str = "dualvad evaluation report",
     timeline_videos: int = 8,
 ) -> Path:
@@ -63,9 +65,9 @@ def write_report(
 
     Args:
         out_dir: local folder; existing files of the same names are replaced (each atomically).
-        models: the evaluated models, at least one; ROC curves are drawn for every model, timelines
-            for the first model that looked at frames (else the first model), the others overlaid.
-        tables_markdown: Markdown (pipe tables, ``#`` headings, paragraphs), rendered to HTML.
+        models: the evaluated models, at least one; the metrics table has one row per model, ROC
+            curves are drawn for every model, timelines for the first model that looked at frames
+            (else the first model), the others overlaid.
         title: the page title.
         timeline_videos: how many videos get a timeline and a section (anomalous first, then normal).
 
@@ -85,7 +87,7 @@ def write_report(
         png = timeline_png(video, featured.name, _same_video(models, featured, video.video_id))
         _write_atomic(out / f"timeline_{name}.png", png)
         sections.append(_video_html(video, name, png))
-    page = _page(title, models, tables_markdown, roc_sections, featured, sections)
+    page = _page(title, models, roc_sections, featured, sections)
     _write_atomic(out / REPORT_NAME, page.encode("utf-8"))
     return out / REPORT_NAME
 
@@ -247,7 +249,7 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; 
 table { border-collapse: collapse; margin: 0.8em 0; }
 th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: left; }
 th { background: #eee; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 0.5em 0; }
 .roc-row { display: flex; flex-wrap: wrap; gap: 1em; }
 .roc-level { max-width: 520px; }
@@ -261,37 +263,19 @@ article.video { border-top: 1px solid #ccc; padding-top: 0.5em; }
 """
 
 
-def _page(title: str, models: Sequence[ModelResult], tables_markdown: str, roc_sections: Sequence[str],
-          featured: ModelResult, video_sections: Sequence[str]) -> str:
+def _page(title: str, models: Sequence[ModelResult], roc_sections: Sequence[str], featured: ModelResult,
+          video_sections: Sequence[str]) -> str:
+    """The whole page: title, the metrics table once, the ROC figures, one section per video."""
     videos = "".join(video_sections) or '<p class="note">no videos to show</p>'
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{_CSS}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
-        f'<section id="metrics"><h2>Metrics</h2>{metrics_table(models)}</section>\n'
-        f'<section id="tables"><h2>Tables</h2>{markdown_to_html(tables_markdown)}</section>\n'
+        f'<section id="metrics"><h2>Metrics</h2>{html_table(models)}</section>\n'
         f'<section id="roc"><h2>ROC curves</h2><div class="roc-row">{"".join(roc_sections)}</div></section>\n'
         f'<section id="videos"><h2>Videos, as scored by {html.escape(featured.name)}</h2>\n'
         f"{videos}</section>\n"
         "</body></html>\n"
     )
-
-
-def metrics_table(models: Sequence[ModelResult]) -> str:
-    """One row per model, one column per metric name (first-seen order); ``None`` (undefined) shows as
-    "n/a", a metric the model does not report as an empty cell."""
-    names = list(dict.fromkeys(name for model in models for name in model.metrics))
-    head = "".join(f"<th>{html.escape(name)}</th>" for name in names)
-    rows = []
-    for model in models:
-        values = (_number(model.metrics[name]) if name in model.metrics else "" for name in names)
-        cells = "".join(f'<td class="num">{value}</td>' for value in values)
-        rows.append(f"<tr><th>{html.escape(model.name)}</th>{cells}</tr>")
-    return (f'<table class="metrics"><thead><tr><th>model</th>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>')
-
-
-def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _video_html(video: VideoResult, name: str, timeline: bytes) -> str:
@@ -321,78 +305,6 @@ def _img(data: bytes, mime: str, alt: str, *, id_: str | None = None, cls: str |
     attrs = (f' id="{html.escape(id_)}"' if id_ else "") + (f' class="{cls}"' if cls else "")
     encoded = base64.b64encode(data).decode("ascii")
     return f'<img{attrs} alt="{html.escape(alt)}" src="data:{mime};base64,{encoded}">'
-
-
-# -------------------------------------------------------------------------------------- Markdown
-
-_SEPARATOR = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
-_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-
-
-def markdown_to_html(text: str) -> str:
-    """The Markdown subset the ablation tables use: GFM pipe tables (alignment from the separator
-    row, ``\\|`` for a literal pipe), ``#`` headings (shifted below the page's ``<h2>``), paragraphs,
-    and inline ``code`` and ``**bold**``. Everything else is shown as escaped text, never as HTML."""
-    lines = text.splitlines()
-    out, paragraph, i = [], [], 0
-    while i < len(lines):
-        line = lines[i]
-        nxt = lines[i + 1] if i + 1 < len(lines) else ""
-        is_table = "|" in line and "|" in nxt and _SEPARATOR.match(nxt) is not None
-        heading = _HEADING.match(line)
-        if (is_table or heading or not line.strip()) and paragraph:
-            out.append(f"<p>{_inline(' '.join(paragraph))}</p>")
-            paragraph = []
-        if is_table:
-            end = i + 2
-            while end < len(lines) and "|" in lines[end] and lines[end].strip():
-                end += 1
-            out.append(_table_html(lines[i], lines[i + 1], lines[i + 2 : end]))
-            i = end
-            continue
-        if heading:
-            level = min(len(heading.group(1)) + 2, 6)
-            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
-        elif line.strip():
-            paragraph.append(line.strip())
-        i += 1
-    if paragraph:
-        out.append(f"<p>{_inline(' '.join(paragraph))}</p>")
-    return "\n".join(out)
-
-
-def _cells(line: str) -> list[str]:
-    """A pipe-table row's cells, outer pipes optional, ``\\|`` kept as a literal pipe."""
-    body = line.strip()
-    body = body[1:] if body.startswith("|") else body
-    body = body[:-1] if body.endswith("|") and not body.endswith("\\|") else body
-    return [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", body)]
-
-
-def _table_html(header: str, separator: str, rows: Sequence[str]) -> str:
-    aligns = [_alignment(cell) for cell in _cells(separator)]
-    width = len(aligns)
-
-    def row(line: str, tag: str) -> str:
-        cells = (_cells(line) + [""] * width)[:width]  # GFM: pad short rows, drop extra cells
-        tds = "".join(f"<{tag}{a}>{_inline(c)}</{tag}>" for c, a in zip(cells, aligns, strict=True))
-        return f"<tr>{tds}</tr>"
-
-    body = "".join(row(line, "td") for line in rows)
-    return f'<table class="markdown"><thead>{row(header, "th")}</thead><tbody>{body}</tbody></table>'
-
-
-def _alignment(separator_cell: str) -> str:
-    left, right = separator_cell.startswith(":"), separator_cell.endswith(":")
-    side = "center" if left and right else "right" if right else "left" if left else ""
-    return f' style="text-align: {side}"' if side else ""
-
-
-def _inline(text: str) -> str:
-    """Escape first, then mark up: a cell can never inject HTML."""
-    escaped = html.escape(text)
-    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
-    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
 
 
 # ------------------------------------------------------------------------------------------- I/O

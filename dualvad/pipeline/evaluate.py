@@ -430,7 +430,7 @@ def _write_outputs(context: StageContext, config: DualVADConfig, results: list[M
     out.write_text(markdown, "results.md")
     out.write_text(csv_table(results), "results.csv")
     with tempfile.TemporaryDirectory(prefix="dualvad-report-") as local:
-        write_report(local, results, markdown, title=f"dualvad evaluation: {context.run.uri}",
+        write_report(local, results, title=f"dualvad evaluation: {context.run.uri}",
                      timeline_videos=config.eval.timeline_videos)
         for name in sorted(os.listdir(local)):
             out.write_bytes(Path(local, name).read_bytes(), name)

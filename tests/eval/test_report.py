@@ -1,18 +1,19 @@
-"""The evaluation report: files, embedded images, escaping, one-class models, Markdown tables, and
-the page as a real browser (headless Chromium) renders it."""
+"""The evaluation report: files, embedded images, escaping, one-class models, the metrics table (built
+from the metrics, shown once), and the page as a real browser (headless Chromium) renders it."""
 
 from __future__ import annotations
 
 import base64
 import io
 from dataclasses import replace
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from dualvad.eval.report import markdown_to_html, safe_names, timeline_png, write_report
+from dualvad.eval.report import safe_names, timeline_png, write_report
 from dualvad.eval.results import ModelResult, Thumbnail, VideoResult
 
 from browser import CHROMIUM, MISSING, parse, render
@@ -20,7 +21,6 @@ from browser import CHROMIUM, MISSING, parse, render
 FPS = 10.0
 FRAMES = 40
 BOUNDS = np.array([[0, 10], [10, 20], [20, 30], [30, 40]], dtype=np.int64)
-TABLES = "# Ablation\n\n| strategy | video AUC |\n| --- | ---: |\n| focused | 0.91 |\n| uniform | 0.84 |\n"
 EXPLOIT = "Frame 3 shows <script>alert('x')</script> & a fight"
 
 
@@ -69,8 +69,7 @@ def _embedded(img: dict[str, str]) -> bytes:
 def report(tmp_path_factory) -> Path:
     # the scorer comes first but has no sampled frames: the VLM model is the one the timelines feature
     models = [_model("scorer", sampled=False, offset=0.05), _model("vlm/focused", sampled=True), _one_class()]
-    return write_report(tmp_path_factory.mktemp("report"), models, TABLES, title="Test <report>",
-                        timeline_videos=4)
+    return write_report(tmp_path_factory.mktemp("report"), models, title="Test <report>", timeline_videos=4)
 
 
 def test_writes_valid_pngs_of_sensible_size(report):
@@ -131,22 +130,65 @@ def test_one_class_model_is_noted_not_plotted(report):
     assert "scorer: no" not in text and "vlm/focused: no" not in text
 
 
-def test_metrics_table_shows_none_as_na(report):
-    page = report.read_text()
-    assert '<tr><th>normal-only</th><td class="num">n/a</td><td class="num"></td>' in page
-    assert ('<tr><th>scorer</th><td class="num">1.0000</td><td class="num">0.8700</td>'
-            '<td class="num">n/a</td>') in page
+class _Tables(HTMLParser):
+    """Every ``<table>`` of a page as a list of rows, each row its cells' text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
 
 
-def test_markdown_table_becomes_an_html_table(report):
-    page = report.read_text()
-    assert "<h3>Ablation</h3>" in page
-    assert ('<table class="markdown"><thead><tr><th>strategy</th><th style="text-align: right">video AUC</th>'
-            "</tr></thead><tbody><tr><td>focused</td><td style=\"text-align: right\">0.91</td></tr>") in page
+def _tables(page: str) -> list[list[list[str]]]:
+    parser = _Tables()
+    parser.feed(page)
+    return parser.tables
+
+
+def test_metrics_table_shows_none_and_missing_metrics_as_na(report):
+    [table] = _tables(report.read_text())
+    assert table[0] == ["Model", "Videos", "Video AUC", "Frame AUC", "Frame AUC (VERA)", "Frame AP"]
+    assert table[1:] == [["scorer", "6", "1.0000", "0.8700", "n/a", "n/a"],
+                         ["vlm/focused", "6", "1.0000", "0.8700", "n/a", "n/a"],
+                         ["normal-only", "3", "n/a", "n/a", "n/a", "n/a"]]
+
+
+def test_metrics_table_is_built_from_the_metrics_and_shown_once(tmp_path):
+    # distinct values: each can be counted on the page, and no Markdown holding them is passed in
+    values = {"scorer": (0.8123, 0.7456, 0.6789, 0.5012), "vlm/<focused>": (0.9321, 0.8654, None, 0.4987)}
+    keys = ("video_auc", "frame_auc", "frame_auc_vera", "frame_ap")
+    models = [ModelResult(name, _model(name, sampled=name != "scorer").videos,
+                          dict(zip(keys, row, strict=True))) for name, row in values.items()]
+    page = write_report(tmp_path, models, timeline_videos=1).read_text()
+    assert page.count("<table") == 1
+    [table] = _tables(page)
+    assert [row[0] for row in table[1:]] == ["scorer", "vlm/<focused>"]
+    assert "<td>vlm/&lt;focused&gt;</td>" in page
+    for row in values.values():
+        for value in row:
+            if value is not None:
+                assert page.count(f">{value:.4f}<") == 1, value
 
 
 def test_report_with_only_one_class_models_still_writes_every_file(tmp_path):
-    path = write_report(tmp_path, [_one_class()], "", timeline_videos=2)
+    path = write_report(tmp_path, [_one_class()], timeline_videos=2)
     page = path.read_text()
     timelines = ["timeline_cam_street_0.mp4.png", "timeline_cam_street_1.mp4.png"]
     for name in ["roc_video.png", "roc_frame.png", *timelines]:
@@ -157,8 +199,8 @@ def test_report_with_only_one_class_models_still_writes_every_file(tmp_path):
 
 def test_report_is_deterministic(tmp_path):
     models = [_model("vlm", sampled=True)]
-    first = write_report(tmp_path / "a", models, TABLES, timeline_videos=1).parent
-    second = write_report(tmp_path / "b", models, TABLES, timeline_videos=1).parent
+    first = write_report(tmp_path / "a", models, timeline_videos=1).parent
+    second = write_report(tmp_path / "b", models, timeline_videos=1).parent
     names = sorted(p.name for p in first.iterdir())
     assert names == sorted(p.name for p in second.iterdir())
     for name in names:
@@ -167,22 +209,13 @@ def test_report_is_deterministic(tmp_path):
 
 def test_no_models_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="at least one ModelResult"):
-        write_report(tmp_path, [], "")
+        write_report(tmp_path, [])
 
 
 def test_timeline_marks_sampled_frames():
     video = _video(0, True, [0.2, 0.7, 0.6, 0.3], sampled=True)
     bare = replace(video, sampled_frames=np.zeros(0, np.int64), sampled_scores=np.zeros(0, np.float32))
     assert timeline_png(video, "vlm") != timeline_png(bare, "vlm")
-
-
-def test_markdown_converter_escapes_and_handles_pipes():
-    out = markdown_to_html("a <b>\nline two\n\nleft | right\n:-- | :-:\n`x\\|y` | **<i>**\nshort\n")
-    assert out.startswith("<p>a &lt;b&gt; line two</p>")
-    assert '<th style="text-align: left">left</th><th style="text-align: center">right</th>' in out
-    assert "<td style=\"text-align: left\"><code>x|y</code></td>" in out
-    assert "<strong>&lt;i&gt;</strong>" in out
-    assert out.endswith("<p>short</p>")  # a line without a pipe ends the table
 
 
 def test_safe_names_are_unique_file_stems():
@@ -197,3 +230,4 @@ def test_chromium_renders_the_report(report, tmp_path):
     ids = {img.get("id") for img in dom.images}
     assert {"roc-video", "roc-frame"} <= ids
     assert any(img.get("class") == "timeline" for img in dom.images)
+    assert "Frame AUC (VERA)" in dom.text and "vlm/focused" in dom.text

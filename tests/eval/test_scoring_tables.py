@@ -1,7 +1,10 @@
-"""Segment and video scores from a VLM's answers, metrics per model, and the result tables."""
+"""Segment and video scores from a VLM's answers, metrics per model, and the result tables (Markdown,
+CSV and HTML from one column list)."""
 
 import csv
+import html
 import io
+import re
 
 import numpy as np
 import pytest
@@ -9,7 +12,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from dualvad.eval.results import ModelResult, VideoResult, model_metrics
 from dualvad.eval.scoring import segment_scores_from_samples, top_positions, video_score_from_clips
-from dualvad.eval.tables import csv_table, markdown_table
+from dualvad.eval.tables import COLUMNS, csv_table, html_table, markdown_table
 from dualvad.eval.vera import VeraSettings
 
 
@@ -77,3 +80,31 @@ def test_tables_one_row_per_model():
     rows = list(csv.DictReader(io.StringIO(csv_table(models))))
     assert rows[0] == {"model": "scorer", "videos": "1", "video_auc": "0.75", "frame_auc": "0.5",
                        "frame_auc_vera": "", "frame_ap": "0.123456"}
+
+
+def _html_cells(table: str) -> list[list[str]]:
+    """An ``html_table`` as rows of unescaped cell text."""
+    rows = re.findall(r"<tr>(.*?)</tr>", table)
+    return [[html.unescape(cell) for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)] for row in rows]
+
+
+def test_html_markdown_and_csv_tables_hold_the_same_cells():
+    models = [ModelResult("a|b <i>", [_video(0, True, [0.1, 0.2])],
+                          {"video_auc": np.float64(0.75), "frame_auc": 0.5, "frame_ap": None})]
+    table = html_table(models)
+    assert table.count("<tr>") == 2 and "<i>" not in table
+    assert _html_cells(table) == [
+        ["Model", "Videos", "Video AUC", "Frame AUC", "Frame AUC (VERA)", "Frame AP"],
+        ["a|b <i>", "1", "0.7500", "0.5000", "n/a", "n/a"],
+    ]
+    # a pipe in a name is escaped, so the Markdown row keeps its six cells
+    assert markdown_table(models).splitlines()[2] == "| a\\|b <i> | 1 | 0.7500 | 0.5000 | n/a | n/a |"
+    [row] = csv.DictReader(io.StringIO(csv_table(models)))
+    assert row == {"model": "a|b <i>", "videos": "1", "video_auc": "0.75", "frame_auc": "0.5",
+                   "frame_auc_vera": "", "frame_ap": ""}
+
+
+def test_table_columns_cover_every_metric_model_metrics_computes():
+    videos = [_video(0, True, [0.2, 0.9]), _video(1, False, [0.1, 0.3])]
+    metrics, _ = model_metrics(videos, {v.video_id: np.eye(2) for v in videos}, VeraSettings())
+    assert [c.key for c in COLUMNS] == ["model", "videos", *metrics]
