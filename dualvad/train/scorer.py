@@ -17,7 +17,7 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,23 +27,14 @@ import torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from dualvad.config import DualVADConfig, ScorerConfig
+from dualvad.config import DualVADConfig
 from dualvad.errors import StageError
 from dualvad.eval.metrics import video_auc
 from dualvad.pipeline.runtime import ensure_ray
 from dualvad.rundir import RunDir, open_run
+from dualvad.scorer.config import ScorerConfig
 from dualvad.scorer.data import FeatureNormalizer, VideoSet, train_validation_split, video_set_from_segments
-from dualvad.scorer.losses import RefineVADLossWeights
-from dualvad.scorer.trained import (
-    MODEL_DIR,
-    STAGE,
-    LossSettings,
-    ScorerSpec,
-    TrainedScorer,
-    batch_loss,
-    build_model,
-    output_loss,
-)
+from dualvad.scorer.trained import MODEL_DIR, STAGE, TrainedScorer, batch_loss, build_model, output_loss
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +67,10 @@ def train_scorer(config: DualVADConfig) -> ScorerTrainSummary:
     run, settings = open_run(config.run), config.scorer
     train, val = _training_videos(run, settings)
     normalizer = FeatureNormalizer.fit(train.features)
-    spec = ScorerSpec(settings.kind, train.features.shape[-1], train.categories, settings.hidden_dim,
-                      settings.use_motar, settings.use_core, settings.dropout,
-                      settings.context_scale_init, settings.context_drop, settings.centre_context)
     ensure_ray(config.ray)
     trainer = TorchTrainer(
         _train_loop_per_worker,
-        train_loop_config=_loop_config(spec, normalizer, val, settings),
+        train_loop_config=_loop_config(settings, train, normalizer, val),
         scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=False,
                                      resources_per_worker={"CPU": settings.cpus_per_worker}),
         run_config=RunConfig(
@@ -135,24 +123,21 @@ def _rows(videos: VideoSet, normalizer: FeatureNormalizer) -> list[dict[str, Any
             for i in range(len(videos))]
 
 
-def _loop_config(spec: ScorerSpec, normalizer: FeatureNormalizer, val: VideoSet,
-                 settings: ScorerConfig) -> dict[str, Any]:
-    """Everything a worker needs, as picklable plain values (validation videos are small)."""
-    weights = RefineVADLossWeights(category=settings.category_weight,
-                                   smoothness=settings.smoothness_weight,
-                                   sparsity=settings.sparsity_weight)
-    return {"spec": spec, "normalizer": normalizer, "loss": LossSettings(settings.topk, weights),
-            "val_features": normalizer(val.features), "val_labels": val.labels,
+def _loop_config(settings: ScorerConfig, train: VideoSet, normalizer: FeatureNormalizer,
+                 val: VideoSet) -> dict[str, Any]:
+    """Everything a worker needs, as picklable plain values (validation videos are small). The feature
+    dim D and the categories come from the training videos."""
+    return {"feature_dim": int(train.features.shape[-1]), "categories": tuple(train.categories),
+            "normalizer": normalizer, "val_features": normalizer(val.features), "val_labels": val.labels,
             "val_category": val.category_index, "val_known": val.category_known,
-            "settings": asdict(settings)}
+            "settings": settings}
 
 
 def _train_loop_per_worker(loop: dict[str, Any]) -> None:
     """Ray Train worker: DDP over the shards of ``train``, one report + checkpoint per epoch."""
-    settings = ScorerConfig(**loop["settings"])
-    spec: ScorerSpec = loop["spec"]
+    settings: ScorerConfig = loop["settings"]
     torch.manual_seed(settings.seed)  # same init on every worker (DDP also broadcasts rank 0's)
-    model = build_model(spec)
+    model = build_model(settings, loop["feature_dim"], len(loop["categories"]))
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     first_epoch = _resume(model, optimizer)
     model = ray.train.torch.prepare_model(model)
@@ -164,7 +149,7 @@ def _train_loop_per_worker(loop: dict[str, Any]) -> None:
         model.train()
         losses = []
         for batch in _batches(shard, settings.batch_size, generator):
-            loss = batch_loss(spec.kind, model, batch, loop["loss"])
+            loss = batch_loss(settings, model, batch)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -202,7 +187,7 @@ def _validation_metrics(model: torch.nn.Module, loop: dict[str, Any]) -> dict[st
              "known": torch.from_numpy(loop["val_known"])}
     with torch.inference_mode():
         output = model(batch["features"])
-        loss = output_loss(loop["spec"].kind, output, batch, loop["loss"])
+        loss = output_loss(loop["settings"], output, batch)
     scores = output.segment_scores.max(dim=1).values
     return {"val_loss": float(loss), "val_auc": video_auc(loop["val_labels"], scores.numpy())}
 
@@ -214,7 +199,8 @@ def _report_epoch(epoch: int, model: torch.nn.Module, optimizer: torch.optim.Opt
     with tempfile.TemporaryDirectory() as directory:
         checkpoint = None
         if ray.train.get_context().get_world_rank() == 0:
-            TrainedScorer(loop["spec"], loop["normalizer"], model, metrics).save(directory)
+            TrainedScorer(loop["settings"], loop["feature_dim"], loop["categories"],
+                          loop["normalizer"], model, metrics).save(directory)
             torch.save({"optimizer": optimizer.state_dict(), "epoch": epoch}, f"{directory}/optimizer.pt")
             checkpoint = Checkpoint.from_directory(directory)
         ray.train.report(metrics, checkpoint=checkpoint)
