@@ -137,12 +137,11 @@ def _gpu_dry_run(args: argparse.Namespace) -> None:
     from transformers.modeling_layers import GradientCheckpointingLayer
 
     from dualvad.config import load_config
-    from dualvad.train.finetune import check_settings, deepspeed_settings, prepare_model
+    from dualvad.train.finetune import deepspeed_settings, prepare_model
     from dualvad.train.flops import flops_model, step_flops
     from dualvad.vlm.model import build_meta_model, internvl3_2b_config
 
     settings = load_config(None, _gpu_overrides("internvl3-2b-random", 1, 1.0, args.steps)).finetune
-    check_settings(settings)
     model = prepare_model(build_meta_model(internvl3_2b_config()), settings)
     counts = flops_model(model)
     checkpointed = sum(isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing

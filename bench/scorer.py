@@ -107,7 +107,7 @@ def _throughput(run: Path) -> float:
 
     torch.set_num_threads(1)
     scorer = TrainedScorer.load(run / "scorer" / "model")
-    features = np.random.default_rng(0).normal(size=(1024, 32, scorer.spec.feature_dim)).astype(np.float32)
+    features = np.random.default_rng(0).normal(size=(1024, 32, scorer.feature_dim)).astype(np.float32)
     scorer.score(features[:64])  # warm-up
     started = time.perf_counter()
     repeats = 5

@@ -1,10 +1,13 @@
 """Dataclass configs: YAML files plus ``key.sub=value`` overrides, loaded strictly.
 
-Every stage reads one :class:`DualVADConfig`. Defaults live here (the embedded demo
-configuration; ``configs/demo.yaml`` spells them out and a test keeps the two equal). A
-YAML file overrides the defaults, and ``key.sub=value`` strings override the file. Unknown
-keys and values of the wrong type are errors that name the key and list the valid ones:
-a typo never silently falls back to a default.
+Every stage reads one :class:`DualVADConfig`, which composes the components' own configs (each defined
+once, beside its code: ``dualvad.scorer.config``, ``dualvad.video.sampling`` ...) and adds only the run
+and corpus paths and :class:`RayConfig`. Their defaults are the embedded demo configuration
+(``configs/demo.yaml`` spells them out and a test keeps the two equal). A YAML file overrides the
+defaults, and ``key.sub=value`` strings override the file. Everything is checked at load: unknown keys,
+values of the wrong type, an enumerated value that is not one of its ``Literal`` choices and a value
+outside its range (each section's ``__post_init__``) are errors that name the key and the valid keys,
+choices or bound: a typo never silently falls back to a default, and a bad value never reaches Ray.
 """
 
 from __future__ import annotations
@@ -20,155 +23,23 @@ from typing import Any, Union
 
 import yaml
 
-# The synthetic corpus section is the generator's own spec (one definition of those fields).
+# Each section is its component's own config, defined beside its code; this module only composes them.
+from dualvad.benchmarks.config import BenchmarksConfig
+from dualvad.checks import ConfigError, SettingError, at_least, choice_detail, is_choice
 from dualvad.corpus.synthetic import SynthSpec as SynthConfig
+from dualvad.eval.config import EvalConfig
+from dualvad.eval.vera import VeraSettings
+from dualvad.scorer.config import ScorerConfig
 from dualvad.stages import StagesConfig
+from dualvad.train.config import FinetuneConfig
+from dualvad.video.config import IngestConfig
+from dualvad.video.sampling import SampleConfig
 
-
-class ConfigError(ValueError):
-    """A config file or override that does not match the schema."""
-
-
-@dataclass
-class IngestConfig:
-    """Decoding videos into K segments with one feature vector each."""
-
-    segments: int = 32  # K, the WSVAD convention
-    frames_per_segment: int = 8  # frames decoded per segment to compute its feature
-    feature: str = "motion"  # "motion" (no weights needed) or "clip" (a transformers encoder)
-    decode_width: int = 64  # frames are resized while decoding (motion feature); pixels
-    decode_height: int = 48
-    clip_model: str = "openai/clip-vit-base-patch16"  # id or local path, for feature=clip
-    workers: int | None = None  # actor pool size; None = up to one per CPU
-    cpus_per_worker: float = 1.0
-    decode_threads: int = 1  # decord decoding threads per worker
-    snap_to_keyframes: bool = True  # anchor sampled frames on keyframes where a sub-interval has one
-
-
-@dataclass
-class ScorerConfig:
-    """The weakly supervised segment scorer (RefineVAD or the MIL baseline) and its training."""
-
-    kind: str = "refinevad"  # "refinevad" or "mil" (Sultani et al. 2018 baseline)
-    hidden_dim: int = 128
-    use_motar: bool = True  # ablation switches (RefineVAD only)
-    use_core: bool = True
-    dropout: float = 0.1
-    # Not in the paper (ours): gates on the Transformer/CORE context that start small, and
-    # dropping the whole context branch for a share of training videos. Both keep the model from
-    # scoring every segment of an anomalous video high; 1.0 and 0.0 give the plain model.
-    context_scale_init: float = 0.1
-    context_drop: float = 0.8
-    # Also ours: each context branch minus its mean over the video's segments, so context can shift
-    # segments against each other but not raise a whole video (see dualvad.scorer.refinevad).
-    centre_context: bool = True
-    epochs: int = 40
-    batch_size: int = 16  # videos per step per worker
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    topk: int = 3  # k of the top-k MIL loss
-    category_weight: float = 0.5
-    smoothness_weight: float = 8e-4
-    sparsity_weight: float = 8e-3
-    val_share: float = 0.2  # share of training videos held out to pick the best checkpoint
-    report_every: int = 5  # epochs between reports + checkpoints (the best one is kept)
-    seed: int = 0
-    workers: int = 1  # Ray Train workers
-    cpus_per_worker: float = 1.0
-    score_workers: int | None = None  # scoring actor pool size; None = up to one per CPU
-
-
-@dataclass
-class SampleConfig:
-    """How many frames to take from each video, and where."""
-
-    strategy: str = "focused"  # focused | uniform | random | cdf
-    budget: int = 16  # N frames per video
-    tau: float = 0.1  # softmax temperature (focused)
-    floor: int = 1  # m, coverage frames per segment (focused)
-    cdf_offset: float = 0.1  # density offset (cdf)
-    seed: int = 0  # random strategy
-
-
-@dataclass
-class BenchmarksConfig:
-    """The image and video benchmarks built from the sampled frames."""
-
-    image_size: int = 448  # longer side of stored frames, px (InternVL's tile size)
-    jpeg_quality: int = 90
-    clip_frames: int = 8  # k frames per video-benchmark clip
-    shards: int = 4  # Parquet shards per benchmark
-    pseudo_threshold: float = 0.5  # scorer score from which an unannotated frame counts as anomalous
-    seed: int = 0  # chooses question paraphrases
-    decode_threads: int = 1
-
-
-@dataclass
-class FinetuneConfig:
-    """Fine-tuning the VLM on the train split of both benchmarks (Ray Train + DeepSpeed)."""
-
-    model: str = "tiny"  # "tiny" (a random tiny InternVL, for tests/demo) or a hub id / folder
-    workers: int = 2  # Ray Train workers (data-parallel ranks)
-    cpus_per_worker: float = 0.5
-    use_gpu: bool = False  # one GPU per worker, bf16; CPU runs are fp32 on gloo
-    zero_stage: int = 2  # DeepSpeed ZeRO stage (0-3)
-    offload: bool = False  # offload the optimizer state (and params at stage 3) to CPU
-    micro_batch: int = 1  # rows per forward pass per worker
-    grad_accum: int = 1  # micro-batches per optimizer step
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 1  # optimizer steps of linear warmup; 0 = a constant lr (no warmup, no decay)
-    max_steps: int = 4  # optimizer steps in all; 0 = ``epochs`` passes over the mixed benchmarks
-    epochs: int = 1  # used when max_steps = 0
-    image_weight: float = 1.0  # draws per epoch = round(weight * rows) per benchmark
-    video_weight: float = 1.0
-    curriculum: str = "joint"  # "joint" or "image_first"
-    max_length: int = 1024  # tokens per row; a longer row is an error
-    grad_clip: float = 1.0
-    gradient_checkpointing: bool = False
-    freeze_vision: bool = False
-    freeze_projector: bool = False
-    # LoRA (peft) on the language model: rank 0 = full fine-tuning. With LoRA the language model's own
-    # weights are frozen; freeze_vision / freeze_projector still decide whether those parts train fully.
-    lora_rank: int = 0
-    lora_alpha: float = 16.0  # the adapters' output is scaled by lora_alpha / lora_rank
-    lora_dropout: float = 0.05  # dropout on each adapter's input
-    lora_targets: list[str] = field(default_factory=lambda: [  # Linear layers of the language model
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-    report_every: int = 4  # optimizer steps between reports + checkpoints (and after the last)
-    # False (throughput runs): reports carry only the step log; no DeepSpeed state (no resume) and no export
-    save_checkpoints: bool = True
-    seed: int = 0
-
-
-@dataclass
-class VeraConfig:
-    """The VERA frame-level protocol (``dualvad.eval.vera``); DESIGN.md fixes kernel, sigma and snippet."""
-
-    neighbours: int = 5  # most similar segments averaged per segment (itself included)
-    temperature: float = 0.1  # softmax temperature over their cosine similarities
-    kernel: int = 15  # Gaussian smoothing taps
-    sigma: float = 10.0  # Gaussian sigma, in snippets
-    snippet: int = 16  # frames per snippet
-    position_sigma: float = 0.5  # centre position weighting, relative to the video length
-
-
-@dataclass
-class EvalConfig:
-    """Evaluating the fine-tuned VLM (and the scorer as the baseline row) on the test split."""
-
-    model: str = ""  # "" = RUN/finetune/final; else a folder or hub id
-    ablate: str = "none"  # "none", "sampling" (focused/uniform/random frames) or "benchmarks"
-    compare: list[str] = field(default_factory=list)  # ablate=benchmarks: "NAME=RUN" (or RUN) per model
-    split: str = "test"
-    batch_size: int = 8  # frames per forward pass
-    max_new_tokens: int = 24  # generated explanation length, tokens
-    thumbnails: int = 3  # top-scoring frames kept per video for the report
-    timeline_videos: int = 8  # videos drawn as timelines in the report
-    workers: int | None = None  # inference actors; None = up to one per CPU
-    cpus_per_worker: float = 1.0
-    use_gpu: bool = False  # one GPU per actor, bf16
-    vera: VeraConfig = field(default_factory=VeraConfig)
+__all__ = [
+    "BenchmarksConfig", "ConfigError", "DualVADConfig", "EvalConfig", "FinetuneConfig", "IngestConfig",
+    "RayConfig", "SampleConfig", "ScorerConfig", "StagesConfig", "SynthConfig", "VeraSettings", "config_hash",
+    "config_to_dict", "load_config",
+]
 
 
 @dataclass
@@ -177,6 +48,9 @@ class RayConfig:
 
     address: str | None = None
     num_cpus: int | None = None  # local instance only; None = all cores
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "num_cpus")
 
 
 @dataclass
@@ -200,8 +74,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Build a config from the defaults, an optional YAML file and ``key.sub=value`` overrides.
 
     Raises:
-        ConfigError: unknown key, wrong type, or malformed override; the message names the
-            key and lists the valid ones.
+        ConfigError: unknown key, wrong type, a value not among its choices or out of range, or a
+            malformed override; the message names the key and lists the valid keys, choices or bound.
     """
     raw: dict[str, Any] = {}
     if path is not None:
@@ -263,7 +137,9 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
         values[name] = _coerce(hints[name], value, f"{prefix}{name}")
     try:
         return cls(**values)
-    except ValueError as error:  # a section that validates its own values (e.g. SynthSpec)
+    except SettingError as error:  # a section's own range check names the field: add the section
+        raise error.under(prefix) from None
+    except ValueError as error:  # a section that validates its values in its own words (SynthSpec)
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {error}") from error
 
 
@@ -283,6 +159,11 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             except ConfigError as error:
                 errors.append(str(error))
         raise ConfigError(errors[0])
+    if origin is typing.Literal:
+        choices = typing.get_args(hint)
+        if not is_choice(value, choices):
+            raise ConfigError(f"config key {key!r} {choice_detail(value, choices)}")
+        return value
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"config key {key!r} expects a list, got {value!r}")

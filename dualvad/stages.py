@@ -45,6 +45,7 @@ import pyarrow.parquet as pq
 
 from dualvad import paths
 from dualvad import schema as S
+from dualvad.checks import above, at_least, at_most
 from dualvad.errors import MissingInputError, StageError
 from dualvad.rundir import RunDir
 
@@ -63,12 +64,10 @@ class StagesConfig:
     flush_seconds: float = 10.0  # ... or this many seconds, whichever comes first
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.max_failure_share <= 1.0:
-            raise ValueError(f"stages.max_failure_share must be in [0, 1], got {self.max_failure_share}")
-        if self.flush_videos < 1:
-            raise ValueError(f"stages.flush_videos must be >= 1, got {self.flush_videos}")
-        if not self.flush_seconds > 0:
-            raise ValueError(f"stages.flush_seconds must be > 0, got {self.flush_seconds}")
+        at_least(self, 0, "max_failure_share")
+        at_most(self, 1, "max_failure_share")
+        at_least(self, 1, "flush_videos")
+        above(self, 0, "flush_seconds")
 
 
 class RunBusyError(StageError):
@@ -228,8 +227,8 @@ def read_input(run: RunDir, output: str, *parts: str, columns: list[str] | None 
 def corrupt_message(path: str, output: str, error: BaseException) -> str:
     """One line: ``path`` cannot be read (the error's first line), and which stage to re-run."""
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return (f"{path} cannot be read ({first_line}); it is written by `dualvad {paths.WRITER.get(output, output)}`:"
-            " re-run that stage with --force")
+    writer = paths.WRITER.get(output, output)
+    return f"{path} cannot be read ({first_line}); it is written by `dualvad {writer}`: re-run it, --force"
 
 
 def _check_unique(table: pa.Table, keys: tuple[str, ...], where: str, output: str) -> None:
@@ -327,8 +326,8 @@ def _context(stage: Stage, run: RunDir, fingerprint: str, config: StagesConfig, 
     name = f"{stage.output}-{fingerprint}"
     out, scratch = run.sub(paths.WORK_DIR, name), run.sub(paths.WORK_DIR, f"{name}.scratch")
     for info in run.fs.get_file_info(pafs.FileSelector(run.path(paths.WORK_DIR), allow_not_found=True)):
-        stale = info.base_name.startswith(f"{stage.output}-") and info.base_name not in (name, f"{name}.scratch")
-        if stale or (force and info.base_name in (name, f"{name}.scratch")):
+        mine = info.base_name in (name, f"{name}.scratch")
+        if info.base_name.startswith(f"{stage.output}-") and (force or not mine):
             run.fs.delete_dir(info.path)
     resumed = out.exists()
     out.makedirs()

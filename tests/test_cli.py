@@ -63,3 +63,20 @@ def test_console_script_reports_bad_config_with_exit_2(tmp_path):
 def test_ingest_without_corpus_is_a_clear_error(capsys):
     assert main(["ingest", "--run", "/tmp/x"]) == 2
     assert "corpus" in capsys.readouterr().err
+
+
+def test_an_unknown_strategy_exits_2_with_the_valid_ones_before_any_stage_work(tmp_path, capsys):
+    code = main(["sample", "--run", str(tmp_path / "run"), "--strategy", "focussed"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == ("dualvad sample: error: config key 'sample.strategy' must be one of 'focused', "
+                           "'uniform', 'random', 'cdf', got 'focussed'")
+    assert not (tmp_path / "run").exists()
+
+
+def test_zero_segments_exits_2_before_decoding(tmp_path, capsys):
+    code = main(["ingest", "--corpus", str(tmp_path / "c"), "--run", str(tmp_path / "run"),
+                 "--segments", "0"])
+    assert code == 2
+    assert "config key 'ingest.segments' must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -81,3 +81,64 @@ def test_hash_is_stable_and_value_sensitive():
 def test_a_section_that_validates_itself_reports_a_config_error():
     with pytest.raises(ConfigError, match=r"synth: .*width x height = 33 x 120 must be even"):
         load_config(None, ["synth.width=33"])
+
+
+# Each wrong value is refused at load, with the key and the bound or the valid choices.
+BAD_VALUES = [
+    (["sample.strategy=focussed"],
+     "config key 'sample.strategy' must be one of 'focused', 'uniform', 'random', 'cdf', got 'focussed'"),
+    (["sample.budget=-3"], "config key 'sample.budget' must be >= 1, got -3"),
+    (["sample.tau=0"], "config key 'sample.tau' must be > 0, got 0.0"),
+    (["sample.floor=-1"], "config key 'sample.floor' must be >= 0, got -1"),
+    (["ingest.segments=0"], "config key 'ingest.segments' must be >= 1, got 0"),
+    (["ingest.frames_per_segment=0"], "config key 'ingest.frames_per_segment' must be >= 1, got 0"),
+    (["ingest.feature=foo"], "config key 'ingest.feature' must be one of 'motion', 'clip', got 'foo'"),
+    (["scorer.kind=foo"], "config key 'scorer.kind' must be one of 'refinevad', 'mil', got 'foo'"),
+    (["scorer.dropout=1.0"], "config key 'scorer.dropout' must be < 1, got 1.0"),
+    (["scorer.hidden_dim=30"],
+     "config key 'scorer.hidden_dim' must be divisible by transformer_heads (4), got 30"),
+    (["eval.ablate=foo"],
+     "config key 'eval.ablate' must be one of 'none', 'sampling', 'benchmarks', got 'foo'"),
+    (["eval.split=val"], "config key 'eval.split' must be one of 'train', 'test', got 'val'"),
+    (["eval.vera.kernel=14"], "config key 'eval.vera.kernel' must be odd, got 14"),
+    (["eval.vera.sigma=0"], "config key 'eval.vera.sigma' must be > 0, got 0.0"),
+    (["benchmarks.shards=0"], "config key 'benchmarks.shards' must be >= 1, got 0"),
+    (["finetune.curriculum=video_first"],
+     "config key 'finetune.curriculum' must be one of 'joint', 'image_first', got 'video_first'"),
+    (["finetune.report_every=0"], "config key 'finetune.report_every' must be >= 1, got 0"),
+    (["finetune.max_steps=-1"], "config key 'finetune.max_steps' must be >= 0, got -1"),
+    (["finetune.zero_stage=4"], "config key 'finetune.zero_stage' must be <= 3, got 4"),
+    (["finetune.lora_rank=-1"], "config key 'finetune.lora_rank' must be >= 0, got -1"),
+    (["finetune.lora_rank=8", "finetune.lora_dropout=1.0"],
+     "config key 'finetune.lora_dropout' must be < 1, got 1.0"),
+    (["finetune.lora_rank=8", "finetune.lora_targets=[]"],
+     "config key 'finetune.lora_targets' must name at least one Linear layer when lora_rank > 0, got []"),
+    (["finetune.lora_rank=8", "finetune.zero_stage=3"],
+     "config key 'finetune.zero_stage' must be <= 2 when lora_rank > 0 (the LoRA merge for the export "
+     "needs whole parameters), got 3"),
+    (["ray.num_cpus=0"], "config key 'ray.num_cpus' must be >= 1, got 0"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_VALUES, ids=[" ".join(o) for o, _ in BAD_VALUES])
+def test_a_value_out_of_range_or_not_among_the_choices_is_an_error_at_load(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, overrides)
+    assert str(error.value) == message
+
+
+def test_the_same_rules_hold_in_a_yaml_file(tmp_path):
+    file = tmp_path / "c.yaml"
+    file.write_text("sample:\n  strategy: cdf\n  budget: 0\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(file)
+    assert str(error.value) == "config key 'sample.budget' must be >= 1, got 0"
+
+
+def test_values_on_the_bounds_load():
+    config = load_config(None, ["sample.budget=1", "sample.floor=0", "ingest.segments=1",
+                                "finetune.lora_rank=0", "finetune.zero_stage=3", "eval.ablate=benchmarks",
+                                "ingest.workers=null", "scorer.kind=mil"])
+    assert (config.sample.budget, config.sample.floor, config.ingest.segments) == (1, 0, 1)
+    assert (config.finetune.zero_stage, config.eval.ablate, config.scorer.kind) == (3, "benchmarks", "mil")
+    assert config.ingest.workers is None

@@ -30,12 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from dualvad.checks import above, at_least, require
 from dualvad.eval.metrics import frame_ground_truth, require_both_classes
 
 
 @dataclass(frozen=True)
 class VeraSettings:
-    """The protocol's constants (defaults: kernel 15, sigma 10, 16-frame snippets, as DESIGN.md fixes)."""
+    """The protocol's constants, the ``eval.vera.*`` config section (defaults: kernel 15, sigma 10, 16-frame
+    snippets, as DESIGN.md fixes)."""
 
     neighbours: int = 5  # segments averaged per segment in step 1 (itself included)
     temperature: float = 0.1  # softmax temperature over cosine similarities
@@ -45,12 +47,9 @@ class VeraSettings:
     position_sigma: float = 0.5  # relative to the video length; inf = no position weighting
 
     def __post_init__(self) -> None:
-        if self.neighbours < 1 or self.snippet < 1 or self.kernel < 1 or self.kernel % 2 == 0:
-            raise ValueError(f"VERA settings: neighbours and snippet must be >= 1 and kernel odd >= 1, got "
-                             f"neighbours={self.neighbours}, snippet={self.snippet}, kernel={self.kernel}")
-        if self.temperature <= 0 or self.sigma <= 0 or self.position_sigma <= 0:
-            raise ValueError(f"VERA settings: temperature, sigma and position_sigma must be > 0, got "
-                             f"{self.temperature}, {self.sigma}, {self.position_sigma}")
+        at_least(self, 1, "neighbours", "snippet", "kernel")
+        require(self.kernel % 2 == 1, "kernel", "odd", self.kernel)  # a centred kernel
+        above(self, 0, "temperature", "sigma", "position_sigma")
 
 
 def refine_by_similarity(scores: np.ndarray, features: np.ndarray, neighbours: int,

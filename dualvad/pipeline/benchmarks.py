@@ -76,7 +76,8 @@ def _build(context: StageContext, config: DualVADConfig) -> BenchmarkSummary:
     started, settings = time.perf_counter(), config.benchmarks
     samples = read_input(context.run, paths.SAMPLES, unique=(S.VIDEO_ID,))
     if samples is None:
-        raise MissingInputError(f"{context.run.path(paths.SAMPLES)} holds no samples: run `dualvad sample` first")
+        raise MissingInputError(f"{context.run.path(paths.SAMPLES)} holds no samples: "
+                                "run `dualvad sample` first")
     samples = samples.sort_by(S.VIDEO_ID)
     context.videos = samples.num_rows
     count = max(1, min(settings.shards, samples.num_rows))
@@ -88,7 +89,8 @@ def _build(context: StageContext, config: DualVADConfig) -> BenchmarkSummary:
     manifest = _manifest(context.out, count, settings)
     context.record_failures(_shard_failures(context.out, count))
     context.out.write_text(json.dumps(manifest, indent=2, sort_keys=True), paths.MANIFEST_FILE)
-    return BenchmarkSummary(manifest["image"]["rows"], manifest["video"]["rows"], count, len(context.failures),
+    return BenchmarkSummary(manifest["image"]["rows"], manifest["video"]["rows"], count,
+                            len(context.failures),
                             time.perf_counter() - started, context.run.path(paths.BENCHMARKS))
 
 
@@ -131,7 +133,8 @@ def _build_shard(out: RunDir, index: int, count: int, videos: list[dict], config
     for kind in KINDS:
         out.makedirs(kind)
     failures = []
-    writers = {kind: pq.ParquetWriter(temps[kind], schema, filesystem=out.fs) for kind, schema in KINDS.items()}
+    writers = {kind: pq.ParquetWriter(temps[kind], schema, filesystem=out.fs)
+               for kind, schema in KINDS.items()}
     for row in videos:
         video = SampledVideo.from_row(row)
         labels, pseudo = frame_labels(video, config.pseudo_threshold)

@@ -3,7 +3,8 @@
 For each evaluated model (the VLM with one sampling strategy, or one of several VLMs) every test video gets
 the frames of ``RUN/samples`` (the frames the benchmarks were built from), re-decoded with decord; an
 ablation over strategies other than the one ``RUN/samples`` used samples them itself, with the
-sample stage's recorded settings, and keeps them in ``RUN/eval/samples/<strategy>.parquet``. An actor pool holding the VLM (:class:`EvalWorker`, one GPU each
+sample stage's recorded settings, and keeps them in ``RUN/eval/samples/<strategy>.parquet``. An actor pool
+holding the VLM (:class:`EvalWorker`, one GPU each
 on a cluster) asks :class:`dualvad.vlm.inference.VLMJudge` about every frame and every clip of
 ``benchmarks.clip_frames`` sampled frames. :mod:`dualvad.eval.scoring` turns the answers into segment and
 video scores; the scorer's own segment scores are the baseline row. Outputs:
@@ -54,16 +55,23 @@ from dualvad.errors import MissingInputError, StageError
 from dualvad.eval.results import ModelResult, Thumbnail, VideoResult, model_metrics
 from dualvad.eval.scoring import segment_scores_from_samples, top_positions, video_score_from_clips
 from dualvad.eval.tables import csv_table, markdown_table
-from dualvad.eval.vera import VeraSettings
 from dualvad.pipeline.runtime import actor_pool, ensure_ray
 from dualvad.pipeline.sample import sample_videos, segments_with_scores
 from dualvad.rundir import RunDir, open_run
-from dualvad.stages import Skipped, Stage, StageContext, input_fingerprint, read_input, read_record, run_stage
+from dualvad.stages import (
+    Skipped,
+    Stage,
+    StageContext,
+    input_fingerprint,
+    read_input,
+    read_record,
+    run_stage,
+    section,
+)
 
 log = logging.getLogger(__name__)
 
 SCORER_ROW = "scorer"
-ABLATIONS = ("none", "sampling", "benchmarks")
 SAMPLING_ABLATION = ("focused", "uniform", "random")
 THUMBNAIL_SIZE = 192  # px, longer side of report thumbnails
 
@@ -122,8 +130,9 @@ def run_evaluate(config: DualVADConfig, force: bool = False) -> EvalSummary | Sk
     own = paths.FINETUNE if any(spec.run_uri == run.uri for spec in specs) else None
     stage = Stage("evaluate", paths.EVAL, inputs=(paths.SEGMENTS, paths.SCORES, paths.SAMPLES)
                   + ((own,) if own else ()))
-    stage_settings = {"eval": {k: v for k, v in asdict(settings).items() if k not in ("workers", "cpus_per_worker")},
-                      "image_size": config.benchmarks.image_size, "clip_frames": config.benchmarks.clip_frames}
+    stage_settings = {"eval": section(settings, "workers", "cpus_per_worker"),
+                      "image_size": config.benchmarks.image_size,
+                      "clip_frames": config.benchmarks.clip_frames}
     external = {spec.name: _model_identity(spec) for spec in specs if spec.run_uri != run.uri}
     return run_stage(stage, run, stage_settings, lambda context: _evaluate(context, config, specs),
                      config.stages, force, external=external)
@@ -135,7 +144,7 @@ def _evaluate(context: StageContext, config: DualVADConfig, specs: list[ModelSpe
     table = _test_table(run, settings.split)
     videos = _test_videos(table)
     context.videos = len(videos)
-    vera = VeraSettings(**asdict(settings.vera))
+    vera = settings.vera
     features = {video.video_id: video.features for video in videos}
     results = [_scorer_result(videos)]
     failures: list[dict] = []
@@ -189,8 +198,6 @@ def _frames_for(context: StageContext, spec: ModelSpec, samples: dict[str, dict]
 def model_specs(run: RunDir, settings: EvalConfig, strategy: str) -> list[ModelSpec]:
     """The VLM rows ``eval.ablate`` asks for (see the module docstring); ``strategy`` is the one
     ``RUN/samples`` used. Errors name the setting to fix."""
-    if settings.ablate not in ABLATIONS:
-        raise EvaluationError(f"eval.ablate must be one of {ABLATIONS}, got {settings.ablate!r}")
     if settings.ablate == "benchmarks":
         if not settings.compare:
             raise EvaluationError("eval.ablate=benchmarks needs the runs to compare: "

@@ -182,7 +182,8 @@ def corpus_identity(records: list[VideoRecord]) -> str:
     digest = hashlib.sha256()
     for record in sorted(records, key=lambda r: r.video_id):
         size = os.path.getsize(record.path) if os.path.exists(record.path) else -1
-        digest.update(json.dumps([record.video_id, record.label, record.split, record.intervals, size]).encode())
+        entry = [record.video_id, record.label, record.split, record.intervals, size]
+        digest.update(json.dumps(entry).encode())
     return digest.hexdigest()[:16]
 
 
@@ -249,7 +250,8 @@ def video_rows(records: list[VideoRecord]) -> pa.Table:
     (null when the video has none)."""
     return pa.table({S.VIDEO_ID: [r.video_id for r in records], S.VIDEO_PATH: [r.path for r in records],
                      S.LABEL: [r.label for r in records], S.SPLIT: [r.split for r in records],
-                     S.GT_INTERVALS: pa.array([_flatten(r.intervals) for r in records], pa.list_(pa.int64()))})
+                     S.GT_INTERVALS: pa.array([_flatten(r.intervals) for r in records],
+                                              pa.list_(pa.int64()))})
 
 
 def _record_from_row(row: dict[str, Any]) -> VideoRecord:

@@ -69,7 +69,8 @@ def segments_with_scores(run: RunDir, extra_columns: tuple[str, ...] = ()) -> pa
         MissingInputError: no segments or no scores, or scores that do not cover exactly the segments.
         CorruptInputError: an unreadable file, or a (video, segment) pair twice.
     """
-    segments = read_input(run, paths.SEGMENTS, columns=[*_SEGMENT_COLUMNS, *extra_columns], unique=SEGMENT_KEY)
+    segments = read_input(run, paths.SEGMENTS, columns=[*_SEGMENT_COLUMNS, *extra_columns],
+                          unique=SEGMENT_KEY)
     scores = read_input(run, paths.SCORES, unique=SEGMENT_KEY)
     if segments is None or scores is None:
         missing = "segments (run `dualvad ingest`)" if segments is None else "scores (run `dualvad score`)"

@@ -54,7 +54,8 @@ class ScoreSummary:
     output: str
 
     def __str__(self) -> str:
-        return (f"score: {self.videos} videos ({self.resumed} from an interrupted run, {self.scored} scored), "
+        return (f"score: {self.videos} videos ({self.resumed} from an interrupted run, "
+                f"{self.scored} scored), "
                 f"{self.seconds:.1f} s -> {self.output}")
 
 
@@ -72,7 +73,7 @@ class ScoreWorker:
 
     def _score_file(self, path: str) -> pa.Table:
         videos = video_set_from_segments(pq.read_table(path, filesystem=self.run.fs),
-                                         categories=self.scorer.spec.categories)
+                                         categories=self.scorer.categories)
         scores = self.scorer.score(videos.features)  # (N, K)
         n, k = scores.shape
         return pa.table({S.VIDEO_ID: np.repeat(np.array(videos.video_ids, dtype=object), k),

@@ -7,16 +7,14 @@ Masks are (B, K) bool with ``True`` = real segment (see :mod:`dualvad.scorer.ref
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dualvad.scorer.config import ScorerConfig
 from dualvad.scorer.refinevad import ScorerOutput, resolve_mask
 
 __all__ = [
-    "RefineVADLossWeights",
     "category_loss",
     "refinevad_loss",
     "smoothness_loss",
@@ -97,48 +95,32 @@ def sparsity_loss(scores: Tensor, labels: Tensor, mask: Tensor | None = None) ->
     return per_video.mean()
 
 
-@dataclass
-class RefineVADLossWeights:
-    """Weights of the parts of :func:`refinevad_loss`.
-
-    ``smoothness`` and ``sparsity`` follow the RTFM convention (8e-4, 8e-3); ``category`` is
-    our choice (the RefineVAD summary gives no value).
-    """
-
-    mil: float = 1.0
-    category: float = 0.5
-    smoothness: float = 8e-4
-    sparsity: float = 8e-3
-
-
 def refinevad_loss(
     output: ScorerOutput,
     labels: Tensor,
     category_index: Tensor,
     known: Tensor,
-    weights: RefineVADLossWeights | None = None,
-    k: int = 3,
+    config: ScorerConfig,
     mask: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Weighted sum of top-k MIL, category, smoothness and sparsity losses.
+    """Weighted sum of top-k MIL (weight 1), category, smoothness and sparsity losses.
 
     Args:
         output: scorer output; ``category_logits`` None skips the category part.
         labels: (B,) float, 1 = anomalous video.
         category_index: (B,) long, 0 = Normal; used where ``known``.
         known: (B,) bool, whether the video's category is known.
-        weights: part weights (defaults: :class:`RefineVADLossWeights`).
-        k: top-k of :func:`topk_mil_loss`.
+        config: ``topk`` (k of :func:`topk_mil_loss`) and the part weights ``category_weight``,
+            ``smoothness_weight``, ``sparsity_weight``.
         mask: (B, K) bool, True = real segment, or None.
 
     Returns: ``(total, parts)``: total a scalar tensor to backpropagate; parts the unweighted
     values of ``mil``, ``category``, ``smoothness``, ``sparsity`` and the weighted ``total``,
     as Python floats for logging.
     """
-    weights = weights or RefineVADLossWeights()
     scores = output.segment_scores
     parts = {
-        "mil": topk_mil_loss(scores, labels, k, mask),
+        "mil": topk_mil_loss(scores, labels, config.topk, mask),
         "smoothness": smoothness_loss(scores, mask),
         "sparsity": sparsity_loss(scores, labels, mask),
     }
@@ -147,10 +129,10 @@ def refinevad_loss(
     else:
         parts["category"] = scores.sum() * 0.0
     total = (
-        weights.mil * parts["mil"]
-        + weights.category * parts["category"]
-        + weights.smoothness * parts["smoothness"]
-        + weights.sparsity * parts["sparsity"]
+        parts["mil"]
+        + config.category_weight * parts["category"]
+        + config.smoothness_weight * parts["smoothness"]
+        + config.sparsity_weight * parts["sparsity"]
     )
     logged = {name: float(value.detach()) for name, value in parts.items()}
     logged["total"] = float(total.detach())

@@ -28,12 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dualvad.scorer.config import ScorerConfig
+
 __all__ = [
     "CORE",
     "MoTAR",
     "MotionSalience",
     "RefineVAD",
-    "RefineVADConfig",
     "ScorerOutput",
     "centre_context",
     "masked_max",
@@ -42,112 +43,6 @@ __all__ = [
     "sinusoidal_positions",
     "temporal_channel_shift",
 ]
-
-
-@dataclass
-class RefineVADConfig:
-    """Hyper-parameters of :class:`RefineVAD`.
-
-    Attributes:
-        feature_dim: D, size of each input segment feature.
-        hidden_dim: H, width of the refined features (divisible by ``transformer_heads``).
-        num_categories: C, anomaly categories plus Normal (index 0 = Normal).
-        use_motar: False replaces MoTAR by its input projection alone (ablation).
-        use_core: False skips CORE; category logits then come from a linear head on the
-            pooled features so the category loss still applies (ablation).
-        shift_fold_div: TSM folding factor; at most ``H // shift_fold_div`` channels shift
-            each way (so at most 2/fold_div of the channels move).
-        transformer_layers: depth of the MoTAR Transformer encoder.
-        transformer_heads: attention heads in the encoder and in CORE's cross-attention.
-        dropout: dropout probability inside the encoder, CORE and the score head.
-        context_scale_init: initial value of the learnable per-channel gates (LayerScale)
-            on the MoTAR encoder output and the CORE context; small, so training starts
-            from mostly local features.
-        context_drop: training-only stochastic depth, per video, on those two context
-            branches. Not in the paper; see "Why context gates and context dropout" below.
-        centre_context: subtract from each context branch its mean over the video's
-            segments (:func:`centre_context`). Not in the paper; see below.
-
-    Why context gates and context dropout: with top-k MIL and video-level labels, a model
-    that sees the whole video can fit the labels with a shortcut -- raise *every* segment of
-    an anomalous video through shared context instead of the anomalous ones -- and top-k
-    selection then reinforces whichever segments ranked high at initialisation. Dropping the
-    context now and then makes the score head answer from local evidence too, which only the
-    anomalous segments carry. On the synthetic check in ``tests/scorer/test_refinevad.py``
-    (its exact setup: the anomaly at a random place per video, seeds 0-15) the plain model
-    (gates 1, no dropout, context not centred) localises the anomaly on 11/16 seeds, the
-    defaults with ``context_drop`` 0.5 on 15/16 and the defaults (0.8) on 16/16.
-
-    Why centred context: gates and dropout narrow the shortcut but leave it open. On the
-    generated corpus of early 2026-11 (80 videos of seed 5, training seeds 0-4) the full
-    model scored whole anomalous videos high -- every segment of an explosion video, not
-    just the flash -- and reached a mean frame AUC of 0.80; with the context centred over
-    the video's segments it reached 0.83. A centred context can still move evidence towards
-    the segments that attend to an anomaly, but a shift shared by every segment of a video
-    -- the shortcut itself -- is removed.
-
-    Why MoTAR adds segment positions, keeps only the encoder's update, and drops its context
-    for 80% of the training videos (none of it in the paper's summary): measured with an
-    in-process replica of the ``bench/scorer.py`` protocol on a development corpus (240
-    generated videos of 8 s, seed 5, not the benchmark's seed 11; training seeds 0-4;
-    checkpoints chosen by validation loss), mean (std) frame AUC:
-
-    ========================================================  ==============
-    MoTAR without positions, encoder output as context, 0.5    0.897 (0.017)
-    with positions                                             0.908 (0.025)
-    with positions, the encoder's update only                  0.915 (0.029)
-    with both, context_drop 0.8 (the defaults)                 0.928 (0.004)
-    without MoTAR (``use_motar=False``)                        0.930 (0.004)
-    MIL ranking baseline                                       0.915 (0.039)
-    ========================================================  ==============
-
-    Without positions the encoder can only mix segments by content. On these features
-    (already made relative to their video) the global context adds little over the local
-    evidence, so the defaults are the settings under which it stops costing accuracy.
-    Set ``context_scale_init=1.0, context_drop=0.0, centre_context=False`` for the paper's
-    plain model (positions and the update-only context stay).
-    """
-
-    feature_dim: int
-    hidden_dim: int = 128
-    num_categories: int = 6
-    use_motar: bool = True
-    use_core: bool = True
-    shift_fold_div: int = 8
-    transformer_layers: int = 1
-    transformer_heads: int = 4
-    dropout: float = 0.1
-    context_scale_init: float = 0.1
-    context_drop: float = 0.8
-    centre_context: bool = True
-
-    def __post_init__(self) -> None:
-        if self.feature_dim < 1 or self.hidden_dim < 1:
-            raise ValueError(
-                f"feature_dim ({self.feature_dim}) and hidden_dim ({self.hidden_dim}) "
-                "must be >= 1"
-            )
-        if self.hidden_dim % self.transformer_heads:
-            raise ValueError(
-                f"hidden_dim ({self.hidden_dim}) must be divisible by transformer_heads "
-                f"({self.transformer_heads})"
-            )
-        if self.num_categories < 2:
-            raise ValueError(
-                f"num_categories ({self.num_categories}) must be >= 2: Normal plus at least "
-                "one anomaly category"
-            )
-        if self.shift_fold_div < 2:
-            raise ValueError(
-                f"shift_fold_div ({self.shift_fold_div}) must be >= 2 so that the forward "
-                "and backward shifted groups fit in the channels"
-            )
-        if self.transformer_layers < 1:
-            raise ValueError(f"transformer_layers ({self.transformer_layers}) must be >= 1")
-        for name in ("dropout", "context_drop"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} ({value}) must be in [0, 1)")
 
 
 @dataclass
@@ -340,10 +235,10 @@ class MoTAR(nn.Module):
     without being added to the features themselves. ``centre`` is :func:`centre_context`
     (identity with ``centre_context=False``); ``gate`` is a learnable (H,) LayerScale vector,
     and in training the encoder term is dropped for a video with probability
-    ``config.context_drop``. Reasons and measurements: :class:`RefineVADConfig`.
+    ``config.context_drop``. Reasons and measurements: ``docs/decisions.md``.
     """
 
-    def __init__(self, config: RefineVADConfig, proj: nn.Module) -> None:
+    def __init__(self, config: ScorerConfig, proj: nn.Module) -> None:
         super().__init__()
         self.proj = proj
         self.fold_div = config.shift_fold_div
@@ -397,10 +292,10 @@ class CORE(nn.Module):
        in training the context is dropped per video with probability ``config.context_drop``.
     """
 
-    def __init__(self, config: RefineVADConfig) -> None:
+    def __init__(self, config: ScorerConfig, num_categories: int) -> None:
         super().__init__()
         hidden = config.hidden_dim
-        self.prototypes = nn.Parameter(torch.randn(config.num_categories, hidden) * hidden**-0.5)
+        self.prototypes = nn.Parameter(torch.randn(num_categories, hidden) * hidden**-0.5)
         self.attention = nn.MultiheadAttention(
             hidden, config.transformer_heads, dropout=config.dropout, batch_first=True
         )
@@ -428,21 +323,30 @@ class CORE(nn.Module):
 
 
 class RefineVAD(nn.Module):
-    """Weakly supervised segment scorer: [MoTAR] -> [CORE] -> per-segment sigmoid head."""
+    """Weakly supervised segment scorer: [MoTAR] -> [CORE] -> per-segment sigmoid head.
 
-    def __init__(self, config: RefineVADConfig) -> None:
+    Args:
+        config: the scorer settings (only the model fields are read here).
+        feature_dim: D, size of each input segment feature (from the data).
+        num_categories: C, anomaly categories plus Normal (index 0 = Normal), at least 2.
+    """
+
+    def __init__(self, config: ScorerConfig, feature_dim: int, num_categories: int) -> None:
         super().__init__()
-        self.config = config
+        if feature_dim < 1:
+            raise ValueError(f"feature_dim ({feature_dim}) must be >= 1")
+        if num_categories < 2:
+            raise ValueError(f"num_categories ({num_categories}) must be >= 2: Normal plus at least "
+                             "one anomaly category")
+        self.config, self.feature_dim = config, feature_dim
         hidden = config.hidden_dim
-        proj = nn.Sequential(
-            nn.Linear(config.feature_dim, hidden), nn.GELU(), nn.Dropout(config.dropout)
-        )
+        proj = nn.Sequential(nn.Linear(feature_dim, hidden), nn.GELU(), nn.Dropout(config.dropout))
         self.motar: MoTAR | None = MoTAR(config, proj) if config.use_motar else None
         self.proj: nn.Module | None = None if config.use_motar else proj
-        self.core: CORE | None = CORE(config) if config.use_core else None
+        self.core: CORE | None = CORE(config, num_categories) if config.use_core else None
         # without CORE the category loss still needs logits: a linear head on pooled features
         self.category_head: nn.Linear | None = (
-            None if config.use_core else nn.Linear(hidden, config.num_categories)
+            None if config.use_core else nn.Linear(hidden, num_categories)
         )
         self.head = nn.Sequential(
             nn.Linear(hidden, hidden // 2),
@@ -457,10 +361,8 @@ class RefineVAD(nn.Module):
         Returns: :class:`ScorerOutput` with scores (B, K), category logits (B, C) and
         features (B, K, H).
         """
-        if x.dim() != 3 or x.shape[-1] != self.config.feature_dim:
-            raise ValueError(
-                f"x must be (B, K, {self.config.feature_dim}), got shape {tuple(x.shape)}"
-            )
+        if x.dim() != 3 or x.shape[-1] != self.feature_dim:
+            raise ValueError(f"x must be (B, K, {self.feature_dim}), got shape {tuple(x.shape)}")
         full_mask = resolve_mask(x, mask)
         if self.motar is not None:
             h, _ = self.motar(x, mask)

@@ -53,7 +53,7 @@ from dualvad.rundir import RunDir, open_run
 from dualvad.stages import Skipped, Stage, StageContext, run_stage, section
 from dualvad.train.flops import FlopsModel, flops_model, mfu, peak_bf16_flops, step_flops
 from dualvad.train.lora import apply_lora, base_model, merged_model
-from dualvad.vlm.collate import CURRICULA, IMAGE, VIDEO, collate, encode_example, mix_schedule
+from dualvad.vlm.collate import IMAGE, VIDEO, collate, encode_example, mix_schedule
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,6 @@ def run_finetune(config: DualVADConfig, force: bool = False) -> FinetuneSummary 
 def _finetune(context: StageContext, config: DualVADConfig) -> FinetuneSummary:
     started = time.perf_counter()
     run, settings = context.run, config.finetune
-    check_settings(settings)
     ensure_ray(config.ray)
     datasets = {kind: _train_rows(run, kind) for kind in KINDS}
     counts = {kind: dataset.count() for kind, dataset in datasets.items()}
@@ -135,43 +134,6 @@ def _loop_config(settings: FinetuneConfig, model_path: str, steps: int) -> dict[
     """What every worker needs, as plain picklable values. ``crash_once``: tests only, ``(step, marker
     file)``: the first worker group to reach that step raises once (a failure to resume from)."""
     return {"settings": asdict(settings), "model_path": model_path, "total_steps": steps, "crash_once": None}
-
-
-def check_settings(settings: FinetuneConfig) -> None:
-    """Raise :class:`FinetuneError` naming the first ``finetune.*`` setting out of range."""
-    if settings.curriculum not in CURRICULA:
-        raise FinetuneError(f"finetune.curriculum must be one of {CURRICULA}, got {settings.curriculum!r}")
-    for name in ("workers", "micro_batch", "grad_accum", "epochs", "report_every", "max_length"):
-        if getattr(settings, name) < 1:
-            raise FinetuneError(f"finetune.{name} must be >= 1, got {getattr(settings, name)}")
-    if settings.max_steps < 0:
-        raise FinetuneError(f"finetune.max_steps must be >= 0 (0 = run finetune.epochs), "
-                            f"got {settings.max_steps}")
-    if settings.cpus_per_worker <= 0:
-        raise FinetuneError(f"finetune.cpus_per_worker must be > 0, got {settings.cpus_per_worker}")
-    if settings.warmup_steps < 0:
-        raise FinetuneError(f"finetune.warmup_steps must be >= 0 (0 = constant lr), "
-                            f"got {settings.warmup_steps}")
-    _check_lora(settings)
-
-
-def _check_lora(settings: FinetuneConfig) -> None:
-    """The ``finetune.lora_*`` settings: rank >= 0, alpha > 0, dropout in [0, 1), targets, ZeRO stage < 3."""
-    if settings.lora_rank < 0:
-        raise FinetuneError(f"finetune.lora_rank must be >= 0 (0 = full fine-tuning), "
-                            f"got {settings.lora_rank}")
-    if settings.lora_rank == 0:
-        return
-    if not settings.lora_alpha > 0:
-        raise FinetuneError(f"finetune.lora_alpha must be > 0, got {settings.lora_alpha}")
-    if not 0 <= settings.lora_dropout < 1:
-        raise FinetuneError(f"finetune.lora_dropout must be in [0, 1), got {settings.lora_dropout}")
-    if not settings.lora_targets:
-        raise FinetuneError("finetune.lora_targets is empty: name Linear layers of the language model")
-    if settings.zero_stage == 3:
-        # The export merges the adapters with peft on rank 0, which needs whole parameters on that rank.
-        raise FinetuneError("finetune.lora_rank > 0 needs finetune.zero_stage <= 2 (the LoRA merge for the "
-                            "export needs whole parameters; LoRA's optimizer state is small anyway)")
 
 
 def total_steps(settings: FinetuneConfig, image_rows: int, video_rows: int) -> int:

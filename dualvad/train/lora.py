@@ -21,8 +21,6 @@ from collections.abc import Sequence
 
 import torch
 
-#: The decoder's attention and MLP projections (Qwen2 names), the usual LoRA targets.
-DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 LANGUAGE_MODEL_PREFIX = "model.language_model."
 
 
@@ -46,9 +44,10 @@ def _check_targets(model: torch.nn.Module, targets: Sequence[str]) -> None:
 
 
 def apply_lora(model: torch.nn.Module, rank: int, alpha: float, dropout: float,
-               targets: Sequence[str] = DEFAULT_TARGETS) -> torch.nn.Module:
+               targets: Sequence[str]) -> torch.nn.Module:
     """Wrap an InternVL in a ``peft.PeftModel``: LoRA of rank ``rank`` (scaling ``alpha / rank``, dropout
-    ``dropout`` on the adapter input) on the ``targets`` Linear layers of its language model.
+    ``dropout`` on the adapter input) on the ``targets`` Linear layers of its language model (the caller's
+    choice; ``finetune.lora_targets`` holds the default).
 
     Each adapted ``Linear(in, out)`` gains ``rank * (in + out)`` trainable parameters (A: (rank, in), B:
     (out, rank), B initialised to zero so the wrapped model starts equal to the base). Every other

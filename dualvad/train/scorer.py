@@ -17,7 +17,7 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +30,14 @@ from ray.train.torch import TorchTrainer
 
 from dualvad import paths
 from dualvad import schema as S
-from dualvad.config import DualVADConfig, ScorerConfig
+from dualvad.config import DualVADConfig
 from dualvad.errors import StageError
 from dualvad.eval.metrics import video_auc
 from dualvad.pipeline.runtime import ensure_ray
 from dualvad.rundir import RunDir, open_run
+from dualvad.scorer.config import ScorerConfig
 from dualvad.scorer.data import FeatureNormalizer, VideoSet, train_validation_split, video_set_from_segments
-from dualvad.scorer.losses import RefineVADLossWeights
-from dualvad.scorer.trained import (
-    LossSettings,
-    ScorerSpec,
-    TrainedScorer,
-    batch_loss,
-    build_model,
-    output_loss,
-)
+from dualvad.scorer.trained import TrainedScorer, batch_loss, build_model, output_loss
 from dualvad.stages import Skipped, Stage, StageContext, read_input, run_stage, section
 
 log = logging.getLogger(__name__)
@@ -88,13 +81,10 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
     run, settings = context.run, config.scorer
     train, val = _training_videos(run, settings)
     normalizer = FeatureNormalizer.fit(train.features)
-    spec = ScorerSpec(settings.kind, train.features.shape[-1], train.categories, settings.hidden_dim,
-                      settings.use_motar, settings.use_core, settings.dropout,
-                      settings.context_scale_init, settings.context_drop, settings.centre_context)
     ensure_ray(config.ray)
     trainer = TorchTrainer(
         _train_loop_per_worker,
-        train_loop_config=_loop_config(spec, normalizer, val, settings),
+        train_loop_config=_loop_config(settings, train, normalizer, val),
         scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=False,
                                      resources_per_worker={"CPU": settings.cpus_per_worker}),
         run_config=RunConfig(
@@ -149,24 +139,21 @@ def _rows(videos: VideoSet, normalizer: FeatureNormalizer) -> list[dict[str, Any
             for i in range(len(videos))]
 
 
-def _loop_config(spec: ScorerSpec, normalizer: FeatureNormalizer, val: VideoSet,
-                 settings: ScorerConfig) -> dict[str, Any]:
-    """Everything a worker needs, as picklable plain values (validation videos are small)."""
-    weights = RefineVADLossWeights(category=settings.category_weight,
-                                   smoothness=settings.smoothness_weight,
-                                   sparsity=settings.sparsity_weight)
-    return {"spec": spec, "normalizer": normalizer, "loss": LossSettings(settings.topk, weights),
-            "val_features": normalizer(val.features), "val_labels": val.labels,
+def _loop_config(settings: ScorerConfig, train: VideoSet, normalizer: FeatureNormalizer,
+                 val: VideoSet) -> dict[str, Any]:
+    """Everything a worker needs, as picklable plain values (validation videos are small). The feature
+    dim D and the categories come from the training videos."""
+    return {"feature_dim": int(train.features.shape[-1]), "categories": tuple(train.categories),
+            "normalizer": normalizer, "val_features": normalizer(val.features), "val_labels": val.labels,
             "val_category": val.category_index, "val_known": val.category_known,
-            "settings": asdict(settings)}
+            "settings": settings}
 
 
 def _train_loop_per_worker(loop: dict[str, Any]) -> None:
     """Ray Train worker: DDP over the shards of ``train``, one report + checkpoint per epoch."""
-    settings = ScorerConfig(**loop["settings"])
-    spec: ScorerSpec = loop["spec"]
+    settings: ScorerConfig = loop["settings"]
     torch.manual_seed(settings.seed)  # same init on every worker (DDP also broadcasts rank 0's)
-    model = build_model(spec)
+    model = build_model(settings, loop["feature_dim"], len(loop["categories"]))
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     first_epoch, history = _resume(model, optimizer)
     model = ray.train.torch.prepare_model(model)
@@ -178,7 +165,7 @@ def _train_loop_per_worker(loop: dict[str, Any]) -> None:
         model.train()
         losses = []
         for batch in _batches(shard, settings.batch_size, generator):
-            loss = batch_loss(spec.kind, model, batch, loop["loss"])
+            loss = batch_loss(settings, model, batch)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -216,7 +203,7 @@ def _validation_metrics(model: torch.nn.Module, loop: dict[str, Any]) -> dict[st
              "known": torch.from_numpy(loop["val_known"])}
     with torch.inference_mode():
         output = model(batch["features"])
-        loss = output_loss(loop["spec"].kind, output, batch, loop["loss"])
+        loss = output_loss(loop["settings"], output, batch)
     scores = output.segment_scores.max(dim=1).values
     return {"val_loss": float(loss), "val_auc": video_auc(loop["val_labels"], scores.numpy())}
 
@@ -231,7 +218,8 @@ def _report_epoch(epoch: int, model: torch.nn.Module, optimizer: torch.optim.Opt
     with tempfile.TemporaryDirectory() as directory:
         checkpoint = None
         if ray.train.get_context().get_world_rank() == 0:
-            TrainedScorer(loop["spec"], loop["normalizer"], model, metrics).save(directory)
+            TrainedScorer(loop["settings"], loop["feature_dim"], loop["categories"],
+                          loop["normalizer"], model, metrics).save(directory)
             torch.save({"optimizer": optimizer.state_dict(), "epoch": epoch}, f"{directory}/optimizer.pt")
             Path(directory, paths.SCORER_HISTORY_FILE).write_text(json.dumps(history))
             checkpoint = Checkpoint.from_directory(directory)

@@ -9,11 +9,40 @@ cuts them.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-STRATEGIES = ("focused", "uniform", "random", "cdf")
+from dualvad.checks import above, at_least, check_choices
+
+Strategy = Literal["focused", "uniform", "random", "cdf"]
+STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
+
+
+@dataclass
+class SampleConfig:
+    """The ``sample.*`` settings: how many frames to take from each video, and where (:func:`allocate`).
+
+    strategy: one of STRATEGIES. budget: N frames per video (>= 1). tau: softmax temperature of
+    ``focused`` (> 0). floor: m, coverage frames per segment of ``focused`` (>= 0). cdf_offset: density
+    offset of ``cdf`` (>= 0). seed: the ``random`` strategy's seed.
+    """
+
+    strategy: Strategy = "focused"
+    budget: int = 16
+    tau: float = 0.1
+    floor: int = 1
+    cdf_offset: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        at_least(self, 1, "budget")
+        above(self, 0, "tau")
+        at_least(self, 0, "floor")
+        at_least(self, 0, "cdf_offset")
 
 
 @dataclass(frozen=True)

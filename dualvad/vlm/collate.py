@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from dualvad.schema import CONVERSATIONS, ROW_ID
+from dualvad.train.config import CURRICULA
 
 IGNORE_INDEX = -100
 ROLES = {"human": "user", "gpt": "assistant"}
@@ -28,7 +29,6 @@ ASSISTANT_HEADER = "<|im_start|>assistant\n"
 TURN_END = "<|im_end|>"
 IMAGE = "image"
 VIDEO = "video"
-CURRICULA = ("joint", "image_first")
 
 
 # ----------------------------------------------------------------------------------------------- encoding

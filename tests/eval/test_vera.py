@@ -76,7 +76,7 @@ def test_composed_frame_scores_hand_computed():
 def test_default_settings_follow_the_design():
     settings = VeraSettings()
     assert (settings.kernel, settings.sigma, settings.snippet) == (15, 10.0, 16)
-    with pytest.raises(ValueError, match="kernel odd"):
+    with pytest.raises(ValueError, match="config key 'kernel' must be odd, got 14"):
         VeraSettings(kernel=14)
 
 

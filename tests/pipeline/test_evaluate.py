@@ -14,6 +14,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from dualvad import schema as S
+from dualvad.config import ConfigError
 from dualvad.errors import MissingInputError
 from dualvad.pipeline.evaluate import (
     EvaluationError,
@@ -159,8 +160,8 @@ def test_settings_errors_name_the_fix(evaluated, tmp_path):
     config, _, run = evaluated
     with pytest.raises(EvaluationError, match="eval.compare"):
         model_specs(run, _with(config, "eval", ablate="benchmarks").eval, "focused")
-    with pytest.raises(EvaluationError, match="eval.ablate must be one of"):
-        model_specs(run, _with(config, "eval", ablate="everything").eval, "focused")
+    with pytest.raises(ConfigError, match="'ablate' must be one of 'none', 'sampling', 'benchmarks'"):
+        _with(config, "eval", ablate="everything")  # refused when the config is built, before the stage
     with pytest.raises(MissingInputError, match="run `dualvad finetune`"):
         model_specs(run, _with(config, "eval", model="").eval, "focused")
     with pytest.raises(MissingInputError, match="fine-tune that run first"):

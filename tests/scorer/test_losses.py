@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
+from dualvad.scorer.config import ScorerConfig
 from dualvad.scorer.losses import (
-    RefineVADLossWeights,
     category_loss,
     refinevad_loss,
     smoothness_loss,
@@ -114,10 +114,9 @@ def test_refinevad_loss_weighted_sum_of_parts() -> None:
     scores = t([[0.1, 0.9, 0.5], [0.2, 0.6, 0.0]])
     logits = t([[0.0, 0.0, 0.0], [math.log(3.0), 0.0, 0.0]])
     output = ScorerOutput(scores, logits, torch.zeros(2, 3, 4))
-    weights = RefineVADLossWeights(mil=1.0, category=0.5, smoothness=0.1, sparsity=0.01)
-    total, parts = refinevad_loss(
-        output, t([1.0, 0.0]), torch.tensor([1, 0]), torch.tensor([True, True]), weights, k=2
-    )
+    config = ScorerConfig(topk=2, category_weight=0.5, smoothness_weight=0.1, sparsity_weight=0.01)
+    labels, known = t([1.0, 0.0]), torch.tensor([True, True])
+    total, parts = refinevad_loss(output, labels, torch.tensor([1, 0]), known, config)
     mil = (-math.log(0.7) - math.log(0.6)) / 2
     category = (math.log(3.0) - math.log(0.6)) / 2
     smooth = (0.8**2 + 0.4**2 + 0.4**2 + 0.6**2) / 4
@@ -134,7 +133,8 @@ def test_refinevad_loss_weighted_sum_of_parts() -> None:
 def test_refinevad_loss_without_category_logits() -> None:
     scores = t([[0.1, 0.9, 0.5]]).requires_grad_()
     output = ScorerOutput(scores, None, torch.zeros(1, 3, 4))
-    total, parts = refinevad_loss(output, t([1.0]), torch.tensor([3]), torch.tensor([True]), k=2)
+    total, parts = refinevad_loss(output, t([1.0]), torch.tensor([3]), torch.tensor([True]),
+                                  ScorerConfig(topk=2))
     assert parts["category"] == 0.0
     total.backward()
     assert scores.grad is not None

@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from dualvad.config import load_config
+from dualvad.config import ConfigError, load_config
 from dualvad.pipeline.benchmarks import run_build_benchmarks
 from dualvad.pipeline.sample import run_sample
 from dualvad.rundir import open_run
-from dualvad.train.finetune import FinetuneError, check_settings, freeze, total_steps
+from dualvad.train.finetune import FinetuneError, freeze, total_steps
 from dualvad.vlm.collate import encode_example
 from dualvad.vlm.model import build_tiny_model, load_model
 from dualvad.vlm.processor import load_processor
@@ -87,10 +87,10 @@ def test_total_steps_and_settings_checks():
     assert total_steps(settings, 10, 5) == settings.max_steps
     by_epochs = dataclasses.replace(settings, max_steps=0, epochs=2, workers=2, micro_batch=2)
     assert total_steps(by_epochs, 10, 5) == math.ceil(2 * 15 / 4)
-    with pytest.raises(FinetuneError, match="curriculum"):
-        check_settings(dataclasses.replace(settings, curriculum="video_first"))
-    with pytest.raises(FinetuneError, match="report_every"):
-        check_settings(dataclasses.replace(settings, report_every=0))
+    with pytest.raises(ConfigError, match="'curriculum' must be one of 'joint', 'image_first'"):
+        dataclasses.replace(settings, curriculum="video_first")
+    with pytest.raises(ConfigError, match="'report_every' must be >= 1, got 0"):
+        dataclasses.replace(settings, report_every=0)
 
 
 def test_freeze_vision_and_projector():

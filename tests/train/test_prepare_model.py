@@ -9,8 +9,8 @@ import re
 import pytest
 import torch
 
-from dualvad.config import FinetuneConfig
-from dualvad.train.finetune import FinetuneError, check_settings, prepare_model
+from dualvad.config import ConfigError, FinetuneConfig
+from dualvad.train.finetune import prepare_model
 from dualvad.train.lora import merged_model, target_pattern
 from dualvad.vlm.model import IMAGE_CONTEXT_TOKEN_ID, TINY_IMAGE_SIZE, build_tiny_model, load_model
 
@@ -82,15 +82,15 @@ def test_lora_merge_gives_the_same_outputs_as_a_plain_model(tmp_path):
 
 
 def test_lora_settings_errors():
-    with pytest.raises(FinetuneError, match="lora_rank must be >= 0"):
-        check_settings(dataclasses.replace(LORA, lora_rank=-1))
-    with pytest.raises(FinetuneError, match="lora_dropout must be in"):
-        check_settings(dataclasses.replace(LORA, lora_dropout=1.0))
-    with pytest.raises(FinetuneError, match="zero_stage <= 2"):
-        check_settings(dataclasses.replace(LORA, zero_stage=3))
-    with pytest.raises(FinetuneError, match="warmup_steps must be >= 0"):
-        check_settings(dataclasses.replace(LORA, warmup_steps=-1))
-    check_settings(dataclasses.replace(LORA, zero_stage=3, lora_rank=0))  # full fine-tuning at ZeRO-3 is fine
+    with pytest.raises(ConfigError, match="'lora_rank' must be >= 0, got -1"):
+        dataclasses.replace(LORA, lora_rank=-1)
+    with pytest.raises(ConfigError, match="'lora_dropout' must be < 1, got 1.0"):
+        dataclasses.replace(LORA, lora_dropout=1.0)
+    with pytest.raises(ConfigError, match="'zero_stage' must be <= 2 when lora_rank > 0"):
+        dataclasses.replace(LORA, zero_stage=3)
+    with pytest.raises(ConfigError, match="'warmup_steps' must be >= 0, got -1"):
+        dataclasses.replace(LORA, warmup_steps=-1)
+    assert dataclasses.replace(LORA, zero_stage=3, lora_rank=0).zero_stage == 3  # full fine-tuning at ZeRO-3
 
 
 def _loss_grads_and_calls(checkpointing: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:

@@ -74,7 +74,7 @@ def test_a_scorer_of_an_older_architecture_is_refused(scored_run, tmp_path):
     stale = tmp_path / "stale"
     shutil.copytree(open_run(config.run).path("scorer", "model"), stale)
     meta = json.loads((stale / "scorer.json").read_text())
-    del meta["spec"]["architecture"]  # as written before the field existed
+    del meta["architecture"]  # as written before the field existed
     (stale / "scorer.json").write_text(json.dumps(meta))
     with pytest.raises(StaleScorerError, match="architecture 1.*re-run `dualvad train-scorer`"):
         TrainedScorer.load(stale)

@@ -1,0 +1,40 @@
+"""The ingest settings (``ingest.*``): decoding each video into K segments with one feature vector each.
+
+Read by the ingest stage (``dualvad.pipeline.ingest``), which decodes with :mod:`dualvad.video.decode`,
+cuts segments with :mod:`dualvad.video.segments` and computes features with
+:func:`dualvad.scorer.features.build_extractor`.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from typing import Literal
+
+from dualvad.checks import above, at_least, check_choices
+
+# "motion": hand-made motion/appearance cues (no weights); "clip": a transformers image encoder
+FeatureKind = Literal["motion", "clip"]
+FEATURE_KINDS: tuple[str, ...] = typing.get_args(FeatureKind)
+
+
+@dataclass
+class IngestConfig:
+    """Decoding videos into K segments with one feature vector each."""
+
+    segments: int = 32  # K, the WSVAD convention
+    frames_per_segment: int = 8  # frames decoded per segment to compute its feature
+    feature: FeatureKind = "motion"
+    decode_width: int = 64  # frames are resized while decoding (motion feature); pixels
+    decode_height: int = 48
+    clip_model: str = "openai/clip-vit-base-patch16"  # id or local path, for feature=clip
+    workers: int | None = None  # actor pool size; None = up to one per CPU
+    cpus_per_worker: float = 1.0
+    decode_threads: int = 1  # decord decoding threads per worker
+    snap_to_keyframes: bool = True  # anchor sampled frames on keyframes where a sub-interval has one
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        at_least(self, 1, "segments", "frames_per_segment", "decode_width", "decode_height", "workers",
+                 "decode_threads")
+        above(self, 0, "cpus_per_worker")
