@@ -58,14 +58,14 @@ def main() -> None:
     both = runs["both"]
     sampling = run_evaluate(dataclasses.replace(both, eval=dataclasses.replace(both.eval, ablate="sampling")))
     print("\n## Sampling ablation (model fine-tuned on both benchmarks)\n")
-    print(sampling.table)
+    print(sampling)  # an EvalSummary, or Skipped with the earlier run's summary
     _chance(both.run)
     if not args.no_benchmarks:
         compare = [f"{name}={run.run}" for name, run in runs.items()]
         benchmarks = run_evaluate(dataclasses.replace(
             both, eval=dataclasses.replace(both.eval, ablate="benchmarks", compare=compare)))
         print("\n## Benchmark ablation (focused frames)\n")
-        print(benchmarks.table)
+        print(benchmarks)
         _chance(both.run)
     print(f"report: {Path(both.run) / 'eval' / 'report.html'}; {time.perf_counter() - started:.0f} s in all")
 

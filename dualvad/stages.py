@@ -376,10 +376,15 @@ def _publish(context: StageContext) -> None:
         run.fs.delete_dir(context.scratch.path())
 
 
+_INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_active_interrupt: Callable[[int, object], None] | None = None  # while a stage runs in the main thread
+
+
 @contextlib.contextmanager
 def _signals_raise_interrupted() -> Iterator[None]:
     """SIGTERM and SIGINT raise :class:`StageInterrupted` in the main thread while the stage runs, so
     its ``finally`` blocks write what is finished; elsewhere (a worker thread) signals are left alone."""
+    global _active_interrupt
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -387,12 +392,22 @@ def _signals_raise_interrupted() -> Iterator[None]:
     def interrupt(signum: int, _frame: object) -> None:
         raise StageInterrupted(signum)
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, interrupt) for sig in _INTERRUPT_SIGNALS}
+    _active_interrupt = interrupt
     try:
         yield
     finally:
+        _active_interrupt = None
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def reclaim_signals() -> None:
+    """Put the running stage's SIGTERM / SIGINT handlers back; call it after starting a library that
+    installs its own (``ray.init`` does: its handler would end the process without writing anything)."""
+    if _active_interrupt is not None and threading.current_thread() is threading.main_thread():
+        for sig in _INTERRUPT_SIGNALS:
+            signal.signal(sig, _active_interrupt)
 
 
 def section(config: Any, *leave_out: str) -> dict[str, Any]:

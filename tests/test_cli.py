@@ -48,7 +48,7 @@ def test_ingest_exits_1_when_too_many_videos_fail(ray_session, tmp_path, capsys)
                  "--segments", "4", "stages.max_failure_share=0.1", "ingest.cpus_per_worker=0.5"])
     err = capsys.readouterr().err
     assert code == 1
-    assert "1 of 2 videos failed to decode" in err and "_failures.parquet" in err
+    assert "1 of 2 videos failed" in err and "_failures.parquet" in err and "nothing was published" in err
 
 
 def test_console_script_reports_bad_config_with_exit_2(tmp_path):

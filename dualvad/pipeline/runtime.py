@@ -8,6 +8,7 @@ import os
 import ray
 
 from dualvad.config import RayConfig
+from dualvad.stages import reclaim_signals
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +21,14 @@ def ensure_ray(config: RayConfig) -> None:
     if address:
         log.info("joining Ray cluster at %s", address)
         ray.init(address=address)
-        return
-    # Workers must import dualvad from this checkout even when it is not installed.
-    ray.init(
-        num_cpus=config.num_cpus,
-        include_dashboard=False,
-        runtime_env={"env_vars": {"PYTHONPATH": _package_parent()}},
-    )
+    else:
+        # Workers must import dualvad from this checkout even when it is not installed.
+        ray.init(
+            num_cpus=config.num_cpus,
+            include_dashboard=False,
+            runtime_env={"env_vars": {"PYTHONPATH": _package_parent()}},
+        )
+    reclaim_signals()  # ray.init replaced the running stage's SIGTERM handler with its own
 
 
 def _package_parent() -> str:

@@ -1,0 +1,130 @@
+"""The stage runner under the real stages: SIGTERM mid-ingest then a re-run, a settings change, and corrupt or
+duplicated inputs that leave the earlier outputs intact."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+
+from dualvad import paths
+from dualvad import schema as S
+from dualvad.config import load_config
+from dualvad.corpus import SynthSpec, generate_corpus, read_corpus
+from dualvad.pipeline.ingest import run_ingest
+from dualvad.pipeline.sample import run_sample
+from dualvad.pipeline.score import run_score
+from dualvad.rundir import open_run
+from dualvad.stages import CorruptInputError, Skipped
+
+VIDEOS = 10
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("faults") / "corpus"
+    generate_corpus(root, SynthSpec(videos=VIDEOS, seconds=1.0, seed=3))
+    return root
+
+
+def _staged_parts(run: Path) -> list[Path]:
+    work = run / paths.WORK_DIR
+    return sorted(work.glob(f"{paths.SEGMENTS}-*/part-*.parquet")) if work.exists() else []
+
+
+def test_sigterm_mid_ingest_keeps_the_finished_videos_and_the_rerun_adds_the_rest(ray_session, corpus,
+                                                                                tmp_path):
+    run = tmp_path / "run"
+    overrides = [f"corpus={corpus}", f"run={run}", "ingest.segments=4", "ingest.workers=1",
+                 "ingest.cpus_per_worker=0.5", "stages.flush_videos=1"]
+    script = Path(sys.executable).parent / "dualvad"
+    process = subprocess.Popen([str(script), "ingest", *overrides], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while len(_staged_parts(run)) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert process.poll() is None, "ingest finished before it could be interrupted"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted by SIGTERM" in err and "the same command continues" in err
+    assert not (run / paths.SEGMENTS).exists()  # nothing published half-done
+    staged = open_run(str(_staged_parts(run)[0].parent)).read_table()
+    kept = set(staged[S.VIDEO_ID].to_pylist())
+    assert 2 <= len(kept) < VIDEOS and staged.num_rows == 4 * len(kept)  # whole videos only
+
+    summary = run_ingest(load_config(None, overrides))
+    assert (summary.resumed, summary.processed) == (len(kept), VIDEOS - len(kept))
+    table = open_run(str(run)).read_table(paths.SEGMENTS)
+    pairs = list(zip(table[S.VIDEO_ID].to_pylist(), table[S.SEGMENT_INDEX].to_pylist(), strict=True))
+    assert len(pairs) == len(set(pairs)) == 4 * VIDEOS  # nothing lost, nothing twice
+    assert {video for video, _ in pairs} == {r.video_id for r in read_corpus(corpus)}
+
+
+def test_other_segment_count_redoes_ingest(ray_session, corpus, tmp_path):
+    # Today's defect: `ingest --segments 16` on a run ingested with 8 said "48 already done" and kept K=8.
+    base = [f"corpus={corpus}", f"run={tmp_path / 'run'}", "ingest.cpus_per_worker=0.5"]
+    run_ingest(load_config(None, [*base, "ingest.segments=4"]))
+    assert isinstance(run_ingest(load_config(None, [*base, "ingest.segments=4"])), Skipped)
+    summary = run_ingest(load_config(None, [*base, "ingest.segments=3"]))
+    assert summary.processed == VIDEOS
+    table = open_run(str(tmp_path / "run")).read_table(paths.SEGMENTS)
+    assert table.num_rows == 3 * VIDEOS and max(table[S.SEGMENT_INDEX].to_pylist()) == 2
+
+
+@pytest.fixture
+def copied_run(scored_run, tmp_path):
+    """A copy of the scored run with its samples: (config, run folder)."""
+    config, _ = scored_run
+    target = tmp_path / "run"
+    shutil.copytree(config.run, target, ignore=shutil.ignore_patterns(paths.LOCK_FILE, paths.WORK_DIR))
+    config = dataclasses.replace(config, run=str(target))
+    run_sample(config)
+    return config, target
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_truncated_checkpoint_fails_score_in_one_line_and_keeps_the_scores(copied_run):
+    config, run = copied_run
+    before = _snapshot(run / paths.SCORES)
+    weights = run / paths.SCORER / paths.SCORER_MODEL_DIR / "model.pt"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CorruptInputError) as raised:
+        run_score(config, force=True)
+    message = str(raised.value)
+    assert "\n" not in message and "scorer/model" in message and "`dualvad train-scorer`" in message
+    assert _snapshot(run / paths.SCORES) == before
+
+
+def test_a_truncated_segments_part_fails_sample_and_keeps_the_samples(copied_run):
+    config, run = copied_run
+    before = _snapshot(run / paths.SAMPLES)
+    part = sorted((run / paths.SEGMENTS).glob("part-*.parquet"))[0]
+    part.write_bytes(part.read_bytes()[:100])
+    with pytest.raises(CorruptInputError, match=rf"{part.name} cannot be read .*`dualvad ingest`"):
+        run_sample(config, force=True)
+    assert _snapshot(run / paths.SAMPLES) == before
+
+
+def test_duplicated_segment_rows_are_refused_by_score_and_sample(copied_run):
+    # Today two concurrent ingests both wrote every video, and score and sample took the duplicates.
+    config, run = copied_run
+    part = sorted((run / paths.SEGMENTS).glob("part-*.parquet"))[0]
+    shutil.copy(part, part.with_name("part-twice-00000.parquet"))
+    for stage in (run_score, run_sample):
+        with pytest.raises(CorruptInputError, match="more than once.*re-run `dualvad ingest --force`"):
+            stage(config, force=True)
+    first = open_run(str(run)).read_table(paths.SAMPLES)
+    assert pc.count_distinct(first[S.VIDEO_ID]).as_py() == first.num_rows  # the published samples stand
+    assert os.path.exists(run / paths.SCORES / paths.STAGE_FILE)
