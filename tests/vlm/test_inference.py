@@ -7,7 +7,7 @@ from PIL import Image
 
 from dualvad.benchmarks.templates import ANOMALY_QUESTIONS, image_conversation
 from dualvad.vlm.collate import conversation_to_messages
-from dualvad.vlm.inference import VLMJudge
+from dualvad.vlm.inference import VLMJudge, last_token_index
 from dualvad.vlm.model import load_model, save_tiny_model, yes_probability
 from dualvad.vlm.processor import load_processor
 
@@ -43,6 +43,13 @@ def test_batched_frame_scores_equal_one_at_a_time_and_the_direct_computation(jud
     with torch.inference_mode():
         logits = judge.model(**inputs).logits[0, -1]
     assert batched[0] == pytest.approx(yes_probability(logits, judge.tokenizer), abs=1e-5)
+
+
+def test_last_token_index_for_left_right_and_no_padding():
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 1, 0, 0, 0]])
+    assert last_token_index(mask).tolist() == [4, 2, 4, 1]
+    with pytest.raises(ValueError, match="without any real token"):
+        last_token_index(torch.tensor([[1, 1], [0, 0]]))
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
