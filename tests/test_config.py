@@ -116,7 +116,13 @@ BAD_VALUES = [
     (["finetune.lora_rank=8", "finetune.zero_stage=3"],
      "config key 'finetune.zero_stage' must be <= 2 when lora_rank > 0 (the LoRA merge for the export "
      "needs whole parameters), got 3"),
+    (["finetune.zero_stage=0", "finetune.offload=true"],
+     "config key 'finetune.offload' cannot run: offload needs ZeRO stage 1, 2 or 3: stage 0 does not "
+     "partition the optimizer state, so there is nothing to move to the CPU; set zero_stage to 2 (the "
+     "default) or offload to false"),
     (["ray.num_cpus=0"], "config key 'ray.num_cpus' must be >= 1, got 0"),
+    (["stages.max_failure_share=1.5"], "config key 'stages.max_failure_share' must be <= 1, got 1.5"),
+    (["stages.flush_videos=0"], "config key 'stages.flush_videos' must be >= 1, got 0"),
 ]
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from dualvad.checks import SettingError, above, at_least, at_most, below, check_choices
+from dualvad.train.deepspeed_config import check_deepspeed_settings
 
 Curriculum = Literal["joint", "image_first"]  # both benchmarks mixed, or every image row first
 CURRICULA: tuple[str, ...] = typing.get_args(Curriculum)
@@ -60,6 +61,10 @@ class FinetuneConfig:
         at_most(self, 3, "zero_stage")
         above(self, 0, "cpus_per_worker", "lr")
         at_least(self, 0, "weight_decay", "image_weight", "video_weight", "grad_clip")
+        try:  # the DeepSpeed combinations that cannot start (one definition, beside the DeepSpeed config)
+            check_deepspeed_settings(self.zero_stage, self.offload)
+        except ValueError as error:
+            raise SettingError("offload", f"cannot run: {error}") from error
         if self.lora_rank > 0:
             self._check_lora()
 

@@ -5,10 +5,14 @@ optimizer state (and of the parameters at stage 3), bf16 on GPUs / fp32 on CPU, 
 an AdamW optimizer section and a warmup-then-decay learning-rate schedule (a constant one when
 ``warmup_steps == 0``, see :func:`scheduler_section`).
 
-The optimizer: the config names AdamW with ``torch_adam: true`` (DeepSpeed builds ``torch.optim.AdamW``,
-no compiled ops needed) unless the optimizer state is offloaded, where DeepSpeed builds its CPU Adam.
-A client optimizer passed to ``deepspeed.initialize`` takes precedence over the section;
-``zero_allow_untested_optimizer`` lets ZeRO wrap torch's AdamW either way.
+The optimizer: DeepSpeed builds it from this config's ``optimizer`` section (the training loop passes no
+client optimizer). The section names AdamW with ``torch_adam: true`` (DeepSpeed builds
+``torch.optim.AdamW``, no compiled ops) unless the optimizer state is offloaded, where DeepSpeed builds its
+CPU Adam (``DeepSpeedCPUAdam``, a C++ op it JIT-compiles on first use), the optimizer ZeRO-Offload
+supports. ``zero_allow_untested_optimizer`` lets ZeRO wrap torch's AdamW, which is not on its tested list.
+
+:func:`check_deepspeed_settings` holds the rules on combinations of settings, as a pure function a config
+loader can call before any Ray work starts.
 
 No Ray here: the Ray Train loop calls this and hands the dict to ``deepspeed.initialize(config=...)``.
 """
@@ -23,15 +27,22 @@ ADAM_EPS = 1e-8
 BUCKET_SIZE = 500_000_000
 
 
+def check_deepspeed_settings(zero_stage: int, offload: bool) -> None:
+    """Raise ``ValueError`` with the reason and the fix when ``zero_stage`` / ``offload`` cannot run."""
+    if zero_stage not in ZERO_STAGES:
+        raise ValueError(f"zero_stage must be one of {ZERO_STAGES}, got {zero_stage!r}")
+    if offload and zero_stage == 0:
+        raise ValueError("offload needs ZeRO stage 1, 2 or 3: stage 0 does not partition the optimizer "
+                         "state, so there is nothing to move to the CPU; set zero_stage to 2 (the default) "
+                         "or offload to false")
+
+
 def _check(
     zero_stage: int, micro_batch: int, grad_accum: int, world_size: int, lr: float, weight_decay: float,
     warmup_steps: int, total_steps: int, grad_clip: float, offload: bool, scheduler: str,
 ) -> None:
     """Raise ``ValueError`` naming the first setting that is out of range."""
-    if zero_stage not in ZERO_STAGES:
-        raise ValueError(f"zero_stage must be one of {ZERO_STAGES}, got {zero_stage}")
-    if offload and zero_stage == 0:
-        raise ValueError("offload needs ZeRO stage 1, 2 or 3 (stage 0 does not partition the optimizer)")
+    check_deepspeed_settings(zero_stage, offload)
     for name, value in (("micro_batch", micro_batch), ("grad_accum", grad_accum),
                         ("world_size", world_size), ("total_steps", total_steps)):
         if not isinstance(value, int) or value < 1:

@@ -4,15 +4,17 @@ The driver reads the train-split rows of ``RUN/benchmarks/{image,video}`` as two
 and hands them to the trainer; each worker materialises its shard of both in memory (the rows are
 a few hundred JPEGs), orders them with :func:`dualvad.vlm.collate.mix_schedule`, and trains the model
 wrapped by ``deepspeed.initialize`` (config from :func:`dualvad.train.deepspeed_config.deepspeed_config`;
-fp32 + gloo on CPU, bf16 on GPUs). The optimizer is ``torch.optim.AdamW`` passed as a client optimizer,
-so DeepSpeed compiles no ops.
+fp32 + gloo on CPU, bf16 on GPUs; :func:`build_engine`). DeepSpeed builds the optimizer from the config's
+``optimizer`` section over the trainable parameters: ``torch.optim.AdamW``, or its CPU Adam when
+``finetune.offload`` moves the optimizer state to the CPU.
 
 Every ``finetune.report_every`` optimizer steps (and after the last) the workers report the step's
 metrics and a checkpoint: every rank writes its DeepSpeed shard (``save_checkpoint``) into one temporary
 folder that Ray Train merges. A restarted worker group loads the last one (``load_checkpoint``) and
 continues at the same step (``FailureConfig``). The last checkpoint also holds a Hugging Face export
-(``hf/``, written by rank 0), which the driver copies to ``RUN/finetune/final``: loadable with
-:func:`dualvad.vlm.model.load_model` and :func:`dualvad.vlm.processor.load_processor`.
+(``hf/``, written by rank 0 from parameters gathered with ``deepspeed.zero.GatheredParameters``), which the
+driver copies to ``RUN/finetune/final``: loadable with :func:`dualvad.vlm.model.load_model` and
+:func:`dualvad.vlm.processor.load_processor` (or ``AutoProcessor.from_pretrained``).
 
 ``finetune.lora_rank > 0`` trains LoRA adapters on the language model instead of its weights
 (:mod:`dualvad.train.lora`); rank 0 merges them into the weights for the export, which stays a plain
@@ -131,9 +133,8 @@ def _finetune(context: StageContext, config: DualVADConfig) -> FinetuneSummary:
 
 
 def _loop_config(settings: FinetuneConfig, model_path: str, steps: int) -> dict[str, Any]:
-    """What every worker needs, as plain picklable values. ``crash_once``: tests only, ``(step, marker
-    file)``: the first worker group to reach that step raises once (a failure to resume from)."""
-    return {"settings": asdict(settings), "model_path": model_path, "total_steps": steps, "crash_once": None}
+    """What every worker needs, as plain picklable values."""
+    return {"settings": asdict(settings), "model_path": model_path, "total_steps": steps}
 
 
 def total_steps(settings: FinetuneConfig, image_rows: int, video_rows: int) -> int:
@@ -199,8 +200,6 @@ def _export(out: RunDir, checkpoint: Checkpoint, model: bool) -> dict[str, Any]:
 
 def _train_loop_per_worker(loop: dict[str, Any]) -> None:
     """Ray Train worker: DeepSpeed data parallelism over this worker's shard of both benchmarks."""
-    import deepspeed
-
     from dualvad.vlm.processor import load_processor
 
     settings = FinetuneConfig(**loop["settings"])
@@ -211,13 +210,7 @@ def _train_loop_per_worker(loop: dict[str, Any]) -> None:
     model = _build_model(loop["model_path"], settings)
     flops = flops_model(base_model(model))
     rows = {kind: _load_shard(ray.train.get_dataset_shard(kind)) for kind in KINDS}
-    if not settings.use_gpu:
-        _skip_shm_comm_build(deepspeed)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr,
-                                  weight_decay=settings.weight_decay)
-    engine, *_ = deepspeed.initialize(
-        model=model, optimizer=optimizer, config=deepspeed_settings(settings, world, loop["total_steps"]),
-        dist_init_required=not torch.distributed.is_initialized())
+    engine = build_engine(model, settings, world, loop["total_steps"])
     state = _resume(engine) if settings.save_checkpoints else {"step": 0, "history": []}
     micro = list(_micro_batches(rows, settings, rank, loop["total_steps"]))
     pad_id = int(processor.tokenizer.pad_token_id)
@@ -232,7 +225,6 @@ def _train_loop_per_worker(loop: dict[str, Any]) -> None:
         state = {**state, "step": step + 1, "history": [*state["history"], metrics]}
         if rank == 0:
             log.info("finetune step %d: %s", step + 1, _format_metrics(metrics))
-        _maybe_crash(loop["crash_once"], step + 1)
         last = step + 1 == loop["total_steps"]
         if (step + 1) % settings.report_every == 0 or last:
             _report(engine, processor, state, export=last, save=settings.save_checkpoints)
@@ -265,24 +257,25 @@ def _optimizer_step(engine: Any, rows: dict[str, list], chunk: list[list[tuple[s
     return StepTotals(loss_sum / len(chunk), tokens, samples, tiles)
 
 
-def _maybe_crash(crash_once: tuple[int, str] | None, step: int) -> None:
-    """Fail once after optimizer step ``crash_once[0]`` (tests of resuming); the marker file records it."""
-    if crash_once is None or step != crash_once[0]:
-        return
-    marker = Path(crash_once[1])
-    if ray.train.get_context().get_world_rank() == 0 and not marker.exists():
-        marker.write_text(str(step))
-        raise RuntimeError(f"finetune: injected failure after step {step} (test)")
+def build_engine(model: torch.nn.Module, settings: FinetuneConfig, world: int, steps: int) -> Any:
+    """The DeepSpeed engine over ``model`` for a run of ``steps`` optimizer steps on ``world`` workers.
 
-
-def _skip_shm_comm_build(deepspeed: Any) -> None:
-    """Keep DeepSpeed from JIT-compiling its shared-memory CPU collective (about 30 s and a C++ compiler on
-    a fresh machine): it only serves inference all-reduce; ZeRO training communicates through gloo.
-
-    DeepSpeed builds the op when its comm backend starts, if ``deepspeed.ops.__compatible_ops__`` marks it
-    compatible; marking it incompatible in this worker process is the only switch it offers.
+    DeepSpeed builds the optimizer and the lr schedule from :func:`deepspeed_settings` over the parameters
+    that require grad (frozen parts and LoRA's base weights get no optimizer state). Joins the
+    ``torch.distributed`` process group when one is initialized (Ray Train's, gloo or NCCL), else asks
+    DeepSpeed to start one from the environment.
     """
-    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    import deepspeed
+
+    from dualvad.train.deepspeed_compat import skip_shm_comm_build
+
+    if not settings.use_gpu:
+        skip_shm_comm_build()  # the op it would compile serves inference only
+    engine, *_ = deepspeed.initialize(
+        model=model, model_parameters=[p for p in model.parameters() if p.requires_grad],
+        config=deepspeed_settings(settings, world, steps),
+        dist_init_required=not torch.distributed.is_initialized())
+    return engine
 
 
 def _build_model(path: str, settings: FinetuneConfig) -> torch.nn.Module:
@@ -440,24 +433,29 @@ def _report(engine: Any, processor: Any, state: dict[str, Any], export: bool, sa
     with tempfile.TemporaryDirectory() as directory:
         if save:
             engine.save_checkpoint(directory, tag=TAG, client_state={"step": state["step"]})
-        weights = _full_state_dict(engine) if export else None
+        if export:
+            save_export(engine, processor, os.path.join(directory, HF_DIR), write=rank == 0)
         if rank == 0:
             Path(directory, STATE_FILE).write_text(json.dumps(state))
-            if export:
-                # The last use of the engine: merging LoRA adapters in place on rank 0 is safe (ZeRO <= 2
-                # with LoRA keeps whole parameters on every rank; no collective follows).
-                plain = merged_model(engine.module)
-                plain.save_pretrained(os.path.join(directory, HF_DIR), state_dict=weights)
-                processor.save_pretrained(os.path.join(directory, HF_DIR))
         ray.train.report(dict(state["history"][-1]), checkpoint=Checkpoint.from_directory(directory))
 
 
-def _full_state_dict(engine: Any) -> dict[str, torch.Tensor] | None:
-    """The whole model's weights for the export: gathered from every rank at ZeRO-3 (a collective),
-    else ``None`` (ZeRO 0-2 keep full parameters on every rank)."""
-    if engine.zero_optimization_stage() == 3:
-        return engine._zero3_consolidated_16bit_state_dict()
-    return None
+def save_export(engine: Any, processor: Any, folder: str, write: bool) -> None:
+    """The Hugging Face export of the engine's model (weights in the engine's dtype) and ``processor``,
+    written to ``folder`` by the rank with ``write``. A collective: every rank calls it.
+
+    ``deepspeed.zero.GatheredParameters`` gives every rank the whole parameters for the duration of the
+    block at ZeRO-3 (read-only, ``modifier_rank=None``) and does nothing at ZeRO 0-2, where every rank
+    holds them whole already.
+    """
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None):
+        if write:
+            # The last use of the engine: merging LoRA adapters in place is safe (LoRA runs at ZeRO <= 2,
+            # see check_settings; no collective follows).
+            merged_model(engine.module).save_pretrained(folder)
+            processor.save_pretrained(folder)
 
 
 def _resume(engine: Any) -> dict[str, Any]:

@@ -32,6 +32,16 @@ from dualvad.vlm.model import expected_digit_score, yes_probability
 TURN_END = "<|im_end|>"
 
 
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """int64 (batch,): the position of each row's last real token in an ``attention_mask`` (batch, seq) of
+    0/1, whatever side the padding is on (each row needs at least one real token)."""
+    if not bool(attention_mask.any(dim=1).all()):
+        raise ValueError("attention_mask has a row without any real token")
+    seq = attention_mask.shape[1]
+    # argmax returns the first maximum: on the reversed mask, the first 1 from the right.
+    return seq - 1 - attention_mask.flip(dims=[1]).argmax(dim=1)
+
+
 @dataclass(frozen=True)
 class ClipJudgement:
     """The model's answers about one clip."""
@@ -79,8 +89,8 @@ class VLMJudge:
         explanation = self._generate(self._prompt(turns), list(frames))
         turns += [{"role": "assistant", "text": explanation}, {"role": "user", "text": SCORE_QUESTIONS[0]}]
         prompt = self._prompt(turns)
-        (logits,) = self._last_logits([prompt], list(frames))
-        (after_one,) = self._last_logits([prompt + "1"], list(frames))
+        # One forward pass for both: the prompt, and the prompt with the answer "1" (one token longer).
+        logits, after_one = self._last_logits([prompt, prompt + "1"], list(frames) * 2)
         return ClipJudgement(explanation, expected_digit_score(logits, self.tokenizer, after_one))
 
     # ------------------------------------------------------------------------------------------- helpers
@@ -94,17 +104,25 @@ class VLMJudge:
             add_generation_prompt=True)
 
     def _inputs(self, prompts: list[str], images: list[Image.Image]) -> dict[str, torch.Tensor]:
+        """The processor's tensors on the model's device: ``input_ids``/``attention_mask`` int64 (batch, seq),
+        padded to the longest prompt on the tokenizer's side; ``pixel_values`` (tiles, 3, S, S) in the
+        model's dtype."""
         inputs = self.processor(text=prompts, images=images, padding=True, return_tensors="pt")
         device, dtype = self.model.device, self.model.dtype
         return {key: value.to(device, dtype=dtype) if key == "pixel_values" else value.to(device)
                 for key, value in inputs.items()}
 
     def _last_logits(self, prompts: list[str], images: list[Image.Image]) -> torch.Tensor:
-        """float (batch, vocab): the next-token logits after each prompt (right padding is skipped)."""
+        """float32 (batch, vocab) on CPU: the next-token logits after each prompt, with the prompts padded
+        on either side (``images``: every prompt's frames, in order)."""
         inputs = self._inputs(prompts, images)
-        logits = self.model(**inputs).logits  # (batch, seq, vocab)
-        last = inputs["attention_mask"].sum(dim=1) - 1
-        return logits[torch.arange(logits.shape[0], device=logits.device), last].float().cpu()
+        mask = inputs["attention_mask"]
+        # Positions count real tokens only, as generate() does, so a left-padded row sees the positions
+        # it would see alone.
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        logits = self.model(**inputs, position_ids=positions).logits  # (batch, seq, vocab)
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        return logits[rows, last_token_index(mask)].float().cpu()
 
     def _generate(self, prompt: str, images: list[Image.Image]) -> str:
         """Greedy answer to one prompt, up to ``max_new_tokens`` tokens, special tokens removed."""

@@ -7,6 +7,12 @@ are images, so :class:`InternVLFrameProcessor` is ``InternVLProcessor`` without 
 values of shape (tiles, 3, S, S)), fed by the PIL image processor of GOT-OCR2 (the one InternVL uses)
 or by the fast one where torchvision is available.
 
+A saved frame processor names ``processor_class: "InternVLFrameProcessor"`` in ``processor_config.json``
+(the image processor's settings sit in the same file). Importing this module registers the class with
+``AutoProcessor`` (its public ``register``), so ``AutoProcessor.from_pretrained(folder)`` rebuilds the
+frame processor with its image processor and tokenizer; without the registration transformers does not
+know the name and falls back to the tokenizer alone.
+
 Frames: PIL images or uint8 numpy arrays (H, W, 3). One tile per frame by default (``max_tiles=1``):
 no dynamic tiling, each frame is resized to S x S. Placeholders in the text: the stock
 ``<IMG_CONTEXT>`` or the InternVL chat convention ``<image>``, one per image, in order.
@@ -24,8 +30,15 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from transformers import AutoTokenizer, InternVLProcessor, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import (
+    AutoProcessor,
+    AutoTokenizer,
+    InternVLProcessor,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
 from transformers.image_processing_utils import BatchFeature
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import is_torchvision_available
@@ -58,6 +71,9 @@ CHAT_TEMPLATE = (
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 PROCESSOR_CONFIG_FILE = "processor_config.json"
 DEFAULT_IMAGE_SEQ_LENGTH = 256
+#: The key the frame processor is registered under with ``AutoProcessor`` (a name, not a config class:
+#: registering ``InternVLConfig`` would replace the stock ``InternVLProcessor`` for every InternVL folder).
+FRAME_PROCESSOR_KEY = "internvl_frame_processor"
 
 
 class InternVLFrameProcessor(InternVLProcessor):
@@ -92,6 +108,11 @@ class InternVLFrameProcessor(InternVLProcessor):
         elif text is not None:
             text = [sample.replace(IMAGE_PLACEHOLDER, self.image_token) for sample in text]
         return super().__call__(images=images, text=text, **kwargs)
+
+
+# ``processor_class_from_name`` finds registered classes by name: a saved frame processor loads with
+# ``AutoProcessor`` in any process that imported this module.
+AutoProcessor.register(FRAME_PROCESSOR_KEY, InternVLFrameProcessor, exist_ok=True)
 
 
 def qwen_tokenizer_files() -> Path:
@@ -136,8 +157,10 @@ def tokenizer_vocab_size() -> int:
 
 
 def build_image_processor(image_size: int, max_tiles: int = 1) -> GotOcr2ImageProcessorPil:
-    """InternVL's PIL image processor: tiles of ``image_size`` px, CLIP mean/std, bicubic resize."""
-    processor = GotOcr2ImageProcessorPil(size={"height": image_size, "width": image_size})
+    """InternVL's PIL image processor: tiles of ``image_size`` px, bicubic resize, ImageNet mean/std (as in
+    InternVL3's ``preprocessor_config.json``; GOT-OCR2's own default is CLIP's)."""
+    processor = GotOcr2ImageProcessorPil(size={"height": image_size, "width": image_size},
+                                         image_mean=IMAGENET_DEFAULT_MEAN, image_std=IMAGENET_DEFAULT_STD)
     return _set_max_tiles(processor, max_tiles)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dualvad.train.deepspeed_config import deepspeed_config
+from dualvad.train.deepspeed_config import check_deepspeed_settings, deepspeed_config
 
 COMMON = {"micro_batch": 2, "grad_accum": 4, "world_size": 3, "lr": 4e-5, "weight_decay": 0.05,
           "warmup_steps": 10, "total_steps": 100}
@@ -127,3 +127,15 @@ def test_deepspeed_accepts_the_configs(settings):
     assert parsed.optimizer_name == "adamw"
     expected = "WarmupLR" if settings.get("warmup_steps") == 0 else settings.get("scheduler", "WarmupDecayLR")
     assert parsed.scheduler_name == expected
+
+
+@pytest.mark.parametrize("zero_stage,offload", [(0, False), (1, True), (2, True), (3, True), (3, False)])
+def test_combinations_that_run_pass_the_settings_check(zero_stage, offload):
+    check_deepspeed_settings(zero_stage, offload)
+
+
+def test_offload_without_zero_is_rejected_with_the_reason_and_the_fix():
+    with pytest.raises(ValueError, match=r"stage 0 does not partition the optimizer state.*zero_stage to 2"):
+        check_deepspeed_settings(0, True)
+    with pytest.raises(ValueError, match=r"zero_stage must be one of \(0, 1, 2, 3\), got 5"):
+        check_deepspeed_settings(5, False)

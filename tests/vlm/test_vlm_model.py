@@ -173,3 +173,34 @@ def test_expected_digit_score_exact(tiny):
     after_one[tokenizer.convert_tokens_to_ids("<|im_end|>")] = math.log(3.0)  # q = P("0" | "1") = 1/4
     expected = 0.5 * (1 + 9 * 0.25) + 0.5 * 3
     assert expected_digit_score(logits, tokenizer, after_one) == pytest.approx(expected, abs=1e-6)
+
+
+def test_auto_processor_loads_the_saved_folder_with_its_image_processor(tiny_folder, tiny):
+    """Stock ``AutoProcessor`` (no torchvision here) rebuilds the InternVL frame processor, not just the
+    tokenizer, and it encodes a frame prompt exactly as :func:`load_processor`'s processor does."""
+    from transformers import AutoProcessor, InternVLProcessor
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+    _, reference = tiny
+    loaded = AutoProcessor.from_pretrained(tiny_folder)
+    assert isinstance(loaded, InternVLProcessor)
+    assert isinstance(loaded.image_processor, GotOcr2ImageProcessorPil)
+    assert loaded.image_seq_length == reference.image_seq_length == 4
+    text = chat(reference, "<image>\nIs anything unusual happening?")
+    ours = reference(text=text, images=[frame(8)], return_tensors="pt")
+    theirs = loaded(text=text, images=[frame(8)], return_tensors="pt")
+    assert torch.equal(ours["input_ids"], theirs["input_ids"])
+    assert torch.equal(ours["pixel_values"], theirs["pixel_values"])
+
+
+def test_tiny_processor_normalises_with_imagenet_mean_and_std(tiny):
+    """InternVL3's preprocessor uses ImageNet's mean/std: a uniform frame of value v becomes
+    (v / 255 - mean) / std per channel, after the folder's save and reload."""
+    _, processor = tiny
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(processor.image_processor.image_mean, mean)
+    np.testing.assert_allclose(processor.image_processor.image_std, std)
+    image = np.full((64, 64, 3), 200, dtype=np.uint8)
+    pixels = processor(text="<image>", images=[image], return_tensors="pt")["pixel_values"][0]
+    expected = (200 / 255 - mean) / std
+    np.testing.assert_allclose(pixels.mean(dim=(1, 2)).numpy(), expected, atol=1e-4)
