@@ -5,15 +5,12 @@ Plain Python: no Ray, no torch, so the config loads (and is checked) before any 
 
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass, field
-from typing import Literal
 
 from dualvad.checks import SettingError, above, at_least, at_most, below, check_choices
 from dualvad.train.deepspeed_config import check_deepspeed_settings
+from dualvad.vlm.mixing import Curriculum
 
-Curriculum = Literal["joint", "image_first"]  # both benchmarks mixed, or every image row first
-CURRICULA: tuple[str, ...] = typing.get_args(Curriculum)
 #: The decoder's attention and MLP projections (Qwen2 names), the usual LoRA targets.
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 

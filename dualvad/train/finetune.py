@@ -2,7 +2,7 @@
 
 The driver reads the train-split rows of ``RUN/benchmarks/{image,video}`` as two Ray Data datasets
 and hands them to the trainer; each worker materialises its shard of both in memory (the rows are
-a few hundred JPEGs), orders them with :func:`dualvad.vlm.collate.mix_schedule`, and trains the model
+a few hundred JPEGs), orders them with :func:`dualvad.vlm.mixing.mix_schedule`, and trains the model
 wrapped by ``deepspeed.initialize`` (config from :func:`dualvad.train.deepspeed_config.deepspeed_config`;
 fp32 + gloo on CPU, bf16 on GPUs; :func:`build_engine`). DeepSpeed builds the optimizer from the config's
 ``optimizer`` section over the trainable parameters: ``torch.optim.AdamW``, or its CPU Adam when
@@ -55,7 +55,8 @@ from dualvad.rundir import RunDir, open_run
 from dualvad.stages import Skipped, Stage, StageContext, run_stage, section
 from dualvad.train.flops import FlopsModel, flops_model, mfu, peak_bf16_flops, step_flops
 from dualvad.train.lora import apply_lora, base_model, merged_model
-from dualvad.vlm.collate import IMAGE, VIDEO, collate, encode_example, mix_schedule
+from dualvad.vlm.collate import collate, encode_example
+from dualvad.vlm.mixing import IMAGE, VIDEO, mix_schedule
 
 log = logging.getLogger(__name__)
 

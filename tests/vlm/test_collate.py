@@ -11,15 +11,8 @@ import torch
 from PIL import Image
 
 from dualvad.benchmarks.templates import frame_prefix
-from dualvad.vlm.collate import (
-    IGNORE_INDEX,
-    collate,
-    conversation_to_messages,
-    draws_per_epoch,
-    encode_example,
-    interleave,
-    mix_schedule,
-)
+from dualvad.vlm.collate import IGNORE_INDEX, collate, conversation_to_messages, encode_example
+from dualvad.vlm.mixing import draws_per_epoch, interleave, mix_schedule
 from dualvad.vlm.model import (
     BOS_TOKEN_ID,
     IMAGE_CONTEXT_TOKEN_ID,
