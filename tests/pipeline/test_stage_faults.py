@@ -23,7 +23,7 @@ from dualvad.pipeline.ingest import run_ingest
 from dualvad.pipeline.sample import run_sample
 from dualvad.pipeline.score import run_score
 from dualvad.rundir import open_run
-from dualvad.stages import CorruptInputError, Skipped
+from dualvad.stages import CorruptInputError, RunBusyError, Skipped
 
 VIDEOS = 10
 
@@ -42,6 +42,8 @@ def _staged_parts(run: Path) -> list[Path]:
 
 def test_sigterm_mid_ingest_keeps_the_finished_videos_and_the_rerun_adds_the_rest(ray_session, corpus,
                                                                                 tmp_path):
+    """A concurrent second ingest refuses; SIGTERM ends the first with its finished videos staged; the
+    re-run decodes only the rest."""
     run = tmp_path / "run"
     overrides = [f"corpus={corpus}", f"run={run}", "ingest.segments=4", "ingest.workers=1",
                  "ingest.cpus_per_worker=0.5", "stages.flush_videos=1"]
@@ -52,6 +54,9 @@ def test_sigterm_mid_ingest_keeps_the_finished_videos_and_the_rerun_adds_the_res
     while len(_staged_parts(run)) < 2 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert process.poll() is None, "ingest finished before it could be interrupted"
+    # A second ingest on the same run meanwhile (once, both wrote every video) refuses, naming the first.
+    with pytest.raises(RunBusyError, match=rf"in use by `dualvad ingest` \(pid {process.pid} "):
+        run_ingest(load_config(None, overrides))
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM, err

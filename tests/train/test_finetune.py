@@ -29,7 +29,7 @@ from dualvad.vlm.collate import encode_example
 from dualvad.vlm.model import build_tiny_model, load_model
 from dualvad.vlm.processor import load_processor
 
-STEPS = 4
+STEPS = 6
 
 
 @pytest.fixture(scope="module")
@@ -48,18 +48,58 @@ def benchmarked(scored_run, tmp_path_factory):
     return config
 
 
+class WorkerKiller(threading.Thread):
+    """Kills one Ray Train worker process (SIGKILL, as a lost node would) once ``checkpoints`` reported
+    checkpoints exist under ``storage``; records the killed pid. Looks only from outside the loop: files
+    Ray Train persists and the process table."""
+
+    def __init__(self, storage: Path, checkpoints: int, timeout_s: float = 600.0) -> None:
+        super().__init__(daemon=True)
+        self.storage, self.checkpoints, self.timeout_s = storage, checkpoints, timeout_s
+        self.killed: int | None = None
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline and self.killed is None:
+            reported = len(list(self.storage.rglob(STATE_FILE)))
+            if reported >= self.checkpoints and (workers := _train_workers()):
+                os.kill(workers[0], signal.SIGKILL)
+                self.killed = workers[0]
+            time.sleep(0.05)
+
+
+def _train_workers() -> list[int]:
+    """Pids of the live Ray Train worker actors of this test session's Ray (descendants of this process:
+    ``ray.init`` started the raylet; their process title names the actor class)."""
+    pids = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if any("RayTrainWorker" in part for part in process.cmdline()):
+                pids.append(process.pid)
+        except psutil.NoSuchProcess:  # ended between the listing and the read: not a worker to kill
+            continue
+    return sorted(pids)
+
+
 @pytest.fixture(scope="module")
 def finetuned(benchmarked):
+    """Two workers, ZeRO-2, STEPS steps, checkpoints every 2; one worker process is SIGKILLed once the second
+    checkpoint exists (one run serves the plain checks and the resume check: each run costs a minute here).
+    (config, summary, pid of the killed worker or None)."""
     from dualvad.train.finetune import run_finetune
 
     config = dataclasses.replace(benchmarked, finetune=dataclasses.replace(
         benchmarked.finetune, model="tiny", workers=2, cpus_per_worker=0.5, zero_stage=2, max_steps=STEPS,
         warmup_steps=1, report_every=2, max_length=512))
-    return config, run_finetune(config)
+    killer = WorkerKiller(Path(config.run) / paths.WORK_DIR, checkpoints=2)  # Ray Train storage: scratch
+    killer.start()
+    summary = run_finetune(config)
+    killer.join(timeout=1)
+    return config, summary, killer.killed
 
 
 def test_two_workers_zero2_run_and_log_finite_losses(finetuned):
-    config, summary = finetuned
+    config, summary, _ = finetuned
     assert summary.steps == STEPS and math.isfinite(summary.final_loss)
     assert summary.image_rows > 0 and summary.video_rows > 0
     log = json.loads((Path(config.run) / "finetune" / "train_log.json").read_text())
@@ -72,7 +112,7 @@ def test_two_workers_zero2_run_and_log_finite_losses(finetuned):
 
 
 def test_final_export_reloads_and_generates(finetuned):
-    config, summary = finetuned
+    config, summary, _ = finetuned
     final = Path(summary.output)
     model, processor = load_model(final), load_processor(final)
     stock = AutoProcessor.from_pretrained(final)  # the export is a whole InternVL processor, not a tokenizer
@@ -112,60 +152,16 @@ def test_freeze_vision_and_projector():
     assert all(p.requires_grad for p in model.model.language_model.parameters())
 
 
-class WorkerKiller(threading.Thread):
-    """Kills one Ray Train worker process (SIGKILL, as a lost node would) once ``checkpoints`` reported
-    checkpoints exist under ``storage``; records the killed pid. Looks only from outside the loop: files
-    Ray Train persists and the process table."""
-
-    def __init__(self, storage: Path, checkpoints: int, timeout_s: float = 600.0) -> None:
-        super().__init__(daemon=True)
-        self.storage, self.checkpoints, self.timeout_s = storage, checkpoints, timeout_s
-        self.killed: int | None = None
-
-    def run(self) -> None:
-        deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline and self.killed is None:
-            reported = len(list(self.storage.rglob(STATE_FILE)))
-            if reported >= self.checkpoints and (workers := _train_workers()):
-                os.kill(workers[0], signal.SIGKILL)
-                self.killed = workers[0]
-            time.sleep(0.05)
-
-
-def _train_workers() -> list[int]:
-    """Pids of the live Ray Train worker actors of this test session's Ray (descendants of this process:
-    ``ray.init`` started the raylet; their process title names the actor class)."""
-    pids = []
-    for process in psutil.Process().children(recursive=True):
-        try:
-            if any("RayTrainWorker" in part for part in process.cmdline()):
-                pids.append(process.pid)
-        except psutil.NoSuchProcess:  # ended between the listing and the read: not a worker to kill
-            continue
-    return sorted(pids)
-
-
-def test_a_killed_worker_is_replaced_and_training_resumes_from_the_last_checkpoint(benchmarked, tmp_path):
-    """A worker process dies (SIGKILL) after the second checkpoint (step 4 of 8): Ray Train starts a new
-    worker group, which loads the last checkpoint it registered and continues the step count from there."""
-    from dualvad.train.finetune import run_finetune
-
-    steps = 8
-    run = tmp_path / "run"
-    shutil.copytree(Path(benchmarked.run) / "benchmarks", run / "benchmarks")
-    config = dataclasses.replace(benchmarked, run=str(run), finetune=dataclasses.replace(
-        benchmarked.finetune, model="tiny", workers=2, cpus_per_worker=0.5, max_steps=steps, report_every=2,
-        max_length=512))
-    killer = WorkerKiller(run / paths.WORK_DIR, checkpoints=2)  # Ray Train's storage: the stage's scratch
-    killer.start()
-    summary = run_finetune(config)
-    killer.join(timeout=1)
-    assert killer.killed is not None, "no worker was killed: training ended before the second checkpoint?"
-    assert summary.steps == steps
-    log = json.loads((run / "finetune" / "train_log.json").read_text())
+def test_a_killed_worker_is_replaced_and_training_resumes_from_the_last_checkpoint(finetuned):
+    """A worker process died (SIGKILL) after the second checkpoint (step 4 of 6): Ray Train started a new
+    worker group, which loaded the last checkpoint it registered and continued the step count from there."""
+    config, summary, killed = finetuned
+    assert killed is not None, "no worker was killed: training ended before the second checkpoint?"
+    assert summary.steps == STEPS
+    log = json.loads((Path(config.run) / "finetune" / "train_log.json").read_text())
     (resumed,) = log["resumed_after"]
     assert resumed in (2, 4)  # the second checkpoint, or the first if the second was still being registered
-    assert [entry["step"] for entry in log["history"]] == list(range(1, steps + 1))
+    assert [entry["step"] for entry in log["history"]] == list(range(1, STEPS + 1))
 
 
 def test_lora_run_exports_a_plain_model_with_merged_adapters(benchmarked, tmp_path):
