@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from dualvad import paths
 from dualvad.config import ConfigError, DualVADConfig, config_hash, load_config
 from dualvad.corpus.layout import CorpusFormatError
 from dualvad.errors import StageError
@@ -85,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
                           "default RUN/finetune/final)")
     export = _command(commands, "export-jsonl", "export the benchmarks as InternVL JSONL", _cmd_export)
     export.add_argument("--run", help="run directory (run)")
-    export.add_argument("--out", help="output folder (default RUN/benchmarks/jsonl; local)")
+    export.add_argument("--out", help="output folder (default RUN/jsonl; local)")
     demo = _command(commands, "demo", "run every stage on a generated corpus", _cmd_demo)
     demo.add_argument("--run", help="run directory (default runs/demo)")
     demo.add_argument("--videos", type=int, help="videos in the generated corpus")
@@ -161,7 +162,7 @@ def _cmd_export(config: DualVADConfig, args: argparse.Namespace) -> int:
     from dualvad.rundir import open_run
 
     run = open_run(config.run)
-    print(export_jsonl(run, args.out or run.path("benchmarks", "jsonl")))
+    print(export_jsonl(run, args.out or run.path(paths.JSONL_EXPORT)))
     return 0
 
 

@@ -37,6 +37,7 @@ TRAIN_LOG_FILE = "train_log.json"  # RUN/finetune/train_log.json
 PREDICTIONS_DIR = "predictions"  # RUN/eval/predictions/<model>.parquet
 EVAL_SAMPLES_DIR = "samples"  # RUN/eval/samples/<strategy>.parquet: frames an ablation sampled itself
 METRICS_FILE = "metrics.json"  # RUN/eval/metrics.json
+JSONL_EXPORT = "jsonl"  # RUN/jsonl: `dualvad export-jsonl`'s default folder (not a stage output)
 RAY_DIR = "ray"  # Ray Train's storage inside a stage's scratch folder
 
 # Which stage writes each output: named in errors about a missing or corrupt input.

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from dualvad import paths
 from dualvad import schema as S
 from dualvad.errors import MissingInputError
 from dualvad.rundir import RunDir
@@ -45,10 +46,10 @@ def export_jsonl(run: RunDir, out_dir: str | Path) -> ExportSummary:
     out = Path(out_dir)
     lines: dict[str, list[str]] = {}
     written: set[str] = set()
-    for kind in ("image", "video"):
-        files = run.parquet_files("benchmarks", kind)
+    for kind in paths.BENCHMARK_KINDS:
+        files = run.parquet_files(paths.BENCHMARKS, kind)
         if not files:
-            raise MissingInputError(f"{run.path('benchmarks', kind)} holds no shards: "
+            raise MissingInputError(f"{run.path(paths.BENCHMARKS, kind)} holds no shards: "
                                     "run `dualvad build-benchmarks` first")
         for path in files:
             for row in pq.read_table(path, filesystem=run.fs).to_pylist():

@@ -248,7 +248,7 @@ def _test_table(run: RunDir, split: str) -> pa.Table:
     table = segments_with_scores(run, extra_columns=(S.FEATURE,))
     table = table.filter(pc.equal(table[S.SPLIT], split))
     if table.num_rows == 0:
-        raise EvaluationError(f"{run.path('segments')} has no videos of split {split!r} (eval.split)")
+        raise EvaluationError(f"{run.path(paths.SEGMENTS)} has no videos of split {split!r} (eval.split)")
     return table
 
 

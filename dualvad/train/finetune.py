@@ -105,7 +105,7 @@ def _finetune(context: StageContext, config: DualVADConfig) -> FinetuneSummary:
     datasets = {kind: _train_rows(run, kind) for kind in KINDS}
     counts = {kind: dataset.count() for kind, dataset in datasets.items()}
     if not any(counts.values()):
-        raise FinetuneError(f"{run.path('benchmarks')} has no train-split rows to fine-tune on")
+        raise FinetuneError(f"{run.path(paths.BENCHMARKS)} has no train-split rows to fine-tune on")
     steps = total_steps(settings, counts[IMAGE], counts[VIDEO])
     loop = _loop_config(settings, _model_path(context.out, settings), steps)
     trainer = TorchTrainer(

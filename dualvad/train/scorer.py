@@ -116,7 +116,7 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
 def _training_videos(run: RunDir, settings: ScorerConfig) -> tuple[VideoSet, VideoSet]:
     table = read_input(run, paths.SEGMENTS, unique=(S.VIDEO_ID, S.SEGMENT_INDEX))
     if table is None:
-        raise ScorerTrainingError(f"{run.path('segments')} holds no segments: run `dualvad ingest` first")
+        raise ScorerTrainingError(f"{run.path(paths.SEGMENTS)} holds no segments: run `dualvad ingest` first")
     train_all = video_set_from_segments(table).split("train")
     positives = int(train_all.labels.sum())
     if positives == 0 or positives == len(train_all):
