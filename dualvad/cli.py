@@ -87,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     export = _command(commands, "export-jsonl", "export the benchmarks as InternVL JSONL", _cmd_export)
     export.add_argument("--run", help="run directory (run)")
     export.add_argument("--out", help="output folder (default RUN/jsonl; local)")
+    served = _command(commands, "serve", "serve a run's models over HTTP on a local Ray (Ray Serve)",
+                      _cmd_serve)
+    served.add_argument("--run", help="run directory to serve (default runs/demo, made by `make demo`)")
+    served.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    served.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    served.add_argument("--vlm", help="a VLM folder or hub id (default RUN/finetune/final)")
+    served.add_argument("--allowed-root", dest="allowed_roots", action="append", default=[],
+                        help="a folder or URI prefix JSON requests may name a video in (repeatable)")
     demo = _command(commands, "demo", "run every stage on a generated corpus", _cmd_demo)
     demo.add_argument("--run", help="run directory (default runs/demo)")
     demo.add_argument("--videos", type=int, help="videos in the generated corpus")
@@ -184,6 +192,21 @@ def _cmd_demo(config: DualVADConfig, args: argparse.Namespace) -> int:
     print("demo: done. Outputs:")
     for stage, path in outputs.items():
         print(f"  {stage:<12} {path}")
+    return 0
+
+
+def _cmd_serve(config: DualVADConfig, args: argparse.Namespace) -> int:
+    """Start the Serve app on a local Ray and block until Ctrl-C."""
+    from dualvad.serve.local import serve_locally
+    from dualvad.serve.settings import AppArgs, default_run
+
+    try:
+        run = args.run or default_run()
+    except FileNotFoundError as error:
+        print(f"dualvad serve: error: {error}", file=sys.stderr)
+        return 2
+    app_args = AppArgs(run=run, vlm=args.vlm, allowed_roots=args.allowed_roots)
+    serve_locally(app_args, config.ray, host=args.host, port=args.port)
     return 0
 
 

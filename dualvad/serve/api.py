@@ -1,0 +1,303 @@
+"""The HTTP side: a FastAPI app over two handle-like objects (``analyzer``, ``judge``).
+
+:func:`create_api` knows nothing of Ray's deployment machinery, so it runs in tests against stand-in handles
+too; :class:`dualvad.serve.app.Api` is the Serve ingress that builds it with real deployment handles.
+Validation, limits and allowed roots are all checked here, before any work reaches a replica:
+
+- the upload is counted while it streams in and refused with 413 as soon as it passes the limit (a
+  ``Content-Length`` above it is refused before reading anything);
+- a ``uri`` is resolved (symlinks, ``..``) and must lie under an allowed root, else 403 that says nothing of
+  the file;
+- the server's own deadline (``request_timeout_s``) bounds every detection, whatever the client's
+  ``x-request-timeout-seconds`` header asks of the proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import importlib.metadata
+import json
+import logging
+import os
+import posixpath
+import time
+import uuid
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import ValidationError
+from ray.serve.exceptions import BackPressureError
+from starlette.datastructures import UploadFile
+
+from dualvad.detector import DetectOptions
+from dualvad.serve.errors import ServeError, error_body
+from dualvad.serve.schemas import (
+    OPTION_FIELDS,
+    DetectRequestOptions,
+    DetectResponse,
+    ErrorResponse,
+    UriRequest,
+)
+from dualvad.serve.settings import AppArgs
+
+log = logging.getLogger("ray.serve")
+
+MAX_JSON_BYTES = 64 * 1024  # a JSON request is a uri and a few options
+VERSIONS = ("dualvad", "ray", "torch", "transformers", "fastapi")
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 403, 413, 415, 422, 500, 503, 504)}
+
+
+class DetectService:
+    """One detection per request: read and check the input, Analyzer -> Judge -> Analyzer.combine."""
+
+    def __init__(self, args: AppArgs, analyzer: Any, judge: Any) -> None:
+        self.args, self.analyzer, self.judge = args, analyzer, judge
+        self._models: dict[str, str | None] | None = None
+
+    async def detect(self, request: Request, request_id: str) -> dict[str, Any]:
+        started = time.perf_counter()
+        options, data, uri = await self._read_input(request)
+        read_ms = (time.perf_counter() - started) * 1000
+        try:
+            # The server's deadline: the proxy's can be lifted by a client header, this one cannot.
+            result = await asyncio.wait_for(self._run(request_id, options, data, uri),
+                                            timeout=self.args.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise ServeError(504, "timeout", f"the detection took longer than the server's limit of "
+                                             f"{self.args.request_timeout_s:g} s") from None
+        result["timings_ms"] = {"read_input": read_ms, **result["timings_ms"],
+                                "total": (time.perf_counter() - started) * 1000}
+        return result
+
+    async def info(self) -> dict[str, Any]:
+        analyzer, judge = await asyncio.gather(_call(self.analyzer.info), _call(self.judge.info))
+        return {"models": {"analyzer": analyzer, "judge": judge},
+                "settings": self.args.model_dump(),
+                "versions": {name: _version(name) for name in VERSIONS}}
+
+    async def _run(self, request_id: str, options: DetectRequestOptions, data: bytes | None,
+                   uri: str | None) -> dict[str, Any]:
+        detector_options = options.model_dump(exclude={"thumbnails"})
+        analysis = await _call(self.analyzer.analyze, request_id, detector_options, data=data, uri=uri)
+        judgement = await _call(self.judge.judge, request_id, list(analysis.jpegs), options.explain)
+        detection = await _call(self.analyzer.combine, analysis, judgement, detector_options)
+        thumbs = _thumbnails(analysis.frames, judgement.frame_scores, analysis.jpegs, options.thumbnails)
+        models = await self._model_names()
+        return {"request_id": request_id, **detection, "thumbnails": thumbs, "models": models}
+
+    async def _model_names(self) -> dict[str, str | None]:
+        if self._models is None:
+            judge = await _call(self.judge.info)
+            self._models = {"run": self.args.run, "vlm": judge.get("vlm")}
+        return self._models
+
+    # ------------------------------------------------------------------------------------------- input
+
+    async def _read_input(self, request: Request) -> tuple[DetectRequestOptions, bytes | None, str | None]:
+        """(options, upload bytes, uri): exactly one of the last two is set."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.args.max_upload_bytes:
+            raise _too_large(self.args.max_upload_bytes)
+        if declared == "0":
+            raise ServeError(400, "empty_body", _EMPTY)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "multipart/form-data":
+            return await self._read_upload(request)
+        if kind == "application/json":
+            return self._read_uri(await _read_limited(request, MAX_JSON_BYTES))
+        if not await _read_limited(request, MAX_JSON_BYTES):
+            raise ServeError(400, "empty_body", _EMPTY)
+        raise ServeError(415, "unsupported_media_type", f"content type {kind or 'none'!r}: {_EMPTY}")
+
+    async def _read_upload(self, request: Request) -> tuple[DetectRequestOptions, bytes, None]:
+        counted = Request(request.scope, _limited_receive(request.receive, self.args.max_upload_bytes))
+        form = await counted.form(max_files=1, max_fields=len(OPTION_FIELDS))
+        try:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise ServeError(400, "no_file", "the multipart body has no file field named 'file'")
+            data = await upload.read()
+            fields = {key: value for key, value in form.multi_items() if key != "file"}
+        finally:
+            await form.close()  # deletes Starlette's spooled temp file
+        if not data:
+            raise ServeError(400, "empty_body", "the uploaded file is empty (0 bytes)")
+        return _options(fields), data, None
+
+    def _read_uri(self, body: bytes) -> tuple[DetectRequestOptions, None, str]:
+        if not body.strip():
+            raise ServeError(400, "empty_body", _EMPTY)
+        try:
+            payload = json.loads(body)
+        except ValueError as error:
+            raise ServeError(400, "bad_json", f"the body is not valid JSON: {error}") from None
+        if not isinstance(payload, dict) or "uri" not in payload:
+            raise ServeError(400, "no_uri", 'a JSON body must be an object with a "uri" key')
+        request = _validated(UriRequest, payload)
+        return DetectRequestOptions(**request.model_dump(exclude={"uri"})), None, self._allowed(request.uri)
+
+    def _allowed(self, uri: str) -> str:
+        """``uri`` normalised, when it lies under an allowed root; else 403 that says nothing of the file."""
+        if "://" in uri:
+            scheme, _, rest = uri.partition("://")
+            candidate = f"{scheme}://{posixpath.normpath('/' + rest).lstrip('/')}"
+        else:
+            candidate = os.path.realpath(uri)
+        for root in self.args.allowed_roots:
+            prefix = root.rstrip("/") + "/"
+            if candidate == root.rstrip("/") or candidate.startswith(prefix):
+                return candidate
+        raise ServeError(403, "forbidden_uri", "this uri is not under any of the server's allowed roots")
+
+
+_EMPTY = "send multipart/form-data with a video in the field 'file', or JSON {\"uri\": ...}"
+
+
+def _options(fields: dict[str, Any]) -> DetectRequestOptions:
+    unknown = sorted(set(fields) - set(OPTION_FIELDS))
+    if unknown:
+        raise ServeError(422, "unknown_option", f"unknown option(s) {unknown}; valid: {list(OPTION_FIELDS)}")
+    return _validated(DetectRequestOptions, fields)
+
+
+def _validated(model: type, payload: dict[str, Any]) -> Any:
+    """The pydantic model of ``payload``, then :class:`DetectOptions`' own value checks; 422 naming the
+    option."""
+    try:
+        parsed = model(**payload)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors())
+        raise ServeError(422, "invalid_option", f"{problems}; valid options: {list(OPTION_FIELDS)}") from None
+    try:
+        DetectOptions(**parsed.model_dump(include={"budget", "strategy", "tau", "threshold", "explain"}))
+    except ValueError as error:
+        raise ServeError(422, "invalid_option", str(error)) from None
+    return parsed
+
+
+def _too_large(limit: int) -> ServeError:
+    return ServeError(413, "too_large", f"the upload is larger than the limit of {limit} bytes")
+
+
+def _limited_receive(receive: Any, limit: int) -> Any:
+    """An ASGI ``receive`` that counts body bytes and raises 413 the moment they pass ``limit``."""
+    seen = 0
+
+    async def counting() -> dict[str, Any]:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _too_large(limit)
+        return message
+
+    return counting
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    chunks, seen = [], 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _call(method: Any, *args: Any, **kwargs: Any) -> Any:
+    """Await a handle method (``handle.m.remote(...)``), unwrapping a replica's ServeError from Ray's
+    wrapper so its status reaches the client; the queue being full is a 503."""
+    try:
+        return await method.remote(*args, **kwargs)
+    except BackPressureError:
+        raise ServeError(503, "overloaded", "the server's queue is full; retry later") from None
+    except ServeError:
+        raise
+    except Exception as error:
+        cause = getattr(error, "cause", None)
+        if isinstance(cause, ServeError):
+            raise ServeError(cause.status, cause.code, cause.message, cause.headers) from None
+        raise
+
+
+def _thumbnails(frames: np.ndarray, scores: np.ndarray, jpegs: list[bytes], count: int) -> list[dict]:
+    """The ``count`` frames with the highest P(Yes), in frame order, as base64 JPEGs."""
+    if count == 0:
+        return []
+    top = sorted(np.argsort(-np.asarray(scores), kind="stable")[:count].tolist())
+    return [{"index": int(frames[i]), "p_yes": float(scores[i]),
+             "jpeg_base64": base64.b64encode(jpegs[i]).decode("ascii")} for i in top]
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _page() -> str:
+    return resources.files("dualvad.serve").joinpath("page.html").read_text(encoding="utf-8")
+
+
+def create_api(service: DetectService) -> FastAPI:
+    """The FastAPI app: ``POST /v1/detect``, ``GET /v1/info``, ``GET /healthz``, ``GET /`` and ``/docs``."""
+    app = FastAPI(title="dualvad", version=_version("dualvad") or "dev",
+                  description="Video anomaly detection: segment scorer + frame allocation + VLM judge.")
+
+    @app.exception_handler(ServeError)
+    async def _serve_error(request: Request, error: ServeError) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", "")
+        log.info("request %s: %s", request_id, error)
+        headers = {**error.headers, "x-request-id": request_id}
+        if error.status == 503:
+            headers.setdefault("Retry-After", str(service.args.retry_after_s))
+        return JSONResponse(error_body(request_id, error.code, error.message), error.status, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, error: Exception) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", "")
+        log.error("request %s failed: %r", request_id, error, exc_info=error)
+        message = f"internal error; the server log has the details under request_id {request_id}"
+        return JSONResponse(error_body(request_id, "internal", message), 500,
+                            headers={"x-request-id": request_id})
+
+    @app.middleware("http")
+    async def _request_id(request: Request, call_next: Any) -> Any:
+        request.state.request_id = uuid.uuid4().hex
+        response = await call_next(request)
+        response.headers.setdefault("x-request-id", request.state.request_id)
+        return response
+
+    @app.post("/v1/detect", response_model=DetectResponse, responses=ERRORS,
+              openapi_extra=_DETECT_BODY, summary="Detect anomalies in one video")
+    async def detect(request: Request) -> JSONResponse:
+        """Multipart upload (field ``file`` plus option fields) or JSON ``{"uri": ..., options}``."""
+        return JSONResponse(await service.detect(request, request.state.request_id))
+
+    @app.get("/v1/info", summary="Models, settings, versions, observed Judge batch sizes")
+    async def info() -> dict[str, Any]:
+        return await service.info()
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        return _page()
+
+    return app
+
+
+_OPTIONS_SCHEMA = DetectRequestOptions.model_json_schema()["properties"]
+_DETECT_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary", "description": "the video"}, **_OPTIONS_SCHEMA}}},
+    "application/json": {"schema": UriRequest.model_json_schema()},
+}}}

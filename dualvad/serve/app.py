@@ -1,0 +1,38 @@
+"""The Serve application: ``Api`` (FastAPI ingress) -> ``Analyzer`` -> ``Judge``, composed with ``.bind()``.
+
+``serve run serve_config.yaml`` imports ``dualvad.serve.app:build_app`` and passes the config's ``args``;
+``dualvad serve --run RUN`` calls :func:`build_app` itself. Resources, replicas and autoscaling are each
+deployment's options, which ``serve_config.yaml`` overrides per deployment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
+
+from dualvad.serve.api import DetectService, create_api
+from dualvad.serve.deployments import Analyzer, Judge
+from dualvad.serve.settings import AppArgs
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64, max_queued_requests=64)
+@serve.ingress()
+class Api:
+    """The HTTP ingress: holds no model, only the handles of the model deployments."""
+
+    def __init__(self, analyzer: DeploymentHandle, judge: DeploymentHandle, args: dict[str, Any]) -> None:
+        self.service = DetectService(AppArgs(**args), analyzer, judge)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return create_api(self.service)
+
+
+def build_app(args: dict[str, Any] | AppArgs) -> Application:
+    """The whole app for ``args`` (checked by :class:`AppArgs` here, so a bad config fails at deploy time
+    with the field's name, not inside a replica)."""
+    checked = args if isinstance(args, AppArgs) else AppArgs.model_validate(args)
+    plain = checked.model_dump()
+    return Api.bind(Analyzer.bind(plain), Judge.bind(plain), plain)

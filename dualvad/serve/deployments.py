@@ -1,0 +1,160 @@
+"""The two model deployments behind the Api: :class:`Analyzer` (CPU: decode, features, scorer, allocation)
+and :class:`Judge` (the VLM, batched across concurrent requests with ``@serve.batch``).
+
+Both wrap :class:`dualvad.detector.Detector`, so the service scores a video exactly as the offline stages do.
+The Analyzer hands the Judge JPEG bytes (``Analysis.jpegs``), never arrays of pixels as Python lists.
+Errors the client caused are :class:`~dualvad.serve.errors.ServeError`; anything else propagates and the Api
+answers 500 with the request id, which both logs carry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import posixpath
+import shutil
+import tempfile
+import time
+from collections import Counter
+from typing import Any
+
+from ray import serve
+
+from dualvad import paths
+from dualvad.detector import Analysis, DetectOptions, Detector, InvalidVideoError, Judgement
+from dualvad.rundir import open_run
+from dualvad.serve.errors import ServeError
+from dualvad.serve.settings import AppArgs
+from dualvad.video.decode import VideoDecodeError, open_video
+
+log = logging.getLogger("ray.serve")
+
+
+def vlm_path(args: AppArgs) -> str:
+    """The VLM the Judge serves: ``args.vlm`` or the run's fine-tuned export."""
+    if args.vlm:
+        return args.vlm
+    return open_run(args.run).path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=8, max_queued_requests=32)
+class Analyzer:
+    """Decodes one video (upload bytes or a URI the Api has already checked), scores its segments and picks
+    the frames the Judge sees."""
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        self.args = AppArgs(**args)
+        self.detector = Detector.from_run(self.args.run, vlm=None)
+
+    def analyze(self, request_id: str, options: dict[str, Any], data: bytes | None = None,
+                uri: str | None = None) -> Analysis:
+        """The Analysis of the uploaded ``data`` or of the file at ``uri``; the temp copy is always deleted.
+
+        Raises:
+            ServeError: 422 when the file is not a decodable video, too long, or shorter than the budget.
+        """
+        scratch = tempfile.mkdtemp(prefix="dualvad-serve-")
+        try:
+            path = _local_copy(scratch, data, uri)
+            self._check_length(path, DetectOptions(**options))
+            return self.detector.analyze(path, DetectOptions(**options))
+        except (InvalidVideoError, VideoDecodeError) as error:
+            raise ServeError(422, "invalid_video", _without(str(error), scratch, uri)) from None
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def combine(self, analysis: Analysis, judgement: Judgement, options: dict[str, Any]) -> dict[str, Any]:
+        """The Detection of one request as a JSON-ready dict (``Detection.to_dict``)."""
+        return self.detector.combine(analysis, judgement, DetectOptions(**options)).to_dict()
+
+    def info(self) -> dict[str, Any]:
+        return self.detector.info()
+
+    def _check_length(self, path: str, options: DetectOptions) -> None:
+        """422 before any feature work when the container says the video is too long or too short."""
+        reader = open_video(path)
+        frames, fps = len(reader), float(reader.get_avg_fps())
+        duration = frames / fps if fps > 0 else 0.0
+        if duration > self.args.max_duration_s:
+            raise ServeError(422, "video_too_long", f"the video lasts {duration:.1f} s, longer than the "
+                                                    f"limit of {self.args.max_duration_s:g} s")
+        budget = options.budget or _default_budget(self.detector.info())
+        if budget is not None and frames < budget:
+            raise ServeError(422, "video_too_short", f"the video has {frames} frames, fewer than the "
+                                                     f"frame budget {budget}; send a longer video or a "
+                                                     "lower budget")
+
+
+def _default_budget(info: dict[str, Any]) -> int | None:
+    """The run's frame budget from ``Detector.info()`` (``sample.budget``), when it says."""
+    sample = info.get("sample")
+    return int(sample["budget"]) if isinstance(sample, dict) and "budget" in sample else None
+
+
+def _local_copy(scratch: str, data: bytes | None, uri: str | None) -> str:
+    """A local path decord can open: the upload written into ``scratch``, a local ``uri`` itself, or a
+    pyarrow URI copied into ``scratch``."""
+    if data is not None:
+        path = os.path.join(scratch, "upload.mp4")
+        with open(path, "wb") as file:
+            file.write(data)
+        return path
+    if uri is None:
+        raise ValueError("analyze needs the upload's bytes or a uri")
+    if "://" not in uri:
+        return uri
+    import pyarrow.fs as pafs
+
+    filesystem, inner = pafs.FileSystem.from_uri(uri)
+    path = os.path.join(scratch, posixpath.basename(inner) or "video")
+    with filesystem.open_input_stream(inner) as source, open(path, "wb") as target:
+        shutil.copyfileobj(source, target)
+    return path
+
+
+def _without(message: str, scratch: str, uri: str | None) -> str:
+    """The decoder's reason with the replica's temp path replaced by what the client sent."""
+    return message.replace(os.path.join(scratch, "upload.mp4"), uri or "the upload").replace(scratch, "")
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 1, "num_gpus": 0}, max_ongoing_requests=32)
+class Judge:
+    """The VLM: P(Yes) per frame, clip scores and explanations. Concurrent requests are batched
+    (``@serve.batch``): one call of :meth:`_judge_batch` answers every request that arrived within
+    ``batch_wait_timeout_s``, up to ``max_batch_size`` of them. The sizes it saw are in :meth:`info`."""
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        self.args = AppArgs(**args)
+        self.model = vlm_path(self.args)
+        self.detector = Detector.from_run(self.args.run, vlm=self.model, device=self.args.device,
+                                          batch_size=self.args.vlm_batch_size,
+                                          max_new_tokens=self.args.max_new_tokens)
+        self._judge_batch.set_max_batch_size(self.args.max_batch_size)
+        self._judge_batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
+        self.batch_sizes: Counter[int] = Counter()
+
+    async def judge(self, request_id: str, jpegs: list[bytes], explain: bool) -> Judgement:
+        """The Judgement of one request's frames (waits for its batch)."""
+        started = time.perf_counter()
+        judgement = await self._judge_batch((jpegs, explain))
+        log.info("judge: request %s, %d frames, %.0f ms", request_id, len(jpegs),
+                 (time.perf_counter() - started) * 1000)
+        return judgement
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
+    async def _judge_batch(self, requests: list[tuple[list[bytes], bool]]) -> list[Judgement]:
+        self.batch_sizes[len(requests)] += 1
+        # The VLM blocks for seconds on CPU: off the event loop, so requests keep arriving for the next batch.
+        return await asyncio.to_thread(self._judge_all, requests)
+
+    def _judge_all(self, requests: list[tuple[list[bytes], bool]]) -> list[Judgement]:
+        return [self.detector.judge(jpegs, explain=explain) for jpegs, explain in requests]
+
+    def info(self) -> dict[str, Any]:
+        """The VLM, the batching settings and every batch size seen so far ({size: count})."""
+        return {"vlm": self.model, "device": self.args.device,
+                "max_batch_size": self.args.max_batch_size,
+                "batch_wait_timeout_s": self.args.batch_wait_timeout_s,
+                "batch_sizes": {str(size): count for size, count in sorted(self.batch_sizes.items())}}
+

@@ -1,0 +1,52 @@
+"""The serve app's arguments (``build_app(args)``), typed and checked by pydantic before any replica starts.
+
+Nothing here imports Ray: the CLI and the tests build and validate these without a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEMO_RUN = "runs/demo"
+
+
+class AppArgs(BaseModel):
+    """What ``serve run serve_config.yaml`` passes as ``args`` (and ``dualvad serve`` builds from flags).
+
+    ``run``: the run directory whose scorer (and fine-tuned VLM) are served; ``vlm``: a VLM folder or hub id
+    instead of ``RUN/finetune/final``. Limits are enforced by the Api before any work reaches a replica.
+    """
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt argument is an error, not a silent default
+
+    run: str = Field(description="run directory (local path or pyarrow URI) holding the scorer and VLM")
+    vlm: str | None = Field(None, description="VLM folder or hub id; default RUN/finetune/final")
+    device: str = Field("cpu", description="torch device of the Judge's VLM (cuda on GPU replicas)")
+    vlm_batch_size: int = Field(8, ge=1, description="frames per VLM forward pass")
+    max_new_tokens: int = Field(24, ge=1, description="tokens generated per clip explanation")
+    allowed_roots: list[str] = Field(default_factory=list,
+                                     description="local folders or URI prefixes a JSON `uri` may point into")
+    max_upload_bytes: int = Field(200 * 2**20, ge=1, description="largest accepted upload (413 above)")
+    max_duration_s: float = Field(600.0, gt=0, description="longest accepted video (422 above)")
+    request_timeout_s: float = Field(120.0, gt=0,
+                                     description="server-side deadline of one detection (504 past it); "
+                                                 "a client header cannot raise it")
+    max_batch_size: int = Field(8, ge=1, description="requests the Judge batches together at most")
+    batch_wait_timeout_s: float = Field(0.05, ge=0, description="how long the Judge waits to fill a batch")
+    retry_after_s: int = Field(2, ge=1, description="the Retry-After of a 503 when the queue is full")
+
+    @field_validator("allowed_roots")
+    @classmethod
+    def _normalise_roots(cls, roots: list[str]) -> list[str]:
+        """Local roots become real absolute paths (symlinks resolved) so prefix checks cannot be fooled."""
+        return [root if "://" in root else os.path.realpath(root) for root in roots]
+
+
+def default_run() -> str:
+    """The demo run when it exists (``dualvad serve`` without ``--run``)."""
+    if not os.path.isdir(DEMO_RUN):
+        raise FileNotFoundError(f"no --run given and {DEMO_RUN} does not exist: run `make demo` first, or "
+                                "pass --run RUN")
+    return DEMO_RUN
