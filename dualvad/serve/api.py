@@ -46,6 +46,7 @@ from dualvad.serve.settings import AppArgs
 
 log = logging.getLogger("ray.serve")
 
+REQUEST_ID_HEADER = "x-request-id"
 MAX_JSON_BYTES = 64 * 1024  # a JSON request is a uri and a few options
 VERSIONS = ("dualvad", "ray", "torch", "transformers", "fastapi")
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 403, 413, 415, 422, 500, 503, 504)}
@@ -234,6 +235,13 @@ def _thumbnails(frames: np.ndarray, scores: np.ndarray, jpegs: list[bytes], coun
              "jpeg_base64": base64.b64encode(jpegs[i]).decode("ascii")} for i in top]
 
 
+def _id_header(request: Request) -> dict[str, str]:
+    """The x-request-id response header, when no proxy in front adds it."""
+    if getattr(request.state, "own_request_id", False):
+        return {REQUEST_ID_HEADER: request.state.request_id}
+    return {}
+
+
 def _version(name: str) -> str | None:
     try:
         return importlib.metadata.version(name)
@@ -254,7 +262,7 @@ def create_api(service: DetectService) -> FastAPI:
     async def _serve_error(request: Request, error: ServeError) -> JSONResponse:
         request_id = getattr(request.state, "request_id", "")
         log.info("request %s: %s", request_id, error)
-        headers = {**error.headers, "x-request-id": request_id}
+        headers = {**error.headers, **_id_header(request)}
         if error.status == 503:
             headers.setdefault("Retry-After", str(service.args.retry_after_s))
         return JSONResponse(error_body(request_id, error.code, error.message), error.status, headers=headers)
@@ -264,14 +272,17 @@ def create_api(service: DetectService) -> FastAPI:
         request_id = getattr(request.state, "request_id", "")
         log.error("request %s failed: %r", request_id, error, exc_info=error)
         message = f"internal error; the server log has the details under request_id {request_id}"
-        return JSONResponse(error_body(request_id, "internal", message), 500,
-                            headers={"x-request-id": request_id})
+        return JSONResponse(error_body(request_id, "internal", message), 500, headers=_id_header(request))
 
     @app.middleware("http")
     async def _request_id(request: Request, call_next: Any) -> Any:
-        request.state.request_id = uuid.uuid4().hex
+        # Serve's proxy puts its request id (the one in its logs) in x-request-id and echoes it in the
+        # response; outside Serve (tests of this app alone) the id is made here and sent back here.
+        given = request.headers.get(REQUEST_ID_HEADER)
+        request.state.request_id = given or uuid.uuid4().hex
+        request.state.own_request_id = given is None
         response = await call_next(request)
-        response.headers.setdefault("x-request-id", request.state.request_id)
+        response.headers.update(_id_header(request))
         return response
 
     @app.post("/v1/detect", response_model=DetectResponse, responses=ERRORS,

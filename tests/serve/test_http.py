@@ -1,0 +1,225 @@
+"""The serve app over real HTTP on the session's local Ray: one app for the whole module (tiny VLM, the
+session's trained scorer), generated videos, every bad input, batching and load shedding."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from dualvad.corpus import SynthSpec, generate_corpus
+from dualvad.pipeline.sample import run_sample
+from dualvad.serve.schemas import DetectResponse, ErrorResponse
+from dualvad.serve.settings import AppArgs
+from dualvad.vlm.model import save_tiny_model
+
+from media import write_broken_files, write_video
+
+BUDGET = 8
+MAX_UPLOAD = 2 * 2**20
+MAX_DURATION_S = 8.0
+ANALYZER_SLOTS, ANALYZER_QUEUE = 8, 4  # 8 concurrent requests fit; 24 overflow the queue
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> dict:
+    """Four generated videos (two anomalous), broken files, one too long, one too short, a symlink out."""
+    root = tmp_path_factory.mktemp("serve-media")
+    records = generate_corpus(root / "corpus", SynthSpec(videos=4, seconds=3.0, seed=11))
+    files = write_broken_files(root / "broken")
+    files["long"] = write_video(root / "long.mp4", int(15 * (MAX_DURATION_S + 2)))
+    files["short"] = write_video(root / "short.mp4", BUDGET - 3)
+    os.symlink("/etc/hostname", root / "escape.mp4")
+    return {"root": root, "records": records, **files}
+
+
+@pytest.fixture(scope="module")
+def server(ray_session, scored_run, media, tmp_path_factory):
+    """The app on 127.0.0.1:<free port>; shut down (Serve only: the session owns Ray) at the end."""
+    from ray import serve
+
+    from dualvad.serve.app import compose
+
+    config, _ = scored_run
+    run_sample(dataclasses.replace(config, sample=dataclasses.replace(config.sample, budget=BUDGET)))
+    tiny = save_tiny_model(tmp_path_factory.mktemp("serve-vlm"))
+    args = AppArgs(run=config.run, vlm=str(tiny), allowed_roots=[str(media["root"])], max_new_tokens=4,
+                   max_upload_bytes=MAX_UPLOAD, max_duration_s=MAX_DURATION_S, request_timeout_s=60,
+                   max_batch_size=8, batch_wait_timeout_s=0.3)
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
+    small = {"ray_actor_options": {"num_cpus": 0.25}}
+    serve.run(compose(args, api=small,
+                      analyzer={**small, "max_ongoing_requests": ANALYZER_SLOTS,
+                                "max_queued_requests": ANALYZER_QUEUE},
+                      judge={**small, "max_ongoing_requests": 32}),
+              name="dualvad-test", route_prefix="/")
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        yield client
+    serve.shutdown()
+
+
+def _upload(client: httpx.Client, path: Path, **options) -> httpx.Response:
+    data = {key: str(value) for key, value in options.items()}
+    return client.post("/v1/detect", files={"file": (path.name, path.read_bytes(), "video/mp4")}, data=data)
+
+
+def _error(response: httpx.Response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    body = ErrorResponse.model_validate(response.json())
+    assert body.error.code == code and body.request_id == response.headers["x-request-id"]
+    return body.error.message
+
+
+def _detection(response: httpx.Response) -> DetectResponse:
+    assert response.status_code == 200, response.text
+    return DetectResponse.model_validate(response.json())
+
+
+def test_health_info_docs_and_page(server):
+    assert server.get("/healthz").json() == {"status": "ok"}
+    info = server.get("/v1/info").json()
+    assert info["settings"]["max_upload_bytes"] == MAX_UPLOAD and info["versions"]["ray"]
+    assert info["models"]["judge"]["vlm"].endswith("serve-vlm0") or info["models"]["judge"]["vlm"]
+    schema = server.get("/openapi.json").json()
+    assert "DetectResponse" in schema["components"]["schemas"]
+    assert "/v1/detect" in schema["paths"] and server.get("/docs").status_code == 200
+    assert '<svg id="timeline"' in server.get("/").text
+
+
+def test_anomalous_video_scores_above_normal_ones(server, scored_run, media):
+    """The session corpus's test videos, unseen in training: online segment scores equal the score
+    stage's, and the most anomalous-looking anomalous video scores above the calmest normal one."""
+    from dualvad import schema as S
+    from dualvad.pipeline.sample import segments_with_scores
+    from dualvad.rundir import open_run
+
+    config, _ = scored_run
+    table = segments_with_scores(open_run(config.run)).to_pandas().query("split == 'test'")
+    offline = {vid: group.sort_values(S.SEGMENT_INDEX) for vid, group in table.groupby(S.VIDEO_ID)}
+    peak = {vid: group[S.SCORE].max() for vid, group in offline.items()}
+    anomalous = max((v for v, g in offline.items() if g[S.LABEL].iloc[0] != "Normal"), key=peak.get)
+    normal = min((v for v, g in offline.items() if g[S.LABEL].iloc[0] == "Normal"), key=peak.get)
+    results = {}
+    for video_id in (anomalous, normal):
+        result = _detection(_upload(server, Path(config.corpus, "videos", video_id), thumbnails=2))
+        assert [s.score for s in result.segments] == pytest.approx(list(offline[video_id][S.SCORE]), abs=1e-5)
+        assert len(result.frames) == BUDGET and len(result.thumbnails) == 2
+        starts = [segment.start_frame for segment in result.segments]
+        assert starts == sorted(starts) and result.segments[-1].end_frame == result.video.frames
+        assert result.clips and {"read_input", "total"} <= set(result.timings_ms)
+        results[video_id] = result.video_score
+    assert results[anomalous] > results[normal], results
+
+
+def test_json_uri_gives_the_same_result_as_the_upload(server, media):
+    path = Path(media["records"][0].path)
+    by_upload = _detection(_upload(server, path))
+    by_uri = _detection(server.post("/v1/detect", json={"uri": str(path)}))
+    assert by_uri.video_score == by_upload.video_score
+    assert [f.p_yes for f in by_uri.frames] == [f.p_yes for f in by_upload.frames]
+
+
+@pytest.mark.parametrize("case", ["empty_body", "empty_file", "text", "truncated", "empty_upload_json",
+                                  "long", "short", "strategy", "budget_type", "unknown_option", "outside",
+                                  "traversal", "symlink", "too_large_declared", "too_large_streamed"])
+def test_bad_input_gets_its_status_and_message_and_the_server_lives(server, media, case):
+    root = media["root"]
+    if case == "empty_body":
+        assert "multipart/form-data" in _error(server.post("/v1/detect"), 400, "empty_body")
+    elif case == "empty_file":
+        assert "0 bytes" in _error(_upload(server, media["empty"]), 400, "empty_body")
+    elif case in ("text", "truncated"):
+        message = _error(_upload(server, media[case]), 422, "invalid_video")
+        assert "not a decodable video" in message or "decode" in message, message
+        assert "dualvad-serve-" not in message  # the replica's temp folder is not the client's business
+    elif case == "empty_upload_json":
+        assert "uri" in _error(server.post("/v1/detect", json={"budget": 3}), 400, "no_uri")
+    elif case == "long":
+        message = _error(server.post("/v1/detect", json={"uri": str(media["long"])}), 422, "video_too_long")
+        assert f"limit of {MAX_DURATION_S:g} s" in message
+    elif case == "short":
+        message = _error(_upload(server, media["short"]), 422, "video_too_short")
+        assert f"{BUDGET - 3} frames" in message and f"budget {BUDGET}" in message
+    elif case == "strategy":
+        message = _error(_upload(server, media["short"], strategy="bogus"), 422, "invalid_option")
+        assert "strategy" in message and all(name in message for name in ("focused", "uniform", "cdf"))
+    elif case == "budget_type":
+        assert "budget" in _error(_upload(server, media["short"], budget="many"), 422, "invalid_option")
+    elif case == "unknown_option":
+        message = _error(server.post("/v1/detect", json={"uri": str(media["short"]), "budgett": 4}), 422,
+                         "invalid_option")
+        assert "budgett" in message and "budget" in message
+    elif case in ("outside", "traversal", "symlink"):
+        uri = {"outside": "/etc/hostname", "traversal": f"{root}/../../etc/hostname",
+               "symlink": str(root / "escape.mp4")}[case]
+        response = server.post("/v1/detect", json={"uri": uri})
+        message = _error(response, 403, "forbidden_uri")
+        assert "hostname" not in response.text and "allowed roots" in message
+    elif case == "too_large_declared":
+        big = np.random.default_rng(0).integers(0, 256, MAX_UPLOAD + 1000, dtype=np.uint8).tobytes()
+        response = server.post("/v1/detect", files={"file": ("big.mp4", big, "video/mp4")})
+        assert str(MAX_UPLOAD) in _error(response, 413, "too_large")
+    elif case == "too_large_streamed":
+        sent = []
+
+        def body():  # chunked, no Content-Length: refused while streaming
+            yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.mp4\"\r\n\r\n"
+            for _ in range(40):
+                sent.append(1)
+                yield b"\0" * 256 * 1024
+            yield b"\r\n--b--\r\n"
+
+        try:
+            response = server.post("/v1/detect", content=body(),
+                                   headers={"content-type": "multipart/form-data; boundary=b"})
+        except httpx.HTTPError as error:  # the server may close the connection mid-upload; still refused
+            pytest.fail(f"no 413 response: {error!r}")
+        _error(response, 413, "too_large")
+    good = _detection(_upload(server, Path(media["records"][0].path)))  # the replicas still serve
+    assert len(good.frames) == BUDGET
+
+
+def test_concurrent_requests_are_batched_with_the_same_results(server, media):
+    paths = [Path(record.path) for record in media["records"][:2]] * 4
+    sequential = [_detection(server.post("/v1/detect", json={"uri": str(p)})) for p in paths[:2]]
+    before = server.get("/v1/info").json()["models"]["judge"]["batch_sizes"]
+    with ThreadPoolExecutor(len(paths)) as pool:
+        results = list(pool.map(lambda p: _detection(server.post("/v1/detect", json={"uri": str(p)})), paths))
+    after = server.get("/v1/info").json()["models"]["judge"]["batch_sizes"]
+    new = {int(size): count - before.get(size, 0) for size, count in after.items()
+           if count > before.get(size, 0)}
+    assert max(new) > 1, f"the judge never batched: {new}"
+    for index, result in enumerate(results):
+        alone = sequential[index % 2]
+        assert result.video_score == alone.video_score
+        assert [f.p_yes for f in result.frames] == pytest.approx([f.p_yes for f in alone.frames], abs=1e-5)
+        assert [c.explanation for c in result.clips] == [c.explanation for c in alone.clips]
+
+
+def test_a_full_queue_is_503_with_retry_after(server, media):
+    uri = str(media["records"][0].path)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(24) as pool:
+        responses = list(pool.map(lambda _: server.post("/v1/detect", json={"uri": uri, "explain": False}),
+                                  range(24)))
+    statuses = sorted(r.status_code for r in responses)
+    shed = [r for r in responses if r.status_code == 503]
+    assert shed and set(statuses) <= {200, 503}, statuses
+    assert shed[0].headers["retry-after"].isdigit()
+    assert "queue is full" in _error(shed[0], 503, "overloaded")
+    assert time.perf_counter() - started < 60
+    _detection(server.post("/v1/detect", json={"uri": uri}))
