@@ -267,12 +267,14 @@ def create_api(service: DetectService) -> FastAPI:
             headers.setdefault("Retry-After", str(service.args.retry_after_s))
         return JSONResponse(error_body(request_id, error.code, error.message), error.status, headers=headers)
 
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, error: Exception) -> JSONResponse:
+    def internal(request: Request, error: Exception) -> JSONResponse:
         request_id = getattr(request.state, "request_id", "")
         log.error("request %s failed: %r", request_id, error, exc_info=error)
         message = f"internal error; the server log has the details under request_id {request_id}"
         return JSONResponse(error_body(request_id, "internal", message), 500, headers=_id_header(request))
+
+    # The last resort for the other routes (Starlette re-raises after answering, so the server logs it too).
+    app.add_exception_handler(Exception, internal)
 
     @app.middleware("http")
     async def _request_id(request: Request, call_next: Any) -> Any:
@@ -289,7 +291,12 @@ def create_api(service: DetectService) -> FastAPI:
               openapi_extra=_DETECT_BODY, summary="Detect anomalies in one video")
     async def detect(request: Request) -> JSONResponse:
         """Multipart upload (field ``file`` plus option fields) or JSON ``{"uri": ..., options}``."""
-        return JSONResponse(await service.detect(request, request.state.request_id))
+        try:
+            return JSONResponse(await service.detect(request, request.state.request_id))
+        except ServeError:
+            raise
+        except Exception as error:  # noqa: BLE001 - logged with the request id and answered 500, not lost
+            return internal(request, error)
 
     @app.get("/v1/info", summary="Models, settings, versions, observed Judge batch sizes")
     async def info() -> dict[str, Any]:

@@ -1,0 +1,112 @@
+"""The FastAPI app alone (no Ray), with stand-in handles: the server's deadline that a client header cannot
+lift, an error inside a replica as a 500 whose request id is in the log, and a full queue as 503."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import SimpleNamespace
+
+import httpx
+import numpy as np
+import pytest
+from ray.serve.exceptions import BackPressureError
+
+from dualvad.serve.api import DetectService, create_api
+from dualvad.serve.settings import AppArgs
+
+
+class Method:
+    """``handle.method`` look-alike: ``.remote(...)`` returns an awaitable running ``function``."""
+
+    def __init__(self, function) -> None:
+        self.function = function
+
+    def remote(self, *args, **kwargs):
+        return self.function(*args, **kwargs)
+
+
+def _analysis():
+    return SimpleNamespace(jpegs=[b"x"], frames=np.array([0]))
+
+
+def _handles(analyze=None):
+    async def default_analyze(*args, **kwargs):
+        return _analysis()
+
+    async def info():
+        return {"vlm": "stand-in"}
+
+    analyzer = SimpleNamespace(analyze=Method(analyze or default_analyze), info=Method(info))
+    return analyzer, SimpleNamespace(info=Method(info))
+
+
+def _client(tmp_path, analyze, **args) -> httpx.AsyncClient:
+    service = DetectService(AppArgs(run="r", allowed_roots=[str(tmp_path)], **args), *_handles(analyze))
+    transport = httpx.ASGITransport(app=create_api(service))
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+def _run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_the_server_deadline_holds_whatever_the_client_header_asks(tmp_path):
+    (tmp_path / "v.mp4").write_bytes(b"v")
+
+    async def slow(*args, **kwargs):
+        await asyncio.sleep(5)
+
+    async def go():
+        async with _client(tmp_path, slow, request_timeout_s=0.3) as client:
+            return await client.post("/v1/detect", json={"uri": str(tmp_path / "v.mp4")},
+                                     headers={"x-request-timeout-seconds": "3600"})
+
+    response = _run(go())
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "timeout" and "0.3 s" in response.json()["error"]["message"]
+
+
+def test_an_error_inside_a_replica_is_a_500_with_the_request_id_in_the_log(tmp_path, caplog):
+    (tmp_path / "v.mp4").write_bytes(b"v")
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("the decoder crashed")
+
+    async def go():
+        async with _client(tmp_path, broken) as client:
+            return await client.post("/v1/detect", json={"uri": str(tmp_path / "v.mp4")})
+
+    with caplog.at_level(logging.ERROR, logger="ray.serve"):
+        response = _run(go())
+    body = response.json()
+    assert response.status_code == 500 and body["error"]["code"] == "internal"
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert body["request_id"] in body["error"]["message"]
+    assert "the decoder crashed" not in response.text
+    logged = [r for r in caplog.records if body["request_id"] in r.getMessage()]
+    assert logged and logged[0].exc_info and "the decoder crashed" in str(logged[0].exc_info[1])
+
+
+def test_a_full_queue_is_503_with_retry_after(tmp_path):
+    (tmp_path / "v.mp4").write_bytes(b"v")
+
+    async def shed(*args, **kwargs):
+        raise BackPressureError(num_queued_requests=3, max_queued_requests=3)
+
+    async def go():
+        async with _client(tmp_path, shed, retry_after_s=7) as client:
+            return await client.post("/v1/detect", json={"uri": str(tmp_path / "v.mp4")})
+
+    response = _run(go())
+    assert response.status_code == 503 and response.headers["retry-after"] == "7"
+    assert response.json()["error"]["code"] == "overloaded"
+
+
+@pytest.mark.parametrize("uri", ["s3://videos/../secrets/a.mp4", "s3://other/a.mp4", "gs://videos/a.mp4"])
+def test_uri_prefixes_are_compared_normalised(tmp_path, uri):
+    service = DetectService(AppArgs(run="r", allowed_roots=["s3://videos/"]), *_handles())
+    with pytest.raises(Exception) as refused:
+        service._allowed(uri)
+    assert refused.value.status == 403
+    assert service._allowed("s3://videos/x/../a.mp4") == "s3://videos/a.mp4"
