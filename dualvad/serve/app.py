@@ -32,7 +32,17 @@ class Api:
 
 def build_app(args: dict[str, Any] | AppArgs) -> Application:
     """The whole app for ``args`` (checked by :class:`AppArgs` here, so a bad config fails at deploy time
-    with the field's name, not inside a replica)."""
+    with the field's name, not inside a replica). Deployment options come from the code's defaults and
+    ``serve_config.yaml``'s ``deployments`` section."""
+    return compose(args)
+
+
+def compose(args: dict[str, Any] | AppArgs, api: dict[str, Any] | None = None,
+            analyzer: dict[str, Any] | None = None, judge: dict[str, Any] | None = None) -> Application:
+    """:func:`build_app` with deployment options (``.options(**...)``: resources, queue limits) set in code,
+    as ``serve_config.yaml`` sets them for ``serve run``; ``dualvad serve`` and the tests use it."""
     checked = args if isinstance(args, AppArgs) else AppArgs.model_validate(args)
     plain = checked.model_dump()
-    return Api.bind(Analyzer.bind(plain), Judge.bind(plain), plain)
+    analyzers = Analyzer.options(**(analyzer or {})).bind(plain)
+    judges = Judge.options(**(judge or {})).bind(plain)
+    return Api.options(**(api or {})).bind(analyzers, judges, plain)
