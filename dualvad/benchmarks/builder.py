@@ -60,11 +60,21 @@ def frame_size(width: int, height: int, longest: int) -> tuple[int, int]:
 
 def decode_selected(video: SampledVideo, longest: int, decode_threads: int = 1) -> np.ndarray:
     """The selected frames, decoded with decord at the benchmark size: uint8 (N, H, W, 3)."""
-    probe = open_video(video.path, num_threads=decode_threads)
+    return decode_frames(video.path, np.asarray(video.frames), longest, decode_threads)
+
+
+def decode_frames(path: str, frames: np.ndarray, longest: int, decode_threads: int = 1) -> np.ndarray:
+    """Frames ``frames`` (int (N,), sorted) of the video at ``path``, decoded with decord so that the longer
+    side is ``longest`` px (:func:`frame_size`): uint8 (N, H, W, 3), RGB.
+
+    Raises:
+        VideoDecodeError: the file cannot be opened or a frame cannot be decoded.
+    """
+    probe = open_video(path, num_threads=decode_threads)
     height, width = probe[0].shape[:2]
     target_w, target_h = frame_size(width, height, longest)
-    reader = open_video(video.path, width=target_w, height=target_h, num_threads=decode_threads)
-    return read_frames(reader, np.asarray(video.frames), video.path)
+    reader = open_video(path, width=target_w, height=target_h, num_threads=decode_threads)
+    return read_frames(reader, np.asarray(frames), path)
 
 
 def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:

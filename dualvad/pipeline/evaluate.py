@@ -6,8 +6,10 @@ ablation over strategies other than the one ``RUN/samples`` used samples them it
 sample stage's recorded settings, and keeps them in ``RUN/eval/samples/<strategy>.parquet``. An actor pool
 holding the VLM (:class:`EvalWorker`, one GPU each
 on a cluster) asks :class:`dualvad.vlm.inference.VLMJudge` about every frame and every clip of
-``benchmarks.clip_frames`` sampled frames. :mod:`dualvad.eval.scoring` turns the answers into segment and
-video scores; the scorer's own segment scores are the baseline row. Outputs:
+``benchmarks.clip_frames`` sampled frames, through :func:`dualvad.detector.judge_frames`, the per-video VLM
+work the online detector runs too (frames JPEG-encoded at ``benchmarks.jpeg_quality`` and decoded, as the
+benchmarks stored them and as the detector's Judge receives them). :mod:`dualvad.eval.scoring` turns the
+answers into segment and video scores; the scorer's own segment scores are the baseline row. Outputs:
 
 - ``RUN/eval/predictions/<model>.parquet``: the raw answers (``schema.PREDICTIONS_SCHEMA``); the stage
   runner skips a re-run with the same inputs, models and settings, and an interrupted run keeps the models
@@ -132,7 +134,8 @@ def run_evaluate(config: DualVADConfig, force: bool = False) -> EvalSummary | Sk
                   + ((own,) if own else ()))
     stage_settings = {"eval": section(settings, "workers", "cpus_per_worker"),
                       "image_size": config.benchmarks.image_size,
-                      "clip_frames": config.benchmarks.clip_frames}
+                      "clip_frames": config.benchmarks.clip_frames,
+                      "jpeg_quality": config.benchmarks.jpeg_quality}
     external = {spec.name: _model_identity(spec) for spec in specs if spec.run_uri != run.uri}
     return run_stage(stage, run, stage_settings, lambda context: _evaluate(context, config, specs),
                      config.stages, force, external=external)
@@ -327,6 +330,7 @@ def _infer(config: DualVADConfig, spec: ModelSpec, rows: list[dict]) -> list[dic
     settings = config.eval
     worker_settings = {"image_size": config.benchmarks.image_size,
                        "clip_frames": config.benchmarks.clip_frames,
+                       "jpeg_quality": config.benchmarks.jpeg_quality,
                        "batch_size": settings.batch_size, "max_new_tokens": settings.max_new_tokens,
                        "thumbnails": settings.thumbnails, "use_gpu": settings.use_gpu}
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
@@ -371,7 +375,8 @@ class EvalWorker:
                                     schema=S.PREDICTIONS_SCHEMA)
 
     def _evaluate(self, row: dict) -> dict:
-        from dualvad.benchmarks.builder import SampledVideo, clip_windows, decode_selected
+        from dualvad.benchmarks.builder import SampledVideo, decode_selected, encode_jpeg
+        from dualvad.detector import jpeg_images, judge_frames
         from dualvad.video.decode import VideoDecodeError
 
         video = SampledVideo.from_row(row)
@@ -381,14 +386,14 @@ class EvalWorker:
             frames = decode_selected(video, self.settings["image_size"])
         except VideoDecodeError as error:  # a recorded failure: the other videos go on
             return {**base, S.ERROR: f"{video.path}: {error}"}
-        images = [Image.fromarray(frame) for frame in frames]
-        scores = self.judge.frame_scores(images)
-        windows = clip_windows(len(images), self.settings["clip_frames"])
-        clips = [self.judge.judge_clip([images[i] for i in window]) for window in windows]
-        best = int(np.argmax([clip.score for clip in clips]))
-        top = top_positions(scores, self.settings["thumbnails"])
-        return {**base, S.FRAME_SCORES: scores.tolist(), S.CLIP_STARTS: [w.start for w in windows],
-                S.CLIP_SCORES: [clip.score for clip in clips], S.EXPLANATION: clips[best].explanation,
+        # JPEG round trip at the benchmarks' quality: the frames the VLM was fine-tuned on, and the ones
+        # the online detector sends its Judge (dualvad.detector), so both score the same pixels.
+        images = jpeg_images([encode_jpeg(frame, self.settings["jpeg_quality"]) for frame in frames])
+        judgement = judge_frames(self.judge, images, self.settings["clip_frames"])
+        best = int(np.argmax(judgement.clip_scores))
+        top = top_positions(judgement.frame_scores, self.settings["thumbnails"])
+        return {**base, S.FRAME_SCORES: judgement.frame_scores.tolist(), S.CLIP_STARTS: judgement.clip_starts,
+                S.CLIP_SCORES: judgement.clip_scores, S.EXPLANATION: judgement.explanations[best],
                 S.THUMB_FRAMES: [video.frames[i] for i in top],
                 S.THUMB_JPEGS: [_thumbnail_jpeg(images[i]) for i in top], S.ERROR: None}
 

@@ -100,15 +100,26 @@ class TrainedScorer:
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """features: float32 (N, K, D) raw segment features -> float32 (N, K) scores in [0, 1]."""
+        return self.predict(features)[0]
+
+    def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """features: float32 (N, K, D) raw segment features -> (float32 (N, K) segment scores in [0, 1],
+        float32 (N, C) video-level category probabilities over :attr:`categories`, softmax of the category
+        head, or ``None`` for a scorer without one: the MIL baseline)."""
         if features.ndim != 3 or features.shape[-1] != self.feature_dim:
             raise ValueError(f"features must be (N, K, {self.feature_dim}), got {features.shape}; "
                              "was the scorer trained on features from another extractor?")
         self.model.eval()
         normalized = torch.from_numpy(self.normalizer(features))
         with torch.inference_mode():
-            scores = [self.model(chunk).segment_scores for chunk in normalized.split(SCORE_BATCH)]
-        return torch.cat(scores).numpy().astype(np.float32) if scores else np.zeros(features.shape[:2],
-                                                                                     np.float32)
+            outputs = [self.model(chunk) for chunk in normalized.split(SCORE_BATCH)]
+        if not outputs:
+            return np.zeros(features.shape[:2], np.float32), None
+        scores = torch.cat([output.segment_scores for output in outputs]).numpy().astype(np.float32)
+        if outputs[0].category_logits is None:
+            return scores, None
+        logits = torch.cat([output.category_logits for output in outputs])
+        return scores, torch.softmax(logits.float(), dim=-1).numpy().astype(np.float32)
 
     def save(self, directory: str | Path) -> None:
         """Write ``scorer.json`` and ``model.pt`` into ``directory`` (created if missing)."""

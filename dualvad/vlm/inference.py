@@ -82,12 +82,20 @@ class VLMJudge:
     # --------------------------------------------------------------------------------------------- clips
 
     @torch.inference_mode()
-    def judge_clip(self, frames: Sequence[Image.Image]) -> ClipJudgement:
-        """Localisation answer (generated) and expected 0-10 abnormality score of one clip."""
-        question = f"{frame_prefix(len(frames))}\n{LOCALIZATION_QUESTIONS[0]}"
-        turns = [{"role": "user", "text": question}]
-        explanation = self._generate(self._prompt(turns), list(frames))
-        turns += [{"role": "assistant", "text": explanation}, {"role": "user", "text": SCORE_QUESTIONS[0]}]
+    def judge_clip(self, frames: Sequence[Image.Image], explain: bool = True) -> ClipJudgement:
+        """Localisation answer (generated) and expected 0-10 abnormality score of one clip.
+
+        ``explain=False`` skips the generation (the slow part) and asks the score question in the first
+        turn, with the frames: explanation ``""``, and a score that is *not* the one of the benchmark's
+        two-turn conversation (which evaluation always asks)."""
+        if explain:
+            turns = [{"role": "user", "text": f"{frame_prefix(len(frames))}\n{LOCALIZATION_QUESTIONS[0]}"}]
+            explanation = self._generate(self._prompt(turns), list(frames))
+            turns += [{"role": "assistant", "text": explanation},
+                      {"role": "user", "text": SCORE_QUESTIONS[0]}]
+        else:
+            explanation = ""
+            turns = [{"role": "user", "text": f"{frame_prefix(len(frames))}\n{SCORE_QUESTIONS[0]}"}]
         prompt = self._prompt(turns)
         # One forward pass for both: the prompt, and the prompt with the answer "1" (one token longer).
         logits, after_one = self._last_logits([prompt, prompt + "1"], list(frames) * 2)

@@ -143,7 +143,7 @@ def test_a_corrupt_video_is_a_recorded_failure(evaluated, tiny_model, tmp_path):
     (row, *_), _ = sample_videos(table.slice(0, 8), config.sample)
     worker = EvalWorker(ModelSpec("vlm/x", None, str(tiny_model), "focused"),
                         {"image_size": 56, "clip_frames": 4, "batch_size": 4, "max_new_tokens": 2,
-                         "thumbnails": 1, "use_gpu": False})
+                         "thumbnails": 1, "use_gpu": False, "jpeg_quality": 90})
     result = worker(pq.read_table(_one_row_file(tmp_path, {**row, S.VIDEO_PATH: str(broken)}))).to_pylist()
     assert len(result) == 1 and str(broken) in result[0][S.ERROR] and result[0][S.FRAME_SCORES] is None
 

@@ -1,0 +1,433 @@
+"""One detector, offline and online: a run's scorer and fine-tuned VLM analysing one video (plain Python).
+
+:class:`Detector` does for one video file what the stages do for a corpus, with the settings the run was
+made with (each output's ``_stage.json``, never today's defaults):
+
+1. :class:`SegmentAnalyzer` (CPU, no VLM; serve's Analyzer): decode and cut K segments and compute their
+   features exactly as ingest does (:func:`dualvad.scorer.features.extract_video_features` with the
+   recorded ``ingest.*``), score them with ``RUN/scorer/model``, allocate the frame budget as the sample
+   stage does (:func:`dualvad.video.sampling.allocate`, recorded ``sample.*``), and decode the sampled
+   frames at the run's ``image_size`` as JPEG bytes (the run's ``jpeg_quality``).
+2. :class:`FrameJudge` (the VLM; serve's Judge): :func:`judge_frames`, the per-video VLM work the
+   evaluation stage calls too: P("Yes") per frame, one 0-10 score and explanation per clip of
+   ``clip_frames`` sampled frames.
+3. :func:`combine`: the segment and video scores exactly as evaluate computes them
+   (:mod:`dualvad.eval.scoring`).
+
+Frame representation: the VLM always sees the sampled frames as **JPEG bytes decoded back to RGB** (PIL),
+encoded with the run's ``benchmarks.jpeg_quality``: the fine-tuning benchmarks store frames as those
+JPEGs, the evaluation stage encodes and decodes its frames the same way, and serve moves JPEG bytes from
+the Analyzer to the Judge; so one video gives the same pixels, hence the same scores, offline and online.
+
+Settings: ingest from ``RUN/segments``' record, sampling from ``RUN/samples``'; ``image_size``,
+``clip_frames`` and ``jpeg_quality`` from ``RUN/eval``'s record (what was evaluated is what is served),
+else from ``RUN/benchmarks``' (what the VLM was fine-tuned on).
+
+The sample stage seeds the ``random`` strategy per video with ``sample.seed + crc32(video_id)``; a file
+of the corpus (its path as ``RUN/segments`` records it) keeps its corpus id, a file outside the corpus
+uses its file name (``os.path.basename``) as the id, unless ``video_id`` is given.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow.fs as pafs
+from PIL import Image
+
+from dualvad import paths
+from dualvad import schema as S
+from dualvad.benchmarks.builder import clip_windows, decode_frames, encode_jpeg
+from dualvad.errors import MissingInputError
+from dualvad.eval.scoring import segment_scores_from_samples, video_score_from_clips
+from dualvad.rundir import RunDir, open_run
+from dualvad.scorer.features import SegmentFeatureExtractor, build_extractor, extract_video_features
+from dualvad.scorer.trained import TrainedScorer, load_from_run
+from dualvad.stages import input_fingerprint, read_input, read_record
+from dualvad.video.config import IngestConfig
+from dualvad.video.decode import VideoDecodeError
+from dualvad.video.sampling import STRATEGIES, SampleConfig, allocate
+
+NORMAL = "Normal"  # categories[0] of every trained scorer
+
+
+class InvalidVideoError(ValueError):
+    """The file is not a usable video: not a video, corrupt or truncated, or too short for the run's K
+    segments or the frame budget. The message is the reason."""
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """Per-request options; ``None`` takes the run's recorded ``sample.*`` setting."""
+
+    budget: int | None = None  # frames sampled per video (>= 1)
+    strategy: str | None = None  # one of video.sampling.STRATEGIES
+    tau: float | None = None  # softmax temperature of ``focused`` (> 0)
+    threshold: float = 0.5  # is_anomalous = video_score >= threshold, in [0, 1]
+    explain: bool = True  # generate each clip's localisation answer (False: "" and a one-turn score)
+
+    def __post_init__(self) -> None:
+        if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, int)
+                                        or self.budget < 1):
+            raise ValueError(f"budget must be an integer >= 1 (or None: the run's sample.budget), "
+                             f"got {self.budget!r}")
+        if self.strategy is not None and self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)} (or None: the run's "
+                             f"sample.strategy), got {self.strategy!r}")
+        if self.tau is not None and not (isinstance(self.tau, int | float) and self.tau > 0):
+            raise ValueError(f"tau must be a number > 0 (or None: the run's sample.tau), got {self.tau!r}")
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, int | float) \
+                or not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be a number in [0, 1], got {self.threshold!r}")
+        if not isinstance(self.explain, bool):
+            raise ValueError(f"explain must be true or false, got {self.explain!r}")
+
+
+@dataclass
+class VideoInfo:
+    num_frames: int
+    fps: float  # as the container reports
+    duration_s: float  # num_frames / fps
+
+
+@dataclass
+class Analysis:
+    """The CPU part of a detection (no VLM)."""
+
+    video: VideoInfo
+    bounds: np.ndarray  # int64 (K, 2) segment [start, end) frames
+    segment_scores: np.ndarray  # float32 (K,) the scorer's scores in [0, 1]
+    category: str | None  # the scorer's top category when it is an anomaly; None: Normal, or no head
+    frames: np.ndarray  # int64 (N,) sampled frame indices, sorted
+    jpegs: list[bytes]  # the N sampled frames as JPEG, longer side = the run's image_size
+    timings_ms: dict[str, float]  # "decode_features", "scorer", "allocation", "frames"
+    video_id: str = ""  # the id the sampler was seeded with (corpus id, or the file name)
+    strategy: str = ""  # the sampling strategy used
+
+
+@dataclass
+class Judgement:
+    """The VLM part of a detection."""
+
+    frame_scores: np.ndarray  # float32 (N,) P("Yes") per sampled frame
+    clip_starts: list[int]  # position in `frames` of each clip's first frame
+    clip_scores: list[float]  # expected 0-10 abnormality score per clip
+    explanations: list[str]  # one per clip ("" when explain=False)
+    timings_ms: dict[str, float]  # "frames_vlm", "clips_vlm"
+    clip_ends: list[int] = field(default_factory=list)  # position in `frames` after each clip's last frame
+
+
+@dataclass
+class Detection:
+    """Analysis and judgement combined exactly as evaluate scores them."""
+
+    analysis: Analysis
+    judgement: Judgement
+    video_score: float  # highest clip score / 10, in [0, 1]
+    is_anomalous: bool  # video_score >= options.threshold
+    vlm_segment_scores: np.ndarray  # float32 (K,) evaluate's segment scores from the frame scores
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (plain Python types); seconds are frame index / fps."""
+        analysis, judgement = self.analysis, self.judgement
+        fps, frames = analysis.video.fps, analysis.frames
+        segments = [{"index": i, "start_frame": int(start), "end_frame": int(end),
+                     "start_s": start / fps, "end_s": end / fps, "score": float(self.vlm_segment_scores[i]),
+                     "scorer_score": float(analysis.segment_scores[i])}
+                    for i, (start, end) in enumerate(analysis.bounds.tolist())]
+        clips = [{"start_s": int(frames[start]) / fps, "end_s": (int(frames[end - 1]) + 1) / fps,
+                  "score": float(score), "explanation": text}
+                 for start, end, score, text in zip(judgement.clip_starts, judgement.clip_ends,
+                                                    judgement.clip_scores, judgement.explanations,
+                                                    strict=True)]
+        return {
+            "video": {"frames": analysis.video.num_frames, "fps": fps,
+                      "duration_s": analysis.video.duration_s},
+            "video_score": self.video_score, "is_anomalous": self.is_anomalous,
+            "category": analysis.category if self.is_anomalous else None,
+            "segments": segments,
+            "frames": [{"index": int(f), "seconds": int(f) / fps, "p_yes": float(p)}
+                       for f, p in zip(frames.tolist(), judgement.frame_scores.tolist(), strict=True)],
+            "clips": clips,
+            "timings_ms": {**analysis.timings_ms, **judgement.timings_ms},
+        }
+
+
+# ------------------------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What a run was made with, from its outputs' records."""
+
+    ingest: IngestConfig
+    sample: SampleConfig
+    image_size: int  # px, longer side of the frames the VLM sees
+    clip_frames: int  # sampled frames per judged clip
+    jpeg_quality: int  # PIL JPEG quality of those frames
+
+    @staticmethod
+    def from_run(run: RunDir) -> RunSettings:
+        """Raises MissingInputError (naming the stage to run) when an output or its record is missing."""
+        input_fingerprint(run, paths.SEGMENTS)  # the checks raise with the fix
+        input_fingerprint(run, paths.SAMPLES)
+        ingest = IngestConfig(**read_record(run, paths.SEGMENTS)["settings"])
+        sample = SampleConfig(**read_record(run, paths.SAMPLES)["settings"])
+        frames = _frame_settings(run)
+        return RunSettings(ingest, sample, **frames)
+
+
+def _frame_settings(run: RunDir) -> dict[str, int]:
+    """image_size, clip_frames, jpeg_quality: each from RUN/eval's record, else RUN/benchmarks'."""
+    records = [(read_record(run, output) or {}).get("settings", {})
+               for output in (paths.EVAL, paths.BENCHMARKS)]
+    found = {}
+    for key in ("image_size", "clip_frames", "jpeg_quality"):
+        values = [record[key] for record in records if key in record]
+        if not values:
+            raise MissingInputError(f"{run.uri}: neither {run.path(paths.EVAL)} nor "
+                                    f"{run.path(paths.BENCHMARKS)} records benchmarks.{key}: "
+                                    "run `dualvad build-benchmarks` first")
+        found[key] = int(values[0])
+    return found
+
+
+# ------------------------------------------------------------------------------------------- analysis
+
+
+class SegmentAnalyzer:
+    """The CPU half: the run's feature extractor, scorer and sampling settings (serve's Analyzer)."""
+
+    def __init__(self, run: RunDir, scorer: TrainedScorer, settings: RunSettings, scorer_path: str) -> None:
+        self.run, self.scorer, self.settings, self.scorer_path = run, scorer, settings, scorer_path
+        ingest = settings.ingest
+        self.extractor: SegmentFeatureExtractor = build_extractor(
+            ingest.feature, width=ingest.decode_width, height=ingest.decode_height, model=ingest.clip_model)
+        self._corpus_ids = _corpus_ids(run)
+
+    @classmethod
+    def from_run(cls, run_uri: str) -> SegmentAnalyzer:
+        run = open_run(run_uri)
+        settings = RunSettings.from_run(run)
+        with tempfile.TemporaryDirectory(prefix="dualvad-scorer-") as local:
+            scorer = load_from_run(run, local)  # fully loaded into memory: the folder can go
+        return cls(run, scorer, settings, run.path(paths.SCORER, paths.SCORER_MODEL_DIR))
+
+    def video_id(self, path: str) -> str:
+        """The sampler's id of ``path``: its corpus id when RUN/segments holds it, else its file name."""
+        return self._corpus_ids.get(os.path.realpath(path), os.path.basename(path))
+
+    def analyze(self, path: str, options: DetectOptions = DetectOptions(),
+                video_id: str | None = None) -> Analysis:
+        """Segments, scorer scores, sampled frames and their JPEGs of the video at ``path``.
+
+        Raises:
+            InvalidVideoError: not a decodable video, or too short for K segments or the budget.
+        """
+        ingest, timings = self.settings.ingest, {}
+        started = time.perf_counter()
+        try:
+            video = extract_video_features(path, self.extractor, ingest.segments, ingest.frames_per_segment,
+                                           ingest.decode_threads, ingest.snap_to_keyframes)
+        except VideoDecodeError as error:
+            raise InvalidVideoError(str(error)) from error
+        except ValueError as error:  # fewer frames than K segments
+            raise InvalidVideoError(f"{path}: {error}") from error
+        timings["decode_features"] = _ms_since(started)
+
+        started = time.perf_counter()
+        scores, categories = self.scorer.predict(video.features[None])
+        timings["scorer"] = _ms_since(started)
+
+        started = time.perf_counter()
+        video_id = video_id if video_id is not None else self.video_id(path)
+        sample = self.sample_settings(options)
+        try:
+            allocation = allocate(sample.strategy, scores[0].astype(np.float64), video.bounds, sample.budget,
+                                  tau=sample.tau, floor=sample.floor, offset=sample.cdf_offset,
+                                  seed=sample.seed + zlib.crc32(video_id.encode()))
+        except ValueError as error:  # budget above the frame count
+            raise InvalidVideoError(f"{path}: {error}") from error
+        timings["allocation"] = _ms_since(started)
+
+        started = time.perf_counter()
+        jpegs = self._jpegs(path, allocation.frames)
+        timings["frames"] = _ms_since(started)
+        return Analysis(VideoInfo(video.num_frames, video.fps, video.num_frames / video.fps),
+                        np.asarray(video.bounds, dtype=np.int64), scores[0].astype(np.float32),
+                        self._category(categories), allocation.frames.astype(np.int64), jpegs, timings,
+                        video_id, sample.strategy)
+
+    def sample_settings(self, options: DetectOptions) -> SampleConfig:
+        """The run's ``sample.*`` with the options' budget, strategy and tau where set."""
+        recorded = self.settings.sample
+        return SampleConfig(strategy=options.strategy or recorded.strategy,  # type: ignore[arg-type]
+                            budget=options.budget or recorded.budget,
+                            tau=recorded.tau if options.tau is None else float(options.tau),
+                            floor=recorded.floor, cdf_offset=recorded.cdf_offset, seed=recorded.seed)
+
+    def _jpegs(self, path: str, frames: np.ndarray) -> list[bytes]:
+        try:
+            decoded = decode_frames(path, frames, self.settings.image_size,
+                                    self.settings.ingest.decode_threads)
+        except VideoDecodeError as error:  # e.g. truncated after the frames the features read
+            raise InvalidVideoError(str(error)) from error
+        return [encode_jpeg(frame, self.settings.jpeg_quality) for frame in decoded]
+
+    def _category(self, probabilities: np.ndarray | None) -> str | None:
+        if probabilities is None:
+            return None
+        top = self.scorer.categories[int(np.argmax(probabilities[0]))]
+        return None if top == NORMAL else top
+
+
+def _corpus_ids(run: RunDir) -> dict[str, str]:
+    """Real path -> corpus video id of every ingested video."""
+    table = read_input(run, paths.SEGMENTS, columns=[S.VIDEO_ID, S.VIDEO_PATH])
+    if table is None:
+        return {}
+    pairs = set(zip(table[S.VIDEO_PATH].to_pylist(), table[S.VIDEO_ID].to_pylist(), strict=True))
+    return {os.path.realpath(path): video_id for path, video_id in pairs}
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+# ---------------------------------------------------------------------------------------------- VLM
+
+
+def jpeg_images(jpegs: list[bytes]) -> list[Image.Image]:
+    """JPEG bytes -> RGB PIL images, fully decoded (the representation the VLM sees, module docstring)."""
+    images = []
+    for data in jpegs:
+        with Image.open(io.BytesIO(data)) as image:
+            images.append(image.convert("RGB"))
+    return images
+
+
+def judge_frames(judge: Any, images: list[Image.Image], clip_frames: int, explain: bool = True) -> Judgement:
+    """THE per-video VLM work, shared by evaluate and serve: ``judge`` (a
+    :class:`dualvad.vlm.inference.VLMJudge`) scores every image (P("Yes"), float32 (N,)) and every clip of
+    ``clip_frames`` consecutive images (:func:`dualvad.benchmarks.builder.clip_windows`)."""
+    if not images:
+        raise ValueError("judge_frames needs at least one frame")
+    started = time.perf_counter()
+    frame_scores = np.asarray(judge.frame_scores(images), dtype=np.float32)
+    frames_ms = _ms_since(started)
+    started = time.perf_counter()
+    windows = clip_windows(len(images), clip_frames)
+    clips = [judge.judge_clip([images[i] for i in window], explain=explain) for window in windows]
+    return Judgement(frame_scores, [w.start for w in windows], [float(c.score) for c in clips],
+                     [c.explanation for c in clips],
+                     {"frames_vlm": frames_ms, "clips_vlm": _ms_since(started)},
+                     [w.stop for w in windows])
+
+
+class FrameJudge:
+    """The VLM half: a run's fine-tuned VLM (or ``vlm``, a folder / hub id) as a ``VLMJudge`` (serve's
+    Judge). On ``cuda`` the model runs in bfloat16, as the evaluation stage runs it; else float32."""
+
+    def __init__(self, judge: Any, clip_frames: int, vlm_path: str) -> None:
+        self.vlm, self.clip_frames, self.vlm_path = judge, clip_frames, vlm_path
+
+    @classmethod
+    def from_run(cls, run_uri: str, vlm: str | None = None, device: str = "cpu", batch_size: int = 8,
+                 max_new_tokens: int = 24) -> FrameJudge:
+        import torch
+
+        from dualvad.vlm.inference import VLMJudge
+        from dualvad.vlm.model import load_model
+        from dualvad.vlm.processor import load_processor
+
+        run = open_run(run_uri)
+        clip_frames = _frame_settings(run)["clip_frames"]
+        dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+        with tempfile.TemporaryDirectory(prefix="dualvad-vlm-") as scratch:
+            path = vlm if vlm is not None else _run_vlm(run, scratch)
+            judge = VLMJudge(load_model(path, dtype=dtype, device=device), load_processor(path), batch_size,
+                             max_new_tokens)
+        return cls(judge, clip_frames, vlm if vlm is not None else run.path(paths.FINETUNE,
+                                                                            paths.FINETUNE_FINAL_DIR))
+
+    def judge(self, jpegs: list[bytes], explain: bool = True) -> Judgement:
+        """The VLM's answers about one video's sampled frames (JPEG bytes, in frame order)."""
+        return judge_frames(self.vlm, jpeg_images(jpegs), self.clip_frames, explain)
+
+
+def _run_vlm(run: RunDir, scratch: str) -> str:
+    """RUN/finetune/final as a local folder (copied into ``scratch`` when the run is remote)."""
+    if not run.exists(paths.FINETUNE, paths.FINETUNE_FINAL_DIR, "config.json"):
+        raise MissingInputError(f"{run.path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR)} holds no model: run "
+                                "`dualvad finetune` first, or pass vlm= a model folder or hub id")
+    path = run.path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR)
+    if isinstance(run.fs, pafs.LocalFileSystem):
+        return path
+    pafs.copy_files(path, scratch, source_filesystem=run.fs, destination_filesystem=pafs.LocalFileSystem())
+    return scratch
+
+
+# ------------------------------------------------------------------------------------------ combined
+
+
+def combine(analysis: Analysis, judgement: Judgement, threshold: float = 0.5) -> Detection:
+    """Segment and video scores from the VLM's answers, as the evaluation stage computes them."""
+    video_score = video_score_from_clips(np.asarray(judgement.clip_scores))
+    segments = segment_scores_from_samples(analysis.bounds, analysis.frames, judgement.frame_scores)
+    return Detection(analysis, judgement, video_score, bool(video_score >= threshold), segments)
+
+
+class Detector:
+    """A run's scorer and VLM analysing one video (module docstring): a :class:`SegmentAnalyzer` and a
+    :class:`FrameJudge`, each loadable alone (``Detector.analyzer`` / ``Detector.frame_judge``)."""
+
+    def __init__(self, analyzer: SegmentAnalyzer, frame_judge: FrameJudge) -> None:
+        self.analyzer, self.frame_judge = analyzer, frame_judge
+
+    @classmethod
+    def from_run(cls, run_uri: str, vlm: str | None = None, device: str = "cpu", batch_size: int = 8,
+                 max_new_tokens: int = 24) -> Detector:
+        """``vlm`` None: RUN/finetune/final; else a model folder or hub id (e.g. ``eval.model``'s)."""
+        return cls(SegmentAnalyzer.from_run(run_uri),
+                   FrameJudge.from_run(run_uri, vlm, device, batch_size, max_new_tokens))
+
+    def analyze(self, path: str, options: DetectOptions = DetectOptions(),
+                video_id: str | None = None) -> Analysis:
+        return self.analyzer.analyze(path, options, video_id)
+
+    def judge(self, jpegs: list[bytes], explain: bool = True) -> Judgement:
+        return self.frame_judge.judge(jpegs, explain)
+
+    def combine(self, analysis: Analysis, judgement: Judgement,
+                options: DetectOptions = DetectOptions()) -> Detection:
+        return combine(analysis, judgement, options.threshold)
+
+    def detect(self, path: str, options: DetectOptions = DetectOptions(),
+               video_id: str | None = None) -> Detection:
+        analysis = self.analyze(path, options, video_id)
+        return self.combine(analysis, self.judge(analysis.jpegs, options.explain), options)
+
+    def info(self) -> dict[str, Any]:
+        """The models and settings this detector runs (JSON-ready)."""
+        settings, scorer = self.analyzer.settings, self.analyzer.scorer
+        model_config = getattr(self.frame_judge.vlm.model, "config", None)
+        return {
+            "run": self.analyzer.run.uri,
+            "models": {"scorer": self.analyzer.scorer_path, "scorer_kind": scorer.config.kind,
+                       "categories": list(scorer.categories), "vlm": self.frame_judge.vlm_path,
+                       "vlm_name": getattr(model_config, "_name_or_path", None) or self.frame_judge.vlm_path},
+            "settings": {"segments": settings.ingest.segments, "feature": settings.ingest.feature,
+                         "frames_per_segment": settings.ingest.frames_per_segment,
+                         "sample": {"strategy": settings.sample.strategy, "budget": settings.sample.budget,
+                                    "tau": settings.sample.tau, "floor": settings.sample.floor,
+                                    "cdf_offset": settings.sample.cdf_offset, "seed": settings.sample.seed},
+                         "image_size": settings.image_size, "clip_frames": settings.clip_frames,
+                         "jpeg_quality": settings.jpeg_quality},
+        }

@@ -1,0 +1,166 @@
+"""The online detector against the stages: on a corpus video it gives the segment scores of RUN/scores, the
+frames of RUN/samples and the frame scores of RUN/eval/predictions (one detector, offline and online);
+unusable files are InvalidVideoError; options are validated."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from dualvad import paths
+from dualvad import schema as S
+from dualvad.corpus import SynthSpec, generate_corpus
+from dualvad.detector import DetectOptions, Detector, FrameJudge, InvalidVideoError, SegmentAnalyzer
+from dualvad.errors import MissingInputError
+from dualvad.pipeline.evaluate import run_evaluate
+from dualvad.pipeline.sample import run_sample, segments_with_scores
+from dualvad.rundir import open_run
+from dualvad.vlm.model import save_tiny_model
+
+from media import write_broken_files, write_video
+
+MAX_NEW_TOKENS = 4
+
+
+def _with(config, section: str, **changes):
+    return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **changes)})
+
+
+@pytest.fixture(scope="module")
+def evaluated_copy(scored_run, tmp_path_factory):
+    """A copy of the scored run (other modules re-sample and re-build the shared one), sampled and
+    evaluated with the tiny VLM (one strategy): (config, run, tiny model folder)."""
+    config, _ = scored_run
+    root = tmp_path_factory.mktemp("detector")
+    target = root / "run"
+    shutil.copytree(config.run, target, ignore=shutil.ignore_patterns(
+        paths.LOCK_FILE, paths.WORK_DIR, paths.SAMPLES, paths.BENCHMARKS, paths.FINETUNE, paths.EVAL))
+    tiny = save_tiny_model(root / "vlm")
+    config = dataclasses.replace(config, run=str(target))
+    config = _with(config, "eval", model=str(tiny), ablate="none", workers=1, cpus_per_worker=0.5,
+                   timeline_videos=1, thumbnails=1, max_new_tokens=MAX_NEW_TOKENS)
+    config = _with(_with(config, "sample", budget=8), "benchmarks", clip_frames=4, image_size=56)
+    run_sample(config)
+    run_evaluate(config)
+    return config, open_run(config.run), tiny
+
+
+@pytest.fixture(scope="module")
+def detector(evaluated_copy) -> Detector:
+    config, run, tiny = evaluated_copy
+    return Detector.from_run(run.uri, vlm=str(tiny), batch_size=config.eval.batch_size,
+                             max_new_tokens=MAX_NEW_TOKENS)
+
+
+def _predictions(run) -> dict[str, dict]:
+    rows = pq.read_table(run.path(paths.EVAL, paths.PREDICTIONS_DIR, "vlm-focused.parquet")).to_pylist()
+    return {row[S.VIDEO_ID]: row for row in rows}
+
+
+def test_a_corpus_video_gets_the_scores_of_the_stages(evaluated_copy, detector):
+    _, run, _ = evaluated_copy
+    table = segments_with_scores(run).to_pandas()
+    predictions = _predictions(run)
+    samples = {row[S.VIDEO_ID]: row for row in run.read_table(paths.SAMPLES).to_pylist()}
+    video_id = sorted(predictions)[0]
+    segments = table[table[S.VIDEO_ID] == video_id].sort_values(S.SEGMENT_INDEX)
+    detection = detector.detect(segments[S.VIDEO_PATH].iloc[0])
+    analysis, judgement, expected = detection.analysis, detection.judgement, predictions[video_id]
+    assert analysis.video_id == video_id  # the corpus id, found from the path: the sampler's seed
+    np.testing.assert_array_equal(analysis.bounds, segments[[S.START_FRAME, S.END_FRAME]].to_numpy())
+    # RUN/scores scored many videos per forward pass, the detector one: equal to float32 rounding
+    np.testing.assert_allclose(analysis.segment_scores, segments[S.SCORE].to_numpy(np.float32),
+                               rtol=0, atol=1e-6)
+    assert analysis.frames.tolist() == samples[video_id][S.FRAMES] == expected[S.FRAMES]
+    np.testing.assert_allclose(judgement.frame_scores, expected[S.FRAME_SCORES], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(judgement.clip_scores, expected[S.CLIP_SCORES], rtol=0, atol=1e-5)
+    assert judgement.clip_starts == expected[S.CLIP_STARTS]
+    best = int(np.argmax(judgement.clip_scores))
+    assert judgement.explanations[best] == expected[S.EXPLANATION]
+    assert detection.video_score == pytest.approx(max(expected[S.CLIP_SCORES]) / 10, abs=1e-6)
+    assert detection.is_anomalous == (detection.video_score >= 0.5)
+
+
+def test_the_result_is_json_with_every_segment_frame_and_clip(evaluated_copy, detector):
+    config, run, _ = evaluated_copy
+    path = segments_with_scores(run)[S.VIDEO_PATH][0].as_py()
+    detection = detector.detect(path, DetectOptions(explain=False, threshold=0.0))
+    result = json.loads(json.dumps(detection.to_dict()))
+    k, n = config.ingest.segments, config.sample.budget
+    assert len(result["segments"]) == k and len(result["frames"]) == n and len(result["clips"]) == n // 4
+    assert result["is_anomalous"] and all(clip["explanation"] == "" for clip in result["clips"])
+    assert all(0 <= clip["score"] <= 10 and clip["start_s"] < clip["end_s"] for clip in result["clips"])
+    assert [f["index"] for f in result["frames"]] == detection.analysis.frames.tolist()
+    assert set(result["timings_ms"]) == {"decode_features", "scorer", "allocation", "frames", "frames_vlm",
+                                         "clips_vlm"}
+    assert all(jpeg[:2] == b"\xff\xd8" for jpeg in detection.analysis.jpegs)
+    info = detector.info()
+    assert info["settings"]["image_size"] == 56 and info["settings"]["clip_frames"] == 4
+    assert info["settings"]["sample"]["budget"] == n and info["models"]["scorer_kind"] == "refinevad"
+
+
+def test_anomalous_videos_outside_the_corpus_score_above_normal_ones(evaluated_copy, tmp_path):
+    _, run, _ = evaluated_copy
+    analyzer = SegmentAnalyzer.from_run(run.uri)
+    records = generate_corpus(tmp_path / "new", SynthSpec(videos=8, seconds=3.0, seed=11))
+    highest = {True: [], False: []}  # anomalous? -> the scorer's highest segment score of each video
+    for record in records:
+        analysis = analyzer.analyze(record.path)
+        assert analysis.video_id == Path(record.path).name  # outside the corpus: the file name
+        assert analysis.category is None or analysis.category in analyzer.scorer.categories[1:]
+        highest[record.label != "Normal"].append(float(analysis.segment_scores.max()))
+    # Ranking, not a threshold (the scorer of 20 tiny videos is weak: 0.875 when written, chance 0.5).
+    truth = np.r_[np.ones(len(highest[True])), np.zeros(len(highest[False]))]
+    assert len(highest[True]) == len(highest[False]) == 4
+    assert roc_auc_score(truth, highest[True] + highest[False]) > 0.6
+    assert np.mean(highest[True]) > np.mean(highest[False])
+
+
+def test_unusable_files_are_invalid_videos(evaluated_copy, tmp_path):
+    _, run, _ = evaluated_copy
+    analyzer = SegmentAnalyzer.from_run(run.uri)
+    broken = write_broken_files(tmp_path)
+    with pytest.raises(InvalidVideoError, match="not a decodable video"):
+        analyzer.analyze(str(broken["text"]))
+    with pytest.raises(InvalidVideoError, match="truncated"):
+        analyzer.analyze(str(broken["truncated"]))
+    with pytest.raises(InvalidVideoError, match="segments"):  # 4 frames, K = 8
+        analyzer.analyze(str(write_video(tmp_path / "four.mp4", 4)))
+    short = str(write_video(tmp_path / "ten.mp4", 10))
+    assert len(analyzer.analyze(short).frames) == 8
+    with pytest.raises(InvalidVideoError, match="frame budget 12 is outside 1..10"):
+        analyzer.analyze(short, DetectOptions(budget=12))
+
+
+def test_options_are_validated_and_name_the_valid_values():
+    with pytest.raises(ValueError, match="budget must be an integer >= 1"):
+        DetectOptions(budget=0)
+    with pytest.raises(ValueError, match="strategy must be one of focused, uniform, random, cdf"):
+        DetectOptions(strategy="everything")
+    with pytest.raises(ValueError, match="tau must be a number > 0"):
+        DetectOptions(tau=0.0)
+    with pytest.raises(ValueError, match=r"threshold must be a number in \[0, 1\]"):
+        DetectOptions(threshold=1.5)
+    with pytest.raises(ValueError, match="explain must be true or false"):
+        DetectOptions(explain="yes")  # type: ignore[arg-type]
+    assert DetectOptions(budget=4, strategy="uniform", tau=0.5, threshold=1).budget == 4
+
+
+def test_other_options_change_the_sampling(evaluated_copy, detector):
+    _, run, _ = evaluated_copy
+    path = segments_with_scores(run)[S.VIDEO_PATH][0].as_py()
+    analysis = detector.analyze(path, DetectOptions(budget=4, strategy="uniform"))
+    assert analysis.strategy == "uniform" and len(analysis.frames) == len(analysis.jpegs) == 4
+
+
+def test_a_run_without_a_finetuned_model_names_the_fix(evaluated_copy):
+    _, run, _ = evaluated_copy
+    with pytest.raises(MissingInputError, match="pass vlm="):
+        FrameJudge.from_run(run.uri)
