@@ -220,6 +220,22 @@ class SegmentAnalyzer:
             scorer = load_from_run(run, local)  # fully loaded into memory: the folder can go
         return cls(run, scorer, settings, run.path(paths.SCORER, paths.SCORER_MODEL_DIR))
 
+    def info(self) -> dict[str, Any]:
+        """The run, its scorer and the settings this half runs with (JSON-ready)."""
+        settings, scorer = self.settings, self.scorer
+        return {
+            "run": self.run.uri,
+            "models": {"scorer": self.scorer_path, "scorer_kind": scorer.config.kind,
+                       "categories": list(scorer.categories)},
+            "settings": {"segments": settings.ingest.segments, "feature": settings.ingest.feature,
+                         "frames_per_segment": settings.ingest.frames_per_segment,
+                         "sample": {"strategy": settings.sample.strategy, "budget": settings.sample.budget,
+                                    "tau": settings.sample.tau, "floor": settings.sample.floor,
+                                    "cdf_offset": settings.sample.cdf_offset, "seed": settings.sample.seed},
+                         "image_size": settings.image_size, "clip_frames": settings.clip_frames,
+                         "jpeg_quality": settings.jpeg_quality},
+        }
+
     def video_id(self, path: str) -> str:
         """The sampler's id of ``path``: its corpus id when RUN/segments holds it, else its file name."""
         return self._corpus_ids.get(os.path.realpath(path), os.path.basename(path))
@@ -313,14 +329,18 @@ def jpeg_images(jpegs: list[bytes]) -> list[Image.Image]:
     return images
 
 
-def judge_frames(judge: Any, images: list[Image.Image], clip_frames: int, explain: bool = True) -> Judgement:
+def judge_frames(judge: Any, images: list[Image.Image], clip_frames: int, explain: bool = True,
+                 frame_scores: np.ndarray | None = None) -> Judgement:
     """THE per-video VLM work, shared by evaluate and serve: ``judge`` (a
     :class:`dualvad.vlm.inference.VLMJudge`) scores every image (P("Yes"), float32 (N,)) and every clip of
-    ``clip_frames`` consecutive images (:func:`dualvad.benchmarks.builder.clip_windows`)."""
+    ``clip_frames`` consecutive images (:func:`dualvad.benchmarks.builder.clip_windows`). ``frame_scores``:
+    the images' P("Yes") when already computed (serve scores several videos' frames in one pass)."""
     if not images:
         raise ValueError("judge_frames needs at least one frame")
     started = time.perf_counter()
-    frame_scores = np.asarray(judge.frame_scores(images), dtype=np.float32)
+    if frame_scores is None:
+        frame_scores = judge.frame_scores(images)
+    frame_scores = np.asarray(frame_scores, dtype=np.float32)
     frames_ms = _ms_since(started)
     started = time.perf_counter()
     windows = clip_windows(len(images), clip_frames)
@@ -360,6 +380,29 @@ class FrameJudge:
     def judge(self, jpegs: list[bytes], explain: bool = True) -> Judgement:
         """The VLM's answers about one video's sampled frames (JPEG bytes, in frame order)."""
         return judge_frames(self.vlm, jpeg_images(jpegs), self.clip_frames, explain)
+
+    def judge_many(self, requests: list[tuple[list[bytes], bool]]) -> list[Judgement]:
+        """:meth:`judge` for several videos at once (``(jpegs, explain)`` each): every video's frames go
+        through the VLM's frame batches together, so concurrent requests share forward passes; clips are
+        judged per video. Each Judgement's ``frames_vlm`` time is the whole shared pass."""
+        images = [jpeg_images(jpegs) for jpegs, _ in requests]
+        started = time.perf_counter()
+        flat = np.asarray(self.vlm.frame_scores([image for video in images for image in video]), np.float32)
+        shared_ms = _ms_since(started)
+        ends = np.cumsum([len(video) for video in images])
+        scores = np.split(flat, ends[:-1])
+        judgements = []
+        for video, video_scores, (_, explain) in zip(images, scores, requests, strict=True):
+            judgement = judge_frames(self.vlm, video, self.clip_frames, explain, frame_scores=video_scores)
+            judgement.timings_ms["frames_vlm"] = shared_ms
+            judgements.append(judgement)
+        return judgements
+
+    def info(self) -> dict[str, Any]:
+        """The VLM this half serves (JSON-ready)."""
+        model_config = getattr(self.vlm.model, "config", None)
+        return {"models": {"vlm": self.vlm_path,
+                           "vlm_name": getattr(model_config, "_name_or_path", None) or self.vlm_path}}
 
 
 def _run_vlm(run: RunDir, scratch: str) -> str:
@@ -415,19 +458,6 @@ class Detector:
         return self.combine(analysis, self.judge(analysis.jpegs, options.explain), options)
 
     def info(self) -> dict[str, Any]:
-        """The models and settings this detector runs (JSON-ready)."""
-        settings, scorer = self.analyzer.settings, self.analyzer.scorer
-        model_config = getattr(self.frame_judge.vlm.model, "config", None)
-        return {
-            "run": self.analyzer.run.uri,
-            "models": {"scorer": self.analyzer.scorer_path, "scorer_kind": scorer.config.kind,
-                       "categories": list(scorer.categories), "vlm": self.frame_judge.vlm_path,
-                       "vlm_name": getattr(model_config, "_name_or_path", None) or self.frame_judge.vlm_path},
-            "settings": {"segments": settings.ingest.segments, "feature": settings.ingest.feature,
-                         "frames_per_segment": settings.ingest.frames_per_segment,
-                         "sample": {"strategy": settings.sample.strategy, "budget": settings.sample.budget,
-                                    "tau": settings.sample.tau, "floor": settings.sample.floor,
-                                    "cdf_offset": settings.sample.cdf_offset, "seed": settings.sample.seed},
-                         "image_size": settings.image_size, "clip_frames": settings.clip_frames,
-                         "jpeg_quality": settings.jpeg_quality},
-        }
+        """The models and settings this detector runs (JSON-ready): the two halves' ``info`` merged."""
+        analyzer, judge = self.analyzer.info(), self.frame_judge.info()
+        return {**analyzer, "models": {**analyzer["models"], **judge["models"]}}

@@ -41,3 +41,34 @@ def scored_run(ray_session, tmp_path_factory):
     summary = train_scorer(config)
     run_score(config)
     return config, summary
+
+
+@pytest.fixture(scope="session")
+def evaluated_copy(scored_run, tmp_path_factory):
+    """A copy of the scored run (other modules re-sample and re-build the shared one), sampled (budget 8)
+    and evaluated with a tiny VLM (one strategy, 56 px frames, clips of 4): (config, run, tiny model
+    folder). The detector's tests and the serve tests share it."""
+    import dataclasses
+    import shutil
+
+    from dualvad import paths
+    from dualvad.pipeline.evaluate import run_evaluate
+    from dualvad.pipeline.sample import run_sample
+    from dualvad.rundir import open_run
+    from dualvad.vlm.model import save_tiny_model
+
+    config, _ = scored_run
+    root = tmp_path_factory.mktemp("evaluated")
+    target = root / "run"
+    shutil.copytree(config.run, target, ignore=shutil.ignore_patterns(
+        paths.LOCK_FILE, paths.WORK_DIR, paths.SAMPLES, paths.BENCHMARKS, paths.FINETUNE, paths.EVAL))
+    tiny = save_tiny_model(root / "vlm")
+    config = dataclasses.replace(
+        config, run=str(target),
+        eval=dataclasses.replace(config.eval, model=str(tiny), ablate="none", workers=1, cpus_per_worker=0.5,
+                                 timeline_videos=1, thumbnails=1, max_new_tokens=4),
+        sample=dataclasses.replace(config.sample, budget=8),
+        benchmarks=dataclasses.replace(config.benchmarks, clip_frames=4, image_size=56))
+    run_sample(config)
+    run_evaluate(config)
+    return config, open_run(config.run), tiny

@@ -4,9 +4,7 @@ unusable files are InvalidVideoError; options are validated."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,44 +17,16 @@ from dualvad import schema as S
 from dualvad.corpus import SynthSpec, generate_corpus
 from dualvad.detector import DetectOptions, Detector, FrameJudge, InvalidVideoError, SegmentAnalyzer
 from dualvad.errors import MissingInputError
-from dualvad.pipeline.evaluate import run_evaluate
-from dualvad.pipeline.sample import run_sample, segments_with_scores
-from dualvad.rundir import open_run
-from dualvad.vlm.model import save_tiny_model
+from dualvad.pipeline.sample import segments_with_scores
 
 from media import write_broken_files, write_video
-
-MAX_NEW_TOKENS = 4
-
-
-def _with(config, section: str, **changes):
-    return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **changes)})
-
-
-@pytest.fixture(scope="module")
-def evaluated_copy(scored_run, tmp_path_factory):
-    """A copy of the scored run (other modules re-sample and re-build the shared one), sampled and
-    evaluated with the tiny VLM (one strategy): (config, run, tiny model folder)."""
-    config, _ = scored_run
-    root = tmp_path_factory.mktemp("detector")
-    target = root / "run"
-    shutil.copytree(config.run, target, ignore=shutil.ignore_patterns(
-        paths.LOCK_FILE, paths.WORK_DIR, paths.SAMPLES, paths.BENCHMARKS, paths.FINETUNE, paths.EVAL))
-    tiny = save_tiny_model(root / "vlm")
-    config = dataclasses.replace(config, run=str(target))
-    config = _with(config, "eval", model=str(tiny), ablate="none", workers=1, cpus_per_worker=0.5,
-                   timeline_videos=1, thumbnails=1, max_new_tokens=MAX_NEW_TOKENS)
-    config = _with(_with(config, "sample", budget=8), "benchmarks", clip_frames=4, image_size=56)
-    run_sample(config)
-    run_evaluate(config)
-    return config, open_run(config.run), tiny
 
 
 @pytest.fixture(scope="module")
 def detector(evaluated_copy) -> Detector:
     config, run, tiny = evaluated_copy
     return Detector.from_run(run.uri, vlm=str(tiny), batch_size=config.eval.batch_size,
-                             max_new_tokens=MAX_NEW_TOKENS)
+                             max_new_tokens=config.eval.max_new_tokens)
 
 
 def _predictions(run) -> dict[str, dict]:

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from ray.serve.exceptions import BackPressureError
 from starlette.datastructures import UploadFile
 
-from dualvad.detector import DetectOptions
+from dualvad.detector import DetectOptions, combine
 from dualvad.serve.errors import ServeError, error_body
 from dualvad.serve.schemas import (
     OPTION_FIELDS,
@@ -53,7 +53,7 @@ ERRORS = {status: {"model": ErrorResponse} for status in (400, 403, 413, 415, 42
 
 
 class DetectService:
-    """One detection per request: read and check the input, Analyzer -> Judge -> Analyzer.combine."""
+    """One detection per request: read and check the input, Analyzer -> Judge -> combine (here)."""
 
     def __init__(self, args: AppArgs, analyzer: Any, judge: Any) -> None:
         self.args, self.analyzer, self.judge = args, analyzer, judge
@@ -85,7 +85,9 @@ class DetectService:
         detector_options = options.model_dump(exclude={"thumbnails"})
         analysis = await _call(self.analyzer.analyze, request_id, detector_options, data=data, uri=uri)
         judgement = await _call(self.judge.judge, request_id, list(analysis.jpegs), options.explain)
-        detection = await _call(self.analyzer.combine, analysis, judgement, detector_options)
+        # Combining is arithmetic over the two answers: done here, so it takes no Analyzer slot (a queued
+        # combine behind new analyses would shed a request that is nearly done).
+        detection = combine(analysis, judgement, options.threshold).to_dict()
         thumbs = _thumbnails(analysis.frames, judgement.frame_scores, analysis.jpegs, options.thumbnails)
         models = await self._model_names()
         return {"request_id": request_id, **detection, "thumbnails": thumbs, "models": models}

@@ -1,7 +1,8 @@
 """The two model deployments behind the Api: :class:`Analyzer` (CPU: decode, features, scorer, allocation)
 and :class:`Judge` (the VLM, batched across concurrent requests with ``@serve.batch``).
 
-Both wrap :class:`dualvad.detector.Detector`, so the service scores a video exactly as the offline stages do.
+They hold the two halves of :class:`dualvad.detector.Detector` (:class:`~dualvad.detector.SegmentAnalyzer`,
+:class:`~dualvad.detector.FrameJudge`), so the service scores a video exactly as the offline stages do.
 The Analyzer hands the Judge JPEG bytes (``Analysis.jpegs``), never arrays of pixels as Python lists.
 Errors the client caused are :class:`~dualvad.serve.errors.ServeError`; anything else propagates and the Api
 answers 500 with the request id, which both logs carry.
@@ -22,7 +23,14 @@ from typing import Any
 from ray import serve
 
 from dualvad import paths
-from dualvad.detector import Analysis, DetectOptions, Detector, InvalidVideoError, Judgement
+from dualvad.detector import (
+    Analysis,
+    DetectOptions,
+    FrameJudge,
+    InvalidVideoError,
+    Judgement,
+    SegmentAnalyzer,
+)
 from dualvad.rundir import open_run
 from dualvad.serve.errors import ServeError
 from dualvad.serve.settings import AppArgs
@@ -45,7 +53,7 @@ class Analyzer:
 
     def __init__(self, args: dict[str, Any]) -> None:
         self.args = AppArgs(**args)
-        self.detector = Detector.from_run(self.args.run, vlm=None)
+        self.analyzer = SegmentAnalyzer.from_run(self.args.run)
 
     def analyze(self, request_id: str, options: dict[str, Any], data: bytes | None = None,
                 uri: str | None = None) -> Analysis:
@@ -58,18 +66,14 @@ class Analyzer:
         try:
             path = _local_copy(scratch, data, uri)
             self._check_length(path, DetectOptions(**options))
-            return self.detector.analyze(path, DetectOptions(**options))
+            return self.analyzer.analyze(path, DetectOptions(**options))
         except (InvalidVideoError, VideoDecodeError) as error:
             raise ServeError(422, "invalid_video", _without(str(error), scratch, uri)) from None
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def combine(self, analysis: Analysis, judgement: Judgement, options: dict[str, Any]) -> dict[str, Any]:
-        """The Detection of one request as a JSON-ready dict (``Detection.to_dict``)."""
-        return self.detector.combine(analysis, judgement, DetectOptions(**options)).to_dict()
-
     def info(self) -> dict[str, Any]:
-        return self.detector.info()
+        return self.analyzer.info()
 
     def _check_length(self, path: str, options: DetectOptions) -> None:
         """422 before any feature work when the container says the video is too long or too short."""
@@ -79,17 +83,11 @@ class Analyzer:
         if duration > self.args.max_duration_s:
             raise ServeError(422, "video_too_long", f"the video lasts {duration:.1f} s, longer than the "
                                                     f"limit of {self.args.max_duration_s:g} s")
-        budget = options.budget or _default_budget(self.detector.info())
-        if budget is not None and frames < budget:
+        budget = self.analyzer.sample_settings(options).budget
+        if frames < budget:
             raise ServeError(422, "video_too_short", f"the video has {frames} frames, fewer than the "
                                                      f"frame budget {budget}; send a longer video or a "
                                                      "lower budget")
-
-
-def _default_budget(info: dict[str, Any]) -> int | None:
-    """The run's frame budget from ``Detector.info()`` (``sample.budget``), when it says."""
-    sample = info.get("sample")
-    return int(sample["budget"]) if isinstance(sample, dict) and "budget" in sample else None
 
 
 def _local_copy(scratch: str, data: bytes | None, uri: str | None) -> str:
@@ -127,9 +125,9 @@ class Judge:
     def __init__(self, args: dict[str, Any]) -> None:
         self.args = AppArgs(**args)
         self.model = vlm_path(self.args)
-        self.detector = Detector.from_run(self.args.run, vlm=self.model, device=self.args.device,
-                                          batch_size=self.args.vlm_batch_size,
-                                          max_new_tokens=self.args.max_new_tokens)
+        self.frame_judge = FrameJudge.from_run(self.args.run, vlm=self.model, device=self.args.device,
+                                               batch_size=self.args.vlm_batch_size,
+                                               max_new_tokens=self.args.max_new_tokens)
         self._judge_batch.set_max_batch_size(self.args.max_batch_size)
         self._judge_batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
         self.batch_sizes: Counter[int] = Counter()
@@ -149,11 +147,11 @@ class Judge:
         return await asyncio.to_thread(self._judge_all, requests)
 
     def _judge_all(self, requests: list[tuple[list[bytes], bool]]) -> list[Judgement]:
-        return [self.detector.judge(jpegs, explain=explain) for jpegs, explain in requests]
+        return self.frame_judge.judge_many(requests)  # every request's frames in shared VLM batches
 
     def info(self) -> dict[str, Any]:
         """The VLM, the batching settings and every batch size seen so far ({size: count})."""
-        return {"vlm": self.model, "device": self.args.device,
+        return {"vlm": self.model, **self.frame_judge.info()["models"], "device": self.args.device,
                 "max_batch_size": self.args.max_batch_size,
                 "batch_wait_timeout_s": self.args.batch_wait_timeout_s,
                 "batch_sizes": {str(size): count for size, count in sorted(self.batch_sizes.items())}}

@@ -36,11 +36,14 @@ class VideoOut(Strict):
 
 
 class SegmentOut(Strict):
+    index: int
     start_frame: int
     end_frame: int  # exclusive
     start_s: float
     end_s: float
-    score: float = Field(description="the scorer's anomaly score of the segment, in [0, 1]")
+    score: float = Field(description="the segment's score from the VLM's frame P(Yes), as evaluate computes "
+                                     "it (mean of its sampled frames, interpolated where it has none)")
+    scorer_score: float = Field(description="the segment scorer's anomaly score of the segment, in [0, 1]")
 
 
 class FrameOut(Strict):
