@@ -46,7 +46,9 @@ def vlm_path(args: AppArgs) -> str:
     return open_run(args.run).path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=8, max_queued_requests=32)
+# Code defaults fit a 2-CPU laptop with the Api (0.25 + 2 x 0.5 + 0.75 = 2 CPUs reserved at most); a cluster
+# sizes them in configs/serve/cluster.yaml. num_cpus is Ray's reservation, not a thread limit.
+@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8, max_queued_requests=32)
 class Analyzer:
     """Decodes one video (upload bytes or a URI the Api has already checked), scores its segments and picks
     the frames the Judge sees."""
@@ -116,7 +118,7 @@ def _without(message: str, scratch: str, uri: str | None) -> str:
     return message.replace(os.path.join(scratch, "upload.mp4"), uri or "the upload").replace(scratch, "")
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 1, "num_gpus": 0}, max_ongoing_requests=32)
+@serve.deployment(ray_actor_options={"num_cpus": 0.75, "num_gpus": 0}, max_ongoing_requests=32)
 class Judge:
     """The VLM: P(Yes) per frame, clip scores and explanations. Concurrent requests are batched
     (``@serve.batch``): one call of :meth:`_judge_batch` answers every request that arrived within
