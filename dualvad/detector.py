@@ -351,6 +351,20 @@ def judge_frames(judge: Any, images: list[Image.Image], clip_frames: int, explai
                      [w.stop for w in windows])
 
 
+def load_vlm_judge(path: str, device: str = "cpu", batch_size: int = 8, max_new_tokens: int = 24) -> Any:
+    """A :class:`dualvad.vlm.inference.VLMJudge` over the InternVL folder (or hub id) ``path``: bfloat16 on
+    ``cuda``, as the evaluation stage and serve both run it, else float32."""
+    import torch
+
+    from dualvad.vlm.inference import VLMJudge
+    from dualvad.vlm.model import load_model
+    from dualvad.vlm.processor import load_processor
+
+    dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    return VLMJudge(load_model(path, dtype=dtype, device=device), load_processor(path), batch_size,
+                    max_new_tokens)
+
+
 class FrameJudge:
     """The VLM half: a run's fine-tuned VLM (or ``vlm``, a folder / hub id) as a ``VLMJudge`` (serve's
     Judge). On ``cuda`` the model runs in bfloat16, as the evaluation stage runs it; else float32."""
@@ -361,19 +375,11 @@ class FrameJudge:
     @classmethod
     def from_run(cls, run_uri: str, vlm: str | None = None, device: str = "cpu", batch_size: int = 8,
                  max_new_tokens: int = 24) -> FrameJudge:
-        import torch
-
-        from dualvad.vlm.inference import VLMJudge
-        from dualvad.vlm.model import load_model
-        from dualvad.vlm.processor import load_processor
-
         run = open_run(run_uri)
         clip_frames = _frame_settings(run)["clip_frames"]
-        dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
         with tempfile.TemporaryDirectory(prefix="dualvad-vlm-") as scratch:
             path = vlm if vlm is not None else _run_vlm(run, scratch)
-            judge = VLMJudge(load_model(path, dtype=dtype, device=device), load_processor(path), batch_size,
-                             max_new_tokens)
+            judge = load_vlm_judge(path, device, batch_size, max_new_tokens)
         return cls(judge, clip_frames, vlm if vlm is not None else run.path(paths.FINETUNE,
                                                                             paths.FINETUNE_FINAL_DIR))
 

@@ -115,6 +115,11 @@ class StageContext:
     failures: list[dict[str, Any]] = field(default_factory=list)  # FAILURES_SCHEMA rows
     videos: int | None = None  # per-video stages: videos the stage was given (for the failure share)
 
+    def staged_video_ids(self) -> set[str]:
+        """Videos whose rows an interrupted earlier run of this stage already wrote into ``out``."""
+        table = self.out.read_table(columns=[S.VIDEO_ID])
+        return set(table.column(S.VIDEO_ID).unique().to_pylist()) if table is not None else set()
+
     def record_failures(self, rows: list[dict[str, Any]]) -> None:
         """Add per-video failures (``video_id``, ``video_path``, ``reason``)."""
         self.failures += rows

@@ -356,19 +356,13 @@ class EvalWorker:
     """Ray Data actor: holds one VLM; answers the benchmark questions about one video's sampled frames."""
 
     def __init__(self, spec: ModelSpec, settings: dict[str, Any]) -> None:
-        import torch
-
-        from dualvad.vlm.inference import VLMJudge
-        from dualvad.vlm.model import load_model
-        from dualvad.vlm.processor import load_processor
+        from dualvad.detector import load_vlm_judge
 
         self.spec, self.settings = spec, settings
         self._local = tempfile.TemporaryDirectory(prefix="dualvad-eval-")
         path = _local_model(spec, self._local.name)
-        gpu = settings["use_gpu"]
-        model = load_model(path, dtype=torch.bfloat16 if gpu else torch.float32,
-                           device="cuda" if gpu else "cpu")
-        self.judge = VLMJudge(model, load_processor(path), settings["batch_size"], settings["max_new_tokens"])
+        self.judge = load_vlm_judge(path, "cuda" if settings["use_gpu"] else "cpu", settings["batch_size"],
+                                    settings["max_new_tokens"])
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return pa.Table.from_pylist([self._evaluate(row) for row in batch.to_pylist()],

@@ -33,7 +33,7 @@ from dualvad.corpus.readers import read_corpus
 from dualvad.errors import StageError
 from dualvad.pipeline.parts import PartWriter
 from dualvad.pipeline.runtime import actor_pool, ensure_ray
-from dualvad.rundir import RunDir, open_run
+from dualvad.rundir import open_run
 from dualvad.scorer.features import (
     SegmentFeatureExtractor,
     VideoFeatures,
@@ -189,7 +189,7 @@ def corpus_identity(records: list[VideoRecord]) -> str:
 
 def _ingest(context: StageContext, records: list[VideoRecord], config: DualVADConfig) -> IngestSummary:
     started = time.perf_counter()
-    done = _ingested_video_ids(context.out)
+    done = context.staged_video_ids()
     todo = [r for r in records if r.video_id not in done]
     log.info("ingest: %d videos, %d already ingested, %d to do", len(records), len(done), len(todo))
     context.videos = len(records)
@@ -237,12 +237,6 @@ def _log_progress(done: set[str], batch: pa.Table, total: int, failed: int) -> N
     step = max(1, total // 20)
     if len(done) // step > before // step or len(done) == total:
         log.info("ingest: %d/%d videos decoded, %d failed", len(done), total, failed)
-
-
-def _ingested_video_ids(out: RunDir) -> set[str]:
-    """Videos an interrupted earlier run of the same stage already wrote into the staging folder."""
-    table = out.read_table(columns=[S.VIDEO_ID])
-    return set(table.column(S.VIDEO_ID).unique().to_pylist()) if table is not None else set()
 
 
 def video_rows(records: list[VideoRecord]) -> pa.Table:

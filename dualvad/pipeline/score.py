@@ -94,7 +94,7 @@ def _score(context: StageContext, config: DualVADConfig) -> ScoreSummary:
     if ids is None:
         raise MissingInputError(f"{run.path(paths.SEGMENTS)} holds no segments: run `dualvad ingest` first")
     check_scorer(run)
-    done = _scored_video_ids(context.out)
+    done = context.staged_video_ids()
     todo, total, resumed = _files_to_score(run, run.parquet_files(paths.SEGMENTS), done)
     if todo:
         ensure_ray(config.ray)
@@ -118,12 +118,6 @@ def check_scorer(run: RunDir) -> None:
         except (OSError, RuntimeError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as error:
             where = run.path(paths.SCORER, paths.SCORER_MODEL_DIR)
             raise CorruptInputError(corrupt_message(where, paths.SCORER, error)) from error
-
-
-def _scored_video_ids(out: RunDir) -> set[str]:
-    """Videos an interrupted earlier run already scored into the staging folder."""
-    table = out.read_table(columns=[S.VIDEO_ID])
-    return set(table.column(S.VIDEO_ID).unique().to_pylist()) if table is not None else set()
 
 
 def _files_to_score(run: RunDir, files: list[str], scored: set[str]) -> tuple[list[str], int, int]:
