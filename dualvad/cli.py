@@ -94,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     served.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     served.add_argument("--vlm", help="a VLM folder or hub id (default RUN/finetune/final)")
     served.add_argument("--allowed-root", dest="allowed_roots", action="append", default=[],
-                        help="a folder or URI prefix JSON requests may name a video in (repeatable)")
+                        help="a folder or URI prefix JSON requests may name a video in (repeatable; "
+                        "default the folder of the run's ingested videos)")
     demo = _command(commands, "demo", "run every stage on a generated corpus", _cmd_demo)
     demo.add_argument("--run", help="run directory (default runs/demo)")
     demo.add_argument("--videos", type=int, help="videos in the generated corpus")
@@ -198,14 +199,16 @@ def _cmd_demo(config: DualVADConfig, args: argparse.Namespace) -> int:
 def _cmd_serve(config: DualVADConfig, args: argparse.Namespace) -> int:
     """Start the Serve app on a local Ray and block until Ctrl-C."""
     from dualvad.serve.local import serve_locally
-    from dualvad.serve.settings import AppArgs, default_run
+    from dualvad.serve.settings import AppArgs, corpus_roots, default_run
 
     try:
         run = args.run or default_run()
     except FileNotFoundError as error:
         print(f"dualvad serve: error: {error}", file=sys.stderr)
         return 2
-    app_args = AppArgs(run=run, vlm=args.vlm, allowed_roots=args.allowed_roots)
+    roots = args.allowed_roots or corpus_roots(run)
+    print(f"dualvad serve: JSON uris may name videos under {roots or 'nothing (pass --allowed-root DIR)'}")
+    app_args = AppArgs(run=run, vlm=args.vlm, allowed_roots=roots)
     serve_locally(app_args, config.ray, host=args.host, port=args.port)
     return 0
 

@@ -1,4 +1,5 @@
-"""Headless Chromium for the report tests: render a page, read its DOM, take a screenshot.
+"""Headless Chromium for the browser tests: render a page, read its DOM, take a screenshot; or drive a live
+page (uploads, clicks) with Playwright on the same system Chromium.
 
 Debian's ``chromium`` (``.ci/run`` installs it); where it is missing the tests that need it skip with
 :data:`MISSING`, which says how to install it.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -42,12 +45,6 @@ class PageImages(HTMLParser):
         self.text.append(data)
 
 
-def _parse(page: str) -> PageImages:
-    parser = PageImages()
-    parser.feed(page)
-    return parser
-
-
 def parse(page: str) -> PageImages:
     """Every ``<img>`` of an HTML page (its attributes) and its text."""
     parser = PageImages()
@@ -63,6 +60,26 @@ def render(html_file: Path, profile: Path, shot: Path) -> PageImages:
     chromium(f"--screenshot={shot}", "--window-size=1200,2000", url, profile=profile)
     with Image.open(shot) as image:
         assert image.size == (1200, 2000)
+    assert_not_blank(shot)
+    return dom
+
+
+@contextmanager
+def live_page() -> Iterator:
+    """A Playwright page in the system's headless Chromium (Playwright's own browsers are never
+    downloaded), closed afterwards. Callers skip with :data:`MISSING` when :data:`CHROMIUM` is None."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield browser.new_page(viewport={"width": 1200, "height": 1400})
+        finally:
+            browser.close()
+
+
+def assert_not_blank(shot: Path) -> None:
+    """The PNG at ``shot`` has content: some contrast and some non-white pixels."""
+    with Image.open(shot) as image:
         pixels = np.asarray(image.convert("L"), dtype=np.float64)
     assert pixels.std() > 5 and (pixels < 250).mean() > 0.01, "the screenshot is blank"
-    return dom

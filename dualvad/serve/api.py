@@ -49,7 +49,7 @@ log = logging.getLogger("ray.serve")
 REQUEST_ID_HEADER = "x-request-id"
 MAX_JSON_BYTES = 64 * 1024  # a JSON request is a uri and a few options
 VERSIONS = ("dualvad", "ray", "torch", "transformers", "fastapi")
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 403, 413, 415, 422, 500, 503, 504)}
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 403, 404, 413, 415, 422, 500, 503, 504)}
 
 
 class DetectService:
@@ -153,6 +153,10 @@ class DetectService:
         for root in self.args.allowed_roots:
             prefix = root.rstrip("/") + "/"
             if candidate == root.rstrip("/") or candidate.startswith(prefix):
+                if "://" not in candidate and not os.path.isfile(candidate):
+                    # inside an allowed root, so saying what is there discloses nothing new
+                    what = "a folder" if os.path.isdir(candidate) else "nothing"
+                    raise ServeError(404, "not_found", f"{uri} is {what}, not a video file: name a file")
                 return candidate
         raise ServeError(403, "forbidden_uri", "this uri is not under any of the server's allowed roots")
 

@@ -87,7 +87,7 @@ class ErrorDetail(Strict):
 
 
 class ErrorResponse(Strict):
-    """Every error: 400, 403, 413, 415, 422, 500, 503 (with Retry-After), 504."""
+    """Every error: 400, 403, 404, 413, 415, 422, 500, 503 (with Retry-After), 504."""
 
     request_id: str
     error: ErrorDetail

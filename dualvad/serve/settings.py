@@ -44,6 +44,23 @@ class AppArgs(BaseModel):
         return [root if "://" in root else os.path.realpath(root) for root in roots]
 
 
+def corpus_roots(run: str) -> list[str]:
+    """The folder that holds every video the run ingested (their common parent, from ``RUN/segments``), as
+    the one allowed root of ``dualvad serve`` when no ``--allowed-root`` is given; ``[]`` when the run has
+    no segments or its videos are not local files."""
+    from dualvad import paths
+    from dualvad import schema as S
+    from dualvad.rundir import open_run
+    from dualvad.stages import read_input
+
+    table = read_input(open_run(run), paths.SEGMENTS, columns=[S.VIDEO_PATH])
+    if table is None:
+        return []
+    local = [path for path in set(table[S.VIDEO_PATH].to_pylist()) if "://" not in path]
+    folders = {os.path.dirname(os.path.realpath(path)) for path in local}
+    return [os.path.commonpath(sorted(folders))] if folders else []
+
+
 def default_run() -> str:
     """The demo run when it exists (``dualvad serve`` without ``--run``)."""
     if not os.path.isdir(DEMO_RUN):

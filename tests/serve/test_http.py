@@ -17,6 +17,7 @@ from dualvad.corpus import SynthSpec, generate_corpus
 from dualvad.serve.schemas import DetectResponse, ErrorResponse
 from dualvad.serve.settings import AppArgs
 
+from browser import CHROMIUM, MISSING, assert_not_blank, live_page
 from media import write_broken_files, write_video
 
 BUDGET = 8
@@ -99,6 +100,28 @@ def test_health_info_docs_and_page(server, evaluated_copy):
     assert '<svg id="timeline"' in server.get("/").text
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason=MISSING)
+def test_the_page_uploads_a_video_and_shows_its_timeline(server, media, tmp_path):
+    """In headless Chromium: choose a file on ``/``, press Detect, and the page draws the timeline (one bar
+    per segment, one dot per sampled frame), the thumbnails and the clips of the response."""
+    path = Path(media["records"][0].path)
+    expected = _detection(_upload(server, path, thumbnails=6))
+    with live_page() as page:
+        page.goto(f"{server.base_url}/")
+        page.set_input_files("#file", str(path))
+        page.click("#submit")
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        assert page.locator("#error").inner_text() == ""
+        assert page.locator("#timeline rect.segment").count() == len(expected.segments)
+        assert page.locator("#timeline circle.frame").count() == BUDGET
+        assert page.locator("#thumbs img").count() == len(expected.thumbnails) > 0
+        assert page.locator("#clips li").count() == len(expected.clips)
+        verdict = page.locator("#verdict").inner_text()
+        assert f"video score {expected.video_score:.3f}" in verdict, verdict
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+    assert_not_blank(tmp_path / "page.png")
+
+
 def test_anomalous_video_scores_above_normal_ones(server, evaluated_copy, media):
     """The session corpus's test videos, unseen in training: online segment scores equal the score
     stage's, and the most anomalous-looking anomalous video scores above the calmest normal one. Scored by
@@ -137,7 +160,8 @@ def test_json_uri_gives_the_same_result_as_the_upload(server, media):
 
 @pytest.mark.parametrize("case", ["empty_body", "empty_file", "text", "truncated", "empty_upload_json",
                                   "long", "short", "strategy", "budget_type", "unknown_option", "outside",
-                                  "traversal", "symlink", "too_large_declared", "too_large_streamed"])
+                                  "traversal", "symlink", "missing", "folder", "too_large_declared",
+                                  "too_large_streamed"])
 def test_bad_input_gets_its_status_and_message_and_the_server_lives(server, media, case):
     root = media["root"]
     if case == "empty_body":
@@ -171,6 +195,10 @@ def test_bad_input_gets_its_status_and_message_and_the_server_lives(server, medi
         response = server.post("/v1/detect", json={"uri": uri})
         message = _error(response, 403, "forbidden_uri")
         assert "hostname" not in response.text and "allowed roots" in message
+    elif case in ("missing", "folder"):
+        uri = str(root / "no-such.mp4") if case == "missing" else str(root / "broken")
+        message = _error(server.post("/v1/detect", json={"uri": uri}), 404, "not_found")
+        assert uri in message and ("a folder" if case == "folder" else "nothing") in message
     elif case == "too_large_declared":
         big = np.random.default_rng(0).integers(0, 256, MAX_UPLOAD + 1000, dtype=np.uint8).tobytes()
         response = server.post("/v1/detect", files={"file": ("big.mp4", big, "video/mp4")})

@@ -1,0 +1,126 @@
+"""The two ways a user starts the app, each as a real subprocess on its own local Ray: ``serve run
+serve_config.yaml`` (the shipped file, only its port changed) and ``dualvad serve`` (no ``--run``: the demo
+run). Both run from a folder laid out as ``make demo`` leaves it, so the config's relative paths hold."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from dualvad import paths
+
+ROOT = Path(__file__).parent.parent.parent
+STARTUP_S = 300  # a fresh Ray plus three deployments loading torch models on 2 busy cores
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def demo_folder(evaluated_copy, tmp_path_factory) -> Path:
+    """A working folder whose ``runs/demo`` is the evaluated run with the tiny VLM as its fine-tuned model
+    (every entry linked, nothing copied) and whose ``runs/demo/corpus`` is the run's corpus."""
+    config, _, tiny = evaluated_copy
+    folder = tmp_path_factory.mktemp("launch")
+    demo = folder / "runs" / "demo"
+    demo.mkdir(parents=True)
+    for entry in Path(config.run).iterdir():
+        if entry.name not in (paths.LOCK_FILE, paths.FINETUNE):
+            (demo / entry.name).symlink_to(entry)
+    (demo / paths.FINETUNE).mkdir()
+    (demo / paths.FINETUNE / "final").symlink_to(tiny)
+    if not (demo / "corpus").exists():
+        (demo / "corpus").symlink_to(Path(config.corpus).resolve())
+    return folder
+
+
+def _wait_healthy(process: subprocess.Popen, port: int, log: Path) -> httpx.Client:
+    """A client of ``127.0.0.1:port`` once ``/healthz`` answers ok; fails with the log's tail if the process
+    exits or the deadline passes first."""
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"exited {process.returncode} before serving:\n{log.read_text()[-4000:]}")
+        try:
+            if client.get("/healthz").json() == {"status": "ok"}:
+                return client
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(2)
+    pytest.fail(f"no /healthz within {STARTUP_S} s:\n{log.read_text()[-4000:]}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Ctrl-C as a user would, then wait; kill the group if it does not end."""
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def _launch(command: list[str], cwd: Path, log: Path) -> subprocess.Popen:
+    # RAY_ADDRESS=local: a fresh Ray, never the test session's; the session Ray keeps running meanwhile
+    env = {**os.environ, "RAY_ADDRESS": "local", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+           "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    with log.open("w") as out:
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def _detect_one(client: httpx.Client, corpus: Path) -> dict:
+    video = next((corpus / "videos").rglob("*.mp4"))
+    response = client.post("/v1/detect", json={"uri": str(video), "explain": False})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_serve_run_of_the_shipped_config_answers(demo_folder, evaluated_copy):
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    port = _free_port()
+    config["http_options"]["port"] = port
+    (demo_folder / "serve_config.yaml").write_text(yaml.safe_dump(config))
+    log = demo_folder / "serve-run.log"
+    process = _launch([str(BIN / "serve"), "run", "serve_config.yaml"], demo_folder, log)
+    try:
+        client = _wait_healthy(process, port, log)
+        info = client.get("/v1/info").json()
+        assert info["settings"]["max_upload_bytes"] == config["applications"][0]["args"]["max_upload_bytes"]
+        result = _detect_one(client, demo_folder / "runs" / "demo" / "corpus")
+        assert len(result["frames"]) == evaluated_copy[0].sample.budget
+    finally:
+        _stop(process)
+
+
+def test_dualvad_serve_without_run_serves_the_demo_run(demo_folder, evaluated_copy):
+    port = _free_port()
+    log = demo_folder / "dualvad-serve.log"
+    process = _launch([str(BIN / "dualvad"), "serve", "--port", str(port)], demo_folder, log)
+    try:
+        client = _wait_healthy(process, port, log)
+        assert client.get("/v1/info").json()["models"]["judge"]["vlm"].endswith("finetune/final")
+        assert len(_detect_one(client, demo_folder / "runs" / "demo" / "corpus")["frames"]) == 8
+    finally:
+        _stop(process)
+    assert process.returncode is not None
+
+
+def test_dualvad_serve_without_run_or_demo_says_make_demo(tmp_path):
+    done = subprocess.run([str(BIN / "dualvad"), "serve"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "make demo" in done.stderr, done.stderr
