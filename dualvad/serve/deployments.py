@@ -48,7 +48,7 @@ def vlm_path(args: AppArgs) -> str:
 
 # Code defaults fit a 2-CPU laptop with the Api (0.25 + 2 x 0.5 + 0.75 = 2 CPUs reserved at most); a cluster
 # sizes them in configs/serve/cluster.yaml. num_cpus is Ray's reservation, not a thread limit.
-@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8, max_queued_requests=32)
+@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=2, max_queued_requests=32)
 class Analyzer:
     """Decodes one video (upload bytes or a URI the Api has already checked), scores its segments and picks
     the frames the Judge sees."""

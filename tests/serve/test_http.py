@@ -23,7 +23,8 @@ from media import write_broken_files, write_video
 BUDGET = 8
 MAX_UPLOAD = 2 * 2**20
 MAX_DURATION_S = 8.0
-# 8 concurrent requests fit, with room (queue 4 shed some of 8 here); 24 overflow the queue
+# a burst of 8 fits; 24 overflow the queue. A queue of 4 shed some of 8 with slots free: Ray counts
+# requests being assigned as queued (docs/decisions.md, 2026-12-02)
 ANALYZER_SLOTS, ANALYZER_QUEUE = 8, 8
 
 
