@@ -21,6 +21,8 @@ GT_FRACTION = "gt_fraction"  # share of the segment's frames inside a temporal a
 SPLIT = "split"  # "train" or "test"
 VIDEO_PATH = "video_path"  # where later stages re-decode frames from
 GT_INTERVALS = "gt_intervals"  # temporal annotation flattened [s1, e1, s2, e2, ...]; null = none
+# the frame count the annotation file states (VERA's UCF_Eval.json `length`); null = it states none
+ANNOTATED_FRAMES = "annotated_frames"
 
 SEGMENTS_SCHEMA = pa.schema(
     [
@@ -36,6 +38,7 @@ SEGMENTS_SCHEMA = pa.schema(
         (SPLIT, pa.string()),
         (VIDEO_PATH, pa.string()),
         (GT_INTERVALS, pa.list_(pa.int64())),
+        (ANNOTATED_FRAMES, pa.int64()),
     ]
 )
 

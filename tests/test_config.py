@@ -100,7 +100,7 @@ BAD_VALUES = [
     (["eval.ablate=foo"],
      "config key 'eval.ablate' must be one of 'none', 'sampling', 'benchmarks', got 'foo'"),
     (["eval.split=val"], "config key 'eval.split' must be one of 'train', 'test', got 'val'"),
-    (["eval.vera.kernel=14"], "config key 'eval.vera.kernel' must be odd, got 14"),
+    (["eval.vera.neighbour_share=1.5"], "config key 'eval.vera.neighbour_share' must be <= 1, got 1.5"),
     (["eval.vera.sigma=0"], "config key 'eval.vera.sigma' must be > 0, got 0.0"),
     (["benchmarks.shards=0"], "config key 'benchmarks.shards' must be >= 1, got 0"),
     (["finetune.curriculum=video_first"],

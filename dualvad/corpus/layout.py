@@ -6,6 +6,7 @@ A corpus is a folder::
     <corpus>/annotations/train.txt           `<relative path> <label>` per line
     <corpus>/annotations/test.txt            `<relative path> <label>` per line
     <corpus>/annotations/test_temporal.txt   optional, UCF-Crime temporal format
+    <corpus>/annotations/UCF_Eval.json       optional instead, VERA's ground truth (with frame counts)
 
 Labels are `Normal` or an anomaly category. Frame intervals are half-open `[start, end)`
 frame indices (0-based) everywhere in this package.
@@ -44,6 +45,8 @@ class VideoRecord:
         split: `"train"` or `"test"`.
         intervals: temporal annotation as half-open `[start, end)` frame ranges, sorted;
             `()` = annotated and without anomaly; `None` = no temporal annotation.
+        annotated_frames: the video's frame count as the annotation file states it (VERA's
+            `UCF_Eval.json` `length`), `None` where the file gives none. The VERA protocol uses it.
     """
 
     video_id: str
@@ -51,6 +54,7 @@ class VideoRecord:
     label: str
     split: str
     intervals: tuple[Interval, ...] | None = None
+    annotated_frames: int | None = None
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -79,3 +83,7 @@ def has_video_extension(name: str) -> bool:
 # TRAIN_LIST / TEST_LIST.
 UCF_TRAIN_LIST = "Anomaly_Train.txt"
 UCF_TEMPORAL_FILE = "Temporal_Anomaly_Annotation_for_Testing_Videos.txt"
+# VERA's ground truth (vera-framework/VERA, Data/UCF_Eval.json): a JSON list of
+# `{"video": "frames/<Category>/<name>.mp4", "temporal_label": [s1, e1, s2, e2], "length": L}`; read in
+# place of the temporal file (TEMPORAL_FILE or UCF_TEMPORAL_FILE) of either layout.
+VERA_EVAL_FILE = "UCF_Eval.json"

@@ -1,4 +1,4 @@
-"""Readers for corpus annotation files: label lists, UCF-Crime and XD-Violence formats.
+"""Readers for corpus annotation files: label lists, UCF-Crime, VERA's `UCF_Eval.json` and XD-Violence.
 
 Every reader skips blank lines and whole-line `#` comments (a `#` inside a token is kept:
 XD-Violence names contain one), and raises `CorpusFormatError` naming `<file>:<line>`, the
@@ -10,6 +10,7 @@ or XD-Violence file is treated as exclusive (the first frame after the event).
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 from collections.abc import Iterator, Mapping
@@ -24,6 +25,7 @@ from dualvad.corpus.layout import (
     TRAIN_LIST,
     UCF_TEMPORAL_FILE,
     UCF_TRAIN_LIST,
+    VERA_EVAL_FILE,
     VIDEO_EXTENSIONS,
     VIDEOS_DIR,
     CorpusFormatError,
@@ -53,6 +55,11 @@ _LABEL_LIST_FORMAT = (
 _UCF_TEMPORAL_FORMAT = (
     "`<video> <Class> <start1> <end1> <start2> <end2>` (frame indices, -1 = none), "
     "e.g. `Abuse028_x264.mp4  Abuse  165  240  -1  -1`"
+)
+_VERA_FORMAT = (
+    'a JSON list of `{"video": "frames/<Category>/<file>", "temporal_label": [s1, e1, s2, e2], '
+    '"length": <frames>}` (-1 = none), e.g. `{"video": "frames/Abuse/Abuse028_x264.mp4", '
+    '"temporal_label": [165, 240, -1, -1], "length": 1412}`'
 )
 _UCF_TRAIN_FORMAT = "`<Category folder>/<video file>`, e.g. `Abuse/Abuse001_x264.mp4`"
 _XD_FORMAT = "`<video> <start1> <end1> [<start2> <end2> ...]`, e.g. `name_label_B1-0-0 10 90`"
@@ -131,7 +138,7 @@ def read_label_list(path: str | os.PathLike[str], split: str) -> dict[str, str]:
     return labels
 
 
-def _parse_int(token: str, path: object, line_no: int, expected: str) -> int:
+def _parse_int(token: str, path: object, line_no: int | None, expected: str) -> int:
     try:
         return int(token)
     except ValueError:
@@ -139,7 +146,7 @@ def _parse_int(token: str, path: object, line_no: int, expected: str) -> int:
 
 
 def _intervals(
-    tokens: list[str], path: object, line_no: int, expected: str, allow_none: bool
+    tokens: list[str], path: object, line_no: int | None, expected: str, allow_none: bool
 ) -> tuple[Interval, ...]:
     """Parse `s1 e1 s2 e2 ...` into sorted half-open intervals (`-1 -1` pairs dropped)."""
     if len(tokens) % 2:
@@ -163,7 +170,8 @@ def _intervals(
 
 
 def _normal_without_intervals(
-    label: str, intervals: tuple[Interval, ...], path: object, line_no: int, what: str, expected: str
+    label: str, intervals: tuple[Interval, ...], path: object, line_no: int | None, what: str,
+    expected: str
 ) -> None:
     if label == NORMAL_LABEL and intervals:
         raise _fail(path, line_no, f"{what} has anomaly intervals", expected)
@@ -191,6 +199,58 @@ def read_ucf_temporal(path: str | os.PathLike[str]) -> Temporal:
                                   "`-1 -1 -1 -1` for Normal videos")
         out[video] = (label, intervals)
     return out
+
+
+def read_vera_eval(path: str | os.PathLike[str]) -> tuple[Temporal, dict[str, int]]:
+    """Read VERA's ground truth, `UCF_Eval.json`: a JSON list of `{video, temporal_label, length}`.
+
+    The label is the folder holding the file (`frames/Abuse/Abuse028_x264.mp4` -> `Abuse`; a folder whose
+    name contains `Normal` gives `"Normal"`). `temporal_label` pairs are frame indices, `-1 -1` = none, the
+    end exclusive (VERA's evaluation sets `gt[s:e]`); `length` is the frame count VERA's protocol builds its
+    frame curve and ground truth on. Other keys (`QA`) are ignored. Errors name the file and the entry
+    (0-based).
+
+    Returns:
+        (video path as written -> (label, sorted half-open intervals), video path -> length).
+    """
+    try:
+        entries = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CorpusFormatError(f"{path}: file not found; check the corpus path") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorpusFormatError(f"{path}: not JSON ({exc}); expected {_VERA_FORMAT}") from None
+    if not isinstance(entries, list):
+        raise _fail(path, None, f"the top level is a {type(entries).__name__}", _VERA_FORMAT)
+    temporal: Temporal = {}
+    lengths: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        where = f"{path} entry {index}"
+        video, label, intervals, length = _vera_entry(entry, where)
+        if video in temporal:
+            raise _fail(where, None, f"{video!r} already listed", _VERA_FORMAT)
+        temporal[video], lengths[video] = (label, intervals), length
+    return temporal, lengths
+
+
+def _vera_entry(entry: object, where: str) -> tuple[str, str, tuple[Interval, ...], int]:
+    """(video, label, intervals, length) of one `UCF_Eval.json` entry, checked."""
+    if not isinstance(entry, dict) or not {"video", "temporal_label", "length"} <= entry.keys():
+        raise _fail(where, None, "not an object with `video`, `temporal_label` and `length`", _VERA_FORMAT)
+    video, flat, length = entry["video"], entry["temporal_label"], entry["length"]
+    if not isinstance(video, str) or not has_video_extension(video):
+        raise _fail(where, None, f"`video` {video!r} is not a video file path", _VERA_FORMAT)
+    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+        raise _fail(where, None, f"`length` {length!r} is not a positive frame count", _VERA_FORMAT)
+    if not isinstance(flat, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in flat):
+        raise _fail(where, None, f"`temporal_label` {flat!r} is not a list of frame indices", _VERA_FORMAT)
+    rel = video.replace("\\", "/")
+    folder = posixpath.basename(posixpath.dirname(rel))
+    if not folder:
+        raise _fail(where, None, f"{video!r} has no category folder", _VERA_FORMAT)
+    label = NORMAL_LABEL if "normal" in folder.lower() else folder
+    intervals = _intervals([str(v) for v in flat], where, None, _VERA_FORMAT, allow_none=True)
+    _normal_without_intervals(label, intervals, where, None, "a Normal video", "[-1, -1, -1, -1]")
+    return rel, label, intervals, length
 
 
 def read_ucf_train_list(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -264,8 +324,8 @@ def read_xd_violence(path: str | os.PathLike[str]) -> Temporal:
 
 # --------------------------------------------------------------------------- read_corpus
 
-_Entry = tuple[str, str, str, tuple[Interval, ...] | None]
-"""(video_id, label, split, intervals) before the file check."""
+_Entry = tuple[str, str, str, tuple[Interval, ...] | None, int | None]
+"""(video_id, label, split, intervals, annotated frame count) before the file check."""
 
 
 def _preview(items: list[str]) -> str:
@@ -299,15 +359,21 @@ def _resolve(token: str, listed: list[str], index: dict[str, list[str]], source:
     )
 
 
+def _matched_names(temporal: Temporal, test: dict[str, str], source: object) -> dict[str, str]:
+    """Temporal token -> the test video id it names (by relative path, else by basename)."""
+    listed = sorted(test)
+    index = _by_basename(listed)
+    return {token: _resolve(token, listed, index, source) for token in temporal}
+
+
 def _match_temporal(
     temporal: Temporal, test: dict[str, str], source: object
 ) -> dict[str, tuple[Interval, ...]]:
     """Map temporal entries onto test video ids (by relative path, else by basename)."""
-    listed = sorted(test)
-    index = _by_basename(listed)
+    names = _matched_names(temporal, test, source)
     matched: dict[str, tuple[Interval, ...]] = {}
     for token, (label, intervals) in temporal.items():
-        vid = _resolve(token, listed, index, source)
+        vid = names[token]
         if vid in matched:
             raise CorpusFormatError(f"{source}: video {vid!r} is annotated twice")
         if label != test[vid]:
@@ -328,17 +394,37 @@ def _check_disjoint(train: dict[str, str], test: dict[str, str], ann: Path) -> N
         )
 
 
+def _temporal_source(ann: Path, temporal_name: str) -> tuple[Temporal, dict[str, int], Path] | None:
+    """The test videos' temporal annotation: ``temporal_name`` (UCF-Crime format) or VERA's
+    `UCF_Eval.json` (which adds frame counts), whichever `ann` holds; both at once is an error."""
+    temporal_path, vera_path = ann / temporal_name, ann / VERA_EVAL_FILE
+    if temporal_path.is_file() and vera_path.is_file():
+        raise CorpusFormatError(f"{ann}: both {temporal_name} and {VERA_EVAL_FILE} annotate the test videos; "
+                                "keep one of them")
+    if vera_path.is_file():
+        return (*read_vera_eval(vera_path), vera_path)
+    if temporal_path.is_file():
+        return read_ucf_temporal(temporal_path), {}, temporal_path
+    return None
+
+
 def _folder_entries(ann: Path) -> list[_Entry]:
-    """Entries of the folder layout: train.txt, test.txt and optional test_temporal.txt."""
-    train_path, test_path, temporal_path = ann / TRAIN_LIST, ann / TEST_LIST, ann / TEMPORAL_FILE
+    """Entries of the folder layout: train.txt, test.txt and optional test_temporal.txt (or
+    UCF_Eval.json)."""
+    train_path, test_path = ann / TRAIN_LIST, ann / TEST_LIST
     train = read_label_list(train_path, "train") if train_path.is_file() else {}
     test = read_label_list(test_path, "test") if test_path.is_file() else {}
     _check_disjoint(train, test, ann)
     temporal: dict[str, tuple[Interval, ...]] = {}
-    if temporal_path.is_file():
-        temporal = _match_temporal(read_ucf_temporal(temporal_path), test, temporal_path)
-    entries: list[_Entry] = [(vid, label, "train", None) for vid, label in train.items()]
-    entries += [(vid, label, "test", temporal.get(vid)) for vid, label in test.items()]
+    frames: dict[str, int] = {}
+    source = _temporal_source(ann, TEMPORAL_FILE)
+    if source is not None:
+        entries_of, lengths, path = source
+        temporal = _match_temporal(entries_of, test, path)
+        names = _matched_names(entries_of, test, path)
+        frames = {names[token]: length for token, length in lengths.items()}
+    entries: list[_Entry] = [(vid, label, "train", None, None) for vid, label in train.items()]
+    entries += [(vid, label, "test", temporal.get(vid), frames.get(vid)) for vid, label in test.items()]
     return entries
 
 
@@ -351,18 +437,19 @@ def _video_files(videos: Path) -> list[str]:
 
 
 def _ucf_entries(ann: Path, videos: Path) -> list[_Entry]:
-    """Entries of the real UCF-Crime layout: Anomaly_Train.txt and the temporal test file.
+    """Entries of the real UCF-Crime layout: Anomaly_Train.txt and the temporal test file (or VERA's
+    UCF_Eval.json).
 
     The test videos are those of the temporal file; each token is found under `videos/` by
     its relative path, else by its file name (UCF-Crime lists test videos by name only).
     """
-    train_path, temporal_path = ann / UCF_TRAIN_LIST, ann / UCF_TEMPORAL_FILE
+    train_path = ann / UCF_TRAIN_LIST
     train = read_ucf_train_list(train_path) if train_path.is_file() else {}
-    temporal = read_ucf_temporal(temporal_path) if temporal_path.is_file() else {}
+    temporal, lengths, temporal_path = _temporal_source(ann, UCF_TEMPORAL_FILE) or ({}, {}, ann)
     on_disk = _video_files(videos)
     index = _by_basename(on_disk)
-    test: dict[str, tuple[str, tuple[Interval, ...]]] = {}
-    for token, value in temporal.items():
+    test: dict[str, tuple[str, tuple[Interval, ...], int | None]] = {}
+    for token, (label, intervals) in temporal.items():
         rel = token.replace("\\", "/")
         found = index.get(posixpath.basename(rel), [])
         if rel not in on_disk and len(found) > 1:
@@ -371,10 +458,10 @@ def _ucf_entries(ann: Path, videos: Path) -> list[_Entry]:
                 f"({_preview(found)}); write its path relative to videos/ instead"
             )
         vid = rel if rel in on_disk or not found else found[0]
-        test[vid] = value
+        test[vid] = (label, intervals, lengths.get(token))
     _check_disjoint(train, dict.fromkeys(test, ""), ann)
-    entries: list[_Entry] = [(vid, label, "train", None) for vid, label in train.items()]
-    entries += [(vid, label, "test", iv) for vid, (label, iv) in test.items()]
+    entries: list[_Entry] = [(vid, label, "train", None, None) for vid, label in train.items()]
+    entries += [(vid, label, "test", iv, length) for vid, (label, iv, length) in test.items()]
     return entries
 
 
@@ -388,8 +475,8 @@ def _records_from(root: Path, entries: list[_Entry]) -> list[VideoRecord]:
             "put the files there or remove them from the annotation lists"
         )
     records = [
-        VideoRecord(vid, os.path.abspath(videos / vid), label, split, intervals)
-        for vid, label, split, intervals in entries
+        VideoRecord(vid, os.path.abspath(videos / vid), label, split, intervals, frames)
+        for vid, label, split, intervals, frames in entries
     ]
     return sorted(records, key=lambda r: (r.split, r.video_id))
 
@@ -399,8 +486,9 @@ def read_corpus(root: str | os.PathLike[str]) -> list[VideoRecord]:
 
     `annotations/` holds either `train.txt` / `test.txt` (at least one) with an optional
     `test_temporal.txt`, or the real UCF-Crime files `Anomaly_Train.txt` and
-    `Temporal_Anomaly_Annotation_for_Testing_Videos.txt` (whose videos form the test split).
-    Test videos without a temporal entry get `intervals=None`; train videos always do.
+    `Temporal_Anomaly_Annotation_for_Testing_Videos.txt` (whose videos form the test split). In either
+    layout VERA's `UCF_Eval.json` may stand in for the temporal file; its `length` becomes the record's
+    `annotated_frames`. Test videos without a temporal entry get `intervals=None`; train videos always do.
 
     Raises:
         CorpusFormatError: no annotation files, a malformed line, a temporal entry for a video
@@ -410,7 +498,7 @@ def read_corpus(root: str | os.PathLike[str]) -> list[VideoRecord]:
     ann = root / ANNOTATIONS_DIR
     if (ann / TRAIN_LIST).is_file() or (ann / TEST_LIST).is_file():
         entries = _folder_entries(ann)
-    elif (ann / UCF_TRAIN_LIST).is_file() or (ann / UCF_TEMPORAL_FILE).is_file():
+    elif any((ann / name).is_file() for name in (UCF_TRAIN_LIST, UCF_TEMPORAL_FILE, VERA_EVAL_FILE)):
         entries = _ucf_entries(ann, root / VIDEOS_DIR)
     else:
         raise CorpusFormatError(

@@ -5,8 +5,9 @@
 - ``roc_video.png``, ``roc_frame.png``: one ROC curve per model (AUC in the legend);
 - ``timeline_<video>.png``: frame scores over time for a few videos, annotations shaded, sampled
   frames marked;
-- ``report.html``: the metrics table (:func:`dualvad.eval.tables.html_table`, built from each model's
-  ``metrics``, the same rows as ``results.md``/``results.csv``) and everything above embedded as base64
+- ``report.html``: the metrics table once (:func:`dualvad.eval.tables.html_table`, built from each model's
+  ``metrics``, the same rows as ``results.md``/``results.csv``), the per-category table (each model's
+  ``categories``: a category's videos plus all normal ones) and everything above embedded as base64
   data URIs, inline CSS, no script, no external resource, so the one file can be mailed or archived
   on its own.
 
@@ -32,7 +33,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from dualvad.eval.metrics import concatenate_frames
 from dualvad.eval.results import ModelResult, Thumbnail, VideoResult
-from dualvad.eval.tables import html_table
+from dualvad.eval.tables import CATEGORY_COLUMNS, category_rows, html_table
 
 REPORT_NAME = "report.html"
 ROC_VIDEO_NAME = "roc_video.png"
@@ -265,12 +266,18 @@ article.video { border-top: 1px solid #ccc; padding-top: 0.5em; }
 
 def _page(title: str, models: Sequence[ModelResult], roc_sections: Sequence[str], featured: ModelResult,
           video_sections: Sequence[str]) -> str:
-    """The whole page: title, the metrics table once, the ROC figures, one section per video."""
+    """The whole page: title, the metrics table once, the per-category table, the ROC figures, one section
+    per video."""
     videos = "".join(video_sections) or '<p class="note">no videos to show</p>'
+    rows = category_rows(models)
+    per_category = (html_table(rows, CATEGORY_COLUMNS, cls="categories") if rows
+                    else '<p class="note">no anomaly category among the test videos</p>')
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{_CSS}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
         f'<section id="metrics"><h2>Metrics</h2>{html_table(models)}</section>\n'
+        '<section id="categories"><h2>Per anomaly category</h2><p>Each category\'s videos plus all normal '
+        f"test videos.</p>{per_category}</section>\n"
         f'<section id="roc"><h2>ROC curves</h2><div class="roc-row">{"".join(roc_sections)}</div></section>\n'
         f'<section id="videos"><h2>Videos, as scored by {html.escape(featured.name)}</h2>\n'
         f"{videos}</section>\n"

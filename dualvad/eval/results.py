@@ -10,8 +10,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dualvad.corpus.layout import NORMAL_LABEL
 from dualvad.eval.metrics import frame_ap, frame_auc, frame_ground_truth, segment_scores_to_frames, video_auc
 from dualvad.eval.vera import VeraSettings, VeraVideo, vera_frame_auc
+
+#: Every metric of a model (and of each of its categories), in table order.
+METRICS: tuple[str, ...] = ("video_auc", "frame_auc", "frame_auc_vera", "frame_ap")
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,9 @@ class VideoResult:
     ``segment_bounds`` int64 (K, 2) half-open ``[start, end)`` frame ranges covering ``0 .. num_frames``;
     ``segment_scores`` float32 (K,) in [0, 1]; ``sampled_frames`` int64 (N,) sorted frame indices the model
     looked at, ``sampled_scores`` float32 (N,) its score of each (empty for the scorer baseline, which sees
-    features, not frames); ``gt_intervals`` the annotated ``[start, end)`` frame ranges (empty = none).
+    features, not frames); ``gt_intervals`` the annotated ``[start, end)`` frame ranges (empty = none);
+    ``annotated_frames`` the frame count the annotation file states (VERA's ``UCF_Eval.json`` ``length``),
+    ``None`` where it states none.
     """
 
     video_id: str
@@ -45,10 +51,17 @@ class VideoResult:
     sampled_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     explanation: str = ""  # the model's generated text, kept as is (never parsed for a number)
     thumbnails: list[Thumbnail] = field(default_factory=list)
+    annotated_frames: int | None = None
 
     @property
     def is_anomalous(self) -> bool:
-        return self.label != "Normal"
+        return self.label != NORMAL_LABEL
+
+    @property
+    def protocol_frames(self) -> int:
+        """The VERA protocol's ``L``: the annotation file's frame count where it gives one (as VERA's
+        evaluation reads it), else the decoded one."""
+        return self.annotated_frames if self.annotated_frames is not None else self.num_frames
 
     def frame_scores(self) -> np.ndarray:
         """float32 (num_frames,): each segment's score repeated over its frames."""
@@ -57,12 +70,18 @@ class VideoResult:
 
 @dataclass
 class ModelResult:
-    """Every test video scored by one model; ``metrics`` maps a metric name (``video_auc``,
-    ``frame_auc``, ``frame_auc_vera``, ``frame_ap``) to its value, or ``None`` where it is undefined."""
+    """Every test video scored by one model; ``metrics`` maps a metric name (:data:`METRICS`) to its value,
+    or ``None`` where it is undefined; ``categories`` maps each anomaly category to the same metrics over
+    that category's videos plus all normal videos (see :func:`category_metrics`)."""
 
     name: str  # e.g. "scorer" or "vlm/focused"
     videos: list[VideoResult]
     metrics: dict[str, float | None] = field(default_factory=dict)
+    categories: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+    def category_videos(self, category: str) -> list[VideoResult]:
+        """The videos a category's metrics are over: that category's and every normal one."""
+        return [v for v in self.videos if v.label in (category, NORMAL_LABEL)]
 
 
 def model_metrics(videos: list[VideoResult], features: dict[str, np.ndarray],
@@ -74,7 +93,7 @@ def model_metrics(videos: list[VideoResult], features: dict[str, np.ndarray],
     video-level metric needs normal and anomalous videos, a frame-level one annotated anomalous frames
     and normal frames.
     """
-    metrics: dict[str, float | None] = dict.fromkeys(("video_auc", "frame_auc", "frame_auc_vera", "frame_ap"))
+    metrics: dict[str, float | None] = dict.fromkeys(METRICS)
     undefined: dict[str, str] = {}
     labels = np.array([v.is_anomalous for v in videos], dtype=np.int8)
     if len(set(labels.tolist())) == 2:
@@ -86,9 +105,32 @@ def model_metrics(videos: list[VideoResult], features: dict[str, np.ndarray],
         per_video = [(v.segment_scores, v.segment_bounds, v.gt_intervals) for v in videos]
         metrics["frame_auc"], metrics["frame_ap"] = frame_auc(per_video), frame_ap(per_video)
         metrics["frame_auc_vera"] = vera_frame_auc(
-            [VeraVideo(v.segment_scores, v.segment_bounds, features[v.video_id], v.num_frames, v.gt_intervals)
-             for v in videos], vera)
+            [VeraVideo(v.segment_scores, v.segment_bounds, features[v.video_id], v.protocol_frames,
+                       v.gt_intervals) for v in videos], vera)
     else:
         reason = f"{anomalous_frames} annotated anomalous frames: frame metrics need both classes"
         undefined.update(dict.fromkeys(("frame_auc", "frame_auc_vera", "frame_ap"), reason))
     return metrics, undefined
+
+
+def categories(videos: list[VideoResult]) -> list[str]:
+    """The anomaly categories among ``videos``' labels, sorted."""
+    return sorted({v.label for v in videos if v.is_anomalous})
+
+
+def category_metrics(videos: list[VideoResult], features: dict[str, np.ndarray],
+                     vera: VeraSettings) -> dict[str, dict[str, float | None]]:
+    """Per anomaly category, :func:`model_metrics` over that category's videos plus all normal videos (the
+    per-class protocol of the WSVAD papers); ``None`` where a metric is undefined on that subset."""
+    out = {}
+    for category in categories(videos):
+        subset = [v for v in videos if v.label in (category, NORMAL_LABEL)]
+        out[category], _ = model_metrics(subset, features, vera)
+    return out
+
+
+def length_mismatches(videos: list[VideoResult]) -> dict[str, tuple[int, int]]:
+    """video id -> (decoded frames, annotated frames) for every video whose annotation file states
+    another frame count than the decoder found (the VERA protocol then uses the annotated one)."""
+    return {v.video_id: (v.num_frames, v.annotated_frames) for v in videos
+            if v.annotated_frames is not None and v.annotated_frames != v.num_frames}

@@ -14,8 +14,11 @@ answers into segment and video scores; the scorer's own segment scores are the b
 - ``RUN/eval/predictions/<model>.parquet``: the raw answers (``schema.PREDICTIONS_SCHEMA``); the stage
   runner skips a re-run with the same inputs, models and settings, and an interrupted run keeps the models
   it finished;
-- ``RUN/eval/metrics.json``: every metric per model (plain frame AUC, VERA frame AUC, AP, video AUC);
-- ``RUN/eval/results.md`` and ``results.csv``: the table, one row per model;
+- ``RUN/eval/metrics.json``: every metric per model (plain frame AUC, VERA frame AUC, AP, video AUC), the
+  same per anomaly category (the category's videos plus all normal ones), and the videos whose annotated
+  frame count (VERA's ``UCF_Eval.json`` ``length``) differs from the decoded one;
+- ``RUN/eval/results.md`` and ``results.csv`` / ``results_categories.csv``: the tables, one row per model
+  and one per model and category;
 - ``RUN/eval/report.html`` and its PNGs (ROC curves, per-video timelines), see :mod:`dualvad.eval.report`.
 
 A video that cannot be decoded, or that the sampler could not serve, is a recorded failure
@@ -54,9 +57,16 @@ from dualvad import schema as S
 from dualvad.config import DualVADConfig, EvalConfig, SampleConfig
 from dualvad.corpus.layout import NORMAL_LABEL
 from dualvad.errors import MissingInputError, StageError
-from dualvad.eval.results import ModelResult, Thumbnail, VideoResult, model_metrics
+from dualvad.eval.results import (
+    ModelResult,
+    Thumbnail,
+    VideoResult,
+    category_metrics,
+    length_mismatches,
+    model_metrics,
+)
 from dualvad.eval.scoring import segment_scores_from_samples, top_positions, video_score_from_clips
-from dualvad.eval.tables import csv_table, markdown_table
+from dualvad.eval.tables import CATEGORY_COLUMNS, category_rows, csv_table, results_markdown
 from dualvad.pipeline.runtime import actor_pool, ensure_ray
 from dualvad.pipeline.sample import sample_videos, segments_with_scores
 from dualvad.rundir import RunDir, open_run
@@ -109,7 +119,8 @@ class EvalSummary:
 
 @dataclass
 class TestVideo:
-    """A test video as the scorer saw it: bounds int (K, 2), features float32 (K, D), scores float32 (K,)."""
+    """A test video as the scorer saw it: bounds int (K, 2), features float32 (K, D), scores float32 (K,);
+    ``annotated_frames`` the annotation file's frame count (``None``: it gives none)."""
 
     video_id: str
     label: str
@@ -119,6 +130,7 @@ class TestVideo:
     features: np.ndarray
     scores: np.ndarray
     gt_intervals: list[tuple[int, int]]
+    annotated_frames: int | None = None
 
 
 # ------------------------------------------------------------------------------------------------ driver
@@ -158,15 +170,26 @@ def _evaluate(context: StageContext, config: DualVADConfig, specs: list[ModelSpe
         failures += [row for row in predictions if row[S.ERROR] is not None]
         results.append(_vlm_result(spec.name, videos, predictions))
     context.record_failures(_failure_rows(failures))
+    mismatches = length_mismatches(results[0].videos)
+    warn_length_mismatches(mismatches)
     undefined = {}
     for result in results:
         result.metrics, undefined[result.name] = model_metrics(result.videos, features, vera)
+        result.categories = category_metrics(result.videos, features, vera)
         for metric, reason in undefined[result.name].items():
             log.warning("evaluate: %s %s is undefined: %s", result.name, metric, reason)
-    markdown = markdown_table(results)
-    report = _write_outputs(context, config, results, markdown, undefined)
+    markdown = results_markdown(results, mismatches)
+    report = _write_outputs(context, config, results, markdown, undefined, mismatches)
     return EvalSummary(tuple(r.name for r in results), len(videos), len(failures), markdown,
                        time.perf_counter() - started, report)
+
+
+def warn_length_mismatches(mismatches: dict[str, tuple[int, int]]) -> None:
+    """One warning per video whose annotation file states another frame count than the decoder found
+    (``video id -> (decoded, annotated)``); they are also kept in metrics.json and results.md."""
+    for video_id, (decoded, annotated) in sorted(mismatches.items()):
+        log.warning("evaluate: %s: the annotation gives %d frames, the decoder found %d; the VERA protocol "
+                    "uses the annotation's %d", video_id, annotated, decoded, annotated)
 
 
 def _recorded_sample_settings(run: RunDir) -> SampleConfig:
@@ -247,8 +270,12 @@ def _compare_spec(entry: str, strategy: str) -> ModelSpec:
 
 
 def _test_table(run: RunDir, split: str) -> pa.Table:
-    """Segments + scorer scores (+ features) of the ``split`` videos, sorted by (video, segment)."""
-    table = segments_with_scores(run, extra_columns=(S.FEATURE,))
+    """Segments + scorer scores (+ features, + annotated frame counts where the segments hold them: runs
+    ingested before that column have none) of the ``split`` videos, sorted by (video, segment)."""
+    files = run.parquet_files(paths.SEGMENTS)
+    annotated = bool(files) and S.ANNOTATED_FRAMES in pq.read_schema(files[0], filesystem=run.fs).names
+    extra = (S.FEATURE, S.ANNOTATED_FRAMES) if annotated else (S.FEATURE,)
+    table = segments_with_scores(run, extra_columns=extra)
     table = table.filter(pc.equal(table[S.SPLIT], split))
     if table.num_rows == 0:
         raise EvaluationError(f"{run.path(paths.SEGMENTS)} has no videos of split {split!r} (eval.split)")
@@ -260,6 +287,7 @@ def _test_videos(table: pa.Table) -> list[TestVideo]:
     ids = columns[S.VIDEO_ID]
     starts = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]]
     videos = []
+    annotated = columns.get(S.ANNOTATED_FRAMES, [None] * len(ids))
     for first, last in zip(starts, [*starts[1:], len(ids)], strict=True):
         flat = columns[S.GT_INTERVALS][first] or []
         videos.append(TestVideo(
@@ -268,7 +296,7 @@ def _test_videos(table: pa.Table) -> list[TestVideo]:
             np.stack([columns[S.START_FRAME][first:last], columns[S.END_FRAME][first:last]], axis=1),
             np.asarray(columns[S.FEATURE][first:last], dtype=np.float32),
             np.asarray(columns[S.SCORE][first:last], dtype=np.float32),
-            [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]))
+            [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)], annotated[first]))
     return videos
 
 
@@ -276,7 +304,7 @@ def _scorer_result(videos: list[TestVideo]) -> ModelResult:
     """The baseline row: the segment scorer's own scores; video score = its highest segment score."""
     return ModelResult(SCORER_ROW, [
         VideoResult(v.video_id, v.label, v.num_frames, v.fps, v.gt_intervals, v.bounds, v.scores,
-                    float(v.scores.max())) for v in videos])
+                    float(v.scores.max()), annotated_frames=v.annotated_frames) for v in videos])
 
 
 def _vlm_result(name: str, videos: list[TestVideo], predictions: list[dict]) -> ModelResult:
@@ -294,7 +322,7 @@ def _vlm_result(name: str, videos: list[TestVideo], predictions: list[dict]) -> 
             video.video_id, video.label, video.num_frames, video.fps, video.gt_intervals, video.bounds,
             segment_scores_from_samples(video.bounds, frames, scores),
             video_score_from_clips(row[S.CLIP_SCORES]),
-            frames, scores, row[S.EXPLANATION], thumbs))
+            frames, scores, row[S.EXPLANATION], thumbs, video.annotated_frames))
     if not results:
         errors = [row[S.ERROR] for row in predictions if row[S.ERROR] is not None]
         raise EvaluationError(f"{name}: no test video could be evaluated ({len(errors)} failures), e.g. "
@@ -421,9 +449,9 @@ def _failure_rows(failures: list[dict]) -> list[dict]:
 
 
 def _write_outputs(context: StageContext, config: DualVADConfig, results: list[ModelResult], markdown: str,
-                   undefined: dict[str, dict[str, str]]) -> str:
-    """metrics.json (with why a metric is undefined), results.md/.csv and the report into the stage's
-    output; returns the report's published path."""
+                   undefined: dict[str, dict[str, str]], mismatches: dict[str, tuple[int, int]]) -> str:
+    """metrics.json (with why a metric is undefined), results.md/.csv, results_categories.csv and the
+    report into the stage's output; returns the report's published path."""
     from dualvad.eval.report import write_report
 
     out = context.out
@@ -431,10 +459,17 @@ def _write_outputs(context: StageContext, config: DualVADConfig, results: list[M
                "videos": {r.name: len(r.videos) for r in results},
                "anomalous_videos": sum(v.label != NORMAL_LABEL for v in results[0].videos),
                "metrics": {r.name: r.metrics for r in results},
-               "undefined": {name: reasons for name, reasons in undefined.items() if reasons}}
+               # per anomaly category: that category's videos plus all normal test videos
+               "categories": {r.name: r.categories for r in results},
+               "category_videos": {category: len(results[0].category_videos(category))
+                                   for category in results[0].categories},
+               "undefined": {name: reasons for name, reasons in undefined.items() if reasons},
+               "length_mismatches": {video: {"decoded": decoded, "annotated": annotated}
+                                     for video, (decoded, annotated) in sorted(mismatches.items())}}
     out.write_text(json.dumps(metrics, indent=2), paths.METRICS_FILE)
     out.write_text(markdown, "results.md")
     out.write_text(csv_table(results), "results.csv")
+    out.write_text(csv_table(category_rows(results), CATEGORY_COLUMNS), "results_categories.csv")
     with tempfile.TemporaryDirectory(prefix="dualvad-report-") as local:
         write_report(local, results, title=f"dualvad evaluation: {context.run.uri}",
                      timeline_videos=config.eval.timeline_videos)

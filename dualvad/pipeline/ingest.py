@@ -95,6 +95,7 @@ def segment_table(record: VideoRecord, video: VideoFeatures) -> pa.Table:
             S.SPLIT: [record.split] * k,
             S.VIDEO_PATH: [record.path] * k,
             S.GT_INTERVALS: [_flatten(record.intervals)] * k,
+            S.ANNOTATED_FRAMES: pa.array([record.annotated_frames] * k, pa.int64()),
         },
         schema=S.SEGMENTS_SCHEMA,
     )
@@ -183,6 +184,8 @@ def corpus_identity(records: list[VideoRecord]) -> str:
     for record in sorted(records, key=lambda r: r.video_id):
         size = os.path.getsize(record.path) if os.path.exists(record.path) else -1
         entry = [record.video_id, record.label, record.split, record.intervals, size]
+        if record.annotated_frames is not None:  # only then: corpora without it keep their identity
+            entry.append(record.annotated_frames)
         digest.update(json.dumps(entry).encode())
     return digest.hexdigest()[:16]
 
@@ -245,10 +248,12 @@ def video_rows(records: list[VideoRecord]) -> pa.Table:
     return pa.table({S.VIDEO_ID: [r.video_id for r in records], S.VIDEO_PATH: [r.path for r in records],
                      S.LABEL: [r.label for r in records], S.SPLIT: [r.split for r in records],
                      S.GT_INTERVALS: pa.array([_flatten(r.intervals) for r in records],
-                                              pa.list_(pa.int64()))})
+                                              pa.list_(pa.int64())),
+                     S.ANNOTATED_FRAMES: pa.array([r.annotated_frames for r in records], pa.int64())})
 
 
 def _record_from_row(row: dict[str, Any]) -> VideoRecord:
     flat = row[S.GT_INTERVALS]
     intervals = None if flat is None else tuple(zip(flat[::2], flat[1::2], strict=True))
-    return VideoRecord(row[S.VIDEO_ID], row[S.VIDEO_PATH], row[S.LABEL], row[S.SPLIT], intervals)
+    return VideoRecord(row[S.VIDEO_ID], row[S.VIDEO_PATH], row[S.LABEL], row[S.SPLIT], intervals,
+                       row.get(S.ANNOTATED_FRAMES))

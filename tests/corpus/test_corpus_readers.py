@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,7 @@ from dualvad.corpus.readers import (
     read_label_list,
     read_ucf_temporal,
     read_ucf_train_list,
+    read_vera_eval,
     read_xd_violence,
     xd_label,
 )
@@ -359,3 +362,77 @@ def test_corpus_package_imports_neither_ray_nor_av() -> None:
     code = "import sys, dualvad.corpus; print(sorted({'ray', 'av'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------------- UCF_Eval.json (VERA)
+
+VERA_EVAL = json.dumps([
+    {"video": "frames/Abuse/Abuse028_x264.mp4", "temporal_label": [165, 240, -1, -1], "length": 1412,
+     "QA": [{"q": "Is there any anomaly in the video?", "a": "Yes."}]},
+    {"video": "frames/Vandalism/Vandalism036_x264.mp4", "temporal_label": [990, 1080, 540, 780],
+     "length": 1443},
+    {"video": "frames/Normal/Normal_Videos_003_x264.mp4", "temporal_label": [-1, -1, -1, -1], "length": 2822},
+])
+
+
+def test_read_vera_eval_labels_intervals_and_lengths(tmp_path: Path) -> None:
+    temporal, lengths = read_vera_eval(write(tmp_path / "UCF_Eval.json", VERA_EVAL))
+    assert temporal == {
+        "frames/Abuse/Abuse028_x264.mp4": ("Abuse", ((165, 240),)),
+        "frames/Vandalism/Vandalism036_x264.mp4": ("Vandalism", ((540, 780), (990, 1080))),
+        "frames/Normal/Normal_Videos_003_x264.mp4": ("Normal", ()),
+    }
+    assert lengths == {"frames/Abuse/Abuse028_x264.mp4": 1412, "frames/Vandalism/Vandalism036_x264.mp4": 1443,
+                       "frames/Normal/Normal_Videos_003_x264.mp4": 2822}
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("{}", "the top level is a dict"),
+        ("[1, 2", "not JSON"),
+        ('[{"video": "frames/A/a.mp4", "length": 10}]', "entry 0: not an object with `video`"),
+        ('[{"video": "frames/A/a.mp4", "temporal_label": [1, 5], "length": 0}]', "`length` 0"),
+        ('[{"video": "frames/A/a.mp4", "temporal_label": [5, 1], "length": 9}]', "start 5 is not before"),
+        ('[{"video": "frames/A/a.mp4", "temporal_label": [1, "x"], "length": 9}]', "not a list of frame"),
+        ('[{"video": "a.mp4", "temporal_label": [1, 5], "length": 9}]', "has no category folder"),
+        ('[{"video": "frames/Normal/n.mp4", "temporal_label": [1, 5], "length": 9}]', "Normal video"),
+        ('[{"video": "f/A/a.mp4", "temporal_label": [], "length": 9}, '
+         '{"video": "f/A/a.mp4", "temporal_label": [], "length": 9}]', "entry 1: 'f/A/a.mp4' already"),
+    ],
+)
+def test_read_vera_eval_errors_name_file_and_entry(tmp_path: Path, text: str, fragment: str) -> None:
+    path = write(tmp_path / "UCF_Eval.json", text)
+    with pytest.raises(CorpusFormatError, match=re.escape(fragment)) as error:
+        read_vera_eval(path)
+    assert str(path) in str(error.value)
+
+
+def test_read_corpus_takes_ucf_eval_json_for_the_temporal_file(tmp_path: Path) -> None:
+    # UCF-Crime layout: the test videos are UCF_Eval.json's, found under videos/ by file name
+    videos = ["Abuse/Abuse028_x264.mp4", "Vandalism/Vandalism036_x264.mp4",
+              "Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264.mp4"]
+    root = make_corpus(tmp_path / "ucf", {"UCF_Eval.json": VERA_EVAL}, videos)
+    records = read_corpus(root)
+    assert [(r.video_id, r.label, r.intervals, r.annotated_frames) for r in records] == [
+        ("Abuse/Abuse028_x264.mp4", "Abuse", ((165, 240),), 1412),
+        ("Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264.mp4", "Normal", (), 2822),
+        ("Vandalism/Vandalism036_x264.mp4", "Vandalism", ((540, 780), (990, 1080)), 1443),
+    ]
+    # folder layout: matched onto test.txt by path, else file name; videos it does not name get None
+    labels = ["Abuse", "Vandalism", "Normal"]
+    test = "".join(f"{video} {label}\n" for video, label in zip(videos, labels, strict=True))
+    root = make_corpus(tmp_path / "folder", {"test.txt": test + "Abuse/extra.mp4 Abuse\n",
+                                             "UCF_Eval.json": VERA_EVAL}, [*videos, "Abuse/extra.mp4"])
+    frames = {r.video_id: r.annotated_frames for r in read_corpus(root)}
+    assert frames == {"Abuse/Abuse028_x264.mp4": 1412, "Abuse/extra.mp4": None,
+                      "Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264.mp4": 2822,
+                      "Vandalism/Vandalism036_x264.mp4": 1443}
+
+
+def test_read_corpus_refuses_two_temporal_sources(tmp_path: Path) -> None:
+    root = make_corpus(tmp_path, {"test.txt": "Abuse/Abuse028_x264.mp4 Abuse\n", "UCF_Eval.json": VERA_EVAL,
+                                  "test_temporal.txt": "Abuse028_x264.mp4 Abuse 1 9 -1 -1\n"},
+                       ["Abuse/Abuse028_x264.mp4"])
+    with pytest.raises(CorpusFormatError, match="both test_temporal.txt and UCF_Eval.json"):
+        read_corpus(root)

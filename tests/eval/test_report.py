@@ -1,5 +1,6 @@
 """The evaluation report: files, embedded images, escaping, one-class models, the metrics table (built
-from the metrics, shown once), and the page as a real browser (headless Chromium) renders it."""
+from the metrics, shown once), the per-category table, and the page as a real browser (headless Chromium)
+renders it."""
 
 from __future__ import annotations
 
@@ -51,7 +52,9 @@ def _model(name: str, sampled: bool, offset: float = 0.0) -> ModelResult:
     """Three normal videos then three anomalous ones (so ordering in the report is visible)."""
     normal = [_video(i, False, [0.1 + offset, 0.2, 0.15, 0.1 + 0.1 * i], sampled) for i in range(3)]
     anomalous = [_video(i, True, [0.2, 0.7 + 0.1 * i, 0.6 - offset, 0.3], sampled) for i in range(3)]
-    return ModelResult(name, normal + anomalous, {"video_auc": 1.0, "frame_auc": 0.87, "frame_ap": None})
+    return ModelResult(name, normal + anomalous, {"video_auc": 1.0, "frame_auc": 0.87, "frame_ap": None},
+                       categories={"Fighting": {"video_auc": 1.0, "frame_auc": 0.8125,
+                                                "frame_auc_vera": 0.7}})
 
 
 def _one_class() -> ModelResult:
@@ -163,7 +166,7 @@ def _tables(page: str) -> list[list[list[str]]]:
 
 
 def test_metrics_table_shows_none_and_missing_metrics_as_na(report):
-    [table] = _tables(report.read_text())
+    table, _ = _tables(report.read_text())
     assert table[0] == ["Model", "Videos", "Video AUC", "Frame AUC", "Frame AUC (VERA)", "Frame AP"]
     assert table[1:] == [["scorer", "6", "1.0000", "0.8700", "n/a", "n/a"],
                          ["vlm/focused", "6", "1.0000", "0.8700", "n/a", "n/a"],
@@ -177,7 +180,8 @@ def test_metrics_table_is_built_from_the_metrics_and_shown_once(tmp_path):
     models = [ModelResult(name, _model(name, sampled=name != "scorer").videos,
                           dict(zip(keys, row, strict=True))) for name, row in values.items()]
     page = write_report(tmp_path, models, timeline_videos=1).read_text()
-    assert page.count("<table") == 1
+    # no categories here: the metrics table is the page's only table (the category section says so)
+    assert page.count("<table") == page.count('<table class="metrics">') == 1
     [table] = _tables(page)
     assert [row[0] for row in table[1:]] == ["scorer", "vlm/<focused>"]
     assert "<td>vlm/&lt;focused&gt;</td>" in page
@@ -185,6 +189,17 @@ def test_metrics_table_is_built_from_the_metrics_and_shown_once(tmp_path):
         for value in row:
             if value is not None:
                 assert page.count(f">{value:.4f}<") == 1, value
+
+
+def test_category_table_lists_each_models_categories(report):
+    page = report.read_text()
+    assert page.count('<table class="categories">') == 1
+    _, categories = _tables(page)
+    assert categories[0] == ["Model", "Category", "Videos", "Of the category", "Video AUC", "Frame AUC",
+                             "Frame AUC (VERA)", "Frame AP"]
+    # the normal-only model has no category: two rows, each over 3 fighting + 3 normal videos
+    assert categories[1:] == [[name, "Fighting", "6", "3", "1.0000", "0.8125", "0.7000", "n/a"]
+                              for name in ("scorer", "vlm/focused")]
 
 
 def test_report_with_only_one_class_models_still_writes_every_file(tmp_path):
@@ -231,3 +246,4 @@ def test_chromium_renders_the_report(report, tmp_path):
     assert {"roc-video", "roc-frame"} <= ids
     assert any(img.get("class") == "timeline" for img in dom.images)
     assert "Frame AUC (VERA)" in dom.text and "vlm/focused" in dom.text
+    assert "Per anomaly category" in dom.text and "Fighting" in dom.text

@@ -10,10 +10,18 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from dualvad.eval.results import ModelResult, VideoResult, model_metrics
+from dualvad.eval.results import ModelResult, VideoResult, category_metrics, length_mismatches, model_metrics
 from dualvad.eval.scoring import segment_scores_from_samples, top_positions, video_score_from_clips
-from dualvad.eval.tables import COLUMNS, csv_table, html_table, markdown_table
-from dualvad.eval.vera import VeraSettings
+from dualvad.eval.tables import (
+    CATEGORY_COLUMNS,
+    COLUMNS,
+    category_rows,
+    csv_table,
+    html_table,
+    markdown_table,
+    results_markdown,
+)
+from dualvad.eval.vera import VeraSettings, VeraVideo, vera_frame_auc
 
 
 def test_segment_scores_mean_inside_and_interpolate_between_samples():
@@ -108,3 +116,65 @@ def test_table_columns_cover_every_metric_model_metrics_computes():
     videos = [_video(0, True, [0.2, 0.9]), _video(1, False, [0.1, 0.3])]
     metrics, _ = model_metrics(videos, {v.video_id: np.eye(2) for v in videos}, VeraSettings())
     assert [c.key for c in COLUMNS] == ["model", "videos", *metrics]
+
+
+def _labelled(index: int, label: str, scores: list[float], annotated: int | None = None) -> VideoResult:
+    video = _video(index, label != "Normal", scores)
+    video.label, video.annotated_frames = label, annotated
+    return video
+
+
+def test_category_metrics_are_over_the_category_and_every_normal_video():
+    videos = [_labelled(0, "Fight", [0.2, 0.9]), _labelled(1, "Normal", [0.1, 0.3]),
+              _labelled(2, "Arson", [0.6, 0.35]), _labelled(3, "Normal", [0.5, 0.2]),
+              _labelled(4, "Fight", [0.3, 0.4])]
+    features = {v.video_id: np.eye(2) for v in videos}
+    per_category = category_metrics(videos, features, VeraSettings())
+    assert list(per_category) == ["Arson", "Fight"]
+    for category, indices in {"Arson": [1, 2, 3], "Fight": [0, 1, 3, 4]}.items():
+        subset = [videos[i] for i in indices]
+        expected, _ = model_metrics(subset, features, VeraSettings())
+        assert per_category[category] == expected
+        truth = np.concatenate([np.r_[np.zeros(5), np.ones(5)] if v.is_anomalous else np.zeros(10)
+                                for v in subset])
+        scores = np.concatenate([np.repeat(v.segment_scores, 5) for v in subset])
+        assert per_category[category]["frame_auc"] == pytest.approx(roc_auc_score(truth, scores))
+        assert per_category[category]["video_auc"] == pytest.approx(
+            roc_auc_score([v.is_anomalous for v in subset], [v.video_score for v in subset]))
+    # the model's rows of the per-category table: its categories, with their video counts
+    model = ModelResult("scorer", videos, categories=per_category)
+    assert [(r.category, r.videos, r.anomalous) for r in category_rows([model])] == [("Arson", 3, 1),
+                                                                                      ("Fight", 4, 2)]
+
+
+def test_vera_uses_the_annotated_frame_count_and_mismatches_are_listed():
+    videos = [_labelled(0, "Fight", [0.2, 0.9], annotated=40),
+              _labelled(1, "Normal", [0.1, 0.3], annotated=10), _labelled(2, "Fight", [0.6, 0.35])]
+    assert length_mismatches(videos) == {"v0": (10, 40)}
+    assert [v.protocol_frames for v in videos] == [40, 10, 10]
+    features = {v.video_id: np.eye(2) for v in videos}
+    metrics, _ = model_metrics(videos, features, VeraSettings())
+    expected = vera_frame_auc([VeraVideo(v.segment_scores, v.segment_bounds, np.eye(2), n, v.gt_intervals)
+                               for v, n in zip(videos, [40, 10, 10], strict=True)], VeraSettings())
+    assert metrics["frame_auc_vera"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_results_markdown_holds_the_model_table_the_category_table_and_the_mismatches():
+    videos = [_labelled(0, "Fight", [0.2, 0.9]), _labelled(1, "Normal", [0.1, 0.3])]
+    model = ModelResult("scorer", videos, {"video_auc": 1.0},
+                        categories={"Fight": {"video_auc": 1.0, "frame_auc": 0.75}})
+    text = results_markdown([model], {"v0": (10, 40)})
+    tables = [block for block in text.split("\n\n") if block.startswith("|")]
+    assert tables[0] == markdown_table([model]).rstrip("\n")
+    assert tables[1].splitlines() == [
+        "| Model | Category | Videos | Of the category | Video AUC | Frame AUC | Frame AUC (VERA) "
+        "| Frame AP |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| scorer | Fight | 2 | 1 | 1.0000 | 0.7500 | n/a | n/a |",
+    ]
+    assert "- v0: decoded 10, annotated 40" in text
+    [row] = csv.DictReader(io.StringIO(csv_table(category_rows([model]), CATEGORY_COLUMNS)))
+    assert row == {"model": "scorer", "category": "Fight", "videos": "2", "anomalous": "1",
+                   "video_auc": "1.0", "frame_auc": "0.75", "frame_auc_vera": "", "frame_ap": ""}
+    plain = ModelResult("scorer", videos, {})  # no categories, no mismatches: the model table alone
+    assert results_markdown([plain]) == markdown_table([plain])

@@ -22,6 +22,7 @@ from dualvad.pipeline.evaluate import (
     ModelSpec,
     model_specs,
     run_evaluate,
+    warn_length_mismatches,
 )
 from dualvad.pipeline.sample import run_sample, sample_videos, segments_with_scores
 from dualvad.rundir import open_run
@@ -108,12 +109,45 @@ def test_each_strategy_looks_at_the_frames_its_sampler_picks(evaluated):
             assert len(row[S.THUMB_JPEGS]) == 3 and row[S.THUMB_JPEGS][0][:2] == b"\xff\xd8"
 
 
-def test_tables_list_every_model(evaluated):
+def test_tables_list_every_model_and_every_category(evaluated):
     _, summary, run = evaluated
-    lines = Path(run.path("eval", "results.md")).read_text().splitlines()
-    assert [line.split("|")[1].strip() for line in lines[2:]] == MODELS
+    text = Path(run.path("eval", "results.md")).read_text()
+    models_table, note, categories_table = text.split("\n\n")[:3]
+    assert [line.split("|")[1].strip() for line in models_table.splitlines()[2:]] == MODELS
     rows = list(csv.DictReader(Path(run.path("eval", "results.csv")).read_text().splitlines()))
-    assert [row["model"] for row in rows] == MODELS and summary.table.splitlines() == lines
+    assert [row["model"] for row in rows] == MODELS and summary.table == text
+    # what `dualvad evaluate` prints: the per-category table, one row per model and category
+    assert "Per anomaly category" in note and "Per anomaly category" in str(summary)
+    metrics = json.loads(Path(run.path("eval", "metrics.json")).read_text())
+    categories = sorted(metrics["category_videos"])
+    assert categories and all(list(metrics["categories"][model]) == categories for model in MODELS)
+    cells = [line.split("|")[1:3] for line in categories_table.splitlines()[2:]]
+    assert [(m.strip(), c.strip()) for m, c in cells] == [(m, c) for m in MODELS for c in categories]
+    kept = list(csv.DictReader(Path(run.path("eval", "results_categories.csv")).read_text().splitlines()))
+    assert [(row["model"], row["category"]) for row in kept] == [(m, c) for m in MODELS for c in categories]
+    assert metrics["length_mismatches"] == {}  # the generated corpus states no frame counts
+
+
+def test_category_metrics_of_the_scorer_equal_scikit_learn(evaluated):
+    _, _, run = evaluated
+    metrics = json.loads(Path(run.path("eval", "metrics.json")).read_text())
+    test = segments_with_scores(run).to_pandas().query("split == 'test'")
+    for category, values in metrics["categories"]["scorer"].items():
+        subset = test[test[S.LABEL].isin([category, "Normal"])]
+        truth, scores, labels, video_scores = [], [], [], []
+        for _, group in subset.groupby(S.VIDEO_ID, sort=True):
+            spans = (group[S.END_FRAME] - group[S.START_FRAME]).to_numpy()
+            scores += np.repeat(group[S.SCORE].to_numpy(), spans).tolist()
+            annotated = np.zeros(int(group[S.NUM_FRAMES].iloc[0]), dtype=int)
+            flat = group[S.GT_INTERVALS].iloc[0]
+            for start, end in np.asarray(flat if flat is not None else [], dtype=int).reshape(-1, 2):
+                annotated[start:end] = 1
+            truth += annotated.tolist()
+            labels.append(int(group[S.LABEL].iloc[0] != "Normal"))
+            video_scores.append(group[S.SCORE].max())
+        assert metrics["category_videos"][category] == len(labels)
+        assert values["frame_auc"] == pytest.approx(roc_auc_score(truth, scores), abs=1e-6)
+        assert values["video_auc"] == pytest.approx(roc_auc_score(labels, video_scores), abs=1e-6)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason=MISSING)
@@ -167,3 +201,14 @@ def test_settings_errors_name_the_fix(evaluated, tmp_path):
     with pytest.raises(MissingInputError, match="fine-tune that run first"):
         settings = _with(config, "eval", ablate="benchmarks", compare=[f"x={tmp_path}"]).eval
         model_specs(run, settings, "focused")
+
+
+def test_length_mismatches_are_warned_per_video(caplog):
+    with caplog.at_level("WARNING", logger="dualvad.pipeline.evaluate"):
+        warn_length_mismatches({"Abuse/Abuse028_x264.mp4": (1410, 1412), "b.mp4": (90, 80)})
+    assert [record.getMessage() for record in caplog.records] == [
+        "evaluate: Abuse/Abuse028_x264.mp4: the annotation gives 1412 frames, the decoder found 1410; "
+        "the VERA protocol uses the annotation's 1412",
+        "evaluate: b.mp4: the annotation gives 80 frames, the decoder found 90; the VERA protocol uses the "
+        "annotation's 80",
+    ]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -116,3 +119,26 @@ def test_too_many_failures_fail_the_stage_publish_nothing_and_resume(ray_session
     summary = run_ingest(ingest_config(corpus, run, "stages.max_failure_share=0.6"))
     assert (summary.resumed, summary.processed, summary.segments, summary.failures) == (4, 4, 0, 4)
     assert open_run(str(run)).read_table("segments").num_rows == 4 * K
+
+
+def test_annotated_frame_counts_reach_the_segments_table():
+    # VERA's UCF_Eval.json states each video's length: ingest carries it beside the decoded count, and a
+    # corpus without one keeps the identity (and so the fingerprint) it had before the column existed
+    from dualvad.corpus import VideoRecord
+    from dualvad.pipeline.ingest import _record_from_row, corpus_identity, segment_table, video_rows
+    from dualvad.scorer.features import VideoFeatures
+
+    records = [VideoRecord("Abuse/a.mp4", "/x/a.mp4", "Abuse", "test", ((5, 9),), 1412),
+               VideoRecord("Normal/n.mp4", "/x/n.mp4", "Normal", "test", ())]
+    assert [_record_from_row(row) for row in video_rows(records).to_pylist()] == records
+    video = VideoFeatures(1410, 30.0, np.array([[0, 705], [705, 1410]]), np.zeros((2, 3), np.float32))
+    table = segment_table(records[0], video)
+    assert table.schema.equals(S.SEGMENTS_SCHEMA)
+    assert table[S.ANNOTATED_FRAMES].to_pylist() == [1412, 1412]
+    assert table[S.NUM_FRAMES].to_pylist() == [1410, 1410]
+    assert segment_table(records[1], video)[S.ANNOTATED_FRAMES].null_count == 2
+    # the identity of a corpus without frame counts is the one computed before the field existed
+    before = hashlib.sha256(json.dumps(["Normal/n.mp4", "Normal", "test", [], -1]).encode()).hexdigest()[:16]
+    assert corpus_identity([records[1]]) == before
+    longer = dataclasses.replace(records[0], annotated_frames=1413)
+    assert corpus_identity([records[0]]) != corpus_identity([longer])
