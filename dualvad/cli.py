@@ -28,7 +28,15 @@ log = logging.getLogger("dualvad")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (0 ok, 1 stage failed, 2 bad input)."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if hasattr(args, "inputs"):
+        # argparse takes one run of positionals: inputs or overrides after an option arrive as extras
+        stray = [item for item in extra if item.startswith("-")]
+        if stray:
+            parser.error(f"unrecognized arguments: {' '.join(stray)}")
+        args.inputs, args.overrides = _split_inputs(args.inputs + extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         config = load_config(args.config, _overrides(args))
@@ -96,21 +104,47 @@ def _parser() -> argparse.ArgumentParser:
     served.add_argument("--allowed-root", dest="allowed_roots", action="append", default=[],
                         help="a folder or URI prefix JSON requests may name a video in (repeatable; "
                         "default the folder of the run's ingested videos)")
+    detect = _command(commands, "detect", "score new, unlabelled videos with a trained run (no Ray, no "
+                      "server)", _cmd_detect, inputs=True)
+    detect.add_argument("--run", help="run directory whose scorer and VLM detect (run; default runs/demo)")
+    detect.add_argument("--vlm", help="a VLM folder or hub id (default eval.model, else RUN/finetune/final)")
+    detect.add_argument("--out", help="JSON Lines file, one line per video (default: standard output)")
+    detect.add_argument("--budget", dest="frame_budget", type=int,
+                        help="frames judged per video (default: the run's sample.budget)")
+    detect.add_argument("--strategy", dest="frame_strategy",
+                        help="focused, uniform, random or cdf (default: the run's sample.strategy)")
+    detect.add_argument("--threshold", type=float, default=0.5,
+                        help="is_anomalous = video_score >= threshold (default 0.5)")
+    detect.add_argument("--no-explain", dest="no_explain", action="store_true",
+                        help="skip the clip explanations (faster)")
     demo = _command(commands, "demo", "run every stage on a generated corpus", _cmd_demo)
     demo.add_argument("--run", help="run directory (default runs/demo)")
     demo.add_argument("--videos", type=int, help="videos in the generated corpus")
     return parser
 
 
-def _command(commands, name: str, help_text: str, handler: Callable) -> argparse.ArgumentParser:
+def _command(commands, name: str, help_text: str, handler: Callable,
+             inputs: bool = False) -> argparse.ArgumentParser:
+    """A sub-command; ``inputs``: its positionals are files or folders, and ``key.sub=value`` overrides among
+    them (split by :func:`_split_inputs`)."""
     sub = commands.add_parser(name, help=help_text, description=help_text)
     sub.add_argument("--config", help="YAML config (see configs/); defaults are embedded")
-    sub.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    if inputs:
+        sub.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FOLDER",
+                         help="video files or folders of them; key.sub=value items are config overrides")
+    else:
+        sub.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
     if handler in (_cmd_stage, _cmd_ingest, _cmd_demo):
         sub.add_argument("--force", action="store_true",
                          help="redo the stage(s) even when the output matches these inputs and settings")
     sub.set_defaults(handler=handler)
     return sub
+
+
+def _split_inputs(items: list[str]) -> tuple[list[str], list[str]]:
+    """(paths, overrides): an item with ``=`` that is not an existing path is a config override."""
+    overrides = [item for item in items if "=" in item and not os.path.exists(item)]
+    return [item for item in items if item not in overrides], overrides
 
 
 # Flags that are shorthands for config keys.
@@ -211,6 +245,31 @@ def _cmd_serve(config: DualVADConfig, args: argparse.Namespace) -> int:
     app_args = AppArgs(run=run, vlm=args.vlm, allowed_roots=roots)
     serve_locally(app_args, config.ray, host=args.host, port=args.port)
     return 0
+
+
+def _cmd_detect(config: DualVADConfig, args: argparse.Namespace) -> int:
+    """Score the named videos with the run's detector; JSON Lines to --out or stdout; 1 if any failed."""
+    from dualvad.detect import run_detect, video_files
+    from dualvad.detector import DetectOptions, Detector
+
+    try:
+        videos = video_files(args.inputs)
+        options = DetectOptions(budget=args.frame_budget, strategy=args.frame_strategy,
+                                threshold=args.threshold, explain=not args.no_explain)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"dualvad detect: error: {error}", file=sys.stderr)
+        return 2
+    detector = Detector.from_run(config.run, args.vlm or config.eval.model or None,
+                                 device="cuda" if config.eval.use_gpu else "cpu",
+                                 batch_size=config.eval.batch_size, max_new_tokens=config.eval.max_new_tokens)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as out:
+            summary = run_detect(detector, videos, options, out, args.out, _progress("detect"))
+    else:
+        summary = run_detect(detector, videos, options, sys.stdout, "-", _progress("detect"))
+    print(summary, file=sys.stderr)
+    return 1 if summary.failed else 0
 
 
 def _require(value: str, key: str, fix: str) -> None:

@@ -151,6 +151,36 @@ def test_anomalous_video_scores_above_normal_ones(server, evaluated_copy, media)
     assert results[anomalous] > results[normal], results
 
 
+def test_detect_command_writes_the_endpoints_output_and_records_a_bad_file(server, media, evaluated_copy,
+                                                                          tmp_path):
+    """`dualvad detect` (plain Python, no Ray) on a folder of generated videos and one text file: the same
+    detection per video as POST /v1/detect, the bad file a line with its error, exit 1."""
+    import json
+
+    from dualvad.cli import main
+
+    config, _, tiny = evaluated_copy
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for record in media["records"][:2]:
+        os.symlink(record.path, folder / Path(record.path).name)
+    out = tmp_path / "detections.jsonl"
+    code = main(["detect", str(folder), str(media["text"]), "--run", config.run, "--vlm", str(tiny),
+                 "--out", str(out), "eval.max_new_tokens=4"])
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert code == 1 and len(lines) == 3
+    assert lines[2]["video_path"] == str(media["text"]) and "not a decodable video" in lines[2]["error"]
+    for line in lines[:2]:
+        online = _detection(_upload(server, Path(line["video_path"]))).model_dump()
+        assert line["video_score"] == online["video_score"] and line["video"] == online["video"]
+        assert [f["p_yes"] for f in line["frames"]] == pytest.approx([f["p_yes"] for f in online["frames"]],
+                                                                     abs=1e-5)
+        assert [s["scorer_score"] for s in line["segments"]] == pytest.approx(
+            [s["scorer_score"] for s in online["segments"]], abs=1e-6)
+        assert [c["explanation"] for c in line["clips"]] == [c["explanation"] for c in online["clips"]]
+        assert line["models"]["vlm"] == str(tiny)
+
+
 def test_json_uri_gives_the_same_result_as_the_upload(server, media):
     path = Path(media["records"][0].path)
     by_upload = _detection(_upload(server, path))
