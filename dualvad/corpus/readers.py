@@ -359,21 +359,17 @@ def _resolve(token: str, listed: list[str], index: dict[str, list[str]], source:
     )
 
 
-def _matched_names(temporal: Temporal, test: dict[str, str], source: object) -> dict[str, str]:
-    """Temporal token -> the test video id it names (by relative path, else by basename)."""
+def _match_temporal(
+    temporal: Temporal, lengths: dict[str, int], test: dict[str, str], source: object
+) -> tuple[dict[str, tuple[Interval, ...]], dict[str, int]]:
+    """Map temporal entries (and their annotated frame counts, where ``lengths`` has them) onto test video
+    ids (by relative path, else by basename): (video id -> intervals, video id -> frame count)."""
     listed = sorted(test)
     index = _by_basename(listed)
-    return {token: _resolve(token, listed, index, source) for token in temporal}
-
-
-def _match_temporal(
-    temporal: Temporal, test: dict[str, str], source: object
-) -> dict[str, tuple[Interval, ...]]:
-    """Map temporal entries onto test video ids (by relative path, else by basename)."""
-    names = _matched_names(temporal, test, source)
     matched: dict[str, tuple[Interval, ...]] = {}
+    frames: dict[str, int] = {}
     for token, (label, intervals) in temporal.items():
-        vid = names[token]
+        vid = _resolve(token, listed, index, source)
         if vid in matched:
             raise CorpusFormatError(f"{source}: video {vid!r} is annotated twice")
         if label != test[vid]:
@@ -382,7 +378,9 @@ def _match_temporal(
                 f"{test[vid]!r}; make the two agree"
             )
         matched[vid] = intervals
-    return matched
+        if token in lengths:
+            frames[vid] = lengths[token]
+    return matched, frames
 
 
 def _check_disjoint(train: dict[str, str], test: dict[str, str], ann: Path) -> None:
@@ -419,10 +417,8 @@ def _folder_entries(ann: Path) -> list[_Entry]:
     frames: dict[str, int] = {}
     source = _temporal_source(ann, TEMPORAL_FILE)
     if source is not None:
-        entries_of, lengths, path = source
-        temporal = _match_temporal(entries_of, test, path)
-        names = _matched_names(entries_of, test, path)
-        frames = {names[token]: length for token, length in lengths.items()}
+        annotated, lengths, path = source
+        temporal, frames = _match_temporal(annotated, lengths, test, path)
     entries: list[_Entry] = [(vid, label, "train", None, None) for vid, label in train.items()]
     entries += [(vid, label, "test", temporal.get(vid), frames.get(vid)) for vid, label in test.items()]
     return entries
