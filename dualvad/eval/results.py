@@ -81,7 +81,12 @@ class ModelResult:
 
     def category_videos(self, category: str) -> list[VideoResult]:
         """The videos a category's metrics are over: that category's and every normal one."""
-        return [v for v in self.videos if v.label in (category, NORMAL_LABEL)]
+        return category_videos(self.videos, category)
+
+
+def category_videos(videos: list[VideoResult], category: str) -> list[VideoResult]:
+    """``videos`` of label ``category`` or normal, in order: the subset a category's metrics are over."""
+    return [v for v in videos if v.label in (category, NORMAL_LABEL)]
 
 
 def model_metrics(videos: list[VideoResult], features: dict[str, np.ndarray],
@@ -124,8 +129,7 @@ def category_metrics(videos: list[VideoResult], features: dict[str, np.ndarray],
     per-class protocol of the WSVAD papers); ``None`` where a metric is undefined on that subset."""
     out = {}
     for category in categories(videos):
-        subset = [v for v in videos if v.label in (category, NORMAL_LABEL)]
-        out[category], _ = model_metrics(subset, features, vera)
+        out[category], _ = model_metrics(category_videos(videos, category), features, vera)
     return out
 
 
