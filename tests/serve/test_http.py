@@ -4,7 +4,6 @@ session's trained scorer), generated videos, every bad input, batching and load 
 from __future__ import annotations
 
 import os
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +17,7 @@ from dualvad.serve.schemas import DetectResponse, ErrorResponse
 from dualvad.serve.settings import AppArgs
 
 from browser import CHROMIUM, MISSING, assert_not_blank, live_page
+from loopback import free_port
 from media import write_broken_files, write_video
 
 BUDGET = 8
@@ -26,12 +26,6 @@ MAX_DURATION_S = 8.0
 # a burst of 8 fits; 24 overflow the queue. A queue of 4 shed some of 8 with slots free: Ray counts
 # requests being assigned as queued (docs/decisions.md, 2026-12-02)
 ANALYZER_SLOTS, ANALYZER_QUEUE = 8, 8
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +53,7 @@ def server(ray_session, evaluated_copy, media):
     args = AppArgs(run=config.run, vlm=str(tiny), allowed_roots=[str(media["root"])], max_new_tokens=4,
                    max_upload_bytes=MAX_UPLOAD, max_duration_s=MAX_DURATION_S, request_timeout_s=60,
                    max_batch_size=8, batch_wait_timeout_s=0.3)
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
     small = {"ray_actor_options": {"num_cpus": 0.25}}
     serve.run(compose(args, api=small,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,15 +17,11 @@ import yaml
 
 from dualvad import paths
 
+from loopback import free_port
+
 ROOT = Path(__file__).parent.parent.parent
 STARTUP_S = 300  # a fresh Ray plus three deployments loading torch models on 2 busy cores
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +87,7 @@ def _detect_one(client: httpx.Client, corpus: Path) -> dict:
 
 def test_serve_run_of_the_shipped_config_answers(demo_folder, evaluated_copy):
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
-    port = _free_port()
+    port = free_port()
     config["http_options"]["port"] = port
     (demo_folder / "serve_config.yaml").write_text(yaml.safe_dump(config))
     log = demo_folder / "serve-run.log"
@@ -108,7 +103,7 @@ def test_serve_run_of_the_shipped_config_answers(demo_folder, evaluated_copy):
 
 
 def test_dualvad_serve_without_run_serves_the_demo_run(demo_folder, evaluated_copy):
-    port = _free_port()
+    port = free_port()
     log = demo_folder / "dualvad-serve.log"
     process = _launch([str(BIN / "dualvad"), "serve", "--port", str(port)], demo_folder, log)
     try:
