@@ -75,8 +75,6 @@ def main() -> None:
     config, corpus = _prepare(args)
     videos = sorted(str(p) for p in Path(corpus, "videos").rglob("*.mp4"))
     tiny = _tiny_vlm(Path(config.run).parent)
-    from ray import serve
-
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 300})
     base = f"http://127.0.0.1:{port}"
@@ -167,13 +165,13 @@ def run_load(url: str, bodies: list[dict], concurrency: int) -> LoadResult:
                       [e for _, e in outcomes if e is not None], wall, timings)
 
 
-def _levels(url: str, videos: list[str], args: argparse.Namespace) -> list[LoadResult]:
+def _levels(system: str, url: str, videos: list[str], args: argparse.Namespace) -> list[LoadResult]:
     bodies = [{"uri": videos[i % len(videos)], "explain": args.explain} for i in range(args.requests)]
     run_load(url, bodies[:2], 1)  # warm-up: first requests load lazily-built state in every replica
     results = []
     for concurrency in CONCURRENCY:
         results.append(run_load(url, bodies, concurrency))
-        print(results[-1].row(url.rsplit("/", 1)[-1]), flush=True)
+        print(results[-1].row(system), flush=True)
     return results
 
 
@@ -187,8 +185,6 @@ def _yaml_options() -> dict[str, dict[str, Any]]:
 
 
 def _bench_pipeline(config, tiny: str, videos: list[str], base: str, args) -> list[LoadResult]:
-    from ray import serve
-
     from dualvad.serve.app import compose
     from dualvad.serve.settings import AppArgs
 
@@ -200,7 +196,7 @@ def _bench_pipeline(config, tiny: str, videos: list[str], base: str, args) -> li
     serve.run(compose(app_args, api=options["Api"], analyzer=options["Analyzer"], judge=options["Judge"]),
               name="dualvad", route_prefix="/")
     print(f"pipeline deployed in {time.perf_counter() - started:.0f} s", flush=True)
-    results = _levels(f"{base}/v1/detect", videos, args)
+    results = _levels("pipeline", f"{base}/v1/detect", videos, args)
     batches = httpx.get(f"{base}/v1/info", timeout=30).json()["models"]["judge"]["batch_sizes"]
     print(f"pipeline: the Judge's batch sizes seen (size: count): {batches}")
     serve.delete("dualvad")
@@ -208,14 +204,12 @@ def _bench_pipeline(config, tiny: str, videos: list[str], base: str, args) -> li
 
 
 def _bench_naive(config, tiny: str, videos: list[str], base: str, args) -> list[LoadResult]:
-    from ray import serve
-
     started = time.perf_counter()
     app = NaiveDetector.options(ray_actor_options={"num_cpus": 0.75, "num_gpus": args.judge_gpus}).bind(
         config.run, tiny, args.budget, args.device, args.explain)
     serve.run(app, name="naive", route_prefix="/naive")
     print(f"naive deployed in {time.perf_counter() - started:.0f} s", flush=True)
-    results = _levels(f"{base}/naive/detect", videos, args)
+    results = _levels("naive", f"{base}/naive/detect", videos, args)
     serve.delete("naive")
     return results
 
