@@ -81,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     tune = _command(commands, "finetune", "fine-tune the VLM on both benchmarks (Ray Train + DeepSpeed)",
                     _cmd_stage)
     tune.add_argument("--run", help="run directory (run)")
-    tune.add_argument("--model", help="'tiny', a hub id or a folder (finetune.model)")
+    tune.add_argument("--model",
+                      help="'tiny' or 'small' (random presets), a hub id or a folder (finetune.model)")
     tune.add_argument("--workers", dest="finetune_workers", type=int,
                       help="Ray Train workers (finetune.workers)")
     evaluate = _command(commands, "evaluate", "evaluate the scorer and the fine-tuned VLM on the test split",

@@ -14,7 +14,7 @@ SCORER = "scorer"  # train-scorer: model/ (scorer.json + model.pt), metrics.json
 SCORES = "scores"  # score: *.parquet, one row per (video, segment)
 SAMPLES = "samples"  # sample: *.parquet, one row per video
 BENCHMARKS = "benchmarks"  # build-benchmarks: image/ and video/ shards, manifest.json
-FINETUNE = "finetune"  # finetune: final/ (Hugging Face folder), base/ (tiny model), train_log.json
+FINETUNE = "finetune"  # finetune: final/ (Hugging Face folder), base/ (a random preset), train_log.json
 EVAL = "eval"  # evaluate: metrics.json, results.*, report.html, predictions/, samples/
 
 # Inside every stage output.
@@ -31,7 +31,7 @@ SCORER_METRICS_FILE = "metrics.json"  # RUN/scorer/metrics.json: the exported ch
 SCORER_HISTORY_FILE = "history.json"  # RUN/scorer/history.json: every report of the training run
 BENCHMARK_KINDS = ("image", "video")  # RUN/benchmarks/<kind>/shard-*.parquet
 MANIFEST_FILE = "manifest.json"  # RUN/benchmarks/manifest.json
-FINETUNE_BASE_DIR = "base"  # RUN/finetune/base: the tiny model's starting weights
+FINETUNE_BASE_DIR = "base"  # RUN/finetune/base: a random preset's starting weights
 FINETUNE_FINAL_DIR = "final"  # RUN/finetune/final: the Hugging Face export
 TRAIN_LOG_FILE = "train_log.json"  # RUN/finetune/train_log.json
 PREDICTIONS_DIR = "predictions"  # RUN/eval/predictions/<model>.parquet

@@ -19,7 +19,7 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 class FinetuneConfig:
     """Fine-tuning the VLM on the train split of both benchmarks (Ray Train + DeepSpeed)."""
 
-    model: str = "tiny"  # "tiny" (a random tiny InternVL, for tests/demo) or a hub id / folder
+    model: str = "tiny"  # a random preset ("tiny", "small": dualvad.vlm.model.PRESETS) or a hub id / folder
     workers: int = 2  # Ray Train workers (data-parallel ranks)
     cpus_per_worker: float = 0.5
     use_gpu: bool = False  # one GPU per worker, bf16; CPU runs are fp32 on gloo
@@ -40,6 +40,10 @@ class FinetuneConfig:
     gradient_checkpointing: bool = False
     freeze_vision: bool = False
     freeze_projector: bool = False
+    # The language model's token embeddings and output head (151,674 rows; one tensor when tied). Every
+    # answer the benchmarks teach is made of existing tokens, so they need not move: frozen, they take no
+    # gradient, no optimizer state and no all-reduce (docs/decisions.md, 2026-12-02).
+    freeze_embeddings: bool = True
     # LoRA (peft) on the language model: rank 0 = full fine-tuning. With LoRA the language model's own
     # weights are frozen; freeze_vision / freeze_projector still decide whether those parts train fully.
     lora_rank: int = 0

@@ -21,8 +21,9 @@ driver copies to ``RUN/finetune/final``: loadable with :func:`dualvad.vlm.model.
 InternVL. Each step logs loss, lr, samples/s, tokens/s, the peak memory of the busiest worker and, on GPUs
 the table of :mod:`dualvad.train.flops` knows, the model FLOPs utilisation (MFU).
 
-``finetune.model = "tiny"`` writes a tiny random InternVL once to ``RUN/finetune/base`` (local runs
-only) and trains that; otherwise the model is a hub id or a folder every worker can read.
+``finetune.model = "tiny"`` or ``"small"`` writes that random InternVL preset
+(:data:`dualvad.vlm.model.PRESETS`) once to ``RUN/finetune/base`` (local runs only) and trains that;
+otherwise the model is a hub id or a folder every worker can read.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from dualvad.stages import Skipped, Stage, StageContext, run_stage, section
 from dualvad.train.flops import FlopsModel, flops_model, mfu, peak_bf16_flops, step_flops
 from dualvad.train.lora import apply_lora, base_model, merged_model
 from dualvad.vlm.collate import collate, encode_example
+from dualvad.vlm.loss import answer_loss
 from dualvad.vlm.mixing import IMAGE, VIDEO, mix_schedule
 
 log = logging.getLogger(__name__)
@@ -166,16 +168,18 @@ def _train_rows(run: RunDir, kind: str) -> ray.data.Dataset:
 
 
 def _model_path(out: RunDir, settings: FinetuneConfig) -> str:
-    """The folder or hub id workers load; ``"tiny"`` is written once into the output (``base/``)."""
-    if settings.model != "tiny":
+    """The folder or hub id workers load; a preset (``"tiny"``, ``"small"``) is written once into the
+    output (``base/``)."""
+    from dualvad.vlm.model import PRESETS, save_preset_model
+
+    if settings.model not in PRESETS:
         return settings.model
     if not isinstance(out.fs, pafs.LocalFileSystem):
-        raise FinetuneError("finetune.model='tiny' needs a local run directory (workers load it from disk)")
-    from dualvad.vlm.model import save_tiny_model
-
+        raise FinetuneError(f"finetune.model={settings.model!r} needs a local run directory (workers load "
+                            "it from disk)")
     base = Path(out.path(paths.FINETUNE_BASE_DIR))
     if not (base / "config.json").is_file():
-        save_tiny_model(base)
+        save_preset_model(settings.model, base, seed=settings.seed)
     return str(base)
 
 
@@ -248,7 +252,7 @@ def _optimizer_step(engine: Any, rows: dict[str, list], chunk: list[list[tuple[s
     loss_sum, tokens, samples, tiles = 0.0, 0, 0, 0
     for indices in chunk:
         batch = _batch(rows, indices, processor, max_length, pad_id, engine.device)
-        loss = engine(**batch).loss
+        loss = answer_loss(engine, batch)
         engine.backward(loss)
         engine.step()
         loss_sum += float(loss.detach())
@@ -295,7 +299,8 @@ def prepare_model(model: torch.nn.Module, settings: FinetuneConfig) -> torch.nn.
         model = apply_lora(model, settings.lora_rank, settings.lora_alpha, settings.lora_dropout,
                            settings.lora_targets)
     # After LoRA: peft froze every base weight; the vision tower and projector train unless frozen here.
-    freeze(base_model(model), vision=settings.freeze_vision, projector=settings.freeze_projector)
+    freeze(base_model(model), vision=settings.freeze_vision, projector=settings.freeze_projector,
+           embeddings=settings.freeze_embeddings)
     return model.train()
 
 
@@ -310,14 +315,18 @@ def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
     model.config.use_cache = False  # a KV cache is useless in training and conflicts with recomputation
 
 
-def freeze(model: torch.nn.Module, vision: bool, projector: bool) -> int:
-    """Stop gradients to the vision tower and/or the projector of an InternVL; returns trainable params."""
+def freeze(model: torch.nn.Module, vision: bool, projector: bool, embeddings: bool = False) -> int:
+    """Stop gradients to the vision tower, the projector and/or the language model's token embeddings and
+    output head (one tensor when tied) of an InternVL; returns the number of trainable parameters."""
     parts = {"vision_tower": vision, "multi_modal_projector": projector}
     for name, frozen in parts.items():
         module = getattr(model.model, name, None)
         if module is None:
             raise FinetuneError(f"{type(model).__name__} has no model.{name}: not an InternVL model")
         module.requires_grad_(not frozen)
+    if embeddings:
+        model.get_input_embeddings().requires_grad_(False)
+        model.get_output_embeddings().requires_grad_(False)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if trainable == 0:
         raise FinetuneError("every parameter is frozen: nothing to fine-tune")

@@ -128,9 +128,13 @@ class VLMJudge:
         # Positions count real tokens only, as generate() does, so a left-padded row sees the positions
         # it would see alone.
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        logits = self.model(**inputs, position_ids=positions).logits  # (batch, seq, vocab)
+        # Only the last real token's logits are read: project just those positions onto the vocabulary
+        # (one when the padding is on the left), not all (batch, seq) of them.
+        last = last_token_index(mask)
+        kept, column = torch.unique(last, return_inverse=True)
+        logits = self.model(**inputs, position_ids=positions, logits_to_keep=kept).logits  # (batch, P, vocab)
         rows = torch.arange(logits.shape[0], device=logits.device)
-        return logits[rows, last_token_index(mask)].float().cpu()
+        return logits[rows, column].float().cpu()
 
     def _generate(self, prompt: str, images: list[Image.Image]) -> str:
         """Greedy answer to one prompt, up to ``max_new_tokens`` tokens, special tokens removed."""

@@ -34,6 +34,7 @@ TINY_SEED = 0
 #: Tiny model geometry: 56 px tiles of 14 px patches = 4x4 patches, pixel shuffle 0.5 -> 4 image tokens.
 TINY_IMAGE_SIZE = 56
 TINY_PATCH_SIZE = 14
+SMALL_IMAGE_SIZE = 112  # the small preset's tiles: 8x8 patches -> 16 image tokens
 BINARY_ANSWERS = ("Yes", "No")
 DIGITS = tuple(str(d) for d in range(10))
 
@@ -53,24 +54,51 @@ def tiny_internvl_config(vocab_size: int | None = None) -> InternVLConfig:
     every id the tokenizer can produce. Image tokens per tile: 4. Embeddings are tied to keep the file
     small (the real model's are not).
     """
+    return _random_config(vocab_size, vision_hidden=32, vision_layers=2, vision_mlp=64,
+                          image_size=TINY_IMAGE_SIZE, text_hidden=64, text_layers=2, text_mlp=128)
+
+
+def small_internvl_config(vocab_size: int | None = None) -> InternVLConfig:
+    """The ``small`` random InternVL: the largest that fine-tunes usefully on a 2-core CPU in minutes.
+
+    4 vision layers (hidden 128, 4 heads, MLP 512) over 112 px tiles of 14 px patches (64 patches, pixel
+    shuffle 0.5: 16 image tokens per tile, twice the tiny model's resolution, so small objects in a frame
+    stay a few pixels wide), 4 Qwen2 text layers (hidden 256, 4 heads, 2 KV heads, MLP 1024). The tied
+    151,674 x 256 embedding (38.8 M parameters) is 88% of the model; fine-tuning freezes it by default
+    (``finetune.freeze_embeddings``), which leaves 5.1 M parameters to train.
+    """
+    return _random_config(vocab_size, vision_hidden=128, vision_layers=4, vision_mlp=512,
+                          image_size=SMALL_IMAGE_SIZE, text_hidden=256, text_layers=4, text_mlp=1024)
+
+
+#: Random InternVLs built from configs in code (``finetune.model`` may name one), smallest first.
+PRESETS = {"tiny": tiny_internvl_config, "small": small_internvl_config}
+
+
+def _random_config(vocab_size: int | None, vision_hidden: int, vision_layers: int, vision_mlp: int,
+                   image_size: int, text_hidden: int, text_layers: int, text_mlp: int) -> InternVLConfig:
+    """An InternVL3-shaped config of the given widths (4 attention heads everywhere, 2 KV heads, 14 px
+    patches, pixel shuffle 0.5, tied embeddings) over the tokenizer's vocabulary (``vocab_size``: see
+    :func:`tiny_internvl_config`)."""
     if vocab_size is None:
         from dualvad.vlm.processor import tokenizer_vocab_size
 
         vocab_size = tokenizer_vocab_size()
     vision = InternVLVisionConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        image_size=TINY_IMAGE_SIZE, patch_size=TINY_PATCH_SIZE, attention_bias=True,
+        hidden_size=vision_hidden, num_hidden_layers=vision_layers, num_attention_heads=4,
+        intermediate_size=vision_mlp, image_size=image_size, patch_size=TINY_PATCH_SIZE, attention_bias=True,
         layer_scale_init_value=0.1, norm_type="layer_norm", use_mean_pooling=True,
     )
     text = Qwen2Config(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, rms_norm_eps=1e-6,
-        rope_theta=1_000_000.0, bos_token_id=BOS_TOKEN_ID, eos_token_id=EOS_TOKEN_ID,
-        pad_token_id=BOS_TOKEN_ID, tie_word_embeddings=True,
+        vocab_size=vocab_size, hidden_size=text_hidden, intermediate_size=text_mlp,
+        num_hidden_layers=text_layers, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=2048, rms_norm_eps=1e-6, rope_theta=1_000_000.0, bos_token_id=BOS_TOKEN_ID,
+        eos_token_id=EOS_TOKEN_ID, pad_token_id=BOS_TOKEN_ID, tie_word_embeddings=True,
     )
+    tokens = (image_size // TINY_PATCH_SIZE) ** 2 // 4  # pixel shuffle 0.5 merges 2x2 patches
     return InternVLConfig(
         vision_config=vision.to_dict(), text_config=text.to_dict(), image_token_id=IMAGE_CONTEXT_TOKEN_ID,
-        image_seq_length=4, downsample_ratio=0.5, projector_hidden_act="gelu", vision_feature_layer=-1,
+        image_seq_length=tokens, downsample_ratio=0.5, projector_hidden_act="gelu", vision_feature_layer=-1,
         vision_feature_select_strategy="default", tie_word_embeddings=True,
     )
 
@@ -116,9 +144,14 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 def build_tiny_model(seed: int = TINY_SEED) -> InternVLForConditionalGeneration:
     """The tiny random InternVL of :func:`tiny_internvl_config`, initialised with ``seed`` (float32, CPU)."""
+    return build_preset_model("tiny", seed)
+
+
+def build_preset_model(preset: str, seed: int = TINY_SEED) -> InternVLForConditionalGeneration:
+    """The random InternVL of a preset (:data:`PRESETS`), initialised with ``seed`` (float32, CPU, eval
+    mode)."""
     torch.manual_seed(seed)
-    model = InternVLForConditionalGeneration(tiny_internvl_config())
-    return model.eval()
+    return InternVLForConditionalGeneration(_preset_config(preset)).eval()
 
 
 def save_tiny_model(directory: str | Path, seed: int = TINY_SEED) -> Path:
@@ -126,18 +159,30 @@ def save_tiny_model(directory: str | Path, seed: int = TINY_SEED) -> Path:
 
     Afterwards ``load_model(directory)`` and ``load_processor(directory)`` work offline. Returns the folder.
     """
+    return save_preset_model("tiny", directory, seed)
+
+
+def save_preset_model(preset: str, directory: str | Path, seed: int = TINY_SEED) -> Path:
+    """Write the random InternVL of ``preset`` ("tiny" or "small") and its processor (tiles of the preset's
+    size) to ``directory``, loadable offline like a downloaded checkpoint. Returns the folder."""
     from dualvad.vlm.processor import build_processor
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model = build_tiny_model(seed)
+    model = build_preset_model(preset, seed)
     model.generation_config.pad_token_id = BOS_TOKEN_ID
     model.generation_config.eos_token_id = EOS_TOKEN_ID
     model.save_pretrained(directory)
-    build_processor(
-        image_size=TINY_IMAGE_SIZE, image_seq_length=image_tokens_per_tile(model.config)
-    ).save_pretrained(directory)
+    tile = model.config.vision_config.image_size[0]
+    processor = build_processor(image_size=tile, image_seq_length=image_tokens_per_tile(model.config))
+    processor.save_pretrained(directory)
     return directory
+
+
+def _preset_config(preset: str) -> InternVLConfig:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; presets: {', '.join(PRESETS)}")
+    return PRESETS[preset]()
 
 
 def load_model(
@@ -145,10 +190,12 @@ def load_model(
 ) -> InternVLForConditionalGeneration:
     """Load an InternVL checkpoint (hub id such as :data:`DEFAULT_MODEL_ID`, or a folder), in eval mode.
 
-    ``"tiny"`` is not a checkpoint: write one first with :func:`save_tiny_model` and pass its folder.
+    A preset name (``"tiny"``, ``"small"``) is not a checkpoint: write one first with
+    :func:`save_preset_model` and pass its folder.
     """
-    if str(model) == "tiny":
-        raise ValueError("load_model('tiny'): write one with save_tiny_model(folder), then load that folder")
+    if str(model) in PRESETS:
+        raise ValueError(f"load_model({str(model)!r}): write one with "
+                         f"save_preset_model({str(model)!r}, folder), then load that folder")
     loaded = AutoModelForImageTextToText.from_pretrained(str(model), dtype=dtype)
     if not isinstance(loaded, InternVLForConditionalGeneration):
         raise TypeError(f"{model} is a {type(loaded).__name__}, not an InternVL (model_type 'internvl')")

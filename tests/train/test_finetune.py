@@ -150,6 +150,10 @@ def test_freeze_vision_and_projector():
     assert not any(p.requires_grad for p in model.model.vision_tower.parameters())
     assert not any(p.requires_grad for p in model.model.multi_modal_projector.parameters())
     assert all(p.requires_grad for p in model.model.language_model.parameters())
+    embedding_rows = model.get_input_embeddings().weight.shape[0]
+    assert freeze(model, vision=True, projector=True, embeddings=True) == trainable - embedding_rows * 64
+    assert not model.get_input_embeddings().weight.requires_grad
+    assert not model.get_output_embeddings().weight.requires_grad  # tied: the same tensor
 
 
 def test_a_killed_worker_is_replaced_and_training_resumes_from_the_last_checkpoint(finetuned):

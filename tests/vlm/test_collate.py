@@ -12,6 +12,7 @@ from PIL import Image
 
 from dualvad.benchmarks.templates import frame_prefix
 from dualvad.vlm.collate import IGNORE_INDEX, collate, conversation_to_messages, encode_example
+from dualvad.vlm.loss import answer_loss, predicting_positions
 from dualvad.vlm.mixing import draws_per_epoch, interleave, mix_schedule
 from dualvad.vlm.model import (
     BOS_TOKEN_ID,
@@ -152,6 +153,32 @@ def test_tiny_model_learns_the_answers(tiny_folder, processor):
     print("losses", [round(v, 3) for v in losses])
     assert all(later < earlier for earlier, later in zip(losses, losses[1:], strict=False))
     assert losses[-1] < losses[0] - 1.0
+
+
+
+def test_predicting_positions_are_the_union_of_each_rows_answer_predictors():
+    labels = torch.tensor([[-100, -100, 5, 6, -100, -100],
+                           [-100, -100, -100, -100, 7, -100]])
+    assert predicting_positions(labels).tolist() == [1, 2, 3]
+
+
+def test_answer_loss_equals_the_models_loss_with_the_same_gradients(tiny_folder, processor):
+    """The answer-only loss (logits of the answer-predicting positions only) is the model's own loss over
+    the full (batch, seq, vocab) logits, and gives the same gradients."""
+    model = load_model(tiny_folder).train()
+    examples = [encode_example(row, processor, MAX_LENGTH) for row in (IMAGE_ROW, VIDEO_ROW)]
+    batch = collate(examples, pad_token_id=BOS_TOKEN_ID)
+    gradients = []
+    for compute in (lambda: model(**batch).loss, lambda: answer_loss(model, batch)):
+        model.zero_grad()
+        loss = compute()
+        loss.backward()
+        gradients.append((loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (full, full_grads), (answers, answer_grads) = gradients
+    assert answers == pytest.approx(full, rel=1e-6)
+    assert len(answer_grads) == len(full_grads) > 0
+    for mine, reference in zip(answer_grads, full_grads, strict=True):
+        torch.testing.assert_close(mine, reference, rtol=1e-4, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------ mix schedule
