@@ -171,9 +171,8 @@ def _setting(parser: argparse.ArgumentParser, flag: str, text: str, dest: str | 
     dest = dest or flag.lstrip("-").replace("-", "_")
     key = _FLAG_KEYS[dest]
     shown = default if default is not None else setting_default(key)
-    metavar = _choices_metavar(key)
-    if metavar:
-        kwargs["metavar"] = metavar
+    # the choices, else the flag's own name (not its dest: --workers, not FINETUNE_WORKERS)
+    kwargs["metavar"] = _choices_metavar(key) or flag.lstrip("-").upper().replace("-", "_")
     parser.add_argument(flag, dest=dest, help=f"{text} ({key}; default: {shown})".replace("%", "%%"),
                         **kwargs)
 
