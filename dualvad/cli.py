@@ -1,9 +1,10 @@
-"""The ``dualvad`` console script: one subcommand per stage, plus ``demo``.
+"""The ``dualvad`` console script: one subcommand per stage, plus ``config``, ``demo`` and the tools.
 
 Every subcommand takes ``--config FILE`` (YAML, see ``configs/``) and trailing
 ``key.sub=value`` overrides; its own flags (``--run``, ``--segments`` ...) are shorthands for
-overrides. ``dualvad demo`` generates a small corpus and runs every stage end to end on a
-local Ray.
+overrides, and their help shows the key and its default. ``dualvad config`` prints the effective
+config; a stage's ``--dry-run`` prints what it would do. ``dualvad demo`` generates a small corpus
+and runs every stage end to end on a local Ray.
 """
 
 from __future__ import annotations
@@ -16,11 +17,19 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from dualvad import paths
-from dualvad.config import ConfigError, DualVADConfig, config_hash, load_config
+from dualvad import __version__, paths
+from dualvad.config import (
+    ConfigError,
+    DualVADConfig,
+    config_hash,
+    config_yaml,
+    load_config,
+    setting_choices,
+    setting_default,
+)
 from dualvad.corpus.layout import CorpusFormatError
 from dualvad.errors import StageError
-from dualvad.stages import StageInterrupted
+from dualvad.stages import StageInterrupted, dry_run
 
 log = logging.getLogger("dualvad")
 
@@ -54,92 +63,124 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dualvad", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="dualvad", description=__doc__.split("\n\n")[0], epilog=_EPILOG)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    _command(commands, "config", "print the effective config (defaults, --config FILE, overrides) as YAML",
+             _cmd_config)
     synth = _command(commands, "synth", "generate a synthetic surveillance corpus", _cmd_synth)
     synth.add_argument("--out", required=True, help="corpus folder to write")
-    synth.add_argument("--videos", type=int, help="number of videos (synth.videos)")
-    synth.add_argument("--seed", type=int, help="random seed (synth.seed)")
+    _setting(synth, "--videos", "number of videos", type=int)
+    _setting(synth, "--seed", "random seed", type=int)
     ingest = _command(commands, "ingest", "decode videos into K segments with features", _cmd_ingest)
-    ingest.add_argument("--corpus", help="corpus folder (corpus)")
-    ingest.add_argument("--run", help="run directory (run)")
-    ingest.add_argument("--segments", type=int, help="segments per video (ingest.segments)")
+    _setting(ingest, "--corpus", "corpus folder", default="none, required")
+    _setting(ingest, "--run", "run directory")
+    _setting(ingest, "--segments", "segments per video", type=int)
     train = _command(commands, "train-scorer", "train the segment scorer (Ray Train)", _cmd_stage)
-    train.add_argument("--run", help="run directory (run)")
-    train.add_argument("--kind", help="refinevad or mil (scorer.kind)")
-    train.add_argument("--workers", type=int, help="Ray Train workers (scorer.workers)")
+    _setting(train, "--run", "run directory")
+    _setting(train, "--kind", "the scorer")
+    _setting(train, "--workers", "Ray Train workers", type=int)
     score = _command(commands, "score", "score every segment with the trained scorer", _cmd_stage)
-    score.add_argument("--run", help="run directory (run)")
+    _setting(score, "--run", "run directory")
     sample = _command(commands, "sample", "allocate a frame budget per video", _cmd_stage)
-    sample.add_argument("--run", help="run directory (run)")
-    sample.add_argument("--budget", type=int, help="frames per video (sample.budget)")
-    sample.add_argument("--strategy", help="focused, uniform, random or cdf (sample.strategy)")
-    sample.add_argument("--tau", type=float, help="softmax temperature (sample.tau)")
+    _setting(sample, "--run", "run directory")
+    _setting(sample, "--budget", "frames per video", type=int)
+    _setting(sample, "--strategy", "how frames are allocated")
+    _setting(sample, "--tau", "softmax temperature of focused", type=float)
     build = _command(commands, "build-benchmarks", "build the image and video benchmarks", _cmd_stage)
-    build.add_argument("--run", help="run directory (run)")
-    build.add_argument("--shards", type=int, help="Parquet shards per benchmark (benchmarks.shards)")
+    _setting(build, "--run", "run directory")
+    _setting(build, "--shards", "Parquet shards per benchmark", type=int)
     tune = _command(commands, "finetune", "fine-tune the VLM on both benchmarks (Ray Train + DeepSpeed)",
                     _cmd_stage)
-    tune.add_argument("--run", help="run directory (run)")
-    tune.add_argument("--model",
-                      help="'tiny' or 'small' (random presets), a hub id or a folder (finetune.model)")
-    tune.add_argument("--workers", dest="finetune_workers", type=int,
-                      help="Ray Train workers (finetune.workers)")
+    _setting(tune, "--run", "run directory")
+    _setting(tune, "--model", "'tiny' or 'small' (random presets), a hub id or a folder")
+    _setting(tune, "--workers", "Ray Train workers", dest="finetune_workers", type=int)
     evaluate = _command(commands, "evaluate", "evaluate the scorer and the fine-tuned VLM on the test split",
                         _cmd_stage)
-    evaluate.add_argument("--run", help="run directory (run)")
-    evaluate.add_argument("--ablate", help="none, sampling or benchmarks (eval.ablate)")
+    _setting(evaluate, "--run", "run directory")
+    _setting(evaluate, "--ablate", "what to compare")
     evaluate.add_argument("--compare", nargs="+", metavar="NAME=RUN",
-                          help="runs whose fine-tuned models --ablate benchmarks compares (eval.compare)")
-    evaluate.add_argument("--eval-model", dest="eval_model", help="a model folder or hub id (eval.model; "
-                          "default RUN/finetune/final)")
+                          help="runs whose fine-tuned models --ablate benchmarks compares (eval.compare; "
+                          "default: none)")
+    _setting(evaluate, "--eval-model", "a model folder or hub id", default="RUN/finetune/final")
     export = _command(commands, "export-jsonl", "export the benchmarks as InternVL JSONL", _cmd_export)
-    export.add_argument("--run", help="run directory (run)")
-    export.add_argument("--out", help="output folder (default RUN/jsonl; local)")
+    _setting(export, "--run", "run directory")
+    export.add_argument("--out", help="output folder, local (default: RUN/jsonl)")
     served = _command(commands, "serve", "serve a run's models over HTTP on a local Ray (Ray Serve)",
                       _cmd_serve)
-    served.add_argument("--run", help="run directory to serve (default runs/demo, made by `make demo`)")
-    served.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
-    served.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    served.add_argument("--vlm", help="a VLM folder or hub id (default RUN/finetune/final)")
+    served.add_argument("--run", help="run directory to serve (default: runs/demo, made by `make demo`)")
+    served.add_argument("--port", type=int, default=8000, help="HTTP port (default: %(default)s)")
+    served.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    served.add_argument("--vlm", help="a VLM folder or hub id (default: RUN/finetune/final)")
     served.add_argument("--allowed-root", dest="allowed_roots", action="append", default=[],
                         help="a folder or URI prefix JSON requests may name a video in (repeatable; "
-                        "default the folder of the run's ingested videos)")
+                        "default: the folder of the run's ingested videos)")
     detect = _command(commands, "detect", "score new, unlabelled videos with a trained run (no Ray, no "
                       "server)", _cmd_detect, inputs=True)
-    detect.add_argument("--run", help="run directory whose scorer and VLM detect (run; default runs/demo)")
-    detect.add_argument("--vlm", help="a VLM folder or hub id (default eval.model, else RUN/finetune/final)")
+    detect.add_argument("--run", help="run directory whose scorer and VLM detect (run; default: runs/demo)")
+    detect.add_argument("--vlm", help="a VLM folder or hub id (default: eval.model, else "
+                        "RUN/finetune/final)")
     detect.add_argument("--out", help="JSON Lines file, one line per video (default: standard output)")
     detect.add_argument("--budget", dest="frame_budget", type=int,
                         help="frames judged per video (default: the run's sample.budget)")
-    detect.add_argument("--strategy", dest="frame_strategy",
-                        help="focused, uniform, random or cdf (default: the run's sample.strategy)")
+    detect.add_argument("--strategy", dest="frame_strategy", metavar=_choices_metavar("sample.strategy"),
+                        help="how frames are allocated (default: the run's sample.strategy)")
     detect.add_argument("--threshold", type=float, default=0.5,
-                        help="is_anomalous = video_score >= threshold (default 0.5)")
+                        help="is_anomalous = video_score >= threshold (default: %(default)s)")
     detect.add_argument("--no-explain", dest="no_explain", action="store_true",
                         help="skip the clip explanations (faster)")
     demo = _command(commands, "demo", "run every stage on a generated corpus", _cmd_demo)
-    demo.add_argument("--run", help="run directory (default runs/demo)")
-    demo.add_argument("--videos", type=int, help="videos in the generated corpus")
+    demo.add_argument("--run", help="run directory (default: runs/demo)")
+    _setting(demo, "--videos", "videos in the generated corpus", type=int)
     return parser
+
+
+_EPILOG = ("Every config key can be set with a trailing key.sub=value override; `dualvad config` prints "
+           "them all with their values, `dualvad COMMAND --help` a command's flags with their defaults.")
 
 
 def _command(commands, name: str, help_text: str, handler: Callable,
              inputs: bool = False) -> argparse.ArgumentParser:
     """A sub-command; ``inputs``: its positionals are files or folders, and ``key.sub=value`` overrides among
     them (split by :func:`_split_inputs`)."""
-    sub = commands.add_parser(name, help=help_text, description=help_text)
-    sub.add_argument("--config", help="YAML config (see configs/); defaults are embedded")
+    sub = commands.add_parser(name, help=help_text, description=help_text, epilog=_EPILOG)
+    sub.add_argument("--config", metavar="FILE", help="YAML config (see configs/; default: the embedded "
+                     "defaults, which `dualvad config` prints)")
     if inputs:
         sub.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FOLDER",
                          help="video files or folders of them; key.sub=value items are config overrides")
     else:
-        sub.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+        sub.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                         help="config overrides (`dualvad config` lists every key with its value)")
     if handler in (_cmd_stage, _cmd_ingest, _cmd_demo):
         sub.add_argument("--force", action="store_true",
                          help="redo the stage(s) even when the output matches these inputs and settings")
+    if handler in (_cmd_stage, _cmd_ingest):
+        sub.add_argument("--dry-run", dest="dry_run", action="store_true",
+                         help="print what the stage would do (inputs, skip or run and why, work staged) and "
+                         "exit; runs, locks and writes nothing")
     sub.set_defaults(handler=handler)
     return sub
+
+
+def _setting(parser: argparse.ArgumentParser, flag: str, text: str, dest: str | None = None,
+             default: str | None = None, **kwargs) -> None:
+    """A flag that is a shorthand for a config key (``_FLAG_KEYS``): its help names the key and its embedded
+    default (or ``default``, said in words), an enumerated key's metavar its choices. The choices are shown,
+    not enforced here: the config loader refuses a wrong one as it does in an override."""
+    dest = dest or flag.lstrip("-").replace("-", "_")
+    key = _FLAG_KEYS[dest]
+    shown = default if default is not None else setting_default(key)
+    # the choices, else the flag's own name (not its dest: --workers, not FINETUNE_WORKERS)
+    kwargs["metavar"] = _choices_metavar(key) or flag.lstrip("-").upper().replace("-", "_")
+    parser.add_argument(flag, dest=dest, help=f"{text} ({key}; default: {shown})".replace("%", "%%"),
+                        **kwargs)
+
+
+def _choices_metavar(key: str) -> str | None:
+    """``{a,b,c}`` for an enumerated config key, as argparse shows ``choices``."""
+    choices = setting_choices(key)
+    return "{" + ",".join(str(choice) for choice in choices) + "}" if choices else None
 
 
 def _split_inputs(items: list[str]) -> tuple[list[str], list[str]]:
@@ -162,6 +203,14 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     if getattr(args, "compare", None):
         extra.append(f"eval.compare={json.dumps(args.compare)}")
     return list(args.overrides) + extra
+
+
+def _cmd_config(config: DualVADConfig, _args: argparse.Namespace) -> int:
+    """Print the effective config; ``--config`` of the output gives the same config back."""
+    print(f"# dualvad {__version__}: the effective config (hash {config_hash(config)}); "
+          "--config this file to use it")
+    print(config_yaml(config), end="")
+    return 0
 
 
 def _cmd_synth(config: DualVADConfig, args: argparse.Namespace) -> int:
@@ -197,7 +246,11 @@ def _run_stage(name: str, config: DualVADConfig, force: bool):
 
 
 def _cmd_stage(config: DualVADConfig, args: argparse.Namespace) -> int:
-    print(_run_stage(args.command, config, args.force))
+    if not args.dry_run:
+        print(_run_stage(args.command, config, args.force))
+        return 0
+    with dry_run():  # every stage goes through the runner, which returns its Plan instead of running
+        print(_run_stage(args.command, config, args.force))
     return 0
 
 

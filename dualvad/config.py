@@ -38,7 +38,7 @@ from dualvad.video.sampling import SampleConfig
 __all__ = [
     "BenchmarksConfig", "ConfigError", "DualVADConfig", "EvalConfig", "FinetuneConfig", "IngestConfig",
     "RayConfig", "SampleConfig", "ScorerConfig", "StagesConfig", "SynthConfig", "VeraSettings", "config_hash",
-    "config_to_dict", "load_config",
+    "config_to_dict", "config_yaml", "load_config", "setting_choices", "setting_default",
 ]
 
 
@@ -94,6 +94,29 @@ def config_hash(config: Any) -> str:
     """A short, stable hash of a config (hex, 12 chars): the same values give the same hash."""
     canonical = json.dumps(config_to_dict(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def config_yaml(config: Any) -> str:
+    """The config as YAML, in field order; :func:`load_config` reads it back to an equal config."""
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False)
+
+
+def setting_default(key: str) -> Any:
+    """The embedded default of config key ``key`` (``sample.budget``)."""
+    node: Any = DualVADConfig()
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def setting_choices(key: str) -> tuple[Any, ...] | None:
+    """The values an enumerated (``Literal``) config key allows, ``None`` for any other key."""
+    hint: Any = DualVADConfig
+    for part in key.split("."):
+        hint = typing.get_type_hints(hint)[part]
+    options = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    literals = [option for option in options if typing.get_origin(option) is typing.Literal]
+    return typing.get_args(literals[0]) if literals else None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

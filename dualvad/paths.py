@@ -20,6 +20,7 @@ EVAL = "eval"  # evaluate: metrics.json, results.*, report.html, predictions/, s
 # Inside every stage output.
 STAGE_FILE = "_stage.json"  # the runner's record: fingerprint, inputs, settings, summary
 FAILURES_FILE = "_failures.parquet"  # per-video failures of the run that wrote the output
+CONFIG_FILE = "config.yaml"  # the whole effective config the stage ran with, headed by the keys it hashed
 
 # Inside a run, the runner's own.
 LOCK_FILE = ".lock"  # held while a stage runs on this run directory

@@ -15,7 +15,12 @@ its work is a function of a :class:`StageContext`. :func:`run_stage` then:
 5. records per-video **failures** (``_failures.parquet``) and fails past
    ``stages.max_failure_share`` without publishing;
 6. **publishes** the staging folder as ``RUN/<output>`` with ``_stage.json`` (fingerprint, inputs,
-   settings, summary): the earlier output is replaced only once the new one is complete.
+   settings, summary) and ``config.yaml`` (the whole effective config, headed by the keys the
+   fingerprint covers): the earlier output is replaced only once the new one is complete, and a
+   publish that fails half-way (or a process killed there) puts the earlier output back.
+
+Inside :func:`dry_run` the runner does none of this: :func:`run_stage` returns a :class:`Plan` (inputs,
+fingerprint, skip or run and why, staged work) without locking or writing anything.
 
 No Ray here: stages that use Ray call it from inside their work function.
 """
@@ -23,6 +28,7 @@ No Ray here: stages that use Ray call it from inside their work function.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import datetime
 import hashlib
@@ -31,6 +37,7 @@ import logging
 import os
 import signal
 import socket
+import textwrap
 import threading
 import time
 import uuid
@@ -42,8 +49,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+import yaml
 
-from dualvad import paths
+from dualvad import __version__, paths
 from dualvad import schema as S
 from dualvad.checks import above, at_least, at_most
 from dualvad.errors import MissingInputError, StageError
@@ -53,6 +61,7 @@ log = logging.getLogger(__name__)
 
 RECORD_VERSION = 1  # bumped when _stage.json changes meaning
 REMOTE_LOCK_STALE_S = 6 * 3600  # a lock file on object storage older than this is taken over
+REPLACED = ".replaced-"  # RUN/.work/<output>.replaced-<token>: an earlier output while its successor moves in
 
 
 @dataclass
@@ -142,14 +151,17 @@ class Skipped:
 
 
 def run_stage(stage: Stage, run: RunDir, settings: dict[str, Any], work: Callable[[StageContext], Any],
-              config: StagesConfig, force: bool = False,
-              external: dict[str, str] | None = None) -> Any:
+              config: StagesConfig, force: bool = False, external: dict[str, str] | None = None,
+              effective: Any = None) -> Any:
     """Run ``work`` as ``stage`` on ``run`` (see the module docstring); returns its summary, or
-    :class:`Skipped`.
+    :class:`Skipped`, or inside :func:`dry_run` the :class:`Plan` (nothing run, locked or written).
 
     Args:
-        settings: the settings that change the stage's result (JSON-serialisable).
+        settings: the settings that change the stage's result (JSON-serialisable); :func:`section` builds
+            them from a config section, so ``config.yaml`` can name their keys.
         external: identities of inputs from outside the run (the corpus, another run's model).
+        effective: the whole config the stage was called with (a dataclass), written as
+            ``RUN/<output>/config.yaml``; without it that file holds ``settings`` alone.
 
     Raises:
         RunBusyError: another process is running a stage on ``run``.
@@ -157,7 +169,10 @@ def run_stage(stage: Stage, run: RunDir, settings: dict[str, Any], work: Callabl
         FailureShareError: too many videos failed; the work so far stays staged for a re-run.
         StageInterrupted: SIGTERM / SIGINT; the work so far stays staged for a re-run.
     """
+    if _DRY_RUN.get():
+        return plan_stage(stage, run, settings, force, external, effective)
     with RunLock(run, stage.name):
+        _restore_replaced(run)
         inputs = {name: input_fingerprint(run, name) for name in stage.inputs} | (external or {})
         fingerprint = _fingerprint(stage, settings, inputs)
         record = read_record(run, stage.output)
@@ -173,8 +188,112 @@ def run_stage(stage: Stage, run: RunDir, settings: dict[str, Any], work: Callabl
             log.warning("%s: interrupted; the finished work is kept in %s and the same command continues "
                         "from it", stage.name, context.out.path())
             raise
-        _finish(context, summary, settings, inputs, fingerprint, started)
+        _finish(context, summary, settings, inputs, fingerprint, started, effective)
         return summary
+
+
+# ---------------------------------------------------------------------------------------------- dry run
+
+_DRY_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("dualvad_dry_run", default=False)
+
+
+@contextlib.contextmanager
+def dry_run() -> Iterator[None]:
+    """Inside this block :func:`run_stage` only plans: it returns a :class:`Plan` and runs, locks and
+    writes nothing. A context, not a parameter, so every stage function gets it without passing it on."""
+    token = _DRY_RUN.set(True)
+    try:
+        yield
+    finally:
+        _DRY_RUN.reset(token)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What :func:`run_stage` would do (``dualvad STAGE --dry-run``)."""
+
+    stage: str
+    output: str  # RUN/<output>
+    fingerprint: str
+    inputs: dict[str, str]  # input -> fingerprint (earlier outputs, then external inputs)
+    settings: dict[str, Any]  # the settings the fingerprint covers, by config key
+    skip: bool  # the output is up to date: the stage would skip
+    reason: str  # why it would run, or when the up-to-date output was finished
+    staged: str | None  # staging folder the work goes into (None when skipping)
+    resumes: bool  # that folder holds an interrupted run's work, which the run would keep
+    staged_videos: int | None  # videos with rows in it (per-video stages)
+
+    def __str__(self) -> str:
+        verdict = f"up to date, would skip ({self.reason})" if self.skip else f"would run: {self.reason}"
+        inputs = ", ".join(f"{name} {value}" for name, value in self.inputs.items()) or "none"
+        settings = ", ".join(f"{key}={value}" for key, value in self.settings.items()) or "none"
+        lines = [f"{self.stage} --dry-run: {verdict}", f"  output       {self.output}",
+                 f"  inputs       {inputs}", f"  fingerprint  {self.fingerprint}, of the inputs and settings",
+                 textwrap.fill(settings, 110, initial_indent="  settings     ", subsequent_indent=" " * 15,
+                               break_long_words=False, break_on_hyphens=False),
+                 f"  work         {self._work()}", "nothing was run or written"]
+        return "\n".join(lines)
+
+    def _work(self) -> str:
+        if self.skip:
+            return "none (--force redoes it)"
+        if not self.resumes:
+            return f"all of it, in {self.staged}"
+        kept = f"{self.staged_videos} videos" if self.staged_videos is not None else "the work"
+        return f"the rest: {kept} already done in {self.staged} (an interrupted run) are kept"
+
+
+def plan_stage(stage: Stage, run: RunDir, settings: dict[str, Any], force: bool = False,
+               external: dict[str, str] | None = None, effective: Any = None) -> Plan:
+    """What :func:`run_stage` would do, from the records alone (no lock, nothing written).
+
+    Raises:
+        MissingInputError, CorruptInputError: as :func:`run_stage` would.
+    """
+    inputs = {name: input_fingerprint(run, name) for name in stage.inputs} | (external or {})
+    fingerprint = _fingerprint(stage, settings, inputs)
+    record = read_record(run, stage.output)
+    keys = settings_by_key(settings, effective)
+    if not force and record is not None and record.get("fingerprint") == fingerprint:
+        return Plan(stage.name, run.path(stage.output), fingerprint, inputs, keys, True,
+                    f"finished {record.get('finished')}", None, False, None)
+    staged = run.sub(paths.WORK_DIR, f"{stage.output}-{fingerprint}")
+    resumes = not force and staged.exists()  # --force discards the staged work
+    return Plan(stage.name, run.path(stage.output), fingerprint, inputs, keys, False,
+                _why(run, stage, record, settings, inputs, force, effective), staged.path(), resumes,
+                _staged_videos(staged) if resumes else None)
+
+
+def _why(run: RunDir, stage: Stage, record: dict[str, Any] | None, settings: dict[str, Any],
+         inputs: dict[str, str], force: bool, effective: Any) -> str:
+    """Why the stage would run: no output, --force, or what changed since the output was written."""
+    if record is None:
+        return ("its output was written by an older dualvad (no record)" if run.exists(stage.output)
+                else "no output yet")
+    if force:
+        return "--force"
+    before = settings_by_key(record.get("settings", {}), effective, like=settings)
+    now = settings_by_key(_as_recorded(settings), effective, like=settings)
+    changes = [f"{key} {before.get(key, '(unset)')} -> {now.get(key, '(unset)')}"
+               for key in sorted(before.keys() | now.keys()) if before.get(key) != now.get(key)]
+    old_inputs = record.get("inputs", {})
+    changes += [f"input {name} changed" for name in sorted(old_inputs.keys() | inputs.keys())
+                if old_inputs.get(name) != inputs.get(name)]
+    return "; ".join(changes) or "the stage's record is of another dualvad version"
+
+
+def _staged_videos(staged: RunDir) -> int | None:
+    """Videos with rows in a staging folder; ``None`` when its tables have no video column."""
+    try:
+        table = staged.read_table(columns=[S.VIDEO_ID])
+    except (OSError, pa.ArrowException):  # no video_id column (not a per-video stage) or unreadable
+        return None
+    return len(table.column(S.VIDEO_ID).unique()) if table is not None else None
+
+
+def _as_recorded(settings: dict[str, Any]) -> Any:
+    """``settings`` as ``_stage.json`` holds them (tuples become lists ...), to compare with a record."""
+    return json.loads(json.dumps(settings, default=str))
 
 
 def input_fingerprint(run: RunDir, output: str) -> str:
@@ -342,8 +461,9 @@ def _context(stage: Stage, run: RunDir, fingerprint: str, config: StagesConfig, 
 
 
 def _finish(context: StageContext, summary: Any, settings: dict[str, Any], inputs: dict[str, str],
-            fingerprint: str, started: float) -> None:
-    """Check the failure share, write the failures and the record into the staging folder, publish it."""
+            fingerprint: str, started: float, effective: Any) -> None:
+    """Check the failure share, write the failures, the record and the config into the staging folder,
+    publish it."""
     if context.videos is not None:
         failures = pa.Table.from_pylist(context.failures, schema=S.FAILURES_SCHEMA)
         context.out.write_table(failures, paths.FAILURES_FILE)
@@ -352,7 +472,25 @@ def _finish(context: StageContext, summary: Any, settings: dict[str, Any], input
               "inputs": inputs, "settings": settings, "started": _iso(started), "finished": _now(),
               "summary": str(summary), "videos": context.videos, "failures": len(context.failures)}
     context.out.write_text(json.dumps(record, indent=2, sort_keys=True, default=str), paths.STAGE_FILE)
+    context.out.write_text(config_text(record, settings, effective), paths.CONFIG_FILE)
     _publish(context)
+
+
+def config_text(record: dict[str, Any], settings: dict[str, Any], effective: Any) -> str:
+    """``config.yaml`` of a stage output: the whole effective config (loadable with ``--config``), headed
+    by comments naming the stage, its fingerprint and the keys that fingerprint covers."""
+    stage, covered = record["stage"], settings_by_key(settings, effective)
+    values = dataclasses.asdict(effective) if dataclasses.is_dataclass(effective) else settings
+    inputs = ", ".join(record["inputs"]) or "none"
+    header = [f"The effective config `dualvad {stage}` ran with (dualvad {__version__}, finished "
+              f"{record['finished']}); `--config` this file to run it again with the same settings.",
+              f"Its fingerprint {record['fingerprint']} covers its inputs ({inputs}) and these keys, so "
+              f"changing any of them redoes the stage: {', '.join(covered) or 'none'}. "
+              "The other keys did not change this output."]
+    comments = "".join(textwrap.fill(line, 108, initial_indent="# ", subsequent_indent="# ",
+                                     break_long_words=False, break_on_hyphens=False) + "\n"
+                       for line in header)
+    return comments + yaml.safe_dump(_as_recorded(values), sort_keys=False)
 
 
 def _check_failure_share(context: StageContext) -> None:
@@ -368,17 +506,41 @@ def _check_failure_share(context: StageContext) -> None:
 
 
 def _publish(context: StageContext) -> None:
-    """``out`` becomes ``RUN/<output>``; the earlier output is moved aside first and deleted after."""
+    """``out`` becomes ``RUN/<output>``; the earlier output is moved aside first and deleted after. Should
+    the move into place fail, the earlier output goes back; a process killed between the two moves
+    leaves it in ``RUN/.work/<output>.replaced-*``, which the next stage on the run puts back
+    (:func:`_restore_replaced`)."""
     run, output = context.run, context.stage.output
     replaced = None
     if run.exists(output):
-        replaced = run.path(paths.WORK_DIR, f"{output}.replaced-{uuid.uuid4().hex[:8]}")
+        replaced = run.path(paths.WORK_DIR, f"{output}{REPLACED}{uuid.uuid4().hex[:8]}")
         run.fs.move(run.path(output), replaced)
-    run.fs.move(context.out.path(), run.path(output))
+    try:
+        run.fs.move(context.out.path(), run.path(output))
+    except BaseException:
+        if replaced is not None and not run.exists(output):
+            run.fs.move(replaced, run.path(output))
+        raise
     if replaced is not None:
         run.fs.delete_dir(replaced)
     if context.scratch.exists():
         run.fs.delete_dir(context.scratch.path())
+
+
+def _restore_replaced(run: RunDir) -> None:
+    """Put back an earlier output that a killed publish left moved aside (``RUN/<output>`` missing); one
+    whose replacement was published is deleted, as the publish would have."""
+    selector = pafs.FileSelector(run.path(paths.WORK_DIR), allow_not_found=True)
+    for info in sorted(run.fs.get_file_info(selector), key=lambda i: i.path):
+        output, marker, _ = info.base_name.partition(REPLACED)
+        if not marker or info.type != pafs.FileType.Directory:
+            continue
+        if run.exists(output):
+            run.fs.delete_dir(info.path)
+        else:
+            log.warning("%s: putting back %s, moved aside by a publish that did not finish",
+                        run.path(output), info.path)
+            run.fs.move(info.path, run.path(output))
 
 
 _INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -415,13 +577,55 @@ def reclaim_signals() -> None:
             signal.signal(sig, _active_interrupt)
 
 
-def section(config: Any, *leave_out: str) -> dict[str, Any]:
+class Section(dict):
+    """A config section's settings as :func:`section` returns them: a plain dict (hashed and recorded as
+    one) that remembers the section's type, so that the runner can name its keys (``sample.budget``)."""
+
+    def __init__(self, values: dict[str, Any], of: type) -> None:
+        super().__init__(values)
+        self.of = of
+
+
+def section(config: Any, *leave_out: str) -> Section:
     """A config section as a dict, without the fields that do not change a stage's result (workers,
     threads ...)."""
     values = dataclasses.asdict(config)
     for name in leave_out:
         values.pop(name)
-    return values
+    return Section(values, type(config))
+
+
+def settings_by_key(settings: dict[str, Any], effective: Any = None,
+                    like: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``settings`` flattened to dotted keys: a :class:`Section`'s keys are named under the field of the
+    config ``effective`` that holds its type (``sample.budget``), nested dicts under their key, other keys
+    keep their own name. ``like``: the settings whose sections name the keys (default ``settings``; a
+    record read back holds plain dicts)."""
+    names = _section_names(effective)
+    like = settings if like is None else like
+    prefix = names.get(like.of) if isinstance(like, Section) else None
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        inner = like.get(key)
+        label = names.get(inner.of, key) if isinstance(inner, Section) else key
+        _flatten(label if prefix is None else f"{prefix}.{label}", value, flat)
+    return flat
+
+
+def _section_names(effective: Any) -> dict[type, str]:
+    """Section type -> its key in the top-level config (each section type appears once there)."""
+    if not dataclasses.is_dataclass(effective):
+        return {}
+    return {type(getattr(effective, f.name)): f.name for f in dataclasses.fields(effective)
+            if dataclasses.is_dataclass(getattr(effective, f.name))}
+
+
+def _flatten(label: str, value: Any, flat: dict[str, Any]) -> None:
+    if isinstance(value, dict) and value:
+        for key, inner in value.items():
+            _flatten(f"{label}.{key}", inner, flat)
+    else:
+        flat[label] = value
 
 
 def _now() -> str:

@@ -1,17 +1,31 @@
-"""The console script: synth, ingest and demo end to end, and exit codes for bad input."""
+"""The console script: synth, ingest and demo end to end, exit codes for bad input, and the settings it
+shows (config, --help, --version, a stage's config.yaml and --dry-run)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
-from dualvad.cli import main
+import pyarrow as pa
+import pytest
+import yaml
+
+from dualvad import paths
+from dualvad import schema as S
+from dualvad.cli import _parser, main
+from dualvad.config import load_config
 from dualvad.corpus import read_corpus
+from dualvad.rundir import RunDir, open_run
+from dualvad.stages import Stage, StagesConfig, read_record, run_stage
 
 from media import write_broken_files
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_synth_writes_a_readable_corpus(tmp_path, capsys):
@@ -38,6 +52,8 @@ def test_demo_runs_every_stage_and_prints_outputs(ray_session, tmp_path, capsys)
                           ("score", "scores"), ("sample", "samples"), ("build-benchmarks", "benchmarks"),
                           ("finetune", "finetune/final"), ("evaluate", "eval/report.html")]:
         assert f"{stage:<12} {run}/{folder}" in out
+        written = load_config(run / folder.split("/")[0] / paths.CONFIG_FILE)  # each output explains itself
+        assert (written.run, written.sample.budget, written.finetune.max_steps) == (str(run), 8, 2)
     assert (run / "benchmarks" / "manifest.json").is_file()
     assert (run / "finetune" / "final" / "config.json").is_file()
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
@@ -85,3 +101,96 @@ def test_zero_segments_exits_2_before_decoding(tmp_path, capsys):
     assert code == 2
     assert "config key 'ingest.segments' must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_version_is_the_installed_package_version(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"dualvad {metadata.version('dualvad')}\n"
+
+
+def test_config_prints_the_effective_config_as_yaml_that_loads_back(tmp_path, capsys):
+    args = ["--config", str(CONFIGS / "smoke.yaml"), "sample.budget=8", "ingest.feature=clip"]
+    assert main(["config", *args]) == 0
+    out = capsys.readouterr().out
+    expected = load_config(CONFIGS / "smoke.yaml", ["sample.budget=8", "ingest.feature=clip"])
+    assert out.startswith("# dualvad ") and yaml.safe_load(out)["sample"]["budget"] == 8
+    (tmp_path / "effective.yaml").write_text(out)
+    assert load_config(tmp_path / "effective.yaml") == expected
+    assert main(["config", "sample.budgt=8"]) == 2
+    assert "unknown config key 'sample.budgt'" in capsys.readouterr().err
+
+
+def test_every_flag_of_every_command_shows_its_default_and_enumerated_keys_their_choices(monkeypatch, capsys):
+    commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            if action.option_strings and action.nargs != 0 and not action.required:  # optional values
+                assert "default:" in action.help, f"dualvad {name} {action.option_strings[0]}"
+    monkeypatch.setenv("COLUMNS", "200")  # argparse wraps at the terminal's width
+    with pytest.raises(SystemExit):
+        main(["sample", "--help"])
+    out = capsys.readouterr().out
+    assert "[--strategy {focused,uniform,random,cdf}]" in out
+    assert "how frames are allocated (sample.strategy; default: focused)" in out
+    assert "--budget BUDGET" in out and "frames per video (sample.budget; default: 16)" in out
+    assert "config overrides (`dualvad config` lists every key with its value)" in out
+
+
+def scored_toy_run(root: Path, videos: int = 4, segments: int = 4, frames: int = 40) -> RunDir:
+    """A run whose segments and scores were published by the runner without Ray (toy stages writing the
+    columns the sample stage reads): ``videos`` normal test videos of ``frames`` frames each."""
+    run = open_run(str(root))
+    rows = [{S.VIDEO_ID: f"v{v}", S.SEGMENT_INDEX: k, S.START_FRAME: k * frames // segments,
+             S.END_FRAME: (k + 1) * frames // segments, S.FPS: 10.0, S.NUM_FRAMES: frames, S.LABEL: "Normal",
+             S.SPLIT: "test", S.VIDEO_PATH: f"/corpus/v{v}.mp4", S.GT_INTERVALS: None}
+            for v in range(videos) for k in range(segments)]
+    segments_schema = pa.schema([field for field in S.SEGMENTS_SCHEMA if field.name in rows[0]])
+    scores = [{S.VIDEO_ID: row[S.VIDEO_ID], S.SEGMENT_INDEX: row[S.SEGMENT_INDEX],
+               S.SCORE: 0.2 * row[S.SEGMENT_INDEX]} for row in rows]
+    tables = [(Stage("ingest", paths.SEGMENTS), pa.Table.from_pylist(rows, schema=segments_schema)),
+              (Stage("score", paths.SCORES, (paths.SEGMENTS,)),
+               pa.Table.from_pylist(scores, schema=S.SCORES_SCHEMA))]
+    for stage, table in tables:
+        run_stage(stage, run, {}, lambda context, t=table: context.out.write_table(t, "part-0.parquet"),
+                  StagesConfig())
+    return run
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_sample_explains_itself_dry_runs_and_a_rejected_run_keeps_the_earlier_samples(tmp_path, capsys):
+    run = scored_toy_run(tmp_path / "run")
+    root = Path(run.root)
+    assert main(["sample", "--run", run.uri, "--dry-run", "--budget", "8"]) == 0
+    inputs = {name: read_record(run, name)["fingerprint"] for name in (paths.SEGMENTS, paths.SCORES)}
+    first = capsys.readouterr().out.splitlines()
+    assert first[0] == "sample --dry-run: would run: no output yet"
+    assert first[2] == f"  inputs       segments {inputs['segments']}, scores {inputs['scores']}"
+    assert " ".join(line.strip() for line in first[4:6]) == (  # wrapped at 110 columns
+        "settings     sample.strategy=focused, sample.budget=8, sample.tau=0.1, sample.floor=1, "
+        "sample.cdf_offset=0.1, sample.seed=0")
+    assert first[-1] == "nothing was run or written" and not root.joinpath(paths.SAMPLES).exists()
+
+    assert main(["sample", "--run", run.uri, "--budget", "8"]) == 0
+    assert capsys.readouterr().out.startswith("sample: 4 videos, 32 frames selected, 0 failures")
+    good = _files(root / paths.SAMPLES)
+    written = load_config(root / paths.SAMPLES / paths.CONFIG_FILE)  # the settings it ran with
+    assert written == load_config(None, [f"run={run.uri}", "sample.budget=8"])
+    assert main(["sample", "--run", run.uri, "--budget", "8", "--dry-run"]) == 0
+    record = read_record(run, paths.SAMPLES)
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"sample --dry-run: up to date, would skip (finished {record['finished']})")
+    assert main(["sample", "--run", run.uri, "--budget", "6", "--strategy", "uniform", "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "sample --dry-run: would run: sample.budget 8 -> 6; sample.strategy focused -> uniform")
+
+    # Rejected runs: every video fails (41 frames of 40), or the config is refused (budget 0).
+    assert main(["sample", "--run", run.uri, "--budget", "41"]) == 1
+    assert "4 of 4 videos failed" in capsys.readouterr().err
+    assert main(["sample", "--run", run.uri, "--budget", "0"]) == 2
+    assert "config key 'sample.budget' must be >= 1, got 0" in capsys.readouterr().err
+    assert _files(root / paths.SAMPLES) == good  # the earlier samples, byte for byte

@@ -1,5 +1,5 @@
 """The stage runner on toy stages (no Ray): skip, redo, force, lock, staging, publishing, failures, signals,
-and inputs that are corrupt or hold duplicates."""
+inputs that are corrupt or hold duplicates, the config.yaml it publishes and its dry run."""
 
 from __future__ import annotations
 
@@ -11,25 +11,31 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from dualvad import paths
 from dualvad import schema as S
+from dualvad.config import load_config
 from dualvad.errors import MissingInputError
-from dualvad.rundir import open_run
+from dualvad.rundir import RunDir, open_run
 from dualvad.stages import (
     CorruptInputError,
     FailureShareError,
+    Plan,
     RunBusyError,
     Skipped,
     Stage,
     StageContext,
     StageInterrupted,
     StagesConfig,
+    dry_run,
     read_input,
     read_record,
     run_stage,
+    section,
 )
 
 SEGMENTS = Stage("ingest", paths.SEGMENTS)
@@ -196,3 +202,141 @@ def test_a_corrupt_stage_record_names_itself(tmp_path):
     run.write_text("{not json", paths.SEGMENTS, paths.STAGE_FILE)
     with pytest.raises(CorruptInputError, match=r"segments/_stage.json cannot be read"):
         run_stage(SCORES, run, {}, Work(), StagesConfig())
+
+
+# ------------------------------------------------------------------------------ config.yaml and dry runs
+
+
+def test_the_published_config_yaml_is_the_effective_config_headed_by_the_fingerprinted_keys(tmp_path):
+    run = open_run(str(tmp_path / "run"))
+    config = load_config(None, [f"run={run.uri}", "sample.budget=8", "scorer.epochs=3"])
+    run_stage(SEGMENTS, run, section(config.sample, "seed"), Work(), config.stages, effective=config)
+    written = Path(run.path(paths.SEGMENTS, paths.CONFIG_FILE))
+    assert load_config(written) == config  # the whole config, loadable with --config
+    header = " ".join(line[2:] for line in written.read_text().splitlines() if line.startswith("# "))
+    fingerprint = read_record(run, paths.SEGMENTS)["fingerprint"]
+    assert (f"Its fingerprint {fingerprint} covers its inputs (none) and these keys, so changing any of them "
+            "redoes the stage: sample.strategy, sample.budget, sample.tau, sample.floor, sample.cdf_offset. "
+            "The other keys did not change this output.") in header
+    # Without the whole config (a stage called with settings alone) the file holds those settings.
+    run_stage(SCORES, run, {"k": 8}, Work(), StagesConfig())
+    assert yaml.safe_load(Path(run.path(paths.SCORES, paths.CONFIG_FILE)).read_text()) == {"k": 8}
+
+
+def _tree(root: Path) -> dict[str, int]:
+    """Every file and folder under ``root`` with its modification time: what a dry run must not change."""
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")} if root.exists() else {}
+
+
+class VideoWork(Work):
+    """A per-video stage's work: rows with a video id (``rows`` videos), e.g. an interrupted ingest's."""
+
+    def __call__(self, context: StageContext) -> str:
+        self.calls += 1
+        ids = [f"v{i}" for i in range(self.rows)]
+        context.out.write_table(pa.table({S.VIDEO_ID: ids, "x": list(range(self.rows))}), "part-0.parquet")
+        if self.fail is not None:
+            raise self.fail
+        return f"wrote {self.rows} videos"
+
+
+def test_a_dry_run_says_what_would_run_and_why_and_runs_locks_and_writes_nothing(tmp_path):
+    root, config = tmp_path / "run", StagesConfig()
+    run = open_run(str(root))
+    with dry_run():
+        plan = run_stage(SEGMENTS, run, {"k": 8}, Work(), config)
+    assert isinstance(plan, Plan) and not plan.skip and plan.reason == "no output yet"
+    assert plan.inputs == {} and plan.settings == {"k": 8} and not plan.resumes
+    assert not root.exists()  # not even the run directory or its lock
+    run_stage(SEGMENTS, run, {"k": 8}, Work(), config)
+    record = read_record(run, paths.SEGMENTS)
+    interrupted = VideoWork(rows=3, fail=StageInterrupted(signal.SIGTERM))
+    with pytest.raises(StageInterrupted):
+        run_stage(SEGMENTS, run, {"k": 16}, interrupted, config)
+    before, work = _tree(root), Work()
+    with dry_run():
+        same = run_stage(SEGMENTS, run, {"k": 8}, work, config)
+        changed = run_stage(SEGMENTS, run, {"k": 16}, work, config)
+        forced = run_stage(SEGMENTS, run, {"k": 16}, work, config, force=True)
+        later = run_stage(SCORES, run, {}, work, config)
+    assert work.calls == 0 and _tree(root) == before
+    assert same.skip and same.fingerprint == record["fingerprint"]
+    assert same.reason == f"finished {record['finished']}" and same.staged is None
+    staged = run.path(paths.WORK_DIR, f"{paths.SEGMENTS}-{changed.fingerprint}")
+    assert (changed.skip, changed.reason, changed.staged, changed.resumes, changed.staged_videos) == (
+        False, "k 8 -> 16", staged, True, 3)
+    assert str(changed).splitlines() == [
+        "ingest --dry-run: would run: k 8 -> 16",
+        f"  output       {run.path(paths.SEGMENTS)}",
+        "  inputs       none",
+        f"  fingerprint  {changed.fingerprint}, of the inputs and settings",
+        "  settings     k=16",
+        f"  work         the rest: 3 videos already done in {staged} (an interrupted run) are kept",
+        "nothing was run or written"]
+    assert (forced.reason, forced.resumes) == ("--force", False)  # --force discards the staged work
+    assert later.inputs == {paths.SEGMENTS: record["fingerprint"]} and later.reason == "no output yet"
+    run_stage(SCORES, run, {}, Work(), config)
+    run_stage(SEGMENTS, run, {"k": 16}, VideoWork(rows=3), config)  # re-ingested: the scores are stale
+    with dry_run():
+        stale = run_stage(SCORES, run, {}, work, config)
+        with pytest.raises(MissingInputError, match="segments does not exist"):
+            run_stage(SCORES, open_run(str(tmp_path / "empty")), {}, work, config)
+    assert stale.reason == "input segments changed" and not stale.skip
+
+
+def _failing_publish_run(root: Path) -> RunDir:
+    """A run on local files whose move of a staging folder into place fails (a full disk, a lost
+    connection), through fsspec's local filesystem with that one move broken."""
+    fsspec_local = pytest.importorskip("fsspec.implementations.local")
+
+    class MoveIntoPlaceFails(fsspec_local.LocalFileSystem):
+        def mv(self, path1, path2, **kwargs):
+            source = Path(path1)
+            if source.parent.name == paths.WORK_DIR and source.name.startswith(f"{paths.SEGMENTS}-"):
+                raise OSError(f"cannot move {path1}: no space left on device")
+            return super().mv(path1, path2, **kwargs)
+
+    return RunDir(pafs.PyFileSystem(pafs.FSSpecHandler(MoveIntoPlaceFails())), str(root), str(root))
+
+
+def _too_many_failures(context: StageContext) -> str:
+    context.videos = 1
+    context.record_failures([{S.VIDEO_ID: "v0", S.VIDEO_PATH: "/v0.mp4", S.REASON: "v0: broken"}])
+    return "not published"
+
+
+@pytest.mark.parametrize("failure", ["work raises", "too many videos fail", "interrupted", "publish fails"])
+def test_a_failed_run_never_deletes_the_earlier_good_output(tmp_path, failure):
+    # The issue's case: a `sample` run rejected for its failures deleted the previous samples.
+    root = tmp_path / "run"
+    run_stage(SEGMENTS, open_run(str(root)), {"k": 8}, Work(rows=3), StagesConfig())
+    run = open_run(str(root))
+    if failure == "publish fails":
+        (root / paths.LOCK_FILE).unlink()  # flock's file; a non-local filesystem's lock would read it as held
+        run = _failing_publish_run(root)
+    good = {name: (root / paths.SEGMENTS / name).read_bytes() for name in os.listdir(root / paths.SEGMENTS)}
+    work, error = {
+        "work raises": (Work(rows=7, fail=RuntimeError("worker died")), RuntimeError),
+        "too many videos fail": (_too_many_failures, FailureShareError),
+        "interrupted": (Work(rows=7, fail=StageInterrupted(signal.SIGINT)), StageInterrupted),
+        "publish fails": (Work(rows=7), OSError),
+    }[failure]
+    with pytest.raises(error):
+        run_stage(SEGMENTS, run, {"k": 16}, work, StagesConfig())
+    kept = {name: (root / paths.SEGMENTS / name).read_bytes() for name in os.listdir(root / paths.SEGMENTS)}
+    assert kept == good  # every file of the good run, byte for byte
+    assert not list((root / paths.WORK_DIR).glob(f"{paths.SEGMENTS}.replaced-*"))
+
+
+def test_an_output_a_killed_publish_left_moved_aside_is_put_back(tmp_path):
+    run, config = open_run(str(tmp_path / "run")), StagesConfig()
+    run_stage(SEGMENTS, run, {"k": 8}, Work(rows=3), config)
+    run_stage(SCORES, run, {}, Work(rows=2), config)
+    work = tmp_path / "run" / paths.WORK_DIR
+    # Killed between the publish's two moves: the earlier segments aside, their successor not in place.
+    os.rename(tmp_path / "run" / paths.SEGMENTS, work / f"{paths.SEGMENTS}.replaced-0000dead")
+    # Killed after both moves, before deleting what was replaced: a stale copy beside the new scores.
+    (work / f"{paths.SCORES}.replaced-0000beef").mkdir()
+    skipped = run_stage(SEGMENTS, run, {"k": 8}, Work(), config)
+    assert isinstance(skipped, Skipped) and table_of(run, paths.SEGMENTS) == [0, 1, 2]
+    assert sorted(os.listdir(work)) == []

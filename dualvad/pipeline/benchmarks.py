@@ -69,7 +69,7 @@ def run_build_benchmarks(config: DualVADConfig, force: bool = False) -> Benchmar
     """Build both benchmarks from ``RUN/samples``; see the module docstring."""
     settings = section(config.benchmarks, "decode_threads")
     return run_stage(STAGE, open_run(config.run), settings, lambda context: _build(context, config),
-                     config.stages, force)
+                     config.stages, force, effective=config)
 
 
 def _build(context: StageContext, config: DualVADConfig) -> BenchmarkSummary:

@@ -150,7 +150,7 @@ def run_evaluate(config: DualVADConfig, force: bool = False) -> EvalSummary | Sk
                       "jpeg_quality": config.benchmarks.jpeg_quality}
     external = {spec.name: _model_identity(spec) for spec in specs if spec.run_uri != run.uri}
     return run_stage(stage, run, stage_settings, lambda context: _evaluate(context, config, specs),
-                     config.stages, force, external=external)
+                     config.stages, force, external=external, effective=config)
 
 
 def _evaluate(context: StageContext, config: DualVADConfig, specs: list[ModelSpec]) -> EvalSummary:

@@ -174,7 +174,7 @@ def run_ingest(config: DualVADConfig, force: bool = False) -> IngestSummary | Sk
         raise IngestError(f"corpus {config.corpus} lists no videos in annotations/")
     settings = section(config.ingest, "workers", "cpus_per_worker", "decode_threads")
     return run_stage(STAGE, open_run(config.run), settings, lambda context: _ingest(context, records, config),
-                     config.stages, force, external={"corpus": corpus_identity(records)})
+                     config.stages, force, external={"corpus": corpus_identity(records)}, effective=config)
 
 
 def corpus_identity(records: list[VideoRecord]) -> str:

@@ -47,7 +47,8 @@ class SampleSummary:
 def run_sample(config: DualVADConfig, force: bool = False) -> SampleSummary | Skipped:
     """Allocate ``sample.budget`` frames per video with ``sample.strategy``."""
     return run_stage(STAGE, open_run(config.run), section(config.sample),
-                     lambda context: _sample(context, config.sample), config.stages, force)
+                     lambda context: _sample(context, config.sample), config.stages, force,
+                     effective=config)
 
 
 def _sample(context: StageContext, settings: SampleConfig) -> SampleSummary:

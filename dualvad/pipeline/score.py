@@ -84,7 +84,7 @@ class ScoreWorker:
 def run_score(config: DualVADConfig, force: bool = False) -> ScoreSummary | Skipped:
     """Score every ingested video with ``RUN/scorer/model``; see the module docstring."""
     return run_stage(STAGE, open_run(config.run), {}, lambda context: _score(context, config),
-                     config.stages, force)
+                     config.stages, force, effective=config)
 
 
 def _score(context: StageContext, config: DualVADConfig) -> ScoreSummary:

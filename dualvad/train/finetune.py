@@ -97,7 +97,7 @@ def run_finetune(config: DualVADConfig, force: bool = False) -> FinetuneSummary 
     Through the stage runner: a finished run with the same benchmarks and ``finetune.*`` is skipped."""
     settings = section(config.finetune, "cpus_per_worker")
     return run_stage(STAGE, open_run(config.run), settings, lambda context: _finetune(context, config),
-                     config.stages, force)
+                     config.stages, force, effective=config)
 
 
 def _finetune(context: StageContext, config: DualVADConfig) -> FinetuneSummary:

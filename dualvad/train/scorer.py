@@ -73,7 +73,7 @@ def train_scorer(config: DualVADConfig, force: bool = False) -> ScorerTrainSumma
     runner: a finished run with the same segments and ``scorer.*`` settings is skipped."""
     settings = section(config.scorer, "score_workers", "cpus_per_worker")
     return run_stage(STAGE, open_run(config.run), settings, lambda context: _train(context, config),
-                     config.stages, force)
+                     config.stages, force, effective=config)
 
 
 def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
