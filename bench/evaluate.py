@@ -1,27 +1,37 @@
-"""The whole chain on a generated corpus, ending in the evaluation tables (issue 7).
+"""The whole chain on a generated corpus, ending in the benchmark-mixing study (issue 15).
 
 Generates a corpus, ingests it, trains the RefineVAD scorer on the train split, scores, samples
-(focused), builds both benchmarks, fine-tunes the tiny InternVL on their train split, then runs
-`dualvad evaluate` on the test split twice:
+(focused) and builds both benchmarks once. Then, for every benchmark mix and training seed, fine-tunes
+the ``--model`` preset (random weights, seeded by the training seed) on the train split in a run of its
+own and evaluates it on the test split (focused frames). The mixes (``finetune.*``):
 
-  * ``--ablate sampling``: the fine-tuned model on focused, uniform and random frames, beside the
-    scorer baseline;
-  * ``--ablate benchmarks`` (unless ``--no-benchmarks``): models fine-tuned on the image benchmark
-    only, the video benchmark only, and both (same steps), all on focused frames.
+  * ``image``: the image benchmark only (``video_weight=0``);
+  * ``video``: the video benchmark only (``image_weight=0``);
+  * ``joint``: both, interleaved at random (``curriculum=joint``);
+  * ``image_first``: both, every image row of an epoch before its video rows;
+  * ``weighted``: both, the image rows drawn twice per epoch (``image_weight=2``).
 
-Prints both tables and, per VLM row, whether each metric beats chance (0.5 AUC). Every figure
-comes from the run directories under ``bench/out/evaluate-*``; nothing is cached between runs
-except the generated corpus and its ingest.
+Every mix runs the same number of optimizer steps, so each sees as many rows. Prints the video and frame
+AUC of each VLM row per seed with their mean and spread, the per-category frame AUC (mean over seeds),
+the scorer's row beside them, and the answer to the paper's open question: does any schedule keep
+image-only's frame AUC and joint training's video AUC at once? With ``--sampling`` also the sampling
+ablation (focused, uniform, random frames) of the joint model of the first seed.
 
-    python bench/evaluate.py [--videos 48] [--seconds 4] [--steps 200]
+Every figure comes from the run directories under ``bench/out/evaluate/``; finished stages are skipped
+on a re-run (the stage runner), so an interrupted study continues where it stopped.
+
+    python bench/evaluate.py [--videos 48] [--seconds 6] [--model small] [--steps 150] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
+import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from dualvad.config import load_config
@@ -35,82 +45,144 @@ from dualvad.train.scorer import train_scorer
 from common import corpus_arguments, prepared_run
 
 SHARED_STAGES = ("segments", "scorer", "scores", "samples", "benchmarks")
-# Benchmark mixes of the ablation: (name, finetune.image_weight, finetune.video_weight).
-MIXES = (("image", 1.0, 0.0), ("video", 0.0, 1.0), ("both", 1.0, 1.0))
+VLM_ROW = "vlm/focused"
+
+
+@dataclass(frozen=True)
+class Mix:
+    """A benchmark mix: the ``finetune.*`` settings it changes."""
+
+    name: str
+    image_weight: float
+    video_weight: float
+    curriculum: str = "joint"
+
+    def overrides(self) -> list[str]:
+        return [f"finetune.image_weight={self.image_weight}", f"finetune.video_weight={self.video_weight}",
+                f"finetune.curriculum={self.curriculum}"]
+
+
+MIXES = {mix.name: mix for mix in (
+    Mix("image", 1.0, 0.0), Mix("video", 0.0, 1.0), Mix("joint", 1.0, 1.0),
+    Mix("image_first", 1.0, 1.0, "image_first"), Mix("weighted", 2.0, 1.0))}
 
 
 def main() -> None:
     args = _args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     started = time.perf_counter()
-    overrides = [f"ingest.segments={args.segments}", f"scorer.epochs={args.epochs}", "scorer.report_every=10",
-                 f"sample.budget={args.budget}", "benchmarks.image_size=56",
-                 "benchmarks.clip_frames=8", "benchmarks.shards=2", *_finetune_overrides(args),
-                 "eval.cpus_per_worker=1", "eval.max_new_tokens=12"]
-    config, _ = prepared_run("evaluate", args.videos, args.seconds, args.seed, overrides)
-    print(train_scorer(config))
-    print(run_score(config))
-    print(run_sample(config))
-    print(run_build_benchmarks(config))
-    runs = {name: _mix_run(config, name, image, video, overrides) for name, image, video in MIXES}
-    for name, run_config in runs.items():
-        print(f"fine-tuning on {name}: {run_finetune(run_config)}")
-    both = runs["both"]
-    sampling = run_evaluate(dataclasses.replace(both, eval=dataclasses.replace(both.eval, ablate="sampling")))
-    print("\n## Sampling ablation (model fine-tuned on both benchmarks)\n")
-    print(sampling)  # an EvalSummary, or Skipped with the earlier run's summary
-    _chance(both.run)
-    if not args.no_benchmarks:
-        compare = [f"{name}={run.run}" for name, run in runs.items()]
-        benchmarks = run_evaluate(dataclasses.replace(
-            both, eval=dataclasses.replace(both.eval, ablate="benchmarks", compare=compare)))
-        print("\n## Benchmark ablation (focused frames)\n")
-        print(benchmarks)
-        _chance(both.run)
-    print(f"report: {Path(both.run) / 'eval' / 'report.html'}; {time.perf_counter() - started:.0f} s in all")
+    config, _ = prepared_run("evaluate", args.videos, args.seconds, args.seed, _shared_overrides(args))
+    for stage in (train_scorer, run_score, run_sample, run_build_benchmarks):
+        print(stage(config))
+    metrics: dict[tuple[str, int], dict] = {}
+    for name in args.mixes:
+        for seed in args.seeds:
+            metrics[name, seed] = _study_run(config, MIXES[name], seed, args)
+    _print_study(metrics, args)
+    if args.sampling:
+        _print_sampling(config, args)
+    print(f"{time.perf_counter() - started:.0f} s in all; runs under {Path(config.run).parent}")
 
 
-def _finetune_overrides(args) -> list[str]:
-    return [f"finetune.max_steps={args.steps}", f"finetune.lr={args.lr}",
-            f"finetune.micro_batch={args.micro_batch}", f"finetune.warmup_steps={max(1, args.steps // 20)}",
-            f"finetune.report_every={args.steps}", "finetune.workers=2"]
+def _shared_overrides(args) -> list[str]:
+    return [f"ingest.segments={args.segments}", f"scorer.epochs={args.epochs}", "scorer.report_every=10",
+            f"sample.budget={args.budget}", "benchmarks.shards=2", f"finetune.model={args.model}",
+            f"finetune.max_steps={args.steps}", f"finetune.lr={args.lr}",
+            f"finetune.micro_batch={args.micro_batch}",
+            f"finetune.warmup_steps={max(1, args.steps // 15)}", f"finetune.report_every={args.steps}",
+            "finetune.workers=2", "eval.cpus_per_worker=1", "eval.max_new_tokens=12"]
 
 
-def _mix_run(config, name: str, image_weight: float, video_weight: float, overrides: list[str]):
-    """A run beside ``config.run`` sharing its stages up to the benchmarks (symlinks), fine-tuned on one
-    benchmark mix."""
+def _study_run(config, mix: Mix, seed: int, args) -> dict:
+    """Fine-tune and evaluate one (mix, seed); returns its ``metrics.json``."""
+    overrides = [*mix.overrides(), f"finetune.seed={seed}"]
+    run_config = _run_beside(config, f"{mix.name}-seed{seed}", overrides, args)
+    started = time.perf_counter()
+    print(f"{mix.name}, seed {seed}: {run_finetune(run_config)}")
+    print(f"{mix.name}, seed {seed}: {run_evaluate(run_config)} ({time.perf_counter() - started:.0f} s)")
+    return json.loads((Path(run_config.run) / "eval" / "metrics.json").read_text())
+
+
+def _run_beside(config, name: str, overrides: list[str], args):
+    """A run beside ``config.run`` sharing its stages up to the benchmarks (symlinks)."""
     base = Path(config.run)
-    run = base.parent / f"finetune-{name}"
+    run = base.parent / name
     run.mkdir(parents=True, exist_ok=True)
     for stage in SHARED_STAGES:
         if not (run / stage).exists():
             os.symlink(base / stage, run / stage)
-    weights = [f"finetune.image_weight={image_weight}", f"finetune.video_weight={video_weight}"]
-    settings = [f"corpus={config.corpus}", "ray.num_cpus=2", *overrides, *weights, f"run={run}"]
-    return load_config(None, settings)
+    settings = [f"corpus={config.corpus}", "ray.num_cpus=2", *_shared_overrides(args), *overrides]
+    return load_config(None, [*settings, f"run={run}"])
 
 
-def _chance(run: str) -> None:
-    """Per VLM row: which metrics beat chance (> 0.5 AUC), from the metrics.json just written."""
-    import json
+def _mean_sd(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
-    metrics = json.loads((Path(run) / "eval" / "metrics.json").read_text())["metrics"]
-    for model, values in metrics.items():
-        verdicts = [f"{key} {'>' if (v or 0) > 0.5 else '<='} 0.5" for key, v in values.items()
-                    if key != "frame_ap" and v is not None]
-        print(f"  {model}: {', '.join(verdicts)}")
+
+def _print_study(metrics: dict[tuple[str, int], dict], args) -> None:
+    """The VLM rows per mix (per seed, mean ± sample sd), per category, and the mixing verdict."""
+    print(f"\n## Benchmark mixing: {args.model} preset, {args.steps} steps of {2 * args.micro_batch} rows, "
+          f"lr {args.lr}, seeds {' '.join(map(str, args.seeds))}, focused frames\n")
+    print("| mix | video AUC per seed | video AUC | frame AUC per seed | frame AUC |")
+    print("|---|---|---:|---|---:|")
+    means = {}
+    for name in args.mixes:
+        video = [metrics[name, seed]["metrics"][VLM_ROW]["video_auc"] for seed in args.seeds]
+        frame = [metrics[name, seed]["metrics"][VLM_ROW]["frame_auc"] for seed in args.seeds]
+        means[name] = (statistics.mean(video), statistics.mean(frame))
+        print(f"| {name} | {' '.join(f'{v:.3f}' for v in video)} | {_mean_sd(video)} | "
+              f"{' '.join(f'{v:.3f}' for v in frame)} | {_mean_sd(frame)} |")
+    scorer = metrics[args.mixes[0], args.seeds[0]]["metrics"]["scorer"]
+    print(f"| (scorer) | | {scorer['video_auc']:.3f} | | {scorer['frame_auc']:.3f} |")
+    _print_categories(metrics, args)
+    _print_verdict(means)
+
+
+def _print_categories(metrics: dict[tuple[str, int], dict], args) -> None:
+    categories = sorted(metrics[args.mixes[0], args.seeds[0]]["categories"][VLM_ROW])
+    print("\nPer-category frame AUC (the category's videos and the normal ones; mean over seeds)\n")
+    print(f"| mix | {' | '.join(categories)} |")
+    print(f"|---|{'---:|' * len(categories)}")
+    for name in args.mixes:
+        cells = [statistics.mean(metrics[name, seed]["categories"][VLM_ROW][category]["frame_auc"]
+                                 for seed in args.seeds) for category in categories]
+        print(f"| {name} | {' | '.join(f'{cell:.3f}' for cell in cells)} |")
+
+
+def _print_verdict(means: dict[str, tuple[float, float]]) -> None:
+    """Which schedule reaches image-only's frame AUC and joint training's video AUC at once (means)."""
+    best_video = max(means, key=lambda name: means[name][0])
+    best_frame = max(means, key=lambda name: means[name][1])
+    print(f"\nbest mean video AUC: {best_video} ({means[best_video][0]:.3f}); "
+          f"best mean frame AUC: {best_frame} ({means[best_frame][1]:.3f})")
+    if "image" in means and "joint" in means:
+        frame_bar, video_bar = means["image"][1], means["joint"][0]
+        both = [name for name, (video, frame) in means.items() if video >= video_bar and frame >= frame_bar]
+        print(f"schedules at or above image-only's frame AUC ({frame_bar:.3f}) and joint's video AUC "
+              f"({video_bar:.3f}) at once: {', '.join(both) or 'none'}")
+
+
+def _print_sampling(config, args) -> None:
+    joint = _run_beside(config, f"joint-seed{args.seeds[0]}",
+                        [*MIXES["joint"].overrides(), f"finetune.seed={args.seeds[0]}"], args)
+    print("\n## Sampling ablation (the joint model of the first seed)\n")
+    print(run_evaluate(dataclasses.replace(joint, eval=dataclasses.replace(joint.eval, ablate="sampling"))))
 
 
 def _args():
     parser = corpus_arguments(__doc__.split("\n\n")[0])
-    parser.set_defaults(videos=48, seconds=4.0, epochs=40)
-    parser.add_argument("--segments", type=int, default=16)
-    # above K: focused spends N - K frames by the scores (at N = K it equals uniform, one frame per segment)
-    parser.add_argument("--budget", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=200, help="fine-tuning optimizer steps per model")
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--micro-batch", type=int, default=4)
-    parser.add_argument("--no-benchmarks", action="store_true", help="skip the benchmark ablation")
+    parser.set_defaults(videos=48, seconds=6.0, epochs=40)
+    parser.add_argument("--segments", type=int, default=32)
+    parser.add_argument("--budget", type=int, default=16, help="frames sampled per video")
+    parser.add_argument("--model", default="small", help="finetune.model: a random preset (tiny, small)")
+    parser.add_argument("--steps", type=int, default=150, help="fine-tuning optimizer steps per model")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--micro-batch", type=int, default=4, help="rows per worker per step (2 workers)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
+    parser.add_argument("--mixes", nargs="+", default=list(MIXES), choices=list(MIXES))
+    parser.add_argument("--sampling", action="store_true", help="also the sampling ablation")
     return parser.parse_args()
 
 

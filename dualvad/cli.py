@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 from dualvad import __version__, paths
 from dualvad.config import (
+    DEMO_PROFILE,
     ConfigError,
     DualVADConfig,
     config_hash,
@@ -48,7 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
-        config = load_config(args.config, _overrides(args))
+        # The demo's own settings sit under the user's: a --config file replaces them (configs/demo.yaml
+        # holds them), overrides change them.
+        profile = list(DEMO_PROFILE) if args.command == "demo" and not args.config else []
+        config = load_config(args.config, [*profile, *_overrides(args)])
         return args.handler(config, args)
     except (ConfigError, CorpusFormatError) as error:
         print(f"dualvad {args.command}: error: {error}", file=sys.stderr)
@@ -131,7 +135,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="skip the clip explanations (faster)")
     demo = _command(commands, "demo", "run every stage on a generated corpus", _cmd_demo)
     demo.add_argument("--run", help="run directory (default: runs/demo)")
-    _setting(demo, "--videos", "videos in the generated corpus", type=int)
+    _setting(demo, "--videos", "videos in the generated corpus", type=int,
+             default="48, from dualvad.config.DEMO_PROFILE")
     return parser
 
 
@@ -281,7 +286,16 @@ def _cmd_demo(config: DualVADConfig, args: argparse.Namespace) -> int:
     print("demo: done. Outputs:")
     for stage, path in outputs.items():
         print(f"  {stage:<12} {path}")
+    _print_next_steps(run, outputs["evaluate"])
     return 0
+
+
+def _print_next_steps(run: str, report: str) -> None:
+    """Where to look and what to run once the demo's run exists."""
+    print(f"demo: open the report {report}")
+    print(f"demo: start the detector endpoint on this run with `dualvad serve --run {run}`, then open "
+          "http://127.0.0.1:8000/ (upload a video) or POST a video to http://127.0.0.1:8000/v1/detect; "
+          f"`dualvad detect VIDEO --run {run}` scores videos without a server")
 
 
 def _cmd_serve(config: DualVADConfig, args: argparse.Namespace) -> int:

@@ -53,6 +53,18 @@ class RayConfig:
         at_least(self, 1, "num_cpus")
 
 
+#: What ``dualvad demo`` changes from the embedded defaults (under ``--config`` files and overrides, which
+#: replace it): a corpus large enough for the scorer to localise (48 videos of 4 s), 16 segments for
+#: videos of 60 frames, 32 frames sampled per video, and the ``small`` VLM preset trained long enough to
+#: learn (150 steps of 8 rows). ``configs/demo.yaml`` spells the result out. Measured figures: README,
+#: "The demo".
+DEMO_PROFILE = (
+    "synth.videos=48", "ingest.segments=16", "sample.budget=32", "finetune.model=small",
+    "finetune.micro_batch=4", "finetune.lr=0.003", "finetune.warmup_steps=10", "finetune.max_steps=150",
+    "finetune.report_every=50",
+)
+
+
 @dataclass
 class DualVADConfig:
     """The whole system's configuration; each stage reads its own section."""

@@ -43,7 +43,8 @@ def test_demo_runs_every_stage_and_prints_outputs(ray_session, tmp_path, capsys)
     code = main(["demo", "--run", str(run), "--videos", "12", "synth.seconds=1.0",
                  "ingest.segments=8", "ingest.cpus_per_worker=0.5", "scorer.epochs=2",
                  "scorer.report_every=1", "scorer.cpus_per_worker=0.5", "sample.budget=8",
-                 "benchmarks.image_size=56", "benchmarks.clip_frames=4", "finetune.max_steps=2",
+                 "benchmarks.image_size=56", "benchmarks.clip_frames=4", "finetune.model=tiny",
+                 "finetune.micro_batch=1", "finetune.max_steps=2",
                  "finetune.report_every=2", "finetune.max_length=512", "eval.max_new_tokens=2",
                  "eval.cpus_per_worker=0.5"])
     out = capsys.readouterr().out
@@ -58,6 +59,8 @@ def test_demo_runs_every_stage_and_prints_outputs(ray_session, tmp_path, capsys)
     assert (run / "finetune" / "final" / "config.json").is_file()
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert list(metrics["metrics"]) == ["scorer", "vlm/focused"]
+    assert f"demo: open the report {run}/eval/report.html" in out
+    assert f"`dualvad serve --run {run}`" in out
 
 
 def test_ingest_exits_1_when_too_many_videos_fail(ray_session, tmp_path, capsys):

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dualvad.config import ConfigError, DualVADConfig, config_hash, load_config
+from dualvad.config import DEMO_PROFILE, ConfigError, DualVADConfig, config_hash, load_config
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -17,9 +17,17 @@ def test_defaults_without_file():
     assert config.ingest.segments == 32
 
 
-def test_demo_yaml_equals_embedded_defaults():
+def test_demo_yaml_equals_the_demo_profile_over_the_embedded_defaults():
     demo = yaml.safe_load((Path(__file__).parent.parent / "configs" / "demo.yaml").read_text())
-    assert demo == asdict(DualVADConfig())
+    assert demo == asdict(load_config(None, list(DEMO_PROFILE)))
+    changed = {key.split("=")[0] for key in DEMO_PROFILE}
+    assert (demo["finetune"]["model"], demo["synth"]["videos"]) == ("small", 48)
+    defaults = asdict(DualVADConfig())
+    for section, values in demo.items():  # the profile's keys and nothing else differ from the defaults
+        if isinstance(values, dict):
+            for key, value in values.items():
+                name = f"{section}.{key}"
+                assert (value != defaults[section][key]) == (name in changed), name
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
