@@ -6,6 +6,7 @@ Plain Python: no Ray, no torch, so the config loads (and is checked) before any 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from dualvad.checks import SettingError, above, at_least, at_most, below, check_choices
 from dualvad.train.deepspeed_config import check_deepspeed_settings
@@ -13,6 +14,9 @@ from dualvad.vlm.mixing import Curriculum
 
 #: The decoder's attention and MLP projections (Qwen2 names), the usual LoRA targets.
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+#: How rows reach the workers: "stream" (Ray Data, decoded ahead of the step) or "memory" (each worker loads
+#: its whole shard and decodes in the step; kept for bench/finetune.py). Same batches, same order.
+DataPath = Literal["stream", "memory"]
 
 
 @dataclass
@@ -35,6 +39,7 @@ class FinetuneConfig:
     image_weight: float = 1.0  # draws per epoch = round(weight * rows) per benchmark
     video_weight: float = 1.0
     curriculum: Curriculum = "joint"
+    data: DataPath = "stream"  # see DataPath; dualvad.pipeline.finetune_data
     max_length: int = 1024  # tokens per row; a longer row is an error
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
     gradient_checkpointing: bool = False

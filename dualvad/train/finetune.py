@@ -1,8 +1,11 @@
 """Fine-tuning the VLM on both benchmarks with Ray Train (``TorchTrainer``) and DeepSpeed ZeRO.
 
-The driver reads the train-split rows of ``RUN/benchmarks/{image,video}`` as two Ray Data datasets
-and hands them to the trainer; each worker materialises its shard of both in memory (the rows are
-a few hundred JPEGs), orders them with :func:`dualvad.vlm.mixing.mix_schedule`, and trains the model
+The driver stages the train-split rows of ``RUN/benchmarks/{image,video}`` in the object store and hands the
+trainer one Ray Data dataset per worker: that rank's mix of the two benchmarks
+(:func:`dualvad.vlm.mixing.mix_schedule`), one draw a row, in order (:mod:`dualvad.pipeline.finetune_data`).
+Each worker iterates its dataset in micro-batches whose JPEG decoding, image processing and tokenization run
+in Ray Data's prefetch threads, ahead of the step (``finetune.data = "memory"`` loads the rank's rows into
+the worker and decodes in the step instead: the old path, for the benchmark), and trains the model
 wrapped by ``deepspeed.initialize`` (config from :func:`dualvad.train.deepspeed_config.deepspeed_config`;
 fp32 + gloo on CPU, bf16 on GPUs; :func:`build_engine`). DeepSpeed builds the optimizer from the config's
 ``optimizer`` section over the trainable parameters: ``torch.optim.AdamW``, or its CPU Adam when
@@ -11,9 +14,9 @@ fp32 + gloo on CPU, bf16 on GPUs; :func:`build_engine`). DeepSpeed builds the op
 Every ``finetune.report_every`` optimizer steps (and after the last) the workers report the step's
 metrics and a checkpoint: every rank writes its DeepSpeed shard (``save_checkpoint``) into one temporary
 folder that Ray Train merges. A restarted worker group loads the last one (``load_checkpoint``) and
-continues at the same step (``FailureConfig``). The last checkpoint also holds a Hugging Face export
-(``hf/``, written by rank 0 from parameters gathered with ``deepspeed.zero.GatheredParameters``), which the
-driver copies to ``RUN/finetune/final``: loadable with :func:`dualvad.vlm.model.load_model` and
+continues at the same step and the same draw (``FailureConfig``). The last checkpoint also holds a Hugging
+Face export (``hf/``, written by rank 0 from parameters gathered with ``deepspeed.zero.GatheredParameters``),
+which the driver copies to ``RUN/finetune/final``: loadable with :func:`dualvad.vlm.model.load_model` and
 :func:`dualvad.vlm.processor.load_processor` (or ``AutoProcessor.from_pretrained``).
 
 ``finetune.lora_rank > 0`` trains LoRA adapters on the language model instead of its weights
@@ -36,6 +39,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,12 +55,12 @@ from dualvad import paths
 from dualvad import schema as S
 from dualvad.config import DualVADConfig, FinetuneConfig
 from dualvad.errors import MissingInputError, StageError
+from dualvad.pipeline import finetune_data as data
 from dualvad.pipeline.runtime import ensure_ray
 from dualvad.rundir import RunDir, open_run
 from dualvad.stages import Skipped, Stage, StageContext, run_stage, section
 from dualvad.train.flops import FlopsModel, flops_model, mfu, peak_bf16_flops, step_flops
 from dualvad.train.lora import apply_lora, base_model, merged_model
-from dualvad.vlm.collate import collate, encode_example
 from dualvad.vlm.loss import answer_loss
 from dualvad.vlm.mixing import IMAGE, VIDEO, mix_schedule
 
@@ -95,7 +99,8 @@ STAGE = Stage("finetune", paths.FINETUNE, inputs=(paths.BENCHMARKS,))
 def run_finetune(config: DualVADConfig, force: bool = False) -> FinetuneSummary | Skipped:
     """Fine-tune ``finetune.model`` on the train split of both benchmarks; export ``RUN/finetune/final``.
     Through the stage runner: a finished run with the same benchmarks and ``finetune.*`` is skipped."""
-    settings = section(config.finetune, "cpus_per_worker")
+    # finetune.data changes how the rows travel, not which batches train: not part of the result's identity.
+    settings = section(config.finetune, "cpus_per_worker", "data")
     return run_stage(STAGE, open_run(config.run), settings, lambda context: _finetune(context, config),
                      config.stages, force, effective=config)
 
@@ -104,11 +109,16 @@ def _finetune(context: StageContext, config: DualVADConfig) -> FinetuneSummary:
     started = time.perf_counter()
     run, settings = context.run, config.finetune
     ensure_ray(config.ray)
-    datasets = {kind: _train_rows(run, kind) for kind in KINDS}
-    counts = {kind: dataset.count() for kind, dataset in datasets.items()}
+    stores = {kind: data.stage_rows(_train_rows(run, kind), kind) for kind in KINDS}  # held until fit ends
+    counts = {kind: store.rows for kind, store in stores.items()}
     if not any(counts.values()):
         raise FinetuneError(f"{run.path(paths.BENCHMARKS)} has no train-split rows to fine-tune on")
     steps = total_steps(settings, counts[IMAGE], counts[VIDEO])
+    try:
+        datasets = data.rank_datasets(stores, settings, steps)
+    except ValueError as error:  # a rank with nothing to draw from (fewer rows than workers ...)
+        raise FinetuneError(f"cannot split {counts[IMAGE]} image + {counts[VIDEO]} video rows over "
+                            f"{settings.workers} workers: {error}") from error
     loop = _loop_config(settings, _model_path(context.out, settings), steps)
     trainer = TorchTrainer(
         _train_loop_per_worker,
@@ -124,6 +134,7 @@ def _finetune(context: StageContext, config: DualVADConfig) -> FinetuneSummary:
             failure_config=FailureConfig(max_failures=2 if settings.save_checkpoints else 0),
         ),
         datasets=datasets,
+        dataset_config=data.data_config(list(datasets)),
     )
     result = trainer.fit()
     if result.checkpoint is None:
@@ -158,13 +169,13 @@ def _worker_resources(settings: FinetuneConfig) -> dict[str, float]:
 
 
 def _train_rows(run: RunDir, kind: str) -> ray.data.Dataset:
-    """The train-split rows of one benchmark (all its shards) as a materialised Ray Dataset."""
+    """The train-split rows of one benchmark (all its shards, in file order) as a lazy Ray Dataset."""
     files = run.parquet_files(paths.BENCHMARKS, kind)
     if not files:
         raise MissingInputError(f"{run.path(paths.BENCHMARKS, kind)} holds no shards: "
                                 "run `dualvad build-benchmarks` first")
     dataset = ray.data.read_parquet(files, filesystem=run.fs)
-    return dataset.filter(expr=f"{S.SPLIT} == 'train'").materialize()
+    return dataset.filter(expr=f"{S.SPLIT} == 'train'")
 
 
 def _model_path(out: RunDir, settings: FinetuneConfig) -> str:
@@ -204,7 +215,7 @@ def _export(out: RunDir, checkpoint: Checkpoint, model: bool) -> dict[str, Any]:
 
 
 def _train_loop_per_worker(loop: dict[str, Any]) -> None:
-    """Ray Train worker: DeepSpeed data parallelism over this worker's shard of both benchmarks."""
+    """Ray Train worker: DeepSpeed data parallelism over this worker's stream of draws of both benchmarks."""
     from dualvad.vlm.processor import load_processor
 
     settings = FinetuneConfig(**loop["settings"])
@@ -214,17 +225,17 @@ def _train_loop_per_worker(loop: dict[str, Any]) -> None:
     processor = load_processor(loop["model_path"])
     model = _build_model(loop["model_path"], settings)
     flops = flops_model(base_model(model))
-    rows = {kind: _load_shard(ray.train.get_dataset_shard(kind)) for kind in KINDS}
     engine = build_engine(model, settings, world, loop["total_steps"])
     state = _resume(engine) if settings.save_checkpoints else {"step": 0, "history": []}
-    micro = list(_micro_batches(rows, settings, rank, loop["total_steps"]))
-    pad_id = int(processor.tokenizer.pad_token_id)
+    encoder = data.Encoder(processor, settings.max_length, int(processor.tokenizer.pad_token_id))
+    batches = data.micro_batches(ray.train.get_dataset_shard(data.shard_name(rank)), settings, rank,
+                                 loop["total_steps"], state["step"] * settings.grad_accum, encoder)
     peak_flops = _device_peak_flops(engine.device)
     engine.train()
     for step in range(state["step"], loop["total_steps"]):
+        # The clock includes waiting for the batches: a stream that falls behind shows in samples/s.
         started, lr = time.perf_counter(), float(engine.get_lr()[0])
-        chunk = micro[step * settings.grad_accum:(step + 1) * settings.grad_accum]
-        totals = _optimizer_step(engine, rows, chunk, processor, settings.max_length, pad_id)
+        totals = _optimizer_step(engine, batches, settings.grad_accum)
         metrics = _step_metrics(step, totals, lr, time.perf_counter() - started, engine.device, flops,
                                 peak_flops)
         state = {**state, "step": step + 1, "history": [*state["history"], metrics]}
@@ -245,21 +256,21 @@ class StepTotals:
     tiles: int  # image tiles (one per frame)
 
 
-def _optimizer_step(engine: Any, rows: dict[str, list], chunk: list[list[tuple[str, int]]], processor: Any,
-                    max_length: int, pad_id: int) -> StepTotals:
-    """One optimizer step: forward/backward over the ``grad_accum`` micro-batches of ``chunk`` (DeepSpeed
-    steps the optimizer and lr schedule at the last)."""
+def _optimizer_step(engine: Any, batches: Iterator[dict[str, torch.Tensor]], grad_accum: int) -> StepTotals:
+    """One optimizer step: forward/backward over the next ``grad_accum`` micro-batches of ``batches``
+    (:class:`dualvad.pipeline.finetune_data.Encoder` batches; DeepSpeed steps the optimizer and lr schedule
+    at the last)."""
     loss_sum, tokens, samples, tiles = 0.0, 0, 0, 0
-    for indices in chunk:
-        batch = _batch(rows, indices, processor, max_length, pad_id, engine.device)
+    for _ in range(grad_accum):
+        batch = {key: value.to(engine.device) for key, value in next(batches).items()}
         loss = answer_loss(engine, batch)
         engine.backward(loss)
         engine.step()
         loss_sum += float(loss.detach())
         tokens += int(batch["attention_mask"].sum())
-        samples += len(indices)
+        samples += int(batch["input_ids"].shape[0])
         tiles += int(batch["pixel_values"].shape[0]) if "pixel_values" in batch else 0
-    return StepTotals(loss_sum / len(chunk), tokens, samples, tiles)
+    return StepTotals(loss_sum / grad_accum, tokens, samples, tiles)
 
 
 def build_engine(model: torch.nn.Module, settings: FinetuneConfig, world: int, steps: int) -> Any:
@@ -347,35 +358,6 @@ def deepspeed_settings(settings: FinetuneConfig, world: int, steps: int) -> dict
         micro_batch=settings.micro_batch, grad_accum=settings.grad_accum, world_size=world, lr=settings.lr,
         weight_decay=settings.weight_decay, warmup_steps=warmup, total_steps=steps,
         grad_clip=settings.grad_clip)
-
-
-def _load_shard(shard: Any) -> list[dict[str, Any]]:
-    """All rows of this worker's dataset shard as Python dicts (JPEG bytes, conversations ...)."""
-    return [row for batch in shard.iter_batches(batch_size=256, batch_format="pyarrow")
-            for row in batch.to_pylist()]
-
-
-def _micro_batches(rows: dict[str, list], settings: FinetuneConfig, rank: int, steps: int):
-    """``steps * grad_accum`` micro-batches of ``[(benchmark, row index)]`` (``micro_batch`` each).
-
-    The order is :func:`mix_schedule` over this worker's rows (seeded per rank), repeated over as many
-    epochs as the run needs: every rank runs the same number of steps, whatever its shard size.
-    """
-    needed = steps * settings.grad_accum * settings.micro_batch
-    per_epoch = len(mix_schedule(len(rows[IMAGE]), len(rows[VIDEO]), settings.image_weight,
-                                 settings.video_weight, settings.curriculum, 1, settings.seed + rank))
-    schedule = mix_schedule(len(rows[IMAGE]), len(rows[VIDEO]), settings.image_weight, settings.video_weight,
-                            settings.curriculum, max(1, math.ceil(needed / per_epoch)), settings.seed + rank)
-    for start in range(0, needed, settings.micro_batch):
-        yield schedule[start:start + settings.micro_batch]
-
-
-def _batch(rows: dict[str, list], indices: list[tuple[str, int]], processor: Any, max_length: int,
-           pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """One micro-batch on ``device``: ``input_ids``/``attention_mask``/``labels`` int64 (B, seq),
-    ``pixel_values`` float32 (tiles, 3, S, S)."""
-    examples = [encode_example(rows[kind][index], processor, max_length) for kind, index in indices]
-    return {key: value.to(device) for key, value in collate(examples, pad_id).items()}
 
 
 def _step_metrics(step: int, mine: StepTotals, lr: float, seconds: float, device: torch.device,

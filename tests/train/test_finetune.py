@@ -170,7 +170,8 @@ def test_a_killed_worker_is_replaced_and_training_resumes_from_the_last_checkpoi
 
 def test_lora_run_exports_a_plain_model_with_merged_adapters(benchmarked, tmp_path):
     """LoRA on the language model, vision tower and projector frozen, no warmup (constant lr from step 1):
-    the export is a plain InternVL whose frozen parts equal the base and whose adapted layers moved."""
+    the export is a plain InternVL whose frozen parts equal the base and whose adapted layers moved. This run
+    feeds the rows through the in-memory path (``finetune.data=memory``); the other run streams them."""
     from dualvad.train.finetune import run_finetune
 
     run = tmp_path / "run"
@@ -178,7 +179,7 @@ def test_lora_run_exports_a_plain_model_with_merged_adapters(benchmarked, tmp_pa
     settings = dataclasses.replace(
         benchmarked.finetune, model="tiny", workers=2, max_steps=2, report_every=2, warmup_steps=0, lr=1e-3,
         max_length=512, lora_rank=4, lora_alpha=8.0, lora_dropout=0.0, freeze_vision=True,
-        freeze_projector=True)
+        freeze_projector=True, data="memory")
     summary = run_finetune(dataclasses.replace(benchmarked, run=str(run), finetune=settings))
     log = json.loads((run / "finetune" / "train_log.json").read_text())
     assert [entry["lr"] for entry in log["history"]] == [1e-3, 1e-3]
