@@ -158,6 +158,23 @@ class RunDir:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+_FETCHED: dict[str, tempfile.TemporaryDirectory] = {}  # URI -> its local copy, for this process's life
+
+
+def fetched_folder(location: str) -> str:
+    """A folder that file readers (``from_pretrained``) can open: ``location`` itself when it is a local
+    path or a hub id, else (a pyarrow URI) a local copy made once per process and deleted at its exit.
+    For a Ray worker loading a model from the run on object storage."""
+    if "://" not in location:
+        return location
+    if location not in _FETCHED:
+        fs, inner = pafs.FileSystem.from_uri(location)
+        copy = tempfile.TemporaryDirectory(prefix="dualvad-fetched-")
+        pafs.copy_files(inner, copy.name, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+        _FETCHED[location] = copy
+    return _FETCHED[location].name
+
+
 def open_run(uri: str) -> RunDir:
     """Resolve a run directory (local path or filesystem URI); local paths become absolute."""
     if "://" not in uri:
