@@ -33,23 +33,12 @@ from dualvad.rundir import open_run
 from dualvad.stages import read_record
 
 from loopback import free_port
+from tinyrun import OUTPUTS, TINY
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 START_S = 300  # a fresh head: 95 s measured on 2 cores under a load average of 16
 JOB_S = 900  # the whole pipeline on the tiny corpus: 458 s measured on 2 cores under a load average of 16
-
-# The smallest settings that still run every stage (as the demo test's): 12 videos of 1 s, K=8, 2 scorer
-# epochs, the tiny VLM for 2 fine-tuning steps, 2 generated tokens per explanation.
-TINY = ["ingest.segments=8", "ingest.cpus_per_worker=0.5", "scorer.epochs=2", "scorer.report_every=1",
-        "scorer.cpus_per_worker=0.5", "sample.budget=8", "benchmarks.image_size=56",
-        "benchmarks.clip_frames=4",
-        "finetune.max_steps=2", "finetune.report_every=2", "finetune.max_length=512",
-        "eval.max_new_tokens=2", "eval.cpus_per_worker=0.5", "eval.ablate=none"]
-OUTPUTS = {"ingest": paths.SEGMENTS, "train-scorer": paths.SCORER, "score": paths.SCORES,
-           "sample": paths.SAMPLES, "build-benchmarks": paths.BENCHMARKS, "finetune": paths.FINETUNE,
-           "evaluate": paths.EVAL}
-
 
 def _env(home: Path, token: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
