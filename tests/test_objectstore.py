@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
 from dualvad import paths
+from dualvad.corpus.layout import CorpusFormatError
 from dualvad.rundir import RunDir, open_run
 from dualvad.stages import Skipped, Stage, StageContext, StagesConfig, read_record, run_stage
 
@@ -159,3 +161,24 @@ def test_move_dir_on_s3_copies_the_marker_last_and_an_interrupted_copy_leaves_no
                                                              marker=paths.STAGE_FILE)
     assert log.copies == ["c.txt", "b.txt", paths.STAGE_FILE]
     assert _files(s3, "dst2") == [paths.STAGE_FILE, "a/c.txt", "b.txt"] and not s3.exists("src")
+
+
+def test_a_corpus_on_s3_reads_as_the_local_one_and_its_videos_decode(s3_bucket, tmp_path):
+    from dualvad.corpus import SynthSpec, generate_corpus, read_corpus
+    from dualvad.video.decode import VideoDecodeError, open_video, read_frames
+
+    generate_corpus(tmp_path / "corpus", SynthSpec(videos=4, seconds=1.0, seed=2))
+    remote = open_run(f"{s3_bucket}/corpus")
+    pafs.copy_files(str(tmp_path / "corpus"), remote.root, destination_filesystem=remote.fs)
+    local_records, s3_records = read_corpus(tmp_path / "corpus"), read_corpus(f"{s3_bucket}/corpus")
+    assert [r.path for r in s3_records] == [f"{s3_bucket}/corpus/videos/{r.video_id}" for r in local_records]
+    strip = [(r.video_id, r.label, r.split, r.intervals) for r in local_records]
+    assert [(r.video_id, r.label, r.split, r.intervals) for r in s3_records] == strip
+    first = s3_records[0]
+    frames = read_frames(open_video(first.path), np.array([0, 5]), first.path)
+    assert np.array_equal(frames, read_frames(open_video(local_records[0].path), np.array([0, 5]), "local"))
+    with pytest.raises(VideoDecodeError, match=f"{s3_bucket}/corpus/videos/missing.mp4: file does not exist"):
+        open_video(f"{s3_bucket}/corpus/videos/missing.mp4")
+    remote.fs.delete_file(remote.path("videos", first.video_id))
+    with pytest.raises(CorpusFormatError, match=f"missing under {s3_bucket}/corpus/videos"):
+        read_corpus(f"{s3_bucket}/corpus")
