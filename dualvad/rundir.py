@@ -94,9 +94,10 @@ class RunDir:
         self.fs.move(temp, target)
         return target
 
-    def publish_dir(self, local_dir: str, *parts: str) -> str:
+    def publish_dir(self, local_dir: str, *parts: str, marker: str | None = None) -> str:
         """Copy local folder ``local_dir`` to ``parts`` under the run atomically: into a temporary
-        folder first, then renamed into place, replacing what was there."""
+        folder first, then renamed into place, replacing what was there. On object storage the move is a
+        copy (:meth:`move_dir`): ``marker``, the file a reader checks for, is copied last."""
         target = self.path(*parts)
         temp = f"{target.rsplit('/', 1)[0]}/{TEMP_PREFIX}{uuid.uuid4().hex}"
         self.fs.create_dir(temp, recursive=True)
@@ -104,7 +105,7 @@ class RunDir:
                         destination_filesystem=self.fs)
         if self.exists(*parts):
             self.fs.delete_dir(target)
-        self.move_dir(temp, target)
+        self.move_dir(temp, target, marker=marker)
         return target
 
     def move_dir(self, source: str, target: str, marker: str | None = None) -> None:

@@ -178,7 +178,7 @@ def _model_path(out: RunDir, settings: FinetuneConfig) -> str:
         if not out.exists(paths.FINETUNE_BASE_DIR, "config.json"):
             with tempfile.TemporaryDirectory(prefix="dualvad-preset-") as local:
                 out.publish_dir(str(save_preset_model(settings.model, local, seed=settings.seed)),
-                                paths.FINETUNE_BASE_DIR)
+                                paths.FINETUNE_BASE_DIR, marker="config.json")  # checked above
         return out.sub(paths.FINETUNE_BASE_DIR).uri
     base = Path(out.path(paths.FINETUNE_BASE_DIR))
     if not (base / "config.json").is_file():
