@@ -107,9 +107,13 @@ def _parser() -> argparse.ArgumentParser:
                           help="runs whose fine-tuned models --ablate benchmarks compares (eval.compare; "
                           "default: none)")
     _setting(evaluate, "--eval-model", "a model folder or hub id", default="RUN/finetune/final")
+    pipeline = _command(commands, "pipeline", "run every stage in order (ingest to evaluate), skipping the "
+                        "finished ones; one summary line per stage", _cmd_pipeline)
+    _setting(pipeline, "--corpus", "corpus folder or URI", default="none, required")
+    _setting(pipeline, "--run", "run directory")
     export = _command(commands, "export-jsonl", "export the benchmarks as InternVL JSONL", _cmd_export)
     _setting(export, "--run", "run directory")
-    export.add_argument("--out", help="output folder, local (default: RUN/jsonl)")
+    export.add_argument("--out", help="output folder, a local path or a URI (default: RUN/jsonl)")
     served = _command(commands, "serve", "serve a run's models over HTTP on a local Ray (Ray Serve)",
                       _cmd_serve)
     served.add_argument("--run", help="run directory to serve (default: runs/demo, made by `make demo`)")
@@ -157,7 +161,7 @@ def _command(commands, name: str, help_text: str, handler: Callable,
     else:
         sub.add_argument("overrides", nargs="*", metavar="key.sub=value",
                          help="config overrides (`dualvad config` lists every key with its value)")
-    if handler in (_cmd_stage, _cmd_ingest, _cmd_demo):
+    if handler in (_cmd_stage, _cmd_ingest, _cmd_demo, _cmd_pipeline):
         sub.add_argument("--force", action="store_true",
                          help="redo the stage(s) even when the output matches these inputs and settings")
     if handler in (_cmd_stage, _cmd_ingest):
@@ -259,12 +263,32 @@ def _cmd_stage(config: DualVADConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pipeline(config: DualVADConfig, args: argparse.Namespace) -> int:
+    """Every stage on ``config.corpus`` into ``config.run``; a failing stage ends it (exit 1 or 2)."""
+    _require(config.corpus, "corpus", "pass --corpus DIR_OR_URI")
+    print(f"pipeline: config {config_hash(config)}, corpus {config.corpus}, run {config.run}")
+    run_pipeline(config, args.force)
+    print("pipeline: done")
+    return 0
+
+
+def run_pipeline(config: DualVADConfig, force: bool = False) -> dict[str, str]:
+    """Run every stage of ``_STAGES`` in order (each skips itself when its output is up to date), printing
+    each one's summary line as it ends; returns stage -> its output (path or URI)."""
+    outputs = {}
+    for stage in _STAGES:
+        summary = _run_stage(stage, config, force)
+        print(summary, flush=True)
+        outputs[stage] = summary.output
+    return outputs
+
+
 def _cmd_export(config: DualVADConfig, args: argparse.Namespace) -> int:
     from dualvad.benchmarks.export import export_jsonl
     from dualvad.rundir import open_run
 
     run = open_run(config.run)
-    print(export_jsonl(run, args.out or run.path(paths.JSONL_EXPORT)))
+    print(export_jsonl(run, args.out or run.sub(paths.JSONL_EXPORT).uri))
     return 0
 
 
@@ -278,11 +302,7 @@ def _cmd_demo(config: DualVADConfig, args: argparse.Namespace) -> int:
         generate_corpus(corpus, config.synth, progress=_progress("synth"))
     config.corpus, config.run = corpus, run
     print(f"demo: config {config_hash(config)}, corpus {corpus}, run {run}")
-    outputs = {"corpus": corpus}
-    for stage in _STAGES:
-        summary = _run_stage(stage, config, args.force)
-        print(summary)
-        outputs[stage] = summary.output
+    outputs = {"corpus": corpus, **run_pipeline(config, args.force)}
     print("demo: done. Outputs:")
     for stage, path in outputs.items():
         print(f"  {stage:<12} {path}")

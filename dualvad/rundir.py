@@ -1,14 +1,30 @@
 """The run directory: where every stage reads its input and writes its output.
 
 A run is a local path or any pyarrow filesystem URI (``s3://bucket/run``, ``gs://...``).
-Writes are atomic: a file is written under a temporary name and renamed into place, so a
-crashed stage never leaves a half-written table that the next stage would read.
+Writes are atomic: on a local disk a file is written under a temporary name and renamed into place;
+on object storage, where one PUT of an object is atomic already and a rename is a copy plus a delete,
+the file is written in place. Either way a crashed stage never leaves a half-written table that the
+next stage would read.
+
+Folders are another matter: object storage has no folder rename (pyarrow's ``S3FileSystem.move``
+refuses a folder: it is a prefix of many objects). :meth:`RunDir.move_dir` renames on a local disk and
+elsewhere copies file by file, writing a *marker* file last (a stage output's ``_stage.json``) and
+deleting the source marker first, so a folder that holds the marker is complete.
+
+S3-compatible stores (MinIO, moto, Ceph) are reached through pyarrow's usual settings:
+``AWS_ENDPOINT_URL`` (read by pyarrow >= 15), ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``,
+``AWS_DEFAULT_REGION`` (docs/cluster.md). Ray workers read the run too: they need the same environment
+(set before Ray starts, or passed with ``ray job submit --runtime-env-json``).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -26,6 +42,11 @@ class RunDir:
     fs: pafs.FileSystem
     root: str  # path inside ``fs``, no trailing slash
     uri: str  # what the user gave, made absolute for local paths
+
+    @property
+    def local(self) -> bool:
+        """True on a local disk (renames are atomic there), False on object storage."""
+        return isinstance(self.fs, pafs.LocalFileSystem)
 
     def path(self, *parts: str) -> str:
         """Path of ``parts`` under the run, in ``fs``'s path syntax."""
@@ -65,14 +86,18 @@ class RunDir:
         """Write ``table`` as Parquet at ``parts`` atomically (temporary name, then rename)."""
         target = self.path(*parts)
         self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        if not self.local:  # one PUT: the object appears whole or not at all
+            pq.write_table(table, target, filesystem=self.fs)
+            return target
         temp = f"{target.rsplit('/', 1)[0]}/{TEMP_PREFIX}{uuid.uuid4().hex}.parquet"
         pq.write_table(table, temp, filesystem=self.fs)
         self.fs.move(temp, target)
         return target
 
-    def publish_dir(self, local_dir: str, *parts: str) -> str:
+    def publish_dir(self, local_dir: str, *parts: str, marker: str | None = None) -> str:
         """Copy local folder ``local_dir`` to ``parts`` under the run atomically: into a temporary
-        folder first, then renamed into place, replacing what was there."""
+        folder first, then renamed into place, replacing what was there. On object storage the move is a
+        copy (:meth:`move_dir`): ``marker``, the file a reader checks for, is copied last."""
         target = self.path(*parts)
         temp = f"{target.rsplit('/', 1)[0]}/{TEMP_PREFIX}{uuid.uuid4().hex}"
         self.fs.create_dir(temp, recursive=True)
@@ -80,8 +105,28 @@ class RunDir:
                         destination_filesystem=self.fs)
         if self.exists(*parts):
             self.fs.delete_dir(target)
-        self.fs.move(temp, target)
+        self.move_dir(temp, target, marker=marker)
         return target
+
+    def move_dir(self, source: str, target: str, marker: str | None = None) -> None:
+        """Move folder ``source`` to ``target`` (paths in ``fs``; ``target`` must not exist).
+
+        A rename on a local disk. On object storage, which cannot rename a folder, a copy of every file
+        followed by deleting ``source``: the file named ``marker`` (a base name, e.g. ``_stage.json``) is
+        copied last and deleted from ``source`` first, so that a folder holding it is whole. A copy
+        interrupted half-way leaves ``target`` without the marker and ``source`` intact.
+        """
+        if self.local:
+            self.fs.move(source, target)
+            return
+        selector = pafs.FileSelector(source, recursive=True)
+        files = [i.path for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
+        files.sort(key=lambda path: (marker is not None and path == f"{source}/{marker}", path))
+        for path in files:
+            self.fs.copy_file(path, target + path[len(source):])
+        if marker is not None and f"{source}/{marker}" in files:
+            self.fs.delete_file(f"{source}/{marker}")
+        self.fs.delete_dir(source)
 
     def write_text(self, text: str, *parts: str) -> str:
         """Write a small text file (JSON, Markdown) atomically."""
@@ -91,11 +136,44 @@ class RunDir:
         """Write a small file (a PNG, an HTML page) atomically: temporary name, then rename."""
         target = self.path(*parts)
         self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-        temp = f"{target.rsplit('/', 1)[0]}/{TEMP_PREFIX}{uuid.uuid4().hex}"
+        temp = f"{target.rsplit('/', 1)[0]}/{TEMP_PREFIX}{uuid.uuid4().hex}" if self.local else target
         with self.fs.open_output_stream(temp) as stream:
             stream.write(data)
-        self.fs.move(temp, target)
+        if temp != target:
+            self.fs.move(temp, target)
         return target
+
+    @contextmanager
+    def local_folder(self, *parts: str) -> Iterator[str]:
+        """Folder ``parts`` as a local path for the duration of the block: itself on a local disk, else a
+        temporary copy (for readers that need files, such as ``from_pretrained``), deleted after."""
+        if self.local:
+            yield self.path(*parts)
+            return
+        scratch = tempfile.mkdtemp(prefix="dualvad-copy-")
+        try:
+            pafs.copy_files(self.path(*parts), scratch, source_filesystem=self.fs,
+                            destination_filesystem=pafs.LocalFileSystem())
+            yield scratch
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+_FETCHED: dict[str, tempfile.TemporaryDirectory] = {}  # URI -> its local copy, for this process's life
+
+
+def fetched_folder(location: str) -> str:
+    """A folder that file readers (``from_pretrained``) can open: ``location`` itself when it is a local
+    path or a hub id, else (a pyarrow URI) a local copy made once per process and deleted at its exit.
+    For a Ray worker loading a model from the run on object storage."""
+    if "://" not in location:
+        return location
+    if location not in _FETCHED:
+        fs, inner = pafs.FileSystem.from_uri(location)
+        copy = tempfile.TemporaryDirectory(prefix="dualvad-fetched-")
+        pafs.copy_files(inner, copy.name, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+        _FETCHED[location] = copy
+    return _FETCHED[location].name
 
 
 def open_run(uri: str) -> RunDir:

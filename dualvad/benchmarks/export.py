@@ -5,7 +5,8 @@ Writes, under the output folder::
     images/<video id>/<frame>.jpg                       every frame once (shared by both benchmarks)
     image_<split>.jsonl, video_<split>.jsonl            {"id", "image": [paths], "conversations"}
 
-Image paths are relative to the output folder, as InternVL's ``meta.json`` ``root`` expects.
+Image paths are relative to the output folder, as InternVL's ``meta.json`` ``root`` expects. The folder
+is a local path or a pyarrow URI (``s3://bucket/export``), written file by file atomically.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from dualvad import paths
 from dualvad import schema as S
 from dualvad.errors import MissingInputError
-from dualvad.rundir import RunDir
+from dualvad.rundir import RunDir, open_run
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._/-]")
 
@@ -41,9 +41,9 @@ def frame_path(video_id: str, frame: int) -> str:
     return f"images/{_UNSAFE.sub('_', video_id)}/{frame:06d}.jpg"
 
 
-def export_jsonl(run: RunDir, out_dir: str | Path) -> ExportSummary:
-    """Write the JSONL files and frames of ``RUN/benchmarks`` into ``out_dir`` (local)."""
-    out = Path(out_dir)
+def export_jsonl(run: RunDir, out_dir: str) -> ExportSummary:
+    """Write the JSONL files and frames of ``RUN/benchmarks`` into ``out_dir`` (a local path or a URI)."""
+    out = open_run(str(out_dir))
     lines: dict[str, list[str]] = {}
     written: set[str] = set()
     for kind in paths.BENCHMARK_KINDS:
@@ -57,11 +57,11 @@ def export_jsonl(run: RunDir, out_dir: str | Path) -> ExportSummary:
                 record = {"id": row[S.ROW_ID], "image": images, "conversations": row[S.CONVERSATIONS]}
                 lines.setdefault(f"{kind}_{row[S.SPLIT]}.jsonl", []).append(json.dumps(record))
     for name, content in lines.items():
-        (out / name).write_text("\n".join(content) + "\n")
-    return ExportSummary({name: len(content) for name, content in lines.items()}, len(written), str(out))
+        out.write_text("\n".join(content) + "\n", name)
+    return ExportSummary({name: len(content) for name, content in lines.items()}, len(written), out.uri)
 
 
-def _save_frames(out: Path, row: dict, kind: str, written: set[str]) -> list[str]:
+def _save_frames(out: RunDir, row: dict, kind: str, written: set[str]) -> list[str]:
     if kind == "image":
         pairs = [(row["frame_index"], row["image"])]
     else:
@@ -70,9 +70,7 @@ def _save_frames(out: Path, row: dict, kind: str, written: set[str]) -> list[str
     for frame, jpeg in pairs:
         relative = frame_path(row[S.VIDEO_ID], frame)
         if relative not in written:
-            target = out / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(jpeg)
+            out.write_bytes(jpeg, relative)
             written.add(relative)
         paths.append(relative)
     return paths

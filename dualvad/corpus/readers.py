@@ -432,7 +432,7 @@ def _video_files(videos: Path) -> list[str]:
     return sorted(rel for rel in found if has_video_extension(rel))
 
 
-def _ucf_entries(ann: Path, videos: Path) -> list[_Entry]:
+def _ucf_entries(ann: Path, videos: object, on_disk: list[str]) -> list[_Entry]:
     """Entries of the real UCF-Crime layout: Anomaly_Train.txt and the temporal test file (or VERA's
     UCF_Eval.json).
 
@@ -442,7 +442,6 @@ def _ucf_entries(ann: Path, videos: Path) -> list[_Entry]:
     train_path = ann / UCF_TRAIN_LIST
     train = read_ucf_train_list(train_path) if train_path.is_file() else {}
     temporal, lengths, temporal_path = _temporal_source(ann, UCF_TEMPORAL_FILE) or ({}, {}, ann)
-    on_disk = _video_files(videos)
     index = _by_basename(on_disk)
     test: dict[str, tuple[str, tuple[Interval, ...], int | None]] = {}
     for token, (label, intervals) in temporal.items():
@@ -461,17 +460,17 @@ def _ucf_entries(ann: Path, videos: Path) -> list[_Entry]:
     return entries
 
 
-def _records_from(root: Path, entries: list[_Entry]) -> list[VideoRecord]:
-    """Check every listed file exists under `<root>/videos` and build the sorted records."""
-    videos = root / VIDEOS_DIR
-    missing = sorted(vid for vid, *_ in entries if not (videos / vid).is_file())
+def _records_from(videos: object, on_disk: set[str], entries: list[_Entry], path_of) -> list[VideoRecord]:
+    """Check every listed file is among ``on_disk`` (under ``videos``) and build the sorted records, each
+    file's path given by ``path_of(relative path)``."""
+    missing = sorted(vid for vid, *_ in entries if vid not in on_disk)
     if missing:
         raise CorpusFormatError(
             f"{len(missing)} listed videos are missing under {videos}: {_preview(missing)}; "
             "put the files there or remove them from the annotation lists"
         )
     records = [
-        VideoRecord(vid, os.path.abspath(videos / vid), label, split, intervals, frames)
+        VideoRecord(vid, path_of(vid), label, split, intervals, frames)
         for vid, label, split, intervals, frames in entries
     ]
     return sorted(records, key=lambda r: (r.split, r.video_id))
@@ -486,20 +485,60 @@ def read_corpus(root: str | os.PathLike[str]) -> list[VideoRecord]:
     layout VERA's `UCF_Eval.json` may stand in for the temporal file; its `length` becomes the record's
     `annotated_frames`. Test videos without a temporal entry get `intervals=None`; train videos always do.
 
+    `root` may be a pyarrow filesystem URI (`s3://bucket/ucf-crime`): the annotation files are read
+    through a local copy, the videos listed on that filesystem, and each record's `path` is the
+    video's URI (decoding copies it, see :func:`dualvad.video.decode.open_video`).
+
     Raises:
         CorpusFormatError: no annotation files, a malformed line, a temporal entry for a video
             that is not listed, or listed videos missing from `videos/`.
     """
+    if "://" in str(root):
+        return _read_remote_corpus(str(root))
     root = Path(root)
-    ann = root / ANNOTATIONS_DIR
+    videos = root / VIDEOS_DIR
+    return _read_layout(root, root / ANNOTATIONS_DIR, videos, _video_files(videos),
+                        lambda vid: os.path.abspath(videos / vid))
+
+
+def _read_layout(root: object, ann: Path, videos: object, on_disk: list[str], path_of) -> list[VideoRecord]:
+    """Records of a corpus whose annotation files are in local folder ``ann`` and whose videos (relative
+    paths ``on_disk``) are under ``videos``."""
     if (ann / TRAIN_LIST).is_file() or (ann / TEST_LIST).is_file():
         entries = _folder_entries(ann)
     elif any((ann / name).is_file() for name in (UCF_TRAIN_LIST, UCF_TEMPORAL_FILE, VERA_EVAL_FILE)):
-        entries = _ucf_entries(ann, root / VIDEOS_DIR)
+        entries = _ucf_entries(ann, videos, on_disk)
     else:
         raise CorpusFormatError(
             f"{root}: no annotation lists found; looked for {ann / TRAIN_LIST}, "
             f"{ann / TEST_LIST} (or the UCF-Crime files {UCF_TRAIN_LIST}, {UCF_TEMPORAL_FILE} "
             f"in {ann}); create them with `<relative video path> <label>` lines"
         )
-    return _records_from(root, entries)
+    return _records_from(videos, set(on_disk), entries, path_of)
+
+
+def _read_remote_corpus(uri: str) -> list[VideoRecord]:
+    """:func:`read_corpus` of a corpus on a pyarrow filesystem; errors name the URI, not the local copy."""
+    import tempfile
+
+    import pyarrow.fs as pafs
+
+    fs, inner = pafs.FileSystem.from_uri(uri)
+    uri, inner = uri.rstrip("/"), inner.rstrip("/")
+    videos = f"{inner}/{VIDEOS_DIR}"
+    selector = pafs.FileSelector(videos, recursive=True, allow_not_found=True)
+    on_disk = sorted(info.path[len(videos) + 1:] for info in fs.get_file_info(selector)
+                     if info.type == pafs.FileType.File and has_video_extension(info.base_name))
+    with tempfile.TemporaryDirectory(prefix="dualvad-corpus-") as local:
+        ann = Path(local, ANNOTATIONS_DIR)
+        ann.mkdir()
+        selector = pafs.FileSelector(f"{inner}/{ANNOTATIONS_DIR}", allow_not_found=True)
+        for info in fs.get_file_info(selector):
+            if info.type == pafs.FileType.File:
+                with fs.open_input_stream(info.path) as source:
+                    (ann / info.base_name).write_bytes(source.read())
+        try:
+            return _read_layout(uri, ann, f"{uri}/{VIDEOS_DIR}", on_disk,
+                                lambda vid: f"{uri}/{VIDEOS_DIR}/{vid}")
+        except CorpusFormatError as error:
+            raise CorpusFormatError(str(error).replace(local, uri)) from None

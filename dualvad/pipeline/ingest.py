@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import ray
 
 from dualvad import paths
@@ -181,13 +182,28 @@ def corpus_identity(records: list[VideoRecord]) -> str:
     """A hash of what ingest reads from the corpus: every video's id, label, split, annotation and file size
     (not its folder: a corpus may move between machines)."""
     digest = hashlib.sha256()
+    sizes = _file_sizes([record.path for record in records])
     for record in sorted(records, key=lambda r: r.video_id):
-        size = os.path.getsize(record.path) if os.path.exists(record.path) else -1
+        size = sizes[record.path]
         entry = [record.video_id, record.label, record.split, record.intervals, size]
         if record.annotated_frames is not None:  # only then: corpora without it keep their identity
             entry.append(record.annotated_frames)
         digest.update(json.dumps(entry).encode())
     return digest.hexdigest()[:16]
+
+
+def _file_sizes(files: list[str]) -> dict[str, int]:
+    """Bytes of each local path or pyarrow URI (``-1``: no such file); the URIs are on one filesystem (the
+    corpus's), asked in one ``get_file_info`` call."""
+    sizes = {path: os.path.getsize(path) if os.path.exists(path) else -1
+             for path in files if "://" not in path}
+    remote = [path for path in files if "://" in path]
+    if remote:
+        fs, _ = pafs.FileSystem.from_uri(remote[0])
+        inner = [pafs.FileSystem.from_uri(path)[1] for path in remote]
+        for path, info in zip(remote, fs.get_file_info(inner), strict=True):
+            sizes[path] = info.size if info.type == pafs.FileType.File else -1
+    return sizes
 
 
 def _ingest(context: StageContext, records: list[VideoRecord], config: DualVADConfig) -> IngestSummary:
@@ -214,7 +230,9 @@ def _ingest_videos(context: StageContext, todo: list[VideoRecord], config: Inges
     """
     if config.feature == "motion":
         udf = {"fn": segment_videos_task, "fn_kwargs": {"config": config},
-               "concurrency": min(config.workers, len(todo)) if config.workers else None}
+               # at most `workers` tasks at once (map_batches' concurrency= is deprecated in Ray 2.60)
+               "compute": ray.data.TaskPoolStrategy(size=min(config.workers, len(todo)) if config.workers
+                                                    else None)}
     else:
         udf = {"fn": SegmentWorker, "fn_constructor_kwargs": {"config": config},
                "compute": actor_pool(config.workers, len(todo))}

@@ -25,8 +25,9 @@ InternVL. Each step logs loss, lr, samples/s, tokens/s, the peak memory of the b
 the table of :mod:`dualvad.train.flops` knows, the model FLOPs utilisation (MFU).
 
 ``finetune.model = "tiny"`` or ``"small"`` writes that random InternVL preset
-(:data:`dualvad.vlm.model.PRESETS`) once to ``RUN/finetune/base`` (local runs only) and trains that;
-otherwise the model is a hub id or a folder every worker can read.
+(:data:`dualvad.vlm.model.PRESETS`) once to ``RUN/finetune/base`` and trains that; otherwise the model is a
+hub id, a folder every worker can read, or a pyarrow URI (``s3://...``), which each worker copies to its
+local disk first (:func:`dualvad.rundir.fetched_folder`; a preset in a run on object storage too).
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.fs as pafs
 import ray
 import ray.train
 import torch
@@ -57,7 +57,7 @@ from dualvad.config import DualVADConfig, FinetuneConfig
 from dualvad.errors import MissingInputError, StageError
 from dualvad.pipeline import finetune_data as data
 from dualvad.pipeline.runtime import ensure_ray
-from dualvad.rundir import RunDir, open_run
+from dualvad.rundir import RunDir, fetched_folder, open_run
 from dualvad.stages import Skipped, Stage, StageContext, run_stage, section
 from dualvad.train.flops import FlopsModel, flops_model, mfu, peak_bf16_flops, step_flops
 from dualvad.train.lora import apply_lora, base_model, merged_model
@@ -185,9 +185,12 @@ def _model_path(out: RunDir, settings: FinetuneConfig) -> str:
 
     if settings.model not in PRESETS:
         return settings.model
-    if not isinstance(out.fs, pafs.LocalFileSystem):
-        raise FinetuneError(f"finetune.model={settings.model!r} needs a local run directory (workers load "
-                            "it from disk)")
+    if not out.local:  # written locally, then uploaded: workers fetch it from the run
+        if not out.exists(paths.FINETUNE_BASE_DIR, "config.json"):
+            with tempfile.TemporaryDirectory(prefix="dualvad-preset-") as local:
+                out.publish_dir(str(save_preset_model(settings.model, local, seed=settings.seed)),
+                                paths.FINETUNE_BASE_DIR, marker="config.json")  # checked above
+        return out.sub(paths.FINETUNE_BASE_DIR).uri
     base = Path(out.path(paths.FINETUNE_BASE_DIR))
     if not (base / "config.json").is_file():
         save_preset_model(settings.model, base, seed=settings.seed)
@@ -222,8 +225,9 @@ def _train_loop_per_worker(loop: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.manual_seed(settings.seed)
-    processor = load_processor(loop["model_path"])
-    model = _build_model(loop["model_path"], settings)
+    model_path = fetched_folder(loop["model_path"])  # a URI (a run on object storage): a local copy
+    processor = load_processor(model_path)
+    model = _build_model(model_path, settings)
     flops = flops_model(base_model(model))
     engine = build_engine(model, settings, world, loop["total_steps"])
     state = _resume(engine) if settings.save_checkpoints else {"step": 0, "history": []}

@@ -1,5 +1,8 @@
 """Decoding with decord: open a video, read chosen frames, and say clearly why it failed.
 
+A video may be a local path or a pyarrow filesystem URI (``s3://bucket/corpus/videos/x.mp4``): decord
+reads files, so a URI is copied into a temporary file that lives as long as its reader.
+
 decord is imported only inside the functions that use it, so that importing dualvad does not
 need it (the Ray datasource pattern for optional heavy dependencies).
 """
@@ -7,6 +10,8 @@ need it (the Ray datasource pattern for optional heavy dependencies).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +33,8 @@ class VideoInfo:
 
 
 def open_video(path: str, width: int = -1, height: int = -1, num_threads: int = 1) -> Any:
-    """Open ``path`` with decord, resizing frames to ``width`` x ``height`` while decoding.
+    """Open ``path`` (a local path or a pyarrow URI) with decord, resizing frames to ``width`` x ``height``
+    while decoding.
 
     ``-1`` keeps the original size. Returns a ``decord.VideoReader``.
 
@@ -37,18 +43,47 @@ def open_video(path: str, width: int = -1, height: int = -1, num_threads: int = 
     """
     import decord
 
-    if not os.path.exists(path):
+    local, copy = path, None
+    if "://" in path:
+        copy = _fetch(path)
+        local = copy.name
+    elif not os.path.exists(path):
         raise VideoDecodeError(f"{path}: file does not exist")
-    if os.path.getsize(path) == 0:
+    if os.path.getsize(local) == 0:
         raise VideoDecodeError(f"{path}: file is empty (0 bytes); re-copy or remove it")
     try:
-        reader = decord.VideoReader(path, width=width, height=height, num_threads=num_threads)
+        reader = decord.VideoReader(local, width=width, height=height, num_threads=num_threads)
     except (decord.DECORDError, RuntimeError) as error:  # decord raises both on bad input
         raise VideoDecodeError(f"{path}: not a decodable video: truncated, corrupt or not a video at all "
             f"({_first_line(error)}); re-encode or remove it") from error
     if len(reader) == 0:
         raise VideoDecodeError(f"{path}: container holds no video frames")
+    if copy is not None:
+        reader.dualvad_copy = copy  # deleted (closed) with the reader, not before: decord seeks in it
     return reader
+
+
+def _fetch(uri: str) -> tempfile._TemporaryFileWrapper:
+    """The video at ``uri`` copied into a temporary file (deleted when closed or collected).
+
+    Raises:
+        VideoDecodeError: the URI names no file, or its filesystem cannot be reached.
+    """
+    import pyarrow.fs as pafs
+
+    try:
+        fs, inner = pafs.FileSystem.from_uri(uri)
+        if fs.get_file_info(inner).type != pafs.FileType.File:
+            raise VideoDecodeError(f"{uri}: file does not exist")
+        # not a context manager: the file outlives this function, closed (and deleted) with its reader
+        copy = tempfile.NamedTemporaryFile(prefix="dualvad-video-", suffix=os.path.splitext(inner)[1])  # noqa: SIM115
+        with fs.open_input_stream(inner) as source:
+            shutil.copyfileobj(source, copy)
+        copy.flush()
+    except (OSError, ValueError) as error:  # pyarrow: unreachable store, bad credentials, unknown scheme
+        raise VideoDecodeError(f"{uri}: cannot be read ({_first_line(error)}); check the URI and the "
+                               "filesystem's credentials and endpoint (AWS_ENDPOINT_URL ...)") from error
+    return copy
 
 
 def video_info(reader: Any) -> VideoInfo:

@@ -1,0 +1,184 @@
+"""The run directory and the stage runner on a real S3 API (moto's server on loopback, no Ray): pyarrow's
+S3 filesystem cannot rename a folder, so publishing copies it with its ``_stage.json`` last; a publish
+killed half-way is put right by the next stage run."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pytest
+
+from dualvad import paths
+from dualvad.corpus.layout import CorpusFormatError
+from dualvad.rundir import RunDir, open_run
+from dualvad.stages import Skipped, Stage, StageContext, StagesConfig, read_record, run_stage
+
+from objectstore import moto_s3, s3_env
+
+SEGMENTS = Stage("ingest", paths.SEGMENTS)
+
+
+@pytest.fixture(scope="module")
+def s3_bucket():
+    """A moto S3 server with bucket ``runs``, its settings in this process's environment meanwhile."""
+    with moto_s3("runs") as endpoint:
+        saved = {key: os.environ.get(key) for key in s3_env(endpoint)}
+        os.environ.update(s3_env(endpoint))
+        try:
+            yield "s3://runs"
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def _work(rows: int):
+    def work(context: StageContext) -> str:
+        context.out.write_table(pa.table({"x": list(range(rows))}), "part-0.parquet")
+        context.out.write_text("nested", "sub", "note.txt")
+        return f"wrote {rows}"
+
+    return work
+
+
+def _files(run, *parts: str) -> list[str]:
+    selector = pafs.FileSelector(run.path(*parts), recursive=True, allow_not_found=True)
+    return sorted(i.path[len(run.path(*parts)) + 1:] for i in run.fs.get_file_info(selector)
+                  if i.type == pafs.FileType.File)
+
+
+def test_pyarrow_s3_cannot_rename_a_folder(s3_bucket):
+    """Why the runner copies: the premise of RunDir.move_dir, checked against the S3 API itself."""
+    run = open_run(f"{s3_bucket}/premise")
+    assert isinstance(run.fs, pafs.S3FileSystem)
+    run.write_text("a", "folder", "file.txt")
+    with pytest.raises(OSError):
+        run.fs.move(run.path("folder"), run.path("moved"))
+
+
+def test_a_stage_publishes_skips_and_republishes_on_s3(s3_bucket):
+    run = open_run(f"{s3_bucket}/publish")
+    first = run_stage(SEGMENTS, run, {"k": 8}, _work(3), StagesConfig())
+    assert first == "wrote 3"
+    assert _files(run, paths.SEGMENTS) == [paths.STAGE_FILE, paths.CONFIG_FILE, "part-0.parquet",
+                                           "sub/note.txt"]
+    assert run.read_table(paths.SEGMENTS).column("x").to_pylist() == [0, 1, 2]
+    assert isinstance(run_stage(SEGMENTS, run, {"k": 8}, _work(3), StagesConfig()), Skipped)
+    assert run_stage(SEGMENTS, run, {"k": 9}, _work(5), StagesConfig()) == "wrote 5"
+    assert run.read_table(paths.SEGMENTS).column("x").to_pylist() == [0, 1, 2, 3, 4]
+    assert read_record(run, paths.SEGMENTS)["settings"] == {"k": 9}
+    assert _files(run, paths.WORK_DIR) == []  # staging and the replaced output are gone
+
+
+def test_a_publish_killed_mid_copy_on_s3_is_put_back_by_the_next_run(s3_bucket):
+    """Killed while copying the new output into place: RUN/segments is half there (no _stage.json) and the
+    earlier output waits aside; the next stage run deletes the half copy and puts the earlier one back."""
+    run = open_run(f"{s3_bucket}/killed")
+    run_stage(SEGMENTS, run, {"k": 8}, _work(3), StagesConfig())
+    aside = run.path(paths.WORK_DIR, f"{paths.SEGMENTS}.replaced-0000dead")
+    run.move_dir(run.path(paths.SEGMENTS), aside, marker=paths.STAGE_FILE)
+    run.write_table(pa.table({"x": [7]}), paths.SEGMENTS, "part-0.parquet")  # the half-copied successor
+    assert read_record(run, paths.SEGMENTS) is None  # a reader sees no output, never a half one
+    assert isinstance(run_stage(SEGMENTS, run, {"k": 8}, _work(3), StagesConfig()), Skipped)
+    assert run.read_table(paths.SEGMENTS).column("x").to_pylist() == [0, 1, 2]
+    assert _files(run, paths.WORK_DIR) == []
+
+
+class _CopyLog(pafs.FileSystemHandler):
+    """Delegates to a filesystem, logging every copy and failing the one numbered ``fail_at`` (0-based)."""
+
+    def __init__(self, fs: pafs.FileSystem, fail_at: int | None = None) -> None:
+        self.fs, self.fail_at, self.copies = fs, fail_at, []
+
+    def copy_file(self, src, dest):
+        if len(self.copies) == self.fail_at:
+            raise OSError("connection lost")
+        self.copies.append(dest.rsplit("/", 1)[-1])
+        self.fs.copy_file(src, dest)
+
+    def __getattr__(self, name):  # the other FileSystemHandler methods, unchanged
+        return getattr(self.fs, name)
+
+    def get_type_name(self):
+        return "copy-log"
+
+    def normalize_path(self, path):
+        return self.fs.normalize_path(path)
+
+    def get_file_info(self, paths_):
+        return self.fs.get_file_info(paths_)
+
+    def get_file_info_selector(self, selector):
+        return self.fs.get_file_info(selector)
+
+    def create_dir(self, path, recursive):
+        self.fs.create_dir(path, recursive=recursive)
+
+    def delete_dir(self, path):
+        self.fs.delete_dir(path)
+
+    def delete_dir_contents(self, path, missing_dir_ok=False):
+        self.fs.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+
+    def delete_root_dir_contents(self):
+        raise NotImplementedError
+
+    def delete_file(self, path):
+        self.fs.delete_file(path)
+
+    def move(self, src, dest):
+        self.fs.move(src, dest)
+
+    def open_input_stream(self, path):
+        return self.fs.open_input_stream(path)
+
+    def open_input_file(self, path):
+        return self.fs.open_input_file(path)
+
+    def open_output_stream(self, path, metadata):
+        return self.fs.open_output_stream(path, metadata=metadata)
+
+    def open_append_stream(self, path, metadata):
+        return self.fs.open_append_stream(path, metadata=metadata)
+
+
+def test_move_dir_on_s3_copies_the_marker_last_and_an_interrupted_copy_leaves_no_marker(s3_bucket):
+    s3 = open_run(f"{s3_bucket}/move")
+    for name in ("b.txt", paths.STAGE_FILE, "a/c.txt"):
+        s3.write_text(name, "src", name)
+    broken = RunDir(pafs.PyFileSystem(_CopyLog(s3.fs, fail_at=2)), s3.root, s3.uri)
+    with pytest.raises(OSError, match="connection lost"):
+        broken.move_dir(s3.path("src"), s3.path("dst"), marker=paths.STAGE_FILE)
+    assert not s3.exists("dst", paths.STAGE_FILE) and _files(s3, "src") == [paths.STAGE_FILE, "a/c.txt",
+                                                                              "b.txt"]
+    log = _CopyLog(s3.fs)
+    RunDir(pafs.PyFileSystem(log), s3.root, s3.uri).move_dir(s3.path("src"), s3.path("dst2"),
+                                                             marker=paths.STAGE_FILE)
+    assert log.copies == ["c.txt", "b.txt", paths.STAGE_FILE]
+    assert _files(s3, "dst2") == [paths.STAGE_FILE, "a/c.txt", "b.txt"] and not s3.exists("src")
+
+
+def test_a_corpus_on_s3_reads_as_the_local_one_and_its_videos_decode(s3_bucket, tmp_path):
+    from dualvad.corpus import SynthSpec, generate_corpus, read_corpus
+    from dualvad.video.decode import VideoDecodeError, open_video, read_frames
+
+    generate_corpus(tmp_path / "corpus", SynthSpec(videos=4, seconds=1.0, seed=2))
+    remote = open_run(f"{s3_bucket}/corpus")
+    pafs.copy_files(str(tmp_path / "corpus"), remote.root, destination_filesystem=remote.fs)
+    local_records, s3_records = read_corpus(tmp_path / "corpus"), read_corpus(f"{s3_bucket}/corpus")
+    assert [r.path for r in s3_records] == [f"{s3_bucket}/corpus/videos/{r.video_id}" for r in local_records]
+    strip = [(r.video_id, r.label, r.split, r.intervals) for r in local_records]
+    assert [(r.video_id, r.label, r.split, r.intervals) for r in s3_records] == strip
+    first = s3_records[0]
+    frames = read_frames(open_video(first.path), np.array([0, 5]), first.path)
+    assert np.array_equal(frames, read_frames(open_video(local_records[0].path), np.array([0, 5]), "local"))
+    with pytest.raises(VideoDecodeError, match=f"{s3_bucket}/corpus/videos/missing.mp4: file does not exist"):
+        open_video(f"{s3_bucket}/corpus/videos/missing.mp4")
+    remote.fs.delete_file(remote.path("videos", first.video_id))
+    with pytest.raises(CorpusFormatError, match=f"missing under {s3_bucket}/corpus/videos"):
+        read_corpus(f"{s3_bucket}/corpus")
