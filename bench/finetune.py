@@ -1,8 +1,15 @@
 """Fine-tuning throughput and memory (Ray Train + DeepSpeed ZeRO-2), side by side in one run.
 
 CPU (default without CUDA): the tiny random InternVL on benchmarks built from a generated corpus (clips of
-8 frames), with 1 and with 2 Ray Train workers of one core each (fp32, gloo): global samples/s and
-tokens/s (median over the steps after the first) and the peak RSS of the busiest worker.
+8 frames, frames stored at 448 px as the benchmarks' default, so decoding costs what it costs on a
+cluster; the tiny model resizes them to 56 px tiles), with 1 and with 2 Ray Train
+workers of one core each (fp32, gloo): global samples/s and tokens/s (median over the steps after the
+first) and the peak RSS of the busiest worker. Then the two data paths (``finetune.data``): ``memory``
+(each worker loads its whole shard, decodes in the step) against ``stream`` (Ray Data, decoded ahead of
+the step), ``--rounds`` interleaved runs each, on the benchmark repeated ``--repeat`` times and on one 4x
+larger (every shard 4 x ``--repeat`` times): the memory path's peak RSS grows with the benchmark, the
+stream's stays flat. Last, each path's micro-batches alone in the driver with a 50 ms pause standing in for
+a step that leaves the CPU free (a GPU step): how much of the decoding the stream hides.
 
 GPU (``--gpu``, or whenever CUDA is available): the real InternVL3-2B architecture with random weights
 (:func:`dualvad.vlm.model.internvl3_2b_config`, nothing downloaded, written once in bf16), video-benchmark
@@ -13,7 +20,7 @@ DeepSpeed config without training (runs anywhere).
 
 Runs write no checkpoints (``finetune.save_checkpoints=false``): a 2B model's ZeRO state is ~29 GB.
 
-    python bench/finetune.py                     # CPU: 1 vs 2 workers
+    python bench/finetune.py                     # CPU: 1 vs 2 workers, memory vs stream
     python bench/finetune.py --gpu               # on a GPU node
     python bench/finetune.py --gpu --dry-run     # the GPU set-up on the meta device
 """
@@ -34,8 +41,10 @@ from common import corpus_arguments, prepared_run
 CLIP_FRAMES = 8  # frames per video-benchmark row
 GPU_MICRO_BATCH = 2
 GPU_IMAGE_SIZE = 448  # InternVL3's tile size
-CPU_IMAGE_SIZE = 64  # the tiny model resizes to 56 px tiles anyway
+CPU_IMAGE_SIZE = 448  # the benchmarks' default; the tiny model resizes to 56 px tiles
 CPU_WORKERS = (1, 2)
+COMPARE_WORKERS = 2  # the data-path comparison: the default finetune.workers
+LARGER = 4  # the larger benchmark of the comparison
 
 
 def main() -> None:
@@ -55,6 +64,9 @@ def _args() -> argparse.Namespace:
     parser = corpus_arguments(__doc__.split("\n\n")[0])
     parser.set_defaults(videos=12, seconds=3.0, epochs=5)
     parser.add_argument("--steps", type=int, default=16, help="optimizer steps per configuration")
+    parser.add_argument("--repeat", type=int, default=16,
+                        help="CPU: every benchmark shard this many times in the data-path comparison")
+    parser.add_argument("--rounds", type=int, default=2, help="CPU: runs of each data-path configuration")
     parser.add_argument("--gpu", action="store_true", help="the real 2B architecture on GPUs")
     parser.add_argument("--dry-run", action="store_true", help="with --gpu: meta device, no training")
     return parser.parse_args()
@@ -65,19 +77,127 @@ def _args() -> argparse.Namespace:
 
 def _cpu_bench(args: argparse.Namespace) -> None:
     config = _benchmarked_run(args, CPU_IMAGE_SIZE, ray_cpus=2)
+    benchmarks = Path(config.run) / "benchmarks"
     rows = []
     for workers in CPU_WORKERS:
-        history = _finetune(config, f"cpu-{workers}-workers", [
-            "finetune.model=tiny", f"finetune.workers={workers}", "finetune.cpus_per_worker=1.0",
-            "finetune.micro_batch=2", "finetune.max_length=1024", *_run_overrides(args.steps)])
+        history = _finetune(config, benchmarks, f"cpu-{workers}-workers", _cpu_overrides(workers, "stream",
+                                                                                     args.steps))
         rows.append((workers, _summary(history)))
     print(f"\ntiny InternVL, ZeRO-2 fp32 on CPU, 1 core per worker, micro-batch 2, clips of {CLIP_FRAMES} "
-          f"frames, {args.steps} steps (median over steps 2..{args.steps})")
+          f"frames of {CPU_IMAGE_SIZE} px, {args.steps} steps (median over steps 2..{args.steps})")
     print(f"{'workers':>7} {'samples/s':>10} {'tokens/s':>9} {'samples/s/worker':>17} "
           f"{'peak RSS/worker MiB':>20}")
     for workers, figures in rows:
         print(f"{workers:>7} {figures['samples_per_s']:>10.2f} {figures['tokens_per_s']:>9.0f} "
               f"{figures['samples_per_s'] / workers:>17.2f} {figures['peak_rss_mib']:>20.0f}")
+    _compare_data_paths(config, args)
+
+
+def _cpu_overrides(workers: int, data: str, steps: int) -> list[str]:
+    return ["finetune.model=tiny", f"finetune.workers={workers}", "finetune.cpus_per_worker=1.0",
+            "finetune.micro_batch=2", "finetune.max_length=1024", f"finetune.data={data}",
+            *_run_overrides(steps)]
+
+
+def _compare_data_paths(config, args: argparse.Namespace) -> None:
+    """memory vs stream, ``COMPARE_WORKERS`` workers, on the benchmark repeated ``repeat`` and ``LARGER *
+    repeat`` times; ``rounds`` runs of each, interleaved (the machine's load drifts between runs)."""
+    sizes = [(copies, *_repeated_benchmarks(Path(config.run), copies))
+             for copies in (args.repeat, LARGER * args.repeat)]
+    histories: dict[tuple[str, int], list[list[dict]]] = {}
+    for round_ in range(args.rounds):
+        for copies, benchmarks, _, _ in sizes:
+            for data in ("memory", "stream"):
+                history = _finetune(config, benchmarks, f"cpu-{data}-x{copies}-{round_}",
+                                    _cpu_overrides(COMPARE_WORKERS, data, args.steps))
+                histories.setdefault((data, copies), []).append(history)
+    print(f"\ndata paths: {COMPARE_WORKERS} workers, otherwise as above; every benchmark shard x copies "
+          f"(train rows, MiB of their JPEGs); samples/s: median over the steady steps of {args.rounds} runs; "
+          "peak RSS: of each run")
+    print(f"{'data':>6} {'copies':>6} {'train':>6} {'JPEG MiB':>9} {'samples/s':>10} {'tokens/s':>9} "
+          f"{'peak RSS/worker MiB':>20}")
+    peaks = {}
+    for copies, _, rows, mib in sizes:
+        for data in ("memory", "stream"):
+            runs = histories[(data, copies)]
+            figures = _summary([entry for history in runs for entry in history[1:]])
+            peaks[(data, copies)] = [_summary(history)["peak_rss_mib"] for history in runs]
+            listed = ", ".join(f"{peak:.0f}" for peak in peaks[(data, copies)])
+            print(f"{data:>6} {copies:>6} {rows:>6} {mib:>9.1f} {figures['samples_per_s']:>10.2f} "
+                  f"{figures['tokens_per_s']:>9.0f} {listed:>20}")
+    small, large = args.repeat, LARGER * args.repeat
+    for data in ("memory", "stream"):
+        growth = statistics.median(peaks[(data, large)]) - statistics.median(peaks[(data, small)])
+        print(f"{data}: median peak RSS/worker {growth:+.0f} MiB from x{small} to x{large}")
+    _data_path_alone(config, sizes[0][1])
+
+
+def _data_path_alone(config, benchmarks: Path, steps: int = 64, step_s: float = 0.05) -> None:
+    """Each path's micro-batches for one rank in this process, without training: ms per micro-batch when
+    every batch is followed by a ``step_s`` pause (a stand-in step that leaves the CPU free, as a GPU step
+    would), after the first batch. The stream's decoding hides behind the pause; the memory path's adds
+    to it."""
+    import time
+
+    from dualvad.config import load_config
+    from dualvad.pipeline import finetune_data as data
+    from dualvad.rundir import open_run
+    from dualvad.train.finetune import _train_rows
+    from dualvad.vlm.model import save_tiny_model
+    from dualvad.vlm.processor import load_processor
+
+    folder = Path(config.run).parent / "data-path-alone"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    os.symlink(benchmarks, folder / "benchmarks")
+    processor = load_processor(save_tiny_model(folder / "tiny"))
+    encoder = data.Encoder(processor, 1024, int(processor.tokenizer.pad_token_id))
+    stores = {kind: data.stage_rows(_train_rows(open_run(str(folder)), kind), kind) for kind in data.KINDS}
+    print(f"\ndata path alone: 1 rank, micro-batch 2, {steps} batches, a {1000 * step_s:.0f} ms pause each "
+          "(the memory path's first batch waits for all its rows)")
+    for path in ("memory", "stream"):
+        settings = load_config(None, ["finetune.workers=1", "finetune.micro_batch=2",
+                                      f"finetune.data={path}"]).finetune
+        datasets = data.rank_datasets(stores, settings, steps)
+        shard = data.data_config(list(datasets)).configure(
+            datasets, world_size=1, worker_handles=None, worker_node_ids=None)[0][data.shard_name(0)]
+        started = time.perf_counter()
+        batches = data.micro_batches(shard, settings, 0, steps, 0, encoder)
+        next(batches)
+        first = time.perf_counter()
+        for _ in batches:
+            time.sleep(step_s)
+        per_batch = (time.perf_counter() - first) / (steps - 1)
+        print(f"{path:>6}: first batch after {first - started:.2f} s, then {1000 * per_batch:.0f} ms a batch")
+
+
+def _repeated_benchmarks(run: Path, copies: int) -> tuple[Path, int, float]:
+    """A benchmarks folder beside ``run`` whose ``image/`` and ``video/`` list every shard of ``run``'s
+    ``copies`` times (symlinks; the stage record copied, so fine-tuning accepts it as built). Returns the
+    folder, its train-split rows and the MiB of their JPEGs (what the memory path holds, over all workers)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    source = run / "benchmarks"
+    target = run.parent / f"benchmarks-x{copies}"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir()
+    for entry in source.iterdir():
+        if entry.is_file():
+            shutil.copy(entry, target / entry.name)
+    rows, size = 0, 0
+    for kind, column in (("image", "image"), ("video", "images")):
+        (target / kind).mkdir()
+        for shard in sorted((source / kind).glob("*.parquet")):
+            for copy in range(copies):
+                os.symlink(shard, target / kind / f"{shard.stem}-copy{copy}.parquet")
+            table = pq.read_table(shard, columns=["split", column])
+            train = table.filter(pc.equal(table["split"], "train"))[column]
+            if column == "images":
+                train = pc.list_flatten(train)
+            rows += copies * len(table.filter(pc.equal(table["split"], "train")))
+            size += copies * pc.sum(pc.binary_length(train)).as_py()
+    return target, rows, size / 2**20
 
 
 # --------------------------------------------------------------------------------------------------- GPU
@@ -100,8 +220,8 @@ def _gpu_bench(args: argparse.Namespace) -> None:
     config = _benchmarked_run(args, GPU_IMAGE_SIZE, ray_cpus=cpus)
     model = _random_internvl3_2b(Path(config.run).parent / "internvl3-2b-random")
     cpus_per_worker = float(max(1, (cpus - 1) // workers))  # one core left to the driver
-    history = _finetune(config, f"gpu-{workers}", _gpu_overrides(str(model), workers, cpus_per_worker,
-                                                                 args.steps))
+    history = _finetune(config, Path(config.run) / "benchmarks", f"gpu-{workers}",
+                        _gpu_overrides(str(model), workers, cpus_per_worker, args.steps))
     figures = _summary(history)
     mfu = "n/a (device not in dualvad.train.flops.PEAK_BF16_FLOPS)" if figures["mfu"] is None \
         else f"{100 * figures['mfu']:.1f}%"
@@ -187,8 +307,9 @@ def _benchmarked_run(args: argparse.Namespace, image_size: int, ray_cpus: int):
     return config
 
 
-def _finetune(config, name: str, overrides: list[str]) -> list[dict]:
-    """Fine-tune in a fresh run folder beside ``config.run`` that shares its benchmarks; the step log."""
+def _finetune(config, benchmarks: Path, name: str, overrides: list[str]) -> list[dict]:
+    """Fine-tune in a fresh run folder beside ``config.run`` whose benchmarks are ``benchmarks`` (a symlink);
+    the step log."""
     import json
 
     from dualvad.config import load_config
@@ -197,7 +318,7 @@ def _finetune(config, name: str, overrides: list[str]) -> list[dict]:
     run = Path(config.run).parent / name
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
-    os.symlink(Path(config.run) / "benchmarks", run / "benchmarks")
+    os.symlink(benchmarks, run / "benchmarks")
     variant = dataclasses.replace(load_config(None, [*overrides, f"run={run}"]), ray=config.ray)
     print(run_finetune(variant))
     return json.loads((run / "finetune" / "train_log.json").read_text())["history"]
