@@ -20,11 +20,8 @@ S3-compatible stores (MinIO, moto, Ceph) are reached through pyarrow's usual set
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -142,21 +139,6 @@ class RunDir:
         if temp != target:
             self.fs.move(temp, target)
         return target
-
-    @contextmanager
-    def local_folder(self, *parts: str) -> Iterator[str]:
-        """Folder ``parts`` as a local path for the duration of the block: itself on a local disk, else a
-        temporary copy (for readers that need files, such as ``from_pretrained``), deleted after."""
-        if self.local:
-            yield self.path(*parts)
-            return
-        scratch = tempfile.mkdtemp(prefix="dualvad-copy-")
-        try:
-            pafs.copy_files(self.path(*parts), scratch, source_filesystem=self.fs,
-                            destination_filesystem=pafs.LocalFileSystem())
-            yield scratch
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 _FETCHED: dict[str, tempfile.TemporaryDirectory] = {}  # URI -> its local copy, for this process's life

@@ -71,6 +71,14 @@ def _rows(run, folder: str) -> dict[str, list[dict]]:
             for key, rows in tables.items()}
 
 
+def _json_files(run, folder: str) -> dict[str, object]:
+    """Every JSON file under ``RUN/<folder>`` but the runner's record (which holds times), parsed."""
+    base = run.path(folder)
+    infos = run.fs.get_file_info(pafs.FileSelector(base, recursive=True))
+    return {i.path[len(base) + 1:]: json.loads(_bytes(run, folder, i.path[len(base) + 1:])) for i in infos
+            if i.type == pafs.FileType.File and i.path.endswith(".json") and i.base_name != paths.STAGE_FILE}
+
+
 def _close(a, b) -> bool:
     """Equal, floats to a relative 1e-6 (the last bits of a batched float32 pass), inside lists and dicts."""
     if isinstance(a, float) and isinstance(b, float):
@@ -115,10 +123,11 @@ def _compare(remote, local) -> None:
         if stage not in CPU_STAGES:
             continue
         assert record["fingerprint"] == read_record(local, folder)["fingerprint"]  # same inputs, settings
-        expected, found = _rows(local, folder), _rows(remote, folder)
+        expected, found = _rows(local, folder) | _json_files(local, folder), \
+            _rows(remote, folder) | _json_files(remote, folder)
         assert expected and found.keys() == expected.keys(), f"{folder}: {sorted(found)}, {sorted(expected)}"
-        for table, rows in expected.items():
-            assert _close(found[table], rows), f"{folder}/{table} differs"
+        for name, content in expected.items():
+            assert _close(found[name], content), f"{folder}/{name} differs"
     staged = remote.fs.get_file_info(pafs.FileSelector(remote.path(paths.WORK_DIR), recursive=True,
                                                        allow_not_found=True))
     assert not [i.path for i in staged if i.type == pafs.FileType.File]  # staging published and gone
