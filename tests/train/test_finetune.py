@@ -17,6 +17,7 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 import torch
+from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
 from transformers import AutoProcessor, InternVLProcessor
 
 from dualvad import paths
@@ -49,23 +50,38 @@ def benchmarked(scored_run, tmp_path_factory):
 
 
 class WorkerKiller(threading.Thread):
-    """Kills one Ray Train worker process (SIGKILL, as a lost node would) once ``checkpoints`` reported
-    checkpoints exist under ``storage``; records the killed pid. Looks only from outside the loop: files
-    Ray Train persists and the process table."""
+    """Kills one Ray Train worker process (SIGKILL, as a lost node would) once Ray Train has registered a
+    checkpoint of step ``after_step`` or later under ``storage``; records the killed pid. Looks only from
+    outside the loop: files Ray Train persists and the process table.
 
-    def __init__(self, storage: Path, checkpoints: int, timeout_s: float = 600.0) -> None:
+    Registered, not merely written: the controller registers a checkpoint when it next polls the workers, so
+    a checkpoint's files can be in storage while the controller does not know it yet; a worker killed then
+    takes its unpolled reports with it and the new group would start from an earlier one, or from step 0.
+    The controller rewrites its snapshot (``checkpoint_manager_snapshot.json``) at every registration."""
+
+    def __init__(self, storage: Path, after_step: int, timeout_s: float = 600.0) -> None:
         super().__init__(daemon=True)
-        self.storage, self.checkpoints, self.timeout_s = storage, checkpoints, timeout_s
+        self.storage, self.after_step, self.timeout_s = storage, after_step, timeout_s
         self.killed: int | None = None
 
     def run(self) -> None:
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline and self.killed is None:
-            reported = len(list(self.storage.rglob(STATE_FILE)))
-            if reported >= self.checkpoints and (workers := _train_workers()):
+            if self._registered_step() >= self.after_step and (workers := _train_workers()):
                 os.kill(workers[0], signal.SIGKILL)
                 self.killed = workers[0]
             time.sleep(0.05)
+
+    def _registered_step(self) -> int:
+        """The step of the latest checkpoint the controller registered (its reported metrics hold the step);
+        0 before the first."""
+        for snapshot in self.storage.rglob(CHECKPOINT_MANAGER_SNAPSHOT_FILENAME):
+            try:
+                latest = json.loads(snapshot.read_text())["latest_checkpoint_result"]
+            except json.JSONDecodeError:  # caught mid-rewrite (not written atomically): read it next time
+                return 0
+            return int(latest["metrics"]["step"]) if latest else 0
+        return 0
 
 
 def _train_workers() -> list[int]:
@@ -84,14 +100,14 @@ def _train_workers() -> list[int]:
 @pytest.fixture(scope="module")
 def finetuned(benchmarked):
     """Two workers, ZeRO-2, STEPS steps, checkpoints every 2; one worker process is SIGKILLed once the second
-    checkpoint exists (one run serves the plain checks and the resume check: each run costs a minute here).
+    checkpoint is registered (one run serves the plain checks and the resume check: a run costs a minute).
     (config, summary, pid of the killed worker or None)."""
     from dualvad.train.finetune import run_finetune
 
     config = dataclasses.replace(benchmarked, finetune=dataclasses.replace(
         benchmarked.finetune, model="tiny", workers=2, cpus_per_worker=0.5, zero_stage=2, max_steps=STEPS,
         warmup_steps=1, report_every=2, max_length=512))
-    killer = WorkerKiller(Path(config.run) / paths.WORK_DIR, checkpoints=2)  # Ray Train storage: scratch
+    killer = WorkerKiller(Path(config.run) / paths.WORK_DIR, after_step=4)  # Ray Train storage: scratch
     killer.start()
     summary = run_finetune(config)
     killer.join(timeout=1)
@@ -157,14 +173,14 @@ def test_freeze_vision_and_projector():
 
 
 def test_a_killed_worker_is_replaced_and_training_resumes_from_the_last_checkpoint(finetuned):
-    """A worker process died (SIGKILL) after the second checkpoint (step 4 of 6): Ray Train started a new
-    worker group, which loaded the last checkpoint it registered and continued the step count from there."""
+    """A worker process died (SIGKILL) once the second checkpoint (step 4 of 6) was registered: Ray Train
+    started a new worker group, which loaded the last checkpoint it registered and continued from there."""
     config, summary, killed = finetuned
     assert killed is not None, "no worker was killed: training ended before the second checkpoint?"
     assert summary.steps == STEPS
     log = json.loads((Path(config.run) / "finetune" / "train_log.json").read_text())
     (resumed,) = log["resumed_after"]
-    assert resumed in (2, 4)  # the second checkpoint, or the first if the second was still being registered
+    assert resumed in (4, 6)  # the second checkpoint, or the last if it was registered before the kill landed
     assert [entry["step"] for entry in log["history"]] == list(range(1, STEPS + 1))
 
 
@@ -197,7 +213,7 @@ def test_export_without_saved_checkpoints_writes_only_the_step_log(tmp_path):
     step log and publishes no model (and a missing export is an error when checkpoints are on)."""
     from ray.train import Checkpoint
 
-    from dualvad.train.finetune import STATE_FILE, _export
+    from dualvad.train.finetune import _export
 
     state = {"step": 2, "history": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]}
     reported = tmp_path / "checkpoint"

@@ -138,7 +138,7 @@ def test_mismatched_placeholders_and_videos_are_errors(tiny):
 
 
 def test_load_model_tiny_is_not_a_checkpoint():
-    with pytest.raises(ValueError, match="save_tiny_model"):
+    with pytest.raises(ValueError, match=r"save_preset_model\('tiny', folder\)"):
         load_model("tiny")
 
 
