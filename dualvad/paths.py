@@ -10,11 +10,13 @@ from __future__ import annotations
 
 # Stage outputs, one folder each under the run.
 SEGMENTS = "segments"  # ingest: *.parquet, one row per (video, segment)
-SCORER = "scorer"  # train-scorer: model/ (scorer.json + model.pt), metrics.json, history.json
+SCORER = "scorer"  # train-scorer: model/ (scorer.json + model.pt), metrics.json, history.json, [tensorboard/]
 SCORES = "scores"  # score: *.parquet, one row per (video, segment)
 SAMPLES = "samples"  # sample: *.parquet, one row per video
 BENCHMARKS = "benchmarks"  # build-benchmarks: image/ and video/ shards, manifest.json
-FINETUNE = "finetune"  # finetune: final/ (Hugging Face folder), base/ (a random preset), train_log.json
+# finetune: final/ (Hugging Face folder, README.md the model card), base/ (a random preset), train_log.json,
+# [tensorboard/]
+FINETUNE = "finetune"
 EVAL = "eval"  # evaluate: metrics.json, results.*, report.html, predictions/, samples/
 
 # Inside every stage output.
@@ -35,10 +37,16 @@ MANIFEST_FILE = "manifest.json"  # RUN/benchmarks/manifest.json
 FINETUNE_BASE_DIR = "base"  # RUN/finetune/base: a random preset's starting weights
 FINETUNE_FINAL_DIR = "final"  # RUN/finetune/final: the Hugging Face export
 TRAIN_LOG_FILE = "train_log.json"  # RUN/finetune/train_log.json
+CARD_FILE = "README.md"  # a Hugging Face card: RUN/finetune/final/README.md, the JSONL export's README.md
+# RUN/finetune/tensorboard, RUN/scorer/tensorboard (finetune.tracking / scorer.tracking = tensorboard); also
+# inside every checkpoint
+TENSORBOARD_DIR = "tensorboard"
 PREDICTIONS_DIR = "predictions"  # RUN/eval/predictions/<model>.parquet
 EVAL_SAMPLES_DIR = "samples"  # RUN/eval/samples/<strategy>.parquet: frames an ablation sampled itself
 METRICS_FILE = "metrics.json"  # RUN/eval/metrics.json
 JSONL_EXPORT = "jsonl"  # RUN/jsonl: `dualvad export-jsonl`'s default folder (not a stage output)
+LLAMAFACTORY_DATASET_INFO = "dataset_info.json"  # inside the JSONL export: LLaMA-Factory's registry
+INTERNVL_META = "internvl_meta_{split}.json"  # inside the JSONL export: InternVL's meta file per split
 RAY_DIR = "ray"  # Ray Train's storage inside a stage's scratch folder
 
 # Which stage writes each output: named in errors about a missing or corrupt input.

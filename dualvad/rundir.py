@@ -125,6 +125,11 @@ class RunDir:
             self.fs.delete_file(f"{source}/{marker}")
         self.fs.delete_dir(source)
 
+    def read_text(self, *parts: str) -> str:
+        """A small text file's content (JSON, Markdown); ``FileNotFoundError`` names it when absent."""
+        with self.fs.open_input_stream(self.path(*parts)) as stream:
+            return stream.read().decode()
+
     def write_text(self, text: str, *parts: str) -> str:
         """Write a small text file (JSON, Markdown) atomically."""
         return self.write_bytes(text.encode(), *parts)

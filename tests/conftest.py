@@ -24,8 +24,8 @@ def ray_session():
 
 @pytest.fixture(scope="session")
 def scored_run(ray_session, tmp_path_factory):
-    """A generated corpus (20 videos of 3 s) ingested with K=8, a scorer trained on it (1 worker)
-    and every segment scored: (config, train summary). Shared by the tests of later stages."""
+    """A generated corpus (20 videos of 3 s) ingested with K=8, a scorer trained on it (1 worker, TensorBoard
+    tracking on) and every segment scored: (config, train summary). Shared by the tests of later stages."""
     from dualvad.config import load_config
     from dualvad.corpus import SynthSpec, generate_corpus
     from dualvad.pipeline.ingest import run_ingest
@@ -36,7 +36,8 @@ def scored_run(ray_session, tmp_path_factory):
     generate_corpus(root / "corpus", SynthSpec(videos=20, seconds=3.0, seed=5))
     config = load_config(None, [f"corpus={root / 'corpus'}", f"run={root / 'run'}", "ingest.segments=8",
                                 "ingest.cpus_per_worker=0.5", "scorer.epochs=30", "scorer.workers=1",
-                                "scorer.cpus_per_worker=0.5", "scorer.topk=2", "scorer.report_every=10"])
+                                "scorer.cpus_per_worker=0.5", "scorer.topk=2", "scorer.report_every=10",
+                                "scorer.tracking=tensorboard"])
     run_ingest(config)
     summary = train_scorer(config)
     run_score(config)

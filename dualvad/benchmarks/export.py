@@ -4,9 +4,13 @@ Writes, under the output folder::
 
     images/<video id>/<frame>.jpg                       every frame once (shared by both benchmarks)
     image_<split>.jsonl, video_<split>.jsonl            {"id", "image": [paths], "conversations"}
+    README.md                                           the dataset card
+    dataset_info.json                                   LLaMA-Factory's registry of the JSONL files
+    internvl_meta_<split>.json                          InternVL's meta file of each split's JSONL files
 
-Image paths are relative to the output folder, as InternVL's ``meta.json`` ``root`` expects. The folder
-is a local path or a pyarrow URI (``s3://bucket/export``), written file by file atomically.
+Image paths are relative to the output folder, as InternVL's meta ``root`` and LLaMA-Factory's
+``media_dir`` expect (:mod:`dualvad.benchmarks.cards`). The folder is a local path or a pyarrow URI
+(``s3://bucket/export``), written file by file atomically.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import pyarrow.parquet as pq
 
 from dualvad import paths
 from dualvad import schema as S
+from dualvad.benchmarks import cards
 from dualvad.errors import MissingInputError
 from dualvad.rundir import RunDir, open_run
 
@@ -58,7 +63,20 @@ def export_jsonl(run: RunDir, out_dir: str) -> ExportSummary:
                 lines.setdefault(f"{kind}_{row[S.SPLIT]}.jsonl", []).append(json.dumps(record))
     for name, content in lines.items():
         out.write_text("\n".join(content) + "\n", name)
-    return ExportSummary({name: len(content) for name, content in lines.items()}, len(written), out.uri)
+    files = {name: len(content) for name, content in lines.items()}
+    _write_descriptions(run, out, files, len(written))
+    return ExportSummary(files, len(written), out.uri)
+
+
+def _write_descriptions(run: RunDir, out: RunDir, files: dict[str, int], images: int) -> None:
+    """The dataset card, LLaMA-Factory's ``dataset_info.json`` and one InternVL meta file per split."""
+    manifest = json.loads(run.read_text(paths.BENCHMARKS, paths.MANIFEST_FILE))
+    out.write_text(str(cards.dataset_card(manifest, files, images)), paths.CARD_FILE)
+    out.write_text(json.dumps(cards.llamafactory_dataset_info(files), indent=2),
+                   paths.LLAMAFACTORY_DATASET_INFO)
+    for split in sorted({cards.file_split(name) for name in files}):
+        meta = cards.internvl_meta(files, out.uri, split)
+        out.write_text(json.dumps(meta, indent=2), paths.INTERNVL_META.format(split=split))
 
 
 def _save_frames(out: RunDir, row: dict, kind: str, written: set[str]) -> list[str]:

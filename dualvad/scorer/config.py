@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from dualvad.checks import above, at_least, below, check_choices, require
+from dualvad.tracking import Tracking
 
 ScorerKind = Literal["refinevad", "mil"]  # "mil": Sultani et al. 2018, the baseline
 SCORER_KINDS: tuple[str, ...] = typing.get_args(ScorerKind)
@@ -46,7 +47,8 @@ class ScorerConfig:
     Training (Ray Train): epochs, batch_size (videos per step per worker), lr, weight_decay (AdamW),
     val_share (share of training videos held out to pick the best checkpoint by validation loss),
     report_every (epochs between reports + checkpoints), seed, workers, cpus_per_worker; score_workers is
-    the scoring stage's actor pool (None = up to one per CPU).
+    the scoring stage's actor pool (None = up to one per CPU). tracking: ``"tensorboard"`` also writes
+    every report's metrics as TensorBoard events to ``RUN/scorer/tensorboard`` (:mod:`dualvad.tracking`).
     """
 
     kind: ScorerKind = "refinevad"
@@ -74,6 +76,7 @@ class ScorerConfig:
     workers: int = 1
     cpus_per_worker: float = 1.0
     score_workers: int | None = None
+    tracking: Tracking = "none"
 
     def __post_init__(self) -> None:
         check_choices(self)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from dualvad.checks import SettingError, above, at_least, at_most, below, check_choices
+from dualvad.tracking import Tracking
 from dualvad.train.deepspeed_config import check_deepspeed_settings
 from dualvad.vlm.mixing import Curriculum
 
@@ -58,11 +59,16 @@ class FinetuneConfig:
     report_every: int = 4  # optimizer steps between reports + checkpoints (and after the last)
     # False (throughput runs): reports carry only the step log; no DeepSpeed state (no resume) and no export
     save_checkpoints: bool = True
+    # Ray Train checkpoints kept while the run goes (CheckpointConfig.num_to_keep): the last one is what a
+    # restart resumes from; all go once RUN/finetune is published (the export is final/)
+    keep_checkpoints: int = 1
+    tracking: Tracking = "none"  # "tensorboard": event files in RUN/finetune/tensorboard (dualvad.tracking)
     seed: int = 0
 
     def __post_init__(self) -> None:
         check_choices(self)
-        at_least(self, 1, "workers", "micro_batch", "grad_accum", "epochs", "report_every", "max_length")
+        at_least(self, 1, "workers", "micro_batch", "grad_accum", "epochs", "report_every", "max_length",
+                 "keep_checkpoints")
         at_least(self, 0, "zero_stage", "max_steps", "warmup_steps", "lora_rank")
         at_most(self, 3, "zero_stage")
         above(self, 0, "cpus_per_worker", "lr")

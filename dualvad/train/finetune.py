@@ -19,6 +19,12 @@ Face export (``hf/``, written by rank 0 from parameters gathered with ``deepspee
 which the driver copies to ``RUN/finetune/final``: loadable with :func:`dualvad.vlm.model.load_model` and
 :func:`dualvad.vlm.processor.load_processor` (or ``AutoProcessor.from_pretrained``).
 
+The driver also writes the export's model card (``final/README.md``, :mod:`dualvad.train.card`). Ray Train
+keeps ``finetune.keep_checkpoints`` checkpoints (the last always) in the stage's scratch folder, deleted once
+the output is published. ``finetune.tracking = "tensorboard"``: rank 0 logs every step's metrics as
+TensorBoard scalars (:class:`dualvad.tracking.Tracker`); each checkpoint carries the log, and the last one's
+is published as ``RUN/finetune/tensorboard``.
+
 ``finetune.lora_rank > 0`` trains LoRA adapters on the language model instead of its weights
 (:mod:`dualvad.train.lora`); rank 0 merges them into the weights for the export, which stays a plain
 InternVL. Each step logs loss, lr, samples/s, tokens/s, the peak memory of the busiest worker and, on GPUs
@@ -59,6 +65,7 @@ from dualvad.pipeline import finetune_data as data
 from dualvad.pipeline.runtime import ensure_ray
 from dualvad.rundir import RunDir, fetched_folder, open_run
 from dualvad.stages import Skipped, Stage, StageContext, run_stage, section
+from dualvad.tracking import Tracker
 from dualvad.train.flops import FlopsModel, flops_model, mfu, peak_bf16_flops, step_flops
 from dualvad.train.lora import apply_lora, base_model, merged_model
 from dualvad.vlm.loss import answer_loss
@@ -99,8 +106,9 @@ STAGE = Stage("finetune", paths.FINETUNE, inputs=(paths.BENCHMARKS,))
 def run_finetune(config: DualVADConfig, force: bool = False) -> FinetuneSummary | Skipped:
     """Fine-tune ``finetune.model`` on the train split of both benchmarks; export ``RUN/finetune/final``.
     Through the stage runner: a finished run with the same benchmarks and ``finetune.*`` is skipped."""
-    # finetune.data changes how the rows travel, not which batches train: not part of the result's identity.
-    settings = section(config.finetune, "cpus_per_worker", "data")
+    # finetune.data changes how the rows travel, not which batches train, and keep_checkpoints what stays in
+    # the scratch folder while the run goes: neither is part of the result's identity.
+    settings = section(config.finetune, "cpus_per_worker", "data", "keep_checkpoints")
     return run_stage(STAGE, open_run(config.run), settings, lambda context: _finetune(context, config),
                      config.stages, force, effective=config)
 
@@ -129,7 +137,8 @@ def _finetune(context: StageContext, config: DualVADConfig) -> FinetuneSummary:
             name=f"finetune-{int(time.time())}",
             storage_path=context.scratch.path(paths.RAY_DIR),  # deleted once the model is published
             storage_filesystem=run.fs,
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            # Ray keeps the latest checkpoint whatever the number (the one a restart resumes from).
+            checkpoint_config=CheckpointConfig(num_to_keep=settings.keep_checkpoints),
             # Without checkpoints a restart would begin again at step 0: fail instead.
             failure_config=FailureConfig(max_failures=2 if settings.save_checkpoints else 0),
         ),
@@ -139,8 +148,11 @@ def _finetune(context: StageContext, config: DualVADConfig) -> FinetuneSummary:
     result = trainer.fit()
     if result.checkpoint is None:
         raise FinetuneError("training reported no checkpoint; see the Ray Train logs above")
-    state = _export(context.out, result.checkpoint, model=settings.save_checkpoints)
+    state = _export(context.out, result.checkpoint, model=settings.save_checkpoints,
+                    tracking=settings.tracking != "none")
     final = paths.FINETUNE_FINAL_DIR if settings.save_checkpoints else paths.TRAIN_LOG_FILE
+    if settings.save_checkpoints:
+        _write_model_card(run, context.out, settings, counts, state["history"])
     output = run.path(paths.FINETUNE, final)
     return FinetuneSummary(counts[IMAGE], counts[VIDEO], int(state["step"]),
                            float(state["history"][-1]["loss"]), time.perf_counter() - started, output)
@@ -197,9 +209,9 @@ def _model_path(out: RunDir, settings: FinetuneConfig) -> str:
     return str(base)
 
 
-def _export(out: RunDir, checkpoint: Checkpoint, model: bool) -> dict[str, Any]:
+def _export(out: RunDir, checkpoint: Checkpoint, model: bool, tracking: bool = False) -> dict[str, Any]:
     """Write the step log to ``train_log.json`` in the stage's output and, with ``model``, copy the last
-    checkpoint's ``hf/`` to ``final/``.
+    checkpoint's ``hf/`` to ``final/``; with ``tracking``, its TensorBoard events to ``tensorboard/``.
 
     Returns the checkpoint's state: ``{"step": int, "history": [per-step metrics]}``.
     """
@@ -210,8 +222,30 @@ def _export(out: RunDir, checkpoint: Checkpoint, model: bool) -> dict[str, Any]:
             raise FinetuneError(f"the last checkpoint has no {HF_DIR}/ export (rank 0 writes it at the end)")
         if model:
             out.publish_dir(source, paths.FINETUNE_FINAL_DIR)
+        if tracking:
+            _publish_events(out, directory)
     out.write_text(json.dumps(state, indent=2), paths.TRAIN_LOG_FILE)
     return state
+
+
+def _publish_events(out: RunDir, checkpoint_dir: str) -> None:
+    """Copy the TensorBoard events the last checkpoint carries to ``tensorboard/`` in the output."""
+    events = os.path.join(checkpoint_dir, paths.TENSORBOARD_DIR)
+    if not os.path.isdir(events):
+        raise FinetuneError(f"the last checkpoint has no {paths.TENSORBOARD_DIR}/ although tracking is on "
+                            "(rank 0 copies its event files into every checkpoint)")
+    out.publish_dir(events, paths.TENSORBOARD_DIR)
+
+
+def _write_model_card(run: RunDir, out: RunDir, settings: FinetuneConfig, train_rows: dict[str, int],
+                      history: list[dict[str, Any]]) -> None:
+    """``final/README.md``: the export's model card (:mod:`dualvad.train.card`)."""
+    from dualvad.train.card import model_card
+    from dualvad.vlm.model import PRESETS
+
+    manifest = json.loads(run.read_text(paths.BENCHMARKS, paths.MANIFEST_FILE))
+    card = model_card(settings, tuple(PRESETS), manifest, train_rows, history)
+    out.write_text(str(card), paths.FINETUNE_FINAL_DIR, paths.CARD_FILE)
 
 
 # ------------------------------------------------------------------------------------------------ worker
@@ -230,13 +264,25 @@ def _train_loop_per_worker(loop: dict[str, Any]) -> None:
     model = _build_model(model_path, settings)
     flops = flops_model(base_model(model))
     engine = build_engine(model, settings, world, loop["total_steps"])
-    state = _resume(engine) if settings.save_checkpoints else {"step": 0, "history": []}
+    tracker = Tracker(settings.tracking, write=rank == 0)
+    try:
+        _train_steps(engine, processor, settings, loop["total_steps"], flops, tracker)
+    finally:
+        tracker.close()
+
+
+def _train_steps(engine: Any, processor: Any, settings: FinetuneConfig, total_steps: int, flops: FlopsModel,
+                 tracker: Tracker) -> None:
+    """The optimizer steps of this worker from the last checkpoint (or step 0) to ``total_steps``: metrics
+    logged (rank 0) and reported with a checkpoint every ``report_every`` steps and after the last."""
+    rank = ray.train.get_context().get_world_rank()
+    state = _resume(engine, tracker) if settings.save_checkpoints else {"step": 0, "history": []}
     encoder = data.Encoder(processor, settings.max_length, int(processor.tokenizer.pad_token_id))
     batches = data.micro_batches(ray.train.get_dataset_shard(data.shard_name(rank)), settings, rank,
-                                 loop["total_steps"], state["step"] * settings.grad_accum, encoder)
+                                 total_steps, state["step"] * settings.grad_accum, encoder)
     peak_flops = _device_peak_flops(engine.device)
     engine.train()
-    for step in range(state["step"], loop["total_steps"]):
+    for step in range(state["step"], total_steps):
         # The clock includes waiting for the batches: a stream that falls behind shows in samples/s.
         started, lr = time.perf_counter(), float(engine.get_lr()[0])
         totals = _optimizer_step(engine, batches, settings.grad_accum)
@@ -245,9 +291,10 @@ def _train_loop_per_worker(loop: dict[str, Any]) -> None:
         state = {**state, "step": step + 1, "history": [*state["history"], metrics]}
         if rank == 0:
             log.info("finetune step %d: %s", step + 1, _format_metrics(metrics))
-        last = step + 1 == loop["total_steps"]
+        tracker.log(step + 1, metrics, skip=("step",))
+        last = step + 1 == total_steps
         if (step + 1) % settings.report_every == 0 or last:
-            _report(engine, processor, state, export=last, save=settings.save_checkpoints)
+            _report(engine, processor, state, tracker, export=last, save=settings.save_checkpoints)
 
 
 @dataclass(frozen=True)
@@ -420,10 +467,11 @@ def _device_peak_flops(device: torch.device) -> float | None:
     return peak
 
 
-def _report(engine: Any, processor: Any, state: dict[str, Any], export: bool, save: bool) -> None:
+def _report(engine: Any, processor: Any, state: dict[str, Any], tracker: Tracker, export: bool,
+            save: bool) -> None:
     """Every rank saves its DeepSpeed shard into one checkpoint (Ray Train merges the folders); rank 0 adds
-    the state file and, at the end, the Hugging Face export ``hf/``. Without ``save`` the checkpoint holds
-    the state file only."""
+    the state file, its tracking log so far (``tensorboard/``, with tracking on) and, at the end, the
+    Hugging Face export ``hf/``. Without ``save`` the checkpoint holds the state file (and log) only."""
     rank = ray.train.get_context().get_world_rank()
     export = export and save
     with tempfile.TemporaryDirectory() as directory:
@@ -433,6 +481,7 @@ def _report(engine: Any, processor: Any, state: dict[str, Any], export: bool, sa
             save_export(engine, processor, os.path.join(directory, HF_DIR), write=rank == 0)
         if rank == 0:
             Path(directory, STATE_FILE).write_text(json.dumps(state))
+        tracker.save(directory)  # rank 0's only: the others have nothing to write
         ray.train.report(dict(state["history"][-1]), checkpoint=Checkpoint.from_directory(directory))
 
 
@@ -454,8 +503,9 @@ def save_export(engine: Any, processor: Any, folder: str, write: bool) -> None:
             processor.save_pretrained(folder)
 
 
-def _resume(engine: Any) -> dict[str, Any]:
-    """Load the last reported checkpoint after a restart; returns ``{"step", "history"}`` to continue."""
+def _resume(engine: Any, tracker: Tracker) -> dict[str, Any]:
+    """Load the last reported checkpoint after a restart (the tracking log too); returns
+    ``{"step", "history"}`` to continue."""
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
         return {"step": 0, "history": []}
@@ -464,6 +514,7 @@ def _resume(engine: Any) -> dict[str, Any]:
         if path is None:
             raise FinetuneError(f"checkpoint {checkpoint.path} holds no DeepSpeed state under tag {TAG!r}")
         state = json.loads(Path(directory, STATE_FILE).read_text())
+        tracker.restore(directory)
     if int(client["step"]) != int(state["step"]):
         raise FinetuneError(f"checkpoint {checkpoint.path}: DeepSpeed state at step {client['step']}, "
                             f"log at step {state['step']}")

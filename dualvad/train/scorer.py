@@ -39,6 +39,7 @@ from dualvad.scorer.config import ScorerConfig
 from dualvad.scorer.data import FeatureNormalizer, VideoSet, train_validation_split, video_set_from_segments
 from dualvad.scorer.trained import TrainedScorer, batch_loss, build_model, output_loss
 from dualvad.stages import Skipped, Stage, StageContext, read_input, run_stage, section
+from dualvad.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
             name=f"scorer-{int(time.time())}",
             storage_path=context.scratch.path(paths.RAY_DIR),  # deleted once the model is published
             storage_filesystem=run.fs,
-            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_loss",
+            # The best checkpoint by val_loss stays, and Ray keeps the latest too (its history.json).
+            checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_loss",
                                                checkpoint_score_order="min"),
             failure_config=FailureConfig(max_failures=2),
         ),
@@ -105,12 +107,23 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
         trained = TrainedScorer.load(directory)
     with result.checkpoint.as_directory() as directory:  # the last report holds every report's metrics
         history = json.loads(Path(directory, paths.SCORER_HISTORY_FILE).read_text())
+        if settings.tracking != "none":  # ... and the TensorBoard events of them all
+            _publish_events(context.out, directory)
     _export(context.out, trained, history)
     held_out = 0 if val is train else len(val)
     return ScorerTrainSummary(len(train), held_out, int(trained.metrics["epoch"]),
                               float(trained.metrics["val_loss"]), float(trained.metrics["val_auc"]),
                               time.perf_counter() - started,
                               run.path(paths.SCORER, paths.SCORER_MODEL_DIR))
+
+
+def _publish_events(out: RunDir, checkpoint_dir: str) -> None:
+    """Copy the TensorBoard events the last checkpoint carries to ``tensorboard/`` in the output."""
+    events = Path(checkpoint_dir, paths.TENSORBOARD_DIR)
+    if not events.is_dir():
+        raise ScorerTrainingError(f"the last checkpoint has no {paths.TENSORBOARD_DIR}/ although tracking is "
+                                  "on (rank 0 copies its event files into every checkpoint)")
+    out.publish_dir(str(events), paths.TENSORBOARD_DIR)
 
 
 def _training_videos(run: RunDir, settings: ScorerConfig) -> tuple[VideoSet, VideoSet]:
@@ -155,7 +168,19 @@ def _train_loop_per_worker(loop: dict[str, Any]) -> None:
     torch.manual_seed(settings.seed)  # same init on every worker (DDP also broadcasts rank 0's)
     model = build_model(settings, loop["feature_dim"], len(loop["categories"]))
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    first_epoch, history = _resume(model, optimizer)
+    tracker = Tracker(settings.tracking, write=ray.train.get_context().get_world_rank() == 0)
+    try:
+        _train_epochs(model, optimizer, loop, tracker)
+    finally:
+        tracker.close()
+
+
+def _train_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loop: dict[str, Any],
+                  tracker: Tracker) -> None:
+    """The epochs from the last checkpoint (or 0) to ``scorer.epochs``, with a report every
+    ``report_every`` epochs and after the last."""
+    settings: ScorerConfig = loop["settings"]
+    first_epoch, history = _resume(model, optimizer, tracker)
     model = ray.train.torch.prepare_model(model)
     # The shard is a few MB of segment features: read it once, then run the epochs in memory
     # (a Ray Data pass per epoch costs more than the epoch itself).
@@ -171,7 +196,7 @@ def _train_loop_per_worker(loop: dict[str, Any]) -> None:
             optimizer.step()
             losses.append(float(loss.detach()))
         if (epoch + 1) % settings.report_every == 0 or epoch + 1 == settings.epochs:
-            _report_epoch(epoch, _unwrap(model), optimizer, loop, losses, history)
+            _report_epoch(epoch, _unwrap(model), optimizer, loop, losses, history, tracker)
 
 
 def _load_shard(shard: Any) -> dict[str, torch.Tensor]:
@@ -209,12 +234,14 @@ def _validation_metrics(model: torch.nn.Module, loop: dict[str, Any]) -> dict[st
 
 
 def _report_epoch(epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                  loop: dict[str, Any], losses: list[float], history: list[dict[str, float]]) -> None:
+                  loop: dict[str, Any], losses: list[float], history: list[dict[str, float]],
+                  tracker: Tracker) -> None:
     """Report this epoch's metrics and a checkpoint; ``history`` (every report so far) gets this one and
-    goes into the checkpoint too."""
+    goes into the checkpoint too, as does the tracking log (rank 0; TensorBoard step = ``epoch``)."""
     metrics = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
                **_validation_metrics(model, loop)}
     history.append(metrics)
+    tracker.log(epoch, metrics, skip=("epoch",))
     with tempfile.TemporaryDirectory() as directory:
         checkpoint = None
         if ray.train.get_context().get_world_rank() == 0:
@@ -222,13 +249,15 @@ def _report_epoch(epoch: int, model: torch.nn.Module, optimizer: torch.optim.Opt
                           loop["normalizer"], model, metrics).save(directory)
             torch.save({"optimizer": optimizer.state_dict(), "epoch": epoch}, f"{directory}/optimizer.pt")
             Path(directory, paths.SCORER_HISTORY_FILE).write_text(json.dumps(history))
+            tracker.save(directory)
             checkpoint = Checkpoint.from_directory(directory)
         ray.train.report(metrics, checkpoint=checkpoint)
 
 
-def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict[str, float]]]:
-    """Load the last checkpoint after a worker failure; returns the first epoch to run and the reports so
-    far."""
+def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            tracker: Tracker) -> tuple[int, list[dict[str, float]]]:
+    """Load the last checkpoint after a worker failure (the tracking log too); returns the first epoch to run
+    and the reports so far."""
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
         return 0, []
@@ -236,6 +265,7 @@ def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[i
         model.load_state_dict(TrainedScorer.load(directory).model.state_dict())
         state = torch.load(f"{directory}/optimizer.pt", weights_only=False)
         history = json.loads(Path(directory, paths.SCORER_HISTORY_FILE).read_text())
+        tracker.restore(directory)
     optimizer.load_state_dict(state["optimizer"])
     log.info("resuming scorer training after epoch %d", state["epoch"])
     return int(state["epoch"]) + 1, history

@@ -109,3 +109,40 @@ def test_export_jsonl_writes_internvl_records(built, tmp_path):
     line = json.loads((tmp_path / "jsonl" / "video_test.jsonl").read_text().splitlines()[0])
     assert len(line["image"]) == 4 and all((tmp_path / "jsonl" / p).is_file() for p in line["image"])
     assert line["conversations"][0]["value"].count("<image>") == 4
+
+
+def test_export_describes_itself_to_llamafactory_internvl_and_the_hub(built, tmp_path):
+    """Beside the JSONL files: LLaMA-Factory's dataset_info.json (sharegpt, InternVL's field names), one
+    InternVL meta file per split (root, annotation, data_augment, repeat_time, length = the file's lines)
+    and a dataset card whose counts are the manifest's."""
+    from huggingface_hub import DatasetCard
+
+    config, _ = built
+    out = tmp_path / "jsonl"
+    export = export_jsonl(open_run(config.run), out)
+    names = ["image_test.jsonl", "image_train.jsonl", "video_test.jsonl", "video_train.jsonl"]
+    assert sorted(export.files) == names
+    tags = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}
+    assert json.loads((out / "dataset_info.json").read_text()) == {
+        f"dualvad_{name[:-6]}": {"file_name": name, "formatting": "sharegpt",
+                                 "columns": {"messages": "conversations", "images": "image"}, "tags": tags}
+        for name in names}
+    for split in ("train", "test"):
+        meta = json.loads((out / f"internvl_meta_{split}.json").read_text())
+        assert meta == {f"dualvad_{kind}_{split}": {
+            "root": str(out), "annotation": str(out / f"{kind}_{split}.jsonl"), "data_augment": False,
+            "repeat_time": 1, "length": len((out / f"{kind}_{split}.jsonl").read_text().splitlines())}
+            for kind in ("image", "video")}
+    manifest = json.loads((Path(config.run) / "benchmarks" / "manifest.json").read_text())
+    card = DatasetCard.load(out / "README.md")
+    assert card.data.configs == [
+        {"config_name": kind, "data_files": [{"split": "test", "path": f"{kind}_test.jsonl"},
+                                             {"split": "train", "path": f"{kind}_train.jsonl"}]}
+        for kind in ("image", "video")]
+    assert card.data.size_categories == ["n<1K"]  # 160 image + 40 video rows
+    image = manifest["image"]
+    assert (f"| image | {image['rows']} | test {image['splits']['test']}, train {image['splits']['train']} | "
+            f"{image['anomalous_share']} | {image['pseudo_labelled']} |") in card.text
+    for name, rows in export.files.items():
+        assert f"| `{name}` | {rows} | `dualvad_{name[:-6]}` |" in card.text
+    assert f"{export.images} frames under `images/`" in card.text

@@ -13,10 +13,12 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pyarrow.parquet as pq
 import pytest
 import torch
+import yaml
 from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
 from transformers import AutoProcessor, InternVLProcessor
 
@@ -63,25 +65,32 @@ class WorkerKiller(threading.Thread):
         super().__init__(daemon=True)
         self.storage, self.after_step, self.timeout_s = storage, after_step, timeout_s
         self.killed: int | None = None
+        self.kept: list[int] = []  # steps of the checkpoints the controller kept when the worker was killed
 
     def run(self) -> None:
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline and self.killed is None:
-            if self._registered_step() >= self.after_step and (workers := _train_workers()):
+            snapshot = self._snapshot()
+            if self._step(snapshot["latest_checkpoint_result"]) >= self.after_step and (
+                    workers := _train_workers()):
                 os.kill(workers[0], signal.SIGKILL)
                 self.killed = workers[0]
+                self.kept = [self._step(result) for result in snapshot["checkpoint_results"]]
             time.sleep(0.05)
 
-    def _registered_step(self) -> int:
-        """The step of the latest checkpoint the controller registered (its reported metrics hold the step);
-        0 before the first."""
+    def _snapshot(self) -> dict:
+        """The controller's checkpoint snapshot: the latest checkpoint it registered and those it keeps
+        (their reported metrics hold the step); empty before the first."""
         for snapshot in self.storage.rglob(CHECKPOINT_MANAGER_SNAPSHOT_FILENAME):
             try:
-                latest = json.loads(snapshot.read_text())["latest_checkpoint_result"]
+                return json.loads(snapshot.read_text())
             except json.JSONDecodeError:  # caught mid-rewrite (not written atomically): read it next time
-                return 0
-            return int(latest["metrics"]["step"]) if latest else 0
-        return 0
+                break
+        return {"latest_checkpoint_result": None, "checkpoint_results": []}
+
+    @staticmethod
+    def _step(result: dict | None) -> int:
+        return int(result["metrics"]["step"]) if result else 0
 
 
 def _train_workers() -> list[int]:
@@ -99,19 +108,20 @@ def _train_workers() -> list[int]:
 
 @pytest.fixture(scope="module")
 def finetuned(benchmarked):
-    """Two workers, ZeRO-2, STEPS steps, checkpoints every 2; one worker process is SIGKILLed once the second
-    checkpoint is registered (one run serves the plain checks and the resume check: a run costs a minute).
-    (config, summary, pid of the killed worker or None)."""
+    """Two workers, ZeRO-2, STEPS steps, checkpoints every 2, TensorBoard tracking; one worker process is
+    SIGKILLed once the second checkpoint is registered (one run serves the plain checks and the resume check:
+    a run costs a minute). (config, summary, the WorkerKiller: its pid of the killed worker or None, and the
+    checkpoints kept then)."""
     from dualvad.train.finetune import run_finetune
 
     config = dataclasses.replace(benchmarked, finetune=dataclasses.replace(
         benchmarked.finetune, model="tiny", workers=2, cpus_per_worker=0.5, zero_stage=2, max_steps=STEPS,
-        warmup_steps=1, report_every=2, max_length=512))
+        warmup_steps=1, report_every=2, max_length=512, tracking="tensorboard"))
     killer = WorkerKiller(Path(config.run) / paths.WORK_DIR, after_step=4)  # Ray Train storage: scratch
     killer.start()
     summary = run_finetune(config)
     killer.join(timeout=1)
-    return config, summary, killer.killed
+    return config, summary, killer
 
 
 def test_two_workers_zero2_run_and_log_finite_losses(finetuned):
@@ -175,13 +185,66 @@ def test_freeze_vision_and_projector():
 def test_a_killed_worker_is_replaced_and_training_resumes_from_the_last_checkpoint(finetuned):
     """A worker process died (SIGKILL) once the second checkpoint (step 4 of 6) was registered: Ray Train
     started a new worker group, which loaded the last checkpoint it registered and continued from there."""
-    config, summary, killed = finetuned
-    assert killed is not None, "no worker was killed: training ended before the second checkpoint?"
+    config, summary, killer = finetuned
+    assert killer.killed is not None, "no worker was killed: training ended before the second checkpoint?"
     assert summary.steps == STEPS
     log = json.loads((Path(config.run) / "finetune" / "train_log.json").read_text())
     (resumed,) = log["resumed_after"]
     assert resumed in (4, 6)  # the second checkpoint, or the last if it was registered before the kill landed
     assert [entry["step"] for entry in log["history"]] == list(range(1, STEPS + 1))
+
+
+def test_only_the_last_checkpoint_is_kept_and_none_once_published(finetuned):
+    """finetune.keep_checkpoints=1 (the default): when the worker was killed, Ray Train's snapshot listed one
+    checkpoint, the one it had just registered (step 4 or 6); after publishing, the scratch folder that held
+    them is gone and the output holds the export, not checkpoints."""
+    config, _, killer = finetuned
+    assert killer.kept in ([4], [6])
+    run = Path(config.run)
+    assert not [path.name for path in (run / paths.WORK_DIR).iterdir() if "finetune" in path.name]
+    assert sorted(path.name for path in (run / "finetune").iterdir()) == [
+        "_stage.json", "base", "config.yaml", "final", "tensorboard", "train_log.json"]
+
+
+def test_tensorboard_events_equal_the_step_log(finetuned):
+    """finetune.tracking=tensorboard: RUN/finetune/tensorboard holds one scalar series per step metric whose
+    (step, value) pairs are the step log's (float32, as TensorBoard stores them), across the restart."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config, _, _ = finetuned
+    history = json.loads((Path(config.run) / "finetune" / "train_log.json").read_text())["history"]
+    events = EventAccumulator(str(Path(config.run) / "finetune" / "tensorboard"))
+    events.Reload()
+    logged = {key for key, value in history[0].items() if value is not None and key != "step"}
+    assert set(events.Tags()["scalars"]) == logged  # mfu and peak_gpu_mib are None on a CPU: left out
+    assert "loss" in logged and "lr" in logged
+    for key in logged:
+        assert [(event.step, event.value) for event in events.Scalars(key)] == [
+            (entry["step"], float(np.float32(entry[key]))) for entry in history], key
+
+
+def test_model_card_of_the_export(finetuned):
+    """RUN/finetune/final/README.md: a Hugging Face model card naming the base model, the benchmarks' row
+    counts from their manifest, the run's figures and its settings, and where evaluation writes its
+    metrics."""
+    from huggingface_hub import ModelCard
+
+    config, summary, _ = finetuned
+    card = ModelCard.load(Path(summary.output) / "README.md")
+    assert card.data.base_model is None  # a random preset is no hub model
+    assert (card.data.library_name, card.data.pipeline_tag) == ("transformers", "image-text-to-text")
+    assert "The random `tiny` InternVL preset" in card.text
+    manifest = json.loads((Path(config.run) / "benchmarks" / "manifest.json").read_text())
+    for kind, fine_tuned in (("image", summary.image_rows), ("video", summary.video_rows)):
+        entry = manifest[kind]
+        assert (f"| {kind} | {entry['rows']} | {entry['splits']['train']} | {fine_tuned} | "
+                f"{entry['anomalous_share']} | {entry['pseudo_labelled']} |") in card.text
+    history = json.loads((Path(config.run) / "finetune" / "train_log.json").read_text())["history"]
+    assert (f"{STEPS} optimizer steps on 2 workers, full fine-tuning; loss {history[0]['loss']:.4f} at step "
+            f"1, {history[-1]['loss']:.4f} at step {STEPS}") in card.text
+    settings_block = card.text.split("```yaml\n")[1].split("```")[0]
+    assert yaml.safe_load(settings_block) == {"finetune": dataclasses.asdict(config.finetune)}
+    assert "`dualvad evaluate`" in card.text and "`RUN/eval/metrics.json`" in card.text
 
 
 def test_lora_run_exports_a_plain_model_with_merged_adapters(benchmarked, tmp_path):
@@ -206,6 +269,9 @@ def test_lora_run_exports_a_plain_model_with_merged_adapters(benchmarked, tmp_pa
     for name, parameter in tuned.items():
         adapted = ".language_model.layers." in name and name.endswith("_proj.weight")
         assert torch.equal(parameter, base[name]) != adapted, name
+    assert not (run / "finetune" / "tensorboard").exists()  # finetune.tracking=none, the default
+    card = (Path(summary.output) / "README.md").read_text()
+    assert "2 optimizer steps on 2 workers, LoRA (rank 4, alpha 8.0) on the language model" in card
 
 
 def test_export_without_saved_checkpoints_writes_only_the_step_log(tmp_path):

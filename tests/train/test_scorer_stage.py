@@ -76,6 +76,22 @@ def test_best_checkpoint_is_the_lowest_validation_loss(scored_run):
     assert 0.0 <= exported["val_auc"] <= 1.0 and exported["val_auc"] == summary.best_val_auc
 
 
+def test_tensorboard_events_equal_the_reports(scored_run):
+    """scorer.tracking=tensorboard (the shared fixture's): RUN/scorer/tensorboard holds the loss, val_loss and
+    val_auc of every report at its epoch, as history.json has them (float32, as TensorBoard stores them)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config, _ = scored_run
+    run = open_run(config.run)
+    history = json.loads(Path(run.path("scorer", "history.json")).read_text())
+    events = EventAccumulator(run.path("scorer", "tensorboard"))
+    events.Reload()
+    assert sorted(events.Tags()["scalars"]) == ["loss", "val_auc", "val_loss"]
+    for key in ("loss", "val_auc", "val_loss"):
+        assert [(event.step, event.value) for event in events.Scalars(key)] == [
+            (report["epoch"], float(np.float32(report[key]))) for report in history], key
+
+
 def test_a_scorer_of_an_older_architecture_is_refused(scored_run, tmp_path):
     config, _ = scored_run
     stale = tmp_path / "stale"
