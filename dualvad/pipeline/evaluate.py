@@ -20,6 +20,8 @@ answers into segment and video scores; the scorer's own segment scores are the b
 - ``RUN/eval/results.md`` and ``results.csv`` / ``results_categories.csv``: the tables, one row per model
   and one per model and category;
 - ``RUN/eval/report.html`` and its PNGs (ROC curves, per-video timelines), see :mod:`dualvad.eval.report`.
+- ``RUN/eval/model_card.md``: the evaluated model's card (its folder's ``README.md``, as ``dualvad finetune``
+  writes it) with these metrics, when every VLM row is that one model (:mod:`dualvad.eval.card`).
 
 A video that cannot be decoded, or that the sampler could not serve, is a recorded failure
 (``RUN/eval/_failures.parquet``), left out of that model's metrics; the stage fails past
@@ -180,6 +182,7 @@ def _evaluate(context: StageContext, config: DualVADConfig, specs: list[ModelSpe
             log.warning("evaluate: %s %s is undefined: %s", result.name, metric, reason)
     markdown = results_markdown(results, mismatches)
     report = _write_outputs(context, config, results, markdown, undefined, mismatches)
+    _write_model_card(context.out, specs, results, settings.split)
     return EvalSummary(tuple(r.name for r in results), len(videos), len(failures), markdown,
                        time.perf_counter() - started, report)
 
@@ -440,6 +443,32 @@ def _thumbnail_jpeg(image: Image.Image) -> bytes:
 
 
 # ----------------------------------------------------------------------------------------------- outputs
+
+
+def _write_model_card(out: RunDir, specs: list[ModelSpec], results: list[ModelResult], split: str) -> None:
+    """``model_card.md``: the evaluated model's card (``README.md`` in its folder, as ``dualvad finetune``
+    writes it) with these metrics (:mod:`dualvad.eval.card`). Only when every VLM row is the same model
+    (``eval.ablate`` none or sampling) and its folder holds a card; a hub id is not read."""
+    from dualvad.eval.card import evaluated_card
+
+    models = {(spec.run_uri, spec.path) for spec in specs}
+    if len(models) != 1:
+        return
+    ((run_uri, path),) = models
+    if run_uri is not None:
+        fs, card_path = open_run(run_uri).fs, f"{path}/{paths.CARD_FILE}"
+    elif os.path.isdir(path):
+        fs, card_path = pafs.LocalFileSystem(), os.path.join(os.path.abspath(path), paths.CARD_FILE)
+    else:  # a hub id
+        return
+    if fs.get_file_info(card_path).type != pafs.FileType.File:
+        return
+    with fs.open_input_stream(card_path) as stream:
+        card_text = stream.read().decode()
+    rows = [result for result in results if result.name in {spec.name for spec in specs}]
+    card = evaluated_card(card_text, split, {r.name: r.metrics for r in rows},
+                          {r.name: len(r.videos) for r in rows})
+    out.write_text(str(card), paths.EVAL_MODEL_CARD_FILE)
 
 
 def _failure_rows(failures: list[dict]) -> list[dict]:

@@ -4,7 +4,7 @@ A Hugging Face model card (``huggingface_hub.ModelCard``: YAML metadata, then Ma
 folder holds: the base model, the training data (the benchmarks' row counts from their ``manifest.json``),
 the fine-tuning settings and the run's own figures (steps, losses). The model is evaluated after this stage
 by another one (``dualvad evaluate``), which writes its own output only: the card says so and where those
-metrics land instead of holding them.
+metrics land (``RUN/eval/model_card.md``: this card with them, :mod:`dualvad.eval.card`).
 
 Plain Python (no Ray, no torch): the finetune driver calls it.
 """
@@ -57,7 +57,8 @@ def model_card(settings: FinetuneConfig, presets: tuple[str, ...], manifest: dic
 _EVALUATION = (
     "Not measured when this card was written: evaluation is a later stage. `dualvad evaluate` scores this "
     f"model on the test split and writes `RUN/{paths.EVAL}/{paths.METRICS_FILE}` (video AUC, frame AUC, "
-    f"VERA frame AUC, AP, per category) and `RUN/{paths.EVAL}/results.md`.")
+    f"VERA frame AUC, AP, per category), `RUN/{paths.EVAL}/results.md` and "
+    f"`RUN/{paths.EVAL}/{paths.EVAL_MODEL_CARD_FILE}`: this card with its metrics.")
 
 
 def _base_model(model: str, presets: tuple[str, ...], is_hub_id: bool) -> str:

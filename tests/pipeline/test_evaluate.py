@@ -33,6 +33,7 @@ from browser import CHROMIUM, MISSING, render
 from media import write_broken_files
 
 MODELS = ["scorer", "vlm/focused", "vlm/uniform", "vlm/random"]
+CARD = "---\nlibrary_name: transformers\n---\n\n# tiny\n\nTrained on nothing.\n\n## Evaluation\n\nPending.\n"
 
 
 def _with(config, section: str, **changes):
@@ -46,11 +47,13 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def evaluated(scored_run, tiny_model):
-    """``dualvad evaluate --ablate sampling`` with the tiny model: (config, summary, run)."""
+    """``dualvad evaluate --ablate sampling`` with the tiny model, which has a model card: (config, summary,
+    run)."""
     config, _ = scored_run
     config = _with(config, "eval", model=str(tiny_model), ablate="sampling", workers=1, cpus_per_worker=0.5,
                    timeline_videos=3, max_new_tokens=4)
     config = _with(_with(config, "sample", budget=8), "benchmarks", clip_frames=4, image_size=56)
+    (tiny_model / "README.md").write_text(CARD)  # as dualvad finetune writes one into its export
     run_sample(config)  # evaluate scores the frames of RUN/samples
     return config, run_evaluate(config), open_run(config.run)
 
@@ -151,6 +154,26 @@ def test_category_metrics_of_the_scorer_equal_scikit_learn(evaluated):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason=MISSING)
+def test_model_card_holds_the_metrics_of_every_vlm_row(evaluated):
+    """RUN/eval/model_card.md: the evaluated model's card, its Evaluation section replaced by each VLM row's
+    metrics (table and model-index metadata, equal to metrics.json); the model's own card is untouched."""
+    from huggingface_hub import ModelCard
+
+    config, _, run = evaluated
+    metrics = json.loads(Path(run.path("eval", "metrics.json")).read_text())
+    card = ModelCard.load(run.path("eval", "model_card.md"))
+    assert card.text.startswith("\n# tiny\n\nTrained on nothing.\n\n## Evaluation\n")
+    assert "Pending" not in card.text
+    expected = [(row, metric, value) for row in MODELS[1:]
+                for metric, value in metrics["metrics"][row].items() if value is not None]
+    assert [(r.dataset_config, r.metric_type, r.metric_value) for r in card.data.eval_results] == expected
+    assert {r.dataset_split for r in card.data.eval_results} == {"test"}
+    for row in MODELS[1:]:
+        cells = [f"{v:.4f}" if v is not None else "n/a" for v in metrics["metrics"][row].values()]
+        assert f"| {row} | {metrics['videos'][row]} | " + " | ".join(cells) + " |" in card.text
+    assert Path(config.eval.model, "README.md").read_text() == CARD
+
+
 def test_report_renders_in_chromium(evaluated, tmp_path):
     _, summary, _ = evaluated
     dom = render(Path(summary.output), tmp_path / "profile", tmp_path / "shot.png")
