@@ -61,6 +61,15 @@ def test_pyarrow_s3_cannot_rename_a_folder(s3_bucket):
         run.fs.move(run.path("folder"), run.path("moved"))
 
 
+def test_read_text_reads_back_write_text_on_s3_and_names_a_missing_file(s3_bucket):
+    """What the finetune card reads RUN/benchmarks/manifest.json with, on a run on S3."""
+    run = open_run(f"{s3_bucket}/text")
+    run.write_text('{"rows": 3, "name": "café"}', "benchmarks", "manifest.json")
+    assert run.read_text("benchmarks", "manifest.json") == '{"rows": 3, "name": "café"}'
+    with pytest.raises(FileNotFoundError, match="runs/text/benchmarks/missing.json"):
+        run.read_text("benchmarks", "missing.json")
+
+
 def test_a_stage_publishes_skips_and_republishes_on_s3(s3_bucket):
     run = open_run(f"{s3_bucket}/publish")
     first = run_stage(SEGMENTS, run, {"k": 8}, _work(3), StagesConfig())
