@@ -28,6 +28,7 @@ from dualvad.pipeline.score import run_score
 from dualvad.rundir import open_run
 from dualvad.video.decode import MAX_PIXELS
 
+from faultlog import record_fault
 from media import write_audio_only, write_broken_files, write_rotated, write_vfr_video, write_video
 
 K = 8
@@ -96,6 +97,10 @@ def test_every_good_and_odd_video_goes_through_every_stage_once(hostile):
     segments = open_run(str(run)).read_table(paths.SEGMENTS)
     expected = sorted((*GOOD, *ODD))
     counts = pc.value_counts(segments[S.VIDEO_ID]).to_pylist()
+    rows = list(zip(segments[S.VIDEO_ID].to_pylist(), segments[S.SEGMENT_INDEX].to_pylist(), strict=True))
+    record_fault(f"ingest: hostile corpus ({len(BAD)} bad files, {len(expected)} good or odd)",
+                 "every stage finished", rows_lost=K * len(expected) - len(set(rows)),
+                 rows_duplicated=len(rows) - len(set(rows)))
     assert sorted((c["values"], c["counts"]) for c in counts) == [(v, K) for v in expected]
     for output in (paths.SCORES, paths.SAMPLES):
         ids = open_run(str(run)).read_table(output)[S.VIDEO_ID].to_pylist()
