@@ -251,7 +251,7 @@ class SegmentAnalyzer:
         started = time.perf_counter()
         try:
             video = extract_video_features(path, self.extractor, ingest.segments, ingest.frames_per_segment,
-                                           ingest.decode_threads, ingest.snap_to_keyframes)
+                                           ingest.decode_threads, ingest.snap_to_keyframes, ingest.max_pixels)
         except VideoDecodeError as error:
             raise InvalidVideoError(str(error)) from error
         except ValueError as error:  # fewer frames than K segments

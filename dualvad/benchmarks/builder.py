@@ -70,10 +70,11 @@ def decode_frames(path: str, frames: np.ndarray, longest: int, decode_threads: i
     Raises:
         VideoDecodeError: the file cannot be opened or a frame cannot be decoded.
     """
-    probe = open_video(path, num_threads=decode_threads)
-    height, width = probe[0].shape[:2]
+    # no pixel cap: these videos passed ingest's (ingest.max_pixels), whatever the run set it to
+    reader = open_video(path, num_threads=decode_threads, max_pixels=None)
+    height, width = reader[0].shape[:2]
     target_w, target_h = frame_size(width, height, longest)
-    reader = open_video(path, width=target_w, height=target_h, num_threads=decode_threads)
+    reader = open_video(path, width=target_w, height=target_h, num_threads=decode_threads, max_pixels=None)
     return read_frames(reader, np.asarray(frames), path)
 
 

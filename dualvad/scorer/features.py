@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from dualvad.video.decode import open_video, read_frames
+from dualvad.video.decode import MAX_PIXELS, open_video, read_frames
 from dualvad.video.segments import segment_bounds, subinterval_centres
 
 GRID = 8  # moving pixels are pooled on a GRID x GRID spatial grid
@@ -94,6 +94,7 @@ def extract_video_features(
     frames_per_segment: int,
     decode_threads: int = 1,
     snap_to_keyframes: bool = True,
+    max_pixels: int | None = MAX_PIXELS,
 ) -> VideoFeatures:
     """Decode ``path`` segment by segment and compute one feature vector per segment.
 
@@ -101,14 +102,15 @@ def extract_video_features(
     pairs) at the extractor's decode size, then all segments are reduced in one vectorised
     call. Memory is bounded by K x frames_per_segment small frames, not by the video's length.
     ``snap_to_keyframes`` moves anchors onto keyframes where a sub-interval holds one (see
-    :func:`pair_indices`), which decodes far fewer frames in videos with short GOPs.
+    :func:`pair_indices`), which decodes far fewer frames in videos with short GOPs. ``max_pixels``:
+    the largest stream frame to decode (:func:`dualvad.video.decode.open_video`).
 
     Raises:
         VideoDecodeError: the file cannot be opened or decoded.
         ValueError: the video has fewer frames than ``num_segments``.
     """
     width, height = extractor.decode_size
-    reader = open_video(path, width=width, height=height, num_threads=decode_threads)
+    reader = open_video(path, width=width, height=height, num_threads=decode_threads, max_pixels=max_pixels)
     num_frames, fps = len(reader), float(reader.get_avg_fps())  # container metadata, no decoding
     bounds = segment_bounds(num_frames, num_segments)
     pairs = max(frames_per_segment // 2, 1)

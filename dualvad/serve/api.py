@@ -49,7 +49,7 @@ log = logging.getLogger("ray.serve")
 REQUEST_ID_HEADER = "x-request-id"
 MAX_JSON_BYTES = 64 * 1024  # a JSON request is a uri and a few options
 VERSIONS = ("dualvad", "ray", "torch", "transformers", "fastapi")
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 403, 404, 413, 415, 422, 500, 503, 504)}
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 403, 404, 408, 413, 415, 422, 500, 503, 504)}
 
 
 class DetectService:
@@ -61,7 +61,11 @@ class DetectService:
 
     async def detect(self, request: Request, request_id: str) -> dict[str, Any]:
         started = time.perf_counter()
-        options, data, uri = await self._read_input(request)
+        try:  # a body that stops arriving (a slow or stalled client) must not hold the replica for ever
+            options, data, uri = await asyncio.wait_for(self._read_input(request), self.args.read_timeout_s)
+        except asyncio.TimeoutError:
+            raise ServeError(408, "request_timeout", f"the request body did not arrive within the server's "
+                                                     f"limit of {self.args.read_timeout_s:g} s") from None
         read_ms = (time.perf_counter() - started) * 1000
         try:
             # The server's deadline: the proxy's can be lifted by a client header, this one cannot.

@@ -79,7 +79,7 @@ class Analyzer:
 
     def _check_length(self, path: str, options: DetectOptions) -> None:
         """422 before any feature work when the container says the video is too long or too short."""
-        reader = open_video(path)
+        reader = open_video(path, max_pixels=self.analyzer.settings.ingest.max_pixels)
         frames, fps = len(reader), float(reader.get_avg_fps())
         duration = frames / fps if fps > 0 else 0.0
         if duration > self.args.max_duration_s:

@@ -33,6 +33,9 @@ class AppArgs(BaseModel):
     request_timeout_s: float = Field(120.0, gt=0,
                                      description="server-side deadline of one detection (504 past it); "
                                                  "a client header cannot raise it")
+    read_timeout_s: float = Field(30.0, gt=0,
+                                  description="longest wait for a request's whole body (408 past it): a "
+                                              "client that stops sending mid-upload frees its slot")
     max_batch_size: int = Field(8, ge=1, description="requests the Judge batches together at most")
     batch_wait_timeout_s: float = Field(0.05, ge=0, description="how long the Judge waits to fill a batch")
     retry_after_s: int = Field(2, ge=1, description="the Retry-After of a 503 when the queue is full")

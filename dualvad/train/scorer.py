@@ -185,8 +185,12 @@ def _train_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loop
     # The shard is a few MB of segment features: read it once, then run the epochs in memory
     # (a Ray Data pass per epoch costs more than the epoch itself).
     shard = _load_shard(ray.train.get_dataset_shard("train"))
-    generator = torch.Generator().manual_seed(settings.seed + ray.train.get_context().get_world_rank())
+    rank, generator = ray.train.get_context().get_world_rank(), torch.Generator()
     for epoch in range(first_epoch, settings.epochs):
+        # Every epoch's randomness (batch order, dropout) is a function of (seed, rank, epoch) alone, so a
+        # run resumed from a checkpoint goes on exactly as the uninterrupted run would have.
+        generator.manual_seed(epoch_seed(settings.seed, rank, epoch))
+        torch.manual_seed(epoch_seed(settings.seed, rank, epoch) + 1)
         model.train()
         losses = []
         for batch in _batches(shard, settings.batch_size, generator):
@@ -197,6 +201,11 @@ def _train_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loop
             losses.append(float(loss.detach()))
         if (epoch + 1) % settings.report_every == 0 or epoch + 1 == settings.epochs:
             _report_epoch(epoch, _unwrap(model), optimizer, loop, losses, history, tracker)
+
+
+def epoch_seed(seed: int, rank: int, epoch: int) -> int:
+    """The seed of worker ``rank``'s epoch ``epoch``: distinct across ranks and epochs, fixed by ``seed``."""
+    return seed * 1_000_003 + rank * 10_007 + epoch * 2
 
 
 def _load_shard(shard: Any) -> dict[str, torch.Tensor]:

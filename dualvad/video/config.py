@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from dualvad.checks import above, at_least, check_choices
+from dualvad.video.decode import MAX_PIXELS
 
 # "motion": hand-made motion/appearance cues (no weights); "clip": a transformers image encoder
 FeatureKind = Literal["motion", "clip"]
@@ -32,9 +33,12 @@ class IngestConfig:
     cpus_per_worker: float = 1.0
     decode_threads: int = 1  # decord decoding threads per worker
     snap_to_keyframes: bool = True  # anchor sampled frames on keyframes where a sub-interval has one
+    # a video whose frames are larger (width x height, pixels) is a recorded failure, refused before decoding:
+    # the decoder holds frames of the stream's own size, so this bounds a worker's decoding memory
+    max_pixels: int = MAX_PIXELS
 
     def __post_init__(self) -> None:
         check_choices(self)
         at_least(self, 1, "segments", "frames_per_segment", "decode_width", "decode_height", "workers",
-                 "decode_threads")
+                 "decode_threads", "max_pixels")
         above(self, 0, "cpus_per_worker")

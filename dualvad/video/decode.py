@@ -17,6 +17,11 @@ from typing import Any
 
 import numpy as np
 
+MAX_PIXELS = 4096 * 2160
+"""Default cap on a video's frame size, pixels (width x height): DCI 4K. The decoder holds several frames of
+the stream's own size whatever size it resizes to (a 7680 x 4320 H.264 stream took 155 MB more than a
+small one to decode 3 frames), so a larger stream is refused before decoding starts."""
+
 
 class VideoDecodeError(RuntimeError):
     """A video that cannot be opened or decoded; the message names the file and the cause."""
@@ -32,14 +37,18 @@ class VideoInfo:
     height: int
 
 
-def open_video(path: str, width: int = -1, height: int = -1, num_threads: int = 1) -> Any:
+def open_video(path: str, width: int = -1, height: int = -1, num_threads: int = 1,
+               max_pixels: int | None = MAX_PIXELS) -> Any:
     """Open ``path`` (a local path or a pyarrow URI) with decord, resizing frames to ``width`` x ``height``
     while decoding.
 
-    ``-1`` keeps the original size. Returns a ``decord.VideoReader``.
+    ``-1`` keeps the original size. ``max_pixels``: the largest stream frame (width x height, pixels) to
+    decode, checked from the container's header before decoding; ``None`` for no cap. Returns a
+    ``decord.VideoReader``.
 
     Raises:
-        VideoDecodeError: missing or empty file, or a file decord cannot demux/decode.
+        VideoDecodeError: missing or empty file, no video stream, a stream over ``max_pixels``, or a file
+            decord cannot demux/decode.
     """
     import decord
 
@@ -51,6 +60,8 @@ def open_video(path: str, width: int = -1, height: int = -1, num_threads: int = 
         raise VideoDecodeError(f"{path}: file does not exist")
     if os.path.getsize(local) == 0:
         raise VideoDecodeError(f"{path}: file is empty (0 bytes); re-copy or remove it")
+    if max_pixels is not None:
+        _check_frame_size(path, stream_size(local, path), max_pixels)
     try:
         reader = decord.VideoReader(local, width=width, height=height, num_threads=num_threads)
     except (decord.DECORDError, RuntimeError) as error:  # decord raises both on bad input
@@ -84,6 +95,38 @@ def _fetch(uri: str) -> tempfile._TemporaryFileWrapper:
         raise VideoDecodeError(f"{uri}: cannot be read ({_first_line(error)}); check the URI and the "
                                "filesystem's credentials and endpoint (AWS_ENDPOINT_URL ...)") from error
     return copy
+
+
+def stream_size(local: str, name: str | None = None) -> tuple[int, int]:
+    """(width, height) in pixels of the first video stream of the local file ``local``, from the container's
+    header (PyAV; no frame is decoded). ``name``: how errors name the file (default ``local``).
+
+    Raises:
+        VideoDecodeError: the file cannot be demuxed or holds no video stream (e.g. audio only).
+    """
+    import av
+
+    name = name or local
+    try:
+        with av.open(local) as container:
+            streams = container.streams.video
+            if not streams:
+                raise VideoDecodeError(f"{name}: the container holds no video stream (audio only?); "
+                                       "remove it from the corpus")
+            context = streams[0].codec_context
+            return int(context.width), int(context.height)
+    except av.FFmpegError as error:
+        raise VideoDecodeError(f"{name}: not a decodable video: truncated, corrupt or not a video at all "
+                               f"({_first_line(error)}); re-encode or remove it") from error
+
+
+def _check_frame_size(name: str, size: tuple[int, int], max_pixels: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise VideoDecodeError(
+            f"{name}: frames of {width} x {height} = {width * height:,} pixels exceed the cap of "
+            f"{max_pixels:,} (ingest.max_pixels); downscale the video (e.g. `ffmpeg -i IN -vf scale=1920:-2 "
+            "OUT`) or raise ingest.max_pixels")
 
 
 def video_info(reader: Any) -> VideoInfo:

@@ -4,6 +4,7 @@ session's trained scorer), generated videos, every bad input, batching and load 
 from __future__ import annotations
 
 import os
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,12 +12,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
 
 from dualvad.corpus import SynthSpec, generate_corpus
 from dualvad.serve.schemas import DetectResponse, ErrorResponse
 from dualvad.serve.settings import AppArgs
 
 from browser import CHROMIUM, MISSING, assert_not_blank, live_page
+from faultlog import record_fault
 from loopback import free_port
 from media import write_broken_files, write_video
 
@@ -26,6 +30,7 @@ MAX_DURATION_S = 8.0
 # a burst of 8 fits; 24 overflow the queue. A queue of 4 shed some of 8 with slots free: Ray counts
 # requests being assigned as queued (docs/decisions.md, 2026-12-02)
 ANALYZER_SLOTS, ANALYZER_QUEUE = 8, 8
+READ_TIMEOUT_S = 3.0  # a stalled upload is answered 408 after this
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +57,7 @@ def server(ray_session, evaluated_copy, media):
     assert config.sample.budget == BUDGET
     args = AppArgs(run=config.run, vlm=str(tiny), allowed_roots=[str(media["root"])], max_new_tokens=4,
                    max_upload_bytes=MAX_UPLOAD, max_duration_s=MAX_DURATION_S, request_timeout_s=60,
-                   max_batch_size=8, batch_wait_timeout_s=0.3)
+                   max_batch_size=8, batch_wait_timeout_s=0.3, read_timeout_s=READ_TIMEOUT_S)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
     small = {"ray_actor_options": {"num_cpus": 0.25}}
@@ -186,7 +191,7 @@ def test_json_uri_gives_the_same_result_as_the_upload(server, media):
 @pytest.mark.parametrize("case", ["empty_body", "empty_file", "text", "truncated", "empty_upload_json",
                                   "long", "short", "strategy", "budget_type", "unknown_option", "outside",
                                   "traversal", "symlink", "missing", "folder", "too_large_declared",
-                                  "too_large_streamed"])
+                                  "too_large_streamed", "stalled_upload", "huge_header"])
 def test_bad_input_gets_its_status_and_message_and_the_server_lives(server, media, case):
     root = media["root"]
     if case == "empty_body":
@@ -244,6 +249,12 @@ def test_bad_input_gets_its_status_and_message_and_the_server_lives(server, medi
         except httpx.HTTPError as error:  # the server may close the connection mid-upload; still refused
             pytest.fail(f"no 413 response: {error!r}")
         _error(response, 413, "too_large")
+    elif case == "stalled_upload":
+        status, body = _stalled_upload(server)
+        assert status == 408 and "did not arrive within" in body and f"{READ_TIMEOUT_S:g} s" in body, body
+    elif case == "huge_header":  # 64 KiB in one header: refused by the HTTP layer, never a 5xx or a hang
+        response = server.get("/healthz", headers={"x-padding": "a" * 65536})
+        assert 400 <= response.status_code < 500, response.status_code
     good = _detection(_upload(server, Path(media["records"][0].path)))  # the replicas still serve
     assert len(good.frames) == BUDGET
 
@@ -278,3 +289,92 @@ def test_a_full_queue_is_503_with_retry_after(server, media):
     assert "queue is full" in _error(shed[0], 503, "overloaded")
     assert time.perf_counter() - started < 60
     _detection(server.post("/v1/detect", json={"uri": uri}))
+
+
+def _stalled_upload(client: httpx.Client) -> tuple[int, str]:
+    """A multipart upload whose body stops after its first bytes, the connection left open: (the status the
+    server answers with, the response body). Raw socket: an HTTP client would wait to send the rest."""
+    host, port = client.base_url.host, client.base_url.port
+    head = (f"POST /v1/detect HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n")
+    part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.mp4"\r\n\r\n' + b"\0" * 1000
+    with socket.create_connection((host, port), timeout=READ_TIMEOUT_S + 30) as sock:
+        sock.sendall(head.encode() + part)
+        reader = sock.makefile("rb")
+        status = int(reader.readline().split()[1])
+        headers = dict(line.decode().rstrip("\r\n").lower().split(": ", 1)
+                       for line in iter(reader.readline, b"\r\n"))
+        body = reader.read(int(headers.get("content-length", 0))).decode(errors="replace")
+    return status, body
+
+
+@pytest.fixture(scope="module")
+def api_schema(server):
+    """The app's own OpenAPI document, read over HTTP from the running server."""
+    return schemathesis.openapi.from_url(f"{server.base_url}/openapi.json")
+
+
+@schemathesis.pytest.from_fixture("api_schema").parametrize()
+@settings(max_examples=12, derandomize=True, deadline=None,  # bounded, and the same requests every run
+          suppress_health_check=list(HealthCheck))
+def test_fuzzed_requests_never_get_a_5xx_and_every_error_is_json(case):
+    """schemathesis draws requests from the OpenAPI document (bodies, options and headers of every operation,
+    malformed ones included): none gets a server error, and every error carries the JSON error body."""
+    response = case.call(timeout=60)
+    assert response.status_code < 500, (case.as_curl_command(), response.status_code, response.text)
+    if response.status_code >= 400:
+        body = ErrorResponse.model_validate(response.json())
+        assert body.request_id == response.headers["x-request-id"], response.text
+
+
+@pytest.mark.parametrize("deployment", ["Analyzer", "Judge"])
+def test_a_killed_replica_fails_only_its_requests_in_flight_and_serve_recovers(server, media, deployment):
+    """Issue 17, item 5: a bounded load (2 clients, 10 requests each) while one replica of ``deployment`` is
+    SIGKILLed. Every request is answered (none hangs past the client's timeout); a failed one is a 5xx with
+    the JSON error body and its request id; no more fail than were in flight at the kill; Serve starts a new
+    replica and the last requests of both clients succeed. The counts and the recovery time (kill to the
+    first success of a request sent after it) are printed for bench/faults.py."""
+    uri, clients, per_client = str(media["records"][0].path), 2, 10
+    killed: dict[str, float] = {}
+    log: list[tuple[float, float, int, str]] = []  # (sent, answered, status, request id)
+
+    def client(index: int) -> None:
+        for number in range(per_client):
+            sent = time.perf_counter()
+            response = server.post("/v1/detect", json={"uri": uri, "explain": False})
+            answered = time.perf_counter()
+            log.append((sent, answered, response.status_code, response.headers.get("x-request-id")))
+            if response.status_code != 200:
+                body = ErrorResponse.model_validate(response.json())
+                assert response.status_code >= 500 and body.request_id == response.headers["x-request-id"]
+            if index == 0 and number == 1:
+                killed["pid"], killed["at"] = _kill_replica(deployment), time.perf_counter()
+
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    failed = [entry for entry in log if entry[2] != 200]
+    in_flight = [entry for entry in log if entry[0] <= killed["at"] <= entry[1]]
+    recovered = min((answered for sent, answered, status, _ in log if status == 200 and sent > killed["at"]),
+                    default=None)
+    scenario = (f"serve: {deployment} replica SIGKILLed under load ({len(log)} requests, "
+                f"{len(in_flight)} in flight)")
+    recovery_s = None if recovered is None else recovered - killed["at"]
+    record_fault(scenario, "recovered" if recovered is not None else "not recovered",
+                 requests_failed=len(failed), recovery_s=recovery_s)
+    assert len(log) == clients * per_client  # every request answered
+    assert len(failed) <= len(in_flight) + clients, (failed, in_flight)
+    assert recovered is not None
+    last = sorted(log)[-clients:]
+    assert all(status == 200 for _, _, status, _ in last), last
+
+
+def _kill_replica(deployment: str) -> int:
+    """SIGKILL the process of one replica of ``deployment`` in the test app; returns its pid."""
+    import psutil
+
+    marker = f"ServeReplica:dualvad-test:{deployment}"
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if any(marker in part for part in process.info["cmdline"] or ()):
+            process.kill()
+            return process.info["pid"]
+    raise AssertionError(f"no process of {marker}")

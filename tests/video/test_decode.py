@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from dualvad.video.decode import VideoDecodeError, open_video, read_frames, video_info
+from dualvad.video.decode import VideoDecodeError, open_video, read_frames, stream_size, video_info
 
-from media import bikes_path, frame_level, write_broken_files, write_video
+from media import bikes_path, frame_level, write_audio_only, write_broken_files, write_video
 
 
 def test_reads_the_requested_frames(tmp_path):
@@ -53,3 +53,21 @@ def test_missing_file(tmp_path):
 def test_one_frame_video_opens_with_one_frame(tmp_path):
     path = write_broken_files(tmp_path)["one_frame"]
     assert video_info(open_video(str(path))).num_frames == 1
+
+
+def test_a_stream_over_the_pixel_cap_is_refused_from_its_header(tmp_path):
+    path = write_video(tmp_path / "v.mp4", 3)  # 64 x 48 = 3,072 pixels
+    assert len(open_video(str(path), max_pixels=64 * 48)) == 3
+    assert len(open_video(str(path), width=32, height=24, max_pixels=None)) == 3
+    with pytest.raises(VideoDecodeError) as error:
+        open_video(str(path), width=32, height=24, max_pixels=64 * 48 - 1)
+    assert str(error.value) == (
+        f"{path}: frames of 64 x 48 = 3,072 pixels exceed the cap of 3,071 (ingest.max_pixels); downscale "
+        "the video (e.g. `ffmpeg -i IN -vf scale=1920:-2 OUT`) or raise ingest.max_pixels")
+
+
+def test_stream_size_reads_the_header_and_names_an_audio_only_file(tmp_path):
+    assert stream_size(str(write_video(tmp_path / "v.mp4", 2, width=96, height=32))) == (96, 32)
+    audio = write_audio_only(tmp_path / "a.mp4")
+    with pytest.raises(VideoDecodeError, match="a.mp4: the container holds no video stream"):
+        open_video(str(audio))

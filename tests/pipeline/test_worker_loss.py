@@ -1,0 +1,104 @@
+"""Worker loss in Ray Data (issue 17, item 1): a process of a running stage is SIGKILLed, as a lost node or an
+OOM kill would end it; the stage finishes, and every video appears exactly once in its output, with the
+values of an undisturbed run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import psutil
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from dualvad import paths
+from dualvad import schema as S
+from dualvad.pipeline.score import run_score
+from dualvad.rundir import open_run
+from dualvad.train.scorer import train_scorer
+
+from faultlog import record_fault
+from raykill import Killer, registered_metric
+
+
+def _staged(run: Path, output: str) -> list[Path]:
+    return sorted((run / paths.WORK_DIR).glob(f"{output}-*/part-*.parquet"))
+
+
+@pytest.fixture
+def run_of_many_parts(scored_run, tmp_path):
+    """A copy of the scored run whose segments are one part file per video (score's unit of work is a
+    part), without its scores: (config, run folder, the original scores by (video, segment))."""
+    config, _ = scored_run
+    target = tmp_path / "run"
+    shutil.copytree(config.run, target, ignore=shutil.ignore_patterns(
+        paths.LOCK_FILE, paths.WORK_DIR, paths.SCORES, paths.SAMPLES, paths.BENCHMARKS, paths.FINETUNE,
+        paths.EVAL))
+    segments = open_run(str(target)).read_table(paths.SEGMENTS)
+    for part in (target / paths.SEGMENTS).glob("part-*.parquet"):
+        part.unlink()
+    for index, video_id in enumerate(sorted(set(segments[S.VIDEO_ID].to_pylist()))):
+        rows = segments.filter(pc.equal(segments[S.VIDEO_ID], video_id))
+        pq.write_table(rows, target / paths.SEGMENTS / f"part-video-{index:05d}.parquet")
+    original = open_run(config.run).read_table(paths.SCORES).to_pylist()
+    scores = {(row[S.VIDEO_ID], row[S.SEGMENT_INDEX]): row[S.SCORE] for row in original}
+    config = dataclasses.replace(config, run=str(target),
+                                 scorer=dataclasses.replace(config.scorer, score_workers=1))
+    return config, target, scores
+
+
+def test_a_killed_scoring_actor_loses_and_duplicates_nothing(run_of_many_parts):
+    config, run, expected = run_of_many_parts
+    videos = len({video for video, _ in expected})
+    killer = Killer("ScoreWorker", lambda: len(_staged(run, paths.SCORES)) >= 3)
+    killer.start()
+    try:
+        summary = run_score(config)
+    finally:
+        killer.stop.set()
+        killer.join()
+    assert killer.pid is not None, "score finished before its actor could be killed"
+    assert not psutil.pid_exists(killer.pid) or psutil.Process(killer.pid).status() == psutil.STATUS_ZOMBIE
+    assert summary.videos == videos
+    rows = open_run(str(run)).read_table(paths.SCORES).to_pylist()
+    keys = [(row[S.VIDEO_ID], row[S.SEGMENT_INDEX]) for row in rows]
+    record_fault("score: scoring actor SIGKILLed", "stage finished",
+                 rows_lost=len(set(expected) - set(keys)), rows_duplicated=len(keys) - len(set(keys)))
+    assert len(keys) == len(set(keys)) == len(expected)  # nothing lost, nothing twice
+    scores = {key: row[S.SCORE] for key, row in zip(keys, rows, strict=True)}
+    assert scores == pytest.approx(expected, abs=1e-6)  # the values of the undisturbed run
+
+
+def test_a_killed_scorer_worker_resumes_from_its_checkpoint_to_the_weights_of_an_uninterrupted_run(
+        scored_run, tmp_path):
+    """Issue 17, item 2: the scorer's Ray Train worker is SIGKILLed once the epoch-10 checkpoint is registered
+    (of 30; one every 10). Ray Train starts a new worker (FailureConfig), which loads that checkpoint and
+    trains on; every epoch's randomness depends on (seed, rank, epoch) alone, so the exported scorer and the
+    history equal the shared run's, trained with the same settings and never interrupted."""
+    config, _ = scored_run
+    target = tmp_path / "run"
+    shutil.copytree(Path(config.run) / paths.SEGMENTS, target / paths.SEGMENTS)
+    resumed = dataclasses.replace(config, run=str(target))
+    killer = Killer("RayTrainWorker", lambda: registered_metric(target / paths.WORK_DIR, "epoch") >= 9)
+    killer.start()
+    try:
+        train_scorer(resumed)
+    finally:
+        killer.stop.set()
+        killer.join()
+    assert killer.pid is not None, "training finished before its worker could be killed"
+    history = json.loads((target / paths.SCORER / paths.SCORER_HISTORY_FILE).read_text())
+    uninterrupted = json.loads((Path(config.run) / paths.SCORER / paths.SCORER_HISTORY_FILE).read_text())
+    record_fault("train-scorer: Ray Train worker SIGKILLed after the epoch-10 checkpoint",
+                 f"resumed; {len(history)} reports as in an uninterrupted run", rows_lost=0)
+    assert [h["epoch"] for h in history] == [h["epoch"] for h in uninterrupted] == [9, 19, 29]
+    assert history == pytest.approx(uninterrupted, abs=1e-6)
+    weights, reference = (torch.load(Path(run, paths.SCORER, paths.SCORER_MODEL_DIR, "model.pt"))
+                          for run in (target, config.run))
+    assert weights.keys() == reference.keys()
+    for name, tensor in weights.items():
+        torch.testing.assert_close(tensor, reference[name], rtol=0, atol=1e-6, msg=name)
