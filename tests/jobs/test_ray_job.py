@@ -1,6 +1,14 @@
 """``ray job submit`` of ``jobs/pipeline.py`` against a real ``ray start --head`` on loopback (2 CPUs, token
-auth), as docs/cluster.md tells a user to do it: the job runs this checkout (``--working-dir``), every stage
-publishes its output, and stopping the head leaves no process behind.
+auth), as docs/cluster.md tells a user to do it, with the corpus and the run directory on object storage: a
+real S3 API (moto's server on loopback), reached through ``AWS_ENDPOINT_URL`` in the head's environment, so
+every Ray process has it. The job runs this checkout (``--working-dir``) and every stage publishes on S3; then
+the CPU stages (ingest to build-benchmarks) run again on the same head from a local copy of the corpus into a
+local run directory, and their outputs on S3 must hold the same rows: compared row by row in key order
+(which videos share a Parquet part follows the order workers finish in, and a float32 score may differ in
+its last bit with the part's batch, so floats agree to 1e-6), except for the columns that name where the
+videos are. Fine-tuning starts from the same preset weights; the fine-tuned weights are not compared: two
+runs of Ray Train on the same machine already differ in their data order. Stopping the head leaves no
+process behind. One job serves both checks: each whole pipeline costs minutes on 2 cores.
 
 The head has its own ports and temp dir and never touches the test session's Ray or ``~/.ray``: the token
 comes from ``RAY_AUTH_TOKEN`` and ``HOME`` is a temp folder. It is stopped by signalling the processes whose
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import secrets
@@ -25,20 +34,39 @@ import time
 from pathlib import Path
 
 import psutil
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 
 from dualvad import paths
+from dualvad.config import load_config
 from dualvad.corpus import SynthSpec, generate_corpus
 from dualvad.rundir import open_run
 from dualvad.stages import read_record
+from dualvad.vlm.model import save_preset_model
 
 from loopback import free_port
+from objectstore import moto_s3, s3_env
 from tinyrun import OUTPUTS, TINY
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 START_S = 300  # a fresh head: 95 s measured on 2 cores under a load average of 16
 JOB_S = 900  # the whole pipeline on the tiny corpus: 458 s measured on 2 cores under a load average of 16
+LOCAL_S = 600  # its CPU stages again, locally: 185 s measured on 2 cores under a load average of 8 to 18
+CPU_STAGES = ("ingest", "train-scorer", "score", "sample", "build-benchmarks")
+LOCATION_COLUMNS = {"video_path"}  # s3://... in one run, /tmp/... in the other
+
+# The CPU stages in one driver process on the head (RAY_ADDRESS): no second Ray to start.
+LOCAL_STAGES = f"""
+import sys
+from dualvad.cli import main
+corpus, run, *tiny = sys.argv[1:]
+code = 0
+for stage in {CPU_STAGES!r}:
+    code = code or main([stage, f"corpus={{corpus}}", f"run={{run}}", *tiny])
+sys.exit(code)
+"""
 
 def _env(home: Path, token: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
@@ -60,15 +88,30 @@ def _ray_processes(marker: str) -> list[psutil.Process]:
 
 
 @pytest.fixture
-def ray_head(tmp_path):
-    """A ``ray start --head`` on loopback with 2 CPUs and token auth: (dashboard address, env)."""
+def s3():
+    """A moto S3 server with an empty bucket ``data``, its settings in this process's environment (which
+    reads the results): yields them."""
+    with moto_s3("data") as endpoint:
+        settings = s3_env(endpoint)
+        os.environ.update(settings)
+        try:
+            yield settings
+        finally:
+            for key in settings:
+                os.environ.pop(key, None)
+
+
+@pytest.fixture
+def ray_head(tmp_path, s3):
+    """A ``ray start --head`` on loopback with 2 CPUs and token auth, the S3 settings in its environment:
+    (dashboard address, GCS address, env)."""
     temp = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
     home = tmp_path / "home"
     home.mkdir()
-    env = _env(home, secrets.token_hex(16))
-    dashboard = free_port()
+    env = {**_env(home, secrets.token_hex(16)), **s3}
+    dashboard, gcs = free_port(), free_port()
     command = [str(BIN / "ray"), "start", "--head", "--num-cpus=2", "--num-gpus=0",
-               "--node-ip-address=127.0.0.1", f"--port={free_port()}", "--include-dashboard=true",
+               "--node-ip-address=127.0.0.1", f"--port={gcs}", "--include-dashboard=true",
                "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
                f"--ray-client-server-port={free_port()}", f"--metrics-export-port={free_port()}",
                f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={temp}", "--disable-usage-stats"]
@@ -77,7 +120,7 @@ def ray_head(tmp_path):
         started = subprocess.run(command, env=env, capture_output=True, text=True, timeout=START_S)
         assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
         _wait_up(address, env)
-        yield address, env
+        yield address, f"127.0.0.1:{gcs}", env
     finally:
         _stop(temp)
 
@@ -101,7 +144,7 @@ def _stop(temp: str) -> None:
     for process in _ray_processes(temp):
         with contextlib.suppress(psutil.NoSuchProcess):
             process.terminate()
-    _, alive = psutil.wait_procs(_ray_processes(temp), timeout=30)
+    _, alive = psutil.wait_procs(_ray_processes(temp), timeout=10)  # a test head: no state to save
     for process in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
@@ -111,12 +154,13 @@ def _stop(temp: str) -> None:
     shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_ray_job_submit_runs_the_whole_pipeline(ray_head, tmp_path):
-    address, env = ray_head
-    generate_corpus(tmp_path / "corpus", SynthSpec(videos=12, seconds=1.0))  # both labels in train
-    run = tmp_path / "run"
+def test_ray_job_submit_runs_the_whole_pipeline_on_s3_with_the_outputs_of_a_local_run(ray_head, tmp_path):
+    address, gcs, env = ray_head
+    corpus = tmp_path / "corpus"
+    generate_corpus(corpus, SynthSpec(videos=12, seconds=1.0))  # both labels in train
+    pafs.copy_files(str(corpus), "data/corpus", destination_filesystem=open_run("s3://data/x").fs)
     command = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(ROOT), "--",
-               "python", "jobs/pipeline.py", f"corpus={tmp_path / 'corpus'}", f"run={run}", *TINY]
+               "python", "jobs/pipeline.py", "corpus=s3://data/corpus", "run=s3://data/run", *TINY]
     job = subprocess.run(command, env=env, capture_output=True, text=True, timeout=JOB_S)
     output = job.stdout + job.stderr
     (tmp_path / "job.log").write_text(output)  # the stage summary lines give each stage's seconds
@@ -127,12 +171,86 @@ def test_ray_job_submit_runs_the_whole_pipeline(ray_head, tmp_path):
     # Ray 2.60 prints "Job 'raysubmit_...' succeeded" (older versions: "... SUCCEEDED")
     assert re.search(rf"Job '{job_id}' succeeded", status.stdout + status.stderr, re.IGNORECASE), \
         status.stdout + status.stderr
-    for stage, folder in OUTPUTS.items():
-        record = read_record(open_run(str(run)), folder)
-        assert record is not None and record["stage"] == stage, f"{stage}: no published output"
+    for stage in OUTPUTS:
         assert f"{stage}: " in output  # its summary line
-    assert (run / paths.FINETUNE / paths.FINETUNE_FINAL_DIR / "config.json").is_file()
-    metrics = json.loads((run / paths.EVAL / paths.METRICS_FILE).read_text())
-    assert list(metrics["metrics"]) == ["scorer", "vlm/focused"]
     # the job ran this checkout's code (the working dir): an install without the `pipeline` command exits 2
     assert "pipeline: done" in output
+
+    local = subprocess.run([sys.executable, "-c", LOCAL_STAGES, str(corpus), str(tmp_path / "run"), *TINY],
+                           env={**env, "RAY_ADDRESS": gcs, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=LOCAL_S)
+    (tmp_path / "local.log").write_text(local.stdout + local.stderr)
+    assert local.returncode == 0, (local.stdout + local.stderr)[-6000:]
+    _compare(open_run("s3://data/run"), open_run(str(tmp_path / "run")))
+
+
+ROW_KEYS = ("video_id", "id", "segment_index", "frame_index")  # what orders the rows of every table
+
+
+def _rows(run, folder: str) -> dict[str, list[dict]]:
+    """The rows of every table under ``RUN/<folder>`` (a folder of parts, or one file) without the location
+    columns, in key order; by table (the folder holding the parts, or the file)."""
+    base = run.path(folder)
+    selector = pafs.FileSelector(base, recursive=True)
+    files = sorted(i.path for i in run.fs.get_file_info(selector)
+                   if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+    tables: dict[str, list[dict]] = {}
+    for path in files:
+        name = path[len(base) + 1:]
+        folder_of, _, base_name = name.rpartition("/")
+        key = f"{folder_of or '.'}/part-*" if base_name.startswith("part-") else name
+        tables.setdefault(key, []).extend(
+            {k: v for k, v in row.items() if k not in LOCATION_COLUMNS}
+            for row in pq.read_table(path, filesystem=run.fs).to_pylist())
+    return {key: sorted(rows, key=lambda row: tuple(str(row.get(k)) for k in ROW_KEYS))
+            for key, rows in tables.items()}
+
+
+def _json_files(run, folder: str) -> dict[str, object]:
+    """Every JSON file under ``RUN/<folder>`` but the runner's record (which holds times), parsed."""
+    base = run.path(folder)
+    infos = run.fs.get_file_info(pafs.FileSelector(base, recursive=True))
+    return {i.path[len(base) + 1:]: json.loads(_bytes(run, folder, i.path[len(base) + 1:])) for i in infos
+            if i.type == pafs.FileType.File and i.path.endswith(".json") and i.base_name != paths.STAGE_FILE}
+
+
+def _close(a, b) -> bool:
+    """Equal, floats to a relative 1e-6 (the last bits of a batched float32 pass), inside lists and dicts."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-7)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def _bytes(run, *parts: str) -> bytes:
+    with run.fs.open_input_stream(run.path(*parts)) as stream:
+        return stream.read()
+
+
+def _compare(remote, local) -> None:
+    assert remote.fs.type_name == "s3" and local.local
+    for stage, folder in OUTPUTS.items():
+        record = read_record(remote, folder)
+        assert record is not None and record["stage"] == stage, f"{stage}: not published on S3"
+        if stage not in CPU_STAGES:
+            continue
+        assert record["fingerprint"] == read_record(local, folder)["fingerprint"]  # same inputs, settings
+        expected, found = _rows(local, folder) | _json_files(local, folder), \
+            _rows(remote, folder) | _json_files(remote, folder)
+        assert expected and found.keys() == expected.keys(), f"{folder}: {sorted(found)}, {sorted(expected)}"
+        for name, content in expected.items():
+            assert _close(found[name], content), f"{folder}/{name} differs"
+    staged = remote.fs.get_file_info(pafs.FileSelector(remote.path(paths.WORK_DIR), recursive=True,
+                                                       allow_not_found=True))
+    assert not [i.path for i in staged if i.type == pafs.FileType.File]  # staging published and gone
+    assert remote.exists(paths.FINETUNE, paths.FINETUNE_FINAL_DIR, "config.json")
+    metrics = json.loads(_bytes(remote, paths.EVAL, paths.METRICS_FILE))["metrics"]
+    assert list(metrics) == ["scorer", "vlm/focused"]
+    # the preset the fine-tuning started from: written locally, uploaded, fetched by every worker
+    preset = _bytes(remote, paths.FINETUNE, paths.FINETUNE_BASE_DIR, "model.safetensors")
+    with tempfile.TemporaryDirectory() as folder:
+        save_preset_model("tiny", folder, seed=load_config(None, []).finetune.seed)
+        assert preset == Path(folder, "model.safetensors").read_bytes()
