@@ -35,7 +35,8 @@ COLUMNS = ("fault", "outcome", "rows_lost", "rows_duplicated", "requests_failed"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-k", default=None, help="only the scenarios matching this pytest -k expression")
     args = parser.parse_args()
     command = [sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider", "-rf", *SCENARIOS]

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
 from dualvad import schema as S
@@ -55,7 +56,17 @@ def test_checkpoint_round_trip_gives_identical_scores(scored_run, tmp_path):
     by_key = dict(zip(zip(written[S.VIDEO_ID].to_pylist(), written[S.SEGMENT_INDEX].to_pylist(), strict=True),
                       written[S.SCORE].to_pylist(), strict=True))
     # The score stage runs one forward pass per segments part file: score the same batches here (float32
-    # results of a batched pass can differ in the last bit with the batch's composition).
+    # results of a batched pass can differ in the last bit with the batch's composition), on one thread as
+    # its 1-CPU actors do (Ray sets their OMP_NUM_THREADS to 1; more threads sum in another order).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _compare_with_the_written_scores(run, loaded, by_key, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _compare_with_the_written_scores(run, loaded: TrainedScorer, by_key: dict, tmp_path) -> None:
     for path in run.parquet_files("segments"):
         videos = video_set_from_segments(pq.read_table(path), categories=loaded.categories)
         direct = loaded.score(videos.features)
