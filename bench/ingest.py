@@ -149,6 +149,7 @@ def _time_pyav(files: list[str]) -> float:
 class IngestRun:
     seconds: float  # the stage's own wall time
     cpu: dict[str, float]  # CPU-seconds (user + system) during the run, by process kind (see _cpu_seconds)
+    processes: dict[str, int]  # processes of each kind alive at the end
     parts: int  # Parquet parts in RUN/segments
     part_bytes: int  # their size
 
@@ -171,12 +172,13 @@ def _time_ingest(corpus: Path, workers: int) -> IngestRun:
     summary = run_ingest(config)
     after = _cpu_seconds()
     print(summary, flush=True)
-    parts = sorted((run / "segments").glob("part-*.parquet"))
+    part_sizes = [p.stat().st_size for p in (run / "segments").glob("part-*.parquet")]
     cpu = dict.fromkeys(PROCESS_KINDS, 0.0)
     for pid, (kind, seconds) in after.items():  # a process started during the run counts from 0
         cpu[kind] += seconds - before.get(pid, (kind, 0.0))[1]
     shutil.rmtree(run)
-    return IngestRun(summary.seconds, cpu, len(parts), sum(p.stat().st_size for p in parts))
+    processes = {kind: sum(k == kind for k, _ in after.values()) for kind in PROCESS_KINDS}
+    return IngestRun(summary.seconds, cpu, processes, len(part_sizes), sum(part_sizes))
 
 
 PROCESS_KINDS = ("workers", "driver", "daemons")
@@ -212,6 +214,8 @@ def _print_cpu(runs: dict[int, IngestRun], frames: int) -> None:
         print(f"{count} worker{'s' if count > 1 else ' '}   {per['workers']:8.3f} {per['driver']:8.3f} "
               f"{per['daemons']:8.3f} {sum(per.values()):8.3f} {run.seconds:7.1f} {run.parts:6d} "
               f"{run.part_bytes / max(run.parts, 1) / 1024:9.1f}")
+    counts = ", ".join(f"{run.processes[kind]} {kind}" for kind in PROCESS_KINDS if kind != "driver")
+    print(f"(processes at the end of the 2-worker run: {counts})")
 
 
 def _extract_all(files: list[str]) -> None:

@@ -16,7 +16,7 @@ import pytest
 from dualvad import schema as S
 from dualvad.config import load_config
 from dualvad.paths import FAILURES_FILE, WORK_DIR
-from dualvad.pipeline.ingest import run_ingest
+from dualvad.pipeline.ingest import part_name, run_ingest
 from dualvad.rundir import open_run
 from dualvad.stages import FailureShareError, Skipped
 from dualvad.video.segments import segment_bounds
@@ -76,6 +76,8 @@ def test_ingest_writes_exact_segments_and_records_failures(ray_session, corpus, 
     table = open_run(str(run)).read_table("segments")
     assert table.schema.equals(S.SEGMENTS_SCHEMA)
     frames = {**GOOD, "Real/bikes.mp4": 250}
+    # 8 videos on 2 workers: groups of one (4 per worker), each written by its task under its video's name
+    assert {p.name for p in (run / "segments").glob("part-*")} == {part_name([v]) for v in frames}
     assert set(table.column(S.VIDEO_ID).to_pylist()) == set(frames)
     for video_id, num_frames in frames.items():
         rows = rows_of(table, video_id).sort_by(S.SEGMENT_INDEX).to_pydict()
@@ -148,14 +150,7 @@ def test_a_worker_writes_its_group_as_one_part_and_a_retry_replaces_it(corpus, t
     # The worker writes the rows, the driver gets a summary without features; Ray running the same task
     # again (its worker died after writing) replaces the part instead of adding a second copy.
     from dualvad.corpus import read_corpus
-    from dualvad.pipeline.ingest import (
-        SUMMARY_SCHEMA,
-        _extractor,
-        part_name,
-        segment_videos,
-        video_rows,
-        write_videos,
-    )
+    from dualvad.pipeline.ingest import SUMMARY_SCHEMA, _extractor, segment_videos, video_rows, write_videos
 
     group = ["Normal/n1.mp4", "Bad/text.mp4", "Fight/f1.mp4"]
     batch = video_rows([r for r in read_corpus(corpus) if r.video_id in group])
