@@ -4,7 +4,10 @@ Prints, on one generated corpus:
   * video frames covered per second per core by the ingest stage (1 and 2 Ray workers),
   * the same for a single-threaded ``ffmpeg -threads 1 -i f -f null -`` full decode (the floor),
   * the same for a naive loop decoding every frame with PyAV into NumPy (single-threaded),
-  * the peak memory (RSS) of one ingest worker process on a 10-minute 640x480 video.
+  * the peak memory (RSS) of one ingest worker process on a 10-minute 640x480 video,
+  * CPU-seconds per 1,000 video frames of the Ray worker processes, the driver and Ray's daemons
+    (raylet, gcs_server, agents ...) during each ingest run, so that overhead shows on any machine, and
+    the Parquet parts the workers wrote.
 
 Targets (issue 3): ingest >= 0.8x ffmpeg, >= 2x naive, 2 workers >= 1.6x 1 worker,
 worker peak < 1.5 GiB.
@@ -24,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "out" / "ingest"
@@ -43,8 +47,9 @@ def main() -> None:
     # A first stage run on a tiny corpus pays Ray's once-per-session costs (worker processes,
     # Ray Data's stats actor); a long-lived cluster has paid them, so they are not counted.
     # What a stage run itself costs beyond decoding (actors, scheduling) is measured with them.
-    fixed = _time_ingest(_warmup_corpus(), 1)
-    seconds_1, seconds_2 = (_time_ingest(corpus, workers) for workers in (1, 2))
+    fixed = _time_ingest(_warmup_corpus(), 1).seconds
+    runs = {workers: _time_ingest(corpus, workers) for workers in (1, 2)}
+    seconds_1, seconds_2 = runs[1].seconds, runs[2].seconds
     results["dualvad ingest, 1 worker"] = _rate(total, seconds_1, cores=1)
     results["dualvad ingest, 2 workers"] = _rate(total, seconds_2, cores=2)
     _print_table(results)
@@ -60,6 +65,7 @@ def main() -> None:
 
     print(f"fixed cost of one ingest stage run (2 three-second videos, 1 worker): {fixed:.1f} s, "
           "included in the figures above")
+    _print_cpu(runs, total)
 
     peak, baseline, long_frames = _worker_peak_memory(args.long_minutes)
     print(f"\none ingest worker on a {args.long_minutes:g}-minute 640x480 video ({long_frames} frames): "
@@ -139,9 +145,18 @@ def _time_pyav(files: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def _time_ingest(corpus: Path, workers: int) -> float:
-    """Wall time of the ingest stage with ``workers`` actors (Ray already running; its start is
-    not counted, the actors' start is)."""
+@dataclass(frozen=True)
+class IngestRun:
+    seconds: float  # the stage's own wall time
+    cpu: dict[str, float]  # CPU-seconds (user + system) during the run, by process kind (see _cpu_seconds)
+    processes: dict[str, int]  # processes of each kind alive at the end
+    parts: int  # Parquet parts in RUN/segments
+    part_bytes: int  # their size
+
+
+def _time_ingest(corpus: Path, workers: int) -> IngestRun:
+    """Wall time and CPU time of the ingest stage with ``workers`` Ray workers (Ray already running;
+    its start is not counted, the workers' start is)."""
     import ray
 
     from dualvad.config import load_config
@@ -153,10 +168,54 @@ def _time_ingest(corpus: Path, workers: int) -> float:
                                 "ingest.cpus_per_worker=1", "ray.num_cpus=2"])
     ensure_ray(config.ray)
     ray.data.DataContext.get_current().enable_progress_bars = False
+    before = _cpu_seconds()
     summary = run_ingest(config)
+    after = _cpu_seconds()
     print(summary, flush=True)
+    part_sizes = [p.stat().st_size for p in (run / "segments").glob("part-*.parquet")]
+    cpu = dict.fromkeys(PROCESS_KINDS, 0.0)
+    for pid, (kind, seconds) in after.items():  # a process started during the run counts from 0
+        cpu[kind] += seconds - before.get(pid, (kind, 0.0))[1]
     shutil.rmtree(run)
-    return summary.seconds
+    processes = {kind: sum(k == kind for k, _ in after.values()) for kind in PROCESS_KINDS}
+    return IngestRun(summary.seconds, cpu, processes, len(part_sizes), sum(part_sizes))
+
+
+PROCESS_KINDS = ("workers", "driver", "daemons")
+
+
+def _cpu_seconds() -> dict[int, tuple[str, float]]:
+    """pid -> (kind, CPU-seconds so far) of this process (the driver) and every process below it: Ray's
+    worker processes (``ray::...``, which include Ray Data's helper actors) and its daemons (raylet,
+    gcs_server, the agents, log_monitor ...), all started by the driver's ``ray.init``. A process that
+    exits between two calls takes its time with it (the ingest workers are pooled and stay)."""
+    import psutil
+
+    driver = psutil.Process()
+    seconds = {}
+    for process in [driver, *driver.children(recursive=True)]:
+        try:
+            with process.oneshot():
+                times, command = process.cpu_times(), " ".join(process.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        kind = ("driver" if process.pid == driver.pid
+                else "workers" if "ray::" in command or "default_worker.py" in command else "daemons")
+        seconds[process.pid] = (kind, times.user + times.system)
+    return seconds
+
+
+def _print_cpu(runs: dict[int, IngestRun], frames: int) -> None:
+    print(f"\nCPU-seconds per 1,000 video frames during the ingest stage ({frames} frames):")
+    print(f"{'run':<12} {'workers':>8} {'driver':>8} {'daemons':>8} {'total':>8} {'wall s':>7} "
+          f"{'parts':>6} {'KiB/part':>9}")
+    for count, run in runs.items():
+        per = {kind: run.cpu[kind] / frames * 1000 for kind in PROCESS_KINDS}
+        print(f"{count} worker{'s' if count > 1 else ' '}   {per['workers']:8.3f} {per['driver']:8.3f} "
+              f"{per['daemons']:8.3f} {sum(per.values()):8.3f} {run.seconds:7.1f} {run.parts:6d} "
+              f"{run.part_bytes / max(run.parts, 1) / 1024:9.1f}")
+    counts = ", ".join(f"{run.processes[kind]} {kind}" for kind in PROCESS_KINDS if kind != "driver")
+    print(f"(processes at the end of the 2-worker run: {counts})")
 
 
 def _extract_all(files: list[str]) -> None:
@@ -198,12 +257,12 @@ def _print_table(results: dict[str, float]) -> None:
 _WORKER_PROBE = """
 import json, resource, sys
 from dualvad.config import IngestConfig
-from dualvad.pipeline.ingest import segment_videos_task
-import pyarrow as pa
+from dualvad.corpus.layout import VideoRecord
+from dualvad.pipeline.ingest import _extractor, segment_videos, video_rows
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-row = {"video_id": "long.mp4", "video_path": sys.argv[1], "label": "Normal", "split": "test",
-       "intervals_json": None}
-out = segment_videos_task(pa.Table.from_pylist([row]), IngestConfig())
+config = IngestConfig()
+rows = video_rows([VideoRecord("long.mp4", sys.argv[1], "Normal", "test", None)])
+out = segment_videos(rows, _extractor(config), config)
 assert out.num_rows == 32 and out["reason"].null_count == 32, out["reason"].to_pylist()[:1]
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"before": before, "peak": peak, "frames": out["num_frames"][0].as_py()}))

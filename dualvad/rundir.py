@@ -74,7 +74,10 @@ class RunDir:
 
     def read_table(self, *parts: str, columns: list[str] | None = None) -> pa.Table | None:
         """All data files of a table directory as one table, or ``None`` when there are none."""
-        files = self.parquet_files(*parts)
+        return self.read_files(self.parquet_files(*parts), columns=columns)
+
+    def read_files(self, files: list[str], columns: list[str] | None = None) -> pa.Table | None:
+        """Parquet ``files`` (paths in ``fs``) as one table, or ``None`` when ``files`` is empty."""
         if not files:
             return None
         return pads.dataset(files, filesystem=self.fs, format="parquet").to_table(columns=columns)

@@ -70,7 +70,9 @@ class StagesConfig:
 
     max_failure_share: float = 0.25  # a per-video stage fails when more videos than this share fail
     flush_videos: int = 16  # per-video stages write their finished rows at least every this many videos
-    flush_seconds: float = 10.0  # ... or this many seconds, whichever comes first
+    # ... or this many seconds, whichever comes first (not ingest: its workers write whole groups of at most
+    # flush_videos videos, the same groups when Ray runs a task again)
+    flush_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         at_least(self, 0, "max_failure_share")
@@ -124,9 +126,11 @@ class StageContext:
     failures: list[dict[str, Any]] = field(default_factory=list)  # FAILURES_SCHEMA rows
     videos: int | None = None  # per-video stages: videos the stage was given (for the failure share)
 
-    def staged_video_ids(self) -> set[str]:
-        """Videos whose rows an interrupted earlier run of this stage already wrote into ``out``."""
-        table = self.out.read_table(columns=[S.VIDEO_ID])
+    def staged_video_ids(self, files: list[str] | None = None) -> set[str]:
+        """Videos whose rows an interrupted earlier run of this stage already wrote into ``out``: in
+        ``files`` (its data files as listed by the caller) or, by default, in every data file there."""
+        files = self.out.parquet_files() if files is None else files
+        table = self.out.read_files(files, columns=[S.VIDEO_ID])
         return set(table.column(S.VIDEO_ID).unique().to_pylist()) if table is not None else set()
 
     def record_failures(self, rows: list[dict[str, Any]]) -> None:

@@ -191,3 +191,28 @@ def test_a_corpus_on_s3_reads_as_the_local_one_and_its_videos_decode(s3_bucket, 
     remote.fs.delete_file(remote.path("videos", first.video_id))
     with pytest.raises(CorpusFormatError, match=f"missing under {s3_bucket}/corpus/videos"):
         read_corpus(f"{s3_bucket}/corpus")
+
+
+def test_an_ingest_worker_writes_its_part_on_s3_and_a_retry_replaces_it(s3_bucket, tmp_path):
+    """The ingest task's own write (no Ray needed to check it): one PUT per group, named after its
+    videos, so running the task again leaves one copy."""
+    from dualvad.config import IngestConfig
+    from dualvad.corpus.layout import VideoRecord
+    from dualvad.pipeline.ingest import _extractor, drop_strays, part_name, video_rows, write_videos
+
+    from media import write_video
+
+    records = [VideoRecord(f"Normal/{name}.mp4", str(write_video(tmp_path / f"{name}.mp4", frames)), "Normal",
+                           "train", None) for name, frames in (("a", 30), ("b", 24))]
+    config = IngestConfig(segments=4)
+    out = open_run(f"{s3_bucket}/ingest/.work/segments-0123")
+    summaries = [write_videos(video_rows(records), _extractor(config), config, out.uri) for _ in range(2)]
+    assert summaries[0].equals(summaries[1])
+    assert summaries[0].column("rows").to_pylist() == [4, 4]
+    part = part_name(["Normal/a.mp4", "Normal/b.mp4"])
+    assert _files(out) == [part]
+    drop_strays(out, {out.path(part)})  # the driver names the part as S3's listing does: it stays
+    assert _files(out) == [part]
+    table = out.read_table()
+    assert list(zip(table["video_id"].to_pylist(), table["segment_index"].to_pylist(), strict=True)) == [
+        (f"Normal/{name}.mp4", i) for name in "ab" for i in range(4)]

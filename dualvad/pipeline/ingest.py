@@ -1,12 +1,14 @@
 """The ingest stage: corpus videos -> K segments each, one feature vector per segment.
 
-A Ray Data pipeline with one row per video: Ray tasks (or, for an extractor with a model, an
+A Ray Data pipeline over groups of videos: Ray tasks (or, for an extractor with a model, an
 actor pool) decode each video with decord (a fixed number of small frames per segment, so
-memory does not grow with video length), extract features and emit the segment rows. A video
-that cannot be decoded becomes a failure row with its reason, recorded in
-``RUN/segments/_failures.parquet`` by the stage runner (:mod:`dualvad.stages`), which also skips a
-finished ingest of the same corpus and settings and resumes an interrupted one (videos already
-written are not decoded again).
+memory does not grow with video length), extract features and write the group's segment rows
+themselves, as one Parquet part in the stage's staging folder named after the group's videos
+(:func:`part_name`); the driver receives only a few numbers per video (:data:`SUMMARY_SCHEMA`), so
+it never holds a feature. A video that cannot be decoded becomes a failure row with its reason,
+recorded in ``RUN/segments/_failures.parquet`` by the stage runner (:mod:`dualvad.stages`), which
+also skips a finished ingest of the same corpus and settings and resumes an interrupted one (videos
+already written are not decoded again).
 """
 
 from __future__ import annotations
@@ -32,9 +34,8 @@ from dualvad.config import DualVADConfig, IngestConfig
 from dualvad.corpus.layout import VideoRecord
 from dualvad.corpus.readers import read_corpus
 from dualvad.errors import StageError
-from dualvad.pipeline.parts import PartWriter
 from dualvad.pipeline.runtime import actor_pool, ensure_ray
-from dualvad.rundir import open_run
+from dualvad.rundir import RunDir, open_run
 from dualvad.scorer.features import (
     SegmentFeatureExtractor,
     VideoFeatures,
@@ -47,8 +48,15 @@ from dualvad.video.segments import interval_fraction
 
 log = logging.getLogger(__name__)
 
-# Output of the worker: segment rows and failure rows in one table, told apart by REASON.
+# Output of segment_videos: segment rows and failure rows in one table, told apart by REASON.
 _WORKER_SCHEMA = S.SEGMENTS_SCHEMA.append(pa.field(S.REASON, pa.string()))
+
+ROWS, PART = "rows", "part"
+# What a worker returns to the driver: one row per video, no features (those are in its part file).
+SUMMARY_SCHEMA = pa.schema([(S.VIDEO_ID, pa.string()), (S.VIDEO_PATH, pa.string()), (S.REASON, pa.string()),
+                            (ROWS, pa.int64()),  # segment rows written (0 for a failure)
+                            (PART, pa.string())])  # base name of the part holding them (null for a failure)
+TASKS_PER_WORKER = 4  # groups per worker at least, so that a slow group does not leave the others idle
 
 
 class IngestError(StageError):
@@ -143,20 +151,49 @@ def _extractor(config: IngestConfig) -> SegmentFeatureExtractor:
                            model=config.clip_model)
 
 
-class SegmentWorker:
-    """Ray Data actor for extractors with a model (``clip``): loads it once, then segments videos."""
+def part_name(video_ids: list[str]) -> str:
+    """The part file of a group of videos, named after them (a hash of their sorted ids): a task that Ray
+    runs again after its worker died writes the same name, replacing rather than adding a copy."""
+    digest = hashlib.sha256("\n".join(sorted(video_ids)).encode()).hexdigest()[:16]
+    return f"part-{digest}.parquet"
 
-    def __init__(self, config: IngestConfig) -> None:
-        self.config, self.extractor = config, _extractor(config)
+
+def write_videos(batch: pa.Table, extractor: SegmentFeatureExtractor, config: IngestConfig,
+                 out_uri: str) -> pa.Table:
+    """batch: input rows of a group of videos -> their summary rows (:data:`SUMMARY_SCHEMA`), after
+    writing their segment rows as one part :func:`part_name` into ``out_uri`` (atomically: a reader
+    never sees half a part). A group whose videos all fail writes nothing."""
+    table = segment_videos(batch, extractor, config)
+    failed = pc.is_valid(table[S.REASON])
+    segments = table.filter(pc.invert(failed)).drop_columns([S.REASON]).cast(S.SEGMENTS_SCHEMA)
+    part = part_name(batch.column(S.VIDEO_ID).to_pylist()) if segments.num_rows else None
+    if part is not None:
+        open_run(out_uri).write_table(segments, part)
+    counts = segments.group_by(S.VIDEO_ID).aggregate([([], "count_all")]).to_pydict()
+    rows = dict(zip(counts[S.VIDEO_ID], counts["count_all"], strict=True))
+    reasons = dict(zip(*table.filter(failed).select([S.VIDEO_ID, S.REASON]).to_pydict().values(),
+                       strict=True))
+    ids, video_paths = batch.column(S.VIDEO_ID).to_pylist(), batch.column(S.VIDEO_PATH).to_pylist()
+    return pa.table({S.VIDEO_ID: ids, S.VIDEO_PATH: video_paths, S.REASON: [reasons.get(v) for v in ids],
+                     ROWS: [rows.get(v, 0) for v in ids], PART: [part if v in rows else None for v in ids]},
+                    schema=SUMMARY_SCHEMA)
+
+
+class SegmentWorker:
+    """Ray Data actor for extractors with a model (``clip``): loads it once, then segments and writes
+    groups of videos (:func:`write_videos`)."""
+
+    def __init__(self, config: IngestConfig, out_uri: str) -> None:
+        self.config, self.out_uri, self.extractor = config, out_uri, _extractor(config)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return segment_videos(batch, self.extractor, self.config)
+        return write_videos(batch, self.extractor, self.config, self.out_uri)
 
 
-def segment_videos_task(batch: pa.Table, config: IngestConfig) -> pa.Table:
+def segment_videos_task(batch: pa.Table, config: IngestConfig, out_uri: str) -> pa.Table:
     """Ray Data task for weightless extractors (``motion``): building one costs nothing, and
     tasks run in Ray's pooled worker processes instead of starting actors for every stage run."""
-    return segment_videos(batch, _extractor(config), config)
+    return write_videos(batch, _extractor(config), config, out_uri)
 
 
 STAGE = Stage("ingest", paths.SEGMENTS)
@@ -208,47 +245,77 @@ def _file_sizes(files: list[str]) -> dict[str, int]:
 
 def _ingest(context: StageContext, records: list[VideoRecord], config: DualVADConfig) -> IngestSummary:
     started = time.perf_counter()
-    done = context.staged_video_ids()
+    staged = context.out.parquet_files()  # listed once: the videos skipped and the parts kept agree
+    done = context.staged_video_ids(staged)
     todo = [r for r in records if r.video_id not in done]
     log.info("ingest: %d videos, %d already ingested, %d to do", len(records), len(done), len(todo))
     context.videos = len(records)
     segments = 0
     if todo:
         ensure_ray(config.ray)
-        segments = _ingest_videos(context, todo, config.ingest)
+        segments = _ingest_videos(context, todo, config.ingest, staged)
     return IngestSummary(len(records), len(records) - len(todo), len(todo), segments, len(context.failures),
                          time.perf_counter() - started, context.run.path(paths.SEGMENTS))
 
 
-def _ingest_videos(context: StageContext, todo: list[VideoRecord], config: IngestConfig) -> int:
+def _ingest_videos(context: StageContext, todo: list[VideoRecord], config: IngestConfig,
+                   staged: list[str]) -> int:
     """Run the Ray Data pipeline over ``todo``; returns the segment rows written. Failures go to
-    ``context``.
+    ``context``; ``staged``: the parts of an interrupted earlier run, kept.
 
-    One streaming pass: the driver receives each video's rows as the workers finish them and writes a
-    Parquet part every few videos or seconds (``stages.flush_*``), also when interrupted, so a re-run
-    skips what was finished.
+    The videos go in groups of :func:`videos_per_part`, one Ray Data block each; each task writes its
+    group's part (:func:`write_videos`) and the driver only counts. A part is written once its group is
+    done, so SIGTERM loses at most the groups in progress; a re-run skips what was written.
     """
+    size = videos_per_part(len(todo), context.settings.flush_videos, _slots(config))
+    rows = video_rows(todo)
+    groups = [rows.slice(start, size) for start in range(0, rows.num_rows, size)]
     if config.feature == "motion":
-        udf = {"fn": segment_videos_task, "fn_kwargs": {"config": config},
+        udf = {"fn": segment_videos_task, "fn_kwargs": {"config": config, "out_uri": context.out.uri},
                # at most `workers` tasks at once (map_batches' concurrency= is deprecated in Ray 2.60)
-               "compute": ray.data.TaskPoolStrategy(size=min(config.workers, len(todo)) if config.workers
+               "compute": ray.data.TaskPoolStrategy(size=min(config.workers, len(groups)) if config.workers
                                                     else None)}
     else:
-        udf = {"fn": SegmentWorker, "fn_constructor_kwargs": {"config": config},
-               "compute": actor_pool(config.workers, len(todo))}
-    rows = video_rows(todo)  # one block per video: Ray Data spreads them over the workers
-    dataset = ray.data.from_arrow([rows.slice(i, 1) for i in range(rows.num_rows)]).map_batches(
-        **udf, batch_size=1, batch_format="pyarrow", num_cpus=config.cpus_per_worker,
+        udf = {"fn": SegmentWorker, "fn_constructor_kwargs": {"config": config, "out_uri": context.out.uri},
+               "compute": actor_pool(config.workers, len(groups))}
+    dataset = ray.data.from_arrow(groups).map_batches(
+        **udf, batch_size=size, batch_format="pyarrow", num_cpus=config.cpus_per_worker,
     )
     done: set[str] = set()
-    with PartWriter(context.out, S.SEGMENTS_SCHEMA, flush_videos=context.settings.flush_videos,
-                    flush_seconds=context.settings.flush_seconds) as writer:
-        for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-            failed = pc.is_valid(batch[S.REASON])
-            context.record_failures(batch.filter(failed).select(S.FAILURES_SCHEMA.names).to_pylist())
-            writer.add(batch.filter(pc.invert(failed)).drop_columns([S.REASON]))
-            _log_progress(done, batch, len(todo), len(context.failures))
-    return writer.rows_written
+    written, segments = set(staged), 0
+    for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+        failed = pc.is_valid(batch[S.REASON])
+        context.record_failures(batch.filter(failed).select(S.FAILURES_SCHEMA.names).to_pylist())
+        segments += pc.sum(batch[ROWS]).as_py() or 0
+        written.update(context.out.path(part) for part in pc.unique(batch[PART].drop_null()).to_pylist())
+        _log_progress(done, batch, len(todo), len(context.failures))
+    drop_strays(context.out, written)
+    return segments
+
+
+def videos_per_part(videos: int, most: int, slots: int) -> int:
+    """Videos per group (task and part): ``most`` (``stages.flush_videos``), fewer when ``videos`` would
+    otherwise make fewer than :data:`TASKS_PER_WORKER` groups per slot (concurrent task) of the cluster."""
+    return max(1, min(most, -(-videos // (slots * TASKS_PER_WORKER))))
+
+
+def _slots(config: IngestConfig) -> int:
+    """Tasks that run at once: ``workers``, or by default as many as the cluster's CPUs hold."""
+    if config.workers:
+        return config.workers
+    return max(1, int(ray.cluster_resources().get("CPU", 1) / config.cpus_per_worker))
+
+
+def drop_strays(out: RunDir, written: set[str]) -> None:
+    """Delete the parts in ``out`` that neither the earlier run left (listed at the start) nor a task of
+    this run reported: written by an attempt whose result never came back, e.g. a worker of an
+    interrupted run that finished its group after that run's driver was gone. Their videos were all
+    decoded again and reported by this run, so nothing is lost and no video is published twice."""
+    for path in out.parquet_files():
+        if path not in written:
+            log.warning("ingest: deleting %s, a part no task of this run reported (its videos were "
+                        "written again)", path)
+            out.fs.delete_file(path)
 
 
 def _log_progress(done: set[str], batch: pa.Table, total: int, failed: int) -> None:

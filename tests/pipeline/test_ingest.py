@@ -16,7 +16,7 @@ import pytest
 from dualvad import schema as S
 from dualvad.config import load_config
 from dualvad.paths import FAILURES_FILE, WORK_DIR
-from dualvad.pipeline.ingest import run_ingest
+from dualvad.pipeline.ingest import part_name, run_ingest
 from dualvad.rundir import open_run
 from dualvad.stages import FailureShareError, Skipped
 from dualvad.video.segments import segment_bounds
@@ -76,6 +76,8 @@ def test_ingest_writes_exact_segments_and_records_failures(ray_session, corpus, 
     table = open_run(str(run)).read_table("segments")
     assert table.schema.equals(S.SEGMENTS_SCHEMA)
     frames = {**GOOD, "Real/bikes.mp4": 250}
+    # 8 videos on 2 workers: groups of one (4 per worker), each written by its task under its video's name
+    assert {p.name for p in (run / "segments").glob("part-*")} == {part_name([v]) for v in frames}
     assert set(table.column(S.VIDEO_ID).to_pylist()) == set(frames)
     for video_id, num_frames in frames.items():
         rows = rows_of(table, video_id).sort_by(S.SEGMENT_INDEX).to_pydict()
@@ -142,3 +144,52 @@ def test_annotated_frame_counts_reach_the_segments_table():
     assert corpus_identity([records[1]]) == before
     longer = dataclasses.replace(records[0], annotated_frames=1413)
     assert corpus_identity([records[0]]) != corpus_identity([longer])
+
+
+def test_a_worker_writes_its_group_as_one_part_and_a_retry_replaces_it(corpus, tmp_path):
+    # The worker writes the rows, the driver gets a summary without features; Ray running the same task
+    # again (its worker died after writing) replaces the part instead of adding a second copy.
+    from dualvad.corpus import read_corpus
+    from dualvad.pipeline.ingest import SUMMARY_SCHEMA, _extractor, segment_videos, video_rows, write_videos
+
+    group = ["Normal/n1.mp4", "Bad/text.mp4", "Fight/f1.mp4"]
+    batch = video_rows([r for r in read_corpus(corpus) if r.video_id in group])
+    config = ingest_config(corpus, tmp_path / "run").ingest
+    extractor, out = _extractor(config), open_run(str(tmp_path / "staging"))
+    summaries = [write_videos(batch, extractor, config, out.uri) for _ in range(2)]  # a task, its retry
+
+    part = part_name(group)
+    assert summaries[0].equals(summaries[1]) and summaries[0].schema.equals(SUMMARY_SCHEMA)  # no features
+    summary = {row[S.VIDEO_ID]: row for row in summaries[0].to_pylist()}
+    assert [(summary[v]["rows"], summary[v]["part"]) for v in group] == [(K, part), (0, None), (K, part)]
+    assert "not a decodable video" in summary["Bad/text.mp4"][S.REASON]
+    assert summary["Fight/f1.mp4"][S.REASON] is None
+    assert [Path(p).name for p in out.parquet_files()] == [part]  # one copy, no temporary file left
+    assert sorted(p.name for p in (tmp_path / "staging").iterdir()) == [part]
+    written = out.read_table()
+    expected = segment_videos(batch, extractor, config)
+    expected = expected.filter(pc.is_null(expected[S.REASON])).drop_columns([S.REASON])
+    assert written.equals(expected.cast(S.SEGMENTS_SCHEMA))  # exactly the group's rows, in order
+
+
+def test_parts_nobody_reported_are_dropped(tmp_path):
+    # A part that a worker of an interrupted run finished after its driver was gone: not listed at the
+    # start and not reported, its videos were decoded again, so it goes (a copy of each video stays).
+    import pyarrow as pa
+
+    from dualvad.pipeline.ingest import drop_strays
+
+    out = open_run(str(tmp_path))
+    for name in ("part-a.parquet", "part-b.parquet", "part-stray.parquet"):
+        out.write_table(pa.table({S.VIDEO_ID: [name]}), name)
+    out.write_table(pa.table({S.VIDEO_ID: ["f"]}), FAILURES_FILE)
+    drop_strays(out, {out.path("part-a.parquet"), out.path("part-b.parquet")})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [FAILURES_FILE, "part-a.parquet", "part-b.parquet"]
+
+
+def test_videos_per_part_keeps_every_worker_busy():
+    from dualvad.pipeline.ingest import videos_per_part
+
+    assert videos_per_part(1900, 16, 128) == 4  # 1,900 videos, 128 workers: 4 groups each at least
+    assert videos_per_part(100_000, 16, 128) == 16  # a big corpus: stages.flush_videos per part
+    assert videos_per_part(8, 16, 2) == 1 and videos_per_part(1, 16, 4) == 1
