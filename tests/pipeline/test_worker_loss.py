@@ -53,7 +53,8 @@ def test_a_killed_decoding_worker_loses_and_duplicates_nothing(ray_session, tmp_
     keys = list(zip(table[S.VIDEO_ID].to_pylist(), table[S.SEGMENT_INDEX].to_pylist(), strict=True))
     expected = {(record.video_id, k) for record in records for k in range(4)}
     record_fault("ingest: decoding worker SIGKILLed mid-stage",
-                 f"stage finished, {summary.failures} failures", rows_lost=len(expected - set(keys)), rows_duplicated=len(keys) - len(set(keys)))
+                 f"stage finished, {summary.failures} failures", rows_lost=len(expected - set(keys)),
+                 rows_duplicated=len(keys) - len(set(keys)))
     assert summary.failures == 0
     assert len(keys) == len(set(keys)) and set(keys) == expected  # nothing lost, nothing twice
 
