@@ -8,7 +8,7 @@ cuts segments with :mod:`dualvad.video.segments` and computes features with
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from dualvad.checks import above, at_least, check_choices
@@ -32,6 +32,9 @@ class IngestConfig:
     cpus_per_worker: float = 1.0
     decode_threads: int = 1  # decord decoding threads per worker
     snap_to_keyframes: bool = True  # anchor sampled frames on keyframes where a sub-interval has one
+    # anomaly categories the corpus's labels may use besides the known ones (dualvad.corpus.layout:
+    # the synthetic corpus's, UCF-Crime's and XD-Violence's); any other label is an error
+    categories: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         check_choices(self)
