@@ -122,9 +122,10 @@ def _score(context: StageContext, config: DualVADConfig, source: RunDir) -> Scor
     ids = read_input(run, paths.SEGMENTS, columns=list(SEGMENT_KEY), unique=SEGMENT_KEY)
     if ids is None:
         raise MissingInputError(f"{run.path(paths.SEGMENTS)} holds no segments: run `dualvad ingest` first")
-    check_scorer(source)
+    files = run.parquet_files(paths.SEGMENTS)
+    check_scorer(source, _feature_dim(run, files[0]))
     done = context.staged_video_ids()
-    todo, total, resumed = _files_to_score(run, run.parquet_files(paths.SEGMENTS), done)
+    todo, total, resumed = _files_to_score(run, files, done)
     if todo:
         ensure_ray(config.ray)
         _score_files(context, todo, source, config.scorer.score_workers)
@@ -132,21 +133,33 @@ def _score(context: StageContext, config: DualVADConfig, source: RunDir) -> Scor
                         run.path(paths.SCORES))
 
 
-def check_scorer(run: RunDir) -> None:
-    """Load ``RUN/scorer/model`` once in the driver, so that a corrupt checkpoint is one line naming it,
-    before any Ray work.
+def check_scorer(run: RunDir, feature_dim: int | None = None) -> None:
+    """Load ``RUN/scorer/model`` once in the driver, so that a corrupt checkpoint, or one trained on other
+    features than the segments' ``feature_dim``, is one line naming it, before any Ray work.
 
     Raises:
         CorruptInputError: the checkpoint's files cannot be read.
+        StageError: the scorer was trained on features of another dimension.
     """
     with tempfile.TemporaryDirectory(prefix="dualvad-scorer-") as local:
         try:
-            load_from_run(run, local)
+            scorer = load_from_run(run, local)
         except StageError:  # missing or stale: those errors already say what to do
             raise
         except (OSError, RuntimeError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as error:
             where = run.path(paths.SCORER, paths.SCORER_MODEL_DIR)
             raise CorruptInputError(corrupt_message(where, paths.SCORER, error)) from error
+    if feature_dim is not None and feature_dim != scorer.feature_dim:
+        raise StageError(f"the scorer in {run.path(paths.SCORER)} was trained on {scorer.feature_dim}-dim "
+                         f"features, the segments hold {feature_dim}-dim ones: ingest with that run's "
+                         "ingest settings (its segments/config.yaml), or score with a scorer trained on "
+                         "these features")
+
+
+def _feature_dim(run: RunDir, path: str) -> int:
+    """The length of the first feature vector in segments file ``path``."""
+    first = pq.ParquetFile(path, filesystem=run.fs).read_row_group(0, columns=[S.FEATURE])
+    return len(first[S.FEATURE][0])
 
 
 def _files_to_score(run: RunDir, files: list[str], scored: set[str]) -> tuple[list[str], int, int]:

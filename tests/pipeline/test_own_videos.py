@@ -4,6 +4,7 @@ run's scorer (``score.scorer_run``), and the stages that need labels say so in o
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import tempfile
 
@@ -17,15 +18,16 @@ from dualvad.cli import main
 from dualvad.config import ScoreConfig, load_config
 from dualvad.corpus import SynthSpec, generate_corpus
 from dualvad.detector import scored_with
-from dualvad.errors import MissingInputError
+from dualvad.errors import MissingInputError, StageError
 from dualvad.pipeline.benchmarks import BenchmarkError, run_build_benchmarks
 from dualvad.pipeline.evaluate import EvaluationError, run_evaluate
 from dualvad.pipeline.ingest import run_ingest
 from dualvad.pipeline.sample import run_sample
 from dualvad.pipeline.score import run_score
 from dualvad.rundir import open_run
-from dualvad.scorer.data import video_set_from_segments
-from dualvad.scorer.trained import load_from_run
+from dualvad.scorer.config import ScorerConfig
+from dualvad.scorer.data import FeatureNormalizer, video_set_from_segments
+from dualvad.scorer.trained import TrainedScorer, build_model, load_from_run
 from dualvad.stages import Skipped, dry_run, input_fingerprint, read_input, read_record
 from dualvad.train.scorer import ScorerTrainingError, train_scorer
 
@@ -83,6 +85,19 @@ def test_score_without_a_scorer_is_one_line_naming_the_stage_to_run(own_run, cap
     with pytest.raises(MissingInputError, match=rf"^score.scorer_run={config.corpus}: {config.corpus}/scorer "
                        "does not exist: run `dualvad train-scorer` first$"):
         run_score(other)
+
+
+def test_a_scorer_trained_on_other_features_is_refused_before_any_ray_work(own_run, tmp_path):
+    config, _, _ = own_run
+    other = tmp_path / "other-run"  # a run whose scorer saw 5-dim features (the motion feature has 24)
+    settings = ScorerConfig()
+    TrainedScorer(settings, 5, ("Normal", "Explosion"), FeatureNormalizer(np.zeros(5, np.float32),
+                  np.ones(5, np.float32)), build_model(settings, 5, 2)).save(other / paths.SCORER / "model")
+    (other / paths.SCORER / paths.STAGE_FILE).write_text(json.dumps({"fingerprint": "0123456789abcdef"}))
+    with pytest.raises(StageError, match=rf"^the scorer in {other}/scorer was trained on 5-dim features, the "
+                       "segments hold 24-dim ones: ingest with that run's ingest settings"):
+        run_score(dataclasses.replace(config, score=ScoreConfig(scorer_run=str(other))))
+    assert not open_run(config.run).exists(paths.SCORES)
 
 
 def test_score_with_another_runs_scorer_records_where_it_came_from(own_scored):
