@@ -141,7 +141,7 @@ def _one_class_message(videos: VideoSet, positives: int, labelled: int) -> str:
         return (f"the corpus's {len(videos)} videos are all unlabelled (a folder without annotations/): "
                 "training needs normal and anomalous videos. Label some in annotations/train.txt, or score "
                 "these with a scorer trained elsewhere: `dualvad score score.scorer_run=OTHER_RUN`")
-    return (f"the train split has {positives} anomalous of {labelled} labelled videos: weakly supervised "
+    return (f"the train split has {positives} anomalous of {labelled} videos: weakly supervised "
             "training needs both normal and anomalous videos in annotations/train.txt")
 
 
