@@ -129,6 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     detect.add_argument("--vlm", help="a VLM folder or hub id (default: eval.model, else "
                         "RUN/finetune/final)")
     detect.add_argument("--out", help="JSON Lines file, one line per video (default: standard output)")
+    detect.add_argument("--report", metavar="FILE.html", help="also write one self-contained HTML page: "
+                        "each video's verdict and score timeline (default: none)")
     detect.add_argument("--budget", dest="frame_budget", type=int,
                         help="frames judged per video (default: the run's sample.budget)")
     detect.add_argument("--strategy", dest="frame_strategy", metavar=_choices_metavar("sample.strategy"),
@@ -353,9 +355,9 @@ def _cmd_detect(config: DualVADConfig, args: argparse.Namespace) -> int:
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w", encoding="utf-8") as out:
-            summary = run_detect(detector, videos, options, out, args.out, _progress("detect"))
+            summary = run_detect(detector, videos, options, out, args.out, _progress("detect"), args.report)
     else:
-        summary = run_detect(detector, videos, options, sys.stdout, "-", _progress("detect"))
+        summary = run_detect(detector, videos, options, sys.stdout, "-", _progress("detect"), args.report)
     print(summary, file=sys.stderr)
     return 1 if summary.failed else 0
 

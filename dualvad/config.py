@@ -29,7 +29,7 @@ from dualvad.checks import ConfigError, SettingError, at_least, choice_detail, i
 from dualvad.corpus.synthetic import SynthSpec as SynthConfig
 from dualvad.eval.config import EvalConfig
 from dualvad.eval.vera import VeraSettings
-from dualvad.scorer.config import ScorerConfig
+from dualvad.scorer.config import ScoreConfig, ScorerConfig
 from dualvad.stages import StagesConfig
 from dualvad.train.config import FinetuneConfig
 from dualvad.video.config import IngestConfig
@@ -37,8 +37,8 @@ from dualvad.video.sampling import SampleConfig
 
 __all__ = [
     "BenchmarksConfig", "ConfigError", "DualVADConfig", "EvalConfig", "FinetuneConfig", "IngestConfig",
-    "RayConfig", "SampleConfig", "ScorerConfig", "StagesConfig", "SynthConfig", "VeraSettings", "config_hash",
-    "config_to_dict", "config_yaml", "load_config", "setting_choices", "setting_default",
+    "RayConfig", "SampleConfig", "ScoreConfig", "ScorerConfig", "StagesConfig", "SynthConfig", "VeraSettings",
+    "config_hash", "config_to_dict", "config_yaml", "load_config", "setting_choices", "setting_default",
 ]
 
 
@@ -74,6 +74,7 @@ class DualVADConfig:
     synth: SynthConfig = field(default_factory=SynthConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     benchmarks: BenchmarksConfig = field(default_factory=BenchmarksConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)

@@ -5,9 +5,10 @@ made with (each output's ``_stage.json``, never today's defaults):
 
 1. :class:`SegmentAnalyzer` (CPU, no VLM; serve's Analyzer): decode and cut K segments and compute their
    features exactly as ingest does (:func:`dualvad.scorer.features.extract_video_features` with the
-   recorded ``ingest.*``), score them with ``RUN/scorer/model``, allocate the frame budget as the sample
-   stage does (:func:`dualvad.video.sampling.allocate`, recorded ``sample.*``), and decode the sampled
-   frames at the run's ``image_size`` as JPEG bytes (the run's ``jpeg_quality``).
+   recorded ``ingest.*``), score them with ``RUN/scorer/model`` (or, when the run was scored with
+   ``score.scorer_run=OTHER_RUN``, that run's, as ``RUN/scores``' record says), allocate the frame budget
+   as the sample stage does (:func:`dualvad.video.sampling.allocate`, recorded ``sample.*``), and decode
+   the sampled frames at the run's ``image_size`` as JPEG bytes (the run's ``jpeg_quality``).
 2. :class:`FrameJudge` (the VLM; serve's Judge): :func:`judge_frames`, the per-video VLM work the
    evaluation stage calls too: P("Yes") per frame, one 0-10 score and explanation per clip of
    ``clip_frames`` sampled frames.
@@ -184,6 +185,13 @@ class RunSettings:
         return RunSettings(ingest, sample, **frames)
 
 
+def scored_with(run: RunDir) -> RunDir:
+    """The run whose scorer scored ``run``: the ``score.scorer_run`` that ``RUN/scores``' record holds, else
+    ``run`` itself (also when it has no scores yet)."""
+    other = ((read_record(run, paths.SCORES) or {}).get("settings") or {}).get("scorer_run")
+    return open_run(other) if other else run
+
+
 def _frame_settings(run: RunDir) -> dict[str, int]:
     """image_size, clip_frames, jpeg_quality: each from RUN/eval's record, else RUN/benchmarks'."""
     records = [(read_record(run, output) or {}).get("settings", {})
@@ -216,9 +224,10 @@ class SegmentAnalyzer:
     def from_run(cls, run_uri: str) -> SegmentAnalyzer:
         run = open_run(run_uri)
         settings = RunSettings.from_run(run)
+        source = scored_with(run)
         with tempfile.TemporaryDirectory(prefix="dualvad-scorer-") as local:
-            scorer = load_from_run(run, local)  # fully loaded into memory: the folder can go
-        return cls(run, scorer, settings, run.path(paths.SCORER, paths.SCORER_MODEL_DIR))
+            scorer = load_from_run(source, local)  # fully loaded into memory: the folder can go
+        return cls(run, scorer, settings, source.path(paths.SCORER, paths.SCORER_MODEL_DIR))
 
     def info(self) -> dict[str, Any]:
         """The run, its scorer and the settings this half runs with (JSON-ready)."""

@@ -4,17 +4,23 @@ unusable files are InvalidVideoError; options are validated."""
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from dualvad import paths
 from dualvad import schema as S
 from dualvad.corpus import SynthSpec, generate_corpus
+from dualvad.detect import detection_results
 from dualvad.detector import DetectOptions, Detector, FrameJudge, InvalidVideoError, SegmentAnalyzer
 from dualvad.errors import MissingInputError
 from dualvad.pipeline.sample import segments_with_scores
@@ -134,3 +140,37 @@ def test_a_run_without_a_finetuned_model_names_the_fix(evaluated_copy):
     _, run, _ = evaluated_copy
     with pytest.raises(MissingInputError, match="pass vlm="):
         FrameJudge.from_run(run.uri)
+
+
+def test_detect_report_is_one_self_contained_page_with_a_timeline_per_video(evaluated_copy, tmp_path, capsys):
+    """`dualvad detect --report`: the verdicts of the JSON lines in a table, each scored video's timeline
+    (the VLM's segment scores and sampled frames, the scorer's scores) as an inline PNG, a bad file's
+    error."""
+    from dualvad.cli import main
+
+    _, run, tiny = evaluated_copy
+    generate_corpus(tmp_path / "mine", SynthSpec(videos=2, seconds=2.0, seed=21))
+    text = write_broken_files(tmp_path)["text"]
+    out, report = tmp_path / "detections.jsonl", tmp_path / "pages" / "report.html"
+    code = main(["detect", str(tmp_path / "mine" / "videos"), str(text), "--run", run.uri, "--vlm", str(tiny),
+                 "--out", str(out), "--report", str(report), "eval.max_new_tokens=4"])
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert code == 1 and [("error" in line) for line in lines] == [False, False, True]
+    assert f", report {report}" in capsys.readouterr().err
+    page = report.read_text()
+    assert "<script" not in page and "http" not in page.replace(html.escape(run.uri), "")
+    assert page.count('<article class="video"') == 3 and html.escape(lines[2]["error"]) in page
+    timelines = re.findall(r'<img id="timeline-[^"]+" class="timeline" alt="score timeline of ([^"]+)" '
+                           r'src="data:image/png;base64,([^"]+)">', page)
+    assert [path for path, _ in timelines] == [line["video_path"] for line in lines[:2]]
+    for line, (_, data) in zip(lines[:2], timelines, strict=True):
+        assert Image.open(io.BytesIO(base64.b64decode(data))).size == (1000, 280)
+        verdict = "anomalous</span>" if line["is_anomalous"] else "normal"
+        assert f'{verdict}</td><td class="num">{line["video_score"]:.3f}</td>' in page
+        vlm, scorer = detection_results(line)  # what the timeline draws
+        assert vlm.sampled_frames.tolist() == [frame["index"] for frame in line["frames"]]
+        np.testing.assert_allclose(vlm.sampled_scores, [f["p_yes"] for f in line["frames"]], rtol=1e-6)
+        np.testing.assert_allclose(vlm.segment_scores, [s["score"] for s in line["segments"]], rtol=1e-6)
+        np.testing.assert_allclose(scorer.segment_scores, [s["scorer_score"] for s in line["segments"]],
+                                   rtol=1e-6)
+        assert (vlm.label, vlm.is_anomalous, vlm.num_frames) == ("unlabelled", False, line["video"]["frames"])

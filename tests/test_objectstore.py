@@ -191,6 +191,17 @@ def test_a_corpus_on_s3_reads_as_the_local_one_and_its_videos_decode(s3_bucket, 
     remote.fs.delete_file(remote.path("videos", first.video_id))
     with pytest.raises(CorpusFormatError, match=f"missing under {s3_bucket}/corpus/videos"):
         read_corpus(f"{s3_bucket}/corpus")
+    # without annotations/, as on a local disk: every video unlabelled, under videos/ or the folder itself
+    remote.fs.delete_dir(remote.path("annotations"))
+    unlabelled = read_corpus(f"{s3_bucket}/corpus")
+    ids = sorted(r.video_id for r in local_records)
+    assert [(r.path, r.label, r.split) for r in unlabelled] == [
+        (f"{s3_bucket}/corpus/videos/{video_id}", "unlabelled", "test")
+        for video_id in ids if video_id != first.video_id]
+    pafs.copy_files(str(tmp_path / "corpus" / "videos"), remote.path("plain"),
+                    destination_filesystem=remote.fs)
+    assert [r.path for r in read_corpus(f"{s3_bucket}/corpus/plain")] == [
+        f"{s3_bucket}/corpus/plain/{video_id}" for video_id in ids]
 
 
 def test_an_ingest_worker_writes_its_part_on_s3_and_a_retry_replaces_it(s3_bucket, tmp_path):

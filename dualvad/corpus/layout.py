@@ -8,12 +8,16 @@ A corpus is a folder::
     <corpus>/annotations/test_temporal.txt   optional, UCF-Crime temporal format
     <corpus>/annotations/UCF_Eval.json       optional instead, VERA's ground truth (with frame counts)
 
-Labels are `Normal` or an anomaly category. Frame intervals are half-open `[start, end)`
-frame indices (0-based) everywhere in this package.
+Labels are `Normal`, an anomaly category (:data:`KNOWN_CATEGORIES`, plus those a corpus declares in
+``ingest.categories``) or `unlabelled` (a video whose class nobody gave: scored, never trained or evaluated
+on). A folder without `annotations/` is a corpus of unlabelled videos (see
+:func:`dualvad.corpus.readers.read_corpus`). Frame intervals are half-open `[start, end)` frame indices
+(0-based) everywhere in this package.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 VIDEOS_DIR = "videos"
@@ -22,6 +26,16 @@ TRAIN_LIST = "train.txt"
 TEST_LIST = "test.txt"
 TEMPORAL_FILE = "test_temporal.txt"
 NORMAL_LABEL = "Normal"
+UNLABELLED = "unlabelled"  # a video without a label: neither normal nor anomalous
+SYNTHETIC_CATEGORIES = ("Speeding", "Collision", "Explosion", "Intrusion", "Scattering")
+UCF_CRIME_CATEGORIES = ("Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
+                        "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing", "Vandalism")
+XD_VIOLENCE_CATEGORIES = ("Fighting", "Shooting", "Riot", "Abuse", "Car accident", "Explosion")
+UNNAMED_ANOMALY_LABELS = ("Anomaly", "Abnormal")  # anomalous, category not given
+KNOWN_CATEGORIES: tuple[str, ...] = tuple(sorted(
+    {*SYNTHETIC_CATEGORIES, *UCF_CRIME_CATEGORIES, *XD_VIOLENCE_CATEGORIES, *UNNAMED_ANOMALY_LABELS}))
+"""The anomaly categories every corpus may use: the synthetic corpus's, UCF-Crime's 13, XD-Violence's 6 and
+the two labels of an anomaly without a category."""
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 SPLITS = ("train", "test")
 
@@ -41,7 +55,7 @@ class VideoRecord:
         video_id: path relative to `<corpus>/videos`, posix separators, with extension,
             e.g. `"Speeding/speeding_0003.mp4"`. Unique within a corpus.
         path: absolute path of the video file.
-        label: `"Normal"` or an anomaly category (video-level label).
+        label: `"Normal"`, an anomaly category or `"unlabelled"` (video-level label).
         split: `"train"` or `"test"`.
         intervals: temporal annotation as half-open `[start, end)` frame ranges, sorted;
             `()` = annotated and without anomaly; `None` = no temporal annotation.
@@ -64,8 +78,31 @@ class VideoRecord:
 
     @property
     def is_anomalous(self) -> bool:
-        """True when the video-level label is an anomaly category (not `Normal`)."""
-        return self.label != NORMAL_LABEL
+        """True when the video-level label is an anomaly category (neither `Normal` nor `unlabelled`)."""
+        return is_anomaly_label(self.label)
+
+    @property
+    def is_labelled(self) -> bool:
+        """False for an `unlabelled` video."""
+        return self.label != UNLABELLED
+
+
+def is_anomaly_label(label: str) -> bool:
+    """True for an anomaly category, False for `Normal` and `unlabelled`."""
+    return label not in (NORMAL_LABEL, UNLABELLED)
+
+
+def label_vocabulary(extra_categories: Iterable[str] = ()) -> dict[str, str]:
+    """Every valid label by its :func:`label_key` -> its canonical spelling: `Normal`, `unlabelled`,
+    :data:`KNOWN_CATEGORIES` and ``extra_categories`` (a corpus's own, ``ingest.categories``)."""
+    labels = [NORMAL_LABEL, UNLABELLED, *KNOWN_CATEGORIES, *extra_categories]
+    return {label_key(label): label for label in labels}
+
+
+def label_key(label: str) -> str:
+    """A label as :func:`label_vocabulary` matches it: lower case, without `_`, `-` and spaces, so that
+    UCF-Crime's folder `Road_Accidents` is its class `RoadAccidents` and `normal` is `Normal`."""
+    return label.lower().replace("_", "").replace("-", "").replace(" ", "")
 
 
 def format_error(path: object, line_no: int | None, problem: str, expected: str) -> str:

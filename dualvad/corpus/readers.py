@@ -2,7 +2,10 @@
 
 Every reader skips blank lines and whole-line `#` comments (a `#` inside a token is kept:
 XD-Violence names contain one), and raises `CorpusFormatError` naming `<file>:<line>`, the
-problem and the expected format.
+problem and the expected format. A label must be `Normal`, `unlabelled` or a known anomaly category
+(:data:`dualvad.corpus.layout.KNOWN_CATEGORIES`, plus the reader's ``categories``: a corpus's own, from
+``ingest.categories``), in any case and with or without `_` (:func:`~dualvad.corpus.layout.label_key`);
+it is returned in its canonical spelling.
 
 Frame intervals are returned half-open, `[start, end)`: the end frame written in a UCF-Crime
 or XD-Violence file is treated as exclusive (the first frame after the event).
@@ -13,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from dualvad.corpus.layout import (
@@ -25,6 +28,7 @@ from dualvad.corpus.layout import (
     TRAIN_LIST,
     UCF_TEMPORAL_FILE,
     UCF_TRAIN_LIST,
+    UNLABELLED,
     VERA_EVAL_FILE,
     VIDEO_EXTENSIONS,
     VIDEOS_DIR,
@@ -33,6 +37,8 @@ from dualvad.corpus.layout import (
     VideoRecord,
     format_error,
     has_video_extension,
+    label_key,
+    label_vocabulary,
 )
 
 Temporal = dict[str, tuple[str, tuple[Interval, ...]]]
@@ -84,9 +90,28 @@ def _fail(path: object, line_no: int | None, problem: str, expected: str) -> Cor
     return CorpusFormatError(format_error(path, line_no, problem, expected))
 
 
-def _canonical_label(token: str) -> str:
-    """`normal` in any case becomes `Normal`; other labels are kept as written."""
-    return NORMAL_LABEL if token.lower() == NORMAL_LABEL.lower() else token
+def _canonical_label(token: str, vocabulary: Mapping[str, str], path: object, line_no: int | None,
+                     expected: str) -> str:
+    """The canonical spelling of label ``token`` (``vocabulary``: :func:`label_vocabulary`), matched by
+    :func:`label_key` (`normal` -> `Normal`, `Road_Accidents` -> `RoadAccidents`); an unknown label is an
+    error listing the valid ones."""
+    label = vocabulary.get(label_key(token))
+    if label is None:
+        valid = sorted(set(vocabulary.values()) - {NORMAL_LABEL, UNLABELLED}, key=str.lower)
+        raise _fail(path, line_no, f"unknown label {token!r}",
+                    f"{NORMAL_LABEL}, {UNLABELLED} or an anomaly category: {', '.join(valid)} (a corpus "
+                    f"with its own categories names them in ingest.categories, e.g. "
+                    f"'ingest.categories=[Loitering]'); line format {expected}")
+    return label
+
+
+def _folder_label(folder: str, vocabulary: Mapping[str, str], path: object, line_no: int | None,
+                  expected: str) -> str:
+    """The label of a video from the folder holding it (UCF-Crime, VERA): `Normal` for a folder whose name
+    contains `normal` (`Training_Normal_Videos_Anomaly`), else the folder name as a label."""
+    if "normal" in folder.lower():
+        return NORMAL_LABEL
+    return _canonical_label(folder, vocabulary, path, line_no, expected)
 
 
 def _video_path(token: str, path: object, line_no: int, expected: str) -> str:
@@ -110,18 +135,21 @@ def _check_new(seen: dict[str, int], key: str, path: object, line_no: int, expec
     seen[key] = line_no
 
 
-def read_label_list(path: str | os.PathLike[str], split: str) -> dict[str, str]:
+def read_label_list(path: str | os.PathLike[str], split: str,
+                    categories: Iterable[str] = ()) -> dict[str, str]:
     """Read a video-level label list: one `<relative path> <label>` per line.
 
     Args:
         path: the list file, e.g. `<corpus>/annotations/train.txt`.
         split: `"train"` or `"test"`, the split the list describes (named in errors).
+        categories: anomaly categories valid besides the known ones (``ingest.categories``).
 
     Returns:
-        relative video path (posix separators) -> label (`"Normal"` or a category).
+        relative video path (posix separators) -> label (`"Normal"`, a category or `"unlabelled"`).
     """
     if split not in SPLITS:
         raise ValueError(f"read_label_list: split must be one of {SPLITS}, got {split!r}")
+    vocabulary = label_vocabulary(categories)
     labels: dict[str, str] = {}
     seen: dict[str, int] = {}
     for line_no, tokens in _records(path):
@@ -134,7 +162,7 @@ def read_label_list(path: str | os.PathLike[str], split: str) -> dict[str, str]:
             )
         video = _video_path(tokens[0], path, line_no, _LABEL_LIST_FORMAT)
         _check_new(seen, video, path, line_no, _LABEL_LIST_FORMAT)
-        labels[video] = _canonical_label(tokens[1])
+        labels[video] = _canonical_label(tokens[1], vocabulary, path, line_no, _LABEL_LIST_FORMAT)
     return labels
 
 
@@ -177,7 +205,7 @@ def _normal_without_intervals(
         raise _fail(path, line_no, f"{what} has anomaly intervals", expected)
 
 
-def read_ucf_temporal(path: str | os.PathLike[str]) -> Temporal:
+def read_ucf_temporal(path: str | os.PathLike[str], categories: Iterable[str] = ()) -> Temporal:
     """Read UCF-Crime temporal annotations: `<video> <Class> s1 e1 s2 e2` per line.
 
     Frame indices are 0-based; a `-1 -1` pair means no interval; any even number of indices
@@ -187,12 +215,14 @@ def read_ucf_temporal(path: str | os.PathLike[str]) -> Temporal:
     Returns:
         video token as written -> (label, sorted half-open intervals; `()` when none).
     """
+    vocabulary = label_vocabulary(categories)
     out: Temporal = {}
     seen: dict[str, int] = {}
     for line_no, tokens in _records(path):
         if len(tokens) < 2:
             raise _fail(path, line_no, f"line has {len(tokens)} field", _UCF_TEMPORAL_FORMAT)
-        video, label = tokens[0], _canonical_label(tokens[1])
+        video = tokens[0]
+        label = _canonical_label(tokens[1], vocabulary, path, line_no, _UCF_TEMPORAL_FORMAT)
         _check_new(seen, video, path, line_no, _UCF_TEMPORAL_FORMAT)
         intervals = _intervals(tokens[2:], path, line_no, _UCF_TEMPORAL_FORMAT, allow_none=True)
         _normal_without_intervals(label, intervals, path, line_no, "a Normal video",
@@ -201,7 +231,8 @@ def read_ucf_temporal(path: str | os.PathLike[str]) -> Temporal:
     return out
 
 
-def read_vera_eval(path: str | os.PathLike[str]) -> tuple[Temporal, dict[str, int]]:
+def read_vera_eval(path: str | os.PathLike[str],
+                   categories: Iterable[str] = ()) -> tuple[Temporal, dict[str, int]]:
     """Read VERA's ground truth, `UCF_Eval.json`: a JSON list of `{video, temporal_label, length}`.
 
     The label is the folder holding the file (`frames/Abuse/Abuse028_x264.mp4` -> `Abuse`; a folder whose
@@ -221,18 +252,20 @@ def read_vera_eval(path: str | os.PathLike[str]) -> tuple[Temporal, dict[str, in
         raise CorpusFormatError(f"{path}: not JSON ({exc}); expected {_VERA_FORMAT}") from None
     if not isinstance(entries, list):
         raise _fail(path, None, f"the top level is a {type(entries).__name__}", _VERA_FORMAT)
+    vocabulary = label_vocabulary(categories)
     temporal: Temporal = {}
     lengths: dict[str, int] = {}
     for index, entry in enumerate(entries):
         where = f"{path} entry {index}"
-        video, label, intervals, length = _vera_entry(entry, where)
+        video, label, intervals, length = _vera_entry(entry, where, vocabulary)
         if video in temporal:
             raise _fail(where, None, f"{video!r} already listed", _VERA_FORMAT)
         temporal[video], lengths[video] = (label, intervals), length
     return temporal, lengths
 
 
-def _vera_entry(entry: object, where: str) -> tuple[str, str, tuple[Interval, ...], int]:
+def _vera_entry(entry: object, where: str,
+                vocabulary: Mapping[str, str]) -> tuple[str, str, tuple[Interval, ...], int]:
     """(video, label, intervals, length) of one `UCF_Eval.json` entry, checked."""
     if not isinstance(entry, dict) or not {"video", "temporal_label", "length"} <= entry.keys():
         raise _fail(where, None, "not an object with `video`, `temporal_label` and `length`", _VERA_FORMAT)
@@ -247,13 +280,13 @@ def _vera_entry(entry: object, where: str) -> tuple[str, str, tuple[Interval, ..
     folder = posixpath.basename(posixpath.dirname(rel))
     if not folder:
         raise _fail(where, None, f"{video!r} has no category folder", _VERA_FORMAT)
-    label = NORMAL_LABEL if "normal" in folder.lower() else folder
+    label = _folder_label(folder, vocabulary, where, None, _VERA_FORMAT)
     intervals = _intervals([str(v) for v in flat], where, None, _VERA_FORMAT, allow_none=True)
     _normal_without_intervals(label, intervals, where, None, "a Normal video", "[-1, -1, -1, -1]")
     return rel, label, intervals, length
 
 
-def read_ucf_train_list(path: str | os.PathLike[str]) -> dict[str, str]:
+def read_ucf_train_list(path: str | os.PathLike[str], categories: Iterable[str] = ()) -> dict[str, str]:
     """Read UCF-Crime's `Anomaly_Train.txt`: one `<Category>/<file>` path per line.
 
     The label is the name of the folder holding the file, except that a folder whose name
@@ -262,6 +295,7 @@ def read_ucf_train_list(path: str | os.PathLike[str]) -> dict[str, str]:
     Returns:
         relative video path (posix separators) -> label.
     """
+    vocabulary = label_vocabulary(categories)
     labels: dict[str, str] = {}
     seen: dict[str, int] = {}
     for line_no, tokens in _records(path):
@@ -272,7 +306,7 @@ def read_ucf_train_list(path: str | os.PathLike[str]) -> dict[str, str]:
         if not folder:
             raise _fail(path, line_no, f"{video!r} has no category folder", _UCF_TRAIN_FORMAT)
         _check_new(seen, video, path, line_no, _UCF_TRAIN_FORMAT)
-        labels[video] = NORMAL_LABEL if "normal" in folder.lower() else folder
+        labels[video] = _folder_label(folder, vocabulary, path, line_no, _UCF_TRAIN_FORMAT)
     return labels
 
 
@@ -392,7 +426,8 @@ def _check_disjoint(train: dict[str, str], test: dict[str, str], ann: Path) -> N
         )
 
 
-def _temporal_source(ann: Path, temporal_name: str) -> tuple[Temporal, dict[str, int], Path] | None:
+def _temporal_source(ann: Path, temporal_name: str,
+                     categories: Iterable[str]) -> tuple[Temporal, dict[str, int], Path] | None:
     """The test videos' temporal annotation: ``temporal_name`` (UCF-Crime format) or VERA's
     `UCF_Eval.json` (which adds frame counts), whichever `ann` holds; both at once is an error."""
     temporal_path, vera_path = ann / temporal_name, ann / VERA_EVAL_FILE
@@ -400,22 +435,22 @@ def _temporal_source(ann: Path, temporal_name: str) -> tuple[Temporal, dict[str,
         raise CorpusFormatError(f"{ann}: both {temporal_name} and {VERA_EVAL_FILE} annotate the test videos; "
                                 "keep one of them")
     if vera_path.is_file():
-        return (*read_vera_eval(vera_path), vera_path)
+        return (*read_vera_eval(vera_path, categories), vera_path)
     if temporal_path.is_file():
-        return read_ucf_temporal(temporal_path), {}, temporal_path
+        return read_ucf_temporal(temporal_path, categories), {}, temporal_path
     return None
 
 
-def _folder_entries(ann: Path) -> list[_Entry]:
+def _folder_entries(ann: Path, categories: Iterable[str]) -> list[_Entry]:
     """Entries of the folder layout: train.txt, test.txt and optional test_temporal.txt (or
     UCF_Eval.json)."""
     train_path, test_path = ann / TRAIN_LIST, ann / TEST_LIST
-    train = read_label_list(train_path, "train") if train_path.is_file() else {}
-    test = read_label_list(test_path, "test") if test_path.is_file() else {}
+    train = read_label_list(train_path, "train", categories) if train_path.is_file() else {}
+    test = read_label_list(test_path, "test", categories) if test_path.is_file() else {}
     _check_disjoint(train, test, ann)
     temporal: dict[str, tuple[Interval, ...]] = {}
     frames: dict[str, int] = {}
-    source = _temporal_source(ann, TEMPORAL_FILE)
+    source = _temporal_source(ann, TEMPORAL_FILE, categories)
     if source is not None:
         annotated, lengths, path = source
         temporal, frames = _match_temporal(annotated, lengths, test, path)
@@ -432,7 +467,7 @@ def _video_files(videos: Path) -> list[str]:
     return sorted(rel for rel in found if has_video_extension(rel))
 
 
-def _ucf_entries(ann: Path, videos: object, on_disk: list[str]) -> list[_Entry]:
+def _ucf_entries(ann: Path, videos: object, on_disk: list[str], categories: Iterable[str]) -> list[_Entry]:
     """Entries of the real UCF-Crime layout: Anomaly_Train.txt and the temporal test file (or VERA's
     UCF_Eval.json).
 
@@ -440,8 +475,8 @@ def _ucf_entries(ann: Path, videos: object, on_disk: list[str]) -> list[_Entry]:
     its relative path, else by its file name (UCF-Crime lists test videos by name only).
     """
     train_path = ann / UCF_TRAIN_LIST
-    train = read_ucf_train_list(train_path) if train_path.is_file() else {}
-    temporal, lengths, temporal_path = _temporal_source(ann, UCF_TEMPORAL_FILE) or ({}, {}, ann)
+    train = read_ucf_train_list(train_path, categories) if train_path.is_file() else {}
+    temporal, lengths, temporal_path = _temporal_source(ann, UCF_TEMPORAL_FILE, categories) or ({}, {}, ann)
     index = _by_basename(on_disk)
     test: dict[str, tuple[str, tuple[Interval, ...], int | None]] = {}
     for token, (label, intervals) in temporal.items():
@@ -476,7 +511,7 @@ def _records_from(videos: object, on_disk: set[str], entries: list[_Entry], path
     return sorted(records, key=lambda r: (r.split, r.video_id))
 
 
-def read_corpus(root: str | os.PathLike[str]) -> list[VideoRecord]:
+def read_corpus(root: str | os.PathLike[str], categories: Iterable[str] = ()) -> list[VideoRecord]:
     """Read a corpus folder (`videos/` + `annotations/`) into records sorted by (split, id).
 
     `annotations/` holds either `train.txt` / `test.txt` (at least one) with an optional
@@ -485,39 +520,64 @@ def read_corpus(root: str | os.PathLike[str]) -> list[VideoRecord]:
     layout VERA's `UCF_Eval.json` may stand in for the temporal file; its `length` becomes the record's
     `annotated_frames`. Test videos without a temporal entry get `intervals=None`; train videos always do.
 
+    A folder without `annotations/` is a corpus of your own, unlabelled videos: every video file under
+    its `videos/` (or, without one, under the folder itself) is a test video labelled `unlabelled`.
+
     `root` may be a pyarrow filesystem URI (`s3://bucket/ucf-crime`): the annotation files are read
     through a local copy, the videos listed on that filesystem, and each record's `path` is the
     video's URI (decoding copies it, see :func:`dualvad.video.decode.open_video`).
 
+    Args:
+        categories: anomaly categories valid besides the known ones (``ingest.categories``).
+
     Raises:
-        CorpusFormatError: no annotation files, a malformed line, a temporal entry for a video
-            that is not listed, or listed videos missing from `videos/`.
+        CorpusFormatError: no annotation files (and no videos), a malformed line, an unknown label, a
+            temporal entry for a video that is not listed, or listed videos missing from `videos/`.
     """
     if "://" in str(root):
-        return _read_remote_corpus(str(root))
+        return _read_remote_corpus(str(root), categories)
     root = Path(root)
-    videos = root / VIDEOS_DIR
-    return _read_layout(root, root / ANNOTATIONS_DIR, videos, _video_files(videos),
-                        lambda vid: os.path.abspath(videos / vid))
+    if not root.is_dir():
+        raise CorpusFormatError(f"{root}: no such corpus folder; pass a folder with videos/ and "
+                                "annotations/, or a folder of videos")
+    ann, videos = root / ANNOTATIONS_DIR, root / VIDEOS_DIR
+    if not ann.is_dir():
+        videos = videos if videos.is_dir() else root
+        return _unlabelled(root, videos, _video_files(videos), lambda vid: os.path.abspath(videos / vid))
+    return _read_layout(root, ann, videos, _video_files(videos), lambda vid: os.path.abspath(videos / vid),
+                        categories)
 
 
-def _read_layout(root: object, ann: Path, videos: object, on_disk: list[str], path_of) -> list[VideoRecord]:
+def _unlabelled(root: object, videos: object, on_disk: list[str], path_of) -> list[VideoRecord]:
+    """Every video under ``videos`` (relative paths ``on_disk``) as an `unlabelled` test video."""
+    if not on_disk:
+        raise CorpusFormatError(
+            f"{root}: no {ANNOTATIONS_DIR}/ folder and no video file ({', '.join(VIDEO_EXTENSIONS)}) under "
+            f"{videos}; put your videos there (they are read as unlabelled), or label them in "
+            f"{root}/{ANNOTATIONS_DIR}/{TRAIN_LIST} and {TEST_LIST} (`<relative video path> <label>` lines; "
+            f"or the UCF-Crime files {UCF_TRAIN_LIST}, {UCF_TEMPORAL_FILE})")
+    return [VideoRecord(vid, path_of(vid), UNLABELLED, "test") for vid in on_disk]
+
+
+def _read_layout(root: object, ann: Path, videos: object, on_disk: list[str], path_of,
+                 categories: Iterable[str]) -> list[VideoRecord]:
     """Records of a corpus whose annotation files are in local folder ``ann`` and whose videos (relative
     paths ``on_disk``) are under ``videos``."""
     if (ann / TRAIN_LIST).is_file() or (ann / TEST_LIST).is_file():
-        entries = _folder_entries(ann)
+        entries = _folder_entries(ann, categories)
     elif any((ann / name).is_file() for name in (UCF_TRAIN_LIST, UCF_TEMPORAL_FILE, VERA_EVAL_FILE)):
-        entries = _ucf_entries(ann, videos, on_disk)
+        entries = _ucf_entries(ann, videos, on_disk, categories)
     else:
         raise CorpusFormatError(
             f"{root}: no annotation lists found; looked for {ann / TRAIN_LIST}, "
             f"{ann / TEST_LIST} (or the UCF-Crime files {UCF_TRAIN_LIST}, {UCF_TEMPORAL_FILE} "
-            f"in {ann}); create them with `<relative video path> <label>` lines"
+            f"in {ann}); create them with `<relative video path> <label>` lines, or remove the empty "
+            f"{ANNOTATIONS_DIR}/ folder to read the videos as unlabelled"
         )
     return _records_from(videos, set(on_disk), entries, path_of)
 
 
-def _read_remote_corpus(uri: str) -> list[VideoRecord]:
+def _read_remote_corpus(uri: str, categories: Iterable[str]) -> list[VideoRecord]:
     """:func:`read_corpus` of a corpus on a pyarrow filesystem; errors name the URI, not the local copy."""
     import tempfile
 
@@ -525,10 +585,17 @@ def _read_remote_corpus(uri: str) -> list[VideoRecord]:
 
     fs, inner = pafs.FileSystem.from_uri(uri)
     uri, inner = uri.rstrip("/"), inner.rstrip("/")
-    videos = f"{inner}/{VIDEOS_DIR}"
+    annotated = fs.get_file_info(f"{inner}/{ANNOTATIONS_DIR}").type == pafs.FileType.Directory
+    # like a local folder: without annotations/, the videos are under videos/ or the folder itself
+    has_videos_dir = fs.get_file_info(f"{inner}/{VIDEOS_DIR}").type == pafs.FileType.Directory
+    under = VIDEOS_DIR if annotated or has_videos_dir else ""
+    videos = f"{inner}/{under}".rstrip("/")
+    videos_uri = f"{uri}/{under}".rstrip("/")
     selector = pafs.FileSelector(videos, recursive=True, allow_not_found=True)
     on_disk = sorted(info.path[len(videos) + 1:] for info in fs.get_file_info(selector)
                      if info.type == pafs.FileType.File and has_video_extension(info.base_name))
+    if not annotated:
+        return _unlabelled(uri, videos_uri, on_disk, lambda vid: f"{videos_uri}/{vid}")
     with tempfile.TemporaryDirectory(prefix="dualvad-corpus-") as local:
         ann = Path(local, ANNOTATIONS_DIR)
         ann.mkdir()
@@ -538,7 +605,6 @@ def _read_remote_corpus(uri: str) -> list[VideoRecord]:
                 with fs.open_input_stream(info.path) as source:
                     (ann / info.base_name).write_bytes(source.read())
         try:
-            return _read_layout(uri, ann, f"{uri}/{VIDEOS_DIR}", on_disk,
-                                lambda vid: f"{uri}/{VIDEOS_DIR}/{vid}")
+            return _read_layout(uri, ann, videos_uri, on_disk, lambda vid: f"{videos_uri}/{vid}", categories)
         except CorpusFormatError as error:
             raise CorpusFormatError(str(error).replace(local, uri)) from None

@@ -35,6 +35,7 @@ import numpy as np
 from dualvad.corpus.layout import (
     ANNOTATIONS_DIR,
     NORMAL_LABEL,
+    SYNTHETIC_CATEGORIES,
     TEMPORAL_FILE,
     TEST_LIST,
     TRAIN_LIST,
@@ -44,7 +45,7 @@ from dualvad.corpus.layout import (
 )
 from dualvad.corpus.readers import read_corpus
 
-CATEGORIES = ("Speeding", "Collision", "Explosion", "Intrusion", "Scattering")
+CATEGORIES = SYNTHETIC_CATEGORIES  # defined in layout: every corpus reader knows them
 
 _EVENT_SHARE = (0.2, 0.45)  # event length as a share of the video
 _SPEED = (0.08, 0.16)  # normal object speed, frame widths per second

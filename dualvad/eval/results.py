@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dualvad.corpus.layout import NORMAL_LABEL
+from dualvad.corpus.layout import NORMAL_LABEL, is_anomaly_label
 from dualvad.eval.metrics import frame_ap, frame_auc, frame_ground_truth, segment_scores_to_frames, video_auc
 from dualvad.eval.vera import VeraSettings, VeraVideo, vera_frame_auc
 
@@ -40,7 +40,7 @@ class VideoResult:
     """
 
     video_id: str
-    label: str  # "Normal" or an anomaly category
+    label: str  # "Normal", an anomaly category or "unlabelled" (a video `dualvad detect` scored)
     num_frames: int
     fps: float
     gt_intervals: list[tuple[int, int]]
@@ -55,7 +55,8 @@ class VideoResult:
 
     @property
     def is_anomalous(self) -> bool:
-        return self.label != NORMAL_LABEL
+        """True for an anomaly category (not `Normal`, not `unlabelled`)."""
+        return is_anomaly_label(self.label)
 
     @property
     def protocol_frames(self) -> int:

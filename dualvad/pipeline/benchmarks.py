@@ -13,6 +13,7 @@ interrupted build keeps its finished shards and a re-run builds the rest.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -35,7 +36,8 @@ from dualvad.benchmarks.builder import (
     video_rows,
 )
 from dualvad.config import BenchmarksConfig, DualVADConfig
-from dualvad.errors import MissingInputError
+from dualvad.corpus.layout import UNLABELLED
+from dualvad.errors import MissingInputError, StageError
 from dualvad.pipeline.runtime import ensure_ray
 from dualvad.rundir import TEMP_PREFIX, RunDir, open_run
 from dualvad.stages import Skipped, Stage, StageContext, read_input, run_stage, section
@@ -45,6 +47,12 @@ STAGE = Stage("build-benchmarks", paths.BENCHMARKS, inputs=(paths.SAMPLES,))
 KINDS = {"image": S.IMAGE_BENCH_SCHEMA, "video": S.VIDEO_BENCH_SCHEMA}
 SHARD = "shard"  # input column: the shard a video goes to
 FAILURES_KEY = b"failures"  # image shard metadata: JSON list of the shard's failure rows
+
+log = logging.getLogger(__name__)
+
+
+class BenchmarkError(StageError):
+    """The samples hold no video the benchmarks can be built from."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,7 @@ def _build(context: StageContext, config: DualVADConfig) -> BenchmarkSummary:
     if samples is None:
         raise MissingInputError(f"{context.run.path(paths.SAMPLES)} holds no samples: "
                                 "run `dualvad sample` first")
-    samples = samples.sort_by(S.VIDEO_ID)
+    samples = _labelled(samples.sort_by(S.VIDEO_ID), context.run)
     context.videos = samples.num_rows
     count = max(1, min(settings.shards, samples.num_rows))
     todo = [i for i in range(count) if not context.out.exists("image", shard_name(i, count))
@@ -92,6 +100,25 @@ def _build(context: StageContext, config: DualVADConfig) -> BenchmarkSummary:
     return BenchmarkSummary(manifest["image"]["rows"], manifest["video"]["rows"], count,
                             len(context.failures),
                             time.perf_counter() - started, context.run.path(paths.BENCHMARKS))
+
+
+def _labelled(samples: pa.Table, run: RunDir) -> pa.Table:
+    """The sample rows of labelled videos: an unlabelled video has no answer for the benchmarks' questions.
+
+    Raises:
+        BenchmarkError: every sampled video is unlabelled.
+    """
+    unlabelled = pc.equal(samples[S.LABEL], UNLABELLED)
+    left_out = pc.sum(unlabelled).as_py() or 0
+    if left_out == samples.num_rows:
+        raise BenchmarkError(
+            f"the {left_out} videos of {run.path(paths.SAMPLES)} are all unlabelled (a corpus without "
+            "annotations/): the benchmarks' questions need labelled videos. Label them in "
+            "annotations/train.txt and test.txt and re-run `dualvad ingest`, or build the benchmarks in a "
+            "run of a labelled corpus")
+    if left_out:
+        log.warning("build-benchmarks: %d unlabelled videos are left out", left_out)
+    return samples.filter(pc.invert(unlabelled))
 
 
 def _shard_tables(samples: pa.Table, count: int, shards: list[int]) -> list[pa.Table]:

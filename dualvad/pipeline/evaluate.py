@@ -57,7 +57,7 @@ from PIL import Image
 from dualvad import paths
 from dualvad import schema as S
 from dualvad.config import DualVADConfig, EvalConfig, SampleConfig
-from dualvad.corpus.layout import NORMAL_LABEL
+from dualvad.corpus.layout import UNLABELLED, is_anomaly_label
 from dualvad.errors import MissingInputError, StageError
 from dualvad.eval.results import (
     ModelResult,
@@ -204,7 +204,10 @@ def _recorded_sample_settings(run: RunDir) -> SampleConfig:
 def _test_samples(run: RunDir, split: str) -> dict[str, dict]:
     """``RUN/samples`` rows of the ``split`` videos, by video id."""
     table = read_input(run, paths.SAMPLES, unique=(S.VIDEO_ID,))
-    rows = [] if table is None else table.filter(pc.equal(table[S.SPLIT], split)).to_pylist()
+    if table is not None:
+        labelled = pc.not_equal(table[S.LABEL], UNLABELLED)  # as _test_table: metrics need labels
+        table = table.filter(pc.and_(pc.equal(table[S.SPLIT], split), labelled))
+    rows = [] if table is None else table.to_pylist()
     return {row[S.VIDEO_ID]: row for row in rows}
 
 
@@ -274,7 +277,10 @@ def _compare_spec(entry: str, strategy: str) -> ModelSpec:
 
 def _test_table(run: RunDir, split: str) -> pa.Table:
     """Segments + scorer scores (+ features, + annotated frame counts where the segments hold them: runs
-    ingested before that column have none) of the ``split`` videos, sorted by (video, segment)."""
+    ingested before that column have none) of the labelled ``split`` videos, sorted by (video, segment).
+
+    Unlabelled videos are left out (the metrics need labels); a split of unlabelled videos only is an
+    error that says how to score them instead."""
     files = run.parquet_files(paths.SEGMENTS)
     annotated = bool(files) and S.ANNOTATED_FRAMES in pq.read_schema(files[0], filesystem=run.fs).names
     extra = (S.FEATURE, S.ANNOTATED_FRAMES) if annotated else (S.FEATURE,)
@@ -282,6 +288,17 @@ def _test_table(run: RunDir, split: str) -> pa.Table:
     table = table.filter(pc.equal(table[S.SPLIT], split))
     if table.num_rows == 0:
         raise EvaluationError(f"{run.path(paths.SEGMENTS)} has no videos of split {split!r} (eval.split)")
+    unlabelled = pc.equal(table[S.LABEL], UNLABELLED)
+    if pc.all(unlabelled).as_py():
+        count = len(pc.unique(table[S.VIDEO_ID]))
+        raise EvaluationError(
+            f"the {count} {split!r} videos of {run.uri} are all unlabelled (a corpus without annotations/): "
+            "evaluate's metrics need labels. Label them in annotations/test.txt, or score them without "
+            f"metrics: `dualvad detect VIDEO_OR_FOLDER --run {run.uri}`")
+    if pc.any(unlabelled).as_py():
+        log.warning("evaluate: %d unlabelled %r videos are left out of the evaluation",
+                    len(pc.unique(table.filter(unlabelled)[S.VIDEO_ID])), split)
+        table = table.filter(pc.invert(unlabelled))
     return table
 
 
@@ -486,7 +503,7 @@ def _write_outputs(context: StageContext, config: DualVADConfig, results: list[M
     out = context.out
     metrics = {"split": config.eval.split, "ablate": config.eval.ablate,
                "videos": {r.name: len(r.videos) for r in results},
-               "anomalous_videos": sum(v.label != NORMAL_LABEL for v in results[0].videos),
+               "anomalous_videos": sum(is_anomaly_label(v.label) for v in results[0].videos),
                "metrics": {r.name: r.metrics for r in results},
                # per anomaly category: that category's videos plus all normal test videos
                "categories": {r.name: r.categories for r in results},

@@ -74,11 +74,13 @@ class IngestSummary:
     failures: int
     seconds: float
     output: str
+    unlabelled: int = 0  # videos labelled `unlabelled` (all of them for a folder without annotations/)
 
     def __str__(self) -> str:
+        unlabelled = f", {self.unlabelled} of them unlabelled" if self.unlabelled else ""
         return (
-            f"ingest: {self.videos} videos ({self.resumed} from an interrupted run, {self.processed} "
-            f"processed), {self.segments} segments written, {self.failures} failures, "
+            f"ingest: {self.videos} videos{unlabelled} ({self.resumed} from an interrupted run, "
+            f"{self.processed} processed), {self.segments} segments written, {self.failures} failures, "
             f"{self.seconds:.1f} s -> {self.output}"
         )
 
@@ -207,10 +209,15 @@ def run_ingest(config: DualVADConfig, force: bool = False) -> IngestSummary | Sk
         FailureShareError: more than ``stages.max_failure_share`` of the corpus failed to decode (the
             decoded videos stay staged; a re-run decodes only the rest).
     """
-    records = read_corpus(config.corpus)
+    records = read_corpus(config.corpus, config.ingest.categories)
     if not records:
         raise IngestError(f"corpus {config.corpus} lists no videos in annotations/")
-    settings = section(config.ingest, "workers", "cpus_per_worker", "decode_threads")
+    if not any(record.is_labelled for record in records):
+        log.info("ingest: %s has no annotations/: its %d videos are unlabelled (split test); train-scorer, "
+                 "build-benchmarks and evaluate need labels, `dualvad score score.scorer_run=OTHER_RUN` "
+                 "scores them with a scorer trained elsewhere", config.corpus, len(records))
+    # categories only check the labels, which the corpus identity holds: they do not change the segments
+    settings = section(config.ingest, "workers", "cpus_per_worker", "decode_threads", "categories")
     return run_stage(STAGE, open_run(config.run), settings, lambda context: _ingest(context, records, config),
                      config.stages, force, external={"corpus": corpus_identity(records)}, effective=config)
 
@@ -255,7 +262,8 @@ def _ingest(context: StageContext, records: list[VideoRecord], config: DualVADCo
         ensure_ray(config.ray)
         segments = _ingest_videos(context, todo, config.ingest, staged)
     return IngestSummary(len(records), len(records) - len(todo), len(todo), segments, len(context.failures),
-                         time.perf_counter() - started, context.run.path(paths.SEGMENTS))
+                         time.perf_counter() - started, context.run.path(paths.SEGMENTS),
+                         sum(not record.is_labelled for record in records))
 
 
 def _ingest_videos(context: StageContext, todo: list[VideoRecord], config: IngestConfig,

@@ -1,6 +1,8 @@
 """The scoring stage: the trained segment scorer over every video, as a Ray Data actor pool.
 
-Input is ``RUN/segments`` (one Parquet part holds whole videos) and ``RUN/scorer``, output ``RUN/scores``
+Input is ``RUN/segments`` (one Parquet part holds whole videos) and ``RUN/scorer``, or with
+``score.scorer_run=OTHER_RUN`` that run's scorer (its URI is then a setting of the stage and its scorer's
+fingerprint an input, so a change of either redoes the scores), output ``RUN/scores``
 (``video_id, segment_index, score``). Each actor loads the scorer once and scores one part file per call,
 a few hundred videos in one batched forward pass. The stage runner (:mod:`dualvad.stages`) skips a
 finished run with the same segments and scorer, resumes an interrupted one, and replaces the scores only
@@ -22,7 +24,7 @@ import ray
 
 from dualvad import paths
 from dualvad import schema as S
-from dualvad.config import DualVADConfig
+from dualvad.config import DualVADConfig, ScoreConfig
 from dualvad.errors import MissingInputError, StageError
 from dualvad.pipeline.parts import PartWriter
 from dualvad.pipeline.runtime import actor_pool, ensure_ray
@@ -31,17 +33,20 @@ from dualvad.scorer.data import video_set_from_segments
 from dualvad.scorer.trained import load_from_run
 from dualvad.stages import (
     CorruptInputError,
+    Section,
     Skipped,
     Stage,
     StageContext,
     corrupt_message,
+    input_fingerprint,
     read_input,
     run_stage,
 )
 
 log = logging.getLogger(__name__)
 
-STAGE = Stage("score", paths.SCORES, inputs=(paths.SEGMENTS, paths.SCORER))
+STAGE = Stage("score", paths.SCORES, inputs=(paths.SEGMENTS, paths.SCORER))  # with the run's own scorer
+FOREIGN_STAGE = Stage("score", paths.SCORES, inputs=(paths.SEGMENTS,))  # score.scorer_run: see run_score
 SEGMENT_KEY = (S.VIDEO_ID, S.SEGMENT_INDEX)
 
 
@@ -62,10 +67,10 @@ class ScoreSummary:
 class ScoreWorker:
     """Ray Data actor: holds the trained scorer; scores whole segments part files."""
 
-    def __init__(self, run_uri: str) -> None:
+    def __init__(self, run_uri: str, scorer_run_uri: str) -> None:
         self.run = open_run(run_uri)
         self._local = tempfile.TemporaryDirectory(prefix="dualvad-scorer-")
-        self.scorer = load_from_run(self.run, self._local.name)
+        self.scorer = load_from_run(open_run(scorer_run_uri), self._local.name)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """batch: column ``path`` of segments part files -> score rows of all their videos."""
@@ -82,42 +87,79 @@ class ScoreWorker:
 
 
 def run_score(config: DualVADConfig, force: bool = False) -> ScoreSummary | Skipped:
-    """Score every ingested video with ``RUN/scorer/model``; see the module docstring."""
-    return run_stage(STAGE, open_run(config.run), {}, lambda context: _score(context, config),
-                     config.stages, force, effective=config)
+    """Score every ingested video with ``RUN/scorer/model``, or ``score.scorer_run``'s; see the module
+    docstring.
+
+    Raises:
+        MissingInputError: no segments, or no trained scorer where the config says (one line with the fix).
+    """
+    run = open_run(config.run)
+    source = scorer_run(run, config.score)
+    if source.uri == run.uri:
+        if not run.exists(paths.SCORER):
+            raise MissingInputError(f"{run.path(paths.SCORER)} does not exist: run `dualvad train-scorer` "
+                                    "first, or score with another run's scorer: score.scorer_run=OTHER_RUN")
+        # no settings: the fingerprint of runs scored before score.scorer_run existed stays the same
+        return run_stage(STAGE, run, {}, lambda context: _score(context, config, run),
+                         config.stages, force, effective=config)
+    try:
+        scorer = input_fingerprint(source, paths.SCORER)
+    except MissingInputError as error:
+        raise MissingInputError(f"score.scorer_run={config.score.scorer_run}: {error}") from None
+    settings = Section({"scorer_run": source.uri}, ScoreConfig)
+    return run_stage(FOREIGN_STAGE, run, settings, lambda context: _score(context, config, source),
+                     config.stages, force, external={"scorer": scorer}, effective=config)
 
 
-def _score(context: StageContext, config: DualVADConfig) -> ScoreSummary:
+def scorer_run(run: RunDir, settings: ScoreConfig) -> RunDir:
+    """The run whose ``scorer/`` scores ``run``: ``score.scorer_run`` (path or URI), else ``run`` itself."""
+    return open_run(settings.scorer_run) if settings.scorer_run else run
+
+
+def _score(context: StageContext, config: DualVADConfig, source: RunDir) -> ScoreSummary:
     started = time.perf_counter()
     run = context.run
     ids = read_input(run, paths.SEGMENTS, columns=list(SEGMENT_KEY), unique=SEGMENT_KEY)
     if ids is None:
         raise MissingInputError(f"{run.path(paths.SEGMENTS)} holds no segments: run `dualvad ingest` first")
-    check_scorer(run)
+    files = run.parquet_files(paths.SEGMENTS)
+    check_scorer(source, _feature_dim(run, files[0]))
     done = context.staged_video_ids()
-    todo, total, resumed = _files_to_score(run, run.parquet_files(paths.SEGMENTS), done)
+    todo, total, resumed = _files_to_score(run, files, done)
     if todo:
         ensure_ray(config.ray)
-        _score_files(context, todo, config.scorer.score_workers)
+        _score_files(context, todo, source, config.scorer.score_workers)
     return ScoreSummary(total, resumed, total - resumed, time.perf_counter() - started,
                         run.path(paths.SCORES))
 
 
-def check_scorer(run: RunDir) -> None:
-    """Load ``RUN/scorer/model`` once in the driver, so that a corrupt checkpoint is one line naming it,
-    before any Ray work.
+def check_scorer(run: RunDir, feature_dim: int | None = None) -> None:
+    """Load ``RUN/scorer/model`` once in the driver, so that a corrupt checkpoint, or one trained on other
+    features than the segments' ``feature_dim``, is one line naming it, before any Ray work.
 
     Raises:
         CorruptInputError: the checkpoint's files cannot be read.
+        StageError: the scorer was trained on features of another dimension.
     """
     with tempfile.TemporaryDirectory(prefix="dualvad-scorer-") as local:
         try:
-            load_from_run(run, local)
+            scorer = load_from_run(run, local)
         except StageError:  # missing or stale: those errors already say what to do
             raise
         except (OSError, RuntimeError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as error:
             where = run.path(paths.SCORER, paths.SCORER_MODEL_DIR)
             raise CorruptInputError(corrupt_message(where, paths.SCORER, error)) from error
+    if feature_dim is not None and feature_dim != scorer.feature_dim:
+        raise StageError(f"the scorer in {run.path(paths.SCORER)} was trained on {scorer.feature_dim}-dim "
+                         f"features, the segments hold {feature_dim}-dim ones: ingest with that run's "
+                         "ingest settings (its segments/config.yaml), or score with a scorer trained on "
+                         "these features")
+
+
+def _feature_dim(run: RunDir, path: str) -> int:
+    """The length of the first feature vector in segments file ``path``."""
+    first = pq.ParquetFile(path, filesystem=run.fs).read_row_group(0, columns=[S.FEATURE])
+    return len(first[S.FEATURE][0])
 
 
 def _files_to_score(run: RunDir, files: list[str], scored: set[str]) -> tuple[list[str], int, int]:
@@ -133,10 +175,10 @@ def _files_to_score(run: RunDir, files: list[str], scored: set[str]) -> tuple[li
     return todo, total, skipped
 
 
-def _score_files(context: StageContext, files: list[str], workers: int | None) -> None:
+def _score_files(context: StageContext, files: list[str], source: RunDir, workers: int | None) -> None:
     dataset = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files)).map_batches(
         ScoreWorker,
-        fn_constructor_kwargs={"run_uri": context.run.uri},
+        fn_constructor_kwargs={"run_uri": context.run.uri, "scorer_run_uri": source.uri},
         batch_size=1,
         batch_format="pyarrow",
         compute=actor_pool(workers, len(files)),

@@ -21,6 +21,19 @@ SCORER_KINDS: tuple[str, ...] = typing.get_args(ScorerKind)
 
 
 @dataclass
+class ScoreConfig:
+    """The scoring stage (``score.*``), apart from the scorer it runs.
+
+    scorer_run: a run directory (path or URI) whose trained scorer (``OTHER_RUN/scorer``) ``dualvad score``
+        uses instead of this run's own: a corpus of unlabelled videos scored with a scorer trained on a
+        labelled one. ``""``: this run's ``RUN/scorer``. Kept apart from :class:`ScorerConfig`, which a
+        checkpoint stores whole: where a scorer is used does not change the scorer.
+    """
+
+    scorer_run: str = ""
+
+
+@dataclass
 class ScorerConfig:
     """The weakly supervised segment scorer and its training.
 

@@ -14,9 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dualvad import schema as S
-from dualvad.corpus.layout import NORMAL_LABEL
-
-UNKNOWN_CATEGORY_LABELS = ("Anomaly", "Abnormal")  # anomalous, category not given
+from dualvad.corpus.layout import NORMAL_LABEL, UNLABELLED, UNNAMED_ANOMALY_LABELS, is_anomaly_label
 
 
 @dataclass(frozen=True)
@@ -25,13 +23,14 @@ class VideoSet:
 
     video_ids: list[str]
     features: np.ndarray  # float32 (N, K, D)
-    labels: np.ndarray  # float32 (N,), 1 = anomalous video
+    labels: np.ndarray  # float32 (N,), 1 = anomalous video (0 for normal and unlabelled ones)
     category_index: np.ndarray  # int64 (N,), index into ``categories`` (0 = Normal)
     category_known: np.ndarray  # bool (N,)
     categories: tuple[str, ...]  # category names; categories[0] == "Normal"
     splits: np.ndarray  # str (N,)
     bounds: np.ndarray  # int64 (N, K, 2), [start, end) frames of each segment
     gt_fraction: np.ndarray  # float32 (N, K), NaN where the video has no temporal annotation
+    labelled: np.ndarray  # bool (N,), False for an `unlabelled` video (its ``labels`` entry means nothing)
 
     def __len__(self) -> int:
         return len(self.video_ids)
@@ -42,7 +41,7 @@ class VideoSet:
         return VideoSet(
             [self.video_ids[i] for i in index], self.features[index], self.labels[index],
             self.category_index[index], self.category_known[index], self.categories,
-            self.splits[index], self.bounds[index], self.gt_fraction[index],
+            self.splits[index], self.bounds[index], self.gt_fraction[index], self.labelled[index],
         )
 
     def split(self, name: str) -> VideoSet:
@@ -51,7 +50,7 @@ class VideoSet:
 
 def category_names(labels: list[str]) -> tuple[str, ...]:
     """``("Normal", *sorted anomaly categories)`` for the labels of a corpus."""
-    others = sorted({label for label in labels} - {NORMAL_LABEL, *UNKNOWN_CATEGORY_LABELS})
+    others = sorted({label for label in labels} - {NORMAL_LABEL, UNLABELLED, *UNNAMED_ANOMALY_LABELS})
     return (NORMAL_LABEL, *others)
 
 
@@ -85,7 +84,7 @@ def video_set_from_segments(table: pa.Table, categories: tuple[str, ...] | None 
     return VideoSet(
         video_ids=video_ids,
         features=features.reshape(videos, k, -1),
-        labels=np.array([label != NORMAL_LABEL for label in labels], dtype=np.float32),
+        labels=np.array([is_anomaly_label(label) for label in labels], dtype=np.float32),
         category_index=np.array([index.get(label, 0) for label in labels], dtype=np.int64),
         category_known=np.array([label in index for label in labels], dtype=bool),
         categories=tuple(names),
@@ -93,6 +92,7 @@ def video_set_from_segments(table: pa.Table, categories: tuple[str, ...] | None 
         bounds=np.stack([table[S.START_FRAME].to_numpy(), table[S.END_FRAME].to_numpy()], axis=1)
         .reshape(videos, k, 2),
         gt_fraction=gt.reshape(videos, k),
+        labelled=np.array([label != UNLABELLED for label in labels], dtype=bool),
     )
 
 

@@ -130,12 +130,15 @@ def _training_videos(run: RunDir, settings: ScorerConfig) -> tuple[VideoSet, Vid
     table = read_input(run, paths.SEGMENTS, unique=(S.VIDEO_ID, S.SEGMENT_INDEX))
     if table is None:
         raise ScorerTrainingError(f"{run.path(paths.SEGMENTS)} holds no segments: run `dualvad ingest` first")
-    train_all = video_set_from_segments(table).split("train")
+    videos = video_set_from_segments(table)
+    train_all = videos.split("train")
+    unlabelled = int((~train_all.labelled).sum())
+    if unlabelled:  # no label, no supervision: left out of training
+        log.warning("train-scorer: %d unlabelled training videos are left out", unlabelled)
+        train_all = train_all.subset(train_all.labelled)
     positives = int(train_all.labels.sum())
     if positives == 0 or positives == len(train_all):
-        raise ScorerTrainingError(
-            f"the train split has {positives} anomalous of {len(train_all)} videos: weakly supervised "
-            "training needs both normal and anomalous videos in annotations/train.txt")
+        raise ScorerTrainingError(_one_class_message(videos, positives, len(train_all)))
     train, val = train_validation_split(train_all, settings.val_share, settings.seed)
     if len(np.unique(val.labels)) < 2:
         # Too few videos to hold out both classes: pick checkpoints by training AUC, and say so.
@@ -143,6 +146,16 @@ def _training_videos(run: RunDir, settings: ScorerConfig) -> tuple[VideoSet, Vid
                     "the best checkpoint is chosen by video AUC on the training videos", len(train_all))
         return train_all, train_all
     return train, val
+
+
+def _one_class_message(videos: VideoSet, positives: int, labelled: int) -> str:
+    """Why the training videos cannot train a scorer, and the fixes (an unlabelled corpus gets its own)."""
+    if not videos.labelled.any():
+        return (f"the corpus's {len(videos)} videos are all unlabelled (a folder without annotations/): "
+                "training needs normal and anomalous videos. Label some in annotations/train.txt, or score "
+                "these with a scorer trained elsewhere: `dualvad score score.scorer_run=OTHER_RUN`")
+    return (f"the train split has {positives} anomalous of {labelled} videos: weakly supervised "
+            "training needs both normal and anomalous videos in annotations/train.txt")
 
 
 def _rows(videos: VideoSet, normalizer: FeatureNormalizer) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ cuts segments with :mod:`dualvad.video.segments` and computes features with
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from dualvad.checks import above, at_least, check_choices
@@ -36,6 +36,9 @@ class IngestConfig:
     # a video whose frames are larger (width x height, pixels) is a recorded failure, refused before decoding:
     # the decoder holds frames of the stream's own size, so this bounds a worker's decoding memory
     max_pixels: int = MAX_PIXELS
+    # anomaly categories the corpus's labels may use besides the known ones (dualvad.corpus.layout:
+    # the synthetic corpus's, UCF-Crime's and XD-Violence's); any other label is an error
+    categories: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         check_choices(self)

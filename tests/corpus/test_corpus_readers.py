@@ -83,6 +83,35 @@ def test_read_label_list_names_file_and_line(tmp_path: Path, line: str, fragment
     assert "expected `<relative video path> <label>`" in message
 
 
+def test_an_unknown_label_names_file_line_and_the_valid_labels(tmp_path: Path) -> None:
+    path = write(tmp_path / "test.txt", "a.mp4 Normal\nb.mp4 Unknown\n")
+    with pytest.raises(CorpusFormatError) as err:
+        read_label_list(path, "test")
+    message = str(err.value)
+    assert message.startswith(f"{path}:2: unknown label 'Unknown'; expected Normal, unlabelled or an anomaly "
+                              "category: Abnormal, Abuse, Anomaly, Arrest, Arson, Assault, Burglary, "
+                              "Car accident, Collision, Explosion, Fighting, Intrusion, Riot, RoadAccidents, "
+                              "Robbery, Scattering, Shooting, Shoplifting, Speeding, Stealing, Vandalism (")
+    assert "ingest.categories" in message
+
+
+def test_labels_are_matched_in_any_case_and_a_corpus_may_add_its_own_categories(tmp_path: Path) -> None:
+    path = write(tmp_path / "train.txt", "a.mp4 NORMAL\nb.mp4 road_accidents\nc.mp4 UNLABELLED\n"
+                 "d.mp4 loitering\n")
+    with pytest.raises(CorpusFormatError, match=r"train.txt:4: unknown label 'loitering'"):
+        read_label_list(path, "train")
+    assert read_label_list(path, "train", categories=["Loitering"]) == {
+        "a.mp4": "Normal", "b.mp4": "RoadAccidents", "c.mp4": "unlabelled", "d.mp4": "Loitering"}
+
+
+def test_read_ucf_temporal_refuses_an_unknown_class(tmp_path: Path) -> None:
+    path = write(tmp_path / "temporal.txt", "Abuse028_x264.mp4  Abuse  165  240  -1  -1\n"
+                 "x.mp4  Crime  1  5  -1  -1\n")
+    with pytest.raises(CorpusFormatError, match=r"temporal.txt:2: unknown label 'Crime'; expected Normal"):
+        read_ucf_temporal(path)
+    assert read_ucf_temporal(path, categories=("Crime",))["x.mp4"] == ("Crime", ((1, 5),))
+
+
 def test_read_label_list_missing_file_and_bad_split(tmp_path: Path) -> None:
     with pytest.raises(CorpusFormatError, match="nope.txt: file not found"):
         read_label_list(tmp_path / "nope.txt", "train")
@@ -146,7 +175,7 @@ def test_read_ucf_train_list_labels_from_folders(tmp_path: Path) -> None:
     )
     assert read_ucf_train_list(path) == {
         "Abuse/Abuse001_x264.mp4": "Abuse",
-        "Road_Accidents/RoadAccidents001_x264.mp4": "Road_Accidents",
+        "Road_Accidents/RoadAccidents001_x264.mp4": "RoadAccidents",  # the temporal file's class name
         "Training_Normal_Videos_Anomaly/Normal_Videos001_x264.mp4": "Normal",
         "Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264.mp4": "Normal",
     }
@@ -289,7 +318,7 @@ def test_read_corpus_temporal_label_must_agree(tmp_path: Path) -> None:
 def test_read_corpus_ambiguous_basename(tmp_path: Path) -> None:
     root = make_corpus(
         tmp_path,
-        {"test.txt": "A/x.mp4 Boom\nB/x.mp4 Boom\n", "test_temporal.txt": "x.mp4 Boom 1 2\n"},
+        {"test.txt": "A/x.mp4 Explosion\nB/x.mp4 Explosion\n", "test_temporal.txt": "x.mp4 Explosion 1 2\n"},
         ["A/x.mp4", "B/x.mp4"],
     )
     with pytest.raises(CorpusFormatError, match="matches several videos by name"):
@@ -356,6 +385,38 @@ def test_video_record_rejects_unknown_split() -> None:
         VideoRecord("a.mp4", "/a.mp4", "Normal", "val", None)
     assert not VideoRecord("a.mp4", "/a.mp4", "Normal", "test", ()).is_anomalous
     assert VideoRecord("a.mp4", "/a.mp4", "Riot", "test", None).is_anomalous
+    unlabelled = VideoRecord("a.mp4", "/a.mp4", "unlabelled", "test", None)
+    assert (unlabelled.is_anomalous, unlabelled.is_labelled) == (False, False)
+    assert VideoRecord("a.mp4", "/a.mp4", "Normal", "test", None).is_labelled
+
+
+def test_read_corpus_of_unannotated_videos_labels_every_video_unlabelled(tmp_path: Path) -> None:
+    # a folder with videos/ and no annotations/
+    root = make_corpus(tmp_path / "own", {}, ["cam1/a.mp4", "b.MOV", "notes.txt"])
+    assert read_corpus(root) == [record(root, "b.MOV", "unlabelled", "test"),
+                                 record(root, "cam1/a.mp4", "unlabelled", "test")]
+    # a plain folder of videos: their ids are relative to it
+    plain = tmp_path / "plain"
+    for name in ("x.mp4", "sub/y.webm"):
+        write(plain / name, "")
+    assert read_corpus(plain) == [
+        VideoRecord("sub/y.webm", os.path.abspath(plain / "sub/y.webm"), "unlabelled", "test"),
+        VideoRecord("x.mp4", os.path.abspath(plain / "x.mp4"), "unlabelled", "test")]
+    assert not any(r.is_anomalous or r.is_labelled for r in read_corpus(plain))
+
+
+def test_read_corpus_of_a_folder_without_videos_or_annotations_says_what_it_wants(tmp_path: Path) -> None:
+    write(tmp_path / "readme.txt", "")
+    with pytest.raises(CorpusFormatError) as err:
+        read_corpus(tmp_path)
+    assert str(err.value).startswith(f"{tmp_path}: no annotations/ folder and no video file (.mp4, .avi, "
+                                     f".mkv, .mov, .webm) under {tmp_path}; put your videos there")
+    with pytest.raises(CorpusFormatError, match="no such corpus folder"):
+        read_corpus(tmp_path / "missing")
+    (tmp_path / "annotations").mkdir()  # an empty annotations/ is a mistake, not an unlabelled corpus
+    write(tmp_path / "videos" / "a.mp4", "")
+    with pytest.raises(CorpusFormatError, match="no annotation lists found; .* the empty annotations/"):
+        read_corpus(tmp_path)
 
 
 def test_corpus_package_imports_neither_ray_nor_av() -> None:
@@ -391,14 +452,17 @@ def test_read_vera_eval_labels_intervals_and_lengths(tmp_path: Path) -> None:
     [
         ("{}", "the top level is a dict"),
         ("[1, 2", "not JSON"),
-        ('[{"video": "frames/A/a.mp4", "length": 10}]', "entry 0: not an object with `video`"),
-        ('[{"video": "frames/A/a.mp4", "temporal_label": [1, 5], "length": 0}]', "`length` 0"),
-        ('[{"video": "frames/A/a.mp4", "temporal_label": [5, 1], "length": 9}]', "start 5 is not before"),
-        ('[{"video": "frames/A/a.mp4", "temporal_label": [1, "x"], "length": 9}]', "not a list of frame"),
+        ('[{"video": "frames/Arson/a.mp4", "length": 10}]', "entry 0: not an object with `video`"),
+        ('[{"video": "frames/Arson/a.mp4", "temporal_label": [1, 5], "length": 0}]', "`length` 0"),
+        ('[{"video": "frames/Arson/a.mp4", "temporal_label": [5, 1], "length": 9}]', "start 5 is not before"),
+        ('[{"video": "frames/Arson/a.mp4", "temporal_label": [1, "x"], "length": 9}]', "not a list of frame"),
         ('[{"video": "a.mp4", "temporal_label": [1, 5], "length": 9}]', "has no category folder"),
         ('[{"video": "frames/Normal/n.mp4", "temporal_label": [1, 5], "length": 9}]', "Normal video"),
-        ('[{"video": "f/A/a.mp4", "temporal_label": [], "length": 9}, '
-         '{"video": "f/A/a.mp4", "temporal_label": [], "length": 9}]', "entry 1: 'f/A/a.mp4' already"),
+        ('[{"video": "frames/Boom/b.mp4", "temporal_label": [1, 5], "length": 9}]',
+         "entry 0: unknown label 'Boom'; expected Normal, unlabelled or an anomaly category: Abnormal,"),
+        ('[{"video": "f/Arson/a.mp4", "temporal_label": [], "length": 9}, '
+         '{"video": "f/Arson/a.mp4", "temporal_label": [], "length": 9}]',
+         "entry 1: 'f/Arson/a.mp4' already"),
     ],
 )
 def test_read_vera_eval_errors_name_file_and_entry(tmp_path: Path, text: str, fragment: str) -> None:

@@ -32,6 +32,15 @@ def test_regroups_sorted_with_labels_and_categories():
     assert np.isnan(videos.gt_fraction).all()
 
 
+def test_an_unlabelled_video_is_neither_anomalous_nor_a_category():
+    videos = video_set_from_segments(segments({"a.mp4": "Normal", "b.mp4": "Fight", "u.mp4": "unlabelled"}))
+    np.testing.assert_array_equal(videos.labels, [0, 1, 0])
+    np.testing.assert_array_equal(videos.labelled, [True, True, False])
+    np.testing.assert_array_equal(videos.category_known, [True, True, False])
+    assert videos.categories == ("Normal", "Fight")
+    assert videos.subset(videos.labelled).video_ids == ["a.mp4", "b.mp4"]
+
+
 def test_uneven_segment_counts_are_an_error():
     table = pa.concat_tables([segments({"a.mp4": "Normal"}, k=3), segments({"b.mp4": "Normal"}, k=2)])
     with pytest.raises(ValueError, match="same number of segments"):
