@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -11,7 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+import pyarrow.fs as pafs
+
+from dualvad.train.resume import SNAPSHOT_FILE, registered_metrics
 
 
 def descendants_named(marker: str) -> list[int]:
@@ -49,14 +50,11 @@ class Killer(threading.Thread):
 
 
 def registered_metric(storage: Path, key: str) -> float:
-    """The metric ``key`` of the latest checkpoint Ray Train's controller registered under ``storage``
-    (-1 before the first). Registered, not merely written: the controller registers a checkpoint when it
-    next polls the workers, and rewrites its snapshot file each time; a worker killed before that takes
-    its unpolled reports with it, and the new worker group starts from an earlier checkpoint."""
-    for snapshot in storage.rglob(CHECKPOINT_MANAGER_SNAPSHOT_FILENAME):
-        try:
-            latest = json.loads(snapshot.read_text())["latest_checkpoint_result"]
-        except json.JSONDecodeError:  # caught mid-rewrite (not written atomically): read it next time
-            return -1
-        return float(latest["metrics"][key]) if latest else -1
+    """The metric ``key`` of the latest checkpoint Ray Train's controller registered for a run stored anywhere
+    under ``storage`` (-1 before the first). Registered, not merely written: the controller registers a
+    checkpoint when it next polls the workers; a worker killed before that takes its unpolled reports with
+    it, and the new worker group starts from an earlier checkpoint."""
+    for snapshot in storage.rglob(SNAPSHOT_FILE):
+        metrics = registered_metrics(pafs.LocalFileSystem(), str(snapshot.parent))
+        return -1 if metrics is None else float(metrics[key])
     return -1

@@ -101,6 +101,7 @@ class FinetuneSummary:
 
 
 STAGE = Stage("finetune", paths.FINETUNE, inputs=(paths.BENCHMARKS,))
+RUN_NAME = "finetune"  # Ray Train's run in the stage's scratch: the same name resumes (train.resume)
 
 
 def run_finetune(config: DualVADConfig, force: bool = False) -> FinetuneSummary | Skipped:
@@ -134,7 +135,7 @@ def _finetune(context: StageContext, config: DualVADConfig) -> FinetuneSummary:
         scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=settings.use_gpu,
                                      resources_per_worker=_worker_resources(settings)),
         run_config=RunConfig(
-            name=f"finetune-{int(time.time())}",
+            name=RUN_NAME,
             storage_path=context.scratch.path(paths.RAY_DIR),  # deleted once the model is published
             storage_filesystem=run.fs,
             # Ray keeps the latest checkpoint whatever the number (the one a restart resumes from).

@@ -40,6 +40,7 @@ from dualvad.scorer.data import FeatureNormalizer, VideoSet, train_validation_sp
 from dualvad.scorer.trained import TrainedScorer, batch_loss, build_model, output_loss
 from dualvad.stages import Skipped, Stage, StageContext, read_input, run_stage, section
 from dualvad.tracking import Tracker
+from dualvad.train.resume import registered_metrics
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +59,18 @@ class ScorerTrainSummary:
     best_val_auc: float
     seconds: float
     output: str
+    resumed_after: int | None = None  # the epoch of the interrupted run's checkpoint this run went on from
 
     def __str__(self) -> str:
-        return (f"train-scorer: {self.train_videos} training / {self.val_videos} validation videos, "
+        resumed = "" if self.resumed_after is None else f"resumed after epoch {self.resumed_after}, "
+        return (f"train-scorer: {resumed}{self.train_videos} training / {self.val_videos} validation videos, "
                 f"best epoch {self.best_epoch} (val loss {self.best_val_loss:.4f}, val AUC "
                 f"{self.best_val_auc:.3f}), "
                 f"{self.seconds:.1f} s -> {self.output}")
 
 
 STAGE = Stage("train-scorer", paths.SCORER, inputs=(paths.SEGMENTS,))
+RUN_NAME = "scorer"  # Ray Train's run in the stage's scratch: the same name resumes (train.resume)
 
 
 def train_scorer(config: DualVADConfig, force: bool = False) -> ScorerTrainSummary | Skipped:
@@ -89,7 +93,7 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
         scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=False,
                                      resources_per_worker={"CPU": settings.cpus_per_worker}),
         run_config=RunConfig(
-            name=f"scorer-{int(time.time())}",
+            name=RUN_NAME,
             storage_path=context.scratch.path(paths.RAY_DIR),  # deleted once the model is published
             storage_filesystem=run.fs,
             # The best checkpoint by val_loss stays, and Ray keeps the latest too (its history.json).
@@ -99,6 +103,11 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
         ),
         datasets={"train": ray.data.from_items(_rows(train, normalizer))},
     )
+    interrupted = registered_metrics(run.fs, context.scratch.path(paths.RAY_DIR, RUN_NAME))
+    resumed_after = None if interrupted is None else int(interrupted["epoch"])
+    if resumed_after is not None:
+        log.info("train-scorer: an interrupted run of these settings reached epoch %d: going on from its "
+                 "checkpoint", resumed_after)
     result = trainer.fit()
     best = result.get_best_checkpoint(metric="val_loss", mode="min")
     if best is None:
@@ -114,7 +123,7 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
     return ScorerTrainSummary(len(train), held_out, int(trained.metrics["epoch"]),
                               float(trained.metrics["val_loss"]), float(trained.metrics["val_auc"]),
                               time.perf_counter() - started,
-                              run.path(paths.SCORER, paths.SCORER_MODEL_DIR))
+                              run.path(paths.SCORER, paths.SCORER_MODEL_DIR), resumed_after)
 
 
 def _publish_events(out: RunDir, checkpoint_dir: str) -> None:

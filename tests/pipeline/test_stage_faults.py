@@ -133,3 +133,49 @@ def test_duplicated_segment_rows_are_refused_by_score_and_sample(copied_run):
     first = open_run(str(run)).read_table(paths.SAMPLES)
     assert pc.count_distinct(first[S.VIDEO_ID]).as_py() == first.num_rows  # the published samples stand
     assert os.path.exists(run / paths.SCORES / paths.STAGE_FILE)
+
+
+def test_sigterm_mid_training_then_a_rerun_goes_on_from_the_checkpoint_to_the_same_scorer(scored_run,
+                                                                                        tmp_path):
+    """`dualvad train-scorer` SIGTERMed once Ray Train registered its epoch-10 checkpoint (of 30) publishes
+    nothing; run again, the stage finds that run (same settings, same scratch folder, the same Ray Train run
+    name) and goes on after epoch 10 instead of starting over, to the scorer and history of the shared run,
+    trained with the same settings and never interrupted."""
+    import json
+
+    import torch
+
+    from dualvad.config import config_yaml
+    from dualvad.train.scorer import train_scorer
+
+    from raykill import registered_metric
+
+    config, _ = scored_run
+    run = tmp_path / "run"
+    shutil.copytree(Path(config.run) / paths.SEGMENTS, run / paths.SEGMENTS)
+    config = dataclasses.replace(config, run=str(run))
+    (tmp_path / "config.yaml").write_text(config_yaml(config))
+    command = [str(Path(sys.executable).parent / "dualvad"), "train-scorer", "--config",
+               str(tmp_path / "config.yaml")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while (registered_metric(run / paths.WORK_DIR, "epoch") < 9 and process.poll() is None
+           and time.monotonic() < deadline):
+        time.sleep(0.05)
+    assert process.poll() is None, "training finished before it could be interrupted"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert not (run / paths.SCORER).exists()  # nothing published half-done
+
+    summary = train_scorer(config)
+    assert summary.resumed_after is not None and summary.resumed_after >= 9, str(summary)
+    assert f"resumed after epoch {summary.resumed_after}" in str(summary)
+    history = json.loads((run / paths.SCORER / paths.SCORER_HISTORY_FILE).read_text())
+    reference = Path(scored_run[0].run) / paths.SCORER
+    assert history == [pytest.approx(report, abs=1e-6, nan_ok=True)
+                       for report in json.loads((reference / paths.SCORER_HISTORY_FILE).read_text())]
+    weights = torch.load(run / paths.SCORER / paths.SCORER_MODEL_DIR / "model.pt")
+    for name, tensor in torch.load(reference / paths.SCORER_MODEL_DIR / "model.pt").items():
+        torch.testing.assert_close(weights[name], tensor, rtol=0, atol=1e-6, msg=name)
+    assert not [p for p in (run / paths.WORK_DIR).iterdir() if "scorer" in p.name]  # no run left behind
