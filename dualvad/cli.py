@@ -10,14 +10,20 @@ and runs every stage end to end on a local Ray.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
 import os
+import shutil
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
 
-from dualvad import __version__, paths
+import pyarrow.fs as pafs
+
+from dualvad import __version__, console, paths
 from dualvad.config import (
     DEMO_PROFILE,
     ConfigError,
@@ -30,6 +36,7 @@ from dualvad.config import (
 )
 from dualvad.corpus.layout import CorpusFormatError
 from dualvad.errors import StageError
+from dualvad.rundir import open_run
 from dualvad.stages import StageInterrupted, dry_run
 
 log = logging.getLogger("dualvad")
@@ -47,13 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.inputs, args.overrides = _split_inputs(args.inputs + extra)
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         # The demo's own settings sit under the user's: a --config file replaces them (configs/demo.yaml
         # holds them), overrides change them.
         profile = list(DEMO_PROFILE) if args.command == "demo" and not args.config else []
         config = load_config(args.config, [*profile, *_overrides(args)])
-        return args.handler(config, args)
+        with _console(args, config):
+            return args.handler(config, args)
     except (ConfigError, CorpusFormatError) as error:
         print(f"dualvad {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -164,6 +171,10 @@ def _command(commands, name: str, help_text: str, handler: Callable,
     if handler in (_cmd_stage, _cmd_ingest, _cmd_demo, _cmd_pipeline):
         sub.add_argument("--force", action="store_true",
                          help="redo the stage(s) even when the output matches these inputs and settings")
+        sub.add_argument("--verbose", action="store_true",
+                         help="show every log record, Ray's worker output and Ray Data's progress bars on "
+                         f"the console too (default: they go to RUN/{paths.LOGS}/, the console shows "
+                         "progress bars, summaries and warnings)")
     if handler in (_cmd_stage, _cmd_ingest):
         sub.add_argument("--dry-run", dest="dry_run", action="store_true",
                          help="print what the stage would do (inputs, skip or run and why, work staged) and "
@@ -275,6 +286,9 @@ def _cmd_pipeline(config: DualVADConfig, args: argparse.Namespace) -> int:
 def run_pipeline(config: DualVADConfig, force: bool = False) -> dict[str, str]:
     """Run every stage of ``_STAGES`` in order (each skips itself when its output is up to date), printing
     each one's summary line as it ends; returns stage -> its output (path or URI)."""
+    from dualvad.pipeline.runtime import ensure_ray
+
+    ensure_ray(config.ray)  # once, before the first stage: every stage reuses it
     outputs = {}
     for stage in _STAGES:
         summary = _run_stage(stage, config, force)
@@ -365,11 +379,70 @@ def _require(value: str, key: str, fix: str) -> None:
         raise ConfigError(f"config key {key!r} is empty: {fix}")
 
 
-def _progress(label: str) -> Callable[[int, int], None]:
-    def report(done: int, total: int) -> None:
-        print(f"\r{label}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr)
+def _progress(label: str, unit: str = "videos") -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback drawn as a progress bar on standard error."""
+    return console.counter(label, unit)
 
-    return report
+
+@contextlib.contextmanager
+def _console(args: argparse.Namespace, config: DualVADConfig) -> Iterator[None]:
+    """The command's console (:mod:`dualvad.console`). A command that runs stages (not ``--dry-run``) logs
+    to ``RUN/logs/<UTC time>-<command>.log`` and shows bars, summaries and warnings (all of it with
+    ``--verbose``); when it started a local Ray, the Ray workers' logs are copied beside that file as it
+    ends. Other commands show every log record on the console."""
+    if not hasattr(args, "verbose") or getattr(args, "dry_run", False):
+        with console.session():
+            yield
+        return
+    run = open_run(os.path.abspath(config.run) if args.command == "demo" else config.run)
+    name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{args.command}"
+    folder = run.path(paths.LOGS) if run.local else tempfile.mkdtemp(prefix="dualvad-logs-")
+    ray_before = _started_ray_logs()
+    with console.session(os.path.join(folder, f"{name}.log"), args.verbose):
+        where = "" if run.local else f", copied to {run.path(paths.LOGS)}/ as the command ends"
+        log.info("log: %s%s", os.path.join(folder, f"{name}.log"), where, extra=console.SHOWN)
+        try:
+            yield
+        finally:
+            ray_logs = _started_ray_logs()
+            if ray_logs is not None and ray_logs != ray_before:  # a local Ray this command started
+                _copy_ray_logs(ray_logs, os.path.join(folder, name + paths.RAY_LOGS_SUFFIX))
+            if not run.local:
+                pafs.copy_files(folder, run.path(paths.LOGS), source_filesystem=pafs.LocalFileSystem(),
+                                destination_filesystem=run.fs)
+
+
+def _started_ray_logs() -> str | None:
+    """The logs folder of the local Ray this process started, if it started one (Ray is not imported
+    here when no stage has used it)."""
+    runtime = sys.modules.get("dualvad.pipeline.runtime")
+    return runtime.started_ray_logs() if runtime is not None else None
+
+
+def _copy_ray_logs(source: str, target: str) -> None:
+    """The Ray workers' output (``worker-*.out|err``: every task's and actor's prints and log records, what
+    ``--verbose`` shows), Ray Data's and Ray Train's logs, from Ray's session folder into ``target``; empty
+    files are left out. Ray's own processes (raylet, GCS ...) keep their logs in the session folder."""
+    def leave_out(folder: str, names: list[str]) -> list[str]:
+        top = os.path.samefile(folder, source)
+        return [name for name in names if (top and not _is_worker_log(name)) or _empty_file(folder, name)]
+
+    try:
+        shutil.copytree(source, target, ignore=leave_out, dirs_exist_ok=True)
+    except (shutil.Error, OSError) as error:  # the command's own result stands; say what is missing
+        log.warning("could not copy all of Ray's worker logs from %s to %s: %s", source, target, error)
+        return
+    log.info("Ray's worker logs copied to %s", target, extra=console.SHOWN)
+
+
+def _is_worker_log(name: str) -> bool:
+    return name.startswith("worker-") or name in ("ray-data", "train")
+
+
+def _empty_file(folder: str, name: str) -> bool:
+    path = os.path.join(folder, name)
+    return os.path.isfile(path) and os.path.getsize(path) == 0
+
 
 
 if __name__ == "__main__":

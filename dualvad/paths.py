@@ -40,6 +40,8 @@ EVAL_SAMPLES_DIR = "samples"  # RUN/eval/samples/<strategy>.parquet: frames an a
 METRICS_FILE = "metrics.json"  # RUN/eval/metrics.json
 JSONL_EXPORT = "jsonl"  # RUN/jsonl: `dualvad export-jsonl`'s default folder (not a stage output)
 RAY_DIR = "ray"  # Ray Train's storage inside a stage's scratch folder
+LOGS = "logs"  # RUN/logs: each stage command's log (not a stage output; dualvad.console, README "Console")
+RAY_LOGS_SUFFIX = ".ray"  # RUN/logs/<command's log name>.ray/: the Ray workers' logs of that command
 
 # Which stage writes each output: named in errors about a missing or corrupt input.
 WRITER = {SEGMENTS: "ingest", SCORER: "train-scorer", SCORES: "score", SAMPLES: "sample",

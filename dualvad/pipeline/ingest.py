@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import ray
 
-from dualvad import paths
+from dualvad import console, paths
 from dualvad import schema as S
 from dualvad.config import DualVADConfig, IngestConfig
 from dualvad.corpus.layout import VideoRecord
@@ -242,22 +242,25 @@ def _ingest_videos(context: StageContext, todo: list[VideoRecord], config: Inges
     )
     done: set[str] = set()
     with PartWriter(context.out, S.SEGMENTS_SCHEMA, flush_videos=context.settings.flush_videos,
-                    flush_seconds=context.settings.flush_seconds) as writer:
+                    flush_seconds=context.settings.flush_seconds) as writer, \
+            console.bar("ingest", len(todo), "videos") as advance:
         for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
             failed = pc.is_valid(batch[S.REASON])
             context.record_failures(batch.filter(failed).select(S.FAILURES_SCHEMA.names).to_pylist())
             writer.add(batch.filter(pc.invert(failed)).drop_columns([S.REASON]))
-            _log_progress(done, batch, len(todo), len(context.failures))
+            advance(_log_progress(done, batch, len(todo), len(context.failures)))
     return writer.rows_written
 
 
-def _log_progress(done: set[str], batch: pa.Table, total: int, failed: int) -> None:
-    """Log every ~5% of the videos (Ray Data's progress bar counts blocks, this counts videos)."""
+def _log_progress(done: set[str], batch: pa.Table, total: int, failed: int) -> int:
+    """Log every ~5% of the videos (Ray Data's progress bar counts blocks, this counts videos); returns
+    how many videos ``batch`` finished."""
     before = len(done)
     done.update(batch.column(S.VIDEO_ID).unique().to_pylist())
     step = max(1, total // 20)
     if len(done) // step > before // step or len(done) == total:
         log.info("ingest: %d/%d videos decoded, %d failed", len(done), total, failed)
+    return len(done) - before
 
 
 def video_rows(records: list[VideoRecord]) -> pa.Table:

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 
-from dualvad import paths
+from dualvad import console, paths
 from dualvad import schema as S
 from dualvad.config import DualVADConfig
 from dualvad.errors import MissingInputError, StageError
@@ -98,7 +99,7 @@ def _score(context: StageContext, config: DualVADConfig) -> ScoreSummary:
     todo, total, resumed = _files_to_score(run, run.parquet_files(paths.SEGMENTS), done)
     if todo:
         ensure_ray(config.ray)
-        _score_files(context, todo, config.scorer.score_workers)
+        _score_files(context, todo, total - resumed, config.scorer.score_workers)
     return ScoreSummary(total, resumed, total - resumed, time.perf_counter() - started,
                         run.path(paths.SCORES))
 
@@ -133,7 +134,8 @@ def _files_to_score(run: RunDir, files: list[str], scored: set[str]) -> tuple[li
     return todo, total, skipped
 
 
-def _score_files(context: StageContext, files: list[str], workers: int | None) -> None:
+def _score_files(context: StageContext, files: list[str], videos: int, workers: int | None) -> None:
+    """Score ``files`` (segments files holding ``videos`` videos to score) with an actor pool."""
     dataset = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files)).map_batches(
         ScoreWorker,
         fn_constructor_kwargs={"run_uri": context.run.uri},
@@ -143,6 +145,8 @@ def _score_files(context: StageContext, files: list[str], workers: int | None) -
         num_cpus=1,
     )
     with PartWriter(context.out, S.SCORES_SCHEMA, flush_videos=1,
-                    flush_seconds=context.settings.flush_seconds) as writer:
+                    flush_seconds=context.settings.flush_seconds) as writer, \
+            console.bar("score", videos, "videos") as advance:
         for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
             writer.add(batch)  # one segments file's videos: written as one part
+            advance(len(pc.unique(batch[S.VIDEO_ID])))

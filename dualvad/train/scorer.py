@@ -39,6 +39,7 @@ from dualvad.scorer.config import ScorerConfig
 from dualvad.scorer.data import FeatureNormalizer, VideoSet, train_validation_split, video_set_from_segments
 from dualvad.scorer.trained import TrainedScorer, batch_loss, build_model, output_loss
 from dualvad.stages import Skipped, Stage, StageContext, read_input, run_stage, section
+from dualvad.train.progress import training_bar
 
 log = logging.getLogger(__name__)
 
@@ -82,22 +83,24 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
     train, val = _training_videos(run, settings)
     normalizer = FeatureNormalizer.fit(train.features)
     ensure_ray(config.ray)
-    trainer = TorchTrainer(
-        _train_loop_per_worker,
-        train_loop_config=_loop_config(settings, train, normalizer, val),
-        scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=False,
-                                     resources_per_worker={"CPU": settings.cpus_per_worker}),
-        run_config=RunConfig(
-            name=f"scorer-{int(time.time())}",
-            storage_path=context.scratch.path(paths.RAY_DIR),  # deleted once the model is published
-            storage_filesystem=run.fs,
-            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_loss",
-                                               checkpoint_score_order="min"),
-            failure_config=FailureConfig(max_failures=2),
-        ),
-        datasets={"train": ray.data.from_items(_rows(train, normalizer))},
-    )
-    result = trainer.fit()
+    with training_bar("train-scorer", settings.epochs, "epochs", key="epoch", offset=1) as callbacks:
+        trainer = TorchTrainer(
+            _train_loop_per_worker,
+            train_loop_config=_loop_config(settings, train, normalizer, val),
+            scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=False,
+                                         resources_per_worker={"CPU": settings.cpus_per_worker}),
+            run_config=RunConfig(
+                name=f"scorer-{int(time.time())}",
+                storage_path=context.scratch.path(paths.RAY_DIR),  # deleted once the model is published
+                storage_filesystem=run.fs,
+                checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_loss",
+                                                   checkpoint_score_order="min"),
+                failure_config=FailureConfig(max_failures=2),
+                callbacks=callbacks,
+            ),
+            datasets={"train": ray.data.from_items(_rows(train, normalizer))},
+        )
+        result = trainer.fit()
     best = result.get_best_checkpoint(metric="val_loss", mode="min")
     if best is None:
         raise ScorerTrainingError("training reported no checkpoint; see the Ray Train logs above")
