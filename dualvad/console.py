@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -138,7 +139,10 @@ def bar(label: str, total: int, unit: str, since: float | None = None) -> Iterat
         yield lambda n=1: None
         return
     if sys.stderr.isatty():
-        with tqdm(total=total, desc=label, unit=f" {unit}", file=sys.stderr, dynamic_ncols=True,
+        # The size as shutil reads it: a terminal that reports 0 x 0 (some ptys) gets 80 x 24, not no bar.
+        size = shutil.get_terminal_size()
+        with tqdm(total=total, desc=label, unit=f" {unit}", file=sys.stderr, ncols=size.columns,
+                  nrows=size.lines,
                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}{unit} "
                              "[{elapsed}<{remaining}, {rate_noinv_fmt}]") as shown:
             if since is not None:

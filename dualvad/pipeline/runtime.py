@@ -24,27 +24,35 @@ def ensure_ray(config: RayConfig) -> None:
     _quiet_ray_driver()
     if ray.is_initialized():
         return
-    global _started_logs
     address = config.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        context = ray.init(address=address, log_to_driver=not console.quiet())
-        dashboard = f"http://{context.dashboard_url}" if context.dashboard_url else "none"
-        log.info("Ray: joined the cluster at %s; dashboard %s; its workers log on their own nodes", address,
-                 dashboard, extra=console.SHOWN)
+    if address and address != "local":  # RAY_ADDRESS=local: a new local instance, as ray.init reads it
+        _join(address)
     else:
-        # Workers must import dualvad from this checkout even when it is not installed.
-        context = ray.init(
-            num_cpus=config.num_cpus,
-            include_dashboard=config.dashboard,
-            log_to_driver=not console.quiet(),
-            runtime_env={"env_vars": {"PYTHONPATH": _package_parent()}},
-        )
-        _started_logs = os.path.join(context.address_info["session_dir"], "logs")
-        dashboard = (f"http://{context.dashboard_url}" if config.dashboard and context.dashboard_url
-                     else "off (ray.dashboard=true starts it)")
-        log.info("Ray: started a local instance with %d CPUs; dashboard %s; Ray's logs in %s",
-                 int(ray.cluster_resources().get("CPU", 0)), dashboard, _started_logs, extra=console.SHOWN)
+        _start_local(config)
     reclaim_signals()  # ray.init replaced the running stage's SIGTERM handler with its own
+
+
+def _join(address: str) -> None:
+    context = ray.init(address=address, log_to_driver=not console.quiet())
+    dashboard = f"http://{context.dashboard_url}" if context.dashboard_url else "none"
+    log.info("Ray: joined the cluster at %s; dashboard %s; its workers log on their own nodes", address,
+             dashboard, extra=console.SHOWN)
+
+
+def _start_local(config: RayConfig) -> None:
+    global _started_logs
+    # Workers must import dualvad from this checkout even when it is not installed.
+    context = ray.init(
+        num_cpus=config.num_cpus,
+        include_dashboard=config.dashboard,
+        log_to_driver=not console.quiet(),
+        runtime_env={"env_vars": {"PYTHONPATH": _package_parent()}},
+    )
+    _started_logs = os.path.join(context.address_info["session_dir"], "logs")
+    dashboard = (f"http://{context.dashboard_url}" if config.dashboard and context.dashboard_url
+                 else "off (ray.dashboard=true starts it)")
+    log.info("Ray: started a local instance with %d CPUs; dashboard %s; Ray's logs in %s",
+             int(ray.cluster_resources().get("CPU", 0)), dashboard, _started_logs, extra=console.SHOWN)
 
 
 _started_logs: str | None = None  # the logs folder of the local Ray this process started

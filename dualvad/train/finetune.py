@@ -141,7 +141,8 @@ def _finetune(context: StageContext, config: DualVADConfig) -> FinetuneSummary:
         )
         result = trainer.fit()
     if result.checkpoint is None:
-        raise FinetuneError("training reported no checkpoint; see the Ray Train logs above")
+        raise FinetuneError("training reported no checkpoint; see the Ray Train workers' logs in "
+                            f"{run.path(paths.LOGS)}/ (or run again with --verbose)")
     state = _export(context.out, result.checkpoint, model=settings.save_checkpoints)
     final = paths.FINETUNE_FINAL_DIR if settings.save_checkpoints else paths.TRAIN_LOG_FILE
     output = run.path(paths.FINETUNE, final)

@@ -103,7 +103,8 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
         result = trainer.fit()
     best = result.get_best_checkpoint(metric="val_loss", mode="min")
     if best is None:
-        raise ScorerTrainingError("training reported no checkpoint; see the Ray Train logs above")
+        raise ScorerTrainingError("training reported no checkpoint; see the Ray Train workers' logs in "
+                                  f"{run.path(paths.LOGS)}/ (or run again with --verbose)")
     with best.as_directory() as directory:
         trained = TrainedScorer.load(directory)
     with result.checkpoint.as_directory() as directory:  # the last report holds every report's metrics
