@@ -15,13 +15,8 @@ import importlib
 import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
-
-import pyarrow.fs as pafs
+from collections.abc import Callable, Sequence
 
 from dualvad import __version__, console, paths
 from dualvad.config import (
@@ -384,65 +379,13 @@ def _progress(label: str, unit: str = "videos") -> Callable[[int, int], None]:
     return console.counter(label, unit)
 
 
-@contextlib.contextmanager
-def _console(args: argparse.Namespace, config: DualVADConfig) -> Iterator[None]:
-    """The command's console (:mod:`dualvad.console`). A command that runs stages (not ``--dry-run``) logs
-    to ``RUN/logs/<UTC time>-<command>.log`` and shows bars, summaries and warnings (all of it with
-    ``--verbose``); when it started a local Ray, the Ray workers' logs are copied beside that file as it
-    ends. Other commands show every log record on the console."""
+def _console(args: argparse.Namespace, config: DualVADConfig) -> contextlib.AbstractContextManager:
+    """The command's console (:mod:`dualvad.console`): a command that runs stages (not ``--dry-run``) logs
+    to ``RUN/logs/`` and shows bars, summaries and warnings (all of it with ``--verbose``); the others show
+    every log record."""
     if not hasattr(args, "verbose") or getattr(args, "dry_run", False):
-        with console.session():
-            yield
-        return
-    run = open_run(os.path.abspath(config.run) if args.command == "demo" else config.run)
-    name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{args.command}"
-    folder = run.path(paths.LOGS) if run.local else tempfile.mkdtemp(prefix="dualvad-logs-")
-    ray_before = _started_ray_logs()
-    with console.session(os.path.join(folder, f"{name}.log"), args.verbose):
-        where = "" if run.local else f", copied to {run.path(paths.LOGS)}/ as the command ends"
-        log.info("log: %s%s", os.path.join(folder, f"{name}.log"), where, extra=console.SHOWN)
-        try:
-            yield
-        finally:
-            ray_logs = _started_ray_logs()
-            if ray_logs is not None and ray_logs != ray_before:  # a local Ray this command started
-                _copy_ray_logs(ray_logs, os.path.join(folder, name + paths.RAY_LOGS_SUFFIX))
-            if not run.local:
-                pafs.copy_files(folder, run.path(paths.LOGS), source_filesystem=pafs.LocalFileSystem(),
-                                destination_filesystem=run.fs)
-
-
-def _started_ray_logs() -> str | None:
-    """The logs folder of the local Ray this process started, if it started one (Ray is not imported
-    here when no stage has used it)."""
-    runtime = sys.modules.get("dualvad.pipeline.runtime")
-    return runtime.started_ray_logs() if runtime is not None else None
-
-
-def _copy_ray_logs(source: str, target: str) -> None:
-    """The Ray workers' output (``worker-*.out|err``: every task's and actor's prints and log records, what
-    ``--verbose`` shows), Ray Data's and Ray Train's logs, from Ray's session folder into ``target``; empty
-    files are left out. Ray's own processes (raylet, GCS ...) keep their logs in the session folder."""
-    def leave_out(folder: str, names: list[str]) -> list[str]:
-        top = os.path.samefile(folder, source)
-        return [name for name in names if (top and not _is_worker_log(name)) or _empty_file(folder, name)]
-
-    try:
-        shutil.copytree(source, target, ignore=leave_out, dirs_exist_ok=True)
-    except (shutil.Error, OSError) as error:  # the command's own result stands; say what is missing
-        log.warning("could not copy all of Ray's worker logs from %s to %s: %s", source, target, error)
-        return
-    log.info("Ray's worker logs copied to %s", target, extra=console.SHOWN)
-
-
-def _is_worker_log(name: str) -> bool:
-    return name.startswith("worker-") or name in ("ray-data", "train")
-
-
-def _empty_file(folder: str, name: str) -> bool:
-    path = os.path.join(folder, name)
-    return os.path.isfile(path) and os.path.getsize(path) == 0
-
+        return console.session()
+    return console.run_session(open_run(config.run), args.command, args.verbose)
 
 
 if __name__ == "__main__":

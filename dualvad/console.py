@@ -1,18 +1,19 @@
 """What a person sees on the console while a command runs: dualvad's progress bars and summaries.
 
 The ``dualvad`` console script opens one :func:`session` per command. A command that runs stages on a run
-directory gets a *log file* (``RUN/logs/<UTC time>-<command>.log``, :mod:`dualvad.paths`) and a *quiet*
-console: the file receives every log record of the process at INFO and above (dualvad's, the driver's Ray,
-Ray Data and Ray Train records, Python warnings), the console only warnings, errors and the few lines
-marked :data:`SHOWN` (where the log file and Ray's dashboard are), plus one progress bar per stage and the
-stages' summaries (printed by the CLI). ``--verbose`` puts everything back on the console as well.
-Without a session (the library called from Python, a ``ray job``, the tests) nothing here changes logging,
-and :func:`bar` shows nothing.
+directory opens it with :func:`run_session`: a *log file* (``RUN/logs/<UTC time>-<command>.log``,
+:mod:`dualvad.paths`) and a *quiet* console. The file receives every log record of the process at INFO and
+above (dualvad's, the driver's Ray, Ray Data and Ray Train records, Python warnings); the console only
+warnings, errors and the few lines marked :data:`SHOWN` (where the log file and Ray's dashboard are), plus
+one progress bar per stage and the stages' summaries (printed by the CLI). ``--verbose`` puts everything
+back on the console as well. Without a session (the library called from Python, a ``ray job``, the tests)
+nothing here changes logging, and :func:`bar` shows nothing.
 
 Progress bars go to standard error: a live ``tqdm`` bar with rate and ETA on a terminal; when standard
 error is not a terminal (CI logs, ``| tee``), a line at each quarter of the work instead, so a stage adds
 at most four lines. No Ray here: :mod:`dualvad.pipeline.runtime` quiets Ray through :func:`quiet` and
-:func:`adopt_logger`.
+:func:`adopt_logger`, and names the logs folder of a Ray it starts (:func:`keep_ray_logs`), which
+:func:`run_session` copies into the run as the command ends.
 """
 
 from __future__ import annotations
@@ -22,11 +23,18 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import pyarrow.fs as pafs
 from tqdm import tqdm
+
+from dualvad import paths
+from dualvad.rundir import RunDir
+
+log = logging.getLogger(__name__)
 
 #: ``extra=`` of a log record that the quiet console shows although it is INFO: where things are.
 SHOWN = {"console": True}
@@ -44,6 +52,7 @@ class _Session:
     file_handler: logging.Handler | None
     console_handler: logging.Handler
     restore: list[Callable[[], None]] = field(default_factory=list)  # undo steps, run in reverse
+    ray_logs: str | None = None  # the logs folder of a local Ray started during the session
 
 
 _session: _Session | None = None
@@ -100,6 +109,37 @@ def session(log_file: str | None = None, verbose: bool = False) -> Iterator[None
                 root.removeHandler(handler)
                 handler.close()
         root.setLevel(previous_level)
+
+
+@contextlib.contextmanager
+def run_session(run: RunDir, command: str, verbose: bool = False) -> Iterator[None]:
+    """:func:`session` for a command that runs stages on ``run``: its log file is
+    ``RUN/logs/<UTC time>-<command>.log`` (the first line on the console says where), and as the command
+    ends, also when it fails, the workers' logs of a local Ray it started go beside it
+    (``<same name>.ray/``, :func:`_copy_ray_logs`). On object storage the files are written in a local
+    temporary folder and copied to ``RUN/logs/`` as the command ends."""
+    name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{command}"
+    folder = run.path(paths.LOGS) if run.local else tempfile.mkdtemp(prefix="dualvad-logs-")
+    log_file = os.path.join(folder, f"{name}.log")
+    with session(log_file, verbose):
+        where = "" if run.local else f", copied to {run.sub(paths.LOGS).uri}/ as the command ends"
+        log.info("log: %s%s", log_file, where, extra=SHOWN)
+        current = _session
+        try:
+            yield
+        finally:
+            if current is not None and current.ray_logs is not None:
+                _copy_ray_logs(current.ray_logs, os.path.join(folder, name + paths.RAY_LOGS_SUFFIX))
+            if not run.local:
+                pafs.copy_files(folder, run.path(paths.LOGS), source_filesystem=pafs.LocalFileSystem(),
+                                destination_filesystem=run.fs)
+
+
+def keep_ray_logs(folder: str) -> None:
+    """A local Ray started during the session keeps its logs in ``folder``: :func:`run_session` copies the
+    workers' part into the run as the command ends. No-op outside a session."""
+    if _session is not None:
+        _session.ray_logs = folder
 
 
 def adopt_logger(name: str) -> None:
@@ -260,6 +300,32 @@ def _no_library_bars(current: _Session) -> None:
 
 
 _HF_BARS_OFF = "HF_HUB_DISABLE_PROGRESS_BARS"
+
+
+def _copy_ray_logs(source: str, target: str) -> None:
+    """The Ray workers' output (``worker-*.out|err``: every task's and actor's prints and log records, what
+    ``--verbose`` shows), Ray Data's and Ray Train's logs (``ray-data/``, ``train/``), from Ray's session
+    folder into ``target``; empty files are left out. Ray's own processes (raylet, GCS ...) keep their logs
+    in the session folder only."""
+    def leave_out(folder: str, names: list[str]) -> list[str]:
+        top = os.path.samefile(folder, source)
+        return [name for name in names if (top and not _is_worker_log(name)) or _empty_file(folder, name)]
+
+    try:
+        shutil.copytree(source, target, ignore=leave_out, dirs_exist_ok=True)
+    except (shutil.Error, OSError) as error:  # the command's own result stands; say what is missing
+        log.warning("could not copy all of Ray's worker logs from %s to %s: %s", source, target, error)
+        return
+    log.info("Ray's worker logs copied to %s", target, extra=SHOWN)
+
+
+def _is_worker_log(name: str) -> bool:
+    return name.startswith("worker-") or name in ("ray-data", "train")
+
+
+def _empty_file(folder: str, name: str) -> bool:
+    path = os.path.join(folder, name)
+    return os.path.isfile(path) and os.path.getsize(path) == 0
 
 
 def _warnings_to_file(current: _Session) -> None:

@@ -10,8 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.fs as pafs
+
 from dualvad import console, paths
 from dualvad.cli import main
+from dualvad.rundir import open_run
+
+from objectstore import moto_s3, s3_env
 
 # A stage run's console at most: the log line, Ray's start (its token warning and dualvad's line saying
 # where its dashboard and logs are), four progress lines, the summary and the worker-log copy: 9, and
@@ -118,3 +123,22 @@ def test_verbose_shows_every_record_on_the_console_and_dry_run_writes_no_log(ray
     assert decoded not in quiet.err and decoded in verbose.err
     assert quiet.out.startswith("ingest: 2 videos") and verbose.out.startswith("ingest: 2 videos")
     assert len(list(Path(run, paths.LOGS).glob("*-ingest.log"))) >= 1
+
+
+def test_a_command_on_object_storage_logs_locally_and_copies_the_log_to_the_run(monkeypatch, capsys):
+    """The log file is local while the command runs (the console names it) and copied to ``RUN/logs/`` as
+    it ends, also when it fails: here ``score`` on a run with no segments (exit 1, before any Ray work)."""
+    with moto_s3("runs") as endpoint:
+        for key, value in s3_env(endpoint).items():
+            monkeypatch.setenv(key, value)
+        assert main(["score", "--run", "s3://runs/empty"]) == 1
+        err = capsys.readouterr().err
+        (line,) = [line for line in err.splitlines() if line.startswith("log: ")]
+        local, _, where = line.removeprefix("log: ").partition(", ")
+        assert where == "copied to s3://runs/empty/logs/ as the command ends"
+        assert "run `dualvad ingest` first" in err
+        run = open_run("s3://runs/empty")
+        copied = [info.base_name for info in run.fs.get_file_info(pafs.FileSelector(run.path(paths.LOGS)))]
+        assert copied == [Path(local).name] and Path(local).name.endswith("-score.log")
+        with run.fs.open_input_stream(run.path(paths.LOGS, Path(local).name)) as stream:
+            assert stream.read().decode() == Path(local).read_text() != ""

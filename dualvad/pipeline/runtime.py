@@ -40,7 +40,6 @@ def _join(address: str) -> None:
 
 
 def _start_local(config: RayConfig) -> None:
-    global _started_logs
     # Workers must import dualvad from this checkout even when it is not installed.
     context = ray.init(
         num_cpus=config.num_cpus,
@@ -48,20 +47,12 @@ def _start_local(config: RayConfig) -> None:
         log_to_driver=not console.quiet(),
         runtime_env={"env_vars": {"PYTHONPATH": _package_parent()}},
     )
-    _started_logs = os.path.join(context.address_info["session_dir"], "logs")
+    logs = os.path.join(context.address_info["session_dir"], "logs")
+    console.keep_ray_logs(logs)
     dashboard = (f"http://{context.dashboard_url}" if config.dashboard and context.dashboard_url
                  else "off (ray.dashboard=true starts it)")
     log.info("Ray: started a local instance with %d CPUs; dashboard %s; Ray's logs in %s",
-             int(ray.cluster_resources().get("CPU", 0)), dashboard, _started_logs, extra=console.SHOWN)
-
-
-_started_logs: str | None = None  # the logs folder of the local Ray this process started
-
-
-def started_ray_logs() -> str | None:
-    """The logs folder of the local Ray instance this process started (``None``: it started none, or joined
-    a cluster, whose workers log on their own nodes)."""
-    return _started_logs
+             int(ray.cluster_resources().get("CPU", 0)), dashboard, logs, extra=console.SHOWN)
 
 
 def _quiet_ray_driver() -> None:
