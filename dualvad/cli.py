@@ -10,6 +10,7 @@ and runs every stage end to end on a local Ray.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -17,7 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from dualvad import __version__, paths
+from dualvad import __version__, console, paths
 from dualvad.config import (
     DEMO_PROFILE,
     ConfigError,
@@ -30,6 +31,7 @@ from dualvad.config import (
 )
 from dualvad.corpus.layout import CorpusFormatError
 from dualvad.errors import StageError
+from dualvad.rundir import open_run
 from dualvad.stages import StageInterrupted, dry_run
 
 log = logging.getLogger("dualvad")
@@ -47,13 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.inputs, args.overrides = _split_inputs(args.inputs + extra)
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         # The demo's own settings sit under the user's: a --config file replaces them (configs/demo.yaml
         # holds them), overrides change them.
         profile = list(DEMO_PROFILE) if args.command == "demo" and not args.config else []
         config = load_config(args.config, [*profile, *_overrides(args)])
-        return args.handler(config, args)
+        with _console(args, config):
+            return args.handler(config, args)
     except (ConfigError, CorpusFormatError) as error:
         print(f"dualvad {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -166,6 +168,10 @@ def _command(commands, name: str, help_text: str, handler: Callable,
     if handler in (_cmd_stage, _cmd_ingest, _cmd_demo, _cmd_pipeline):
         sub.add_argument("--force", action="store_true",
                          help="redo the stage(s) even when the output matches these inputs and settings")
+        sub.add_argument("--verbose", action="store_true",
+                         help="show every log record, Ray's worker output and Ray Data's progress bars on "
+                         f"the console too (default: they go to RUN/{paths.LOGS}/, the console shows "
+                         "progress bars, summaries and warnings)")
     if handler in (_cmd_stage, _cmd_ingest):
         sub.add_argument("--dry-run", dest="dry_run", action="store_true",
                          help="print what the stage would do (inputs, skip or run and why, work staged) and "
@@ -277,6 +283,9 @@ def _cmd_pipeline(config: DualVADConfig, args: argparse.Namespace) -> int:
 def run_pipeline(config: DualVADConfig, force: bool = False) -> dict[str, str]:
     """Run every stage of ``_STAGES`` in order (each skips itself when its output is up to date), printing
     each one's summary line as it ends; returns stage -> its output (path or URI)."""
+    from dualvad.pipeline.runtime import ensure_ray
+
+    ensure_ray(config.ray)  # once, before the first stage: every stage reuses it
     outputs = {}
     for stage in _STAGES:
         summary = _run_stage(stage, config, force)
@@ -367,11 +376,18 @@ def _require(value: str, key: str, fix: str) -> None:
         raise ConfigError(f"config key {key!r} is empty: {fix}")
 
 
-def _progress(label: str) -> Callable[[int, int], None]:
-    def report(done: int, total: int) -> None:
-        print(f"\r{label}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr)
+def _progress(label: str, unit: str = "videos") -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback drawn as a progress bar on standard error."""
+    return console.counter(label, unit)
 
-    return report
+
+def _console(args: argparse.Namespace, config: DualVADConfig) -> contextlib.AbstractContextManager:
+    """The command's console (:mod:`dualvad.console`): a command that runs stages (not ``--dry-run``) logs
+    to ``RUN/logs/`` and shows bars, summaries and warnings (all of it with ``--verbose``); the others show
+    every log record."""
+    if not hasattr(args, "verbose") or getattr(args, "dry_run", False):
+        return console.session()
+    return console.run_session(open_run(config.run), args.command, args.verbose)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ class RayConfig:
 
     address: str | None = None
     num_cpus: int | None = None  # local instance only; None = all cores
+    dashboard: bool = False  # local instance only: start Ray's dashboard (its address is printed)
 
     def __post_init__(self) -> None:
         at_least(self, 1, "num_cpus")

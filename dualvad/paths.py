@@ -49,6 +49,8 @@ JSONL_EXPORT = "jsonl"  # RUN/jsonl: `dualvad export-jsonl`'s default folder (no
 LLAMAFACTORY_DATASET_INFO = "dataset_info.json"  # inside the JSONL export: LLaMA-Factory's registry
 INTERNVL_META = "internvl_meta_{split}.json"  # inside the JSONL export: InternVL's meta file per split
 RAY_DIR = "ray"  # Ray Train's storage inside a stage's scratch folder
+LOGS = "logs"  # RUN/logs: each stage command's log (not a stage output; dualvad.console, README "Console")
+RAY_LOGS_SUFFIX = ".ray"  # RUN/logs/<command's log name>.ray/: the Ray workers' logs of that command
 
 # Which stage writes each output: named in errors about a missing or corrupt input.
 WRITER = {SEGMENTS: "ingest", SCORER: "train-scorer", SCORES: "score", SAMPLES: "sample",

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 
-from dualvad import paths
+from dualvad import console, paths
 from dualvad import schema as S
 from dualvad.benchmarks.builder import (
     SampledVideo,
@@ -139,7 +139,9 @@ def _build_shards(out: RunDir, tables: list[pa.Table], count: int, settings: Ben
         _build_shard_batch, fn_kwargs={"out_uri": out.uri, "count": count, "settings": asdict(settings)},
         batch_size=None, batch_format="pyarrow", num_cpus=1,
     )
-    dataset.materialize()
+    with console.bar("build-benchmarks", len(tables), "shards") as advance:
+        for built in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+            advance(built.num_rows)  # one row per shard built
 
 
 def _build_shard_batch(batch: pa.Table, out_uri: str, count: int, settings: dict[str, Any]) -> pa.Table:

@@ -54,7 +54,7 @@ import pyarrow.parquet as pq
 import ray
 from PIL import Image
 
-from dualvad import paths
+from dualvad import console, paths
 from dualvad import schema as S
 from dualvad.config import DualVADConfig, EvalConfig, SampleConfig
 from dualvad.corpus.layout import UNLABELLED, is_anomaly_label
@@ -391,9 +391,11 @@ def _infer(config: DualVADConfig, spec: ModelSpec, rows: list[dict]) -> list[dic
         num_gpus=1 if settings.use_gpu else 0,
     )
     predictions: list[dict] = []
-    for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-        predictions += batch.to_pylist()
-        log.info("evaluate: %s %d/%d videos", spec.name, len(predictions), len(rows))
+    with console.bar(f"evaluate {spec.name}", len(rows), "videos") as advance:
+        for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+            predictions += batch.to_pylist()
+            log.info("evaluate: %s %d/%d videos", spec.name, len(predictions), len(rows))
+            advance(batch.num_rows)
     return sorted(predictions, key=lambda row: row[S.VIDEO_ID])
 
 

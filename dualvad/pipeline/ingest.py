@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import ray
 
-from dualvad import paths
+from dualvad import console, paths
 from dualvad import schema as S
 from dualvad.config import DualVADConfig, IngestConfig
 from dualvad.corpus.layout import VideoRecord
@@ -291,12 +291,13 @@ def _ingest_videos(context: StageContext, todo: list[VideoRecord], config: Inges
     )
     done: set[str] = set()
     written, segments = set(staged), 0
-    for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-        failed = pc.is_valid(batch[S.REASON])
-        context.record_failures(batch.filter(failed).select(S.FAILURES_SCHEMA.names).to_pylist())
-        segments += pc.sum(batch[ROWS]).as_py() or 0
-        written.update(context.out.path(part) for part in pc.unique(batch[PART].drop_null()).to_pylist())
-        _log_progress(done, batch, len(todo), len(context.failures))
+    with console.bar("ingest", len(todo), "videos") as advance:
+        for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+            failed = pc.is_valid(batch[S.REASON])
+            context.record_failures(batch.filter(failed).select(S.FAILURES_SCHEMA.names).to_pylist())
+            segments += pc.sum(batch[ROWS]).as_py() or 0
+            written.update(context.out.path(part) for part in pc.unique(batch[PART].drop_null()).to_pylist())
+            advance(_log_progress(done, batch, len(todo), len(context.failures)))
     drop_strays(context.out, written)
     return segments
 
@@ -326,13 +327,15 @@ def drop_strays(out: RunDir, written: set[str]) -> None:
             out.fs.delete_file(path)
 
 
-def _log_progress(done: set[str], batch: pa.Table, total: int, failed: int) -> None:
-    """Log every ~5% of the videos (Ray Data's progress bar counts blocks, this counts videos)."""
+def _log_progress(done: set[str], batch: pa.Table, total: int, failed: int) -> int:
+    """Log every ~5% of the videos (Ray Data's progress bar counts blocks, this counts videos); returns
+    how many videos ``batch`` finished."""
     before = len(done)
     done.update(batch.column(S.VIDEO_ID).unique().to_pylist())
     step = max(1, total // 20)
     if len(done) // step > before // step or len(done) == total:
         log.info("ingest: %d/%d videos decoded, %d failed", len(done), total, failed)
+    return len(done) - before
 
 
 def video_rows(records: list[VideoRecord]) -> pa.Table:

@@ -6,7 +6,9 @@ import logging
 import os
 
 import ray
+import ray.data  # configures its loggers on import: before _quiet_ray_driver adopts them
 
+from dualvad import console
 from dualvad.config import RayConfig
 from dualvad.stages import reclaim_signals
 
@@ -14,21 +16,62 @@ log = logging.getLogger(__name__)
 
 
 def ensure_ray(config: RayConfig) -> None:
-    """Start or join Ray once per process; later calls reuse the running instance."""
+    """Start or join Ray once per process; later calls reuse the running instance (``dualvad demo`` and
+    ``pipeline`` start it once before their first stage). On a quiet console (:func:`dualvad.console.quiet`)
+    the workers' output is not sent to the driver (it stays in Ray's session logs, which the CLI copies into
+    ``RUN/logs``), Ray Data shows no progress bars and Ray's driver-side records go to the log file; one
+    line says where Ray's dashboard and logs are."""
+    _quiet_ray_driver()
     if ray.is_initialized():
         return
     address = config.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        log.info("joining Ray cluster at %s", address)
-        ray.init(address=address)
+    if address and address != "local":  # RAY_ADDRESS=local: a new local instance, as ray.init reads it
+        _join(address)
     else:
-        # Workers must import dualvad from this checkout even when it is not installed.
-        ray.init(
-            num_cpus=config.num_cpus,
-            include_dashboard=False,
-            runtime_env={"env_vars": {"PYTHONPATH": _package_parent()}},
-        )
+        _start_local(config)
     reclaim_signals()  # ray.init replaced the running stage's SIGTERM handler with its own
+
+
+def _join(address: str) -> None:
+    context = ray.init(address=address, log_to_driver=not console.quiet())
+    dashboard = f"http://{context.dashboard_url}" if context.dashboard_url else "none"
+    log.info("Ray: joined the cluster at %s; dashboard %s; its workers log on their own nodes", address,
+             dashboard, extra=console.SHOWN)
+
+
+def _start_local(config: RayConfig) -> None:
+    # Workers must import dualvad from this checkout even when it is not installed.
+    context = ray.init(
+        num_cpus=config.num_cpus,
+        include_dashboard=config.dashboard,
+        log_to_driver=not console.quiet(),
+        runtime_env={"env_vars": {"PYTHONPATH": _package_parent()}},
+    )
+    logs = os.path.join(context.address_info["session_dir"], "logs")
+    console.keep_ray_logs(logs)
+    dashboard = (f"http://{context.dashboard_url}" if config.dashboard and context.dashboard_url
+                 else "off (ray.dashboard=true starts it)")
+    log.info("Ray: started a local instance with %d CPUs; dashboard %s; Ray's logs in %s",
+             int(ray.cluster_resources().get("CPU", 0)), dashboard, logs, extra=console.SHOWN)
+
+
+def _quiet_ray_driver() -> None:
+    """On a quiet console: Ray's driver-side loggers to the log file (warnings still shown), no Ray Data
+    progress bars (dualvad draws its own per stage). Undone when the console session ends."""
+    if not console.active():
+        return
+    for name in ("ray", "ray.data"):  # neither propagates to the root; ray.train, ray.serve go via "ray"
+        console.adopt_logger(name)
+    if console.quiet():
+        data_context = ray.data.DataContext.get_current()
+        shown = data_context.enable_progress_bars
+        data_context.enable_progress_bars = False
+        console.at_end(lambda: setattr(data_context, "enable_progress_bars", shown))
+        # ... and not its warning that they are off, which would tell the user to turn them back on
+        notices = logging.getLogger("ray.data._internal.progress")
+        level = notices.level
+        notices.setLevel(logging.ERROR)
+        console.at_end(lambda: notices.setLevel(level))
 
 
 def _package_parent() -> str:

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 
-from dualvad import paths
+from dualvad import console, paths
 from dualvad import schema as S
 from dualvad.config import DualVADConfig, ScoreConfig
 from dualvad.errors import MissingInputError, StageError
@@ -128,7 +129,7 @@ def _score(context: StageContext, config: DualVADConfig, source: RunDir) -> Scor
     todo, total, resumed = _files_to_score(run, files, done)
     if todo:
         ensure_ray(config.ray)
-        _score_files(context, todo, source, config.scorer.score_workers)
+        _score_files(context, todo, source, total - resumed, config.scorer.score_workers)
     return ScoreSummary(total, resumed, total - resumed, time.perf_counter() - started,
                         run.path(paths.SCORES))
 
@@ -175,7 +176,10 @@ def _files_to_score(run: RunDir, files: list[str], scored: set[str]) -> tuple[li
     return todo, total, skipped
 
 
-def _score_files(context: StageContext, files: list[str], source: RunDir, workers: int | None) -> None:
+def _score_files(context: StageContext, files: list[str], source: RunDir, videos: int,
+                 workers: int | None) -> None:
+    """Score ``files`` (segments files holding ``videos`` videos to score) with ``source``'s scorer, in an
+    actor pool."""
     dataset = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files)).map_batches(
         ScoreWorker,
         fn_constructor_kwargs={"run_uri": context.run.uri, "scorer_run_uri": source.uri},
@@ -185,6 +189,8 @@ def _score_files(context: StageContext, files: list[str], source: RunDir, worker
         num_cpus=1,
     )
     with PartWriter(context.out, S.SCORES_SCHEMA, flush_videos=1,
-                    flush_seconds=context.settings.flush_seconds) as writer:
+                    flush_seconds=context.settings.flush_seconds) as writer, \
+            console.bar("score", videos, "videos") as advance:
         for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
             writer.add(batch)  # one segments file's videos: written as one part
+            advance(len(pc.unique(batch[S.VIDEO_ID])))

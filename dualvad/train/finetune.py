@@ -68,6 +68,7 @@ from dualvad.stages import Skipped, Stage, StageContext, run_stage, section
 from dualvad.tracking import Tracker
 from dualvad.train.flops import FlopsModel, flops_model, mfu, peak_bf16_flops, step_flops
 from dualvad.train.lora import apply_lora, base_model, merged_model
+from dualvad.train.progress import training_bar
 from dualvad.vlm.loss import answer_loss
 from dualvad.vlm.mixing import IMAGE, VIDEO, mix_schedule
 
@@ -129,26 +130,29 @@ def _finetune(context: StageContext, config: DualVADConfig) -> FinetuneSummary:
         raise FinetuneError(f"cannot split {counts[IMAGE]} image + {counts[VIDEO]} video rows over "
                             f"{settings.workers} workers: {error}") from error
     loop = _loop_config(settings, _model_path(context.out, settings), steps)
-    trainer = TorchTrainer(
-        _train_loop_per_worker,
-        train_loop_config=loop,
-        scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=settings.use_gpu,
-                                     resources_per_worker=_worker_resources(settings)),
-        run_config=RunConfig(
-            name=RUN_NAME,
-            storage_path=context.scratch.path(paths.RAY_DIR),  # deleted once the model is published
-            storage_filesystem=run.fs,
-            # Ray keeps the latest checkpoint whatever the number (the one a restart resumes from).
-            checkpoint_config=CheckpointConfig(num_to_keep=settings.keep_checkpoints),
-            # Without checkpoints a restart would begin again at step 0: fail instead.
-            failure_config=FailureConfig(max_failures=2 if settings.save_checkpoints else 0),
-        ),
-        datasets=datasets,
-        dataset_config=data.data_config(list(datasets)),
-    )
-    result = trainer.fit()
+    with training_bar("finetune", steps, "steps", key="step") as callbacks:
+        trainer = TorchTrainer(
+            _train_loop_per_worker,
+            train_loop_config=loop,
+            scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=settings.use_gpu,
+                                         resources_per_worker=_worker_resources(settings)),
+            run_config=RunConfig(
+                name=RUN_NAME,
+                storage_path=context.scratch.path(paths.RAY_DIR),  # deleted once the model is published
+                storage_filesystem=run.fs,
+                # Ray keeps the latest checkpoint whatever the number (the one a restart resumes from).
+                checkpoint_config=CheckpointConfig(num_to_keep=settings.keep_checkpoints),
+                # Without checkpoints a restart would begin again at step 0: fail instead.
+                failure_config=FailureConfig(max_failures=2 if settings.save_checkpoints else 0),
+                callbacks=callbacks,
+            ),
+            datasets=datasets,
+            dataset_config=data.data_config(list(datasets)),
+        )
+        result = trainer.fit()
     if result.checkpoint is None:
-        raise FinetuneError("training reported no checkpoint; see the Ray Train logs above")
+        raise FinetuneError("training reported no checkpoint; see the Ray Train workers' logs in "
+                            f"{run.path(paths.LOGS)}/ (or run again with --verbose)")
     state = _export(context.out, result.checkpoint, model=settings.save_checkpoints,
                     tracking=settings.tracking != "none")
     final = paths.FINETUNE_FINAL_DIR if settings.save_checkpoints else paths.TRAIN_LOG_FILE

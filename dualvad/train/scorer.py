@@ -40,6 +40,7 @@ from dualvad.scorer.data import FeatureNormalizer, VideoSet, train_validation_sp
 from dualvad.scorer.trained import TrainedScorer, batch_loss, build_model, output_loss
 from dualvad.stages import Skipped, Stage, StageContext, read_input, run_stage, section
 from dualvad.tracking import Tracker
+from dualvad.train.progress import training_bar
 from dualvad.train.resume import registered_metrics
 
 log = logging.getLogger(__name__)
@@ -87,31 +88,34 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
     train, val = _training_videos(run, settings)
     normalizer = FeatureNormalizer.fit(train.features)
     ensure_ray(config.ray)
-    trainer = TorchTrainer(
-        _train_loop_per_worker,
-        train_loop_config=_loop_config(settings, train, normalizer, val),
-        scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=False,
-                                     resources_per_worker={"CPU": settings.cpus_per_worker}),
-        run_config=RunConfig(
-            name=RUN_NAME,
-            storage_path=context.scratch.path(paths.RAY_DIR),  # deleted once the model is published
-            storage_filesystem=run.fs,
-            # The best checkpoint by val_loss stays, and Ray keeps the latest too (its history.json).
-            checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_loss",
-                                               checkpoint_score_order="min"),
-            failure_config=FailureConfig(max_failures=2),
-        ),
-        datasets={"train": ray.data.from_items(_rows(train, normalizer))},
-    )
     interrupted = registered_metrics(run.fs, context.scratch.path(paths.RAY_DIR, RUN_NAME))
     resumed_after = None if interrupted is None else int(interrupted["epoch"])
     if resumed_after is not None:
         log.info("train-scorer: an interrupted run of these settings reached epoch %d: going on from its "
                  "checkpoint", resumed_after)
-    result = trainer.fit()
+    with training_bar("train-scorer", settings.epochs, "epochs", key="epoch", offset=1) as callbacks:
+        trainer = TorchTrainer(
+            _train_loop_per_worker,
+            train_loop_config=_loop_config(settings, train, normalizer, val),
+            scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=False,
+                                         resources_per_worker={"CPU": settings.cpus_per_worker}),
+            run_config=RunConfig(
+                name=RUN_NAME,
+                storage_path=context.scratch.path(paths.RAY_DIR),  # deleted once the model is published
+                storage_filesystem=run.fs,
+                # The best checkpoint by val_loss stays, and Ray keeps the latest too (its history.json).
+                checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_loss",
+                                                   checkpoint_score_order="min"),
+                failure_config=FailureConfig(max_failures=2),
+                callbacks=callbacks,
+            ),
+            datasets={"train": ray.data.from_items(_rows(train, normalizer))},
+        )
+        result = trainer.fit()
     best = result.get_best_checkpoint(metric="val_loss", mode="min")
     if best is None:
-        raise ScorerTrainingError("training reported no checkpoint; see the Ray Train logs above")
+        raise ScorerTrainingError("training reported no checkpoint; see the Ray Train workers' logs in "
+                                  f"{run.path(paths.LOGS)}/ (or run again with --verbose)")
     with best.as_directory() as directory:
         trained = TrainedScorer.load(directory)
     with result.checkpoint.as_directory() as directory:  # the last report holds every report's metrics
