@@ -32,6 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
 from ray.serve.exceptions import BackPressureError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from dualvad.detector import DetectOptions, combine
 from dualvad.serve.errors import ServeError, error_body
@@ -122,7 +123,11 @@ class DetectService:
 
     async def _read_upload(self, request: Request) -> tuple[DetectRequestOptions, bytes, None]:
         counted = Request(request.scope, _limited_receive(request.receive, self.args.max_upload_bytes))
-        form = await counted.form(max_files=1, max_fields=len(OPTION_FIELDS))
+        try:
+            form = await counted.form(max_files=1, max_fields=len(OPTION_FIELDS))
+        except HTTPException as error:  # Starlette's multipart parser: a broken body, too many parts ...
+            raise ServeError(error.status_code, "bad_multipart",
+                             f"the multipart body cannot be read: {error.detail}; {_EMPTY}") from None
         try:
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
@@ -149,6 +154,8 @@ class DetectService:
 
     def _allowed(self, uri: str) -> str:
         """``uri`` normalised, when it lies under an allowed root; else 403 that says nothing of the file."""
+        if "\0" in uri:  # no path holds one, and os.path refuses it with a ValueError
+            raise ServeError(422, "invalid_option", "uri holds a NUL character: name a file")
         if "://" in uri:
             scheme, _, rest = uri.partition("://")
             candidate = f"{scheme}://{posixpath.normpath('/' + rest).lstrip('/')}"

@@ -193,7 +193,8 @@ def test_json_uri_gives_the_same_result_as_the_upload(server, media):
 @pytest.mark.parametrize("case", ["empty_body", "empty_file", "text", "truncated", "empty_upload_json",
                                   "long", "short", "strategy", "budget_type", "unknown_option", "outside",
                                   "traversal", "symlink", "missing", "folder", "too_large_declared",
-                                  "too_large_streamed", "stalled_upload", "huge_header"])
+                                  "too_large_streamed", "stalled_upload", "huge_header",
+                                  "nul_uri", "broken_multipart"])
 def test_bad_input_gets_its_status_and_message_and_the_server_lives(server, media, case):
     root = media["root"]
     if case == "empty_body":
@@ -254,6 +255,12 @@ def test_bad_input_gets_its_status_and_message_and_the_server_lives(server, medi
     elif case == "stalled_upload":
         status, body = _stalled_upload(server)
         assert status == 408 and "did not arrive within" in body and f"{READ_TIMEOUT_S:g} s" in body, body
+    elif case == "nul_uri":  # found by the fuzzing below: os.path refused it with a ValueError (a 500)
+        assert "NUL" in _error(server.post("/v1/detect", json={"uri": "\u0000"}), 422, "invalid_option")
+    elif case == "broken_multipart":  # found by the fuzzing below: Starlette's parser error was a 500
+        response = server.post("/v1/detect", content=b"--b\r\nnot a part header\r\n",
+                               headers={"content-type": "multipart/form-data; boundary=b"})
+        assert "multipart" in _error(response, 400, "bad_multipart")
     elif case == "huge_header":  # 1 MiB in one header: answered (accepted or refused), never a 5xx or a hang
         response = server.get("/healthz", headers={"x-padding": "a" * 2**20})
         assert response.status_code < 500, response.status_code
@@ -330,7 +337,7 @@ def test_fuzzed_requests_never_get_a_5xx_and_every_error_is_json(server, mode):
             assert response.status_code < 500, (case.as_curl_command(), response.status_code, response.text)
             if response.status_code >= 400:
                 body = ErrorResponse.model_validate(response.json())
-                assert body.request_id == response.headers["x-request-id"], response.text
+                assert [body.request_id] == response.headers["x-request-id"], response.text  # values: lists
 
         check()
     print(f"\nfuzzing ({mode}): statuses {dict(sorted(statuses.items()))}")
