@@ -32,7 +32,7 @@ from dualvad import paths
 from dualvad import schema as S
 from dualvad.config import DualVADConfig
 from dualvad.errors import StageError
-from dualvad.eval.metrics import video_auc
+from dualvad.eval.metrics import auc_or_none, auc_text
 from dualvad.pipeline.runtime import ensure_ray
 from dualvad.rundir import RunDir, open_run
 from dualvad.scorer.config import ScorerConfig
@@ -54,14 +54,14 @@ class ScorerTrainSummary:
     val_videos: int
     best_epoch: int
     best_val_loss: float
-    best_val_auc: float
+    best_val_auc: float | None  # None: the validation videos hold one class (undefined, not 0.0)
     seconds: float
     output: str
 
     def __str__(self) -> str:
         return (f"train-scorer: {self.train_videos} training / {self.val_videos} validation videos, "
                 f"best epoch {self.best_epoch} (val loss {self.best_val_loss:.4f}, val AUC "
-                f"{self.best_val_auc:.3f}), "
+                f"{auc_text(self.best_val_auc)}), "
                 f"{self.seconds:.1f} s -> {self.output}")
 
 
@@ -108,7 +108,7 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
     _export(context.out, trained, history)
     held_out = 0 if val is train else len(val)
     return ScorerTrainSummary(len(train), held_out, int(trained.metrics["epoch"]),
-                              float(trained.metrics["val_loss"]), float(trained.metrics["val_auc"]),
+                              float(trained.metrics["val_loss"]), trained.metrics["val_auc"],
                               time.perf_counter() - started,
                               run.path(paths.SCORER, paths.SCORER_MODEL_DIR))
 
@@ -193,9 +193,10 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def _validation_metrics(model: torch.nn.Module, loop: dict[str, Any]) -> dict[str, float]:
+def _validation_metrics(model: torch.nn.Module, loop: dict[str, Any]) -> dict[str, float | None]:
     """On the held-out videos: ``val_loss``, the training loss (eval mode, nats), and
-    ``val_auc``, the video-level AUC of each video's highest segment score."""
+    ``val_auc``, the video-level AUC of each video's highest segment score (``None`` where those videos
+    hold one class: undefined, reported as such rather than as a number)."""
     model.eval()
     batch = {"features": torch.from_numpy(loop["val_features"]),
              "label": torch.from_numpy(loop["val_labels"]),
@@ -205,7 +206,7 @@ def _validation_metrics(model: torch.nn.Module, loop: dict[str, Any]) -> dict[st
         output = model(batch["features"])
         loss = output_loss(loop["settings"], output, batch)
     scores = output.segment_scores.max(dim=1).values
-    return {"val_loss": float(loss), "val_auc": video_auc(loop["val_labels"], scores.numpy())}
+    return {"val_loss": float(loss), "val_auc": auc_or_none(loop["val_labels"], scores.numpy())}
 
 
 def _report_epoch(epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
