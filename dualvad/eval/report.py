@@ -337,11 +337,20 @@ def threshold_counts(model: ModelResult, threshold: float) -> ThresholdCounts:
 
 def scorer_validation(metrics: dict | None) -> str:
     """The header's line on the scorer's training: its exported checkpoint's ``metrics.json`` (``epoch``,
-    ``val_loss``, ``val_auc``; ``val_auc`` ``None`` where the validation videos hold one class)."""
+    ``val_loss``, ``val_auc`` ``None`` where the validation videos hold one class, and what it is over:
+    ``val_videos``, ``val_anomalous``, ``val_held_out``; runs trained before those keys lack them)."""
     if metrics is None:
         return "not recorded (no RUN/scorer/metrics.json)"
-    return (f"video AUC {auc_text(metrics.get('val_auc'))} on the held-out training videos, at the chosen "
-            f"checkpoint (epoch {metrics['epoch']}, validation loss {metrics['val_loss']:.4f})")
+    videos, anomalous = metrics.get("val_videos"), metrics.get("val_anomalous")
+    if videos is None or anomalous is None:
+        over = "(the validation videos are not recorded)"
+    else:
+        pairs = anomalous * (videos - anomalous)
+        which = ("held-out training videos" if metrics.get("val_held_out", True)
+                 else "training videos themselves (too few to hold out both classes)")
+        over = f"over {videos} {which}, {anomalous} anomalous: {pairs} anomalous-normal pair(s)"
+    return (f"video AUC {auc_text(metrics.get('val_auc'))} {over}; chosen checkpoint: epoch "
+            f"{metrics['epoch']}, validation loss {metrics['val_loss']:.4f}")
 
 
 def video_frame_auc(video: VideoResult) -> float | None:
@@ -379,6 +388,8 @@ img.timeline { width: 100%; max-width: 1000px; }
 img.thumbnail { max-height: 120px; display: block; }
 .explanation { white-space: pre-wrap; background: #f6f6f6; padding: 0.6em; border-left: 3px solid #999; }
 .note, .warning { color: #a33; }
+.wide { overflow-x: auto; }
+table.videos { font-size: 0.9em; }
 .warning { font-weight: bold; }
 article.video { border-top: 1px solid #ccc; padding-top: 0.5em; }
 """
@@ -501,14 +512,16 @@ def _all_videos_html(models: Sequence[ModelResult], featured: ModelResult, names
                      else "not scored")
         cells.append(f'<td class="num">{e(frame_auc)}</td>')
         cells.append(f'<td><a href="#video-{e(names[video_id])}">timeline</a></td>' if video_id in drawn else
-                     f"<td>none drawn (the report draws {limit}: eval.timeline_videos)</td>")
+                     "<td>none drawn</td>")
         body.append(f'<tr id="row-{e(names[video_id])}">{"".join(cells)}</tr>')
     return (f'<section id="all-videos"><h2>All test videos ({len(names)})</h2>'
-            f"<p>Video scores in bold are at or above the serving threshold {threshold:g}. Frame AUC: "
+            f"<p>Timelines are drawn for {len(drawn)} of {len(names)} videos "
+            f"(eval.timeline_videos = {limit}), anomalous ones first. "
+            f"Video scores in bold are at or above the serving threshold {threshold:g}. Frame AUC: "
             f"{e(featured.name)}'s frame scores on that video against its annotation "
             f"({UNDEFINED_ONE_CLASS} for a video whose frames hold one class).</p>"
-            f'<table class="videos"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-            "</section>")
+            f'<div class="wide"><table class="videos"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div></section>')
 
 
 def _video_html(video: VideoResult, name: str, timeline: bytes, model: ModelResult) -> str:

@@ -42,7 +42,8 @@ THRESHOLD = 0.75
 INFO = RunInfo(run="/runs/<demo>", corpus="/corpora/synthetic", split="test",
                sampling="focused, budget 6 frames per video, tau 0.1", date="2026-12-04T19:00:00+00:00",
                config_hash="0123456789ab", scorer_validation=scorer_validation(
-                   {"epoch": 7, "val_loss": 0.25, "val_auc": None}))
+                   {"epoch": 7, "val_loss": 0.25, "val_auc": None, "val_videos": 3, "val_anomalous": 0,
+                    "val_held_out": True}))
 RANDOM_NOTE = "random weights (tiny preset, not InternVL3-2B): chance-level by construction"
 VLM_INFO = ModelInfo(weights="/models/tiny, on focused frames",
                      video_score="highest clip score / 10, in [0, 1]",
@@ -282,8 +283,9 @@ def test_header_names_the_run_the_models_and_the_threshold(report):
         ["Serving threshold", "0.75: a video is called anomalous when its video score is at or above it, as "
                               "the online detector decides"],
         ["Date", "2026-12-04T19:00:00+00:00"], ["Config hash", "0123456789ab"],
-        ["Scorer validation", "video AUC undefined (one class) on the held-out training videos, at the "
-                              "chosen checkpoint (epoch 7, validation loss 0.2500)"]]
+        ["Scorer validation", "video AUC undefined (one class) over 3 held-out training videos, 0 "
+                              "anomalous: 0 anomalous-normal pair(s); chosen checkpoint: epoch 7, validation "
+                              "loss 0.2500"]]
     assert "/runs/&lt;demo&gt;" in page
     models = _table(page, "models")
     assert models[0] == ["Model", "Weights", "Video score", "Frame score", "Note"]
@@ -299,12 +301,20 @@ def test_page_without_run_information_says_so(tmp_path):
         ["Test videos", "6 videos, 3 anomalous"], ["Serving threshold", "0.5"]]
 
 
-def test_scorer_validation_states_an_undefined_auc_as_undefined():
-    assert scorer_validation({"epoch": 3, "val_loss": 0.5, "val_auc": 0.8125}) == (
-        "video AUC 0.8125 on the held-out training videos, at the chosen checkpoint (epoch 3, validation "
-        "loss 0.5000)")
-    assert scorer_validation({"epoch": 3, "val_loss": 0.5, "val_auc": None}).startswith(
-        "video AUC undefined (one class) ")
+def test_scorer_validation_says_what_its_auc_is_over_and_undefined_when_one_class():
+    checkpoint = {"epoch": 3, "val_loss": 0.5}
+    # one anomalous and one normal video: a single pair, so the AUC can only be 0, 0.5 or 1
+    assert scorer_validation({**checkpoint, "val_auc": 0.0, "val_videos": 2, "val_anomalous": 1,
+                              "val_held_out": True}) == (
+        "video AUC 0.0000 over 2 held-out training videos, 1 anomalous: 1 anomalous-normal pair(s); chosen "
+        "checkpoint: epoch 3, validation loss 0.5000")
+    assert scorer_validation({**checkpoint, "val_auc": 0.8125, "val_videos": 8, "val_anomalous": 4,
+                              "val_held_out": False}) == (
+        "video AUC 0.8125 over 8 training videos themselves (too few to hold out both classes), 4 anomalous: "
+        "16 anomalous-normal pair(s); chosen checkpoint: epoch 3, validation loss 0.5000")
+    assert scorer_validation({**checkpoint, "val_auc": None}) == (
+        "video AUC undefined (one class) (the validation videos are not recorded); chosen checkpoint: "
+        "epoch 3, validation loss 0.5000")
     assert scorer_validation(None) == "not recorded (no RUN/scorer/metrics.json)"
 
 
@@ -356,7 +366,7 @@ def test_every_test_video_is_listed_with_its_timeline_or_why_not(report):
     table = _table(page, "videos")
     assert table[0] == ["Video", "Label", "Annotated frames", "scorer video score", "vlm/focused video score",
                         "normal-only video score", "vlm/focused frame AUC", "Timeline"]
-    not_drawn = "none drawn (the report draws 4: eval.timeline_videos)"
+    not_drawn = "none drawn"
     # fight_0: frames [10, 20) at 0.7 and [20, 25) at 0.6 against normal frames at 0.2, 0.3 and 0.6
     # ([25, 30)): (10 * 25 + 5 * 20 + 0.5 * 5 * 5) / (15 * 25) = 0.9667
     assert table[1:] == [
@@ -411,7 +421,8 @@ def test_chromium_renders_the_report_explaining_itself(report, tmp_path):
                   "the share of anomalous frames, 0.1875 on these test videos", RANDOM_NOTE,
                   "Decisions at the serving threshold 0.75", "vlm/focused 2 of 6 1.0000 0.6667 0.8000",
                   "All test videos (6)", "cam/street_2.mp4 Normal 0 of 40 0.300",
-                  "none drawn (the report draws 4: eval.timeline_videos)",
+                  "Timelines are drawn for 4 of 6 videos (eval.timeline_videos = 4), anomalous ones first.",
+                  "cam/street_1.mp4 Normal 0 of 40 0.200 0.200 0.200 undefined (one class) none drawn",
                   "explanation: none (the answer about its best clip was empty)",
                   "Frame 3 shows <script>alert('x')</script> & a fight"):
         assert shown in text, shown

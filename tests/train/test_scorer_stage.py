@@ -75,6 +75,9 @@ def test_best_checkpoint_is_the_lowest_validation_loss(scored_run):
     assert not Path(run.path("scorer", "ray")).exists()  # Ray Train's checkpoints went with the scratch
     assert exported["val_loss"] == min(m["val_loss"] for m in reported) == summary.best_val_loss
     assert 0.0 <= exported["val_auc"] <= 1.0 and exported["val_auc"] == summary.best_val_auc
+    # what the AUC is over, for the evaluation report: the held-out videos, both classes among them
+    assert exported["val_held_out"] is True and exported["val_videos"] == summary.val_videos
+    assert 0 < exported["val_anomalous"] < exported["val_videos"]
 
 
 def test_a_scorer_of_an_older_architecture_is_refused(scored_run, tmp_path):
