@@ -548,12 +548,12 @@ def _run_info(run: RunDir, config: DualVADConfig) -> RunInfo:
 
 
 def sampling_text(settings: SampleConfig) -> str:
-    """``sample.*`` as the report's header states it: strategy, budget and the strategy's own knobs."""
+    """``sample.*`` as the report's header states it: strategy, budget and the strategy's own knobs (the
+    ``--ablate sampling`` rows name their own strategy in the models table)."""
     own = {"focused": f"tau {settings.tau:g}, floor {settings.floor} frame(s) per segment",
            "cdf": f"density offset {settings.cdf_offset:g}", "random": f"seed {settings.seed}",
            "uniform": ""}.get(settings.strategy, "")
-    return (f"{settings.strategy}, budget {settings.budget} frames per video" + (f", {own}" if own else "")
-            + " (RUN/samples; --ablate sampling rows name their own strategy)")
+    return f"{settings.strategy}, budget {settings.budget} frames per video" + (f", {own}" if own else "")
 
 
 def _read_text(run: RunDir, *parts: str) -> str | None:

@@ -14,7 +14,7 @@ import pytest
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from dualvad import schema as S
-from dualvad.config import ConfigError, config_hash
+from dualvad.config import ConfigError, SampleConfig, config_hash
 from dualvad.detector import DetectOptions
 from dualvad.errors import MissingInputError
 from dualvad.eval.scoring import SERVING_THRESHOLD
@@ -24,6 +24,7 @@ from dualvad.pipeline.evaluate import (
     ModelSpec,
     model_specs,
     run_evaluate,
+    sampling_text,
     warn_length_mismatches,
 )
 from dualvad.pipeline.sample import run_sample, sample_videos, segments_with_scores
@@ -246,3 +247,13 @@ def test_length_mismatches_are_warned_per_video(caplog):
         "evaluate: b.mp4: the annotation gives 80 frames, the decoder found 90; the VERA protocol uses the "
         "annotation's 80",
     ]
+
+
+def test_sampling_is_stated_with_the_strategys_own_settings():
+    assert sampling_text(SampleConfig(strategy="focused", budget=8, tau=0.1, floor=1)) == (
+        "focused, budget 8 frames per video, tau 0.1, floor 1 frame(s) per segment")
+    assert sampling_text(SampleConfig(strategy="uniform", budget=16)) == "uniform, budget 16 frames per video"
+    assert sampling_text(SampleConfig(strategy="cdf", budget=4, cdf_offset=0.25)) == (
+        "cdf, budget 4 frames per video, density offset 0.25")
+    assert sampling_text(SampleConfig(strategy="random", budget=4, seed=3)) == (
+        "random, budget 4 frames per video, seed 3")
