@@ -31,6 +31,7 @@ from dualvad.config import (
 )
 from dualvad.corpus.layout import CorpusFormatError
 from dualvad.errors import StageError
+from dualvad.eval.scoring import SERVING_THRESHOLD
 from dualvad.rundir import open_run
 from dualvad.stages import StageInterrupted, dry_run
 
@@ -137,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="frames judged per video (default: the run's sample.budget)")
     detect.add_argument("--strategy", dest="frame_strategy", metavar=_choices_metavar("sample.strategy"),
                         help="how frames are allocated (default: the run's sample.strategy)")
-    detect.add_argument("--threshold", type=float, default=0.5,
+    detect.add_argument("--threshold", type=float, default=SERVING_THRESHOLD,
                         help="is_anomalous = video_score >= threshold (default: %(default)s)")
     detect.add_argument("--no-explain", dest="no_explain", action="store_true",
                         help="skip the clip explanations (faster)")

@@ -47,7 +47,7 @@ from dualvad import paths
 from dualvad import schema as S
 from dualvad.benchmarks.builder import clip_windows, decode_frames, encode_jpeg
 from dualvad.errors import MissingInputError
-from dualvad.eval.scoring import segment_scores_from_samples, video_score_from_clips
+from dualvad.eval.scoring import SERVING_THRESHOLD, segment_scores_from_samples, video_score_from_clips
 from dualvad.rundir import RunDir, open_run
 from dualvad.scorer.features import SegmentFeatureExtractor, build_extractor, extract_video_features
 from dualvad.scorer.trained import TrainedScorer, load_from_run
@@ -71,7 +71,7 @@ class DetectOptions:
     budget: int | None = None  # frames sampled per video (>= 1)
     strategy: str | None = None  # one of video.sampling.STRATEGIES
     tau: float | None = None  # softmax temperature of ``focused`` (> 0)
-    threshold: float = 0.5  # is_anomalous = video_score >= threshold, in [0, 1]
+    threshold: float = SERVING_THRESHOLD  # is_anomalous = video_score >= threshold, in [0, 1]
     explain: bool = True  # generate each clip's localisation answer (False: "" and a one-turn score)
 
     def __post_init__(self) -> None:
@@ -435,7 +435,7 @@ def _run_vlm(run: RunDir, scratch: str) -> str:
 # ------------------------------------------------------------------------------------------ combined
 
 
-def combine(analysis: Analysis, judgement: Judgement, threshold: float = 0.5) -> Detection:
+def combine(analysis: Analysis, judgement: Judgement, threshold: float = SERVING_THRESHOLD) -> Detection:
     """Segment and video scores from the VLM's answers, as the evaluation stage computes them."""
     video_score = video_score_from_clips(np.asarray(judgement.clip_scores))
     segments = segment_scores_from_samples(analysis.bounds, analysis.frames, judgement.frame_scores)

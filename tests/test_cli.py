@@ -59,6 +59,11 @@ def test_demo_runs_every_stage_and_prints_outputs(ray_session, tmp_path, capsys)
     assert (run / "finetune" / "final" / "config.json").is_file()
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert list(metrics["metrics"]) == ["scorer", "vlm/focused"]
+    # the VLM is the tiny random preset fine-tuned for 2 steps: flagged in metrics.json and the report
+    note = (f"tiny preset: random initial weights fine-tuned in {run}, not InternVL3-2B; a smoke-test model, "
+            "expect near-chance scores")
+    assert metrics["warnings"] == {"vlm/focused": note}
+    assert note in (run / "eval" / "report.html").read_text()
     assert f"demo: open the report {run}/eval/report.html" in out
     assert f"`dualvad serve --run {run}`" in out
 

@@ -7,10 +7,17 @@ over all test frames of all videos concatenated (the WSVAD convention).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import (
+    average_precision_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 
 
 def segment_scores_to_frames(scores: np.ndarray, bounds: np.ndarray) -> np.ndarray:
@@ -47,6 +54,56 @@ def video_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     labels = np.asarray(labels)
     require_both_classes(labels, "video-level AUC")
     return float(roc_auc_score(labels, scores))
+
+
+#: How an AUC on samples of one class (or none) reads: undefined, never 0.0.
+UNDEFINED_ONE_CLASS = "undefined (one class)"
+
+
+def auc_text(value: float | None) -> str:
+    """An AUC as people read it: 4 decimals, or :data:`UNDEFINED_ONE_CLASS` for ``None`` (or NaN)."""
+    return UNDEFINED_ONE_CLASS if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def auc_or_none(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """AUC-ROC of 0/1 ``labels`` (N,) against ``scores`` (N,), or ``None`` where it is undefined: labels
+    of one class only (or none). Undefined is not 0.0 (the worst ranking) nor 0.5 (chance): say so."""
+    labels = np.asarray(labels)
+    if labels.size == 0 or labels.min() == labels.max():
+        return None
+    return float(roc_auc_score(labels, scores))
+
+
+@dataclass(frozen=True)
+class ThresholdCounts:
+    """Decisions ``score >= threshold`` against 0/1 truth: the confusion counts, and precision, recall and
+    F1 of the anomalous class (``None`` where undefined: precision with no positive decision, recall with
+    no anomalous sample)."""
+
+    threshold: float
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+    true_negatives: int
+    precision: float | None
+    recall: float | None
+    f1: float | None
+
+
+def at_threshold(labels: np.ndarray, scores: np.ndarray, threshold: float) -> ThresholdCounts:
+    """:class:`ThresholdCounts` of calling a sample anomalous when its score (N,) is ``>= threshold``
+    (the detector's rule), against ``labels`` (N,) 0/1; scikit-learn counts and scores."""
+    labels = np.asarray(labels, dtype=np.int8)
+    decisions = (np.asarray(scores, dtype=np.float64) >= threshold).astype(np.int8)
+    tn, fp, fn, tp = confusion_matrix(labels, decisions, labels=[0, 1]).ravel()
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, decisions, labels=[0, 1], pos_label=1, average="binary", zero_division=np.nan)
+
+    def defined(value: float) -> float | None:
+        return None if math.isnan(value) else float(value)
+
+    return ThresholdCounts(float(threshold), int(tp), int(fp), int(fn), int(tn), defined(precision),
+                           defined(recall), defined(f1))
 
 
 def concatenate_frames(

@@ -69,16 +69,29 @@ class VideoResult:
         return segment_scores_to_frames(self.segment_scores, self.segment_bounds)
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the report says about a model beside its numbers (plain sentences; empty = not stated)."""
+
+    weights: str = ""  # where the model comes from: a folder, a hub id, "RUN/scorer/model"
+    video_score: str = ""  # how a video score is made, and its scale
+    frame_score: str = ""  # how a frame (segment) score is made, and its scale
+    no_explanation: str = ""  # why a video of this model has no explanation text
+    warning: str = ""  # what a reader must know before the numbers, e.g. random weights of a preset
+
+
 @dataclass
 class ModelResult:
     """Every test video scored by one model; ``metrics`` maps a metric name (:data:`METRICS`) to its value,
     or ``None`` where it is undefined; ``categories`` maps each anomaly category to the same metrics over
-    that category's videos plus all normal videos (see :func:`category_metrics`)."""
+    that category's videos plus all normal videos (see :func:`category_metrics`); ``info`` describes the
+    model for the report."""
 
     name: str  # e.g. "scorer" or "vlm/focused"
     videos: list[VideoResult]
     metrics: dict[str, float | None] = field(default_factory=dict)
     categories: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    info: ModelInfo = field(default_factory=ModelInfo)
 
     def category_videos(self, category: str) -> list[VideoResult]:
         """The videos a category's metrics are over: that category's and every normal one."""

@@ -19,7 +19,11 @@ answers into segment and video scores; the scorer's own segment scores are the b
   frame count (VERA's ``UCF_Eval.json`` ``length``) differs from the decoded one;
 - ``RUN/eval/results.md`` and ``results.csv`` / ``results_categories.csv``: the tables, one row per model
   and one per model and category;
-- ``RUN/eval/report.html`` and its PNGs (ROC curves, per-video timelines), see :mod:`dualvad.eval.report`.
+- ``RUN/eval/report.html`` and its PNGs (ROC curves, per-video timelines), see :mod:`dualvad.eval.report`:
+  its header names the run, corpus, sampling, models (a VLM of a random ``tiny``/``small`` preset's
+  architecture is flagged), date and config hash, and its decisions use the serving threshold
+  (:data:`dualvad.eval.scoring.SERVING_THRESHOLD`, the online detector's default); ``metrics.json`` keeps
+  the same decisions (``serving_threshold``, ``at_threshold``).
 - ``RUN/eval/model_card.md``: the evaluated model's card (its folder's ``README.md``, as ``dualvad finetune``
   writes it) with these metrics, when every VLM row is that one model (:mod:`dualvad.eval.card`).
 
@@ -43,8 +47,9 @@ import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -52,14 +57,16 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray
+import yaml
 from PIL import Image
 
 from dualvad import console, paths
 from dualvad import schema as S
-from dualvad.config import DualVADConfig, EvalConfig, SampleConfig
+from dualvad.config import DualVADConfig, EvalConfig, SampleConfig, config_hash
 from dualvad.corpus.layout import UNLABELLED, is_anomaly_label
 from dualvad.errors import MissingInputError, StageError
 from dualvad.eval.results import (
+    ModelInfo,
     ModelResult,
     Thumbnail,
     VideoResult,
@@ -67,7 +74,14 @@ from dualvad.eval.results import (
     length_mismatches,
     model_metrics,
 )
-from dualvad.eval.scoring import segment_scores_from_samples, top_positions, video_score_from_clips
+from dualvad.eval.scoring import (
+    SERVING_THRESHOLD,
+    VLM_FRAME_SCORE,
+    VLM_VIDEO_SCORE,
+    segment_scores_from_samples,
+    top_positions,
+    video_score_from_clips,
+)
 from dualvad.eval.tables import CATEGORY_COLUMNS, category_rows, csv_table, results_markdown
 from dualvad.pipeline.runtime import actor_pool, ensure_ray
 from dualvad.pipeline.sample import sample_videos, segments_with_scores
@@ -82,6 +96,9 @@ from dualvad.stages import (
     run_stage,
     section,
 )
+
+if TYPE_CHECKING:  # the report (matplotlib) is imported when the outputs are written
+    from dualvad.eval.report import RunInfo
 
 log = logging.getLogger(__name__)
 
@@ -163,14 +180,14 @@ def _evaluate(context: StageContext, config: DualVADConfig, specs: list[ModelSpe
     context.videos = len(videos)
     vera = settings.vera
     features = {video.video_id: video.features for video in videos}
-    results = [_scorer_result(videos)]
+    results = [_scorer_result(videos, run.path(paths.SCORER, paths.SCORER_MODEL_DIR))]
     failures: list[dict] = []
     samples = _test_samples(run, settings.split)
     for spec in specs:
         rows, unserved = _frames_for(context, spec, samples, table)
         predictions = _predictions(context, config, spec, rows, {v.video_id for v in videos}, unserved)
         failures += [row for row in predictions if row[S.ERROR] is not None]
-        results.append(_vlm_result(spec.name, videos, predictions))
+        results.append(_vlm_result(spec.name, videos, predictions, _vlm_info(spec)))
     context.record_failures(_failure_rows(failures))
     mismatches = length_mismatches(results[0].videos)
     warn_length_mismatches(mismatches)
@@ -320,14 +337,47 @@ def _test_videos(table: pa.Table) -> list[TestVideo]:
     return videos
 
 
-def _scorer_result(videos: list[TestVideo]) -> ModelResult:
+def _scorer_result(videos: list[TestVideo], weights: str) -> ModelResult:
     """The baseline row: the segment scorer's own scores; video score = its highest segment score."""
+    info = ModelInfo(weights=weights, video_score="the highest segment score, in [0, 1]",
+                     frame_score="its segment's scorer score (sigmoid), in [0, 1]",
+                     no_explanation="the segment scorer gives no text")
     return ModelResult(SCORER_ROW, [
         VideoResult(v.video_id, v.label, v.num_frames, v.fps, v.gt_intervals, v.bounds, v.scores,
-                    float(v.scores.max()), annotated_frames=v.annotated_frames) for v in videos])
+                    float(v.scores.max()), annotated_frames=v.annotated_frames) for v in videos], info=info)
 
 
-def _vlm_result(name: str, videos: list[TestVideo], predictions: list[dict]) -> ModelResult:
+def _vlm_info(spec: ModelSpec) -> ModelInfo:
+    """What the report says about a VLM row: its weights and strategy, score scales, and a flag when its
+    architecture is a random preset's (``tiny``/``small``: no InternVL3-2B weights behind it)."""
+    from dualvad.vlm.model import preset_of
+
+    config = _model_config(spec)
+    preset = preset_of(config) if config is not None else None
+    if preset is None:
+        warning = ""
+    elif spec.run_uri is None:  # a folder evaluated as given (eval.model)
+        warning = f"random weights ({preset} preset, not InternVL3-2B): chance-level by construction"
+    else:
+        warning = (f"{preset} preset: random initial weights fine-tuned in {spec.run_uri}, not InternVL3-2B; "
+                   "a smoke-test model, expect near-chance scores")
+    origin = f"fine-tuned in {spec.run_uri}: " if spec.run_uri is not None else ""
+    return ModelInfo(weights=f"{origin}{spec.path}, on {spec.strategy} frames", video_score=VLM_VIDEO_SCORE,
+                     frame_score=VLM_FRAME_SCORE, warning=warning,
+                     no_explanation="the model's answer to the localisation question about its "
+                                    "highest-scoring clip was empty")
+
+
+def _model_config(spec: ModelSpec) -> dict | None:
+    """The model's ``config.json`` as a dict; ``None`` for a hub id (not a folder here)."""
+    fs, path = (open_run(spec.run_uri).fs, spec.path) if spec.run_uri else (pafs.LocalFileSystem(), spec.path)
+    if fs.get_file_info(f"{path}/config.json").type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(f"{path}/config.json") as stream:
+        return json.loads(stream.read())
+
+
+def _vlm_result(name: str, videos: list[TestVideo], predictions: list[dict], info: ModelInfo) -> ModelResult:
     by_id = {row[S.VIDEO_ID]: row for row in predictions if row[S.ERROR] is None}
     results = []
     for video in videos:
@@ -347,7 +397,7 @@ def _vlm_result(name: str, videos: list[TestVideo], predictions: list[dict]) -> 
         errors = [row[S.ERROR] for row in predictions if row[S.ERROR] is not None]
         raise EvaluationError(f"{name}: no test video could be evaluated ({len(errors)} failures), e.g. "
                               f"{errors[0] if errors else 'no predictions'}")
-    return ModelResult(name, results)
+    return ModelResult(name, results, info=info)
 
 
 # ----------------------------------------------------------------------------------------- predictions
@@ -500,9 +550,10 @@ def _write_outputs(context: StageContext, config: DualVADConfig, results: list[M
                    undefined: dict[str, dict[str, str]], mismatches: dict[str, tuple[int, int]]) -> str:
     """metrics.json (with why a metric is undefined), results.md/.csv, results_categories.csv and the
     report into the stage's output; returns the report's published path."""
-    from dualvad.eval.report import write_report
+    from dualvad.eval.report import threshold_counts, write_report
 
     out = context.out
+    decisions = {r.name: asdict(threshold_counts(r, SERVING_THRESHOLD)) for r in results}
     metrics = {"split": config.eval.split, "ablate": config.eval.ablate,
                "videos": {r.name: len(r.videos) for r in results},
                "anomalous_videos": sum(is_anomaly_label(v.label) for v in results[0].videos),
@@ -513,17 +564,52 @@ def _write_outputs(context: StageContext, config: DualVADConfig, results: list[M
                                    for category in results[0].categories},
                "undefined": {name: reasons for name, reasons in undefined.items() if reasons},
                "length_mismatches": {video: {"decoded": decoded, "annotated": annotated}
-                                     for video, (decoded, annotated) in sorted(mismatches.items())}}
+                                     for video, (decoded, annotated) in sorted(mismatches.items())},
+               # video-level decisions video_score >= the online detector's default threshold
+               "serving_threshold": SERVING_THRESHOLD, "at_threshold": decisions,
+               "warnings": {r.name: r.info.warning for r in results if r.info.warning}}
     out.write_text(json.dumps(metrics, indent=2), paths.METRICS_FILE)
     out.write_text(markdown, "results.md")
     out.write_text(csv_table(results), "results.csv")
     out.write_text(csv_table(category_rows(results), CATEGORY_COLUMNS), "results_categories.csv")
     with tempfile.TemporaryDirectory(prefix="dualvad-report-") as local:
         write_report(local, results, title=f"dualvad evaluation: {context.run.uri}",
-                     timeline_videos=config.eval.timeline_videos)
+                     timeline_videos=config.eval.timeline_videos, threshold=SERVING_THRESHOLD,
+                     info=_run_info(context.run, config))
         for name in sorted(os.listdir(local)):
             out.write_bytes(Path(local, name).read_bytes(), name)
     return context.run.path(paths.EVAL, "report.html")
+
+
+def _run_info(run: RunDir, config: DualVADConfig) -> RunInfo:
+    """The report's header: the corpus the run ingested, the sampling ``RUN/samples`` recorded, the scorer's
+    exported metrics, now (UTC) and the hash of the effective config."""
+    from dualvad.eval.report import RunInfo, scorer_validation
+
+    ingested = yaml.safe_load(_read_text(run, paths.SEGMENTS, paths.CONFIG_FILE) or "{}") or {}
+    corpus = config.corpus or ingested.get("corpus") or "not recorded"
+    scorer = _read_text(run, paths.SCORER, paths.SCORER_METRICS_FILE)
+    return RunInfo(run=run.uri, corpus=corpus, split=config.eval.split,
+                   sampling=sampling_text(_recorded_sample_settings(run)),
+                   date=datetime.now(UTC).isoformat(timespec="seconds"), config_hash=config_hash(config),
+                   scorer_validation=scorer_validation(json.loads(scorer) if scorer else None))
+
+
+def sampling_text(settings: SampleConfig) -> str:
+    """``sample.*`` as the report's header states it: strategy, budget and the strategy's own knobs (the
+    ``--ablate sampling`` rows name their own strategy in the models table)."""
+    own = {"focused": f"tau {settings.tau:g}, floor {settings.floor} frame(s) per segment",
+           "cdf": f"density offset {settings.cdf_offset:g}", "random": f"seed {settings.seed}",
+           "uniform": ""}.get(settings.strategy, "")
+    return f"{settings.strategy}, budget {settings.budget} frames per video" + (f", {own}" if own else "")
+
+
+def _read_text(run: RunDir, *parts: str) -> str | None:
+    """A small text file of the run, or ``None`` where there is none."""
+    if not run.exists(*parts):
+        return None
+    with run.fs.open_input_stream(run.path(*parts)) as stream:
+        return stream.read().decode()
 
 
 def _safe(name: str) -> str:

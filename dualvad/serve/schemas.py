@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dualvad.eval.scoring import SERVING_THRESHOLD
+
 OPTION_FIELDS = ("budget", "strategy", "tau", "threshold", "explain", "thumbnails")
 
 
@@ -18,7 +20,8 @@ class DetectRequestOptions(Strict):
     budget: int | None = Field(None, description="frames the VLM sees; default: the run's sample.budget")
     strategy: str | None = Field(None, description="frame allocation: focused, uniform, random or cdf")
     tau: float | None = Field(None, description="softmax temperature of focused allocation")
-    threshold: float = Field(0.5, description="video_score at or above which is_anomalous is true")
+    threshold: float = Field(SERVING_THRESHOLD,
+                             description="video_score at or above which is_anomalous is true")
     explain: bool = Field(True, description="generate an explanation for every clip")
     thumbnails: int = Field(0, ge=0, le=64, description="JPEGs of this many highest-P(Yes) frames to return")
 

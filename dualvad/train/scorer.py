@@ -32,7 +32,7 @@ from dualvad import paths
 from dualvad import schema as S
 from dualvad.config import DualVADConfig
 from dualvad.errors import StageError
-from dualvad.eval.metrics import video_auc
+from dualvad.eval.metrics import auc_or_none, auc_text
 from dualvad.pipeline.runtime import ensure_ray
 from dualvad.rundir import RunDir, open_run
 from dualvad.scorer.config import ScorerConfig
@@ -57,7 +57,7 @@ class ScorerTrainSummary:
     val_videos: int
     best_epoch: int
     best_val_loss: float
-    best_val_auc: float
+    best_val_auc: float | None  # None: the validation videos hold one class (undefined, not 0.0)
     seconds: float
     output: str
     resumed_after: int | None = None  # the epoch of the interrupted run's checkpoint this run went on from
@@ -66,7 +66,7 @@ class ScorerTrainSummary:
         resumed = "" if self.resumed_after is None else f"resumed after epoch {self.resumed_after}, "
         return (f"train-scorer: {resumed}{self.train_videos} training / {self.val_videos} validation videos, "
                 f"best epoch {self.best_epoch} (val loss {self.best_val_loss:.4f}, val AUC "
-                f"{self.best_val_auc:.3f}), "
+                f"{auc_text(self.best_val_auc)}), "
                 f"{self.seconds:.1f} s -> {self.output}")
 
 
@@ -96,7 +96,7 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
     with training_bar("train-scorer", settings.epochs, "epochs", key="epoch", offset=1) as callbacks:
         trainer = TorchTrainer(
             _train_loop_per_worker,
-            train_loop_config=_loop_config(settings, train, normalizer, val),
+            train_loop_config=_loop_config(settings, train, normalizer, val, held_out=val is not train),
             scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=False,
                                          resources_per_worker={"CPU": settings.cpus_per_worker}),
             run_config=RunConfig(
@@ -125,7 +125,7 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
     _export(context.out, trained, history)
     held_out = 0 if val is train else len(val)
     return ScorerTrainSummary(len(train), held_out, int(trained.metrics["epoch"]),
-                              float(trained.metrics["val_loss"]), float(trained.metrics["val_auc"]),
+                              float(trained.metrics["val_loss"]), trained.metrics["val_auc"],
                               time.perf_counter() - started,
                               run.path(paths.SCORER, paths.SCORER_MODEL_DIR), resumed_after)
 
@@ -179,12 +179,13 @@ def _rows(videos: VideoSet, normalizer: FeatureNormalizer) -> list[dict[str, Any
 
 
 def _loop_config(settings: ScorerConfig, train: VideoSet, normalizer: FeatureNormalizer,
-                 val: VideoSet) -> dict[str, Any]:
+                 val: VideoSet, held_out: bool) -> dict[str, Any]:
     """Everything a worker needs, as picklable plain values (validation videos are small). The feature
-    dim D and the categories come from the training videos."""
+    dim D and the categories come from the training videos; ``held_out`` is False when ``val`` is the
+    training videos themselves (too few to hold out both classes)."""
     return {"feature_dim": int(train.features.shape[-1]), "categories": tuple(train.categories),
             "normalizer": normalizer, "val_features": normalizer(val.features), "val_labels": val.labels,
-            "val_category": val.category_index, "val_known": val.category_known,
+            "val_category": val.category_index, "val_known": val.category_known, "val_held_out": held_out,
             "settings": settings}
 
 
@@ -253,9 +254,12 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def _validation_metrics(model: torch.nn.Module, loop: dict[str, Any]) -> dict[str, float]:
+def _validation_metrics(model: torch.nn.Module, loop: dict[str, Any]) -> dict[str, float | int | bool | None]:
     """On the held-out videos: ``val_loss``, the training loss (eval mode, nats), and
-    ``val_auc``, the video-level AUC of each video's highest segment score."""
+    ``val_auc``, the video-level AUC of each video's highest segment score (``None`` where those videos
+    hold one class: undefined, reported as such rather than as a number); ``val_videos`` and
+    ``val_anomalous`` count them and ``val_held_out`` says whether they were held out (False: they are
+    the training videos), so a report can say what the AUC is over."""
     model.eval()
     batch = {"features": torch.from_numpy(loop["val_features"]),
              "label": torch.from_numpy(loop["val_labels"]),
@@ -265,7 +269,10 @@ def _validation_metrics(model: torch.nn.Module, loop: dict[str, Any]) -> dict[st
         output = model(batch["features"])
         loss = output_loss(loop["settings"], output, batch)
     scores = output.segment_scores.max(dim=1).values
-    return {"val_loss": float(loss), "val_auc": video_auc(loop["val_labels"], scores.numpy())}
+    labels = loop["val_labels"]
+    return {"val_loss": float(loss), "val_auc": auc_or_none(labels, scores.numpy()),
+            "val_videos": len(labels), "val_anomalous": int(labels.sum()),
+            "val_held_out": bool(loop["val_held_out"])}
 
 
 def _report_epoch(epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

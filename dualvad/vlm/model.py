@@ -75,6 +75,28 @@ def small_internvl_config(vocab_size: int | None = None) -> InternVLConfig:
 PRESETS = {"tiny": tiny_internvl_config, "small": small_internvl_config}
 
 
+# a vocabulary that holds every special id: the geometry comparison needs no tokenizer
+_ANY_VOCAB = IMAGE_CONTEXT_TOKEN_ID + 1
+
+
+def preset_of(config: dict) -> str | None:
+    """The random preset (:data:`PRESETS`) whose architecture a checkpoint's ``config.json`` (as a dict) has,
+    or ``None`` (InternVL3-2B or any other shape). The widths, depths and tile size decide; the weights are
+    not looked at, so a preset fine-tuned for a few steps is still that preset."""
+    shape = _geometry(config)
+    return next((name for name, build in PRESETS.items()
+                 if _geometry(build(_ANY_VOCAB).to_dict()) == shape), None)
+
+
+def _geometry(config: dict) -> tuple:
+    """(vision hidden, layers, MLP, tile (h, w), text hidden, layers, MLP) of an InternVL config dict."""
+    vision, text = config.get("vision_config") or {}, config.get("text_config") or {}
+    size = vision.get("image_size")
+    tile = tuple(size) if isinstance(size, list | tuple) else (size, size)
+    return (vision.get("hidden_size"), vision.get("num_hidden_layers"), vision.get("intermediate_size"), tile,
+            text.get("hidden_size"), text.get("num_hidden_layers"), text.get("intermediate_size"))
+
+
 def _random_config(vocab_size: int | None, vision_hidden: int, vision_layers: int, vision_mlp: int,
                    image_size: int, text_hidden: int, text_layers: int, text_mlp: int) -> InternVLConfig:
     """An InternVL3-shaped config of the given widths (4 attention heads everywhere, 2 KV heads, 14 px

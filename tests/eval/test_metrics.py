@@ -5,6 +5,10 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from dualvad.eval.metrics import (
+    ThresholdCounts,
+    at_threshold,
+    auc_or_none,
+    auc_text,
     concatenate_frames,
     frame_ap,
     frame_auc,
@@ -61,3 +65,27 @@ def test_metrics_equal_sklearn_on_random_inputs():
 def test_one_class_is_a_clear_error():
     with pytest.raises(ValueError, match="both normal and anomalous"):
         video_auc(np.array([1, 1]), np.array([0.2, 0.3]))
+
+
+def test_auc_of_one_class_is_undefined_not_zero():
+    assert auc_or_none(np.array([0, 0, 0]), np.array([0.9, 0.1, 0.5])) is None
+    assert auc_or_none(np.array([1, 1]), np.array([0.2, 0.3])) is None
+    assert auc_or_none(np.zeros(0, np.int8), np.zeros(0)) is None
+    # 2 of the 4 (anomalous, normal) pairs ranked right, one tied: (2 + 0.5) / 4
+    assert auc_or_none(np.array([0, 1, 0, 1]), np.array([0.2, 0.6, 0.6, 0.1])) == 0.375
+    assert auc_text(None) == auc_text(float("nan")) == "undefined (one class)"
+    assert auc_text(0.375) == "0.3750"
+
+
+def test_decisions_at_a_threshold_exact():
+    # scores >= 0.5 are called anomalous: 0.5 (anomalous), 0.7 (normal), 0.9 (anomalous); the anomalous
+    # 0.3 is missed
+    labels = np.array([1, 0, 1, 0, 1, 0])
+    scores = np.array([0.5, 0.7, 0.9, 0.1, 0.3, 0.49])
+    assert at_threshold(labels, scores, 0.5) == ThresholdCounts(
+        threshold=0.5, true_positives=2, false_positives=1, false_negatives=1, true_negatives=2,
+        precision=2 / 3, recall=2 / 3, f1=2 / 3)
+    # nothing called anomalous: precision undefined, recall 0; no anomalous video: recall undefined
+    assert at_threshold(labels, scores, 0.95) == ThresholdCounts(0.95, 0, 0, 3, 3, None, 0.0, 0.0)
+    assert at_threshold(np.zeros(2), np.array([0.1, 0.8]), 0.5) == ThresholdCounts(0.5, 0, 1, 0, 1, 0.0, None,
+                                                                                      0.0)

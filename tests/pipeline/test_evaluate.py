@@ -11,17 +11,20 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from dualvad import schema as S
-from dualvad.config import ConfigError
+from dualvad.config import ConfigError, SampleConfig, config_hash
+from dualvad.detector import DetectOptions
 from dualvad.errors import MissingInputError
+from dualvad.eval.scoring import SERVING_THRESHOLD
 from dualvad.pipeline.evaluate import (
     EvaluationError,
     EvalWorker,
     ModelSpec,
     model_specs,
     run_evaluate,
+    sampling_text,
     warn_length_mismatches,
 )
 from dualvad.pipeline.sample import run_sample, sample_videos, segments_with_scores
@@ -153,6 +156,28 @@ def test_category_metrics_of_the_scorer_equal_scikit_learn(evaluated):
         assert values["video_auc"] == pytest.approx(roc_auc_score(labels, video_scores), abs=1e-6)
 
 
+def test_decisions_at_the_serving_threshold_equal_scikit_learn(evaluated):
+    _, _, run = evaluated
+    metrics = json.loads(Path(run.path("eval", "metrics.json")).read_text())
+    assert metrics["serving_threshold"] == SERVING_THRESHOLD == DetectOptions().threshold
+    scores = {m: {row[S.VIDEO_ID]: max(row[S.CLIP_SCORES]) / 10 for row in _predictions(run, m)}
+              for m in MODELS[1:]}
+    test = segments_with_scores(run).to_pandas().query("split == 'test'").groupby("video_id")
+    scores["scorer"] = test["score"].max().to_dict()
+    labels = (test["label"].first() != "Normal").astype(int).to_dict()
+    for model in MODELS:
+        ids = sorted(scores[model])
+        truth = [labels[i] for i in ids]
+        called = [int(scores[model][i] >= SERVING_THRESHOLD) for i in ids]
+        tn, fp, fn, tp = confusion_matrix(truth, called, labels=[0, 1]).ravel().tolist()
+        decided = metrics["at_threshold"][model]
+        assert [decided[k] for k in ("true_positives", "false_positives", "false_negatives",
+                                     "true_negatives")] == [tp, fp, fn, tn], model
+    # the tiny model's architecture is the random preset's: its rows are flagged, the scorer's is not
+    assert metrics["warnings"] == {m: "random weights (tiny preset, not InternVL3-2B): chance-level by "
+                                      "construction" for m in MODELS[1:]}
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason=MISSING)
 def test_model_card_holds_the_metrics_of_every_vlm_row(evaluated):
     """RUN/eval/model_card.md: the evaluated model's card, its Evaluation section replaced by each VLM row's
@@ -175,10 +200,20 @@ def test_model_card_holds_the_metrics_of_every_vlm_row(evaluated):
 
 
 def test_report_renders_in_chromium(evaluated, tmp_path):
-    _, summary, _ = evaluated
+    config, summary, run = evaluated
     dom = render(Path(summary.output), tmp_path / "profile", tmp_path / "shot.png")
     assert {"roc-video", "roc-frame"} <= {img.get("id") for img in dom.images}
     assert sum(img.get("class") == "timeline" for img in dom.images) == 3
+    text = " ".join(" ".join(dom.text).split())
+    test_ids = segments_with_scores(run).to_pandas().query("split == 'test'")["video_id"].unique()
+    for shown in (f"Run {run.uri}", f"Corpus {config.corpus}", f"Config hash {config_hash(config)}",
+                  "Sampling focused, budget 8 frames per video", f"Serving threshold {SERVING_THRESHOLD:g}",
+                  "random weights (tiny preset, not InternVL3-2B): chance-level by construction",
+                  "What the metrics measure", f"All test videos ({len(test_ids)})",
+                  *(f"{video_id} " for video_id in test_ids)):
+        assert shown in text, shown
+    assert f"Timelines are drawn for 3 of {len(test_ids)} videos (eval.timeline_videos = 3)" in text
+    assert text.count("none drawn") == len(test_ids) - 3
 
 
 def test_rerun_is_skipped_whatever_the_evaluate_command_says_about_sampling(evaluated):
@@ -235,3 +270,13 @@ def test_length_mismatches_are_warned_per_video(caplog):
         "evaluate: b.mp4: the annotation gives 80 frames, the decoder found 90; the VERA protocol uses the "
         "annotation's 80",
     ]
+
+
+def test_sampling_is_stated_with_the_strategys_own_settings():
+    assert sampling_text(SampleConfig(strategy="focused", budget=8, tau=0.1, floor=1)) == (
+        "focused, budget 8 frames per video, tau 0.1, floor 1 frame(s) per segment")
+    assert sampling_text(SampleConfig(strategy="uniform", budget=16)) == "uniform, budget 16 frames per video"
+    assert sampling_text(SampleConfig(strategy="cdf", budget=4, cdf_offset=0.25)) == (
+        "cdf, budget 4 frames per video, density offset 0.25")
+    assert sampling_text(SampleConfig(strategy="random", budget=4, seed=3)) == (
+        "random, budget 4 frames per video, seed 3")

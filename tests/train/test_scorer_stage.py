@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -23,7 +24,7 @@ from dualvad.rundir import open_run
 from dualvad.scorer.data import video_set_from_segments
 from dualvad.scorer.trained import StaleScorerError, TrainedScorer
 from dualvad.stages import Skipped
-from dualvad.train.scorer import ScorerTrainingError, train_scorer
+from dualvad.train.scorer import ScorerTrainingError, ScorerTrainSummary, train_scorer
 
 
 def test_trained_scorer_ranks_anomalous_segments_above_normal(scored_run):
@@ -85,6 +86,9 @@ def test_best_checkpoint_is_the_lowest_validation_loss(scored_run):
     assert not Path(run.path("scorer", "ray")).exists()  # Ray Train's checkpoints went with the scratch
     assert exported["val_loss"] == min(m["val_loss"] for m in reported) == summary.best_val_loss
     assert 0.0 <= exported["val_auc"] <= 1.0 and exported["val_auc"] == summary.best_val_auc
+    # what the AUC is over, for the evaluation report: the held-out videos, both classes among them
+    assert exported["val_held_out"] is True and exported["val_videos"] == summary.val_videos
+    assert 0 < exported["val_anomalous"] < exported["val_videos"]
 
 
 def test_tensorboard_events_equal_the_reports(scored_run):
@@ -133,3 +137,12 @@ def test_training_needs_both_classes(ray_session, tmp_path):
     run_ingest(config)
     with pytest.raises(ScorerTrainingError, match="0 anomalous of 2 videos.*both normal and anomalous"):
         train_scorer(config)
+
+
+def test_summary_states_a_one_class_validation_auc_as_undefined():
+    # _validation_metrics gives val_auc None on one class (dualvad.eval.metrics.auc_or_none): never 0.0
+    defined = ScorerTrainSummary(10, 4, 7, 0.25, 0.8125, 1.5, "/run/scorer/model")
+    undefined = dataclasses.replace(defined, best_val_auc=None)
+    assert str(defined) == ("train-scorer: 10 training / 4 validation videos, best epoch 7 (val loss 0.2500, "
+                            "val AUC 0.8125), 1.5 s -> /run/scorer/model")
+    assert "(val loss 0.2500, val AUC undefined (one class))" in str(undefined)

@@ -3,6 +3,7 @@ offline, the frame processor, and the scores read from logits."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -21,7 +22,10 @@ from dualvad.vlm.model import (
     image_tokens_per_tile,
     internvl3_2b_config,
     load_model,
+    preset_of,
     save_tiny_model,
+    small_internvl_config,
+    tiny_internvl_config,
     yes_probability,
 )
 from dualvad.vlm.processor import IMAGE_CONTEXT_TOKEN, load_processor
@@ -48,6 +52,16 @@ def frame(seed: int, height: int = 64, width: int = 64) -> np.ndarray:
 def chat(processor, text: str) -> str:
     messages = [{"role": "user", "content": [{"type": "text", "text": text}]}]
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def test_preset_of_names_the_random_presets_by_their_shape(tiny_folder):
+    # as config.json stores them: image_size as a list, any vocabulary
+    assert preset_of(json.loads((tiny_folder / "config.json").read_text())) == "tiny"
+    assert preset_of(small_internvl_config(1000).to_dict()) == "small"
+    assert preset_of(internvl3_2b_config().to_dict()) is None
+    deeper = tiny_internvl_config(1000).to_dict()
+    deeper["text_config"]["num_hidden_layers"] = 3
+    assert preset_of(deeper) is None and preset_of({}) is None
 
 
 def test_real_architecture_has_2_09_billion_parameters():
