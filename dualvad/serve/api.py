@@ -35,6 +35,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from dualvad.detector import DetectOptions, combine
+from dualvad.eval.scoring import SERVING_THRESHOLD
 from dualvad.serve.errors import ServeError, error_body
 from dualvad.serve.schemas import (
     OPTION_FIELDS,
@@ -267,7 +268,9 @@ def _version(name: str) -> str | None:
 
 
 def _page() -> str:
-    return resources.files("dualvad.serve").joinpath("page.html").read_text(encoding="utf-8")
+    """The upload page, its threshold field set to the serving threshold (the detections' own default)."""
+    page = resources.files("dualvad.serve").joinpath("page.html").read_text(encoding="utf-8")
+    return page.replace("__SERVING_THRESHOLD__", f"{SERVING_THRESHOLD:g}")
 
 
 def create_api(service: DetectService) -> FastAPI:

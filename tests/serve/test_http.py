@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
 from dualvad.corpus import SynthSpec, generate_corpus
+from dualvad.eval.scoring import SERVING_THRESHOLD
 from dualvad.serve.schemas import DetectResponse, ErrorResponse
 from dualvad.serve.settings import AppArgs
 
@@ -99,7 +100,9 @@ def test_health_info_docs_and_page(server, evaluated_copy):
     schema = server.get("/openapi.json").json()
     assert "DetectResponse" in schema["components"]["schemas"]
     assert "/v1/detect" in schema["paths"] and server.get("/docs").status_code == 200
-    assert '<svg id="timeline"' in server.get("/").text
+    page = server.get("/").text
+    assert '<svg id="timeline"' in page and "__SERVING_THRESHOLD__" not in page
+    assert f'id="threshold" min="0" max="1" step="0.05" value="{SERVING_THRESHOLD:g}"' in page
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason=MISSING)
