@@ -289,6 +289,10 @@ def run_pipeline(config: DualVADConfig, force: bool = False) -> dict[str, str]:
     ensure_ray(config.ray)  # once, before the first stage: every stage reuses it
     outputs = {}
     for stage in _STAGES:
+        if stage == "train-scorer" and config.score.scorer_run:  # score takes another run's scorer
+            print(f"train-scorer: skipped, score uses the scorer of {config.score.scorer_run} "
+                  "(score.scorer_run)", flush=True)
+            continue
         summary = _run_stage(stage, config, force)
         print(summary, flush=True)
         outputs[stage] = summary.output

@@ -202,3 +202,25 @@ def test_sample_explains_itself_dry_runs_and_a_rejected_run_keeps_the_earlier_sa
     assert main(["sample", "--run", run.uri, "--budget", "0"]) == 2
     assert "config key 'sample.budget' must be >= 1, got 0" in capsys.readouterr().err
     assert _files(root / paths.SAMPLES) == good  # the earlier samples, byte for byte
+
+
+def test_pipeline_with_another_runs_scorer_skips_train_scorer(tmp_path, monkeypatch, capsys):
+    """score.scorer_run names the scorer score uses, so the pipeline does not train one (on an unlabelled
+    corpus train-scorer could not); every other stage runs, in order."""
+    import dualvad.cli as cli
+    import dualvad.pipeline.runtime as runtime
+
+    ran = []
+
+    class Summary:
+        output = "out"
+
+    monkeypatch.setattr(runtime, "ensure_ray", lambda settings: None)  # no stage runs: no Ray wanted
+    monkeypatch.setattr(cli, "_run_stage", lambda stage, config, force: ran.append(stage) or Summary())
+    other = str(tmp_path / "other-run")
+    config = load_config(None, [f"run={tmp_path / 'run'}", f"score.scorer_run={other}"])
+    outputs = cli.run_pipeline(config)
+    assert ran == [stage for stage in cli._STAGES if stage != "train-scorer"] and "score" in ran
+    assert list(outputs) == ran
+    said = capsys.readouterr().out
+    assert f"train-scorer: skipped, score uses the scorer of {other} (score.scorer_run)" in said
