@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pyarrow.fs as pafs
 
-from dualvad.train.resume import SNAPSHOT_FILE, registered_metrics
+from dualvad.train.resume import SNAPSHOT_FILE, read_snapshot
 
 
 def descendants_named(marker: str) -> list[int]:
@@ -49,12 +49,18 @@ class Killer(threading.Thread):
             time.sleep(0.02)
 
 
+def snapshot_under(storage: Path) -> dict:
+    """Ray Train's checkpoint snapshot of the run stored anywhere under ``storage``
+    (:func:`dualvad.train.resume.read_snapshot`); ``{}`` before the first registration."""
+    for snapshot in storage.rglob(SNAPSHOT_FILE):
+        return read_snapshot(pafs.LocalFileSystem(), str(snapshot.parent)) or {}
+    return {}
+
+
 def registered_metric(storage: Path, key: str) -> float:
     """The metric ``key`` of the latest checkpoint Ray Train's controller registered for a run stored anywhere
     under ``storage`` (-1 before the first). Registered, not merely written: the controller registers a
     checkpoint when it next polls the workers; a worker killed before that takes its unpolled reports with
     it, and the new worker group starts from an earlier checkpoint."""
-    for snapshot in storage.rglob(SNAPSHOT_FILE):
-        metrics = registered_metrics(pafs.LocalFileSystem(), str(snapshot.parent))
-        return -1 if metrics is None else float(metrics[key])
-    return -1
+    latest = snapshot_under(storage).get("latest_checkpoint_result")
+    return float(latest["metrics"][key]) if latest else -1

@@ -20,16 +20,23 @@ import pyarrow.fs as pafs
 SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"
 
 
-def registered_metrics(fs: pafs.FileSystem, experiment_dir: str) -> dict[str, Any] | None:
-    """The metrics reported with the latest checkpoint Ray Train registered for the run stored in
-    ``experiment_dir`` (``storage_path/name`` on ``fs``); ``None`` when there is no such run or no
-    checkpoint yet, or when the snapshot is caught mid-rewrite (it is not written atomically)."""
+def read_snapshot(fs: pafs.FileSystem, experiment_dir: str) -> dict[str, Any] | None:
+    """Ray Train's checkpoint snapshot of the run stored in ``experiment_dir`` (``storage_path/name`` on
+    ``fs``): ``latest_checkpoint_result`` and the kept ``checkpoint_results``, each with the metrics
+    reported with it. ``None`` when there is no such run yet, or when the snapshot is caught mid-rewrite
+    (it is not written atomically)."""
     path = f"{experiment_dir}/{SNAPSHOT_FILE}"
     if fs.get_file_info(path).type != pafs.FileType.File:
         return None
     with fs.open_input_stream(path) as stream:
         try:
-            latest = json.loads(stream.read())["latest_checkpoint_result"]
-        except (json.JSONDecodeError, KeyError):
+            return json.loads(stream.read())
+        except json.JSONDecodeError:
             return None
+
+
+def registered_metrics(fs: pafs.FileSystem, experiment_dir: str) -> dict[str, Any] | None:
+    """The metrics reported with the latest checkpoint Ray Train registered for the run stored in
+    ``experiment_dir``; ``None`` when there is no such run or no checkpoint yet (:func:`read_snapshot`)."""
+    latest = (read_snapshot(fs, experiment_dir) or {}).get("latest_checkpoint_result")
     return dict(latest["metrics"]) if latest else None

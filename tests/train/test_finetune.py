@@ -6,20 +6,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shutil
-import signal
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
-from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
 from transformers import AutoProcessor, InternVLProcessor
 
 from dualvad import paths
@@ -31,6 +25,8 @@ from dualvad.train.finetune import STATE_FILE, FinetuneError, freeze, total_step
 from dualvad.vlm.collate import encode_example
 from dualvad.vlm.model import build_tiny_model, load_model
 from dualvad.vlm.processor import load_processor
+
+from raykill import Killer, snapshot_under
 
 STEPS = 6
 
@@ -51,81 +47,43 @@ def benchmarked(scored_run, tmp_path_factory):
     return config
 
 
-class WorkerKiller(threading.Thread):
-    """Kills one Ray Train worker process (SIGKILL, as a lost node would) once Ray Train has registered a
-    checkpoint of step ``after_step`` or later under ``storage``; records the killed pid. Looks only from
-    outside the loop: files Ray Train persists and the process table.
-
-    Registered, not merely written: the controller registers a checkpoint when it next polls the workers, so
-    a checkpoint's files can be in storage while the controller does not know it yet; a worker killed then
-    takes its unpolled reports with it and the new group would start from an earlier one, or from step 0.
-    The controller rewrites its snapshot (``checkpoint_manager_snapshot.json``) at every registration."""
-
-    def __init__(self, storage: Path, after_step: int, timeout_s: float = 600.0) -> None:
-        super().__init__(daemon=True)
-        self.storage, self.after_step, self.timeout_s = storage, after_step, timeout_s
-        self.killed: int | None = None
-        self.kept: list[int] = []  # steps of the checkpoints the controller kept when the worker was killed
-
-    def run(self) -> None:
-        deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline and self.killed is None:
-            snapshot = self._snapshot()
-            if self._step(snapshot["latest_checkpoint_result"]) >= self.after_step and (
-                    workers := _train_workers()):
-                os.kill(workers[0], signal.SIGKILL)
-                self.killed = workers[0]
-                self.kept = [self._step(result) for result in snapshot["checkpoint_results"]]
-            time.sleep(0.05)
-
-    def _snapshot(self) -> dict:
-        """The controller's checkpoint snapshot: the latest checkpoint it registered and those it keeps
-        (their reported metrics hold the step); empty before the first."""
-        for snapshot in self.storage.rglob(CHECKPOINT_MANAGER_SNAPSHOT_FILENAME):
-            try:
-                return json.loads(snapshot.read_text())
-            except json.JSONDecodeError:  # caught mid-rewrite (not written atomically): read it next time
-                break
-        return {"latest_checkpoint_result": None, "checkpoint_results": []}
-
-    @staticmethod
-    def _step(result: dict | None) -> int:
-        return int(result["metrics"]["step"]) if result else 0
-
-
-def _train_workers() -> list[int]:
-    """Pids of the live Ray Train worker actors of this test session's Ray (descendants of this process:
-    ``ray.init`` started the raylet; their process title names the actor class)."""
-    pids = []
-    for process in psutil.Process().children(recursive=True):
-        try:
-            if any("RayTrainWorker" in part for part in process.cmdline()):
-                pids.append(process.pid)
-        except psutil.NoSuchProcess:  # ended between the listing and the read: not a worker to kill
-            continue
-    return sorted(pids)
+def _after_step(storage: Path, step: int, kept: list[int]):
+    """The Killer's ``ready``: true once Ray Train registered a checkpoint of ``step`` or later under
+    ``storage``; ``kept`` then gets the steps of the checkpoints the controller keeps."""
+    def ready() -> bool:
+        snapshot = snapshot_under(storage)
+        latest = snapshot.get("latest_checkpoint_result")
+        if not latest or latest["metrics"]["step"] < step:
+            return False
+        kept[:] = [int(result["metrics"]["step"]) for result in snapshot["checkpoint_results"]]
+        return True
+    return ready
 
 
 @pytest.fixture(scope="module")
 def finetuned(benchmarked):
     """Two workers, ZeRO-2, STEPS steps, checkpoints every 2, TensorBoard tracking; one worker process is
     SIGKILLed once the second checkpoint is registered (one run serves the plain checks and the resume check:
-    a run costs a minute). (config, summary, the WorkerKiller: its pid of the killed worker or None, and the
-    checkpoints kept then)."""
+    a run costs a minute). (config, summary, the pid of the killed worker or None, the steps of the
+    checkpoints Ray Train kept then)."""
     from dualvad.train.finetune import run_finetune
 
     config = dataclasses.replace(benchmarked, finetune=dataclasses.replace(
         benchmarked.finetune, model="tiny", workers=2, cpus_per_worker=0.5, zero_stage=2, max_steps=STEPS,
         warmup_steps=1, report_every=2, max_length=512, tracking="tensorboard"))
-    killer = WorkerKiller(Path(config.run) / paths.WORK_DIR, after_step=4)  # Ray Train storage: scratch
+    kept: list[int] = []
+    killer = Killer("RayTrainWorker", _after_step(Path(config.run) / paths.WORK_DIR, 4, kept))  # scratch
     killer.start()
-    summary = run_finetune(config)
-    killer.join(timeout=1)
-    return config, summary, killer
+    try:
+        summary = run_finetune(config)
+    finally:
+        killer.stop.set()
+        killer.join()
+    return config, summary, killer.pid, kept
 
 
 def test_two_workers_zero2_run_and_log_finite_losses(finetuned):
-    config, summary, _ = finetuned
+    config, summary, _, _ = finetuned
     assert summary.steps == STEPS and math.isfinite(summary.final_loss)
     assert summary.image_rows > 0 and summary.video_rows > 0
     log = json.loads((Path(config.run) / "finetune" / "train_log.json").read_text())
@@ -138,7 +96,7 @@ def test_two_workers_zero2_run_and_log_finite_losses(finetuned):
 
 
 def test_final_export_reloads_and_generates(finetuned):
-    config, summary, _ = finetuned
+    config, summary, _, _ = finetuned
     final = Path(summary.output)
     model, processor = load_model(final), load_processor(final)
     stock = AutoProcessor.from_pretrained(final)  # the export is a whole InternVL processor, not a tokenizer
@@ -185,8 +143,8 @@ def test_freeze_vision_and_projector():
 def test_a_killed_worker_is_replaced_and_training_resumes_from_the_last_checkpoint(finetuned):
     """A worker process died (SIGKILL) once the second checkpoint (step 4 of 6) was registered: Ray Train
     started a new worker group, which loaded the last checkpoint it registered and continued from there."""
-    config, summary, killer = finetuned
-    assert killer.killed is not None, "no worker was killed: training ended before the second checkpoint?"
+    config, summary, killed, _ = finetuned
+    assert killed is not None, "no worker was killed: training ended before the second checkpoint?"
     assert summary.steps == STEPS
     log = json.loads((Path(config.run) / "finetune" / "train_log.json").read_text())
     (resumed,) = log["resumed_after"]
@@ -198,8 +156,8 @@ def test_only_the_last_checkpoint_is_kept_and_none_once_published(finetuned):
     """finetune.keep_checkpoints=1 (the default): when the worker was killed, Ray Train's snapshot listed one
     checkpoint, the one it had just registered (step 4 or 6); after publishing, the scratch folder that held
     them is gone and the output holds the export, not checkpoints."""
-    config, _, killer = finetuned
-    assert killer.kept in ([4], [6])
+    config, _, _, kept = finetuned
+    assert kept in ([4], [6])
     run = Path(config.run)
     assert not [path.name for path in (run / paths.WORK_DIR).iterdir() if "finetune" in path.name]
     assert sorted(path.name for path in (run / "finetune").iterdir()) == [
@@ -211,7 +169,7 @@ def test_tensorboard_events_equal_the_step_log(finetuned):
     (step, value) pairs are the step log's (float32, as TensorBoard stores them), across the restart."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config, _, _ = finetuned
+    config, _, _, _ = finetuned
     history = json.loads((Path(config.run) / "finetune" / "train_log.json").read_text())["history"]
     events = EventAccumulator(str(Path(config.run) / "finetune" / "tensorboard"))
     events.Reload()
@@ -229,7 +187,7 @@ def test_model_card_of_the_export(finetuned):
     metrics."""
     from huggingface_hub import ModelCard
 
-    config, summary, _ = finetuned
+    config, summary, _, _ = finetuned
     card = ModelCard.load(Path(summary.output) / "README.md")
     assert card.data.base_model is None  # a random preset is no hub model
     assert (card.data.library_name, card.data.pipeline_tag) == ("transformers", "image-text-to-text")
@@ -291,3 +249,11 @@ def test_export_without_saved_checkpoints_writes_only_the_step_log(tmp_path):
     assert not (tmp_path / "out" / "final").exists()
     with pytest.raises(FinetuneError, match="has no hf/ export"):
         _export(out, Checkpoint.from_directory(str(reported)), model=True)
+
+
+def test_the_snapshot_file_is_the_one_ray_train_writes():
+    from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+
+    from dualvad.train.resume import SNAPSHOT_FILE
+
+    assert SNAPSHOT_FILE == CHECKPOINT_MANAGER_SNAPSHOT_FILENAME  # a Ray upgrade that renames it fails here
