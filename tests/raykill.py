@@ -31,13 +31,22 @@ def descendants_named(marker: str) -> list[int]:
 
 class Killer(threading.Thread):
     """Waits until ``ready()`` holds, then SIGKILLs the first descendant named ``marker``; ``pid`` is the
-    killed process's, ``None`` when the stage ended first (set ``stop`` then)."""
+    killed process's, ``None`` when the stage ended first. As a context manager it watches while the block
+    runs and stops with it."""
 
     def __init__(self, marker: str, ready: Callable[[], bool], timeout_s: float = 600.0) -> None:
         super().__init__(daemon=True)
         self.marker, self.ready, self.timeout_s = marker, ready, timeout_s
         self.pid: int | None = None
         self.stop = threading.Event()
+
+    def __enter__(self) -> Killer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.join()
 
     def run(self) -> None:
         deadline = time.monotonic() + self.timeout_s

@@ -41,13 +41,8 @@ def test_a_killed_decoding_worker_loses_and_duplicates_nothing(ray_session, tmp_
     run = tmp_path / "run"
     config = load_config(None, [f"corpus={corpus}", f"run={run}", "ingest.segments=4", "ingest.workers=1",
                                 "ingest.cpus_per_worker=0.5", "stages.flush_videos=1"])
-    killer = Killer("segment_videos_task", lambda: len(_staged(run, paths.SEGMENTS)) >= 2)
-    killer.start()
-    try:
+    with Killer("segment_videos_task", lambda: len(_staged(run, paths.SEGMENTS)) >= 2) as killer:
         summary = run_ingest(config)
-    finally:
-        killer.stop.set()
-        killer.join()
     assert killer.pid is not None, "ingest finished before a decoding worker could be killed"
     table = open_run(str(run)).read_table(paths.SEGMENTS)
     keys = list(zip(table[S.VIDEO_ID].to_pylist(), table[S.SEGMENT_INDEX].to_pylist(), strict=True))
@@ -84,13 +79,8 @@ def run_of_many_parts(scored_run, tmp_path):
 def test_a_killed_scoring_actor_loses_and_duplicates_nothing(run_of_many_parts):
     config, run, expected = run_of_many_parts
     videos = len({video for video, _ in expected})
-    killer = Killer("ScoreWorker", lambda: len(_staged(run, paths.SCORES)) >= 3)
-    killer.start()
-    try:
+    with Killer("ScoreWorker", lambda: len(_staged(run, paths.SCORES)) >= 3) as killer:
         summary = run_score(config)
-    finally:
-        killer.stop.set()
-        killer.join()
     assert killer.pid is not None, "score finished before its actor could be killed"
     assert not psutil.pid_exists(killer.pid) or psutil.Process(killer.pid).status() == psutil.STATUS_ZOMBIE
     assert summary.videos == videos
@@ -113,13 +103,8 @@ def test_a_killed_scorer_worker_resumes_from_its_checkpoint_to_the_weights_of_an
     target = tmp_path / "run"
     shutil.copytree(Path(config.run) / paths.SEGMENTS, target / paths.SEGMENTS)
     resumed = dataclasses.replace(config, run=str(target))
-    killer = Killer("RayTrainWorker", lambda: registered_metric(target / paths.WORK_DIR, "epoch") >= 9)
-    killer.start()
-    try:
+    with Killer("RayTrainWorker", lambda: registered_metric(target / paths.WORK_DIR, "epoch") >= 9) as killer:
         train_scorer(resumed)
-    finally:
-        killer.stop.set()
-        killer.join()
     assert killer.pid is not None, "training finished before its worker could be killed"
     history = json.loads((target / paths.SCORER / paths.SCORER_HISTORY_FILE).read_text())
     uninterrupted = json.loads((Path(config.run) / paths.SCORER / paths.SCORER_HISTORY_FILE).read_text())

@@ -72,13 +72,9 @@ def finetuned(benchmarked):
         benchmarked.finetune, model="tiny", workers=2, cpus_per_worker=0.5, zero_stage=2, max_steps=STEPS,
         warmup_steps=1, report_every=2, max_length=512, tracking="tensorboard"))
     kept: list[int] = []
-    killer = Killer("RayTrainWorker", _after_step(Path(config.run) / paths.WORK_DIR, 4, kept))  # scratch
-    killer.start()
-    try:
+    storage = Path(config.run) / paths.WORK_DIR  # Ray Train's storage: the stage's scratch folder
+    with Killer("RayTrainWorker", _after_step(storage, 4, kept)) as killer:
         summary = run_finetune(config)
-    finally:
-        killer.stop.set()
-        killer.join()
     return config, summary, killer.pid, kept
 
 
