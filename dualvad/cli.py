@@ -64,9 +64,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dualvad {args.command}: failed: {error}", file=sys.stderr)
         return 1
     except StageInterrupted as interrupted:
-        print(f"dualvad {args.command}: {interrupted}; finished work is kept, the same command continues "
-              "from it", file=sys.stderr)
-        return 128 + interrupted.signum
+        return _interrupted(args.command, interrupted)
+    except Exception as error:
+        # The signal handler raises StageInterrupted wherever the main thread is; inside Ray's C code it comes
+        # back wrapped (a SystemError caused by it): still an interruption, not a failure.
+        interrupted = _interruption(error)
+        if interrupted is None:
+            raise
+        return _interrupted(args.command, interrupted)
+
+
+def _interrupted(command: str, interrupted: StageInterrupted) -> int:
+    print(f"dualvad {command}: {interrupted}; finished work is kept, the same command continues from it",
+          file=sys.stderr)
+    return 128 + interrupted.signum
+
+
+def _interruption(error: BaseException) -> StageInterrupted | None:
+    """The StageInterrupted among ``error``'s causes and contexts, if any."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, StageInterrupted):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:

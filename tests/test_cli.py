@@ -224,3 +224,22 @@ def test_pipeline_with_another_runs_scorer_skips_train_scorer(tmp_path, monkeypa
     assert list(outputs) == ran
     said = capsys.readouterr().out
     assert f"train-scorer: skipped, score uses the scorer of {other} (score.scorer_run)" in said
+
+
+def test_an_interruption_wrapped_by_c_code_is_still_an_interruption():
+    """SIGTERM's StageInterrupted, raised by the handler while Ray's C code ran, came back as the cause of a
+    SystemError (a failed exit 1 with a traceback); main finds it in the chain and exits 143."""
+    import signal
+
+    from dualvad.cli import _interruption
+    from dualvad.stages import StageInterrupted
+
+    interrupted = StageInterrupted(signal.SIGTERM)
+    try:
+        try:
+            raise interrupted
+        except StageInterrupted as cause:
+            raise SystemError("<built-in method __new__> returned a result with an exception set") from cause
+    except SystemError as wrapped:
+        assert _interruption(wrapped) is interrupted
+    assert _interruption(ValueError("a real failure")) is None

@@ -97,7 +97,8 @@ def run_score(config: DualVADConfig, force: bool = False) -> ScoreSummary | Skip
     run = open_run(config.run)
     source = scorer_run(run, config.score)
     if source.uri == run.uri:
-        if not run.exists(paths.SCORER):
+        # the first missing input is named first: without segments the runner says to run ingest
+        if run.exists(paths.SEGMENTS) and not run.exists(paths.SCORER):
             raise MissingInputError(f"{run.path(paths.SCORER)} does not exist: run `dualvad train-scorer` "
                                     "first, or score with another run's scorer: score.scorer_run=OTHER_RUN")
         # no settings: the fingerprint of runs scored before score.scorer_run existed stays the same

@@ -156,8 +156,8 @@ def test_a_worker_writes_its_group_as_one_part_and_a_retry_replaces_it(corpus, t
     from dualvad.pipeline.ingest import SUMMARY_SCHEMA, _extractor, segment_videos, video_rows, write_videos
 
     group = ["Normal/n1.mp4", "Bad/text.mp4", "Fight/f1.mp4"]
-    batch = video_rows([r for r in read_corpus(corpus) if r.video_id in group])
     config = ingest_config(corpus, tmp_path / "run").ingest
+    batch = video_rows([r for r in read_corpus(corpus, config.categories) if r.video_id in group])
     extractor, out = _extractor(config), open_run(str(tmp_path / "staging"))
     summaries = [write_videos(batch, extractor, config, out.uri) for _ in range(2)]  # a task, its retry
 

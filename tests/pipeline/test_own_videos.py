@@ -77,9 +77,9 @@ def test_train_scorer_on_unlabelled_videos_says_to_label_them_or_use_another_sco
 def test_score_without_a_scorer_is_one_line_naming_the_stage_to_run(own_run, capsys):
     config, _, _ = own_run
     assert main(["score", "--run", config.run]) == 1
-    error = capsys.readouterr().err
-    assert error.strip().count("\n") == 0, error
-    assert error.strip().endswith(f"{config.run}/scorer does not exist: run `dualvad train-scorer` first, or "
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("log: "), lines  # where the log is, then the one line
+    assert lines[1].endswith(f"{config.run}/scorer does not exist: run `dualvad train-scorer` first, or "
                                   "score with another run's scorer: score.scorer_run=OTHER_RUN")
     other = dataclasses.replace(config, score=ScoreConfig(scorer_run=config.corpus))  # a run without one
     with pytest.raises(MissingInputError, match=rf"^score.scorer_run={config.corpus}: {config.corpus}/scorer "

@@ -137,10 +137,11 @@ def test_duplicated_segment_rows_are_refused_by_score_and_sample(copied_run):
 
 def test_sigterm_mid_training_then_a_rerun_goes_on_from_the_checkpoint_to_the_same_scorer(scored_run,
                                                                                         tmp_path):
-    """`dualvad train-scorer` SIGTERMed once Ray Train registered its epoch-10 checkpoint (of 30) publishes
-    nothing; run again, the stage finds that run (same settings, same scratch folder, the same Ray Train run
-    name) and goes on after epoch 10 instead of starting over, to the scorer and history of the shared run,
-    trained with the same settings and never interrupted."""
+    """`dualvad train-scorer` SIGTERMed once Ray Train registered its epoch-10 checkpoint (of 30) exits 143
+    and publishes nothing; run again, the stage finds that run (same settings, same scratch folder, the same
+    Ray Train run name) and goes on from its last registered checkpoint (epoch 10 or later: the signal is
+    handled when the driver next returns from Ray) instead of starting over, to the scorer and history of
+    the shared run, trained with the same settings and never interrupted."""
     import json
 
     import torch

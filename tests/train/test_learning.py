@@ -11,6 +11,7 @@ tokens, pixel values, the chat template, the optimizer or the export.
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +23,7 @@ from dualvad import schema as S
 from dualvad.benchmarks.templates import image_conversation, row_rng
 from dualvad.config import load_config
 from dualvad.detector import load_vlm_judge
+from dualvad.pipeline.benchmarks import _manifest as benchmark_manifest
 from dualvad.rundir import open_run
 from dualvad.stages import Stage, run_stage
 from dualvad.train.finetune import run_finetune
@@ -73,11 +75,13 @@ def cue_rows(count: int, split: str, seed: int) -> list[dict]:
 
 
 def write_benchmarks(run_uri: str, rows: list[dict]) -> None:
-    """``RUN/benchmarks`` as the benchmark stage publishes it (its stage record included): the image rows in
-    one shard, an empty video shard."""
+    """``RUN/benchmarks`` as the benchmark stage publishes it (its stage record and manifest included): the
+    image rows in one shard, an empty video shard."""
     def work(context) -> str:
         context.out.write_table(pa.Table.from_pylist(rows, schema=S.IMAGE_BENCH_SCHEMA), "image", SHARD)
         context.out.write_table(S.VIDEO_BENCH_SCHEMA.empty_table(), "video", SHARD)
+        manifest = benchmark_manifest(context.out, 1, load_config().benchmarks)  # the stage's own counting
+        context.out.write_text(json.dumps(manifest), paths.MANIFEST_FILE)
         return f"{len(rows)} cue rows"
 
     run_stage(Stage("benchmarks", paths.BENCHMARKS), open_run(run_uri), {"rows": len(rows)}, work,
