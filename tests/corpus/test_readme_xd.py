@@ -51,8 +51,8 @@ def test_readme_xd_violence_script_makes_a_readable_corpus(
     assert read_corpus(tmp_path / "corpus") == [
         record(f"test/{TEST[2]}.mp4", "Normal", "test", ()),
         record(f"test/{TEST[0]}.mp4", "Shooting", "test", ((10, 90), (120, 200))),
-        record(f"test/{TEST[1]}.mp4", "Car_accident", "test", ((0, 50),)),
+        record(f"test/{TEST[1]}.mp4", "Car accident", "test", ((0, 50),)),
         record(f"train/{TRAIN[1]}.mp4", "Normal", "train"),
         record(f"train/{TRAIN[0]}.mp4", "Explosion", "train"),
-        record(f"train/{TRAIN[2]}.mp4", "Car_accident", "train"),
+        record(f"train/{TRAIN[2]}.mp4", "Car accident", "train"),
     ]
