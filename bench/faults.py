@@ -44,7 +44,8 @@ def main() -> None:
         command += ["-k", args.k]
     print("running:", " ".join(command[3:]), flush=True)
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    records = [json.loads(line[len(PREFIX):]) for line in run.stdout.splitlines() if line.startswith(PREFIX)]
+    # a record may follow pytest's progress dots on its line
+    records = [json.loads(line.split(PREFIX, 1)[1]) for line in run.stdout.splitlines() if PREFIX in line]
     failed = re.findall(r"^FAILED (\S+)", run.stdout, re.MULTILINE)
     print(_table(records, failed))
     tail = [line for line in run.stdout.splitlines() if re.search(r"\d+ (passed|failed)", line)]
@@ -53,10 +54,16 @@ def main() -> None:
 
 
 def _table(records: list[dict], failed: list[str]) -> str:
-    """A Markdown table of the records, then one FAILED row per failed test."""
+    """A Markdown table of the records (a failed test's outcome says so: its figures do not count), then one
+    FAILED row per failed test that printed none."""
     rows = [COLUMNS, tuple("---" for _ in COLUMNS)]
-    rows += [tuple("n/a" if record[c] is None else str(record[c]) for c in COLUMNS) for record in records]
-    rows += [(f"FAILED {name}", "test failed: its figures do not count", "", "", "", "") for name in failed]
+    for record in records:
+        if record["test"] in failed:
+            record = {**record, "outcome": f"TEST FAILED ({record['test']}): {record['outcome']}"}
+        rows.append(tuple("n/a" if record[c] is None else str(record[c]) for c in COLUMNS))
+    recorded = {record["test"] for record in records}
+    rows += [(f"FAILED {name}", "test failed before its figures", "", "", "", "")
+             for name in failed if name not in recorded]
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 

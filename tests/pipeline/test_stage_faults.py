@@ -25,6 +25,8 @@ from dualvad.pipeline.score import run_score
 from dualvad.rundir import open_run
 from dualvad.stages import CorruptInputError, RunBusyError, Skipped
 
+from faultlog import record_fault
+
 VIDEOS = 10
 
 
@@ -70,6 +72,9 @@ def test_sigterm_mid_ingest_keeps_the_finished_videos_and_the_rerun_adds_the_res
     assert (summary.resumed, summary.processed) == (len(kept), VIDEOS - len(kept))
     table = open_run(str(run)).read_table(paths.SEGMENTS)
     pairs = list(zip(table[S.VIDEO_ID].to_pylist(), table[S.SEGMENT_INDEX].to_pylist(), strict=True))
+    record_fault("ingest: SIGTERM mid-stage, then the same command", f"resumed: {len(kept)} videos kept, "
+                 f"{summary.processed} decoded again", rows_lost=4 * VIDEOS - len(set(pairs)),
+                 rows_duplicated=len(pairs) - len(set(pairs)))
     assert len(pairs) == len(set(pairs)) == 4 * VIDEOS  # nothing lost, nothing twice
     assert {video for video, _ in pairs} == {r.video_id for r in read_corpus(corpus)}
 
@@ -170,6 +175,8 @@ def test_sigterm_mid_training_then_a_rerun_goes_on_from_the_checkpoint_to_the_sa
     assert not (run / paths.SCORER).exists()  # nothing published half-done
 
     summary = train_scorer(config)
+    record_fault("train-scorer: SIGTERM after the epoch-10 checkpoint, then the same command",
+                 f"exit 143, then resumed after epoch {summary.resumed_after}", rows_lost=0)
     assert summary.resumed_after is not None and summary.resumed_after >= 9, str(summary)
     assert f"resumed after epoch {summary.resumed_after}" in str(summary)
     history = json.loads((run / paths.SCORER / paths.SCORER_HISTORY_FILE).read_text())
