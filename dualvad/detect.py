@@ -23,7 +23,7 @@ import numpy as np
 
 from dualvad.corpus.layout import UNLABELLED, VIDEO_EXTENSIONS, has_video_extension
 from dualvad.detector import DetectOptions, Detector, InvalidVideoError
-from dualvad.eval.report import _img, _write_atomic, safe_names, timeline_png
+from dualvad.eval.report import img_tag, safe_names, timeline_png, write_atomic
 from dualvad.eval.results import VideoResult
 from dualvad.video.decode import VideoDecodeError
 
@@ -145,7 +145,7 @@ def write_detect_report(path: str | os.PathLike[str], records: Sequence[dict[str
             f"anomalous when the video score is at least {threshold:g}</p>\n"
             "<table><tr><th>video</th><th>verdict</th><th>video score</th><th>category</th></tr>"
             f"{rows}</table>\n{sections}</body></html>\n")
-    _write_atomic(path, page.encode("utf-8"))
+    write_atomic(path, page.encode("utf-8"))
     return path
 
 
@@ -171,7 +171,7 @@ def _video_section(record: dict[str, Any], name: str) -> str:
                    "</div>" if best and best["explanation"] else "")
     return (f"{heading}<p>video score <b>{record['video_score']:.3f}</b>, "
             f"{'anomalous' if record['is_anomalous'] else 'normal'}</p>"
-            + _img(png, "image/png", f"score timeline of {record['video_path']}", id_=f"timeline-{name}",
+            + img_tag(png, "image/png", f"score timeline of {record['video_path']}", id_=f"timeline-{name}",
                    cls="timeline")
             + explanation + "</article>\n")
 

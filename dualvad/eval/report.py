@@ -120,7 +120,7 @@ def write_report(
     sections = []
     for video in drawn:
         png = timeline_png(video, featured.name, _same_video(models, featured, video.video_id))
-        _write_atomic(out / f"timeline_{names[video.video_id]}.png", png)
+        write_atomic(out / f"timeline_{names[video.video_id]}.png", png)
         sections.append(_video_html(video, names[video.video_id], png, featured))
     parts = {
         "header": _header_html(info, models, threshold),
@@ -130,7 +130,7 @@ def write_report(
                                        threshold),
     }
     page = _page(title, models, roc_sections, featured, sections, parts)
-    _write_atomic(out / REPORT_NAME, page.encode("utf-8"))
+    write_atomic(out / REPORT_NAME, page.encode("utf-8"))
     return out / REPORT_NAME
 
 
@@ -188,8 +188,8 @@ def roc_png(curves: Sequence[Curve], title: str) -> bytes:
 def _roc_section(out: Path, level: str, models: list[ModelResult]) -> str:
     curves, notes = roc_curves(models, level)
     png = roc_png(curves, f"{level}-level ROC")
-    _write_atomic(out / (ROC_VIDEO_NAME if level == "video" else ROC_FRAME_NAME), png)
-    img = _img(png, "image/png", f"{level}-level ROC curves, one per model", id_=f"roc-{level}", cls="roc")
+    write_atomic(out / (ROC_VIDEO_NAME if level == "video" else ROC_FRAME_NAME), png)
+    img = img_tag(png, "image/png", f"{level}-level ROC curves, one per model", id_=f"roc-{level}", cls="roc")
     note_html = "".join(f'<p class="note">{html.escape(note)}</p>' for note in notes)
     return f'<div class="roc-level"><figure>{img}</figure>{note_html}</div>'
 
@@ -537,7 +537,7 @@ def _video_html(video: VideoResult, name: str, timeline: bytes, model: ModelResu
         f"<p>label: <b>{html.escape(video.label)}</b> &middot; "
         f"video score: <b>{video.video_score:.3f}</b>{scale} &middot; "
         f"frame AUC: {html.escape(auc_text(video_frame_auc(video)))}</p>"
-        + _img(timeline, "image/png", f"score timeline of {video.video_id}", id_=f"timeline-{name}",
+        + img_tag(timeline, "image/png", f"score timeline of {video.video_id}", id_=f"timeline-{name}",
                cls="timeline")
         + (f'<div class="thumbs">{thumbs}</div>' if thumbs else "")
         + explanation
@@ -548,11 +548,11 @@ def _video_html(video: VideoResult, name: str, timeline: bytes, model: ModelResu
 def _thumbnail_html(thumb: Thumbnail, fps: float) -> str:
     caption = (f"frame {thumb.frame_index} &middot; {thumb.frame_index / fps:.2f} s &middot; "
                f"score {thumb.score:.3f}")
-    img = _img(thumb.jpeg, "image/jpeg", f"frame {thumb.frame_index}", cls="thumbnail")
+    img = img_tag(thumb.jpeg, "image/jpeg", f"frame {thumb.frame_index}", cls="thumbnail")
     return f"<figure>{img}<figcaption>{caption}</figcaption></figure>"
 
 
-def _img(data: bytes, mime: str, alt: str, *, id_: str | None = None, cls: str | None = None) -> str:
+def img_tag(data: bytes, mime: str, alt: str, *, id_: str | None = None, cls: str | None = None) -> str:
     attrs = (f' id="{html.escape(id_)}"' if id_ else "") + (f' class="{cls}"' if cls else "")
     encoded = base64.b64encode(data).decode("ascii")
     return f'<img{attrs} alt="{html.escape(alt)}" src="data:{mime};base64,{encoded}">'
@@ -570,7 +570,7 @@ def _png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary name, then rename: a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_bytes(data)
