@@ -275,7 +275,7 @@ def _gpu_dry_run(args: argparse.Namespace) -> None:
         print(f"  {part:<9} trained {split.trained:>13,}  frozen {split.frozen:>11,}")
     print(f"training FLOPs per {CLIP_FRAMES}-frame sample of ~{tokens} tokens: {per_sample:.3e} "
           f"({per_sample / tokens:.3e} per token)")
-    print(f"DeepSpeed config: {deepspeed_settings(settings, world=1, steps=args.steps)}")
+    print(f"DeepSpeed config: {deepspeed_settings(settings, world=1)}")
 
 
 # ------------------------------------------------------------------------------------------------ shared
@@ -298,7 +298,8 @@ def _benchmarked_run(args: argparse.Namespace, image_size: int, ray_cpus: int):
     overrides = [f"scorer.epochs={args.epochs}", "scorer.report_every=5", f"ray.num_cpus={ray_cpus}",
                  "sample.budget=16", f"benchmarks.image_size={image_size}",
                  f"benchmarks.clip_frames={CLIP_FRAMES}", "benchmarks.shards=2"]
-    config, _ = prepared_run(f"finetune-{image_size}px", args.videos, args.seconds, args.seed, overrides)
+    config, _ = prepared_run(f"finetune-{image_size}px", args.videos, args.seconds, args.seed, overrides,
+                             cameras=args.cameras)
     if not open_run(config.run).exists("scorer", "model"):
         print(train_scorer(config))
     print(run_score(config))

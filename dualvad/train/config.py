@@ -34,7 +34,7 @@ class FinetuneConfig:
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 1e-4
     weight_decay: float = 0.0
-    warmup_steps: int = 1  # optimizer steps of linear warmup; 0 = a constant lr (no warmup, no decay)
+    warmup_steps: int = 1  # linear warmup, then linear decay, every step at lr > 0; 0 = constant lr
     max_steps: int = 4  # optimizer steps in all; 0 = ``epochs`` passes over the mixed benchmarks
     epochs: int = 1  # used when max_steps = 0
     image_weight: float = 1.0  # draws per epoch = round(weight * rows) per benchmark

@@ -1,9 +1,10 @@
 """The DeepSpeed JSON config of the VLM fine-tuning, derived from a few settings (never hand-written).
 
 :func:`deepspeed_config` gives ZeRO stage 2 by default (3 optional), optional CPU offload of the
-optimizer state (and of the parameters at stage 3), bf16 on GPUs / fp32 on CPU, gradient clipping,
-an AdamW optimizer section and a warmup-then-decay learning-rate schedule (a constant one when
-``warmup_steps == 0``, see :func:`scheduler_section`).
+optimizer state (and of the parameters at stage 3), bf16 on GPUs / fp32 on CPU, gradient clipping and
+an AdamW optimizer section. No ``scheduler`` section: the learning-rate schedule is
+:mod:`dualvad.train.lr_schedule`'s, handed to ``deepspeed.initialize`` as a client scheduler (DeepSpeed's
+own warmup schedules run the first two steps at lr 0).
 
 The optimizer: DeepSpeed builds it from this config's ``optimizer`` section (the training loop passes no
 client optimizer). The section names AdamW with ``torch_adam: true`` (DeepSpeed builds
@@ -20,8 +21,6 @@ No Ray here: the Ray Train loop calls this and hands the dict to ``deepspeed.ini
 from __future__ import annotations
 
 ZERO_STAGES = (0, 1, 2, 3)
-SCHEDULERS = ("WarmupDecayLR", "WarmupCosineLR")
-CONSTANT_SCHEDULER = "WarmupLR"  # what warmup_steps = 0 becomes, whichever scheduler is asked for
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 BUCKET_SIZE = 500_000_000
@@ -39,12 +38,12 @@ def check_deepspeed_settings(zero_stage: int, offload: bool) -> None:
 
 def _check(
     zero_stage: int, micro_batch: int, grad_accum: int, world_size: int, lr: float, weight_decay: float,
-    warmup_steps: int, total_steps: int, grad_clip: float, offload: bool, scheduler: str,
+    grad_clip: float, offload: bool,
 ) -> None:
     """Raise ``ValueError`` naming the first setting that is out of range."""
     check_deepspeed_settings(zero_stage, offload)
     for name, value in (("micro_batch", micro_batch), ("grad_accum", grad_accum),
-                        ("world_size", world_size), ("total_steps", total_steps)):
+                        ("world_size", world_size)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if not lr > 0:
@@ -53,12 +52,6 @@ def _check(
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
     if grad_clip < 0:
         raise ValueError(f"grad_clip must be >= 0 (0 disables clipping), got {grad_clip}")
-    if not isinstance(warmup_steps, int) or not 0 <= warmup_steps <= total_steps:
-        raise ValueError(
-            f"warmup_steps must be an integer in [0, total_steps={total_steps}], got {warmup_steps}"
-        )
-    if scheduler not in SCHEDULERS:
-        raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
 
 
 def zero_section(zero_stage: int, offload: bool) -> dict:
@@ -80,26 +73,6 @@ def zero_section(zero_stage: int, offload: bool) -> dict:
     return section
 
 
-def scheduler_section(scheduler: str, lr: float, warmup_steps: int, total_steps: int) -> dict:
-    """Linear warmup from 0 to ``lr`` over ``warmup_steps``, then linear (WarmupDecayLR) or cosine decay.
-
-    DeepSpeed's warmup schedules warm up over at least 2 optimizer steps (the first at the warmup floor,
-    here 0) and reject ``warmup_num_steps = 0``; the linear one also decays to that same floor. None of
-    them can start at ``lr`` and decay, so ``warmup_steps = 0`` gives DeepSpeed's ``WarmupLR`` with floor =
-    peak = ``lr``: a constant ``lr`` from the first step, without warmup and without decay.
-    """
-    if warmup_steps == 0:
-        return {"type": CONSTANT_SCHEDULER, "params": {"warmup_min_lr": lr, "warmup_max_lr": lr,
-                                                       "warmup_num_steps": 1, "warmup_type": "linear"}}
-    if scheduler == "WarmupDecayLR":
-        params = {"warmup_min_lr": 0.0, "warmup_max_lr": lr, "warmup_num_steps": warmup_steps,
-                  "total_num_steps": total_steps, "warmup_type": "linear"}
-    else:
-        params = {"warmup_min_ratio": 0.0, "cos_min_ratio": 0.0, "warmup_num_steps": warmup_steps,
-                  "total_num_steps": total_steps, "warmup_type": "linear"}
-    return {"type": scheduler, "params": params}
-
-
 def deepspeed_config(
     *,
     zero_stage: int = 2,
@@ -110,20 +83,15 @@ def deepspeed_config(
     world_size: int,
     lr: float,
     weight_decay: float,
-    warmup_steps: int,
-    total_steps: int,
     grad_clip: float = 1.0,
-    scheduler: str = "WarmupDecayLR",
 ) -> dict:
     """The DeepSpeed config dict for ``world_size`` data-parallel workers.
 
     ``bf16``: True on GPUs (bf16 weights/activations, fp32 master weights), False for fp32 (CPU).
-    ``train_batch_size = micro_batch * grad_accum * world_size``. ``total_steps`` and ``warmup_steps``
-    count optimizer steps; ``warmup_steps = 0`` means a constant ``lr`` (no warmup, no decay; see
-    :func:`scheduler_section`). ``grad_clip``: max global gradient norm (0 disables).
+    ``train_batch_size = micro_batch * grad_accum * world_size``. ``lr``: the peak learning rate (the
+    client scheduler scales it per step). ``grad_clip``: max global gradient norm (0 disables).
     """
-    _check(zero_stage, micro_batch, grad_accum, world_size, lr, weight_decay, warmup_steps, total_steps,
-           grad_clip, offload, scheduler)
+    _check(zero_stage, micro_batch, grad_accum, world_size, lr, weight_decay, grad_clip, offload)
     return {
         "train_batch_size": micro_batch * grad_accum * world_size,
         "train_micro_batch_size_per_gpu": micro_batch,
@@ -138,6 +106,5 @@ def deepspeed_config(
             "params": {"lr": lr, "betas": list(ADAM_BETAS), "eps": ADAM_EPS, "weight_decay": weight_decay,
                        "torch_adam": not offload},
         },
-        "scheduler": scheduler_section(scheduler, lr, warmup_steps, total_steps),
         "wall_clock_breakdown": False,
     }

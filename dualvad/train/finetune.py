@@ -332,20 +332,23 @@ def _optimizer_step(engine: Any, batches: Iterator[dict[str, torch.Tensor]], gra
 def build_engine(model: torch.nn.Module, settings: FinetuneConfig, world: int, steps: int) -> Any:
     """The DeepSpeed engine over ``model`` for a run of ``steps`` optimizer steps on ``world`` workers.
 
-    DeepSpeed builds the optimizer and the lr schedule from :func:`deepspeed_settings` over the parameters
-    that require grad (frozen parts and LoRA's base weights get no optimizer state). Joins the
+    DeepSpeed builds the optimizer from :func:`deepspeed_settings` over the parameters that require grad
+    (frozen parts and LoRA's base weights get no optimizer state), and the lr schedule with
+    :func:`dualvad.train.lr_schedule.lr_scheduler` over that optimizer. Joins the
     ``torch.distributed`` process group when one is initialized (Ray Train's, gloo or NCCL), else asks
     DeepSpeed to start one from the environment.
     """
     import deepspeed
 
     from dualvad.train.deepspeed_compat import skip_shm_comm_build
+    from dualvad.train.lr_schedule import lr_scheduler
 
     if not settings.use_gpu:
         skip_shm_comm_build()  # the op it would compile serves inference only
     engine, *_ = deepspeed.initialize(
         model=model, model_parameters=[p for p in model.parameters() if p.requires_grad],
-        config=deepspeed_settings(settings, world, steps),
+        config=deepspeed_settings(settings, world),
+        lr_scheduler=lr_scheduler(warmup_steps(settings, steps), steps),
         dist_init_required=not torch.distributed.is_initialized())
     return engine
 
@@ -400,20 +403,24 @@ def freeze(model: torch.nn.Module, vision: bool, projector: bool, embeddings: bo
     return trainable
 
 
-def deepspeed_settings(settings: FinetuneConfig, world: int, steps: int) -> dict[str, Any]:
-    """The DeepSpeed config for this run (``warmup_steps = 0``: constant lr). A run shorter than its warmup
-    (``max_steps = 0``: the step count follows from the data) warms up over the whole run."""
+def deepspeed_settings(settings: FinetuneConfig, world: int) -> dict[str, Any]:
+    """The DeepSpeed config for this run on ``world`` workers (no lr schedule: see :func:`build_engine`)."""
     from dualvad.train.deepspeed_config import deepspeed_config
 
+    return deepspeed_config(
+        zero_stage=settings.zero_stage, offload=settings.offload, bf16=settings.use_gpu,
+        micro_batch=settings.micro_batch, grad_accum=settings.grad_accum, world_size=world, lr=settings.lr,
+        weight_decay=settings.weight_decay, grad_clip=settings.grad_clip)
+
+
+def warmup_steps(settings: FinetuneConfig, steps: int) -> int:
+    """``finetune.warmup_steps`` for a run of ``steps`` optimizer steps: a run shorter than its warmup
+    (``max_steps = 0``: the step count follows from the data) warms up over the whole run."""
     warmup = min(settings.warmup_steps, steps)
     if warmup < settings.warmup_steps:
         log.warning("finetune.warmup_steps=%d exceeds the run's %d steps: warming up over all of them",
                     settings.warmup_steps, steps)
-    return deepspeed_config(
-        zero_stage=settings.zero_stage, offload=settings.offload, bf16=settings.use_gpu,
-        micro_batch=settings.micro_batch, grad_accum=settings.grad_accum, world_size=world, lr=settings.lr,
-        weight_decay=settings.weight_decay, warmup_steps=warmup, total_steps=steps,
-        grad_clip=settings.grad_clip)
+    return warmup
 
 
 def _step_metrics(step: int, mine: StepTotals, lr: float, seconds: float, device: torch.device,

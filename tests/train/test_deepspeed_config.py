@@ -6,8 +6,7 @@ import pytest
 
 from dualvad.train.deepspeed_config import check_deepspeed_settings, deepspeed_config
 
-COMMON = {"micro_batch": 2, "grad_accum": 4, "world_size": 3, "lr": 4e-5, "weight_decay": 0.05,
-          "warmup_steps": 10, "total_steps": 100}
+COMMON = {"micro_batch": 2, "grad_accum": 4, "world_size": 3, "lr": 4e-5, "weight_decay": 0.05}
 
 
 def test_stage2_fp32_cpu_exact():
@@ -26,16 +25,12 @@ def test_stage2_fp32_cpu_exact():
         "zero_allow_untested_optimizer": True,
         "optimizer": {"type": "AdamW", "params": {"lr": 4e-5, "betas": [0.9, 0.999], "eps": 1e-8,
                                                    "weight_decay": 0.05, "torch_adam": True}},
-        "scheduler": {"type": "WarmupDecayLR", "params": {
-            "warmup_min_lr": 0.0, "warmup_max_lr": 4e-5, "warmup_num_steps": 10, "total_num_steps": 100,
-            "warmup_type": "linear"}},
         "wall_clock_breakdown": False,
     }
 
 
-def test_stage3_offload_bf16_cosine_exact():
-    config = deepspeed_config(zero_stage=3, offload=True, bf16=True, grad_clip=0.5,
-                              scheduler="WarmupCosineLR", **COMMON)
+def test_stage3_offload_bf16_exact():
+    config = deepspeed_config(zero_stage=3, offload=True, bf16=True, grad_clip=0.5, **COMMON)
     assert config == {
         "train_batch_size": 24,
         "train_micro_batch_size_per_gpu": 2,
@@ -52,9 +47,6 @@ def test_stage3_offload_bf16_cosine_exact():
         "zero_allow_untested_optimizer": True,
         "optimizer": {"type": "AdamW", "params": {"lr": 4e-5, "betas": [0.9, 0.999], "eps": 1e-8,
                                                    "weight_decay": 0.05, "torch_adam": False}},
-        "scheduler": {"type": "WarmupCosineLR", "params": {
-            "warmup_min_ratio": 0.0, "cos_min_ratio": 0.0, "warmup_num_steps": 10, "total_num_steps": 100,
-            "warmup_type": "linear"}},
         "wall_clock_breakdown": False,
     }
 
@@ -75,13 +67,9 @@ def test_stage0_is_plain_data_parallel():
     ({"micro_batch": 0}, "micro_batch must be a positive integer, got 0"),
     ({"grad_accum": -1}, "grad_accum must be a positive integer"),
     ({"world_size": 1.5}, "world_size must be a positive integer"),
-    ({"total_steps": 0}, "total_steps must be a positive integer"),
     ({"lr": 0.0}, "lr must be > 0"),
     ({"weight_decay": -0.1}, "weight_decay must be >= 0"),
     ({"grad_clip": -1.0}, "grad_clip must be >= 0"),
-    ({"warmup_steps": 101}, r"warmup_steps must be an integer in \[0, total_steps=100\], got 101"),
-    ({"warmup_steps": -1}, r"warmup_steps must be an integer in \[0, total_steps=100\], got -1"),
-    ({"scheduler": "OneCycle"}, "scheduler must be one of"),
 ])
 def test_invalid_settings_are_clear_errors(override, message):
     settings = {**COMMON, "bf16": False, **override}
@@ -89,32 +77,9 @@ def test_invalid_settings_are_clear_errors(override, message):
         deepspeed_config(**settings)
 
 
-@pytest.mark.parametrize("scheduler", ["WarmupDecayLR", "WarmupCosineLR"])
-def test_no_warmup_is_a_constant_lr_schedule(scheduler):
-    config = deepspeed_config(bf16=False, scheduler=scheduler, **{**COMMON, "warmup_steps": 0})
-    assert config["scheduler"] == {"type": "WarmupLR", "params": {
-        "warmup_min_lr": 4e-5, "warmup_max_lr": 4e-5, "warmup_num_steps": 1, "warmup_type": "linear"}}
-
-
-def test_deepspeed_runs_the_no_warmup_schedule_at_lr_from_the_first_step():
-    """DeepSpeed builds the scheduler from the section; every step (the first included) is at ``lr``."""
-    import torch
-    from deepspeed.runtime.lr_schedules import WarmupLR
-
-    section = deepspeed_config(bf16=False, **{**COMMON, "warmup_steps": 0})["scheduler"]
-    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler = WarmupLR(optimizer, **section["params"])
-    lrs = []
-    for _ in range(5):
-        scheduler.step()
-        lrs.append(optimizer.param_groups[0]["lr"])
-    assert lrs == [4e-5] * 5
-
-
 @pytest.mark.parametrize("settings", [
     {"bf16": False},
-    {"bf16": False, "warmup_steps": 0},
-    {"zero_stage": 3, "offload": True, "bf16": True, "scheduler": "WarmupCosineLR"},
+    {"zero_stage": 3, "offload": True, "bf16": True},
 ])
 def test_deepspeed_accepts_the_configs(settings):
     """DeepSpeed's own parser (strict pydantic models) reads both configs; one process, no GPU needed."""
@@ -125,8 +90,7 @@ def test_deepspeed_accepts_the_configs(settings):
     assert parsed.zero_config.stage == settings.get("zero_stage", 2)
     assert (parsed.zero_config.offload_optimizer is not None) == settings.get("offload", False)
     assert parsed.optimizer_name == "adamw"
-    expected = "WarmupLR" if settings.get("warmup_steps") == 0 else settings.get("scheduler", "WarmupDecayLR")
-    assert parsed.scheduler_name == expected
+    assert parsed.scheduler_name is None  # the schedule is a client one (dualvad.train.lr_schedule)
 
 
 @pytest.mark.parametrize("zero_stage,offload", [(0, False), (1, True), (2, True), (3, True), (3, False)])
