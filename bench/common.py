@@ -9,8 +9,9 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent / "out"
 
 
-def prepared_run(name: str, videos: int, seconds: float, seed: int, overrides: list[str]):
-    """Generate (once) a corpus and ingest it (once) into ``bench/out/<name>/run``.
+def prepared_run(name: str, videos: int, seconds: float, seed: int, overrides: list[str], cameras: int = 0):
+    """Generate (once) a corpus (``cameras``: ``synth.cameras``) and ingest it (once) into
+    ``bench/out/<name>/<corpus>/run``.
 
     Returns (config, corpus path); Ray is started with 2 CPUs and quiet progress bars.
     """
@@ -21,10 +22,10 @@ def prepared_run(name: str, videos: int, seconds: float, seed: int, overrides: l
     from dualvad.pipeline.ingest import run_ingest
     from dualvad.pipeline.runtime import ensure_ray
 
-    folder = OUT / name / f"{videos}x{seconds:g}s-seed{seed}"
+    folder = OUT / name / f"{videos}x{seconds:g}s-seed{seed}{f'-cam{cameras}' if cameras else ''}"
     corpus = folder / "corpus"
     if not (corpus / "annotations").is_dir():
-        generate_corpus(corpus, SynthSpec(videos=videos, seconds=seconds, seed=seed))
+        generate_corpus(corpus, SynthSpec(videos=videos, seconds=seconds, seed=seed, cameras=cameras))
     config = load_config(None, [f"corpus={corpus}", f"run={folder / 'run'}", "ray.num_cpus=2", *overrides])
     ensure_ray(config.ray)
     ray.data.DataContext.get_current().enable_progress_bars = False
@@ -51,4 +52,5 @@ def corpus_arguments(description: str, videos: int = 80) -> argparse.ArgumentPar
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--epochs", type=int, default=40, help="scorer training epochs")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--cameras", type=int, default=0, help="synth.cameras (0: a scene per video)")
     return parser

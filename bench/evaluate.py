@@ -71,7 +71,8 @@ def main() -> None:
     args = _args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     started = time.perf_counter()
-    config, _ = prepared_run("evaluate", args.videos, args.seconds, args.seed, _shared_overrides(args))
+    config, _ = prepared_run("evaluate", args.videos, args.seconds, args.seed, _shared_overrides(args),
+                             cameras=args.cameras)
     for stage in (train_scorer, run_score, run_sample, run_build_benchmarks):
         print(stage(config))
     metrics: dict[tuple[str, int], dict] = {}

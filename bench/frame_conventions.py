@@ -40,7 +40,8 @@ def main() -> None:
     args = _args()
     started = time.perf_counter()
     config, _ = prepared_run("frame-conventions", args.videos, args.seconds, args.seed,
-                             [f"ingest.segments={args.segments}", f"scorer.epochs={args.epochs}"])
+                             [f"ingest.segments={args.segments}", f"scorer.epochs={args.epochs}"],
+                             cameras=args.cameras)
     print(train_scorer(config))
     print(run_score(config))
     videos = _test_videos(config.run)

@@ -37,7 +37,7 @@ def main() -> None:
     args = _args()
     config, corpus = prepared_run(f"sampling-K{args.segments}", args.videos, args.seconds, args.seed,
                                   [f"scorer.epochs={args.epochs}", "scorer.report_every=5",
-                                   f"ingest.segments={args.segments}"])
+                                   f"ingest.segments={args.segments}"], cameras=args.cameras)
     if not open_run(config.run).exists("scorer", "model"):
         print(train_scorer(config))
     print(run_score(config))

@@ -39,7 +39,8 @@ VARIANTS = {
 def main() -> None:
     args = _args()
     common = [f"scorer.epochs={args.epochs}", "scorer.report_every=5", "ingest.cpus_per_worker=1"]
-    config, corpus = prepared_run("scorer", args.videos, args.seconds, args.seed, common)
+    config, corpus = prepared_run("scorer", args.videos, args.seconds, args.seed, common,
+                                  cameras=args.cameras)
     rows = []
     for index, (name, overrides) in enumerate(VARIANTS.items()):
         aucs, by_category, started = [], [], time.perf_counter()

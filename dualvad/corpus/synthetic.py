@@ -1,7 +1,9 @@
 """A synthetic surveillance corpus: real H.264 mp4 files with known anomalous frame ranges.
 
 Each video is a fixed camera over a textured scene (grass, a road with lane marks, a few
-fixed blocks, and a red-tinted, red-bordered forbidden zone drawn in every video), 3-6
+fixed blocks, and a red-tinted, red-bordered forbidden zone drawn in every video). By default
+every video has a scene of its own; with `cameras = C` the videos are clips of C fixed cameras,
+each video's camera drawn at random (so a camera holds normal and anomalous clips alike), 3-6
 objects moving smoothly at normal speed (straight or gently curving, bouncing off the frame
 edges and off the forbidden zone) and, in about half the videos, a slowly milling crowd of
 small dots.
@@ -68,6 +70,10 @@ class SynthSpec:
         anomaly_share: share of anomalous videos (categories round-robin over CATEGORIES).
         test_share: share of each label's videos put in the test split (rounded up, so the
             first video of every category is a test video when `test_share >= 0.5`).
+        cameras: 0 gives every video a scene of its own; C >= 1 draws each video's scene from C
+            fixed cameras. With a scene per video, a model that sees few videos can tell the
+            anomalous training videos apart by their scenery alone; clips of shared cameras differ
+            only in what happens in them, as in a real surveillance archive.
     """
 
     videos: int = 16
@@ -78,6 +84,7 @@ class SynthSpec:
     seconds: float = 4.0
     anomaly_share: float = 0.5
     test_share: float = 0.5
+    cameras: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -87,6 +94,8 @@ class SynthSpec:
             problems.append(f"width x height = {self.width} x {self.height} must be even, >= 32")
         if self.fps < 1:
             problems.append(f"fps={self.fps} must be >= 1")
+        if self.cameras < 0:
+            problems.append(f"cameras={self.cameras} must be >= 0 (0: a scene per video)")
         if self.num_frames < 10:
             problems.append(f"fps * seconds = {self.fps * self.seconds:g} must be >= 10 frames")
         for name in ("anomaly_share", "test_share"):
@@ -501,7 +510,9 @@ def render_video(spec: SynthSpec, plan: VideoPlan) -> np.ndarray:
         frames, shape `(round(fps * seconds), height, width, 3)`, dtype uint8, RGB.
     """
     rng = np.random.default_rng([spec.seed, plan.index, 1])
-    scene = _make_scene(rng, spec)
+    scene = _make_scene(rng, spec)  # drawn even with cameras, so the sprites' draws stay the same
+    if spec.cameras:
+        scene = _make_scene(np.random.default_rng([spec.seed, camera_of(spec, plan.index), 3]), spec)
     sprites, painters = _populate(rng, scene, plan)
     noise_rng = np.random.default_rng([spec.seed, plan.index, 2])
     out = np.empty((scene.frames, scene.height, scene.width, 3), np.uint8)
@@ -515,6 +526,12 @@ def render_video(spec: SynthSpec, plan: VideoPlan) -> np.ndarray:
         np.clip(np.rint(img), 0, 255, out=img)
         out[t] = img
     return out
+
+
+def camera_of(spec: SynthSpec, index: int) -> int:
+    """The camera (0 .. cameras - 1) of video `index` when `spec.cameras` > 0: seeded at random, not
+    by position, since labels are assigned round-robin and a position rule would tie cameras to them."""
+    return int(np.random.default_rng([spec.seed, index, 4]).integers(spec.cameras))
 
 
 def _populate(

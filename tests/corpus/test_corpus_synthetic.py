@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dualvad.corpus import SynthSpec, generate_corpus, read_corpus
-from dualvad.corpus.synthetic import CATEGORIES, plan_corpus
+from dualvad.corpus.synthetic import CATEGORIES, camera_of, plan_corpus, render_video
 
 SPEC = SynthSpec(videos=10, seconds=2.0, seed=0)  # 30 frames of 160x120 per video
 FRAMES = 30
@@ -183,8 +183,41 @@ def test_plan_spreads_categories_and_splits() -> None:
         ({"seconds": 0.5}, "must be >= 10 frames"),
         ({"anomaly_share": 1.5}, "anomaly_share=1.5"),
         ({"test_share": -0.1}, "test_share=-0.1"),
+        ({"cameras": -1}, "cameras=-1 must be >= 0"),
     ],
 )
 def test_spec_validation(kwargs: dict, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         SynthSpec(**kwargs)
+
+
+def scenery(spec: SynthSpec, index: int) -> np.ndarray:
+    """A video's still scenery: the per-pixel median over its frames (the moving sprites drop out),
+    float (H, W, 3)."""
+    return np.median(render_video(spec, plan_corpus(spec)[index]).astype(np.float32), axis=0)
+
+
+def same_scenery(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of pixels whose scenery agrees within 8 levels in every channel."""
+    return float((np.abs(a - b).max(axis=2) <= 8).mean())
+
+
+def test_clips_of_one_camera_share_their_scenery() -> None:
+    """With cameras, a normal and an anomalous clip of the same camera show the same scene (up to the
+    pixels the sprites cover for half the frames or more); without, every video has a scene of its own."""
+    shared = SynthSpec(videos=10, seconds=2.0, seed=0, cameras=2)
+    plans = plan_corpus(shared)
+    normal = next(p.index for p in plans if p.label == "Normal" and camera_of(shared, p.index) == 0)
+    anomalous = next(p.index for p in plans if p.label != "Normal" and camera_of(shared, p.index) == 0)
+    assert same_scenery(scenery(shared, normal), scenery(shared, anomalous)) > 0.9
+    assert same_scenery(scenery(SPEC, normal), scenery(SPEC, anomalous)) < 0.5
+
+
+def test_cameras_are_drawn_independently_of_the_labels() -> None:
+    """Labels go round-robin by position; cameras are seeded draws, so each of 4 cameras holds normal and
+    anomalous videos of a 48-video corpus."""
+    spec = SynthSpec(videos=48, cameras=4)
+    held = {camera: set() for camera in range(4)}
+    for plan in plan_corpus(spec):
+        held[camera_of(spec, plan.index)].add(plan.label == "Normal")
+    assert all(kinds == {True, False} for kinds in held.values())
