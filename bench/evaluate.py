@@ -20,7 +20,7 @@ ablation (focused, uniform, random frames) of the joint model of the first seed.
 Every figure comes from the run directories under ``bench/out/evaluate/``; finished stages are skipped
 on a re-run (the stage runner), so an interrupted study continues where it stopped.
 
-    python bench/evaluate.py [--videos 48] [--seconds 4] [--model small] [--steps 150] [--seeds 0 1 2]
+    python bench/evaluate.py [--videos 160] [--seconds 3] [--model small] [--steps 400] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -174,12 +174,12 @@ def _print_sampling(config, args) -> None:
 
 def _args():
     parser = corpus_arguments(__doc__.split("\n\n")[0])
-    parser.set_defaults(videos=48, seconds=4.0, epochs=40)  # the demo's corpus, with seed 11
-    parser.add_argument("--segments", type=int, default=16)
-    parser.add_argument("--budget", type=int, default=32, help="frames sampled per video")
+    parser.set_defaults(videos=160, seconds=3.0, epochs=40)  # half the demo's videos, half of them tested
+    parser.add_argument("--segments", type=int, default=12)
+    parser.add_argument("--budget", type=int, default=16, help="frames sampled per video")
     parser.add_argument("--model", default="small", help="finetune.model: a random preset (tiny, small)")
-    parser.add_argument("--steps", type=int, default=150, help="fine-tuning optimizer steps per model")
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--steps", type=int, default=400, help="fine-tuning optimizer steps per model")
+    parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--micro-batch", type=int, default=4, help="rows per worker per step (2 workers)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     parser.add_argument("--mixes", nargs="+", default=list(MIXES), choices=list(MIXES))

@@ -167,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = _command(commands, "demo", "run every stage on a generated corpus", _cmd_demo)
     demo.add_argument("--run", help="run directory (default: runs/demo)")
     _setting(demo, "--videos", "videos in the generated corpus", type=int,
-             default="48, from dualvad.config.DEMO_PROFILE")
+             default="320, from dualvad.config.DEMO_PROFILE")
     return parser
 
 

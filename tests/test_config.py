@@ -21,7 +21,7 @@ def test_demo_yaml_equals_the_demo_profile_over_the_embedded_defaults():
     demo = yaml.safe_load((Path(__file__).parent.parent / "configs" / "demo.yaml").read_text())
     assert demo == asdict(load_config(None, list(DEMO_PROFILE)))
     changed = {key.split("=")[0] for key in DEMO_PROFILE}
-    assert (demo["finetune"]["model"], demo["synth"]["videos"]) == ("small", 48)
+    assert (demo["finetune"]["model"], demo["synth"]["videos"]) == ("small", 320)
     defaults = asdict(DualVADConfig())
     for section, values in demo.items():  # the profile's keys and nothing else differ from the defaults
         if isinstance(values, dict):
