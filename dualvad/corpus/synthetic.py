@@ -510,7 +510,9 @@ def render_video(spec: SynthSpec, plan: VideoPlan) -> np.ndarray:
         frames, shape `(round(fps * seconds), height, width, 3)`, dtype uint8, RGB.
     """
     rng = np.random.default_rng([spec.seed, plan.index, 1])
-    scene = _make_scene(rng, spec)  # drawn even with cameras, so the sprites' draws stay the same
+    # Drawn even with cameras (then replaced by the camera's scene): `rng` is at the same point either
+    # way, so a video's objects and event are drawn from the same random sequence with or without cameras.
+    scene = _make_scene(rng, spec)
     if spec.cameras:
         scene = _make_scene(np.random.default_rng([spec.seed, camera_of(spec, plan.index), 3]), spec)
     sprites, painters = _populate(rng, scene, plan)
