@@ -178,7 +178,6 @@ def test_decisions_at_the_serving_threshold_equal_scikit_learn(evaluated):
                                       "construction" for m in MODELS[1:]}
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason=MISSING)
 def test_model_card_holds_the_metrics_of_every_vlm_row(evaluated):
     """RUN/eval/model_card.md: the evaluated model's card, its Evaluation section replaced by each VLM row's
     metrics (table and model-index metadata, equal to metrics.json); the model's own card is untouched."""
@@ -199,6 +198,7 @@ def test_model_card_holds_the_metrics_of_every_vlm_row(evaluated):
     assert Path(config.eval.model, "README.md").read_text() == CARD
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason=MISSING)
 def test_report_renders_in_chromium(evaluated, tmp_path):
     config, summary, run = evaluated
     dom = render(Path(summary.output), tmp_path / "profile", tmp_path / "shot.png")
