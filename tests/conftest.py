@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 
 import pytest
@@ -73,3 +75,21 @@ def evaluated_copy(scored_run, tmp_path_factory):
     run_sample(config)
     run_evaluate(config)
     return config, open_run(config.run), tiny
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(ray_session, tmp_path_factory):
+    """``dualvad demo`` on 12 generated videos of 1 s with tinyrun's TINY settings (the smallest that still
+    run every stage) and the tiny VLM, not the demo profile's ``small``: (run folder, exit code, console
+    output). The demo test checks its outputs; the job test compares its CPU stages with a job of the same
+    settings."""
+    from dualvad.cli import main
+
+    from tinyrun import TINY
+
+    run = tmp_path_factory.mktemp("tiny-demo") / "demo"
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["demo", "--run", str(run), "--videos", "12", "synth.seconds=1.0", *TINY,
+                     "finetune.model=tiny", "finetune.micro_batch=1"])
+    return run, code, out.getvalue() + err.getvalue()

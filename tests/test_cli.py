@@ -36,18 +36,8 @@ def test_synth_writes_a_readable_corpus(tmp_path, capsys):
     assert "synth: 4 videos" in capsys.readouterr().out
 
 
-def test_demo_runs_every_stage_and_prints_outputs(ray_session, tmp_path, capsys):
-    run = tmp_path / "demo"
-    # Every stage, with the smallest settings that still exercise it: 12 short videos, 56 px frames,
-    # 2 fine-tuning steps on 2 workers, 2 generated tokens per explanation.
-    code = main(["demo", "--run", str(run), "--videos", "12", "synth.seconds=1.0",
-                 "ingest.segments=8", "ingest.cpus_per_worker=0.5", "scorer.epochs=2",
-                 "scorer.report_every=1", "scorer.cpus_per_worker=0.5", "sample.budget=8",
-                 "benchmarks.image_size=56", "benchmarks.clip_frames=4", "finetune.model=tiny",
-                 "finetune.micro_batch=1", "finetune.max_steps=2",
-                 "finetune.report_every=2", "finetune.max_length=512", "eval.max_new_tokens=2",
-                 "eval.cpus_per_worker=0.5"])
-    out = capsys.readouterr().out
+def test_demo_runs_every_stage_and_prints_outputs(tiny_demo):
+    run, code, out = tiny_demo
     assert code == 0, out
     for stage, folder in [("ingest", "segments"), ("train-scorer", "scorer/model"),
                           ("score", "scores"), ("sample", "samples"), ("build-benchmarks", "benchmarks"),

@@ -1,21 +1,22 @@
 """``ray job submit`` of ``jobs/pipeline.py`` against a real ``ray start --head`` on loopback (2 CPUs, token
 auth), as docs/cluster.md tells a user to do it, with the corpus and the run directory on object storage: a
 real S3 API (moto's server on loopback), reached through ``AWS_ENDPOINT_URL`` in the head's environment, so
-every Ray process has it. The job runs this checkout (``--working-dir``) and every stage publishes on S3; then
-the CPU stages (ingest to build-benchmarks) run again on the same head from a local copy of the corpus into a
-local run directory, and their outputs on S3 must hold the same rows: compared row by row in key order
-(which videos share a Parquet part follows the order workers finish in, and a float32 score may differ in
-its last bit with the part's batch, so floats agree to 1e-6), except for the columns that name where the
-videos are. Fine-tuning starts from the same preset weights; the fine-tuned weights are not compared: two
-runs of Ray Train on the same machine already differ in their data order. Stopping the head leaves no
-process behind. One job serves both checks: each whole pipeline costs minutes on 2 cores.
+every Ray process has it. The job runs this checkout (``--working-dir``) and every stage publishes on S3. Its
+corpus and settings are those of the demo test's run (the session's ``tiny_demo``: ``dualvad demo`` on the
+test session's Ray into a local run directory), and the outputs of the CPU stages (ingest to build-benchmarks)
+on S3 must hold that run's rows: compared row by row in key order (which videos share a Parquet part follows
+the order workers finish in, and a float32 score may differ in its last bit with the part's batch, so floats
+agree to 1e-6), except for the columns that name where the videos are. Fine-tuning starts from the same preset
+weights; the fine-tuned weights are not compared: two runs of Ray Train on the same machine already differ in
+their data order. Stopping the head leaves no process behind. One job serves both checks, and the local run is
+the demo test's: each whole pipeline costs a minute or more on 2 cores.
 
 The head has its own ports and temp dir and never touches the test session's Ray or ``~/.ray``: the token
 comes from ``RAY_AUTH_TOKEN`` and ``HOME`` is a temp folder. It is stopped by signalling the processes whose
-command line names its temp dir, not with ``ray stop``, which would stop every Ray of this user on the
-machine (the test session's, a colleague's experiment). Not ``ray start --block`` either: it ends the whole
-head when one helper process fails to start, as the Ray Client server does when the raylet registers
-slowly on 2 loaded cores.
+command line names its temp dir, not with ``ray stop``, which would stop every Ray of this user on the machine
+(the test session's, a colleague's experiment). Not ``ray start --block`` either: it ends the whole head when
+one helper process fails to start, as the Ray Client server does when the raylet registers slowly on 2 loaded
+cores.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ import pytest
 
 from dualvad import paths
 from dualvad.config import load_config
-from dualvad.corpus import SynthSpec, generate_corpus
 from dualvad.rundir import open_run
 from dualvad.stages import read_record
 from dualvad.vlm.model import save_preset_model
@@ -53,20 +53,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 START_S = 300  # a fresh head: 95 s measured on 2 cores under a load average of 16
 JOB_S = 900  # the whole pipeline on the tiny corpus: 458 s measured on 2 cores under a load average of 16
-LOCAL_S = 600  # its CPU stages again, locally: 185 s measured on 2 cores under a load average of 8 to 18
 CPU_STAGES = ("ingest", "train-scorer", "score", "sample", "build-benchmarks")
 LOCATION_COLUMNS = {"video_path"}  # s3://... in one run, /tmp/... in the other
-
-# The CPU stages in one driver process on the head (RAY_ADDRESS): no second Ray to start.
-LOCAL_STAGES = f"""
-import sys
-from dualvad.cli import main
-corpus, run, *tiny = sys.argv[1:]
-code = 0
-for stage in {CPU_STAGES!r}:
-    code = code or main([stage, f"corpus={{corpus}}", f"run={{run}}", *tiny])
-sys.exit(code)
-"""
 
 def _env(home: Path, token: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
@@ -144,7 +132,8 @@ def _stop(temp: str) -> None:
     for process in _ray_processes(temp):
         with contextlib.suppress(psutil.NoSuchProcess):
             process.terminate()
-    _, alive = psutil.wait_procs(_ray_processes(temp), timeout=10)  # a test head: no state to save
+    # a test head has no state to save: 3 s for the processes that exit on SIGTERM, then SIGKILL
+    _, alive = psutil.wait_procs(_ray_processes(temp), timeout=3)
     for process in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
@@ -154,11 +143,12 @@ def _stop(temp: str) -> None:
     shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_ray_job_submit_runs_the_whole_pipeline_on_s3_with_the_outputs_of_a_local_run(ray_head, tmp_path):
-    address, gcs, env = ray_head
-    corpus = tmp_path / "corpus"
-    generate_corpus(corpus, SynthSpec(videos=12, seconds=1.0))  # both labels in train
-    pafs.copy_files(str(corpus), "data/corpus", destination_filesystem=open_run("s3://data/x").fs)
+def test_ray_job_submit_runs_the_whole_pipeline_on_s3_with_the_outputs_of_a_local_run(ray_head, tiny_demo,
+                                                                                      tmp_path):
+    address, _, env = ray_head
+    local_run, code, _ = tiny_demo
+    assert code == 0, "the demo test's run failed: see test_demo_runs_every_stage_and_prints_outputs"
+    pafs.copy_files(str(local_run / "corpus"), "data/corpus", destination_filesystem=open_run("s3://data/x").fs)
     command = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(ROOT), "--",
                "python", "jobs/pipeline.py", "corpus=s3://data/corpus", "run=s3://data/run", *TINY]
     job = subprocess.run(command, env=env, capture_output=True, text=True, timeout=JOB_S)
@@ -175,13 +165,7 @@ def test_ray_job_submit_runs_the_whole_pipeline_on_s3_with_the_outputs_of_a_loca
         assert f"{stage}: " in output  # its summary line
     # the job ran this checkout's code (the working dir): an install without the `pipeline` command exits 2
     assert "pipeline: done" in output
-
-    local = subprocess.run([sys.executable, "-c", LOCAL_STAGES, str(corpus), str(tmp_path / "run"), *TINY],
-                           env={**env, "RAY_ADDRESS": gcs, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
-                           capture_output=True, text=True, timeout=LOCAL_S)
-    (tmp_path / "local.log").write_text(local.stdout + local.stderr)
-    assert local.returncode == 0, (local.stdout + local.stderr)[-6000:]
-    _compare(open_run("s3://data/run"), open_run(str(tmp_path / "run")))
+    _compare(open_run("s3://data/run"), open_run(str(local_run)))
 
 
 ROW_KEYS = ("video_id", "id", "segment_index", "frame_index")  # what orders the rows of every table
