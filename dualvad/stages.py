@@ -573,13 +573,19 @@ _active_interrupt: Callable[[int, object], None] | None = None  # while a stage 
 @contextlib.contextmanager
 def _signals_raise_interrupted() -> Iterator[None]:
     """SIGTERM and SIGINT raise :class:`StageInterrupted` in the main thread while the stage runs, so
-    its ``finally`` blocks write what is finished; elsewhere (a worker thread) signals are left alone."""
+    its ``finally`` blocks write what is finished; elsewhere (a worker thread) signals are left alone.
+
+    The handler's exception lands wherever the main thread is, and some places drop it (an exception
+    raised in a finaliser is printed and ignored, a library may catch everything): a stage whose work
+    then returns normally still raises :class:`StageInterrupted` here, before anything is published."""
     global _active_interrupt
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    received: list[int] = []
 
     def interrupt(signum: int, _frame: object) -> None:
+        received.append(signum)
         raise StageInterrupted(signum)
 
     previous = {sig: signal.signal(sig, interrupt) for sig in _INTERRUPT_SIGNALS}
@@ -590,6 +596,8 @@ def _signals_raise_interrupted() -> Iterator[None]:
         _active_interrupt = None
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if received:
+        raise StageInterrupted(received[0])
 
 
 def reclaim_signals() -> None:

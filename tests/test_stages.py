@@ -153,6 +153,27 @@ def test_sigterm_ends_the_stage_with_its_work_staged(tmp_path):
     assert pq.read_table(staged / "part-0.parquet").column("x").to_pylist() == [9]
 
 
+
+def test_a_sigterm_whose_exception_was_swallowed_still_ends_the_stage_unpublished(tmp_path):
+    """The handler's exception can land in code that drops it (a finaliser, a library's broad except): the
+    work then returns normally, and the stage must still end interrupted, its work staged, not published."""
+    run, config = open_run(str(tmp_path / "run")), StagesConfig()
+
+    def swallowing(context: StageContext) -> str:
+        context.out.write_table(pa.table({"x": [9]}), "part-0.parquet")
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the signal interrupts this
+        except BaseException:  # noqa: BLE001 - what a careless library does
+            pass
+        return "finished after the signal"
+
+    with pytest.raises(StageInterrupted, match="SIGTERM"):
+        run_stage(SEGMENTS, run, {"k": 8}, swallowing, config)
+    assert not run.exists(paths.SEGMENTS)
+    (staged,) = Path(run.path(paths.WORK_DIR)).iterdir()
+    assert pq.read_table(staged / "part-0.parquet").column("x").to_pylist() == [9]
+
 _HOLD_LOCK = """
 import sys, time
 from dualvad.rundir import open_run
