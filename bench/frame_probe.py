@@ -18,17 +18,18 @@ the frames show.
 from __future__ import annotations
 
 import argparse
-import glob
 import io
 import time
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 from torch import nn
+
+from dualvad import paths
+from dualvad.corpus.layout import NORMAL_LABEL
+from dualvad.rundir import open_run
 
 SIDE = 112  # px: the `small` VLM's tile
 COLUMNS = ["split", "video_id", "video_label", "frame_index", "anomalous", "pseudo", "image"]
@@ -36,11 +37,11 @@ COLUMNS = ["split", "video_id", "video_label", "frame_index", "anomalous", "pseu
 
 def read_rows(run: str) -> list[dict]:
     """The run's image-benchmark rows (``COLUMNS``), shard order."""
-    files = sorted(glob.glob(f"{run}/benchmarks/image/*.parquet"))
-    if not files:
+    table = open_run(run).read_table(paths.BENCHMARKS, "image", columns=COLUMNS)
+    if table is None:
         raise SystemExit(f"{run}/benchmarks/image has no Parquet shard: build the benchmarks first "
                          f"(dualvad build-benchmarks run={run})")
-    return pa.concat_tables([pq.read_table(f, columns=COLUMNS) for f in files]).to_pylist()
+    return table.to_pylist()
 
 
 def pixels(rows: list[dict]) -> torch.Tensor:
@@ -79,8 +80,8 @@ def category_aucs(test: list[dict], labels: np.ndarray, scores: np.ndarray) -> d
     """AUC per anomaly category: that category's rows against every Normal video's rows."""
     video_labels = np.array([r["video_label"] for r in test])
     out = {}
-    for category in sorted(set(video_labels) - {"Normal"}):
-        chosen = np.isin(video_labels, [category, "Normal"])
+    for category in sorted(set(video_labels) - {NORMAL_LABEL}):
+        chosen = np.isin(video_labels, [category, NORMAL_LABEL])
         if len(set(labels[chosen])) == 2:
             out[category] = roc_auc_score(labels[chosen], scores[chosen])
     return out

@@ -153,7 +153,6 @@ def test_sigterm_ends_the_stage_with_its_work_staged(tmp_path):
     assert pq.read_table(staged / "part-0.parquet").column("x").to_pylist() == [9]
 
 
-
 def test_a_sigterm_whose_exception_was_swallowed_still_ends_the_stage_unpublished(tmp_path):
     """The handler's exception can land in code that drops it (a finaliser, a library's broad except): the
     work then returns normally, and the stage must still end interrupted, its work staged, not published."""
@@ -164,7 +163,7 @@ def test_a_sigterm_whose_exception_was_swallowed_still_ends_the_stage_unpublishe
         try:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)  # the signal interrupts this
-        except BaseException:  # noqa: BLE001 - what a careless library does
+        except BaseException:  # what a careless library does
             pass
         return "finished after the signal"
 
@@ -173,6 +172,7 @@ def test_a_sigterm_whose_exception_was_swallowed_still_ends_the_stage_unpublishe
     assert not run.exists(paths.SEGMENTS)
     (staged,) = Path(run.path(paths.WORK_DIR)).iterdir()
     assert pq.read_table(staged / "part-0.parquet").column("x").to_pylist() == [9]
+
 
 _HOLD_LOCK = """
 import sys, time

@@ -92,7 +92,7 @@ def s3():
 @pytest.fixture
 def ray_head(tmp_path, s3):
     """A ``ray start --head`` on loopback with 2 CPUs and token auth, the S3 settings in its environment:
-    (dashboard address, GCS address, env)."""
+    (dashboard address, env)."""
     temp = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
     home = tmp_path / "home"
     home.mkdir()
@@ -108,7 +108,7 @@ def ray_head(tmp_path, s3):
         started = subprocess.run(command, env=env, capture_output=True, text=True, timeout=START_S)
         assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
         _wait_up(address, env)
-        yield address, f"127.0.0.1:{gcs}", env
+        yield address, env
     finally:
         _stop(temp)
 
@@ -145,7 +145,7 @@ def _stop(temp: str) -> None:
 
 def test_ray_job_submit_runs_the_whole_pipeline_on_s3_with_the_outputs_of_a_local_run(ray_head, tiny_demo,
                                                                                       tmp_path):
-    address, _, env = ray_head
+    address, env = ray_head
     local_run, code, _ = tiny_demo
     assert code == 0, "the demo test's run failed: see test_demo_runs_every_stage_and_prints_outputs"
     pafs.copy_files(str(local_run / "corpus"), "data/corpus", destination_filesystem=open_run("s3://data/x").fs)
