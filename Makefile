@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/pip install --quiet -e ".[dev]"
+	# DeepSpeed JIT-compiles its CPU Adam (ZeRO-Offload's optimizer) on first use, about a minute on 2
+	# cores: done once here, into torch's extension cache, rather than in a user's first offloaded
+	# fine-tuning or in every test run on a fresh machine.
+	$(BIN)/python -c "from deepspeed.ops.op_builder import CPUAdamBuilder; CPUAdamBuilder().load(verbose=False)"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -43,7 +43,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -567,6 +567,7 @@ def _restore_replaced(run: RunDir) -> None:
 
 
 _INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_T = TypeVar("_T")
 _active_interrupt: Callable[[int, object], None] | None = None  # while a stage runs in the main thread
 
 
@@ -598,6 +599,38 @@ def _signals_raise_interrupted() -> Iterator[None]:
             signal.signal(sig, handler)
     if received:
         raise StageInterrupted(received[0])
+
+
+def wait_interruptibly(call: Callable[[], _T], poll_s: float = 0.2) -> _T:
+    """``call()``, run in a helper thread while the main thread waits on it, so that a SIGTERM / SIGINT
+    interrupts the stage at once (:class:`StageInterrupted`; the helper thread is left to end with the
+    process).
+
+    For calls that block in ``ray.get``, such as Ray Train's ``fit()``: Ray runs no Python signal handler
+    while ``ray.get`` waits, so in the main thread the signal would be noticed only once training ended. Off
+    the main thread (nothing to interrupt there) ``call`` runs directly.
+
+    Raises:
+        StageInterrupted: a signal arrived while waiting.
+        BaseException: whatever ``call`` raised.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return call()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting main thread, raised there
+            outcome["error"] = error
+
+    helper = threading.Thread(target=run, name="stage-work", daemon=True)
+    helper.start()
+    while helper.is_alive():
+        helper.join(poll_s)  # returns to Python between waits: the signal handler runs here
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def reclaim_signals() -> None:
@@ -660,8 +693,8 @@ def _flatten(label: str, value: Any, flat: dict[str, Any]) -> None:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def _iso(timestamp: float) -> str:
-    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")

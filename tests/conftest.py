@@ -1,27 +1,93 @@
-"""Shared fixtures: one local Ray per test session (helpers for media live in media.py)."""
+"""Shared fixtures: one local Ray per test session (helpers for media live in media.py).
+
+The session's Ray workers (Serve replicas, Ray Data and Ray Train workers) write their output to Ray's log
+files only, not to the pytest output; a test that fails gets the lines they wrote while it ran appended to
+its report (section "Ray workers' logs").
+"""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import os
+from pathlib import Path
 
 import pytest
+
+# Ray Train's controller polls its workers every 2 s by default: a finished training or a registered
+# checkpoint is noticed up to 2 s late, in every Ray Train run of the suite. Inherited by every Ray the
+# tests start (the session's, and those of the CLI subprocesses).
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+
+#: The session fixtures whose tests share one pytest-xdist worker (``--dist loadgroup``): each worker builds
+#: a session fixture it needs once, so the tests of one run stay together; the first name a test needs wins.
+SHARED_RUNS = ("tiny_demo", "evaluated_copy", "scored_run")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        shared = next((name for name in SHARED_RUNS if name in getattr(item, "fixturenames", ())), None)
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared))
+
+
+#: Ray's session log folder once the session's Ray runs; the size of each log file when a test started.
+_ray_logs: dict[str, Path | dict[Path, int] | None] = {"folder": None, "sizes": {}}
+_LOG_PATTERNS = ("worker-*.out", "worker-*.err")  # Serve replicas log here too
+_LOG_LINES = 120  # the last lines shown of each file that grew during a failed test
 
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray for the whole test session, 2 CPUs as on the CI machine."""
+    """One local Ray for the whole test session, 2 CPUs as on the CI machine; workers log to files only."""
     import ray
 
     from dualvad.config import RayConfig
     from dualvad.pipeline.runtime import ensure_ray
 
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    # Started here, not by ensure_ray, for log_to_driver=False: one line per Serve request and per Ray
+    # Data task otherwise floods the pytest output. ensure_ray then joins it, as the CLI's commands do.
+    context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    _ray_logs["folder"] = Path(context.address_info["session_dir"], "logs")
     ensure_ray(RayConfig(num_cpus=2))
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
+    _ray_logs["folder"] = None
     ray.shutdown()
+
+
+def _log_files() -> list[Path]:
+    folder = _ray_logs["folder"]
+    return sorted(path for pattern in _LOG_PATTERNS for path in folder.glob(pattern)) if folder else []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _ray_logs["sizes"] = {path: path.stat().st_size for path in _log_files()}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    report = yield
+    if report.failed:
+        grown = _grown_logs(_ray_logs["sizes"])
+        if grown:
+            report.sections.append(("Ray workers' logs (written during this test)", grown))
+    return report
+
+
+def _grown_logs(sizes: dict[Path, int]) -> str:
+    """The last lines each Ray log file gained since ``sizes`` were taken, under the file's name."""
+    parts = []
+    for path in _log_files():
+        with path.open("rb") as file:
+            file.seek(sizes.get(path, 0))
+            lines = file.read().decode(errors="replace").splitlines()[-_LOG_LINES:]
+        if lines:
+            parts.append(f"--- {path.name} (last {len(lines)} lines)\n" + "\n".join(lines))
+    return "\n".join(parts)
 
 
 @pytest.fixture(scope="session")

@@ -40,3 +40,106 @@ def moto_s3(*buckets: str) -> Iterator[str]:
         yield endpoint
     finally:
         server.stop()
+
+
+class GatedS3:
+    """A loopback proxy in front of an S3 server that holds every object read (GET) until :meth:`release`:
+    a request whose video lives behind it occupies its Analyzer slot for as long as the test wants, with no
+    hook in the code under test. HEAD and the other calls pass straight through.
+
+    ``waiting`` counts the reads held right now; :meth:`wait_for` waits on that count (a condition with a
+    bound, never a sleep). Used as a context manager, it serves on a free port and releases every held read
+    when the block ends (a failing test must not leave requests hanging).
+    """
+
+    def __init__(self, upstream: str, hold_bound_s: float = 300.0) -> None:
+        import threading
+
+        self.upstream, self.hold_bound_s = upstream, hold_bound_s
+        self.port = free_port()
+        self.waiting = 0
+        self._open = threading.Event()
+        self._changed = threading.Condition()
+        self._server = None
+
+    def uri(self, bucket: str, key: str) -> str:
+        """A pyarrow URI of ``bucket/key`` read through this proxy (credentials and endpoint in the URI, so a
+        process without the S3 environment, such as a Serve replica, reads it too)."""
+        return (f"s3://testing:testing@{bucket}/{key}?endpoint_override=127.0.0.1:{self.port}"
+                f"&scheme=http&region={REGION}")
+
+    def release(self) -> None:
+        """Let every held read and every later one through."""
+        self._open.set()
+
+    def close(self) -> None:
+        """Hold reads again from now on (the gate starts closed)."""
+        self._open.clear()
+
+    def wait_for(self, count: int, timeout_s: float = 120.0) -> None:
+        """Return once exactly ``count`` reads are held; AssertionError after ``timeout_s``."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.waiting == count, timeout=timeout_s):
+                raise AssertionError(f"{self.waiting} reads held after {timeout_s:g} s, expected {count}")
+
+    def _hold(self) -> None:
+        with self._changed:
+            self.waiting += 1
+            self._changed.notify_all()
+        try:
+            if not self._open.wait(self.hold_bound_s):
+                raise TimeoutError(f"GatedS3: a read was held {self.hold_bound_s:g} s and never released")
+        finally:
+            with self._changed:
+                self.waiting -= 1
+                self._changed.notify_all()
+
+    def __enter__(self) -> GatedS3:
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        gate, target = self, urlsplit(self.upstream)
+
+        class Forward(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                if self.command == "GET":
+                    gate._hold()
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else None
+                connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+                try:
+                    connection.request(self.command, self.path, body=body, headers=dict(self.headers))
+                    answer = connection.getresponse()
+                    payload = answer.read()
+                finally:
+                    connection.close()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    # a HEAD's content-length is the object's size: kept; a GET's body is re-sent whole
+                    if name.lower() not in ("transfer-encoding", "connection") and not (
+                            name.lower() == "content-length" and self.command != "HEAD"):
+                        self.send_header(name, value)
+                if self.command != "HEAD":
+                    self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
+                pass  # one line per S3 request otherwise
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Forward)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+        self._server.shutdown()
+        self._server.server_close()

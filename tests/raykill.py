@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -15,22 +16,61 @@ import pyarrow.fs as pafs
 from dualvad.train.resume import SNAPSHOT_FILE, read_snapshot
 
 
-def descendants_named(marker: str) -> list[int]:
-    """Pids of this process's descendants whose command line contains ``marker`` (Ray's process titles name
-    the actor or task: ``ray::RayTrainWorker``, ``...ScoreWorker...``); only this test session's Ray, whose
-    raylet ``ray.init`` started, never another Ray on the machine."""
+def descendants_named(marker: str, root: int | None = None) -> list[int]:
+    """Pids of the descendants of ``root`` (default: this process) whose command line contains ``marker``
+    (Ray's process titles name the actor or task: ``ray::RayTrainWorker``, ``...ScoreWorker...``); only the
+    Ray that ``root`` started, never another Ray on the machine."""
     pids = []
-    for process in psutil.Process().children(recursive=True):
+    for process in psutil.Process(root).children(recursive=True):
         try:
             if any(marker in part for part in process.cmdline()):
                 pids.append(process.pid)
-        except psutil.NoSuchProcess:  # ended between the listing and the read: not one to kill
+        except psutil.NoSuchProcess:  # ended between the listing and the read: not one to stop
             continue
     return sorted(pids)
 
 
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def freeze_when(marker: str, ready: Callable[[], bool], root: int | None = None, timeout_s: float = 600.0,
+                stop: threading.Event | None = None) -> list[int]:
+    """The processes named ``marker`` (under ``root``), stopped (SIGSTOP) at a moment when ``ready()``
+    holds; ``[]`` if the deadline passes or ``stop`` is set first.
+
+    Each check stops the processes *before* reading ``ready()``: what it reads can then no longer change
+    under the caller, and the work those processes hold is unfinished for certain, so a kill or a signal
+    sent next lands mid-stage on any machine. The caller thaws (SIGCONT) or kills them.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not (stop and stop.is_set()):
+        pids = descendants_named(marker, root)
+        if pids:
+            _signal_all(pids, signal.SIGSTOP)
+            if ready():
+                return pids
+            _signal_all(pids, signal.SIGCONT)
+        time.sleep(0.02)
+    return []
+
+
+def thaw(pids: list[int]) -> None:
+    """SIGCONT the processes :func:`freeze_when` stopped (those still alive)."""
+    _signal_all(pids, signal.SIGCONT)
+
+
+def kill_frozen(pids: list[int]) -> None:
+    """SIGKILL processes left stopped once the test is done with them (a stopped process never notices that
+    its Ray is gone, and would stay for ever)."""
+    _signal_all(pids, signal.SIGKILL)
+
+
 class Killer(threading.Thread):
-    """Waits until ``ready()`` holds, then SIGKILLs the first descendant named ``marker``; ``pid`` is the
+    """Waits until ``ready()`` holds while the processes named ``marker`` are stopped (:func:`freeze_when`),
+    then SIGKILLs the first of them and thaws the rest: the kill always lands mid-stage. ``pid`` is the
     killed process's, ``None`` when the stage ended first. As a context manager it watches while the block
     runs and stops with it."""
 
@@ -49,13 +89,11 @@ class Killer(threading.Thread):
         self.join()
 
     def run(self) -> None:
-        deadline = time.monotonic() + self.timeout_s
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            if self.ready() and (pids := descendants_named(self.marker)):
-                os.kill(pids[0], signal.SIGKILL)
-                self.pid = pids[0]
-                return
-            time.sleep(0.02)
+        frozen = freeze_when(self.marker, self.ready, timeout_s=self.timeout_s, stop=self.stop)
+        if frozen:
+            os.kill(frozen[0], signal.SIGKILL)
+            self.pid = frozen[0]
+            thaw(frozen[1:])
 
 
 def snapshot_under(storage: Path) -> dict:

@@ -36,6 +36,7 @@ from dualvad.stages import (
     read_record,
     run_stage,
     section,
+    wait_interruptibly,
 )
 
 SEGMENTS = Stage("ingest", paths.SEGMENTS)
@@ -151,6 +152,53 @@ def test_sigterm_ends_the_stage_with_its_work_staged(tmp_path):
     assert table_of(run, paths.SEGMENTS) == [0, 1, 2]
     (staged,) = Path(run.path(paths.WORK_DIR)).iterdir()
     assert pq.read_table(staged / "part-0.parquet").column("x").to_pylist() == [9]
+
+
+def test_a_sigterm_interrupts_a_stage_blocked_in_ray_get(ray_session, tmp_path):
+    """Ray's ``ray.get`` runs no Python signal handler until its object arrives, so a stage blocked in one
+    (Ray Train's ``fit()``) would notice a SIGTERM only when the work ended. Through
+    :func:`wait_interruptibly` the stage ends interrupted at once, here while the object it waits for can
+    never arrive (a gate the test opens only afterwards)."""
+    import asyncio
+
+    ray = ray_session
+
+    @ray.remote(num_cpus=0)
+    class Gate:
+        def __init__(self) -> None:
+            self.opened = asyncio.Event()
+
+        async def wait(self) -> str:
+            await self.opened.wait()
+            return "opened"
+
+        def open(self) -> None:
+            self.opened.set()
+
+    gate = Gate.remote()
+    waiting = gate.wait.remote()
+    run = open_run(str(tmp_path / "run"))
+
+    def blocked(context: StageContext) -> str:
+        def signal_then_get() -> str:  # the signal is sent from the helper, once the main thread waits
+            os.kill(os.getpid(), signal.SIGTERM)
+            return ray.get(waiting)
+        return wait_interruptibly(signal_then_get)
+
+    try:
+        with pytest.raises(StageInterrupted, match="SIGTERM"):
+            run_stage(SEGMENTS, run, {"k": 8}, blocked, StagesConfig())
+        assert ray.wait([waiting], timeout=0)[1] == [waiting]  # still waiting: the stage did not wait for it
+        assert not run.exists(paths.SEGMENTS)
+    finally:
+        ray.get(gate.open.remote())
+    assert ray.get(waiting) == "opened"
+
+
+def test_wait_interruptibly_returns_the_value_or_raises_the_error_of_the_call():
+    assert wait_interruptibly(lambda: 42) == 42
+    with pytest.raises(ZeroDivisionError):
+        wait_interruptibly(lambda: 1 / 0)
 
 
 def test_a_sigterm_whose_exception_was_swallowed_still_ends_the_stage_unpublished(tmp_path):

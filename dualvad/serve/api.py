@@ -65,7 +65,7 @@ class DetectService:
         started = time.perf_counter()
         try:  # a body that stops arriving (a slow or stalled client) must not hold the replica for ever
             options, data, uri = await asyncio.wait_for(self._read_input(request), self.args.read_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ServeError(408, "request_timeout", f"the request body did not arrive within the server's "
                                                      f"limit of {self.args.read_timeout_s:g} s") from None
         read_ms = (time.perf_counter() - started) * 1000
@@ -73,7 +73,7 @@ class DetectService:
             # The server's deadline: the proxy's can be lifted by a client header, this one cannot.
             result = await asyncio.wait_for(self._run(request_id, options, data, uri),
                                             timeout=self.args.request_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ServeError(504, "timeout", f"the detection took longer than the server's limit of "
                                              f"{self.args.request_timeout_s:g} s") from None
         result["timings_ms"] = {"read_input": read_ms, **result["timings_ms"],

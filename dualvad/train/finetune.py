@@ -64,7 +64,7 @@ from dualvad.errors import MissingInputError, StageError
 from dualvad.pipeline import finetune_data as data
 from dualvad.pipeline.runtime import ensure_ray
 from dualvad.rundir import RunDir, fetched_folder, open_run
-from dualvad.stages import Skipped, Stage, StageContext, run_stage, section
+from dualvad.stages import Skipped, Stage, StageContext, run_stage, section, wait_interruptibly
 from dualvad.tracking import Tracker
 from dualvad.train.flops import FlopsModel, flops_model, mfu, peak_bf16_flops, step_flops
 from dualvad.train.lora import apply_lora, base_model, merged_model
@@ -149,7 +149,7 @@ def _finetune(context: StageContext, config: DualVADConfig) -> FinetuneSummary:
             datasets=datasets,
             dataset_config=data.data_config(list(datasets)),
         )
-        result = trainer.fit()
+        result = wait_interruptibly(trainer.fit)  # a SIGTERM is not held until training ends
     if result.checkpoint is None:
         raise FinetuneError("training reported no checkpoint; see the Ray Train workers' logs in "
                             f"{run.path(paths.LOGS)}/ (or run again with --verbose)")

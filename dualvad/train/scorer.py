@@ -38,7 +38,7 @@ from dualvad.rundir import RunDir, open_run
 from dualvad.scorer.config import ScorerConfig
 from dualvad.scorer.data import FeatureNormalizer, VideoSet, train_validation_split, video_set_from_segments
 from dualvad.scorer.trained import TrainedScorer, batch_loss, build_model, output_loss
-from dualvad.stages import Skipped, Stage, StageContext, read_input, run_stage, section
+from dualvad.stages import Skipped, Stage, StageContext, read_input, run_stage, section, wait_interruptibly
 from dualvad.tracking import Tracker
 from dualvad.train.progress import training_bar
 from dualvad.train.resume import registered_metrics
@@ -111,7 +111,7 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
             ),
             datasets={"train": ray.data.from_items(_rows(train, normalizer))},
         )
-        result = trainer.fit()
+        result = wait_interruptibly(trainer.fit)  # a SIGTERM is not held until training ends
     best = result.get_best_checkpoint(metric="val_loss", mode="min")
     if best is None:
         raise ScorerTrainingError("training reported no checkpoint; see the Ray Train workers' logs in "

@@ -9,7 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -26,6 +26,7 @@ from dualvad.rundir import open_run
 from dualvad.stages import CorruptInputError, RunBusyError, Skipped
 
 from faultlog import record_fault
+from raykill import freeze_when, kill_frozen, registered_metric
 
 VIDEOS = 10
 
@@ -35,6 +36,26 @@ def corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("faults") / "corpus"
     generate_corpus(root, SynthSpec(videos=VIDEOS, seconds=1.0, seed=3))
     return root
+
+
+def _stderr_until(process: subprocess.Popen, text: str, timeout_s: float = 120.0) -> str:
+    """``process``'s standard error read up to the first line holding ``text``; fails with what was read if
+    none comes within ``timeout_s``."""
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in process.stderr:
+            lines.append(line)
+            if text in line:
+                found.set()
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    assert found.is_set(), f"no {text!r} on stderr within {timeout_s:g} s:\n{''.join(lines)[-4000:]}"
+    return "".join(lines)
 
 
 def _staged_parts(run: Path) -> list[Path]:
@@ -52,15 +73,20 @@ def test_sigterm_mid_ingest_keeps_the_finished_videos_and_the_rerun_adds_the_res
     script = Path(sys.executable).parent / "dualvad"
     process = subprocess.Popen([str(script), "ingest", *overrides], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while len(_staged_parts(run)) < 2 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert process.poll() is None, "ingest finished before it could be interrupted"
-    # A second ingest on the same run meanwhile (once, both wrote every video) refuses, naming the first.
-    with pytest.raises(RunBusyError, match=rf"in use by `dualvad ingest` \(pid {process.pid} "):
-        run_ingest(load_config(None, overrides))
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=120)
+    # The decoding task is stopped while the staged parts are counted, and stays stopped until the command
+    # has exited: its video and those after it are unfinished when the signal lands, on any machine.
+    frozen = freeze_when("segment_videos_task", lambda: len(_staged_parts(run)) >= 2, root=process.pid,
+                         timeout_s=240)
+    try:
+        assert frozen and process.poll() is None, "ingest finished before it could be interrupted"
+        # A second ingest on the same run meanwhile (once, both wrote every video) refuses, naming the first.
+        with pytest.raises(RunBusyError, match=rf"in use by `dualvad ingest` \(pid {process.pid} "):
+            run_ingest(load_config(None, overrides))
+        process.send_signal(signal.SIGTERM)
+        err = _stderr_until(process, "interrupted by SIGTERM")  # the stage has ended, unpublished
+    finally:
+        kill_frozen(frozen)  # the command's Ray shuts down once they are gone
+    err += process.communicate(timeout=120)[1]
     assert process.returncode == 128 + signal.SIGTERM, err
     assert "interrupted by SIGTERM" in err and "the same command continues" in err
     assert not (run / paths.SEGMENTS).exists()  # nothing published half-done
@@ -154,7 +180,6 @@ def test_sigterm_mid_training_then_a_rerun_goes_on_from_the_checkpoint_to_the_sa
     from dualvad.config import config_yaml
     from dualvad.train.scorer import train_scorer
 
-    from raykill import registered_metric
 
     config, _ = scored_run
     run = tmp_path / "run"
@@ -164,13 +189,17 @@ def test_sigterm_mid_training_then_a_rerun_goes_on_from_the_checkpoint_to_the_sa
     command = [str(Path(sys.executable).parent / "dualvad"), "train-scorer", "--config",
                str(tmp_path / "config.yaml")]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while (registered_metric(run / paths.WORK_DIR, "epoch") < 9 and process.poll() is None
-           and time.monotonic() < deadline):
-        time.sleep(0.05)
-    assert process.poll() is None, "training finished before it could be interrupted"
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=120)
+    # The training worker is stopped while the registered epoch is read, and stays stopped until the
+    # command has exited: training is unfinished when the signal lands, on any machine.
+    frozen = freeze_when("RayTrainWorker", lambda: registered_metric(run / paths.WORK_DIR, "epoch") >= 9,
+                         root=process.pid, timeout_s=300)
+    try:
+        assert frozen and process.poll() is None, "training finished before it could be interrupted"
+        process.send_signal(signal.SIGTERM)
+        err = _stderr_until(process, "interrupted by SIGTERM")  # the stage has ended, unpublished
+    finally:
+        kill_frozen(frozen)  # the command's Ray shuts down once they are gone
+    err += process.communicate(timeout=120)[1]
     assert process.returncode == 128 + signal.SIGTERM, err
     assert not (run / paths.SCORER).exists()  # nothing published half-done
 

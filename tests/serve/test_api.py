@@ -54,8 +54,8 @@ def _run(coroutine):
 def test_the_server_deadline_holds_whatever_the_client_header_asks(tmp_path):
     (tmp_path / "v.mp4").write_bytes(b"v")
 
-    async def slow(*args, **kwargs):
-        await asyncio.sleep(5)
+    async def slow(*args, **kwargs):  # an analysis that never finishes: only the deadline can answer
+        await asyncio.Event().wait()
 
     async def go():
         async with _client(tmp_path, slow, request_timeout_s=0.3) as client:
