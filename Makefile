@@ -26,9 +26,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/dualvad demo
 
+# Two pytest-xdist workers: a test spends much of its time waiting on Ray (process starts, polls), so two
+# keep both cores busy. Tests that read one shared run stay on one worker (tests/conftest.py).
 test: $(STAMP)
 	$(BIN)/ruff check dualvad tests bench jobs
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check dualvad tests bench jobs

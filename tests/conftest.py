@@ -19,17 +19,31 @@ import pytest
 # tests start (the session's, and those of the CLI subprocesses).
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
-#: The session fixtures whose tests share one pytest-xdist worker (``--dist loadgroup``): each worker builds
-#: a session fixture it needs once, so the tests of one run stay together; the first name a test needs wins.
+#: The session fixtures whose tests share one pytest-xdist worker (``--dist loadgroup``), which builds the
+#: fixture once. A whole module goes with its first test that needs one of them (a module's fixtures are
+#: then built once too), in this order of precedence.
 SHARED_RUNS = ("tiny_demo", "evaluated_copy", "scored_run")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each module's tests with the group of the shared run its tests need, and put the grouped
+    modules first (biggest first), so that each worker starts on a long group and the short tests fill
+    the gaps at the end."""
+    groups: dict[str, str] = {}
     for item in items:
-        shared = next((name for name in SHARED_RUNS if name in getattr(item, "fixturenames", ())), None)
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(shared))
+        needed = [name for name in SHARED_RUNS if name in getattr(item, "fixturenames", ())]
+        if needed:
+            module = item.nodeid.split("::")[0]
+            current = groups.get(module)
+            if current is None or SHARED_RUNS.index(needed[0]) < SHARED_RUNS.index(current):
+                groups[module] = needed[0]
+    for item in items:
+        group = groups.get(item.nodeid.split("::")[0])
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+    rank = {name: index for index, name in enumerate(SHARED_RUNS)}
+    items.sort(key=lambda item: rank.get(groups.get(item.nodeid.split("::")[0], ""), len(SHARED_RUNS)))
 
 
 #: Ray's session log folder once the session's Ray runs; the size of each log file when a test started.

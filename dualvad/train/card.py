@@ -89,7 +89,8 @@ def _data_table(manifest: dict[str, Any], train_rows: dict[str, int]) -> str:
 def _training(settings: FinetuneConfig, history: list[dict[str, Any]]) -> str:
     method = (f"LoRA (rank {settings.lora_rank}, alpha {settings.lora_alpha}) on the language model, merged "
               "into the weights for this export" if settings.lora_rank else "full fine-tuning")
-    figures = (f"{len(history)} optimizer steps on {settings.workers} workers, {method}; loss "
+    workers = f"{settings.workers} worker{'s' if settings.workers != 1 else ''}"
+    figures = (f"{len(history)} optimizer steps on {workers}, {method}; loss "
                f"{history[0]['loss']:.4f} at step 1, {history[-1]['loss']:.4f} at step {history[-1]['step']} "
                f"(the step log: `RUN/{paths.FINETUNE}/{paths.TRAIN_LOG_FILE}`).") if history else method
     settings_yaml = yaml.safe_dump({"finetune": asdict(settings)}, sort_keys=False)

@@ -209,7 +209,8 @@ def test_model_card_of_the_export(finetuned):
 
 
 def test_lora_run_exports_a_plain_model_with_merged_adapters(benchmarked, tmp_path):
-    """LoRA on the language model, vision tower and projector frozen, no warmup (constant lr from step 1):
+    """LoRA on the language model (one worker: the shared run has two), vision tower and projector frozen,
+    no warmup (constant lr from step 1):
     the export is a plain InternVL whose frozen parts equal the base and whose adapted layers moved. This run
     feeds the rows through the in-memory path (``finetune.data=memory``); the other run streams them."""
     from dualvad.train.finetune import run_finetune
@@ -217,7 +218,7 @@ def test_lora_run_exports_a_plain_model_with_merged_adapters(benchmarked, tmp_pa
     run = tmp_path / "run"
     shutil.copytree(Path(benchmarked.run) / "benchmarks", run / "benchmarks")
     settings = dataclasses.replace(
-        benchmarked.finetune, model="tiny", workers=2, max_steps=2, report_every=2, warmup_steps=0, lr=1e-3,
+        benchmarked.finetune, model="tiny", workers=1, max_steps=2, report_every=2, warmup_steps=0, lr=1e-3,
         max_length=512, lora_rank=4, lora_alpha=8.0, lora_dropout=0.0, freeze_vision=True,
         freeze_projector=True, data="memory")
     summary = run_finetune(dataclasses.replace(benchmarked, run=str(run), finetune=settings))
@@ -232,7 +233,7 @@ def test_lora_run_exports_a_plain_model_with_merged_adapters(benchmarked, tmp_pa
         assert torch.equal(parameter, base[name]) != adapted, name
     assert not (run / "finetune" / "tensorboard").exists()  # finetune.tracking=none, the default
     card = (Path(summary.output) / "README.md").read_text()
-    assert "2 optimizer steps on 2 workers, LoRA (rank 4, alpha 8.0) on the language model" in card
+    assert "2 optimizer steps on 1 worker, LoRA (rank 4, alpha 8.0) on the language model" in card
 
 
 def test_export_without_saved_checkpoints_writes_only_the_step_log(tmp_path):
