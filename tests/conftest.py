@@ -28,26 +28,22 @@ SHARED_RUNS = ("tiny_demo", "evaluated_copy", "scored_run")
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each module's tests with the group of the shared run its tests need, and put the grouped
-    modules first (biggest first), so that each worker starts on a long group and the short tests fill
-    the gaps at the end."""
-    groups: dict[str, str] = {}
+    modules first (in SHARED_RUNS' order), so that each worker starts on a long group and the short tests
+    fill the gaps at the end."""
+    rank = {name: index for index, name in enumerate(SHARED_RUNS)}
+    groups: dict[Path, str] = {}
     for item in items:
         needed = [name for name in SHARED_RUNS if name in getattr(item, "fixturenames", ())]
-        if needed:
-            module = item.nodeid.split("::")[0]
-            current = groups.get(module)
-            if current is None or SHARED_RUNS.index(needed[0]) < SHARED_RUNS.index(current):
-                groups[module] = needed[0]
+        if needed and rank[needed[0]] < rank.get(groups.get(item.path, ""), len(SHARED_RUNS)):
+            groups[item.path] = needed[0]
     for item in items:
-        group = groups.get(item.nodeid.split("::")[0])
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
-    rank = {name: index for index, name in enumerate(SHARED_RUNS)}
-    items.sort(key=lambda item: rank.get(groups.get(item.nodeid.split("::")[0], ""), len(SHARED_RUNS)))
+        if item.path in groups:
+            item.add_marker(pytest.mark.xdist_group(groups[item.path]))
+    items.sort(key=lambda item: rank.get(groups.get(item.path, ""), len(SHARED_RUNS)))
 
 
-#: Ray's session log folder once the session's Ray runs; the size of each log file when a test started.
-_ray_logs: dict[str, Path | dict[Path, int] | None] = {"folder": None, "sizes": {}}
+_ray_log_folder: Path | None = None  # Ray's session log folder while the session's Ray runs
+_log_sizes_at_setup: dict[Path, int] = {}  # each log file's size when the running test started
 _LOG_PATTERNS = ("worker-*.out", "worker-*.err")  # Serve replicas log here too
 _LOG_LINES = 120  # the last lines shown of each file that grew during a failed test
 
@@ -63,30 +59,33 @@ def ray_session():
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     # Started here, not by ensure_ray, for log_to_driver=False: one line per Serve request and per Ray
     # Data task otherwise floods the pytest output. ensure_ray then joins it, as the CLI's commands do.
+    global _ray_log_folder
     context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    _ray_logs["folder"] = Path(context.address_info["session_dir"], "logs")
+    _ray_log_folder = Path(context.address_info["session_dir"], "logs")
     ensure_ray(RayConfig(num_cpus=2))
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
-    _ray_logs["folder"] = None
+    _ray_log_folder = None
     ray.shutdown()
 
 
 def _log_files() -> list[Path]:
-    folder = _ray_logs["folder"]
-    return sorted(path for pattern in _LOG_PATTERNS for path in folder.glob(pattern)) if folder else []
+    if _ray_log_folder is None:
+        return []
+    return sorted(path for pattern in _LOG_PATTERNS for path in _ray_log_folder.glob(pattern))
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    _ray_logs["sizes"] = {path: path.stat().st_size for path in _log_files()}
+    global _log_sizes_at_setup
+    _log_sizes_at_setup = {path: path.stat().st_size for path in _log_files()}
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
     report = yield
     if report.failed:
-        grown = _grown_logs(_ray_logs["sizes"])
+        grown = _grown_logs(_log_sizes_at_setup)
         if grown:
             report.sections.append(("Ray workers' logs (written during this test)", grown))
     return report

@@ -21,10 +21,17 @@ def s3_env(endpoint: str) -> dict[str, str]:
             "AWS_DEFAULT_REGION": REGION, "AWS_EC2_METADATA_DISABLED": "true"}
 
 
+def s3_client(endpoint: str):
+    """A boto3 S3 client of the server at ``endpoint`` (the fake credentials of :func:`s3_env`)."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing",
+                        aws_secret_access_key="testing")
+
+
 @contextmanager
 def moto_s3(*buckets: str) -> Iterator[str]:
     """A moto S3 server on a free loopback port holding empty ``buckets``; yields its endpoint URL."""
-    import boto3
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per S3 request otherwise
@@ -33,8 +40,7 @@ def moto_s3(*buckets: str) -> Iterator[str]:
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing",
-                              aws_secret_access_key="testing")
+        client = s3_client(endpoint)
         for bucket in buckets:
             client.create_bucket(Bucket=bucket)
         yield endpoint
@@ -62,11 +68,15 @@ class GatedS3:
         self._changed = threading.Condition()
         self._server = None
 
+    @staticmethod
+    def root(bucket: str) -> str:
+        """The prefix of every :meth:`uri` into ``bucket`` (an allowed root of the serve app)."""
+        return f"s3://testing:testing@{bucket}/"
+
     def uri(self, bucket: str, key: str) -> str:
         """A pyarrow URI of ``bucket/key`` read through this proxy (credentials and endpoint in the URI, so a
         process without the S3 environment, such as a Serve replica, reads it too)."""
-        return (f"s3://testing:testing@{bucket}/{key}?endpoint_override=127.0.0.1:{self.port}"
-                f"&scheme=http&region={REGION}")
+        return f"{self.root(bucket)}{key}?endpoint_override=127.0.0.1:{self.port}&scheme=http&region={REGION}"
 
     def release(self) -> None:
         """Let every held read and every later one through."""

@@ -180,7 +180,6 @@ def test_sigterm_mid_training_then_a_rerun_goes_on_from_the_checkpoint_to_the_sa
     from dualvad.config import config_yaml
     from dualvad.train.scorer import train_scorer
 
-
     config, _ = scored_run
     run = tmp_path / "run"
     shutil.copytree(Path(config.run) / paths.SEGMENTS, run / paths.SEGMENTS)

@@ -27,7 +27,7 @@ from browser import CHROMIUM, MISSING, assert_not_blank, live_page
 from faultlog import record_fault
 from loopback import free_port
 from media import write_broken_files, write_video
-from objectstore import REGION, GatedS3, moto_s3
+from objectstore import GatedS3, moto_s3, s3_client
 from raykill import descendants_named
 
 BUDGET = 8
@@ -37,7 +37,7 @@ MAX_DURATION_S = 8.0
 ANALYZER_SLOTS, ANALYZER_QUEUE = 8, 8
 READ_TIMEOUT_S = 3.0  # a stalled upload is answered 408 after this
 GATE_BUCKET, GATE_KEY = "gate", "held.mp4"
-GATE_ROOT = f"s3://testing:testing@{GATE_BUCKET}/"  # GatedS3.uri's credentials and bucket
+GATE_ROOT = GatedS3.root(GATE_BUCKET)
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +57,8 @@ def media(tmp_path_factory) -> dict:
 def gate(media):
     """A video on a real S3 API (moto on loopback) read through :class:`GatedS3`: requests for it stay in
     the Analyzer until the test releases the gate."""
-    import boto3
-
     with moto_s3(GATE_BUCKET) as endpoint:
-        client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing",
-                              aws_secret_access_key="testing")
-        client.upload_file(str(media["gated"]), GATE_BUCKET, GATE_KEY)
+        s3_client(endpoint).upload_file(str(media["gated"]), GATE_BUCKET, GATE_KEY)
         with GatedS3(endpoint) as proxy:
             yield proxy
 
