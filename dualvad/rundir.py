@@ -29,6 +29,8 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from dualvad.storage import resolve
+
 TEMP_PREFIX = ".tmp-"
 
 
@@ -159,7 +161,7 @@ def fetched_folder(location: str) -> str:
     if "://" not in location:
         return location
     if location not in _FETCHED:
-        fs, inner = pafs.FileSystem.from_uri(location)
+        fs, inner = resolve(location)
         copy = tempfile.TemporaryDirectory(prefix="dualvad-fetched-")
         pafs.copy_files(inner, copy.name, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
         _FETCHED[location] = copy
@@ -171,5 +173,5 @@ def open_run(uri: str) -> RunDir:
     if "://" not in uri:
         uri = os.path.abspath(uri)
         return RunDir(pafs.LocalFileSystem(), uri.rstrip("/") or "/", uri)
-    fs, root = pafs.FileSystem.from_uri(uri)
+    fs, root = resolve(uri)
     return RunDir(fs, root.rstrip("/"), uri)

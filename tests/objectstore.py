@@ -54,8 +54,13 @@ class GatedS3:
     hook in the code under test. HEAD and the other calls pass straight through.
 
     ``waiting`` counts the reads held right now; :meth:`wait_for` waits on that count (a condition with a
-    bound, never a sleep). Used as a context manager, it serves on a free port and releases every held read
-    when the block ends (a failing test must not leave requests hanging).
+    bound, never a sleep). A read is one SDK call, not one connection: the AWS SDK gives up on a GET that
+    is silent for about 3 s and sends it again with the same ``amz-sdk-invocation-id``, so on a slow
+    machine a held read has several attempts waiting; they count once. ``attempts`` counts every GET that
+    reached the gate.
+
+    Used as a context manager, it serves on a free port and releases every held read when the block ends
+    (a failing test must not leave requests hanging).
     """
 
     def __init__(self, upstream: str, hold_bound_s: float = 300.0) -> None:
@@ -63,7 +68,8 @@ class GatedS3:
 
         self.upstream, self.hold_bound_s = upstream, hold_bound_s
         self.port = free_port()
-        self.waiting = 0
+        self.attempts = 0
+        self._held: dict[object, int] = {}  # read (SDK invocation) -> its attempts held now
         self._open = threading.Event()
         self._changed = threading.Condition()
         self._server = None
@@ -86,22 +92,35 @@ class GatedS3:
         """Hold reads again from now on (the gate starts closed)."""
         self._open.clear()
 
-    def wait_for(self, count: int, timeout_s: float = 120.0) -> None:
-        """Return once exactly ``count`` reads are held; AssertionError after ``timeout_s``."""
+    def wait_for(self, count: int, timeout_s: float = 120.0, attempts: int = 0) -> None:
+        """Return once exactly ``count`` reads are held and at least ``attempts`` GETs have arrived in all;
+        AssertionError after ``timeout_s``."""
         with self._changed:
-            if not self._changed.wait_for(lambda: self.waiting == count, timeout=timeout_s):
-                raise AssertionError(f"{self.waiting} reads held after {timeout_s:g} s, expected {count}")
+            if not self._changed.wait_for(lambda: len(self._held) == count and self.attempts >= attempts,
+                                          timeout=timeout_s):
+                raise AssertionError(f"{len(self._held)} reads held and {self.attempts} attempts after "
+                                     f"{timeout_s:g} s, expected {count} and at least {attempts}")
 
-    def _hold(self) -> None:
+    @property
+    def waiting(self) -> int:
+        """The reads (SDK invocations) held right now."""
         with self._changed:
-            self.waiting += 1
+            return len(self._held)
+
+    def _hold(self, read: object) -> None:
+        """Block one attempt of ``read`` until :meth:`release` (or ``hold_bound_s``, then TimeoutError)."""
+        with self._changed:
+            self.attempts += 1
+            self._held[read] = self._held.get(read, 0) + 1
             self._changed.notify_all()
         try:
             if not self._open.wait(self.hold_bound_s):
                 raise TimeoutError(f"GatedS3: a read was held {self.hold_bound_s:g} s and never released")
         finally:
             with self._changed:
-                self.waiting -= 1
+                self._held[read] -= 1
+                if not self._held[read]:
+                    del self._held[read]
                 self._changed.notify_all()
 
     def __enter__(self) -> GatedS3:
@@ -116,8 +135,8 @@ class GatedS3:
             protocol_version = "HTTP/1.1"
 
             def _forward(self) -> None:
-                if self.command == "GET":
-                    gate._hold()
+                if self.command == "GET":  # a client without the SDK's header: each request is its own read
+                    gate._hold(self.headers.get("amz-sdk-invocation-id") or object())
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else None
                 connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
@@ -135,9 +154,16 @@ class GatedS3:
                         self.send_header(name, value)
                 if self.command != "HEAD":
                     self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(payload)
+                try:
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    if self.command != "GET":
+                        raise
+                    # an attempt the SDK gave up on while it was held: its retry, on another connection,
+                    # carries the answer
+                    self.close_connection = True
 
             do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
 

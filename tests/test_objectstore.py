@@ -15,8 +15,9 @@ from dualvad import paths
 from dualvad.corpus.layout import CorpusFormatError
 from dualvad.rundir import RunDir, open_run
 from dualvad.stages import Skipped, Stage, StageContext, StagesConfig, read_record, run_stage
+from dualvad.storage import resolve
 
-from objectstore import moto_s3, s3_env
+from objectstore import GatedS3, moto_s3, s3_client, s3_env
 
 SEGMENTS = Stage("ingest", paths.SEGMENTS)
 
@@ -227,3 +228,64 @@ def test_an_ingest_worker_writes_its_part_on_s3_and_a_retry_replaces_it(s3_bucke
     table = out.read_table()
     assert list(zip(table["video_id"].to_pylist(), table["segment_index"].to_pylist(), strict=True)) == [
         (f"Normal/{name}.mp4", i) for name in "ab" for i in range(4)]
+
+
+def test_the_gate_holds_a_read_until_released_and_counts_its_retries_once():
+    """The SDK gives up on a GET that stays silent and sends it again: the gate holds both attempts, counts
+    one read, and once released the read gets the object whole."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = bytes(range(256)) * 40
+    with moto_s3("gate") as endpoint, GatedS3(endpoint) as gate:
+        s3_client(endpoint).put_object(Bucket="gate", Key="held", Body=body)
+        filesystem, path = pafs.FileSystem.from_uri(gate.uri("gate", "held"))
+        gate.close()
+        with ThreadPoolExecutor(1) as pool:
+            try:
+                read = pool.submit(lambda: filesystem.open_input_stream(path).read())
+                gate.wait_for(1, attempts=2)  # the SDK has retried the held GET at least once
+                assert gate.waiting == 1 and not read.done()
+            finally:
+                gate.release()
+            assert read.result(timeout=60) == body
+        gate.wait_for(0)
+
+
+def test_resolve_gives_from_uris_path_and_one_filesystem_per_store(s3_bucket, monkeypatch):
+    """The path inside equals pyarrow's own; one store is one filesystem, whatever the key; another
+    endpoint in the environment is another store; a local path is refused by name."""
+    uris = ["s3://runs/a/b.mp4", "s3://runs", "s3://runs/dir/", "s3://runs/a%20b/c.mp4?region=us-east-1",
+            "file:///tmp/x%20y/z.mp4", "file:///tmp/dir/", "file:///"]
+    for uri in uris:
+        assert resolve(uri)[1] == pafs.FileSystem.from_uri(uri)[1], uri
+    assert resolve("s3://runs/a")[0] is resolve("s3://runs/b/c")[0]
+    assert resolve("s3://runs/a")[0] is not resolve("s3://runs/a?region=us-east-1")[0]
+    shared = resolve("s3://runs/a")[0]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    assert resolve("s3://runs/a")[0] is not shared
+    with pytest.raises(ValueError, match="relative/video.mp4: not a filesystem URI"):
+        resolve("relative/video.mp4")
+
+
+def test_reads_of_one_store_run_concurrently():
+    """Eight reads of one store at once all reach the store together: opening a URI never waits for
+    another read in flight (pyarrow's ``from_uri`` per read did, so a Serve replica served one S3 read at a
+    time while the others waited to open theirs)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with moto_s3("gate") as endpoint, GatedS3(endpoint) as gate:
+        s3_client(endpoint).put_object(Bucket="gate", Key="held", Body=b"video")
+
+        def read() -> bytes:
+            filesystem, path = resolve(gate.uri("gate", "held"))
+            with filesystem.open_input_stream(path) as stream:
+                return stream.read()
+
+        gate.close()
+        with ThreadPoolExecutor(8) as pool:
+            try:
+                reads = [pool.submit(read) for _ in range(8)]
+                gate.wait_for(8)
+            finally:
+                gate.release()
+            assert [future.result(timeout=60) for future in reads] == [b"video"] * 8

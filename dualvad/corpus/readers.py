@@ -583,7 +583,9 @@ def _read_remote_corpus(uri: str, categories: Iterable[str]) -> list[VideoRecord
 
     import pyarrow.fs as pafs
 
-    fs, inner = pafs.FileSystem.from_uri(uri)
+    from dualvad.storage import resolve
+
+    fs, inner = resolve(uri)
     uri, inner = uri.rstrip("/"), inner.rstrip("/")
     annotated = fs.get_file_info(f"{inner}/{ANNOTATIONS_DIR}").type == pafs.FileType.Directory
     # like a local folder: without annotations/, the videos are under videos/ or the folder itself

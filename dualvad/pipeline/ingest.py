@@ -43,6 +43,7 @@ from dualvad.scorer.features import (
     extract_video_features,
 )
 from dualvad.stages import Skipped, Stage, StageContext, run_stage, section
+from dualvad.storage import resolve
 from dualvad.video.decode import VideoDecodeError
 from dualvad.video.segments import interval_fraction
 
@@ -243,8 +244,8 @@ def _file_sizes(files: list[str]) -> dict[str, int]:
              for path in files if "://" not in path}
     remote = [path for path in files if "://" in path]
     if remote:
-        fs, _ = pafs.FileSystem.from_uri(remote[0])
-        inner = [pafs.FileSystem.from_uri(path)[1] for path in remote]
+        fs, _ = resolve(remote[0])
+        inner = [resolve(path)[1] for path in remote]
         for path, info in zip(remote, fs.get_file_info(inner), strict=True):
             sizes[path] = info.size if info.type == pafs.FileType.File else -1
     return sizes

@@ -34,6 +34,7 @@ from dualvad.detector import (
 from dualvad.rundir import open_run
 from dualvad.serve.errors import ServeError
 from dualvad.serve.settings import AppArgs
+from dualvad.storage import resolve
 from dualvad.video.decode import VideoDecodeError, open_video
 
 log = logging.getLogger("ray.serve")
@@ -104,9 +105,7 @@ def _local_copy(scratch: str, data: bytes | None, uri: str | None) -> str:
         raise ValueError("analyze needs the upload's bytes or a uri")
     if "://" not in uri:
         return uri
-    import pyarrow.fs as pafs
-
-    filesystem, inner = pafs.FileSystem.from_uri(uri)
+    filesystem, inner = resolve(uri)
     path = os.path.join(scratch, posixpath.basename(inner) or "video")
     with filesystem.open_input_stream(inner) as source, open(path, "wb") as target:
         shutil.copyfileobj(source, target)

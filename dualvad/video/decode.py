@@ -82,8 +82,10 @@ def _fetch(uri: str) -> tempfile._TemporaryFileWrapper:
     """
     import pyarrow.fs as pafs
 
+    from dualvad.storage import resolve
+
     try:
-        fs, inner = pafs.FileSystem.from_uri(uri)
+        fs, inner = resolve(uri)
         if fs.get_file_info(inner).type != pafs.FileType.File:
             raise VideoDecodeError(f"{uri}: file does not exist")
         # not a context manager: the file outlives this function, closed (and deleted) with its reader

@@ -299,8 +299,10 @@ def test_concurrent_requests_get_the_answers_they_get_alone(server, gate):
     before = server.get("/v1/info").json()["models"]["judge"]["batch_sizes"]
     with ThreadPoolExecutor(ANALYZER_SLOTS) as pool:
         pending = [pool.submit(server.post, "/v1/detect", json={"uri": uri}) for _ in range(ANALYZER_SLOTS)]
-        gate.wait_for(ANALYZER_SLOTS)
-        gate.release()
+        try:
+            gate.wait_for(ANALYZER_SLOTS)
+        finally:
+            gate.release()
         results = [_detection(future.result()) for future in pending]
     after = server.get("/v1/info").json()["models"]["judge"]["batch_sizes"]
     new = {int(size): count - before.get(size, 0) for size, count in after.items()
@@ -356,15 +358,17 @@ def test_a_full_queue_is_503_with_retry_after_and_drains(server, gate):
         return server.post("/v1/detect", json={"uri": uri, "explain": False})
 
     with ThreadPoolExecutor(ANALYZER_SLOTS + ANALYZER_QUEUE + shed_count) as pool:
-        held = [pool.submit(post) for _ in range(ANALYZER_SLOTS)]
-        gate.wait_for(ANALYZER_SLOTS)  # every Analyzer slot is taken
-        queued = [pool.submit(post) for _ in range(ANALYZER_QUEUE + shed_count)]
-        shed = _first_answered(queued, shed_count)
-        assert gate.waiting == ANALYZER_SLOTS and not any(future.done() for future in held)
-        for response in (future.result() for future in shed):
-            assert response.headers["retry-after"].isdigit()
-            assert "queue is full" in _error(response, 503, "overloaded")
-        gate.release()
+        try:
+            held = [pool.submit(post) for _ in range(ANALYZER_SLOTS)]
+            gate.wait_for(ANALYZER_SLOTS)  # every Analyzer slot is taken
+            queued = [pool.submit(post) for _ in range(ANALYZER_QUEUE + shed_count)]
+            shed = _first_answered(queued, shed_count)
+            assert gate.waiting == ANALYZER_SLOTS and not any(future.done() for future in held)
+            for response in (future.result() for future in shed):
+                assert response.headers["retry-after"].isdigit()
+                assert "queue is full" in _error(response, 503, "overloaded")
+        finally:  # a failed check must not leave 16 requests waiting for the server's timeout
+            gate.release()
         waited = [future.result() for future in held + queued if future not in shed]
     assert [response.status_code for response in waited] == [200] * (ANALYZER_SLOTS + ANALYZER_QUEUE), \
         [(response.status_code, response.text[:200]) for response in waited if response.status_code != 200]
