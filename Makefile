@@ -26,11 +26,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/dualvad demo
 
-# Two pytest-xdist workers: a test spends much of its time waiting on Ray (process starts, polls), so two
-# keep both cores busy. Tests that read one shared run stay on one worker (tests/conftest.py).
+# Two pytest-xdist workers keep both cores busy (a test spends much of its time waiting on Ray). The tests
+# of a shared run share a worker; --no-loadscope-reorder keeps the order tests/conftest.py gives the groups.
 test: $(STAMP)
 	$(BIN)/ruff check dualvad tests bench jobs
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check dualvad tests bench jobs

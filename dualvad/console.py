@@ -133,6 +133,7 @@ def run_session(run: RunDir, command: str, verbose: bool = False) -> Iterator[No
             if not run.local:
                 pafs.copy_files(folder, run.path(paths.LOGS), source_filesystem=pafs.LocalFileSystem(),
                                 destination_filesystem=run.fs)
+                shutil.rmtree(folder)  # only once copied: a failed copy leaves the log where line 1 said
 
 
 def keep_ray_logs(folder: str) -> None:

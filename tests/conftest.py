@@ -20,26 +20,37 @@ import pytest
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
 #: The session fixtures whose tests share one pytest-xdist worker (``--dist loadgroup``), which builds the
-#: fixture once. A whole module goes with its first test that needs one of them (a module's fixtures are
-#: then built once too), in this order of precedence.
-SHARED_RUNS = ("tiny_demo", "evaluated_copy", "scored_run")
+#: fixture once, and the group each one's tests join. A whole module goes with its first test that needs one
+#: of them (a module's fixtures are then built once too), in this order of precedence, unless the module
+#: names its group itself (``pytestmark = pytest.mark.xdist_group(...)``). The scored run is built once for
+#: both workers (see ``scored_run``), so a module that only copies it may join the other group.
+SHARED_RUNS = {"tiny_demo": "tiny_demo", "evaluated_copy": "scored_run", "scored_run": "scored_run"}
+#: The groups in the order the workers take them (``--no-loadscope-reorder`` keeps it): one long group
+#: each to start with, so that the short tests fill the gaps at the end. Measured: docs/decisions.md.
+GROUP_ORDER = ("scored_run", "tiny_demo")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each module's tests with the group of the shared run its tests need, and put the grouped
-    modules first (in SHARED_RUNS' order), so that each worker starts on a long group and the short tests
-    fill the gaps at the end."""
-    rank = {name: index for index, name in enumerate(SHARED_RUNS)}
+    modules first, in GROUP_ORDER."""
+    precedence = list(SHARED_RUNS)
     groups: dict[Path, str] = {}
+    chosen: dict[Path, int] = {}
     for item in items:
-        needed = [name for name in SHARED_RUNS if name in getattr(item, "fixturenames", ())]
-        if needed and rank[needed[0]] < rank.get(groups.get(item.path, ""), len(SHARED_RUNS)):
-            groups[item.path] = needed[0]
+        named = item.get_closest_marker("xdist_group")
+        if named is not None:
+            groups[item.path], chosen[item.path] = named.args[0], -1
+            continue
+        needed = [index for index, name in enumerate(precedence) if name in getattr(item, "fixturenames", ())]
+        if needed and needed[0] < chosen.get(item.path, len(precedence)):
+            chosen[item.path] = needed[0]
+            groups[item.path] = SHARED_RUNS[precedence[needed[0]]]
     for item in items:
-        if item.path in groups:
+        if item.path in groups and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(groups[item.path]))
-    items.sort(key=lambda item: rank.get(groups.get(item.path, ""), len(SHARED_RUNS)))
+    order = {group: index for index, group in enumerate(GROUP_ORDER)}
+    items.sort(key=lambda item: order.get(groups.get(item.path, ""), len(order)))
 
 
 _ray_log_folder: Path | None = None  # Ray's session log folder while the session's Ray runs
@@ -106,30 +117,44 @@ def _grown_logs(sizes: dict[Path, int]) -> str:
 @pytest.fixture(scope="session")
 def scored_run(ray_session, tmp_path_factory):
     """A generated corpus (20 videos of 3 s) ingested with K=8, a scorer trained on it (1 worker, TensorBoard
-    tracking on) and every segment scored: (config, train summary). Shared by the tests of later stages."""
+    tracking on) and every segment scored: (config, train summary). Shared by the tests of later stages.
+
+    Built once per test run, by the first pytest-xdist worker that needs it, in the folder the workers
+    share; a worker that needs it meanwhile waits on the lock. The modules that run stages on it (they
+    re-sample and re-build its benchmarks) share one worker (SHARED_RUNS); a module elsewhere only copies
+    the stage outputs nothing changes (segments, scorer, scores)."""
+    import pickle
+
+    from filelock import FileLock
+
     from dualvad.config import load_config
     from dualvad.corpus import SynthSpec, generate_corpus
     from dualvad.pipeline.ingest import run_ingest
     from dualvad.pipeline.score import run_score
     from dualvad.train.scorer import train_scorer
 
-    root = tmp_path_factory.mktemp("scored")
-    generate_corpus(root / "corpus", SynthSpec(videos=20, seconds=3.0, seed=5))
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if "PYTEST_XDIST_WORKER" in os.environ else base) / "scored-shared"
     config = load_config(None, [f"corpus={root / 'corpus'}", f"run={root / 'run'}", "ingest.segments=8",
                                 "ingest.cpus_per_worker=0.5", "scorer.epochs=30", "scorer.workers=1",
                                 "scorer.cpus_per_worker=0.5", "scorer.topk=2", "scorer.report_every=10",
                                 "scorer.tracking=tensorboard"])
-    run_ingest(config)
-    summary = train_scorer(config)
-    run_score(config)
-    return config, summary
+    summary_file = root / "train-summary.pickle"  # written last: its presence means the run is complete
+    with FileLock(f"{root}.lock"):
+        if not summary_file.exists():
+            generate_corpus(root / "corpus", SynthSpec(videos=20, seconds=3.0, seed=5))
+            run_ingest(config)
+            summary = train_scorer(config)
+            run_score(config)
+            summary_file.write_bytes(pickle.dumps(summary))
+    return config, pickle.loads(summary_file.read_bytes())
 
 
 @pytest.fixture(scope="session")
 def evaluated_copy(scored_run, tmp_path_factory):
-    """A copy of the scored run (other modules re-sample and re-build the shared one), sampled (budget 8)
-    and evaluated with a tiny VLM (one strategy, 56 px frames, clips of 4): (config, run, tiny model
-    folder). The detector's tests and the serve tests share it."""
+    """A run of the scored run's segments, scorer and scores (other modules re-sample and re-build the shared
+    one), sampled (budget 8) and evaluated with a tiny VLM (one strategy, 56 px frames, clips of 4):
+    (config, run, tiny model folder). The detector's tests and the serve tests share it."""
     import dataclasses
     import shutil
 
@@ -142,8 +167,8 @@ def evaluated_copy(scored_run, tmp_path_factory):
     config, _ = scored_run
     root = tmp_path_factory.mktemp("evaluated")
     target = root / "run"
-    shutil.copytree(config.run, target, ignore=shutil.ignore_patterns(
-        paths.LOCK_FILE, paths.WORK_DIR, paths.SAMPLES, paths.BENCHMARKS, paths.FINETUNE, paths.EVAL))
+    for part in (paths.SEGMENTS, paths.SCORER, paths.SCORES):  # with their stage records: sample's inputs
+        shutil.copytree(Path(config.run, part), target / part)
     tiny = save_tiny_model(root / "vlm")
     config = dataclasses.replace(
         config, run=str(target),

@@ -126,7 +126,7 @@ def test_verbose_shows_every_record_on_the_console_and_dry_run_writes_no_log(ray
 
 
 def test_a_command_on_object_storage_logs_locally_and_copies_the_log_to_the_run(monkeypatch, capsys):
-    """The log file is local while the command runs (the console names it) and copied to ``RUN/logs/`` as
+    """The log file is local while the command runs (the console names it) and moved to ``RUN/logs/`` as
     it ends, also when it fails: here ``score`` on a run with no segments (exit 1, before any Ray work)."""
     with moto_s3("runs") as endpoint:
         for key, value in s3_env(endpoint).items():
@@ -141,4 +141,5 @@ def test_a_command_on_object_storage_logs_locally_and_copies_the_log_to_the_run(
         copied = [info.base_name for info in run.fs.get_file_info(pafs.FileSelector(run.path(paths.LOGS)))]
         assert copied == [Path(local).name] and Path(local).name.endswith("-score.log")
         with run.fs.open_input_stream(run.path(paths.LOGS, Path(local).name)) as stream:
-            assert stream.read().decode() == Path(local).read_text() != ""
+            assert f"log: {local}, copied to s3://runs/empty/logs/" in stream.read().decode()
+        assert not Path(local).parent.exists()  # the local folder goes once its copy is on the store

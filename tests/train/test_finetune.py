@@ -31,6 +31,9 @@ from faultlog import record_fault
 from raykill import Killer, snapshot_under
 
 STEPS = 6
+# It only copies the shared scored run, so it runs beside the tiny demo's tests: the two pytest-xdist
+# workers then carry about the same time (tests/conftest.py, docs/decisions.md).
+pytestmark = pytest.mark.xdist_group("tiny_demo")
 
 
 @pytest.fixture(scope="module")
