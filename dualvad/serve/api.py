@@ -25,6 +25,7 @@ import time
 import uuid
 from importlib import resources
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -163,6 +164,9 @@ class DetectService:
         """``uri`` normalised, when it lies under an allowed root; else 403 that says nothing of the file."""
         if "\0" in uri:  # no path holds one, and os.path refuses it with a ValueError
             raise ServeError(422, "invalid_option", "uri holds a NUL character: name a file")
+        if uri.startswith("file://"):  # pyarrow's URI of a local file: checked as the path it names
+            parts = urlsplit(uri)
+            uri = unquote(parts.path) if parts.netloc in ("", "localhost") else uri
         if "://" in uri:
             scheme, _, rest = uri.partition("://")
             candidate = f"{scheme}://{posixpath.normpath('/' + rest).lstrip('/')}"

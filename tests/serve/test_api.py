@@ -147,3 +147,16 @@ def test_an_unknown_option_has_one_code_in_json_and_in_a_form(tmp_path):
         assert response.status_code == 422
         error = response.json()["error"]
         assert error["code"] == "unknown_option" and "colour" in error["message"], error
+
+
+def test_a_file_uri_is_the_local_path_it_names(tmp_path):
+    """``file://`` is a pyarrow URI like ``s3://``: under an allowed root it is the file; outside (also by
+    ``..``) it is refused like the path itself."""
+    (tmp_path / "v.mp4").write_bytes(b"v")
+    service = DetectService(AppArgs(run="r", allowed_roots=[str(tmp_path)]), *_handles())
+    assert service._allowed(f"file://{tmp_path}/v.mp4") == str(tmp_path / "v.mp4")
+    assert service._allowed(f"file://{tmp_path}/sub/../v.mp4") == str(tmp_path / "v.mp4")
+    for outside in (f"file://{tmp_path}/../x.mp4", "file:///etc/hostname"):
+        with pytest.raises(Exception) as refused:
+            service._allowed(outside)
+        assert refused.value.status == 403, outside
