@@ -377,8 +377,11 @@ def _cmd_detect(config: DualVADConfig, args: argparse.Namespace) -> int:
     """Score the named videos with the run's detector; JSON Lines to --out or stdout; 1 if any failed."""
     from dualvad.detect import run_detect, video_files
     from dualvad.detector import DetectOptions, Detector
+    from dualvad.serve.settings import DEMO_RUN, default_run
 
     try:
+        if args.run is None and config.run == DEMO_RUN:  # the default, as `dualvad serve` has it
+            default_run()
         videos = video_files(args.inputs)
         options = DetectOptions(budget=args.frame_budget, strategy=args.frame_strategy,
                                 threshold=args.threshold, explain=not args.no_explain)
