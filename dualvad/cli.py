@@ -36,6 +36,8 @@ from dualvad.rundir import open_run
 from dualvad.stages import StageInterrupted, dry_run
 
 log = logging.getLogger("dualvad")
+_DESCRIPTION = ("dualvad: video anomaly detection on Ray. One command per pipeline stage, `pipeline` for "
+                "all of them, `demo` to try it on a generated corpus, `detect` and `serve` to use a run.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,7 +94,7 @@ def _interruption(error: BaseException) -> StageInterrupted | None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dualvad", description=__doc__.split("\n\n")[0], epilog=_EPILOG)
+    parser = argparse.ArgumentParser(prog="dualvad", description=_DESCRIPTION, epilog=_EPILOG)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _command(commands, "config", "print the effective config (defaults, --config FILE, overrides) as YAML",

@@ -242,3 +242,14 @@ def test_without_run_or_demo_run_detect_and_serve_say_the_same(command, tmp_path
     (tmp_path / "v.mp4").write_bytes(b"not read")
     assert main([command, *(["v.mp4"] if command == "detect" else [])]) == 2
     assert "runs/demo does not exist: run `make demo` first, or pass --run RUN" in capsys.readouterr().err
+
+
+def test_help_is_plain_text(capsys):
+    """No reStructuredText markup (``...``, :func:) in what --help prints, for the program and each
+    command."""
+    commands = _parser()._subparsers._group_actions[0].choices
+    for argv in (["--help"], *([name, "--help"] for name in commands)):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        assert "``" not in out and ":func:" not in out and ":class:" not in out, (argv, out)
