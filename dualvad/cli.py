@@ -36,6 +36,8 @@ from dualvad.rundir import open_run
 from dualvad.stages import StageInterrupted, dry_run
 
 log = logging.getLogger("dualvad")
+_DESCRIPTION = ("dualvad: video anomaly detection on Ray. One command per pipeline stage, `pipeline` for "
+                "all of them, `demo` to try it on a generated corpus, `detect` and `serve` to use a run.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,7 +94,7 @@ def _interruption(error: BaseException) -> StageInterrupted | None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dualvad", description=__doc__.split("\n\n")[0], epilog=_EPILOG)
+    parser = argparse.ArgumentParser(prog="dualvad", description=_DESCRIPTION, epilog=_EPILOG)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _command(commands, "config", "print the effective config (defaults, --config FILE, overrides) as YAML",
@@ -377,8 +379,11 @@ def _cmd_detect(config: DualVADConfig, args: argparse.Namespace) -> int:
     """Score the named videos with the run's detector; JSON Lines to --out or stdout; 1 if any failed."""
     from dualvad.detect import run_detect, video_files
     from dualvad.detector import DetectOptions, Detector
+    from dualvad.serve.settings import DEMO_RUN, default_run
 
     try:
+        if args.run is None and config.run == DEMO_RUN:  # the default, as `dualvad serve` has it
+            default_run()
         videos = video_files(args.inputs)
         options = DetectOptions(budget=args.frame_budget, strategy=args.frame_strategy,
                                 threshold=args.threshold, explain=not args.no_explain)

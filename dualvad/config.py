@@ -137,7 +137,11 @@ def setting_choices(key: str) -> tuple[Any, ...] | None:
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; pass a YAML file from configs/")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML ({_yaml_problem(error)}); fix it or start "
+                          "from a file in configs/") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at top level, got {type(data).__name__}")
     return data
@@ -155,7 +159,18 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override {override!r}: {part!r} is a value, not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+    try:
+        node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {override!r}: the value is not valid YAML ({_yaml_problem(error)}); "
+                          "quote a string, write a list as [1, 2]") from None
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's reason in one line, with the 1-based line and column where it has them."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + (getattr(error, "problem", None) or str(error).splitlines()[0])
 
 
 def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:

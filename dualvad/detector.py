@@ -264,7 +264,8 @@ class SegmentAnalyzer:
         except VideoDecodeError as error:
             raise InvalidVideoError(str(error)) from error
         except ValueError as error:  # fewer frames than K segments
-            raise InvalidVideoError(f"{path}: {error}") from error
+            raise InvalidVideoError(f"{path}: {error}: the run's scorer reads {ingest.segments} segments per "
+                                    f"video, so send a video of at least {ingest.segments} frames") from error
         timings["decode_features"] = _ms_since(started)
 
         started = time.perf_counter()

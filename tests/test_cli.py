@@ -233,3 +233,23 @@ def test_an_interruption_wrapped_by_c_code_is_still_an_interruption():
     except SystemError as wrapped:
         assert _interruption(wrapped) is interrupted
     assert _interruption(ValueError("a real failure")) is None
+
+
+@pytest.mark.parametrize("command", ["detect", "serve"])
+def test_without_run_or_demo_run_detect_and_serve_say_the_same(command, tmp_path, monkeypatch, capsys):
+    """No --run and no runs/demo here: both commands name the two ways out, with the bad-input code."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "v.mp4").write_bytes(b"not read")
+    assert main([command, *(["v.mp4"] if command == "detect" else [])]) == 2
+    assert "runs/demo does not exist: run `make demo` first, or pass --run RUN" in capsys.readouterr().err
+
+
+def test_help_is_plain_text(capsys):
+    """No reStructuredText markup (``...``, :func:) in what --help prints, for the program and each
+    command."""
+    commands = _parser()._subparsers._group_actions[0].choices
+    for argv in (["--help"], *([name, "--help"] for name in commands)):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        assert "``" not in out and ":func:" not in out and ":class:" not in out, (argv, out)

@@ -156,3 +156,19 @@ def test_values_on_the_bounds_load():
     assert (config.sample.budget, config.sample.floor, config.ingest.segments) == (1, 0, 1)
     assert (config.finetune.zero_stage, config.eval.ablate, config.scorer.kind) == (3, "benchmarks", "mil")
     assert config.ingest.workers is None
+
+
+def test_malformed_yaml_is_a_config_error_that_names_the_file_and_line(tmp_path, capsys):
+    from dualvad.cli import main
+
+    file = tmp_path / "broken.yaml"
+    file.write_text("ingest:\n  segments: 8\n  stride: [1, 2\n")
+    with pytest.raises(ConfigError, match=rf"config file {file} is not valid YAML \(line 4"):
+        load_config(file)
+    assert main(["config", "--config", str(file)]) == 2
+    assert f"config file {file} is not valid YAML" in capsys.readouterr().err
+
+
+def test_a_malformed_override_value_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"override 'ingest.segments=\[8': the value is not valid YAML"):
+        load_config(None, ["ingest.segments=[8"])

@@ -107,7 +107,8 @@ def test_unusable_files_are_invalid_videos(evaluated_copy, tmp_path):
         analyzer.analyze(str(broken["text"]))
     with pytest.raises(InvalidVideoError, match="truncated"):
         analyzer.analyze(str(broken["truncated"]))
-    with pytest.raises(InvalidVideoError, match="segments"):  # 4 frames, K = 8
+    # 4 frames, K = 8: the fix is a longer video (detect has no --segments)
+    with pytest.raises(InvalidVideoError, match="reads 8 segments per video, so send a video of at least 8 "):
         analyzer.analyze(str(write_video(tmp_path / "four.mp4", 4)))
     short = str(write_video(tmp_path / "ten.mp4", 10))
     assert len(analyzer.analyze(short).frames) == 8

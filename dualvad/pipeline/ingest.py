@@ -140,7 +140,8 @@ def _segment_one(row: dict[str, Any], extractor: SegmentFeatureExtractor, config
         # Recorded, not swallowed: the failure row reaches _failures.parquet and the summary.
         return failure_table(record.video_id, record.path, str(error))
     except ValueError as error:  # too short for K segments
-        return failure_table(record.video_id, record.path, f"{record.path}: {error}")
+        return failure_table(record.video_id, record.path, f"{record.path}: {error}: lower --segments "
+                             "(ingest.segments) to at most its frame count, or leave the video out")
     except Exception as error:  # noqa: BLE001 - any decoder crash is this video's failure
         reason = f"{record.path}: unexpected {type(error).__name__}: {error}"
         log.error("%s\n%s", reason, traceback.format_exc())

@@ -41,6 +41,7 @@ from dualvad.stages import (
     corrupt_message,
     input_fingerprint,
     read_input,
+    read_record,
     run_stage,
 )
 
@@ -125,6 +126,8 @@ def _score(context: StageContext, config: DualVADConfig, source: RunDir) -> Scor
     if ids is None:
         raise MissingInputError(f"{run.path(paths.SEGMENTS)} holds no segments: run `dualvad ingest` first")
     files = run.parquet_files(paths.SEGMENTS)
+    if source.uri != run.uri:
+        check_same_segments(source, run)
     check_scorer(source, _feature_dim(run, files[0]))
     done = context.staged_video_ids()
     todo, total, resumed = _files_to_score(run, files, done)
@@ -156,6 +159,36 @@ def check_scorer(run: RunDir, feature_dim: int | None = None) -> None:
                          f"features, the segments hold {feature_dim}-dim ones: ingest with that run's "
                          "ingest settings (its segments/config.yaml), or score with a scorer trained on "
                          "these features")
+
+
+#: The ingest settings that make a segment's features what they are (``ingest.max_pixels`` only refuses
+#: videos; ``ingest.clip_model`` matters to the clip feature alone).
+FEATURE_SETTINGS = ("segments", "frames_per_segment", "feature", "decode_width", "decode_height",
+                    "snap_to_keyframes")
+
+
+def check_same_segments(source: RunDir, run: RunDir) -> None:
+    """A scorer scores segments like those it was trained on: same K, frames per segment, feature and
+    decode size, as the two runs' ingest records say. A scorer run without that record (a scorer copied on
+    its own) is used as it is, with a warning.
+
+    Raises:
+        StageError: the settings differ; names each one with both values.
+    """
+    theirs, ours = read_record(source, paths.SEGMENTS), read_record(run, paths.SEGMENTS)
+    if theirs is None or ours is None:
+        log.warning("score: %s has no ingest record to compare segments with; scoring as it is",
+                    source.path(paths.SEGMENTS) if theirs is None else run.path(paths.SEGMENTS))
+        return
+    keys = FEATURE_SETTINGS + (("clip_model",) if "clip" in (theirs["settings"].get("feature"),
+                                                             ours["settings"].get("feature")) else ())
+    differ = [key for key in keys if theirs["settings"].get(key) != ours["settings"].get(key)]
+    if differ:
+        both = "; ".join(f"ingest.{key}: {theirs['settings'].get(key)!r} in the scorer's run, "
+                         f"{ours['settings'].get(key)!r} here" for key in differ)
+        fix = " ".join(f"ingest.{key}={theirs['settings'].get(key)}" for key in differ)
+        raise StageError(f"the scorer in {source.path(paths.SCORER)} was trained on other segments ({both}): "
+                         f"ingest this run again with `{fix}`, or train a scorer on these segments")
 
 
 def _feature_dim(run: RunDir, path: str) -> int:

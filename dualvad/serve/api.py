@@ -25,6 +25,7 @@ import time
 import uuid
 from importlib import resources
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -108,17 +109,19 @@ class DetectService:
 
     async def _read_input(self, request: Request) -> tuple[DetectRequestOptions, bytes | None, str | None]:
         """(options, upload bytes, uri): exactly one of the last two is set."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        limit, what = ((self.args.max_upload_bytes, "upload") if kind == "multipart/form-data" else
+                       (MAX_JSON_BYTES, "JSON body" if kind == "application/json" else "body"))
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.args.max_upload_bytes:
-            raise _too_large(self.args.max_upload_bytes)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit, what)
         if declared == "0":
             raise ServeError(400, "empty_body", _EMPTY)
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "multipart/form-data":
             return await self._read_upload(request)
         if kind == "application/json":
-            return self._read_uri(await _read_limited(request, MAX_JSON_BYTES))
-        if not await _read_limited(request, MAX_JSON_BYTES):
+            return self._read_uri(await _read_limited(request, limit, what))
+        if not await _read_limited(request, limit, what):
             raise ServeError(400, "empty_body", _EMPTY)
         raise ServeError(415, "unsupported_media_type", f"content type {kind or 'none'!r}: {_EMPTY}")
 
@@ -148,8 +151,12 @@ class DetectService:
             payload = json.loads(body)
         except ValueError as error:
             raise ServeError(400, "bad_json", f"the body is not valid JSON: {error}") from None
+        except RecursionError:  # small enough to read, but arrays or objects nested thousands deep
+            raise ServeError(400, "bad_json", "the JSON body is nested too deeply to read; send "
+                                              '{"uri": ..., <options>}') from None
         if not isinstance(payload, dict) or "uri" not in payload:
             raise ServeError(400, "no_uri", 'a JSON body must be an object with a "uri" key')
+        _refuse_unknown(set(payload) - {"uri"})
         request = _validated(UriRequest, payload)
         return DetectRequestOptions(**request.model_dump(exclude={"uri"})), None, self._allowed(request.uri)
 
@@ -157,6 +164,9 @@ class DetectService:
         """``uri`` normalised, when it lies under an allowed root; else 403 that says nothing of the file."""
         if "\0" in uri:  # no path holds one, and os.path refuses it with a ValueError
             raise ServeError(422, "invalid_option", "uri holds a NUL character: name a file")
+        if uri.startswith("file://"):  # pyarrow's URI of a local file: checked as the path it names
+            parts = urlsplit(uri)
+            uri = unquote(parts.path) if parts.netloc in ("", "localhost") else uri
         if "://" in uri:
             scheme, _, rest = uri.partition("://")
             candidate = f"{scheme}://{posixpath.normpath('/' + rest).lstrip('/')}"
@@ -177,10 +187,15 @@ _EMPTY = "send multipart/form-data with a video in the field 'file', or JSON {\"
 
 
 def _options(fields: dict[str, Any]) -> DetectRequestOptions:
-    unknown = sorted(set(fields) - set(OPTION_FIELDS))
+    _refuse_unknown(set(fields))
+    return _validated(DetectRequestOptions, fields)
+
+
+def _refuse_unknown(names: set[str]) -> None:
+    """422 ``unknown_option`` naming the option fields in ``names`` that do not exist (form or JSON alike)."""
+    unknown = sorted(names - set(OPTION_FIELDS))
     if unknown:
         raise ServeError(422, "unknown_option", f"unknown option(s) {unknown}; valid: {list(OPTION_FIELDS)}")
-    return _validated(DetectRequestOptions, fields)
 
 
 def _validated(model: type, payload: dict[str, Any]) -> Any:
@@ -198,8 +213,8 @@ def _validated(model: type, payload: dict[str, Any]) -> Any:
     return parsed
 
 
-def _too_large(limit: int) -> ServeError:
-    return ServeError(413, "too_large", f"the upload is larger than the limit of {limit} bytes")
+def _too_large(limit: int, what: str = "upload") -> ServeError:
+    return ServeError(413, "too_large", f"the {what} is larger than the limit of {limit} bytes")
 
 
 def _limited_receive(receive: Any, limit: int) -> Any:
@@ -218,12 +233,13 @@ def _limited_receive(receive: Any, limit: int) -> Any:
     return counting
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
+async def _read_limited(request: Request, limit: int, what: str) -> bytes:
+    """The whole body; 413 naming ``what`` (the kind of body) as soon as it passes ``limit`` bytes."""
     chunks, seen = [], 0
     async for chunk in request.stream():
         seen += len(chunk)
         if seen > limit:
-            raise _too_large(limit)
+            raise _too_large(limit, what)
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -1,8 +1,10 @@
-"""``dualvad serve``: the app on a local Ray, bound to one address, until Ctrl-C."""
+"""``dualvad serve``: the app on a local Ray, bound to one address, until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 
 from ray import serve
 
@@ -14,11 +16,25 @@ from dualvad.serve.settings import AppArgs
 log = logging.getLogger(__name__)
 
 APP_NAME = "dualvad"
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def serve_locally(args: AppArgs, ray_config: RayConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Deploy :func:`build_app` on a local (or configured) Ray and block serving ``http://host:port/``."""
+    """Deploy :func:`build_app` on a local (or configured) Ray, say where it serves once its routes answer,
+    and block until SIGINT or SIGTERM; then shut Serve down and return (no traceback, no stack dump)."""
     ensure_ray(ray_config)
     serve.start(http_options={"host": host, "port": port, "request_timeout_s": args.request_timeout_s})
-    log.info("serving %s on http://%s:%d/ (Ctrl-C stops)", args.run, host, port)
-    serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=True)
+    stop = threading.Event()
+    # ours, not Ray's: its SIGTERM handler prints a native stack dump, and SIGINT a KeyboardInterrupt
+    previous = {sig: signal.signal(sig, lambda signum, _frame: stop.set()) for sig in _STOP_SIGNALS}
+    try:
+        serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)  # returns once RUNNING
+        if not stop.is_set():
+            log.info("serving %s on http://%s:%d/ (Ctrl-C stops)", args.run, host, port)
+        while not stop.wait(0.5):  # returns to Python between waits: the handler runs here
+            pass
+        log.info("stopping: shutting Serve down")
+        serve.shutdown()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -27,7 +27,7 @@ def segment_bounds(num_frames: int, num_segments: int) -> np.ndarray:
     if num_frames < num_segments:
         raise ValueError(
             f"video has {num_frames} frames, fewer than the {num_segments} segments requested; "
-            f"every segment needs at least one frame: lower --segments to <= {num_frames}"
+            "every segment needs at least one frame"
         )
     edges = (np.arange(num_segments + 1, dtype=np.int64) * num_frames) // num_segments
     return np.stack([edges[:-1], edges[1:]], axis=1)

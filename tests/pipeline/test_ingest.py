@@ -26,7 +26,9 @@ from media import bikes_path, write_broken_files, write_video
 K = 8
 GOOD = {"Normal/n1.mp4": 40, "Fight/f1.mp4": 50, "Normal/n2.mp4": 33}
 BROKEN = {"Bad/empty.mp4": "0 bytes", "Bad/text.mp4": "not a decodable video",
-          "Bad/truncated.mp4": "truncated, corrupt", "Bad/one_frame.mp4": "1 frames, fewer than the 8"}
+          "Bad/truncated.mp4": "truncated, corrupt",
+          "Bad/one_frame.mp4": "1 frames, fewer than the 8 segments requested; every segment needs at "
+                               "least one frame: lower --segments"}
 
 
 def make_corpus(root: Path, with_broken: bool = True) -> Path:

@@ -137,3 +137,20 @@ def test_benchmarks_and_evaluate_need_labels_and_say_so(own_scored):
     with pytest.raises(EvaluationError, match=rf"the {VIDEOS} 'test' videos of .* are all unlabelled .* "
                        r"`dualvad detect VIDEO_OR_FOLDER --run .*`$"):
         run_evaluate(config)
+
+
+def test_a_scorer_trained_on_other_segments_is_refused_naming_each_setting(own_run, tmp_path):
+    """Same feature dimension, another K: the scores would mean nothing, so the stage refuses before any Ray
+    work and names the setting with both values and the override that fixes it."""
+    config, labelled, _ = own_run
+    other = tmp_path / "other-run"
+    shutil.copytree(open_run(labelled.run).path(paths.SCORER), other / paths.SCORER)
+    record = read_record(open_run(labelled.run), paths.SEGMENTS)
+    record["settings"]["segments"] = 16
+    (other / paths.SEGMENTS).mkdir(parents=True)
+    (other / paths.SEGMENTS / paths.STAGE_FILE).write_text(json.dumps(record))
+    with pytest.raises(StageError, match=rf"^the scorer in {other}/scorer was trained on other segments "
+                       r"\(ingest.segments: 16 in the scorer's run, 8 here\): ingest this run again with "
+                       r"`ingest.segments=16`, or train a scorer on these segments$"):
+        run_score(dataclasses.replace(config, score=ScoreConfig(scorer_run=str(other))))
+    assert not open_run(config.run).exists(paths.SCORES)

@@ -110,3 +110,53 @@ def test_uri_prefixes_are_compared_normalised(tmp_path, uri):
         service._allowed(uri)
     assert refused.value.status == 403
     assert service._allowed("s3://videos/x/../a.mp4") == "s3://videos/a.mp4"
+
+
+def _post(tmp_path, **request) -> httpx.Response:
+    async def go():
+        async with _client(tmp_path, None) as client:
+            return await client.post("/v1/detect", **request)
+
+    return _run(go())
+
+
+def test_a_deeply_nested_json_body_is_a_400_not_a_500(tmp_path):
+    """Under the JSON size limit but nested past what the parser recurses into."""
+    response = _post(tmp_path, content=b"[" * 32000 + b"]" * 32000,
+                     headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "bad_json" and "nested too deeply" in error["message"]
+
+
+def test_a_json_body_over_its_limit_is_a_413_that_names_the_json_limit(tmp_path):
+    from dualvad.serve.api import MAX_JSON_BYTES
+
+    response = _post(tmp_path, json={"uri": "x" * MAX_JSON_BYTES})
+    assert response.status_code == 413
+    message = response.json()["error"]["message"]
+    assert f"JSON body is larger than the limit of {MAX_JSON_BYTES} bytes" in message
+    assert "upload" not in message
+
+
+def test_an_unknown_option_has_one_code_in_json_and_in_a_form(tmp_path):
+    (tmp_path / "v.mp4").write_bytes(b"v")
+    in_json = _post(tmp_path, json={"uri": str(tmp_path / "v.mp4"), "colour": "red"})
+    in_form = _post(tmp_path, files={"file": ("v.mp4", b"v")}, data={"colour": "red"})
+    for response in (in_json, in_form):
+        assert response.status_code == 422
+        error = response.json()["error"]
+        assert error["code"] == "unknown_option" and "colour" in error["message"], error
+
+
+def test_a_file_uri_is_the_local_path_it_names(tmp_path):
+    """``file://`` is a pyarrow URI like ``s3://``: under an allowed root it is the file; outside (also by
+    ``..``) it is refused like the path itself."""
+    (tmp_path / "v.mp4").write_bytes(b"v")
+    service = DetectService(AppArgs(run="r", allowed_roots=[str(tmp_path)]), *_handles())
+    assert service._allowed(f"file://{tmp_path}/v.mp4") == str(tmp_path / "v.mp4")
+    assert service._allowed(f"file://{tmp_path}/sub/../v.mp4") == str(tmp_path / "v.mp4")
+    for outside in (f"file://{tmp_path}/../x.mp4", "file:///etc/hostname"):
+        with pytest.raises(Exception) as refused:
+            service._allowed(outside)
+        assert refused.value.status == 403, outside

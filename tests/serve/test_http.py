@@ -239,7 +239,7 @@ def test_bad_input_gets_its_status_and_message_and_the_server_lives(server, medi
         assert "budget" in _error(_upload(server, media["short"], budget="many"), 422, "invalid_option")
     elif case == "unknown_option":
         message = _error(server.post("/v1/detect", json={"uri": str(media["short"]), "budgett": 4}), 422,
-                         "invalid_option")
+                         "unknown_option")
         assert "budgett" in message and "budget" in message
     elif case in ("outside", "traversal", "symlink"):
         uri = {"outside": "/etc/hostname", "traversal": f"{root}/../../etc/hostname",

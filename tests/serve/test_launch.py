@@ -59,6 +59,18 @@ def _wait_healthy(process: subprocess.Popen, port: int, log: Path) -> httpx.Clie
     pytest.fail(f"no /healthz within {STARTUP_S} s:\n{log.read_text()[-4000:]}")
 
 
+def _wait_for_line(process: subprocess.Popen, log: Path, text: str) -> None:
+    """Return once the process's output holds ``text``; fails with its tail if it exits or the deadline
+    passes first (a condition polled, with a bound)."""
+    deadline = time.monotonic() + STARTUP_S
+    while text not in log.read_text():
+        if process.poll() is not None:
+            pytest.fail(f"exited {process.returncode} before printing {text!r}:\n{log.read_text()[-4000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {text!r} within {STARTUP_S} s:\n{log.read_text()[-4000:]}")
+        time.sleep(0.5)
+
+
 def _stop(process: subprocess.Popen) -> None:
     """Ctrl-C as a user would, then wait; kill the group if it does not end."""
     os.killpg(process.pid, signal.SIGINT)
@@ -103,16 +115,25 @@ def test_serve_run_of_the_shipped_config_answers(demo_folder, evaluated_copy):
 
 
 def test_dualvad_serve_without_run_serves_the_demo_run(demo_folder, evaluated_copy):
+    """It says it serves only once the routes answer, and SIGTERM (what a process manager sends) stops it
+    with exit 0 and a line, not Ray's stack dump or a traceback (Ctrl-C takes the same handler)."""
     port = free_port()
     log = demo_folder / "dualvad-serve.log"
     process = _launch([str(BIN / "dualvad"), "serve", "--port", str(port)], demo_folder, log)
     try:
-        client = _wait_healthy(process, port, log)
+        _wait_for_line(process, log, f"on http://127.0.0.1:{port}/ (Ctrl-C stops)")
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        assert client.get("/healthz").json() == {"status": "ok"}  # at once: no retry
         assert client.get("/v1/info").json()["models"]["judge"]["vlm"].endswith("finetune/final")
         assert len(_detect_one(client, demo_folder / "runs" / "demo" / "corpus")["frames"]) == 8
+        os.killpg(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, log.read_text()[-4000:]
     finally:
-        _stop(process)
-    assert process.returncode is not None
+        if process.poll() is None:
+            _stop(process)
+    output = log.read_text()
+    assert "stopping: shutting Serve down" in output
+    assert "Traceback" not in output and "SIGTERM received" not in output, output[-4000:]
 
 
 def test_dualvad_serve_without_run_or_demo_says_make_demo(tmp_path):
