@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -58,6 +59,26 @@ def _stderr_until(process: subprocess.Popen, text: str, timeout_s: float = 120.0
     return "".join(lines)
 
 
+def _sigterm_when(process: subprocess.Popen, marker: str, ready: Callable[[], bool], timeout_s: float,
+                  before: Callable[[], None] | None = None) -> str:
+    """SIGTERM ``process`` once ``ready()`` holds, with its Ray processes named by ``marker`` stopped
+    (SIGSTOP) before ``ready`` is read and until the command has said it was interrupted, so the stage's
+    work is unfinished when the signal lands; ``before`` runs just before the signal. Returns the command's
+    stderr once it has exited 143."""
+    frozen = freeze_when(marker, ready, root=process.pid, timeout_s=timeout_s)
+    try:
+        assert frozen and process.poll() is None, f"{marker}: the stage ended before it could be interrupted"
+        if before is not None:
+            before()
+        process.send_signal(signal.SIGTERM)
+        err = _stderr_until(process, "interrupted by SIGTERM")  # the stage has ended, unpublished
+    finally:
+        kill_frozen(frozen)  # the command's Ray shuts down once they are gone
+    err += process.communicate(timeout=120)[1]
+    assert process.returncode == 128 + signal.SIGTERM, err
+    return err
+
+
 def _staged_parts(run: Path) -> list[Path]:
     work = run / paths.WORK_DIR
     return sorted(work.glob(f"{paths.SEGMENTS}-*/part-*.parquet")) if work.exists() else []
@@ -73,21 +94,15 @@ def test_sigterm_mid_ingest_keeps_the_finished_videos_and_the_rerun_adds_the_res
     script = Path(sys.executable).parent / "dualvad"
     process = subprocess.Popen([str(script), "ingest", *overrides], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    # The decoding task is stopped while the staged parts are counted, and stays stopped until the command
-    # has exited: its video and those after it are unfinished when the signal lands, on any machine.
-    frozen = freeze_when("segment_videos_task", lambda: len(_staged_parts(run)) >= 2, root=process.pid,
-                         timeout_s=240)
-    try:
-        assert frozen and process.poll() is None, "ingest finished before it could be interrupted"
-        # A second ingest on the same run meanwhile (once, both wrote every video) refuses, naming the first.
+
+    def second_ingest_refuses() -> None:  # on the same run meanwhile (once, both wrote every video)
         with pytest.raises(RunBusyError, match=rf"in use by `dualvad ingest` \(pid {process.pid} "):
             run_ingest(load_config(None, overrides))
-        process.send_signal(signal.SIGTERM)
-        err = _stderr_until(process, "interrupted by SIGTERM")  # the stage has ended, unpublished
-    finally:
-        kill_frozen(frozen)  # the command's Ray shuts down once they are gone
-    err += process.communicate(timeout=120)[1]
-    assert process.returncode == 128 + signal.SIGTERM, err
+
+    # The decoding task is stopped while the staged parts are counted: its video and those after it are
+    # unfinished when the signal lands, on any machine.
+    err = _sigterm_when(process, "segment_videos_task", lambda: len(_staged_parts(run)) >= 2, 240,
+                        before=second_ingest_refuses)
     assert "interrupted by SIGTERM" in err and "the same command continues" in err
     assert not (run / paths.SEGMENTS).exists()  # nothing published half-done
     staged = open_run(str(_staged_parts(run)[0].parent)).read_table()
@@ -188,18 +203,10 @@ def test_sigterm_mid_training_then_a_rerun_goes_on_from_the_checkpoint_to_the_sa
     command = [str(Path(sys.executable).parent / "dualvad"), "train-scorer", "--config",
                str(tmp_path / "config.yaml")]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # The training worker is stopped while the registered epoch is read, and stays stopped until the
-    # command has exited: training is unfinished when the signal lands, on any machine.
-    frozen = freeze_when("RayTrainWorker", lambda: registered_metric(run / paths.WORK_DIR, "epoch") >= 9,
-                         root=process.pid, timeout_s=300)
-    try:
-        assert frozen and process.poll() is None, "training finished before it could be interrupted"
-        process.send_signal(signal.SIGTERM)
-        err = _stderr_until(process, "interrupted by SIGTERM")  # the stage has ended, unpublished
-    finally:
-        kill_frozen(frozen)  # the command's Ray shuts down once they are gone
-    err += process.communicate(timeout=120)[1]
-    assert process.returncode == 128 + signal.SIGTERM, err
+    # The training worker is stopped while the registered epoch is read: training is unfinished when the
+    # signal lands, on any machine.
+    _sigterm_when(process, "RayTrainWorker", lambda: registered_metric(run / paths.WORK_DIR, "epoch") >= 9,
+                  timeout_s=300)
     assert not (run / paths.SCORER).exists()  # nothing published half-done
 
     summary = train_scorer(config)
