@@ -55,11 +55,9 @@ class RayConfig:
 
 
 #: What ``dualvad demo`` changes from the embedded defaults (under ``--config`` files and overrides, which
-#: replace it): many short videos (320 of 3 s, a quarter of them for testing: the scorer localises
-#: from many weakly labelled training videos, and the random-start VLM memorises a few), 12 segments for
-#: videos of 45 frames, and the ``small`` VLM preset for 400 steps of 8 rows at lr 3e-4 (at 3e-3 it
-#: learned only the answer prior). ``configs/demo.yaml`` spells the result out. Measured
-#: figures: README, "The demo"; the choice: docs/decisions.md, 2026-12-04.
+#: replace it): 320 videos of 3 s (a quarter for testing), 12 segments, and the ``small`` VLM preset for
+#: 400 steps of 8 rows at lr 3e-4. ``configs/demo.yaml`` spells the result out; why these values:
+#: docs/decisions.md, 2026-12-04.
 DEMO_PROFILE = (
     "synth.videos=320", "synth.seconds=3.0", "synth.test_share=0.25", "ingest.segments=12",
     "finetune.model=small", "finetune.micro_batch=4", "finetune.lr=0.0003", "finetune.warmup_steps=25",

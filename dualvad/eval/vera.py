@@ -24,7 +24,7 @@ comparable to the papers' when it is that procedure. Per video of ``L`` frames:
 Then the ground truth (half-open ``[start, end)`` annotations clipped to ``L``) and the curves of all test
 videos are concatenated and one ROC is computed (:func:`vera_frame_auc`).
 
-Where the issue that asked for this (issue 14) and the reference could be read differently, the reference
+Where a description of the protocol and the reference could be read differently, the reference
 decides: the short-video convolution (step 3), NumPy's rounding (step 4), and ``L`` being the
 annotation's ``length`` (the reference builds the frame curve and the ground truth from it, not from a
 decoded frame count). The reference leaves two inputs undefined and we define them: a zero feature
