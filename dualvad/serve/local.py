@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 
+import ray
 from ray import serve
 
 from dualvad.config import RayConfig
@@ -21,7 +23,11 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 def serve_locally(args: AppArgs, ray_config: RayConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Deploy :func:`build_app` on a local (or configured) Ray, say where it serves once its routes answer,
-    and block until SIGINT or SIGTERM; then shut Serve down and return (no traceback, no stack dump)."""
+    and block until SIGINT or SIGTERM; then stop (no traceback, no stack dump): a local Ray it started is
+    shut down with everything on it; on a Ray it joined, its app is deleted."""
+    address = ray_config.address or os.environ.get("RAY_ADDRESS")
+    # a Ray this call starts (ensure_ray's rule), not one it joins or that the process already runs
+    owns_ray = not ray.is_initialized() and not (address and address != "local")
     ensure_ray(ray_config)
     serve.start(http_options={"host": host, "port": port, "request_timeout_s": args.request_timeout_s})
     stop = threading.Event()
@@ -33,8 +39,12 @@ def serve_locally(args: AppArgs, ray_config: RayConfig, host: str = "127.0.0.1",
             log.info("serving %s on http://%s:%d/ (Ctrl-C stops)", args.run, host, port)
         while not stop.wait(0.5):  # returns to Python between waits: the handler runs here
             pass
-        log.info("stopping: shutting Serve down")
-        serve.shutdown()
+        if owns_ray:
+            log.info("stopping: shutting down the local Ray")
+            ray.shutdown()
+        else:
+            log.info("stopping: deleting the app from the cluster")
+            serve.delete(APP_NAME)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

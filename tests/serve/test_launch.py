@@ -132,7 +132,7 @@ def test_dualvad_serve_without_run_serves_the_demo_run(demo_folder, evaluated_co
         if process.poll() is None:
             _stop(process)
     output = log.read_text()
-    assert "stopping: shutting Serve down" in output
+    assert "stopping: shutting down the local Ray" in output
     assert "Traceback" not in output and "SIGTERM received" not in output, output[-4000:]
 
 
