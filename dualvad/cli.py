@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dualvad import __version__, console, paths
 from dualvad.config import (
     DEMO_PROFILE,
+    DEMO_RUN,
     ConfigError,
     DualVADConfig,
     config_hash,
@@ -379,7 +380,7 @@ def _cmd_detect(config: DualVADConfig, args: argparse.Namespace) -> int:
     """Score the named videos with the run's detector; JSON Lines to --out or stdout; 1 if any failed."""
     from dualvad.detect import run_detect, video_files
     from dualvad.detector import DetectOptions, Detector
-    from dualvad.serve.settings import DEMO_RUN, default_run
+    from dualvad.serve.settings import default_run
 
     try:
         if args.run is None and config.run == DEMO_RUN:  # the default, as `dualvad serve` has it

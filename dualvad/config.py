@@ -54,10 +54,14 @@ class RayConfig:
         at_least(self, 1, "num_cpus")
 
 
+#: Where ``dualvad demo`` writes its run, and the run ``detect`` and ``serve`` use when given none.
+DEMO_RUN = "runs/demo"
+
 #: What ``dualvad demo`` changes from the embedded defaults (under ``--config`` files and overrides, which
 #: replace it): 320 videos of 3 s (a quarter for testing), 12 segments, and the ``small`` VLM preset for
 #: 400 steps of 8 rows at lr 3e-4. ``configs/demo.yaml`` spells the result out; why these values:
 #: docs/decisions.md, 2026-12-04.
+
 DEMO_PROFILE = (
     "synth.videos=320", "synth.seconds=3.0", "synth.test_share=0.25", "ingest.segments=12",
     "finetune.model=small", "finetune.micro_batch=4", "finetune.lr=0.0003", "finetune.warmup_steps=25",
@@ -69,7 +73,7 @@ DEMO_PROFILE = (
 class DualVADConfig:
     """The whole system's configuration; each stage reads its own section."""
 
-    run: str = "runs/demo"  # run directory: local path or pyarrow filesystem URI
+    run: str = DEMO_RUN  # run directory: local path or pyarrow filesystem URI
     corpus: str = ""  # corpus folder (videos/ + annotations/)
     synth: SynthConfig = field(default_factory=SynthConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)

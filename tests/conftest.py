@@ -34,18 +34,19 @@ GROUP_ORDER = ("scored_run", "tiny_demo")
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each module's tests with the group of the shared run its tests need, and put the grouped
     modules first, in GROUP_ORDER."""
-    precedence = list(SHARED_RUNS)
-    groups: dict[Path, str] = {}
-    chosen: dict[Path, int] = {}
+    shared = list(SHARED_RUNS)  # the first one a module's tests use (in this order) decides its group
+    groups: dict[Path, str] = {}  # module -> the group it names itself
+    first_used: dict[Path, int] = {}  # module -> index in ``shared`` of the first shared run it uses
     for item in items:
         named = item.get_closest_marker("xdist_group")
         if named is not None:
-            groups[item.path], chosen[item.path] = named.args[0], -1
+            groups[item.path] = named.args[0]
             continue
-        needed = [index for index, name in enumerate(precedence) if name in getattr(item, "fixturenames", ())]
-        if needed and needed[0] < chosen.get(item.path, len(precedence)):
-            chosen[item.path] = needed[0]
-            groups[item.path] = SHARED_RUNS[precedence[needed[0]]]
+        for index, name in enumerate(shared):
+            if name in getattr(item, "fixturenames", ()):
+                first_used[item.path] = min(index, first_used.get(item.path, index))
+                break
+    groups |= {path: SHARED_RUNS[shared[index]] for path, index in first_used.items()}
     for item in items:
         if item.path in groups and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(groups[item.path]))

@@ -245,9 +245,9 @@ def _file_sizes(files: list[str]) -> dict[str, int]:
              for path in files if "://" not in path}
     remote = [path for path in files if "://" in path]
     if remote:
-        fs, _ = resolve(remote[0])
-        inner = [resolve(path)[1] for path in remote]
-        for path, info in zip(remote, fs.get_file_info(inner), strict=True):
+        resolved = [resolve(path) for path in remote]
+        fs = resolved[0][0]
+        for path, info in zip(remote, fs.get_file_info([inner for _, inner in resolved]), strict=True):
             sizes[path] = info.size if info.type == pafs.FileType.File else -1
     return sizes
 

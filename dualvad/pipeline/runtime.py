@@ -15,21 +15,26 @@ from dualvad.stages import reclaim_signals
 log = logging.getLogger(__name__)
 
 
-def ensure_ray(config: RayConfig) -> None:
+def ensure_ray(config: RayConfig) -> bool:
     """Start or join Ray once per process; later calls reuse the running instance (``dualvad demo`` and
-    ``pipeline`` start it once before their first stage). On a quiet console (:func:`dualvad.console.quiet`)
-    the workers' output is not sent to the driver (it stays in Ray's session logs, which the CLI copies into
-    ``RUN/logs``), Ray Data shows no progress bars and Ray's driver-side records go to the log file; one
-    line says where Ray's dashboard and logs are."""
+    ``pipeline`` start it once before their first stage). True when this call started a local instance
+    (whose owner shuts it down), False when it joined a cluster or Ray was already running.
+
+    On a quiet console (:func:`dualvad.console.quiet`) the workers' output is not sent to the driver (it
+    stays in Ray's session logs, which the CLI copies into ``RUN/logs``), Ray Data shows no progress bars
+    and Ray's driver-side records go to the log file; one line says where Ray's dashboard and logs are."""
     _quiet_ray_driver()
     if ray.is_initialized():
-        return
+        return False
     address = config.address or os.environ.get("RAY_ADDRESS")
-    if address and address != "local":  # RAY_ADDRESS=local: a new local instance, as ray.init reads it
-        _join(address)
-    else:
+    # RAY_ADDRESS=local: a new local instance, as ray.init reads it
+    started = not address or address == "local"
+    if started:
         _start_local(config)
+    else:
+        _join(address)
     reclaim_signals()  # ray.init replaced the running stage's SIGTERM handler with its own
+    return started
 
 
 def _join(address: str) -> None:

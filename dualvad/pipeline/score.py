@@ -180,13 +180,15 @@ def check_same_segments(source: RunDir, run: RunDir) -> None:
         log.warning("score: %s has no ingest record to compare segments with; scoring as it is",
                     source.path(paths.SEGMENTS) if theirs is None else run.path(paths.SEGMENTS))
         return
-    keys = FEATURE_SETTINGS + (("clip_model",) if "clip" in (theirs["settings"].get("feature"),
-                                                             ours["settings"].get("feature")) else ())
-    differ = [key for key in keys if theirs["settings"].get(key) != ours["settings"].get(key)]
+    scorer_run, this_run = theirs["settings"], ours["settings"]
+    clip = "clip" in (scorer_run.get("feature"), this_run.get("feature"))
+    keys = FEATURE_SETTINGS + (("clip_model",) if clip else ())
+    differ = {key: (scorer_run.get(key), this_run.get(key)) for key in keys
+              if scorer_run.get(key) != this_run.get(key)}
     if differ:
-        both = "; ".join(f"ingest.{key}: {theirs['settings'].get(key)!r} in the scorer's run, "
-                         f"{ours['settings'].get(key)!r} here" for key in differ)
-        fix = " ".join(f"ingest.{key}={theirs['settings'].get(key)}" for key in differ)
+        both = "; ".join(f"ingest.{key}: {scorer_value!r} in the scorer's run, {our_value!r} here"
+                         for key, (scorer_value, our_value) in differ.items())
+        fix = " ".join(f"ingest.{key}={scorer_value}" for key, (scorer_value, _) in differ.items())
         raise StageError(f"the scorer in {source.path(paths.SCORER)} was trained on other segments ({both}): "
                          f"ingest this run again with `{fix}`, or train a scorer on these segments")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 
@@ -25,10 +24,7 @@ def serve_locally(args: AppArgs, ray_config: RayConfig, host: str = "127.0.0.1",
     """Deploy :func:`build_app` on a local (or configured) Ray, say where it serves once its routes answer,
     and block until SIGINT or SIGTERM; then stop (no traceback, no stack dump): a local Ray it started is
     shut down with everything on it; on a Ray it joined, its app is deleted."""
-    address = ray_config.address or os.environ.get("RAY_ADDRESS")
-    # a Ray this call starts (ensure_ray's rule), not one it joins or that the process already runs
-    owns_ray = not ray.is_initialized() and not (address and address != "local")
-    ensure_ray(ray_config)
+    owns_ray = ensure_ray(ray_config)
     serve.start(http_options={"host": host, "port": port, "request_timeout_s": args.request_timeout_s})
     stop = threading.Event()
     # ours, not Ray's: its SIGTERM handler prints a native stack dump, and SIGINT a KeyboardInterrupt

@@ -9,7 +9,7 @@ import os
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-DEMO_RUN = "runs/demo"
+from dualvad.config import DEMO_RUN
 
 
 class AppArgs(BaseModel):

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -42,33 +43,35 @@ def demo_folder(evaluated_copy, tmp_path_factory) -> Path:
     return folder
 
 
-def _wait_healthy(process: subprocess.Popen, port: int, log: Path) -> httpx.Client:
-    """A client of ``127.0.0.1:port`` once ``/healthz`` answers ok; fails with the log's tail if the process
-    exits or the deadline passes first."""
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+def _wait_until(process: subprocess.Popen, log: Path, ready: Callable[[], bool], what: str) -> None:
+    """Poll ``ready`` until it holds (a condition, with a bound); fails with the log's tail if the process
+    exits or STARTUP_S passes first."""
     deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
+    while not ready():
         if process.poll() is not None:
-            pytest.fail(f"exited {process.returncode} before serving:\n{log.read_text()[-4000:]}")
+            pytest.fail(f"exited {process.returncode} before {what}:\n{log.read_text()[-4000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"not {what} within {STARTUP_S} s:\n{log.read_text()[-4000:]}")
+        time.sleep(0.5)
+
+
+def _wait_healthy(process: subprocess.Popen, port: int, log: Path) -> httpx.Client:
+    """A client of ``127.0.0.1:port`` once ``/healthz`` answers ok."""
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+
+    def healthy() -> bool:
         try:
-            if client.get("/healthz").json() == {"status": "ok"}:
-                return client
+            return client.get("/healthz").json() == {"status": "ok"}
         except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(2)
-    pytest.fail(f"no /healthz within {STARTUP_S} s:\n{log.read_text()[-4000:]}")
+            return False
+
+    _wait_until(process, log, healthy, "answering /healthz")
+    return client
 
 
 def _wait_for_line(process: subprocess.Popen, log: Path, text: str) -> None:
-    """Return once the process's output holds ``text``; fails with its tail if it exits or the deadline
-    passes first (a condition polled, with a bound)."""
-    deadline = time.monotonic() + STARTUP_S
-    while text not in log.read_text():
-        if process.poll() is not None:
-            pytest.fail(f"exited {process.returncode} before printing {text!r}:\n{log.read_text()[-4000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {text!r} within {STARTUP_S} s:\n{log.read_text()[-4000:]}")
-        time.sleep(0.5)
+    """Return once the process's output holds ``text``."""
+    _wait_until(process, log, lambda: text in log.read_text(), f"printing {text!r}")
 
 
 def _stop(process: subprocess.Popen) -> None:
