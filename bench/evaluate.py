@@ -35,12 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dualvad.config import load_config
-from dualvad.pipeline.benchmarks import run_build_benchmarks
+from dualvad.pipeline.build_benchmarks import run_build_benchmarks
 from dualvad.pipeline.evaluate import run_evaluate
 from dualvad.pipeline.sample import run_sample
 from dualvad.pipeline.score import run_score
 from dualvad.train.finetune import run_finetune
-from dualvad.train.scorer import train_scorer
+from dualvad.train.train_scorer import run_train_scorer
 
 from common import corpus_arguments, prepared_run
 
@@ -73,7 +73,7 @@ def main() -> None:
     started = time.perf_counter()
     config, _ = prepared_run("evaluate", args.videos, args.seconds, args.seed, _shared_overrides(args),
                              cameras=args.cameras)
-    for stage in (train_scorer, run_score, run_sample, run_build_benchmarks):
+    for stage in (run_train_scorer, run_score, run_sample, run_build_benchmarks):
         print(stage(config))
     metrics: dict[tuple[str, int], dict] = {}
     for name in args.mixes:

@@ -289,11 +289,11 @@ def _run_overrides(steps: int) -> list[str]:
 
 def _benchmarked_run(args: argparse.Namespace, image_size: int, ray_cpus: int):
     """A generated corpus through every stage up to the benchmarks (each skipped where already done)."""
-    from dualvad.pipeline.benchmarks import run_build_benchmarks
+    from dualvad.pipeline.build_benchmarks import run_build_benchmarks
     from dualvad.pipeline.sample import run_sample
     from dualvad.pipeline.score import run_score
     from dualvad.rundir import open_run
-    from dualvad.train.scorer import train_scorer
+    from dualvad.train.train_scorer import run_train_scorer
 
     overrides = [f"scorer.epochs={args.epochs}", "scorer.report_every=5", f"ray.num_cpus={ray_cpus}",
                  "sample.budget=16", f"benchmarks.image_size={image_size}",
@@ -301,7 +301,7 @@ def _benchmarked_run(args: argparse.Namespace, image_size: int, ray_cpus: int):
     config, _ = prepared_run(f"finetune-{image_size}px", args.videos, args.seconds, args.seed, overrides,
                              cameras=args.cameras)
     if not open_run(config.run).exists("scorer", "model"):
-        print(train_scorer(config))
+        print(run_train_scorer(config))
     print(run_score(config))
     print(run_sample(config))
     print(run_build_benchmarks(config))

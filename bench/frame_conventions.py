@@ -29,7 +29,7 @@ from dualvad.eval.metrics import frame_ground_truth, segment_scores_to_frames
 from dualvad.pipeline.sample import segments_with_scores
 from dualvad.pipeline.score import run_score
 from dualvad.rundir import open_run
-from dualvad.train.scorer import train_scorer
+from dualvad.train.train_scorer import run_train_scorer
 
 from common import corpus_arguments, prepared_run
 
@@ -42,7 +42,7 @@ def main() -> None:
     config, _ = prepared_run("frame-conventions", args.videos, args.seconds, args.seed,
                              [f"ingest.segments={args.segments}", f"scorer.epochs={args.epochs}"],
                              cameras=args.cameras)
-    print(train_scorer(config))
+    print(run_train_scorer(config))
     print(run_score(config))
     videos = _test_videos(config.run)
     curves = {"ours (all frames)": [], "16 T truncation": [], "16 T with snippet scores": []}

@@ -25,7 +25,7 @@ from dualvad.corpus import read_corpus
 from dualvad.pipeline.score import run_score
 from dualvad.rundir import open_run
 from dualvad.scorer.data import video_set_from_segments
-from dualvad.train.scorer import train_scorer
+from dualvad.train.train_scorer import run_train_scorer
 from dualvad.video.sampling import STRATEGIES, allocate
 
 from common import corpus_arguments, prepared_run
@@ -39,7 +39,7 @@ def main() -> None:
                                   [f"scorer.epochs={args.epochs}", "scorer.report_every=5",
                                    f"ingest.segments={args.segments}"], cameras=args.cameras)
     if not open_run(config.run).exists("scorer", "model"):
-        print(train_scorer(config))
+        print(run_train_scorer(config))
     print(run_score(config))
     videos, scores = _test_videos(config, corpus)
     print(f"\n{len(videos)} anomalous test videos, K = {videos[0][1].shape[0]} segments")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from dualvad.pipeline.score import run_score
-from dualvad.train.scorer import train_scorer
+from dualvad.train.train_scorer import run_train_scorer
 
 from common import corpus_arguments, prepared_run, variant_run
 
@@ -47,7 +47,7 @@ def main() -> None:
         for seed in range(args.train_seeds):
             variant = variant_run(config, f"variant-{index}-seed{seed}",
                                   [*common, *overrides, f"scorer.seed={seed}"])
-            print(f"{name}, seed {seed}: {train_scorer(variant)}")
+            print(f"{name}, seed {seed}: {run_train_scorer(variant)}")
             print(f"{name}, seed {seed}: {run_score(variant)}")
             overall, categories = _frame_aucs(Path(variant.run), corpus)
             aucs.append(overall)

@@ -104,10 +104,10 @@ def _args() -> argparse.Namespace:
 def _prepare(args: argparse.Namespace):
     """The run the app serves: ingest (prepared_run), scorer, scores, samples, benchmarks' records."""
     from dualvad.corpus import SynthSpec, generate_corpus
-    from dualvad.pipeline.benchmarks import run_build_benchmarks
+    from dualvad.pipeline.build_benchmarks import run_build_benchmarks
     from dualvad.pipeline.sample import run_sample
     from dualvad.pipeline.score import run_score
-    from dualvad.train.scorer import train_scorer
+    from dualvad.train.train_scorer import run_train_scorer
 
     name = f"serve-{args.width}x{args.height}"
     folder = OUT / name / f"{args.videos}x{args.seconds:g}s-seed{args.seed}"
@@ -118,7 +118,7 @@ def _prepare(args: argparse.Namespace):
                  "benchmarks.image_size=112", "benchmarks.clip_frames=8", "benchmarks.shards=1",
                  f"ray.num_cpus={args.cpus}"]
     config, corpus = prepared_run(name, args.videos, args.seconds, args.seed, overrides)
-    for stage in (train_scorer, run_score, run_sample, run_build_benchmarks):
+    for stage in (run_train_scorer, run_score, run_sample, run_build_benchmarks):
         print(stage(config))
     return config, corpus
 

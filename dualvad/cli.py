@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -34,7 +33,9 @@ from dualvad.corpus.layout import CorpusFormatError
 from dualvad.errors import StageError
 from dualvad.eval.scoring import SERVING_THRESHOLD
 from dualvad.rundir import open_run
-from dualvad.stages import StageInterrupted, dry_run
+from dualvad.stages.interrupts import StageInterrupted
+from dualvad.stages.plan import dry_run
+from dualvad.stages.registry import STAGES, stage_named
 
 log = logging.getLogger("dualvad")
 _DESCRIPTION = ("dualvad: video anomaly detection on Ray. One command per pipeline stage, `pipeline` for "
@@ -104,31 +105,29 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="corpus folder to write")
     _setting(synth, "--videos", "number of videos", type=int)
     _setting(synth, "--seed", "random seed", type=int)
-    ingest = _command(commands, "ingest", "decode videos into K segments with features", _cmd_ingest)
+    ingest = _stage_command(commands, "ingest", _cmd_ingest)
     _setting(ingest, "--corpus", "corpus folder", default="none, required")
     _setting(ingest, "--run", "run directory")
     _setting(ingest, "--segments", "segments per video", type=int)
-    train = _command(commands, "train-scorer", "train the segment scorer (Ray Train)", _cmd_stage)
+    train = _stage_command(commands, "train-scorer")
     _setting(train, "--run", "run directory")
     _setting(train, "--kind", "the scorer")
     _setting(train, "--workers", "Ray Train workers", type=int)
-    score = _command(commands, "score", "score every segment with the trained scorer", _cmd_stage)
+    score = _stage_command(commands, "score")
     _setting(score, "--run", "run directory")
-    sample = _command(commands, "sample", "allocate a frame budget per video", _cmd_stage)
+    sample = _stage_command(commands, "sample")
     _setting(sample, "--run", "run directory")
     _setting(sample, "--budget", "frames per video", type=int)
     _setting(sample, "--strategy", "how frames are allocated")
     _setting(sample, "--tau", "softmax temperature of focused", type=float)
-    build = _command(commands, "build-benchmarks", "build the image and video benchmarks", _cmd_stage)
+    build = _stage_command(commands, "build-benchmarks")
     _setting(build, "--run", "run directory")
     _setting(build, "--shards", "Parquet shards per benchmark", type=int)
-    tune = _command(commands, "finetune", "fine-tune the VLM on both benchmarks (Ray Train + DeepSpeed)",
-                    _cmd_stage)
+    tune = _stage_command(commands, "finetune")
     _setting(tune, "--run", "run directory")
     _setting(tune, "--model", "'tiny' or 'small' (random presets), a hub id or a folder")
     _setting(tune, "--workers", "Ray Train workers", dest="finetune_workers", type=int)
-    evaluate = _command(commands, "evaluate", "evaluate the scorer and the fine-tuned VLM on the test split",
-                        _cmd_stage)
+    evaluate = _stage_command(commands, "evaluate")
     _setting(evaluate, "--run", "run directory")
     _setting(evaluate, "--ablate", "what to compare")
     evaluate.add_argument("--compare", nargs="+", metavar="NAME=RUN",
@@ -176,6 +175,11 @@ def _parser() -> argparse.ArgumentParser:
 
 _EPILOG = ("Every config key can be set with a trailing key.sub=value override; `dualvad config` prints "
            "them all with their values, `dualvad COMMAND --help` a command's flags with their defaults.")
+
+
+def _stage_command(commands, name: str, handler: Callable | None = None) -> argparse.ArgumentParser:
+    """The sub-command of registered stage ``name``, its help from the registry."""
+    return _command(commands, name, stage_named(name).summary, handler or _cmd_stage)
 
 
 def _command(commands, name: str, help_text: str, handler: Callable,
@@ -270,22 +274,9 @@ def _cmd_ingest(config: DualVADConfig, args: argparse.Namespace) -> int:
     return _cmd_stage(config, args)
 
 
-# Each stage: the library function that runs it (imported on use: Ray loads only when needed).
-_STAGES = {
-    "ingest": ("dualvad.pipeline.ingest", "run_ingest"),
-    "train-scorer": ("dualvad.train.scorer", "train_scorer"),
-    "score": ("dualvad.pipeline.score", "run_score"),
-    "sample": ("dualvad.pipeline.sample", "run_sample"),
-    "build-benchmarks": ("dualvad.pipeline.benchmarks", "run_build_benchmarks"),
-    "finetune": ("dualvad.train.finetune", "run_finetune"),
-    "evaluate": ("dualvad.pipeline.evaluate", "run_evaluate"),
-}
-
-
 def _run_stage(name: str, config: DualVADConfig, force: bool):
-    """Run stage ``name``; returns its summary (printable)."""
-    module, function = _STAGES[name]
-    return getattr(importlib.import_module(module), function)(config, force=force)
+    """Run stage ``name``; returns its summary (printable). Imported on use: Ray loads only when needed."""
+    return stage_named(name).entry_point()(config, force=force)
 
 
 def _cmd_stage(config: DualVADConfig, args: argparse.Namespace) -> int:
@@ -307,20 +298,20 @@ def _cmd_pipeline(config: DualVADConfig, args: argparse.Namespace) -> int:
 
 
 def run_pipeline(config: DualVADConfig, force: bool = False) -> dict[str, str]:
-    """Run every stage of ``_STAGES`` in order (each skips itself when its output is up to date), printing
-    each one's summary line as it ends; returns stage -> its output (path or URI)."""
+    """Run every registered stage (:data:`dualvad.stages.registry.STAGES`) in order (each skips itself when
+    its output is up to date), printing each one's summary line as it ends; returns stage -> its output."""
     from dualvad.pipeline.runtime import ensure_ray
 
     ensure_ray(config.ray)  # once, before the first stage: every stage reuses it
     outputs = {}
-    for stage in _STAGES:
-        if stage == "train-scorer" and config.score.scorer_run:  # score takes another run's scorer
-            print(f"train-scorer: skipped, score uses the scorer of {config.score.scorer_run} "
+    for stage in STAGES:
+        if stage.output == paths.SCORER and config.score.scorer_run:  # score takes another run's scorer
+            print(f"{stage.name}: skipped, score uses the scorer of {config.score.scorer_run} "
                   "(score.scorer_run)", flush=True)
             continue
-        summary = _run_stage(stage, config, force)
+        summary = _run_stage(stage.name, config, force)
         print(summary, flush=True)
-        outputs[stage] = summary.output
+        outputs[stage.name] = summary.output
     return outputs
 
 

@@ -30,10 +30,10 @@ from dualvad.corpus.synthetic import SynthSpec as SynthConfig
 from dualvad.eval.config import EvalConfig
 from dualvad.eval.vera import VeraSettings
 from dualvad.scorer.config import ScoreConfig, ScorerConfig
-from dualvad.stages import StagesConfig
-from dualvad.train.config import FinetuneConfig
+from dualvad.stages.config import StagesConfig
 from dualvad.video.config import IngestConfig
 from dualvad.video.sampling import SampleConfig
+from dualvad.vlm.finetune_config import FinetuneConfig
 
 __all__ = [
     "BenchmarksConfig", "ConfigError", "DualVADConfig", "EvalConfig", "FinetuneConfig", "IngestConfig",

@@ -51,7 +51,7 @@ from dualvad.eval.scoring import SERVING_THRESHOLD, segment_scores_from_samples,
 from dualvad.rundir import RunDir, open_run
 from dualvad.scorer.features import SegmentFeatureExtractor, build_extractor, extract_video_features
 from dualvad.scorer.trained import TrainedScorer, load_from_run
-from dualvad.stages import input_fingerprint, read_input, read_record
+from dualvad.stages.records import input_fingerprint, read_input, read_record
 from dualvad.video.config import IngestConfig
 from dualvad.video.decode import VideoDecodeError
 from dualvad.video.sampling import STRATEGIES, SampleConfig, allocate

@@ -1,7 +1,7 @@
 """Every path inside a run directory, in one place (DESIGN.md, Stages).
 
 A stage's output is one folder directly under the run; the stage runner
-(:mod:`dualvad.stages`) publishes it whole. Paths are tuples of parts for
+(:mod:`dualvad.stages.runner`) publishes it whole. Paths are tuples of parts for
 :meth:`dualvad.rundir.RunDir.path`, relative to the run, or relative to a stage's output where
 the name says so (``*_FILE`` and ``*_DIR`` constants inside an output).
 """
@@ -51,7 +51,3 @@ INTERNVL_META = "internvl_meta_{split}.json"  # inside the JSONL export: InternV
 RAY_DIR = "ray"  # Ray Train's storage inside a stage's scratch folder
 LOGS = "logs"  # RUN/logs: each stage command's log (not a stage output; dualvad.console, README "Console")
 RAY_LOGS_SUFFIX = ".ray"  # RUN/logs/<command's log name>.ray/: the Ray workers' logs of that command
-
-# Which stage writes each output: named in errors about a missing or corrupt input.
-WRITER = {SEGMENTS: "ingest", SCORER: "train-scorer", SCORES: "score", SAMPLES: "sample",
-          BENCHMARKS: "build-benchmarks", FINETUNE: "finetune", EVAL: "evaluate"}

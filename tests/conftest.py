@@ -132,7 +132,7 @@ def scored_run(ray_session, tmp_path_factory):
     from dualvad.corpus import SynthSpec, generate_corpus
     from dualvad.pipeline.ingest import run_ingest
     from dualvad.pipeline.score import run_score
-    from dualvad.train.scorer import train_scorer
+    from dualvad.train.train_scorer import run_train_scorer
 
     base = tmp_path_factory.getbasetemp()
     root = (base.parent if "PYTEST_XDIST_WORKER" in os.environ else base) / "scored-shared"
@@ -145,7 +145,7 @@ def scored_run(ray_session, tmp_path_factory):
         if not summary_file.exists():
             generate_corpus(root / "corpus", SynthSpec(videos=20, seconds=3.0, seed=5))
             run_ingest(config)
-            summary = train_scorer(config)
+            summary = run_train_scorer(config)
             run_score(config)
             summary_file.write_bytes(pickle.dumps(summary))
     return config, pickle.loads(summary_file.read_bytes())

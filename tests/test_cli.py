@@ -21,7 +21,10 @@ from dualvad.cli import _parser, main
 from dualvad.config import load_config
 from dualvad.corpus import read_corpus
 from dualvad.rundir import RunDir, open_run
-from dualvad.stages import Stage, StagesConfig, read_record, run_stage
+from dualvad.stages.config import StagesConfig
+from dualvad.stages.records import read_record
+from dualvad.stages.registry import STAGES, Stage
+from dualvad.stages.runner import run_stage
 
 from media import write_broken_files
 
@@ -210,7 +213,7 @@ def test_pipeline_with_another_runs_scorer_skips_train_scorer(tmp_path, monkeypa
     other = str(tmp_path / "other-run")
     config = load_config(None, [f"run={tmp_path / 'run'}", f"score.scorer_run={other}"])
     outputs = cli.run_pipeline(config)
-    assert ran == [stage for stage in cli._STAGES if stage != "train-scorer"] and "score" in ran
+    assert ran == [stage.name for stage in STAGES if stage.name != "train-scorer"] and "score" in ran
     assert list(outputs) == ran
     said = capsys.readouterr().out
     assert f"train-scorer: skipped, score uses the scorer of {other} (score.scorer_run)" in said
@@ -222,7 +225,7 @@ def test_an_interruption_wrapped_by_c_code_is_still_an_interruption():
     import signal
 
     from dualvad.cli import _interruption
-    from dualvad.stages import StageInterrupted
+    from dualvad.stages.interrupts import StageInterrupted
 
     interrupted = StageInterrupted(signal.SIGTERM)
     try:

@@ -14,7 +14,10 @@ import pytest
 from dualvad import paths
 from dualvad.corpus.layout import CorpusFormatError
 from dualvad.rundir import RunDir, open_run
-from dualvad.stages import Skipped, Stage, StageContext, StagesConfig, read_record, run_stage
+from dualvad.stages.config import StagesConfig
+from dualvad.stages.records import read_record
+from dualvad.stages.registry import Stage
+from dualvad.stages.runner import Skipped, StageContext, run_stage
 from dualvad.storage import resolve
 
 from objectstore import GatedS3, moto_s3, s3_client, s3_env

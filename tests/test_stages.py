@@ -21,23 +21,14 @@ from dualvad import schema as S
 from dualvad.config import load_config
 from dualvad.errors import MissingInputError
 from dualvad.rundir import RunDir, open_run
-from dualvad.stages import (
-    CorruptInputError,
-    FailureShareError,
-    Plan,
-    RunBusyError,
-    Skipped,
-    Stage,
-    StageContext,
-    StageInterrupted,
-    StagesConfig,
-    dry_run,
-    read_input,
-    read_record,
-    run_stage,
-    section,
-    wait_interruptibly,
-)
+from dualvad.runlock import RunBusyError
+from dualvad.stages.config import StagesConfig
+from dualvad.stages.interrupts import StageInterrupted, wait_interruptibly
+from dualvad.stages.plan import Plan, dry_run
+from dualvad.stages.records import CorruptInputError, read_input, read_record
+from dualvad.stages.registry import Stage
+from dualvad.stages.runner import FailureShareError, Skipped, StageContext, run_stage
+from dualvad.stages.settings import section
 
 SEGMENTS = Stage("ingest", paths.SEGMENTS)
 SCORES = Stage("score", paths.SCORES, inputs=(paths.SEGMENTS,))
@@ -225,7 +216,7 @@ def test_a_sigterm_whose_exception_was_swallowed_still_ends_the_stage_unpublishe
 _HOLD_LOCK = """
 import sys, time
 from dualvad.rundir import open_run
-from dualvad.stages import RunLock
+from dualvad.runlock import RunLock
 with RunLock(open_run(sys.argv[1]), "sample"):
     print("locked", flush=True)
     time.sleep(60)

@@ -1,4 +1,4 @@
-"""The benchmark builders' settings (``benchmarks.*``), read by :mod:`dualvad.pipeline.benchmarks`."""
+"""The benchmark builders' settings (``benchmarks.*``), read by :mod:`dualvad.pipeline.build_benchmarks`."""
 
 from __future__ import annotations
 

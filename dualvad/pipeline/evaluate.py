@@ -38,6 +38,7 @@ benchmark only, the video benchmark only, and both).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -86,16 +87,10 @@ from dualvad.eval.tables import CATEGORY_COLUMNS, category_rows, csv_table, resu
 from dualvad.pipeline.runtime import actor_pool, ensure_ray
 from dualvad.pipeline.sample import sample_videos, segments_with_scores
 from dualvad.rundir import RunDir, open_run
-from dualvad.stages import (
-    Skipped,
-    Stage,
-    StageContext,
-    input_fingerprint,
-    read_input,
-    read_record,
-    run_stage,
-    section,
-)
+from dualvad.stages.records import input_fingerprint, read_input, read_record
+from dualvad.stages.registry import stage_named
+from dualvad.stages.runner import Skipped, StageContext, run_stage
+from dualvad.stages.settings import section
 
 if TYPE_CHECKING:  # the report (matplotlib) is imported when the outputs are written
     from dualvad.eval.report import RunInfo
@@ -161,8 +156,8 @@ def run_evaluate(config: DualVADConfig, force: bool = False) -> EvalSummary | Sk
     run, settings = open_run(config.run), config.eval
     specs = model_specs(run, settings, _recorded_sample_settings(run).strategy)
     own = paths.FINETUNE if any(spec.run_uri == run.uri for spec in specs) else None
-    stage = Stage("evaluate", paths.EVAL, inputs=(paths.SEGMENTS, paths.SCORES, paths.SAMPLES)
-                  + ((own,) if own else ()))
+    declared = stage_named("evaluate")  # and the run's own fine-tuned model when it is evaluated
+    stage = dataclasses.replace(declared, inputs=declared.inputs + ((own,) if own else ()))
     stage_settings = {"eval": section(settings, "workers", "cpus_per_worker"),
                       "image_size": config.benchmarks.image_size,
                       "clip_frames": config.benchmarks.clip_frames,

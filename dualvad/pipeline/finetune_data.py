@@ -46,8 +46,8 @@ from ray.data.collate_fn import ArrowBatchCollateFn
 from ray.train import DataConfig
 
 from dualvad import schema as S
-from dualvad.train.config import FinetuneConfig
 from dualvad.vlm.collate import collate, encode_example
+from dualvad.vlm.finetune_config import FinetuneConfig
 from dualvad.vlm.mixing import IMAGE, VIDEO, draws_per_epoch, mix_schedule
 
 KINDS = (IMAGE, VIDEO)

@@ -6,7 +6,7 @@ memory does not grow with video length), extract features and write the group's 
 themselves, as one Parquet part in the stage's staging folder named after the group's videos
 (:func:`part_name`); the driver receives only a few numbers per video (:data:`SUMMARY_SCHEMA`), so
 it never holds a feature. A video that cannot be decoded becomes a failure row with its reason,
-recorded in ``RUN/segments/_failures.parquet`` by the stage runner (:mod:`dualvad.stages`), which
+recorded in ``RUN/segments/_failures.parquet`` by the stage runner (:mod:`dualvad.stages.runner`), which
 also skips a finished ingest of the same corpus and settings and resumes an interrupted one (videos
 already written are not decoded again).
 """
@@ -42,7 +42,9 @@ from dualvad.scorer.features import (
     build_extractor,
     extract_video_features,
 )
-from dualvad.stages import Skipped, Stage, StageContext, run_stage, section
+from dualvad.stages.registry import stage_named
+from dualvad.stages.runner import Skipped, StageContext, run_stage
+from dualvad.stages.settings import section
 from dualvad.storage import resolve
 from dualvad.video.decode import VideoDecodeError
 from dualvad.video.segments import interval_fraction
@@ -200,7 +202,7 @@ def segment_videos_task(batch: pa.Table, config: IngestConfig, out_uri: str) -> 
     return write_videos(batch, _extractor(config), config, out_uri)
 
 
-STAGE = Stage("ingest", paths.SEGMENTS)
+STAGE = stage_named("ingest")
 
 
 def run_ingest(config: DualVADConfig, force: bool = False) -> IngestSummary | Skipped:

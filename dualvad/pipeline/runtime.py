@@ -10,7 +10,7 @@ import ray.data  # configures its loggers on import: before _quiet_ray_driver ad
 
 from dualvad import console
 from dualvad.config import RayConfig
-from dualvad.stages import reclaim_signals
+from dualvad.stages.interrupts import reclaim_signals
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,13 @@ from dualvad.config import DualVADConfig, SampleConfig
 from dualvad.errors import MissingInputError
 from dualvad.pipeline.parts import PartWriter
 from dualvad.rundir import RunDir, open_run
-from dualvad.stages import Skipped, Stage, StageContext, read_input, run_stage, section
+from dualvad.stages.records import read_input
+from dualvad.stages.registry import stage_named
+from dualvad.stages.runner import Skipped, StageContext, run_stage
+from dualvad.stages.settings import section
 from dualvad.video.sampling import allocate
 
-STAGE = Stage("sample", paths.SAMPLES, inputs=(paths.SEGMENTS, paths.SCORES))
+STAGE = stage_named("sample")
 SEGMENT_KEY = (S.VIDEO_ID, S.SEGMENT_INDEX)
 _SEGMENT_COLUMNS = [S.VIDEO_ID, S.SEGMENT_INDEX, S.START_FRAME, S.END_FRAME, S.FPS, S.NUM_FRAMES,
                     S.LABEL, S.SPLIT, S.VIDEO_PATH, S.GT_INTERVALS]

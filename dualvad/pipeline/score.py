@@ -4,13 +4,14 @@ Input is ``RUN/segments`` (one Parquet part holds whole videos) and ``RUN/scorer
 ``score.scorer_run=OTHER_RUN`` that run's scorer (its URI is then a setting of the stage and its scorer's
 fingerprint an input, so a change of either redoes the scores), output ``RUN/scores``
 (``video_id, segment_index, score``). Each actor loads the scorer once and scores one part file per call,
-a few hundred videos in one batched forward pass. The stage runner (:mod:`dualvad.stages`) skips a
+a few hundred videos in one batched forward pass. The stage runner (:mod:`dualvad.stages.runner`) skips a
 finished run with the same segments and scorer, resumes an interrupted one, and replaces the scores only
 once every video is scored.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pickle
 import tempfile
@@ -32,23 +33,21 @@ from dualvad.pipeline.runtime import actor_pool, ensure_ray
 from dualvad.rundir import RunDir, open_run
 from dualvad.scorer.data import video_set_from_segments
 from dualvad.scorer.trained import load_from_run
-from dualvad.stages import (
+from dualvad.stages.records import (
     CorruptInputError,
-    Section,
-    Skipped,
-    Stage,
-    StageContext,
     corrupt_message,
     input_fingerprint,
     read_input,
     read_record,
-    run_stage,
 )
+from dualvad.stages.registry import stage_named
+from dualvad.stages.runner import Skipped, StageContext, run_stage
+from dualvad.stages.settings import Section
 
 log = logging.getLogger(__name__)
 
-STAGE = Stage("score", paths.SCORES, inputs=(paths.SEGMENTS, paths.SCORER))  # with the run's own scorer
-FOREIGN_STAGE = Stage("score", paths.SCORES, inputs=(paths.SEGMENTS,))  # score.scorer_run: see run_score
+STAGE = stage_named("score")  # with the run's own scorer
+FOREIGN_STAGE = dataclasses.replace(STAGE, inputs=(paths.SEGMENTS,))  # score.scorer_run: see run_score
 SEGMENT_KEY = (S.VIDEO_ID, S.SEGMENT_INDEX)
 
 

@@ -2,7 +2,7 @@
 
 The model is :class:`dualvad.scorer.refinevad.RefineVAD` (``kind: refinevad``) or the MIL ranking baseline
 (``kind: mil``); its loss is :func:`dualvad.scorer.losses.refinevad_loss`; the Ray Train loop in
-``dualvad.train.scorer`` trains it. A trained scorer's checkpoint stores this config whole
+``dualvad.train.train_scorer`` trains it. A trained scorer's checkpoint stores this config whole
 (``dualvad.scorer.trained``) and is rebuilt from it. The feature dimension and the categories come from
 the data, not from here. Reasons and measurements behind the defaults: ``docs/decisions.md``.
 """

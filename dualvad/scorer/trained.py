@@ -1,6 +1,6 @@
 """A trained segment scorer: build, one optimisation step, save, load, score (plain PyTorch).
 
-The Ray Train loop (``dualvad/train/scorer.py``) and the scoring stage call these; so do the
+The Ray Train loop (``dualvad/train/train_scorer.py``) and the scoring stage call these; so do the
 benchmark and the tests, without Ray.
 
 Checkpoint directory layout::

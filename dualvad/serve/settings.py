@@ -54,7 +54,7 @@ def corpus_roots(run: str) -> list[str]:
     from dualvad import paths
     from dualvad import schema as S
     from dualvad.rundir import open_run
-    from dualvad.stages import read_input
+    from dualvad.stages.records import read_input
 
     table = read_input(open_run(run), paths.SEGMENTS, columns=[S.VIDEO_PATH])
     if table is None:

@@ -19,7 +19,7 @@ import yaml
 from huggingface_hub import ModelCard, ModelCardData
 
 from dualvad import paths
-from dualvad.train.config import FinetuneConfig
+from dualvad.vlm.finetune_config import FinetuneConfig
 
 #: ``owner/name``: what the hub's ``base_model`` metadata accepts (a local folder or URI is described in the
 #: text only).

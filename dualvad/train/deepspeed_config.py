@@ -12,28 +12,19 @@ client optimizer). The section names AdamW with ``torch_adam: true`` (DeepSpeed 
 CPU Adam (``DeepSpeedCPUAdam``, a C++ op it JIT-compiles on first use), the optimizer ZeRO-Offload
 supports. ``zero_allow_untested_optimizer`` lets ZeRO wrap torch's AdamW, which is not on its tested list.
 
-:func:`check_deepspeed_settings` holds the rules on combinations of settings, as a pure function a config
-loader can call before any Ray work starts.
+The rules on combinations of settings are :func:`dualvad.vlm.finetune_config.check_deepspeed_settings`'s,
+which the config loader calls before any Ray work starts.
 
 No Ray here: the Ray Train loop calls this and hands the dict to ``deepspeed.initialize(config=...)``.
 """
 
 from __future__ import annotations
 
-ZERO_STAGES = (0, 1, 2, 3)
+from dualvad.vlm.finetune_config import check_deepspeed_settings
+
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 BUCKET_SIZE = 500_000_000
-
-
-def check_deepspeed_settings(zero_stage: int, offload: bool) -> None:
-    """Raise ``ValueError`` with the reason and the fix when ``zero_stage`` / ``offload`` cannot run."""
-    if zero_stage not in ZERO_STAGES:
-        raise ValueError(f"zero_stage must be one of {ZERO_STAGES}, got {zero_stage!r}")
-    if offload and zero_stage == 0:
-        raise ValueError("offload needs ZeRO stage 1, 2 or 3: stage 0 does not partition the optimizer "
-                         "state, so there is nothing to move to the CPU; set zero_stage to 2 (the default) "
-                         "or offload to false")
 
 
 def _check(

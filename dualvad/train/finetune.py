@@ -64,7 +64,10 @@ from dualvad.errors import MissingInputError, StageError
 from dualvad.pipeline import finetune_data as data
 from dualvad.pipeline.runtime import ensure_ray
 from dualvad.rundir import RunDir, fetched_folder, open_run
-from dualvad.stages import Skipped, Stage, StageContext, run_stage, section, wait_interruptibly
+from dualvad.stages.interrupts import wait_interruptibly
+from dualvad.stages.registry import stage_named
+from dualvad.stages.runner import Skipped, StageContext, run_stage
+from dualvad.stages.settings import section
 from dualvad.tracking import Tracker
 from dualvad.train.flops import FlopsModel, flops_model, mfu, peak_bf16_flops, step_flops
 from dualvad.train.lora import apply_lora, base_model, merged_model
@@ -101,7 +104,7 @@ class FinetuneSummary:
 # ------------------------------------------------------------------------------------------------ driver
 
 
-STAGE = Stage("finetune", paths.FINETUNE, inputs=(paths.BENCHMARKS,))
+STAGE = stage_named("finetune")
 RUN_NAME = "finetune"  # Ray Train's run in the stage's scratch: the same name resumes (train.resume)
 
 

@@ -1,10 +1,10 @@
 """Where an interrupted Ray Train run of a stage stands, so that running the stage again resumes it.
 
 Each training stage names its Ray Train run after itself (``scorer``, ``finetune``) in the stage's scratch
-folder, which belongs to the stage's fingerprint (:mod:`dualvad.stages`) and outlives an interrupted run. Ray
-Train's controller keeps, beside the run's checkpoints, a snapshot of the checkpoints it registered; a new
-trainer with the same storage path and name loads it, and ``ray.train.get_checkpoint()`` hands the workers
-the latest. A SIGTERMed stage run again thus goes on from its last registered checkpoint instead of
+folder, which belongs to the stage's fingerprint (:mod:`dualvad.stages.runner`) and outlives an interrupted
+run. Ray Train's controller keeps, beside the run's checkpoints, a snapshot of the checkpoints it registered;
+a new trainer with the same storage path and name loads it, and ``ray.train.get_checkpoint()`` hands the
+workers the latest. A SIGTERMed stage run again thus goes on from its last registered checkpoint instead of
 starting over, and leaves no second run's checkpoints beside the first.
 """
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from dualvad.cli import _STAGES
+from dualvad.stages.registry import STAGES
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 COMMANDS = {path: path.stem.replace("_", "-") for path in sorted(JOBS.glob("*.py"))}
 
 
 def test_every_stage_and_the_pipeline_have_a_job():
-    assert set(COMMANDS.values()) == {*_STAGES, "pipeline"}
+    assert set(COMMANDS.values()) == {*(stage.name for stage in STAGES), "pipeline"}
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=lambda p: p.name)

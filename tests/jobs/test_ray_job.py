@@ -42,7 +42,7 @@ import pytest
 from dualvad import paths
 from dualvad.config import load_config
 from dualvad.rundir import open_run
-from dualvad.stages import read_record
+from dualvad.stages.records import read_record
 from dualvad.vlm.model import save_preset_model
 
 from loopback import free_port

@@ -29,7 +29,7 @@ from dualvad.pipeline.evaluate import (
 )
 from dualvad.pipeline.sample import run_sample, sample_videos, segments_with_scores
 from dualvad.rundir import open_run
-from dualvad.stages import Skipped
+from dualvad.stages.runner import Skipped
 from dualvad.vlm.model import save_tiny_model
 
 from browser import CHROMIUM, MISSING, render

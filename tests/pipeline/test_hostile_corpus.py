@@ -21,7 +21,7 @@ from dualvad import schema as S
 from dualvad.config import load_config
 from dualvad.corpus import read_corpus
 from dualvad.corpus.layout import CorpusFormatError
-from dualvad.pipeline.benchmarks import run_build_benchmarks
+from dualvad.pipeline.build_benchmarks import run_build_benchmarks
 from dualvad.pipeline.ingest import run_ingest
 from dualvad.pipeline.sample import run_sample
 from dualvad.pipeline.score import run_score

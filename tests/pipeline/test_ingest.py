@@ -18,7 +18,7 @@ from dualvad.config import load_config
 from dualvad.paths import FAILURES_FILE, WORK_DIR
 from dualvad.pipeline.ingest import part_name, run_ingest
 from dualvad.rundir import open_run
-from dualvad.stages import FailureShareError, Skipped
+from dualvad.stages.runner import FailureShareError, Skipped
 from dualvad.video.segments import segment_bounds
 
 from media import bikes_path, write_broken_files, write_video

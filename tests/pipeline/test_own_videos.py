@@ -19,7 +19,7 @@ from dualvad.config import ScoreConfig, load_config
 from dualvad.corpus import SynthSpec, generate_corpus
 from dualvad.detector import scored_with
 from dualvad.errors import MissingInputError, StageError
-from dualvad.pipeline.benchmarks import BenchmarkError, run_build_benchmarks
+from dualvad.pipeline.build_benchmarks import BenchmarkError, run_build_benchmarks
 from dualvad.pipeline.evaluate import EvaluationError, run_evaluate
 from dualvad.pipeline.ingest import run_ingest
 from dualvad.pipeline.sample import run_sample
@@ -28,8 +28,10 @@ from dualvad.rundir import open_run
 from dualvad.scorer.config import ScorerConfig
 from dualvad.scorer.data import FeatureNormalizer, video_set_from_segments
 from dualvad.scorer.trained import TrainedScorer, build_model, load_from_run
-from dualvad.stages import Skipped, dry_run, input_fingerprint, read_input, read_record
-from dualvad.train.scorer import ScorerTrainingError, train_scorer
+from dualvad.stages.plan import dry_run
+from dualvad.stages.records import input_fingerprint, read_input, read_record
+from dualvad.stages.runner import Skipped
+from dualvad.train.train_scorer import ScorerTrainingError, run_train_scorer
 
 VIDEOS = 4
 
@@ -70,7 +72,7 @@ def test_train_scorer_on_unlabelled_videos_says_to_label_them_or_use_another_sco
     config, _, _ = own_run
     with pytest.raises(ScorerTrainingError, match=rf"the corpus's {VIDEOS} videos are all unlabelled .* "
                        r"`dualvad score score.scorer_run=OTHER_RUN`$"):
-        train_scorer(config)
+        run_train_scorer(config)
     assert not open_run(config.run).exists(paths.SCORER)
 
 

@@ -13,7 +13,7 @@ from dualvad import schema as S
 from dualvad.paths import FAILURES_FILE, WORK_DIR
 from dualvad.pipeline.sample import run_sample
 from dualvad.rundir import open_run
-from dualvad.stages import FailureShareError, Skipped
+from dualvad.stages.runner import FailureShareError, Skipped
 from dualvad.video.sampling import focused
 from dualvad.video.segments import segment_bounds
 

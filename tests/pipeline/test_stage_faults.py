@@ -24,7 +24,9 @@ from dualvad.pipeline.ingest import run_ingest
 from dualvad.pipeline.sample import run_sample
 from dualvad.pipeline.score import run_score
 from dualvad.rundir import open_run
-from dualvad.stages import CorruptInputError, RunBusyError, Skipped
+from dualvad.runlock import RunBusyError
+from dualvad.stages.records import CorruptInputError
+from dualvad.stages.runner import Skipped
 
 from faultlog import record_fault
 from raykill import freeze_when, kill_frozen, registered_metric
@@ -193,7 +195,7 @@ def test_sigterm_mid_training_then_a_rerun_goes_on_from_the_checkpoint_to_the_sa
     import torch
 
     from dualvad.config import config_yaml
-    from dualvad.train.scorer import train_scorer
+    from dualvad.train.train_scorer import run_train_scorer
 
     config, _ = scored_run
     run = tmp_path / "run"
@@ -209,7 +211,7 @@ def test_sigterm_mid_training_then_a_rerun_goes_on_from_the_checkpoint_to_the_sa
                   timeout_s=300)
     assert not (run / paths.SCORER).exists()  # nothing published half-done
 
-    summary = train_scorer(config)
+    summary = run_train_scorer(config)
     record_fault("train-scorer: SIGTERM after the epoch-10 checkpoint, then the same command",
                  f"exit 143, then resumed after epoch {summary.resumed_after}", rows_lost=0)
     assert summary.resumed_after is not None and summary.resumed_after >= 9, str(summary)

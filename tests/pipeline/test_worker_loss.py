@@ -22,7 +22,7 @@ from dualvad.corpus import SynthSpec, generate_corpus
 from dualvad.pipeline.ingest import run_ingest
 from dualvad.pipeline.score import run_score
 from dualvad.rundir import open_run
-from dualvad.train.scorer import train_scorer
+from dualvad.train.train_scorer import run_train_scorer
 
 from faultlog import record_fault
 from raykill import Killer, registered_metric
@@ -104,7 +104,7 @@ def test_a_killed_scorer_worker_resumes_from_its_checkpoint_to_the_weights_of_an
     shutil.copytree(Path(config.run) / paths.SEGMENTS, target / paths.SEGMENTS)
     resumed = dataclasses.replace(config, run=str(target))
     with Killer("RayTrainWorker", lambda: registered_metric(target / paths.WORK_DIR, "epoch") >= 9) as killer:
-        train_scorer(resumed)
+        run_train_scorer(resumed)
     assert killer.pid is not None, "training finished before its worker could be killed"
     history = json.loads((target / paths.SCORER / paths.SCORER_HISTORY_FILE).read_text())
     uninterrupted = json.loads((Path(config.run) / paths.SCORER / paths.SCORER_HISTORY_FILE).read_text())

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dualvad.train.deepspeed_config import check_deepspeed_settings, deepspeed_config
+from dualvad.train.deepspeed_config import deepspeed_config
+from dualvad.vlm.finetune_config import check_deepspeed_settings
 
 COMMON = {"micro_batch": 2, "grad_accum": 4, "world_size": 3, "lr": 4e-5, "weight_decay": 0.05}
 

@@ -18,7 +18,7 @@ from transformers import AutoProcessor, InternVLProcessor
 
 from dualvad import paths
 from dualvad.config import ConfigError, load_config
-from dualvad.pipeline.benchmarks import run_build_benchmarks
+from dualvad.pipeline.build_benchmarks import run_build_benchmarks
 from dualvad.pipeline.sample import run_sample
 from dualvad.rundir import open_run
 from dualvad.train.finetune import STATE_FILE, FinetuneError, freeze, total_steps

@@ -23,8 +23,8 @@ from dualvad.pipeline.score import run_score
 from dualvad.rundir import open_run
 from dualvad.scorer.data import video_set_from_segments
 from dualvad.scorer.trained import StaleScorerError, TrainedScorer
-from dualvad.stages import Skipped
-from dualvad.train.scorer import ScorerTrainingError, ScorerTrainSummary, train_scorer
+from dualvad.stages.runner import Skipped
+from dualvad.train.train_scorer import ScorerTrainingError, ScorerTrainSummary, run_train_scorer
 
 
 def test_trained_scorer_ranks_anomalous_segments_above_normal(scored_run):
@@ -124,7 +124,7 @@ def test_a_scorer_of_an_older_architecture_is_refused(scored_run, tmp_path):
 def test_finished_training_and_scoring_are_skipped(scored_run, capsys):
     config, summary = scored_run
     started = time.perf_counter()
-    again = train_scorer(config)
+    again = run_train_scorer(config)
     seconds = time.perf_counter() - started
     assert isinstance(again, Skipped) and again.output == str(Path(summary.output).parent)
     assert "train-scorer: already done" in str(again)
@@ -139,7 +139,7 @@ def test_training_needs_both_classes(ray_session, tmp_path):
                                 "ingest.cpus_per_worker=0.5"])
     run_ingest(config)
     with pytest.raises(ScorerTrainingError, match="0 anomalous of 2 videos.*both normal and anomalous"):
-        train_scorer(config)
+        run_train_scorer(config)
 
 
 def test_summary_states_a_one_class_validation_auc_as_undefined():

@@ -10,7 +10,6 @@ from typing import Literal
 
 from dualvad.checks import SettingError, above, at_least, at_most, below, check_choices
 from dualvad.tracking import Tracking
-from dualvad.train.deepspeed_config import check_deepspeed_settings
 from dualvad.vlm.mixing import Curriculum
 
 #: The decoder's attention and MLP projections (Qwen2 names), the usual LoRA targets.
@@ -18,6 +17,17 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 #: How rows reach the workers: "stream" (Ray Data, decoded ahead of the step) or "memory" (each worker loads
 #: its whole shard and decodes in the step; kept for bench/finetune.py). Same batches, same order.
 DataPath = Literal["stream", "memory"]
+ZERO_STAGES = (0, 1, 2, 3)  # DeepSpeed's ZeRO stages
+
+
+def check_deepspeed_settings(zero_stage: int, offload: bool) -> None:
+    """Raise ``ValueError`` with the reason and the fix when ``zero_stage`` / ``offload`` cannot run."""
+    if zero_stage not in ZERO_STAGES:
+        raise ValueError(f"zero_stage must be one of {ZERO_STAGES}, got {zero_stage!r}")
+    if offload and zero_stage == 0:
+        raise ValueError("offload needs ZeRO stage 1, 2 or 3: stage 0 does not partition the optimizer "
+                         "state, so there is nothing to move to the CPU; set zero_stage to 2 (the default) "
+                         "or offload to false")
 
 
 @dataclass

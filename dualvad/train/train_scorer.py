@@ -38,13 +38,16 @@ from dualvad.rundir import RunDir, open_run
 from dualvad.scorer.config import ScorerConfig
 from dualvad.scorer.data import FeatureNormalizer, VideoSet, train_validation_split, video_set_from_segments
 from dualvad.scorer.trained import TrainedScorer, batch_loss, build_model, output_loss
-from dualvad.stages import Skipped, Stage, StageContext, read_input, run_stage, section, wait_interruptibly
+from dualvad.stages.interrupts import wait_interruptibly
+from dualvad.stages.records import read_input
+from dualvad.stages.registry import stage_named
+from dualvad.stages.runner import Skipped, StageContext, run_stage
+from dualvad.stages.settings import section
 from dualvad.tracking import Tracker
 from dualvad.train.progress import training_bar
 from dualvad.train.resume import registered_metrics
 
 log = logging.getLogger(__name__)
-
 
 
 class ScorerTrainingError(StageError):
@@ -70,11 +73,11 @@ class ScorerTrainSummary:
                 f"{self.seconds:.1f} s -> {self.output}")
 
 
-STAGE = Stage("train-scorer", paths.SCORER, inputs=(paths.SEGMENTS,))
+STAGE = stage_named("train-scorer")
 RUN_NAME = "scorer"  # Ray Train's run in the stage's scratch: the same name resumes (train.resume)
 
 
-def train_scorer(config: DualVADConfig, force: bool = False) -> ScorerTrainSummary | Skipped:
+def run_train_scorer(config: DualVADConfig, force: bool = False) -> ScorerTrainSummary | Skipped:
     """Train the scorer on ``RUN/segments`` (train split) and export the best checkpoint, through the stage
     runner: a finished run with the same segments and ``scorer.*`` settings is skipped."""
     settings = section(config.scorer, "score_workers", "cpus_per_worker")

@@ -40,10 +40,13 @@ from dualvad.corpus.layout import UNLABELLED
 from dualvad.errors import MissingInputError, StageError
 from dualvad.pipeline.runtime import ensure_ray
 from dualvad.rundir import TEMP_PREFIX, RunDir, open_run
-from dualvad.stages import Skipped, Stage, StageContext, read_input, run_stage, section
+from dualvad.stages.records import read_input
+from dualvad.stages.registry import stage_named
+from dualvad.stages.runner import Skipped, StageContext, run_stage
+from dualvad.stages.settings import section
 from dualvad.video.decode import VideoDecodeError
 
-STAGE = Stage("build-benchmarks", paths.BENCHMARKS, inputs=(paths.SAMPLES,))
+STAGE = stage_named("build-benchmarks")
 KINDS = {"image": S.IMAGE_BENCH_SCHEMA, "video": S.VIDEO_BENCH_SCHEMA}
 SHARD = "shard"  # input column: the shard a video goes to
 FAILURES_KEY = b"failures"  # image shard metadata: JSON list of the shard's failure rows

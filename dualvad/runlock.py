@@ -1,0 +1,90 @@
+"""An exclusive lock on a run directory while a stage runs (``RUN/.lock``)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import socket
+import time
+
+import pyarrow.fs as pafs
+
+from dualvad import paths
+from dualvad.errors import StageError
+from dualvad.rundir import RunDir
+
+REMOTE_LOCK_STALE_S = 6 * 3600  # a lock file on object storage older than this is taken over
+
+
+class RunBusyError(StageError):
+    """Another process holds the run directory's lock."""
+
+
+class RunLock:
+    """An exclusive lock on a run directory while a stage runs.
+
+    Local runs: ``flock`` on ``RUN/.lock`` (released by the kernel when the process dies, so a killed
+    stage never leaves the run locked). Object storage has no lock primitive: the lock is a file holding
+    its owner, taken over after ``REMOTE_LOCK_STALE_S``; two processes starting within the same
+    moment could both take it (best effort).
+    """
+
+    def __init__(self, run: RunDir, stage: str) -> None:
+        self.run, self.stage = run, stage
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.run.makedirs()
+        owner = json.dumps({"stage": self.stage, "pid": os.getpid(), "host": socket.gethostname(),
+                            "since": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")})
+        if isinstance(self.run.fs, pafs.LocalFileSystem):
+            self._lock_local(owner)
+        else:
+            self._lock_remote(owner)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+        else:
+            with contextlib.suppress(FileNotFoundError):  # already gone: nothing to release
+                self.run.fs.delete_file(self.run.path(paths.LOCK_FILE))
+
+    def _lock_local(self, owner: str) -> None:
+        import fcntl
+
+        fd = os.open(self.run.path(paths.LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace")
+            os.close(fd)
+            raise self._busy(holder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, owner.encode(), 0)
+        self._fd = fd
+
+    def _lock_remote(self, owner: str) -> None:
+        path = self.run.path(paths.LOCK_FILE)
+        info = self.run.fs.get_file_info(path)
+        if info.type == pafs.FileType.File and info.mtime is not None:
+            age = time.time() - info.mtime.timestamp()
+            if age < REMOTE_LOCK_STALE_S:
+                with self.run.fs.open_input_stream(path) as stream:
+                    raise self._busy(stream.read().decode(errors="replace"))
+        self.run.write_text(owner, paths.LOCK_FILE)
+
+    def _busy(self, holder: str) -> RunBusyError:
+        try:
+            who = json.loads(holder)
+            text = f"`dualvad {who['stage']}` (pid {who['pid']} on {who['host']}, since {who['since']})"
+        except (ValueError, KeyError, TypeError):
+            text = "another process"
+        return RunBusyError(f"{self.run.uri} is in use by {text}; wait for it to finish, or use another "
+                            "run directory")
