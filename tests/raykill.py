@@ -12,8 +12,11 @@ from pathlib import Path
 
 import psutil
 import pyarrow.fs as pafs
+import ray.train
 
-from dualvad.train.resume import SNAPSHOT_FILE, read_snapshot
+#: The file Ray Train's controller rewrites at every registration (ray.train.v2's
+#: CHECKPOINT_MANAGER_SNAPSHOT_FILENAME; tests/train/test_finetune.py checks the name).
+SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"
 
 
 def descendants_named(marker: str, root: int | None = None) -> list[int]:
@@ -96,12 +99,19 @@ class Killer(threading.Thread):
             thaw(frozen[1:])
 
 
-def snapshot_under(storage: Path) -> dict:
-    """Ray Train's checkpoint snapshot of the run stored anywhere under ``storage``
-    (:func:`dualvad.train.resume.read_snapshot`); ``{}`` before the first registration."""
+def registered_result(storage: Path) -> ray.train.Result | None:
+    """Ray Train's result of the run stored anywhere under ``storage`` as its controller registered it
+    (``ray.train.Result.from_path``: ``metrics`` of the latest checkpoint, ``best_checkpoints`` the kept
+    ones); ``None`` before the first registration, or while the snapshot is being rewritten (not
+    atomically)."""
     for snapshot in storage.rglob(SNAPSHOT_FILE):
-        return read_snapshot(pafs.LocalFileSystem(), str(snapshot.parent)) or {}
-    return {}
+        try:
+            result = ray.train.Result.from_path(str(snapshot.parent),
+                                                storage_filesystem=pafs.LocalFileSystem())
+        except (RuntimeError, ValueError):
+            return None
+        return result if result.metrics else None
+    return None
 
 
 def registered_metric(storage: Path, key: str) -> float:
@@ -109,5 +119,5 @@ def registered_metric(storage: Path, key: str) -> float:
     under ``storage`` (-1 before the first). Registered, not merely written: the controller registers a
     checkpoint when it next polls the workers; a worker killed before that takes its unpolled reports with
     it, and the new worker group starts from an earlier checkpoint."""
-    latest = snapshot_under(storage).get("latest_checkpoint_result")
-    return float(latest["metrics"][key]) if latest else -1
+    result = registered_result(storage)
+    return float(result.metrics[key]) if result is not None else -1

@@ -10,33 +10,20 @@ starting over, and leaves no second run's checkpoints beside the first.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pyarrow.fs as pafs
-
-# The file Ray Train's controller rewrites at every registration (ray.train.v2's
-# CHECKPOINT_MANAGER_SNAPSHOT_FILENAME; spelled out so that importing this module needs no Ray).
-SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"
-
-
-def read_snapshot(fs: pafs.FileSystem, experiment_dir: str) -> dict[str, Any] | None:
-    """Ray Train's checkpoint snapshot of the run stored in ``experiment_dir`` (``storage_path/name`` on
-    ``fs``): ``latest_checkpoint_result`` and the kept ``checkpoint_results``, each with the metrics
-    reported with it. ``None`` when there is no such run yet, or when the snapshot is caught mid-rewrite
-    (it is not written atomically)."""
-    path = f"{experiment_dir}/{SNAPSHOT_FILE}"
-    if fs.get_file_info(path).type != pafs.FileType.File:
-        return None
-    with fs.open_input_stream(path) as stream:
-        try:
-            return json.loads(stream.read())
-        except json.JSONDecodeError:
-            return None
+import ray.train
 
 
 def registered_metrics(fs: pafs.FileSystem, experiment_dir: str) -> dict[str, Any] | None:
     """The metrics reported with the latest checkpoint Ray Train registered for the run stored in
-    ``experiment_dir``; ``None`` when there is no such run or no checkpoint yet (:func:`read_snapshot`)."""
-    latest = (read_snapshot(fs, experiment_dir) or {}).get("latest_checkpoint_result")
-    return dict(latest["metrics"]) if latest else None
+    ``experiment_dir`` (``storage_path/name`` on ``fs``), read with Ray's public
+    ``ray.train.Result.from_path``; ``None`` when there is no such run or no checkpoint yet."""
+    if fs.get_file_info(experiment_dir).type != pafs.FileType.Directory:
+        return None
+    try:
+        result = ray.train.Result.from_path(experiment_dir, storage_filesystem=fs)
+    except RuntimeError:  # the folder holds no checkpoint snapshot: killed before the first registration
+        return None
+    return dict(result.metrics) if result.metrics else None

@@ -28,7 +28,7 @@ from dualvad.vlm.model import build_tiny_model, load_model
 from dualvad.vlm.processor import load_processor
 
 from faultlog import record_fault
-from raykill import Killer, snapshot_under
+from raykill import Killer, registered_result
 
 STEPS = 6
 # It only copies the shared scored run, so it runs beside the tiny demo's tests: the two pytest-xdist
@@ -56,11 +56,10 @@ def _after_step(storage: Path, step: int, kept: list[int]):
     """The Killer's ``ready``: true once Ray Train registered a checkpoint of ``step`` or later under
     ``storage``; ``kept`` then gets the steps of the checkpoints the controller keeps."""
     def ready() -> bool:
-        snapshot = snapshot_under(storage)
-        latest = snapshot.get("latest_checkpoint_result")
-        if not latest or latest["metrics"]["step"] < step:
+        result = registered_result(storage)
+        if result is None or result.metrics["step"] < step:
             return False
-        kept[:] = [int(result["metrics"]["step"]) for result in snapshot["checkpoint_results"]]
+        kept[:] = [int(metrics["step"]) for _, metrics in result.best_checkpoints]
         return True
     return ready
 
@@ -261,6 +260,6 @@ def test_export_without_saved_checkpoints_writes_only_the_step_log(tmp_path):
 def test_the_snapshot_file_is_the_one_ray_train_writes():
     from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
 
-    from dualvad.train.resume import SNAPSHOT_FILE
+    from raykill import SNAPSHOT_FILE
 
     assert SNAPSHOT_FILE == CHECKPOINT_MANAGER_SNAPSHOT_FILENAME  # a Ray upgrade that renames it fails here
