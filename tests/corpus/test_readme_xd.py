@@ -1,4 +1,4 @@
-"""The README's XD-Violence conversion script, run as printed, gives a corpus `read_corpus` reads."""
+"""docs/datasets.md's XD-Violence conversion script, run as printed, gives a corpus `read_corpus` reads."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from dualvad.corpus import VideoRecord, read_corpus
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DATASETS = Path(__file__).resolve().parents[2] / "docs" / "datasets.md"
 
 # XD-Violence names (the label codes after `label_`) and its annotation format: `<video> s1 e1 [s2 e2 ...]`.
 TRAIN = ["Bad.Boys.1995__#01-11-55_01-12-40_label_G-B2-B6",
@@ -23,10 +23,10 @@ ANNOTATIONS = (f"{TEST[0]} 10 90 120 200\n"
 
 
 def readme_xd_script() -> str:
-    """The Python block of the README's XD-Violence steps, without the list item's 3-space indent."""
-    section = README.read_text(encoding="utf-8").split("**XD-Violence**", 1)[1]
+    """The Python block of docs/datasets.md's XD-Violence steps, without the list item's 3-space indent."""
+    section = DATASETS.read_text(encoding="utf-8").split("\n## XD-Violence\n", 1)[1]
     block = re.search(r"\n   ```python\n(.*?)\n   ```\n", section, re.S)
-    assert block, "README: the XD-Violence steps lost their ```python block"
+    assert block, "docs/datasets.md: the XD-Violence steps lost their ```python block"
     return "\n".join(line[3:] for line in block.group(1).splitlines()) + "\n"
 
 
@@ -42,7 +42,7 @@ def test_readme_xd_violence_script_makes_a_readable_corpus(
     (tmp_path / "corpus" / "annotations" / "annotations.txt").write_text(ANNOTATIONS)
     script = tmp_path / "xd_to_corpus.py"
     script.write_text(readme_xd_script())
-    monkeypatch.chdir(tmp_path)  # the README says: run it in the folder holding corpus/
+    monkeypatch.chdir(tmp_path)  # the page says: run it in the folder holding corpus/
     runpy.run_path(str(script), run_name="__main__")
 
     def record(video_id: str, label: str, split: str, intervals=None) -> VideoRecord:
