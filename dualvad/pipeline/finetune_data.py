@@ -22,10 +22,9 @@ the one :func:`dualvad.vlm.mixing.mix_schedule` defines and nothing depends on h
    ``step * grad_accum * micro_batch``: the collate returns the batches before it without decoding them,
    and the loop checks every batch's first draw, so a reordering fails loudly instead of changing the run.
 
-``finetune.data = "memory"`` (the path before streaming, kept for ``bench/finetune.py``'s comparison): the
-rank's dataset holds its rows instead of its draws; the worker loads them all as Python dicts, computes the
-same draws, and decodes each micro-batch inside the step. Both paths feed the same batches in the same order
-(tested). Choice and measurements: ``docs/decisions.md``, 2026-12-02.
+``finetune.data = "memory"``: the rank's dataset holds its rows instead of its draws; the worker loads them
+all as Python dicts, computes the same draws, and decodes each micro-batch inside the step. Both paths feed
+the same batches in the same order (tested).
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
-"""The fine-tuning learning-rate schedule: linear warmup, then linear decay, every step at a positive lr.
+"""The fine-tuning learning-rate schedule: linear warmup, then linear decay, every step at a positive lr
+(DeepSpeed's and transformers' warmup schedules run the first steps at lr 0; docs/decisions.md,
+2026-12-04).
 
-Neither DeepSpeed's nor transformers' warmup schedules fit a run of a few hundred steps: DeepSpeed's
-``WarmupDecayLR`` runs optimizer steps 1 and 2 at its floor (0) and warms up over at least 2 steps, and
-transformers' ``get_linear_schedule_with_warmup`` runs step 1 at 0 (with any warmup). A 2-step run
-then changes no weight at all (decisions, 2026-12-04). :func:`lr_factor` defines the schedule as a pure
-function of the step; :func:`lr_scheduler` wraps it in torch's ``LambdaLR`` for
-``deepspeed.initialize(lr_scheduler=...)``, which steps it once per optimizer step and keeps its state in
-every checkpoint (so a resumed run goes on where it stopped).
+:func:`lr_factor` defines the schedule as a pure function of the step; :func:`lr_scheduler` wraps it in
+torch's ``LambdaLR`` for ``deepspeed.initialize(lr_scheduler=...)``, which steps it once per optimizer step
+and keeps its state in every checkpoint (so a resumed run goes on where it stopped).
 """
 
 from __future__ import annotations

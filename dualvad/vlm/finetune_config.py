@@ -56,9 +56,9 @@ class FinetuneConfig:
     gradient_checkpointing: bool = False
     freeze_vision: bool = False
     freeze_projector: bool = False
-    # The language model's token embeddings and output head (151,674 rows; one tensor when tied). Every
-    # answer the benchmarks teach is made of existing tokens, so they need not move: frozen, they take no
-    # gradient, no optimizer state and no all-reduce (docs/decisions.md, 2026-12-02).
+    # The language model's token embeddings and output head (one tensor when tied). Every answer the
+    # benchmarks teach is made of existing tokens, so they need not move: frozen, they take no gradient, no
+    # optimizer state and no all-reduce.
     freeze_embeddings: bool = True
     # LoRA (peft) on the language model: rank 0 = full fine-tuning. With LoRA the language model's own
     # weights are frozen; freeze_vision / freeze_projector still decide whether those parts train fully.
