@@ -27,7 +27,7 @@ def main() -> None:
     args = corpus_arguments(__doc__.split("\n\n")[0], videos=240).parse_args()
     corpus = _corpus(args.videos, args.seconds, args.seed)
     from dualvad.corpus import SynthSpec
-    from dualvad.corpus.synthetic import CATEGORIES, plan_corpus
+    from dualvad.corpus.synth_plan import CATEGORIES, plan_corpus
 
     plans = plan_corpus(SynthSpec(videos=args.videos, seconds=args.seconds, seed=args.seed))
     started = time.perf_counter()

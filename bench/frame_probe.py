@@ -53,7 +53,7 @@ def pixels(rows: list[dict]) -> torch.Tensor:
 
 def true_labels(rows: list[dict], synth: list[str]) -> np.ndarray:
     """bool (N,): whether each row's frame lies in its video's generated event (``plan_corpus``)."""
-    from dualvad.corpus.synthetic import SynthSpec, plan_corpus
+    from dualvad.corpus.synth_plan import SynthSpec, plan_corpus
 
     videos, seconds, seed, test_share, *cameras = synth
     spec = SynthSpec(videos=int(videos), seconds=float(seconds), seed=int(seed), test_share=float(test_share),

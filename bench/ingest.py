@@ -86,7 +86,7 @@ def _args() -> argparse.Namespace:
 
 def _corpus(args: argparse.Namespace) -> Path:
     """Generate the bench corpus once; reuse it while the spec is unchanged."""
-    from dualvad.corpus.synthetic import SynthSpec, generate_corpus
+    from dualvad.corpus import SynthSpec, generate_corpus
 
     spec = SynthSpec(videos=args.videos, seed=7, width=args.width, height=args.height,
                      fps=args.fps, seconds=args.seconds)
@@ -100,7 +100,7 @@ def _corpus(args: argparse.Namespace) -> Path:
 
 
 def _warmup_corpus() -> Path:
-    from dualvad.corpus.synthetic import SynthSpec, generate_corpus
+    from dualvad.corpus import SynthSpec, generate_corpus
 
     folder = OUT / "warmup-corpus"
     if not (folder / "annotations").is_dir():

@@ -26,7 +26,7 @@ import yaml
 # Each section is its component's own config, defined beside its code; this module only composes them.
 from dualvad.benchmarks.config import BenchmarksConfig
 from dualvad.checks import ConfigError, SettingError, at_least, choice_detail, is_choice
-from dualvad.corpus.synthetic import SynthSpec as SynthConfig
+from dualvad.corpus.synth_plan import SynthSpec
 from dualvad.eval.config import EvalConfig
 from dualvad.eval.vera import VeraSettings
 from dualvad.scorer.config import ScoreConfig, ScorerConfig
@@ -37,7 +37,7 @@ from dualvad.vlm.finetune_config import FinetuneConfig
 
 __all__ = [
     "BenchmarksConfig", "ConfigError", "DualVADConfig", "EvalConfig", "FinetuneConfig", "IngestConfig",
-    "RayConfig", "SampleConfig", "ScoreConfig", "ScorerConfig", "StagesConfig", "SynthConfig", "VeraSettings",
+    "RayConfig", "SampleConfig", "ScoreConfig", "ScorerConfig", "StagesConfig", "SynthSpec", "VeraSettings",
     "config_hash", "config_to_dict", "config_yaml", "load_config", "setting_choices", "setting_default",
 ]
 
@@ -75,7 +75,7 @@ class DualVADConfig:
 
     run: str = DEMO_RUN  # run directory: local path or pyarrow filesystem URI
     corpus: str = ""  # corpus folder (videos/ + annotations/)
-    synth: SynthConfig = field(default_factory=SynthConfig)
+    synth: SynthSpec = field(default_factory=SynthSpec)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)

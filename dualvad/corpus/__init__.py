@@ -5,6 +5,7 @@ Pure Python/NumPy; PyAV is imported only when the generator encodes a video.
 
 from dualvad.corpus.layout import CorpusFormatError, VideoRecord
 from dualvad.corpus.readers import read_corpus
-from dualvad.corpus.synthetic import SynthSpec, generate_corpus
+from dualvad.corpus.synth_plan import SynthSpec
+from dualvad.corpus.synthetic import generate_corpus
 
 __all__ = ["CorpusFormatError", "SynthSpec", "VideoRecord", "generate_corpus", "read_corpus"]

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from dualvad.corpus import SynthSpec, generate_corpus, read_corpus
-from dualvad.corpus.synthetic import CATEGORIES, camera_of, plan_corpus, render_video
+from dualvad.corpus.synth_events import render_video
+from dualvad.corpus.synth_plan import CATEGORIES, camera_of, plan_corpus
 
 SPEC = SynthSpec(videos=10, seconds=2.0, seed=0)  # 30 frames of 160x120 per video
 FRAMES = 30
