@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dualvad.corpus import CorpusFormatError, VideoRecord, read_corpus
-from dualvad.corpus.readers import (
+from dualvad.corpus.annotations import (
     read_label_list,
     read_ucf_temporal,
     read_ucf_train_list,
