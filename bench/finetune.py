@@ -257,7 +257,7 @@ def _gpu_dry_run(args: argparse.Namespace) -> None:
     from transformers.modeling_layers import GradientCheckpointingLayer
 
     from dualvad.config import load_config
-    from dualvad.train.finetune import deepspeed_settings, prepare_model
+    from dualvad.train.finetune_worker import deepspeed_settings, prepare_model
     from dualvad.train.flops import flops_model, step_flops
     from dualvad.vlm.model import build_meta_model, internvl3_2b_config
 

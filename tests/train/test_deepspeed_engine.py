@@ -17,7 +17,7 @@ import torch.distributed as dist
 from dualvad.config import load_config
 from dualvad.train import deepspeed_config
 from dualvad.train.deepspeed_compat import SHM_COMM_OP, TESTED_VERSIONS, deepspeed_minor_version
-from dualvad.train.finetune import build_engine, prepare_model, save_export
+from dualvad.train.finetune_worker import build_engine, prepare_model, save_export
 from dualvad.vlm.model import load_model, save_tiny_model
 from dualvad.vlm.processor import load_processor
 

@@ -21,7 +21,8 @@ from dualvad.config import ConfigError, load_config
 from dualvad.pipeline.build_benchmarks import run_build_benchmarks
 from dualvad.pipeline.sample import run_sample
 from dualvad.rundir import open_run
-from dualvad.train.finetune import STATE_FILE, FinetuneError, freeze, total_steps
+from dualvad.train.finetune import total_steps
+from dualvad.train.finetune_worker import STATE_FILE, FinetuneError, freeze
 from dualvad.train.lr_schedule import lr_factor
 from dualvad.vlm.collate import encode_example
 from dualvad.vlm.model import build_tiny_model, load_model

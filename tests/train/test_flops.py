@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from dualvad.config import FinetuneConfig
-from dualvad.train.finetune import prepare_model
+from dualvad.train.finetune_worker import prepare_model
 from dualvad.train.flops import (
     FlopsModel,
     PartParams,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dualvad.config import ConfigError, FinetuneConfig
-from dualvad.train.finetune import prepare_model
+from dualvad.train.finetune_worker import prepare_model
 from dualvad.train.lora import merged_model, target_pattern
 from dualvad.vlm.model import IMAGE_CONTEXT_TOKEN_ID, TINY_IMAGE_SIZE, build_tiny_model, load_model
 
