@@ -18,13 +18,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from dualvad import __version__, console, paths
+from dualvad import commands as handlers
 from dualvad.config import (
     DEMO_PROFILE,
-    DEMO_RUN,
     ConfigError,
     DualVADConfig,
-    config_hash,
-    config_yaml,
     load_config,
     setting_choices,
     setting_default,
@@ -34,8 +32,7 @@ from dualvad.errors import StageError
 from dualvad.eval.scoring import SERVING_THRESHOLD
 from dualvad.rundir import open_run
 from dualvad.stages.interrupts import StageInterrupted
-from dualvad.stages.plan import dry_run
-from dualvad.stages.registry import STAGES, stage_named
+from dualvad.stages.registry import stage_named
 
 log = logging.getLogger("dualvad")
 _DESCRIPTION = ("dualvad: video anomaly detection on Ray. One command per pipeline stage, `pipeline` for "
@@ -100,12 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _command(commands, "config", "print the effective config (defaults, --config FILE, overrides) as YAML",
-             _cmd_config)
-    synth = _command(commands, "synth", "generate a synthetic surveillance corpus", _cmd_synth)
+             handlers.cmd_config)
+    synth = _command(commands, "synth", "generate a synthetic surveillance corpus", handlers.cmd_synth)
     synth.add_argument("--out", required=True, help="corpus folder to write")
     _setting(synth, "--videos", "number of videos", type=int)
     _setting(synth, "--seed", "random seed", type=int)
-    ingest = _stage_command(commands, "ingest", _cmd_ingest)
+    ingest = _stage_command(commands, "ingest", handlers.cmd_ingest)
     _setting(ingest, "--corpus", "corpus folder", default="none, required")
     _setting(ingest, "--run", "run directory")
     _setting(ingest, "--segments", "segments per video", type=int)
@@ -135,14 +132,15 @@ def _parser() -> argparse.ArgumentParser:
                           "default: none)")
     _setting(evaluate, "--eval-model", "a model folder or hub id", default="RUN/finetune/final")
     pipeline = _command(commands, "pipeline", "run every stage in order (ingest to evaluate), skipping the "
-                        "finished ones; one summary line per stage", _cmd_pipeline)
+                        "finished ones; one summary line per stage", handlers.cmd_pipeline)
     _setting(pipeline, "--corpus", "corpus folder or URI", default="none, required")
     _setting(pipeline, "--run", "run directory")
-    export = _command(commands, "export-jsonl", "export the benchmarks as InternVL JSONL", _cmd_export)
+    export = _command(commands, "export-jsonl", "export the benchmarks as InternVL JSONL",
+                      handlers.cmd_export)
     _setting(export, "--run", "run directory")
     export.add_argument("--out", help="output folder, a local path or a URI (default: RUN/jsonl)")
     served = _command(commands, "serve", "serve a run's models over HTTP on a local Ray (Ray Serve)",
-                      _cmd_serve)
+                      handlers.cmd_serve)
     served.add_argument("--run", help="run directory to serve (default: runs/demo, made by `make demo`)")
     served.add_argument("--port", type=int, default=8000, help="HTTP port (default: %(default)s)")
     served.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
@@ -151,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="a folder or URI prefix JSON requests may name a video in (repeatable; "
                         "default: the folder of the run's ingested videos)")
     detect = _command(commands, "detect", "score new, unlabelled videos with a trained run (no Ray, no "
-                      "server)", _cmd_detect, inputs=True)
+                      "server)", handlers.cmd_detect, inputs=True)
     detect.add_argument("--run", help="run directory whose scorer and VLM detect (run; default: runs/demo)")
     detect.add_argument("--vlm", help="a VLM folder or hub id (default: eval.model, else "
                         "RUN/finetune/final)")
@@ -166,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="is_anomalous = video_score >= threshold (default: %(default)s)")
     detect.add_argument("--no-explain", dest="no_explain", action="store_true",
                         help="skip the clip explanations (faster)")
-    demo = _command(commands, "demo", "run every stage on a generated corpus", _cmd_demo)
+    demo = _command(commands, "demo", "run every stage on a generated corpus", handlers.cmd_demo)
     demo.add_argument("--run", help="run directory (default: runs/demo)")
     _setting(demo, "--videos", "videos in the generated corpus", type=int,
              default="320, from dualvad.config.DEMO_PROFILE")
@@ -179,7 +177,7 @@ _EPILOG = ("Every config key can be set with a trailing key.sub=value override; 
 
 def _stage_command(commands, name: str, handler: Callable | None = None) -> argparse.ArgumentParser:
     """The sub-command of registered stage ``name``, its help from the registry."""
-    return _command(commands, name, stage_named(name).summary, handler or _cmd_stage)
+    return _command(commands, name, stage_named(name).summary, handler or handlers.cmd_stage)
 
 
 def _command(commands, name: str, help_text: str, handler: Callable,
@@ -195,14 +193,14 @@ def _command(commands, name: str, help_text: str, handler: Callable,
     else:
         sub.add_argument("overrides", nargs="*", metavar="key.sub=value",
                          help="config overrides (`dualvad config` lists every key with its value)")
-    if handler in (_cmd_stage, _cmd_ingest, _cmd_demo, _cmd_pipeline):
+    if handler in (handlers.cmd_stage, handlers.cmd_ingest, handlers.cmd_demo, handlers.cmd_pipeline):
         sub.add_argument("--force", action="store_true",
                          help="redo the stage(s) even when the output matches these inputs and settings")
         sub.add_argument("--verbose", action="store_true",
                          help="show every log record, Ray's worker output and Ray Data's progress bars on "
                          f"the console too (default: they go to RUN/{paths.LOGS}/, the console shows "
                          "progress bars, summaries and warnings)")
-    if handler in (_cmd_stage, _cmd_ingest):
+    if handler in (handlers.cmd_stage, handlers.cmd_ingest):
         sub.add_argument("--dry-run", dest="dry_run", action="store_true",
                          help="print what the stage would do (inputs, skip or run and why, work staged) and "
                          "exit; runs, locks and writes nothing")
@@ -250,159 +248,6 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     if getattr(args, "compare", None):
         extra.append(f"eval.compare={json.dumps(args.compare)}")
     return list(args.overrides) + extra
-
-
-def _cmd_config(config: DualVADConfig, _args: argparse.Namespace) -> int:
-    """Print the effective config; ``--config`` of the output gives the same config back."""
-    print(f"# dualvad {__version__}: the effective config (hash {config_hash(config)}); "
-          "--config this file to use it")
-    print(config_yaml(config), end="")
-    return 0
-
-
-def _cmd_synth(config: DualVADConfig, args: argparse.Namespace) -> int:
-    from dualvad.corpus import generate_corpus
-
-    records = generate_corpus(args.out, config.synth, progress=_progress("synth"))
-    anomalous = sum(r.is_anomalous for r in records)
-    print(f"synth: {len(records)} videos ({anomalous} anomalous) -> {os.path.abspath(args.out)}")
-    return 0
-
-
-def _cmd_ingest(config: DualVADConfig, args: argparse.Namespace) -> int:
-    _require(config.corpus, "corpus", "pass --corpus DIR")
-    return _cmd_stage(config, args)
-
-
-def _run_stage(name: str, config: DualVADConfig, force: bool):
-    """Run stage ``name``; returns its summary (printable). Imported on use: Ray loads only when needed."""
-    return stage_named(name).entry_point()(config, force=force)
-
-
-def _cmd_stage(config: DualVADConfig, args: argparse.Namespace) -> int:
-    if not args.dry_run:
-        print(_run_stage(args.command, config, args.force))
-        return 0
-    with dry_run():  # every stage goes through the runner, which returns its Plan instead of running
-        print(_run_stage(args.command, config, args.force))
-    return 0
-
-
-def _cmd_pipeline(config: DualVADConfig, args: argparse.Namespace) -> int:
-    """Every stage on ``config.corpus`` into ``config.run``; a failing stage ends it (exit 1 or 2)."""
-    _require(config.corpus, "corpus", "pass --corpus DIR_OR_URI")
-    print(f"pipeline: config {config_hash(config)}, corpus {config.corpus}, run {config.run}")
-    run_pipeline(config, args.force)
-    print("pipeline: done")
-    return 0
-
-
-def run_pipeline(config: DualVADConfig, force: bool = False) -> dict[str, str]:
-    """Run every registered stage (:data:`dualvad.stages.registry.STAGES`) in order (each skips itself when
-    its output is up to date), printing each one's summary line as it ends; returns stage -> its output."""
-    from dualvad.pipeline.runtime import ensure_ray
-
-    ensure_ray(config.ray)  # once, before the first stage: every stage reuses it
-    outputs = {}
-    for stage in STAGES:
-        if stage.output == paths.SCORER and config.score.scorer_run:  # score takes another run's scorer
-            print(f"{stage.name}: skipped, score uses the scorer of {config.score.scorer_run} "
-                  "(score.scorer_run)", flush=True)
-            continue
-        summary = _run_stage(stage.name, config, force)
-        print(summary, flush=True)
-        outputs[stage.name] = summary.output
-    return outputs
-
-
-def _cmd_export(config: DualVADConfig, args: argparse.Namespace) -> int:
-    from dualvad.benchmarks.export import export_jsonl
-    from dualvad.rundir import open_run
-
-    run = open_run(config.run)
-    print(export_jsonl(run, args.out or run.sub(paths.JSONL_EXPORT).uri))
-    return 0
-
-
-def _cmd_demo(config: DualVADConfig, args: argparse.Namespace) -> int:
-    """Generate a corpus inside the run directory, then run every stage."""
-    from dualvad.corpus import generate_corpus
-
-    run = os.path.abspath(config.run)
-    corpus = config.corpus or os.path.join(run, "corpus")
-    if not os.path.isdir(os.path.join(corpus, "annotations")):
-        generate_corpus(corpus, config.synth, progress=_progress("synth"))
-    config.corpus, config.run = corpus, run
-    print(f"demo: config {config_hash(config)}, corpus {corpus}, run {run}")
-    outputs = {"corpus": corpus, **run_pipeline(config, args.force)}
-    print("demo: done. Outputs:")
-    for stage, path in outputs.items():
-        print(f"  {stage:<12} {path}")
-    _print_next_steps(run, outputs["evaluate"])
-    return 0
-
-
-def _print_next_steps(run: str, report: str) -> None:
-    """Where to look and what to run once the demo's run exists."""
-    print(f"demo: open the report {report}")
-    print(f"demo: start the detector endpoint on this run with `dualvad serve --run {run}`, then open "
-          "http://127.0.0.1:8000/ (upload a video) or POST a video to http://127.0.0.1:8000/v1/detect; "
-          f"`dualvad detect VIDEO --run {run}` scores videos without a server")
-
-
-def _cmd_serve(config: DualVADConfig, args: argparse.Namespace) -> int:
-    """Start the Serve app on a local Ray and block until Ctrl-C."""
-    from dualvad.serve.local import serve_locally
-    from dualvad.serve.settings import AppArgs, corpus_roots, default_run
-
-    try:
-        run = args.run or default_run()
-    except FileNotFoundError as error:
-        print(f"dualvad serve: error: {error}", file=sys.stderr)
-        return 2
-    roots = args.allowed_roots or corpus_roots(run)
-    print(f"dualvad serve: JSON uris may name videos under {roots or 'nothing (pass --allowed-root DIR)'}")
-    app_args = AppArgs(run=run, vlm=args.vlm, allowed_roots=roots)
-    serve_locally(app_args, config.ray, host=args.host, port=args.port)
-    return 0
-
-
-def _cmd_detect(config: DualVADConfig, args: argparse.Namespace) -> int:
-    """Score the named videos with the run's detector; JSON Lines to --out or stdout; 1 if any failed."""
-    from dualvad.detect import run_detect, video_files
-    from dualvad.detector import DetectOptions, Detector
-    from dualvad.serve.settings import default_run
-
-    try:
-        if args.run is None and config.run == DEMO_RUN:  # the default, as `dualvad serve` has it
-            default_run()
-        videos = video_files(args.inputs)
-        options = DetectOptions(budget=args.frame_budget, strategy=args.frame_strategy,
-                                threshold=args.threshold, explain=not args.no_explain)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"dualvad detect: error: {error}", file=sys.stderr)
-        return 2
-    detector = Detector.from_run(config.run, args.vlm or config.eval.model or None,
-                                 device="cuda" if config.eval.use_gpu else "cpu",
-                                 batch_size=config.eval.batch_size, max_new_tokens=config.eval.max_new_tokens)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as out:
-            summary = run_detect(detector, videos, options, out, args.out, _progress("detect"), args.report)
-    else:
-        summary = run_detect(detector, videos, options, sys.stdout, "-", _progress("detect"), args.report)
-    print(summary, file=sys.stderr)
-    return 1 if summary.failed else 0
-
-
-def _require(value: str, key: str, fix: str) -> None:
-    if not value:
-        raise ConfigError(f"config key {key!r} is empty: {fix}")
-
-
-def _progress(label: str, unit: str = "videos") -> Callable[[int, int], None]:
-    """A ``progress(done, total)`` callback drawn as a progress bar on standard error."""
-    return console.counter(label, unit)
 
 
 def _console(args: argparse.Namespace, config: DualVADConfig) -> contextlib.AbstractContextManager:

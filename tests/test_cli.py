@@ -200,7 +200,7 @@ def test_sample_explains_itself_dry_runs_and_a_rejected_run_keeps_the_earlier_sa
 def test_pipeline_with_another_runs_scorer_skips_train_scorer(tmp_path, monkeypatch, capsys):
     """score.scorer_run names the scorer score uses, so the pipeline does not train one (on an unlabelled
     corpus train-scorer could not); every other stage runs, in order."""
-    import dualvad.cli as cli
+    import dualvad.commands as commands
     import dualvad.pipeline.runtime as runtime
 
     ran = []
@@ -209,10 +209,10 @@ def test_pipeline_with_another_runs_scorer_skips_train_scorer(tmp_path, monkeypa
         output = "out"
 
     monkeypatch.setattr(runtime, "ensure_ray", lambda settings: None)  # no stage runs: no Ray wanted
-    monkeypatch.setattr(cli, "_run_stage", lambda stage, config, force: ran.append(stage) or Summary())
+    monkeypatch.setattr(commands, "_run_stage", lambda stage, config, force: ran.append(stage) or Summary())
     other = str(tmp_path / "other-run")
     config = load_config(None, [f"run={tmp_path / 'run'}", f"score.scorer_run={other}"])
-    outputs = cli.run_pipeline(config)
+    outputs = commands.run_pipeline(config)
     assert ran == [stage.name for stage in STAGES if stage.name != "train-scorer"] and "score" in ran
     assert list(outputs) == ran
     said = capsys.readouterr().out

@@ -23,7 +23,7 @@ FLOORS = {
     # 3: the whole config, the online detector and its command
     "dualvad.config": 3, "dualvad.detector": 3, "dualvad.detect": 3,
     # 4: Ray: the stages' distributed work, training, serving, the CLI
-    "dualvad.pipeline": 4, "dualvad.train": 4, "dualvad.serve": 4, "dualvad.cli": 4,
+    "dualvad.pipeline": 4, "dualvad.train": 4, "dualvad.serve": 4, "dualvad.cli": 4, "dualvad.commands": 4,
 }
 RAY_FLOOR = 4
 
