@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -40,7 +39,6 @@ from transformers import (
 from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
-from transformers.processing_utils import ProcessorMixin
 from transformers.utils import is_torchvision_available
 
 IMAGE_PLACEHOLDER = "<image>"
@@ -85,19 +83,9 @@ class InternVLFrameProcessor(InternVLProcessor):
 
     def __init__(self, image_processor=None, tokenizer=None, image_seq_length: int = 256, chat_template=None,
                  **kwargs):
-        # InternVLProcessor.__init__ requires a video processor; set up its attributes here instead.
-        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template, **kwargs)
-        self.image_seq_length = image_seq_length
-        self.start_image_token = tokenizer.start_image_token
-        self.end_image_token = tokenizer.end_image_token
-        self.start_image_token_id = tokenizer.start_image_token_id
-        self.end_image_token_id = tokenizer.end_image_token_id
-        self.image_token = tokenizer.context_image_token
-        self.video_token = tokenizer.video_token
-        self.image_token_id = tokenizer.context_image_token_id
-        self.multimodal_pattern = re.compile(
-            f"(?P<image>{re.escape(self.image_token)})|(?P<video>{re.escape(self.video_token)})"
-        )
+        # The parent's own __init__, without a video processor: ProcessorMixin takes the sub-processors
+        # this signature names (image_processor, tokenizer), so the parent's empty video slot is not one.
+        super().__init__(image_processor, tokenizer, None, image_seq_length, chat_template, **kwargs)
 
     def __call__(self, images=None, text=None, videos=None, **kwargs) -> BatchFeature:
         """The stock call, after turning each ``<image>`` placeholder into ``<IMG_CONTEXT>``."""

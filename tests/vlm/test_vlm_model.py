@@ -218,3 +218,23 @@ def test_tiny_processor_normalises_with_imagenet_mean_and_std(tiny):
     pixels = processor(text="<image>", images=[image], return_tensors="pt")["pixel_values"][0]
     expected = (200 / 255 - mean) / std
     np.testing.assert_allclose(pixels.mean(dim=(1, 2)).numpy(), expected, atol=1e-4)
+
+
+def test_the_frame_processor_runs_the_stock_processors_init(monkeypatch):
+    """InternVLFrameProcessor subclasses transformers' InternVLProcessor without skipping its __init__ (only
+    the video processor, which needs torchvision, is left out): the stock attributes come from the stock
+    code."""
+    from transformers import InternVLProcessor
+
+    from dualvad.vlm.processor import InternVLFrameProcessor, build_processor
+
+    calls = []
+    stock = InternVLProcessor.__init__
+    monkeypatch.setattr(InternVLProcessor, "__init__",
+                        lambda self, *args, **kwargs: calls.append(args) or stock(self, *args, **kwargs))
+    processor = build_processor(image_size=56, image_seq_length=16)
+    assert isinstance(processor, InternVLFrameProcessor) and len(calls) == 1
+    assert InternVLFrameProcessor.get_attributes() == ["image_processor", "tokenizer"]
+    assert processor.image_seq_length == 16 and processor.image_token == IMAGE_CONTEXT_TOKEN
+    assert processor.image_token_ids == [processor.image_token_id, processor.start_image_token_id,
+                                         processor.end_image_token_id]
