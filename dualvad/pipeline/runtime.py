@@ -14,6 +14,10 @@ from dualvad.stages.interrupts import reclaim_signals
 
 log = logging.getLogger(__name__)
 
+#: The (private) logger Ray Data warns under that its progress bars are off; no public switch silences it.
+#: tests/pipeline/test_runtime.py fails when a Ray upgrade moves it.
+RAY_DATA_PROGRESS_LOGGER = "ray.data._internal.progress"
+
 
 def ensure_ray(config: RayConfig) -> bool:
     """Start or join Ray once per process; later calls reuse the running instance (``dualvad demo`` and
@@ -73,7 +77,7 @@ def _quiet_ray_driver() -> None:
         data_context.enable_progress_bars = False
         console.at_end(lambda: setattr(data_context, "enable_progress_bars", shown))
         # ... and not its warning that they are off, which would tell the user to turn them back on
-        notices = logging.getLogger("ray.data._internal.progress")
+        notices = logging.getLogger(RAY_DATA_PROGRESS_LOGGER)
         level = notices.level
         notices.setLevel(logging.ERROR)
         console.at_end(lambda: notices.setLevel(level))
