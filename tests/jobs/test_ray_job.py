@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import secrets
@@ -36,8 +35,8 @@ from pathlib import Path
 
 import psutil
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import pytest
+from runcompare import close, json_files, read_bytes, rows
 
 from dualvad import paths
 from dualvad.config import load_config
@@ -54,7 +53,6 @@ BIN = Path(sys.executable).parent
 START_S = 300  # a fresh head: 95 s measured on 2 cores under a load average of 16
 JOB_S = 900  # the whole pipeline on the tiny corpus: 458 s measured on 2 cores under a load average of 16
 CPU_STAGES = ("ingest", "train-scorer", "score", "sample", "build-benchmarks")
-LOCATION_COLUMNS = {"video_path"}  # s3://... in one run, /tmp/... in the other
 
 def _env(home: Path, token: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
@@ -168,52 +166,6 @@ def test_ray_job_submit_runs_the_whole_pipeline_on_s3_with_the_outputs_of_a_loca
     _compare(open_run("s3://data/run"), open_run(str(local_run)))
 
 
-ROW_KEYS = ("video_id", "id", "segment_index", "frame_index")  # what orders the rows of every table
-
-
-def _rows(run, folder: str) -> dict[str, list[dict]]:
-    """The rows of every table under ``RUN/<folder>`` (a folder of parts, or one file) without the location
-    columns, in key order; by table (the folder holding the parts, or the file)."""
-    base = run.path(folder)
-    selector = pafs.FileSelector(base, recursive=True)
-    files = sorted(i.path for i in run.fs.get_file_info(selector)
-                   if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
-    tables: dict[str, list[dict]] = {}
-    for path in files:
-        name = path[len(base) + 1:]
-        folder_of, _, base_name = name.rpartition("/")
-        key = f"{folder_of or '.'}/part-*" if base_name.startswith("part-") else name
-        tables.setdefault(key, []).extend(
-            {k: v for k, v in row.items() if k not in LOCATION_COLUMNS}
-            for row in pq.read_table(path, filesystem=run.fs).to_pylist())
-    return {key: sorted(rows, key=lambda row: tuple(str(row.get(k)) for k in ROW_KEYS))
-            for key, rows in tables.items()}
-
-
-def _json_files(run, folder: str) -> dict[str, object]:
-    """Every JSON file under ``RUN/<folder>`` but the runner's record (which holds times), parsed."""
-    base = run.path(folder)
-    infos = run.fs.get_file_info(pafs.FileSelector(base, recursive=True))
-    return {i.path[len(base) + 1:]: json.loads(_bytes(run, folder, i.path[len(base) + 1:])) for i in infos
-            if i.type == pafs.FileType.File and i.path.endswith(".json") and i.base_name != paths.STAGE_FILE}
-
-
-def _close(a, b) -> bool:
-    """Equal, floats to a relative 1e-6 (the last bits of a batched float32 pass), inside lists and dicts."""
-    if isinstance(a, float) and isinstance(b, float):
-        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-7)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
-
-
-def _bytes(run, *parts: str) -> bytes:
-    with run.fs.open_input_stream(run.path(*parts)) as stream:
-        return stream.read()
-
-
 def _compare(remote, local) -> None:
     assert remote.fs.type_name == "s3" and local.local
     for stage, folder in OUTPUTS.items():
@@ -222,19 +174,19 @@ def _compare(remote, local) -> None:
         if stage not in CPU_STAGES:
             continue
         assert record["fingerprint"] == read_record(local, folder)["fingerprint"]  # same inputs, settings
-        expected, found = _rows(local, folder) | _json_files(local, folder), \
-            _rows(remote, folder) | _json_files(remote, folder)
+        expected, found = rows(local, folder) | json_files(local, folder), \
+            rows(remote, folder) | json_files(remote, folder)
         assert expected and found.keys() == expected.keys(), f"{folder}: {sorted(found)}, {sorted(expected)}"
         for name, content in expected.items():
-            assert _close(found[name], content), f"{folder}/{name} differs"
+            assert close(found[name], content), f"{folder}/{name} differs"
     staged = remote.fs.get_file_info(pafs.FileSelector(remote.path(paths.WORK_DIR), recursive=True,
                                                        allow_not_found=True))
     assert not [i.path for i in staged if i.type == pafs.FileType.File]  # staging published and gone
     assert remote.exists(paths.FINETUNE, paths.FINETUNE_FINAL_DIR, "config.json")
-    metrics = json.loads(_bytes(remote, paths.EVAL, paths.METRICS_FILE))["metrics"]
+    metrics = json.loads(read_bytes(remote, paths.EVAL, paths.METRICS_FILE))["metrics"]
     assert list(metrics) == ["scorer", "vlm/focused"]
     # the preset the fine-tuning started from: written locally, uploaded, fetched by every worker
-    preset = _bytes(remote, paths.FINETUNE, paths.FINETUNE_BASE_DIR, "model.safetensors")
+    preset = read_bytes(remote, paths.FINETUNE, paths.FINETUNE_BASE_DIR, "model.safetensors")
     with tempfile.TemporaryDirectory() as folder:
         save_preset_model("tiny", folder, seed=load_config(None, []).finetune.seed)
         assert preset == Path(folder, "model.safetensors").read_bytes()
