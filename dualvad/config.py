@@ -27,8 +27,7 @@ import yaml
 from dualvad.benchmarks.config import BenchmarksConfig
 from dualvad.checks import ConfigError, SettingError, at_least, choice_detail, is_choice
 from dualvad.corpus.synth_plan import SynthSpec
-from dualvad.eval.config import EvalConfig
-from dualvad.eval.vera import VeraSettings
+from dualvad.eval.config import EvalConfig, VeraSettings
 from dualvad.scorer.config import ScoreConfig, ScorerConfig
 from dualvad.stages.config import StagesConfig
 from dualvad.video.config import IngestConfig

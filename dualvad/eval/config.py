@@ -6,14 +6,31 @@ import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
-from dualvad.checks import above, at_least, check_choices, one_of
+from dualvad.checks import above, at_least, at_most, check_choices, one_of
 from dualvad.corpus.layout import SPLITS
-from dualvad.eval.vera import VeraSettings
 
 # "none": the configured sampling strategy; "sampling": focused, uniform and random frames for the same
 # model; "benchmarks": the models fine-tuned in other runs (eval.compare)
 Ablation = Literal["none", "sampling", "benchmarks"]
 ABLATIONS: tuple[str, ...] = typing.get_args(Ablation)
+
+
+@dataclass(frozen=True)
+class VeraSettings:
+    """The protocol's constants, the ``eval.vera.*`` config section; the defaults are the reference's."""
+
+    snippet: int = 16  # frames per snippet (the reference's sampling_rate)
+    neighbour_share: float = 0.15  # each snippet refines over int(share x snippets) most similar (0 -> all)
+    similarity_scale: float = 10.0  # softmax over cosine similarity x scale
+    kernel: int = 15  # Gaussian taps
+    sigma: float = 10.0  # Gaussian sigma, in snippets
+    decimals: int = 1  # the smoothed snippet scores are rounded to this many decimals
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "snippet", "kernel")
+        at_least(self, 0, "neighbour_share", "decimals")
+        at_most(self, 1, "neighbour_share")
+        above(self, 0, "similarity_scale", "sigma")
 
 
 @dataclass

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dualvad.corpus.layout import NORMAL_LABEL, is_anomaly_label
+from dualvad.eval.config import VeraSettings
 from dualvad.eval.metrics import frame_ap, frame_auc, frame_ground_truth, segment_scores_to_frames, video_auc
-from dualvad.eval.vera import VeraSettings, VeraVideo, vera_frame_auc
+from dualvad.eval.vera import VeraVideo, vera_frame_auc
 
 #: Every metric of a model (and of each of its categories), in table order.
 METRICS: tuple[str, ...] = ("video_auc", "frame_auc", "frame_auc_vera", "frame_ap")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from dualvad.eval.config import VeraSettings
 from dualvad.eval.results import ModelResult, VideoResult, category_metrics, length_mismatches, model_metrics
 from dualvad.eval.scoring import segment_scores_from_samples, top_positions, video_score_from_clips
 from dualvad.eval.tables import (
@@ -21,7 +22,7 @@ from dualvad.eval.tables import (
     markdown_table,
     results_markdown,
 )
-from dualvad.eval.vera import VeraSettings, VeraVideo, vera_frame_auc
+from dualvad.eval.vera import VeraVideo, vera_frame_auc
 
 
 def test_segment_scores_mean_inside_and_interpolate_between_samples():
