@@ -240,8 +240,9 @@ class NaiveDetector:
 def naive_frames(path: str, budget: int, longest: int, quality: int) -> list[bytes]:
     """JPEGs of ``budget`` uniformly spaced frames of the video at ``path``, after decoding all of them at
     the file's resolution (the cost the baseline stands for), resized so the longer side is ``longest``."""
-    from dualvad.benchmarks.builder import encode_jpeg, frame_size
+    from dualvad.benchmarks.builder import frame_size
     from dualvad.video.decode import open_video, read_frames
+    from dualvad.video.jpeg import encode_jpeg
 
     reader = open_video(path)
     every = read_frames(reader, np.arange(len(reader)), path)  # uint8 (T, H, W, 3)

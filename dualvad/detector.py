@@ -9,8 +9,8 @@ made with (each output's ``_stage.json``, never today's defaults):
    ``score.scorer_run=OTHER_RUN``, that run's, as ``RUN/scores``' record says), allocate the frame budget
    as the sample stage does (:func:`dualvad.video.sampling.allocate`, recorded ``sample.*``), and decode
    the sampled frames at the run's ``image_size`` as JPEG bytes (the run's ``jpeg_quality``).
-2. :class:`FrameJudge` (the VLM; serve's Judge): :func:`judge_frames`, the per-video VLM work the
-   evaluation stage calls too: P("Yes") per frame, one 0-10 score and explanation per clip of
+2. :class:`FrameJudge` (the VLM; serve's Judge): :func:`dualvad.vlm.judge.judge_frames`, the per-video
+   VLM work the evaluation stage calls too: P("Yes") per frame, one 0-10 score and explanation per clip of
    ``clip_frames`` sampled frames.
 3. :func:`combine`: the segment and video scores exactly as evaluate computes them
    (:mod:`dualvad.eval.scoring`).
@@ -31,32 +31,30 @@ uses its file name (``os.path.basename``) as the id, unless ``video_id`` is give
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow.fs as pafs
-from PIL import Image
 
 from dualvad import paths
 from dualvad import schema as S
-from dualvad.benchmarks.builder import clip_windows, decode_frames, encode_jpeg
+from dualvad.benchmarks.builder import decode_frames
+from dualvad.corpus.layout import NORMAL_LABEL
 from dualvad.errors import MissingInputError
 from dualvad.eval.scoring import SERVING_THRESHOLD, segment_scores_from_samples, video_score_from_clips
-from dualvad.rundir import RunDir, open_run
+from dualvad.rundir import RunDir, local_folder, open_run
 from dualvad.scorer.features import SegmentFeatureExtractor, build_extractor, extract_video_features
 from dualvad.scorer.trained import TrainedScorer, load_from_run
 from dualvad.stages import input_fingerprint, read_input, read_record
 from dualvad.video.config import IngestConfig
 from dualvad.video.decode import VideoDecodeError
+from dualvad.video.jpeg import decode_jpegs, encode_jpeg
 from dualvad.video.sampling import STRATEGIES, SampleConfig, allocate
-
-NORMAL = "Normal"  # categories[0] of every trained scorer
+from dualvad.vlm.judge import Judgement, judge_frames, load_vlm_judge
 
 
 class InvalidVideoError(ValueError):
@@ -111,18 +109,6 @@ class Analysis:
     timings_ms: dict[str, float]  # "decode_features", "scorer", "allocation", "frames"
     video_id: str = ""  # the id the sampler was seeded with (corpus id, or the file name)
     strategy: str = ""  # the sampling strategy used
-
-
-@dataclass
-class Judgement:
-    """The VLM part of a detection."""
-
-    frame_scores: np.ndarray  # float32 (N,) P("Yes") per sampled frame
-    clip_starts: list[int]  # position in `frames` of each clip's first frame
-    clip_scores: list[float]  # expected 0-10 abnormality score per clip
-    explanations: list[str]  # one per clip ("" when explain=False)
-    timings_ms: dict[str, float]  # "frames_vlm", "clips_vlm"
-    clip_ends: list[int] = field(default_factory=list)  # position in `frames` after each clip's last frame
 
 
 @dataclass
@@ -311,7 +297,7 @@ class SegmentAnalyzer:
         if probabilities is None:
             return None
         top = self.scorer.categories[int(np.argmax(probabilities[0]))]
-        return None if top == NORMAL else top
+        return None if top == NORMAL_LABEL else top  # categories[0] of every trained scorer
 
 
 def _corpus_ids(run: RunDir) -> dict[str, str]:
@@ -328,51 +314,6 @@ def _ms_since(started: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- VLM
-
-
-def jpeg_images(jpegs: list[bytes]) -> list[Image.Image]:
-    """JPEG bytes -> RGB PIL images, fully decoded (the representation the VLM sees, module docstring)."""
-    images = []
-    for data in jpegs:
-        with Image.open(io.BytesIO(data)) as image:
-            images.append(image.convert("RGB"))
-    return images
-
-
-def judge_frames(judge: Any, images: list[Image.Image], clip_frames: int, explain: bool = True,
-                 frame_scores: np.ndarray | None = None) -> Judgement:
-    """THE per-video VLM work, shared by evaluate and serve: ``judge`` (a
-    :class:`dualvad.vlm.inference.VLMJudge`) scores every image (P("Yes"), float32 (N,)) and every clip of
-    ``clip_frames`` consecutive images (:func:`dualvad.benchmarks.builder.clip_windows`). ``frame_scores``:
-    the images' P("Yes") when already computed (serve scores several videos' frames in one pass)."""
-    if not images:
-        raise ValueError("judge_frames needs at least one frame")
-    started = time.perf_counter()
-    if frame_scores is None:
-        frame_scores = judge.frame_scores(images)
-    frame_scores = np.asarray(frame_scores, dtype=np.float32)
-    frames_ms = _ms_since(started)
-    started = time.perf_counter()
-    windows = clip_windows(len(images), clip_frames)
-    clips = [judge.judge_clip([images[i] for i in window], explain=explain) for window in windows]
-    return Judgement(frame_scores, [w.start for w in windows], [float(c.score) for c in clips],
-                     [c.explanation for c in clips],
-                     {"frames_vlm": frames_ms, "clips_vlm": _ms_since(started)},
-                     [w.stop for w in windows])
-
-
-def load_vlm_judge(path: str, device: str = "cpu", batch_size: int = 8, max_new_tokens: int = 24) -> Any:
-    """A :class:`dualvad.vlm.inference.VLMJudge` over the InternVL folder (or hub id) ``path``: bfloat16 on
-    ``cuda``, as the evaluation stage and serve both run it, else float32."""
-    import torch
-
-    from dualvad.vlm.inference import VLMJudge
-    from dualvad.vlm.model import load_model
-    from dualvad.vlm.processor import load_processor
-
-    dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
-    return VLMJudge(load_model(path, dtype=dtype, device=device), load_processor(path), batch_size,
-                    max_new_tokens)
 
 
 class FrameJudge:
@@ -395,13 +336,13 @@ class FrameJudge:
 
     def judge(self, jpegs: list[bytes], explain: bool = True) -> Judgement:
         """The VLM's answers about one video's sampled frames (JPEG bytes, in frame order)."""
-        return judge_frames(self.vlm, jpeg_images(jpegs), self.clip_frames, explain)
+        return judge_frames(self.vlm, decode_jpegs(jpegs), self.clip_frames, explain)
 
     def judge_many(self, requests: list[tuple[list[bytes], bool]]) -> list[Judgement]:
         """:meth:`judge` for several videos at once (``(jpegs, explain)`` each): every video's frames go
         through the VLM's frame batches together, so concurrent requests share forward passes; clips are
         judged per video. Each Judgement's ``frames_vlm`` time is the whole shared pass."""
-        images = [jpeg_images(jpegs) for jpegs, _ in requests]
+        images = [decode_jpegs(jpegs) for jpegs, _ in requests]
         started = time.perf_counter()
         flat = np.asarray(self.vlm.frame_scores([image for video in images for image in video]), np.float32)
         shared_ms = _ms_since(started)
@@ -426,11 +367,7 @@ def _run_vlm(run: RunDir, scratch: str) -> str:
     if not run.exists(paths.FINETUNE, paths.FINETUNE_FINAL_DIR, "config.json"):
         raise MissingInputError(f"{run.path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR)} holds no model: run "
                                 "`dualvad finetune` first, or pass vlm= a model folder or hub id")
-    path = run.path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR)
-    if isinstance(run.fs, pafs.LocalFileSystem):
-        return path
-    pafs.copy_files(path, scratch, source_filesystem=run.fs, destination_filesystem=pafs.LocalFileSystem())
-    return scratch
+    return local_folder(run.fs, run.path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR), scratch)
 
 
 # ------------------------------------------------------------------------------------------ combined

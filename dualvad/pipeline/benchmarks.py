@@ -30,7 +30,6 @@ from dualvad import schema as S
 from dualvad.benchmarks.builder import (
     SampledVideo,
     decode_selected,
-    encode_jpeg,
     frame_labels,
     image_rows,
     video_rows,
@@ -42,6 +41,7 @@ from dualvad.pipeline.runtime import ensure_ray
 from dualvad.rundir import TEMP_PREFIX, RunDir, open_run
 from dualvad.stages import Skipped, Stage, StageContext, read_input, run_stage, section
 from dualvad.video.decode import VideoDecodeError
+from dualvad.video.jpeg import encode_jpeg
 
 STAGE = Stage("build-benchmarks", paths.BENCHMARKS, inputs=(paths.SAMPLES,))
 KINDS = {"image": S.IMAGE_BENCH_SCHEMA, "video": S.VIDEO_BENCH_SCHEMA}

@@ -22,11 +22,11 @@ from dualvad import paths
 from dualvad import schema as S
 from dualvad.benchmarks.templates import image_conversation, row_rng
 from dualvad.config import load_config
-from dualvad.detector import load_vlm_judge
 from dualvad.pipeline.benchmarks import _manifest as benchmark_manifest
 from dualvad.rundir import open_run
 from dualvad.stages import Stage, run_stage
 from dualvad.train.finetune import run_finetune
+from dualvad.vlm.judge import load_vlm_judge
 
 SIZE = 64  # frame side in pixels (the tiny model resizes to 56 px tiles)
 TRAIN_FRAMES = 96  # half with the cue
