@@ -284,7 +284,8 @@ def _print_load(results: dict[str, list[LoadResult]], args: argparse.Namespace) 
 
 def _print_batching(config, tiny: str, videos: list[str], args: argparse.Namespace) -> None:
     """frames/s of the Judge's VLM pass over 8 requests: one shared judge_many against 8 judge calls."""
-    from dualvad.detector import DetectOptions, FrameJudge, SegmentAnalyzer
+    from dualvad.detector import FrameJudge, SegmentAnalyzer
+    from dualvad.detector_schema import DetectOptions
 
     analyzer = SegmentAnalyzer.from_run(config.run)
     judge = FrameJudge.from_run(config.run, vlm=tiny, device=args.device)

@@ -44,6 +44,15 @@ from dualvad import paths
 from dualvad import schema as S
 from dualvad.benchmarks.builder import decode_frames
 from dualvad.corpus.layout import NORMAL_LABEL
+from dualvad.detector_schema import (
+    DEFAULT_OPTIONS,
+    ClipOut,
+    DetectionResult,
+    DetectOptions,
+    FrameOut,
+    SegmentOut,
+    VideoOut,
+)
 from dualvad.errors import MissingInputError
 from dualvad.eval.scoring import SERVING_THRESHOLD, segment_scores_from_samples, video_score_from_clips
 from dualvad.rundir import RunDir, local_folder, open_run
@@ -53,40 +62,13 @@ from dualvad.stages import input_fingerprint, read_input, read_record
 from dualvad.video.config import IngestConfig
 from dualvad.video.decode import VideoDecodeError
 from dualvad.video.jpeg import decode_jpegs, encode_jpeg
-from dualvad.video.sampling import STRATEGIES, SampleConfig, allocate
+from dualvad.video.sampling import SampleConfig, allocate
 from dualvad.vlm.judge import Judgement, judge_frames, load_vlm_judge
 
 
 class InvalidVideoError(ValueError):
     """The file is not a usable video: not a video, corrupt or truncated, or too short for the run's K
     segments or the frame budget. The message is the reason."""
-
-
-@dataclass(frozen=True)
-class DetectOptions:
-    """Per-request options; ``None`` takes the run's recorded ``sample.*`` setting."""
-
-    budget: int | None = None  # frames sampled per video (>= 1)
-    strategy: str | None = None  # one of video.sampling.STRATEGIES
-    tau: float | None = None  # softmax temperature of ``focused`` (> 0)
-    threshold: float = SERVING_THRESHOLD  # is_anomalous = video_score >= threshold, in [0, 1]
-    explain: bool = True  # generate each clip's localisation answer (False: "" and a one-turn score)
-
-    def __post_init__(self) -> None:
-        if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, int)
-                                        or self.budget < 1):
-            raise ValueError(f"budget must be an integer >= 1 (or None: the run's sample.budget), "
-                             f"got {self.budget!r}")
-        if self.strategy is not None and self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)} (or None: the run's "
-                             f"sample.strategy), got {self.strategy!r}")
-        if self.tau is not None and not (isinstance(self.tau, int | float) and self.tau > 0):
-            raise ValueError(f"tau must be a number > 0 (or None: the run's sample.tau), got {self.tau!r}")
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, int | float) \
-                or not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be a number in [0, 1], got {self.threshold!r}")
-        if not isinstance(self.explain, bool):
-            raise ValueError(f"explain must be true or false, got {self.explain!r}")
 
 
 @dataclass
@@ -121,30 +103,26 @@ class Detection:
     is_anomalous: bool  # video_score >= options.threshold
     vlm_segment_scores: np.ndarray  # float32 (K,) evaluate's segment scores from the frame scores
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (plain Python types); seconds are frame index / fps."""
+    def result(self, models: dict[str, str | None]) -> DetectionResult:
+        """The JSON answer of ``dualvad detect`` and ``POST /v1/detect``; ``models``: ``{"run", "vlm"}``."""
         analysis, judgement = self.analysis, self.judgement
         fps, frames = analysis.video.fps, analysis.frames
-        segments = [{"index": i, "start_frame": int(start), "end_frame": int(end),
-                     "start_s": start / fps, "end_s": end / fps, "score": float(self.vlm_segment_scores[i]),
-                     "scorer_score": float(analysis.segment_scores[i])}
+        segments = [SegmentOut(index=i, start_frame=start, end_frame=end, start_s=start / fps,
+                               end_s=end / fps, score=float(self.vlm_segment_scores[i]),
+                               scorer_score=float(analysis.segment_scores[i]))
                     for i, (start, end) in enumerate(analysis.bounds.tolist())]
-        clips = [{"start_s": int(frames[start]) / fps, "end_s": (int(frames[end - 1]) + 1) / fps,
-                  "score": float(score), "explanation": text}
+        clips = [ClipOut(start_s=int(frames[start]) / fps, end_s=(int(frames[end - 1]) + 1) / fps,
+                         score=float(score), explanation=text)
                  for start, end, score, text in zip(judgement.clip_starts, judgement.clip_ends,
                                                     judgement.clip_scores, judgement.explanations,
                                                     strict=True)]
-        return {
-            "video": {"frames": analysis.video.num_frames, "fps": fps,
-                      "duration_s": analysis.video.duration_s},
-            "video_score": self.video_score, "is_anomalous": self.is_anomalous,
-            "category": analysis.category if self.is_anomalous else None,
-            "segments": segments,
-            "frames": [{"index": int(f), "seconds": int(f) / fps, "p_yes": float(p)}
-                       for f, p in zip(frames.tolist(), judgement.frame_scores.tolist(), strict=True)],
-            "clips": clips,
-            "timings_ms": {**analysis.timings_ms, **judgement.timings_ms},
-        }
+        return DetectionResult(
+            video=VideoOut(frames=analysis.video.num_frames, fps=fps, duration_s=analysis.video.duration_s),
+            video_score=self.video_score, is_anomalous=self.is_anomalous,
+            category=analysis.category if self.is_anomalous else None, segments=segments,
+            frames=[FrameOut(index=f, seconds=f / fps, p_yes=p)
+                    for f, p in zip(frames.tolist(), judgement.frame_scores.tolist(), strict=True)],
+            clips=clips, timings_ms={**analysis.timings_ms, **judgement.timings_ms}, models=models)
 
 
 # ------------------------------------------------------------------------------------------- settings
@@ -235,7 +213,7 @@ class SegmentAnalyzer:
         """The sampler's id of ``path``: its corpus id when RUN/segments holds it, else its file name."""
         return self._corpus_ids.get(os.path.realpath(path), os.path.basename(path))
 
-    def analyze(self, path: str, options: DetectOptions = DetectOptions(),
+    def analyze(self, path: str, options: DetectOptions = DEFAULT_OPTIONS,
                 video_id: str | None = None) -> Analysis:
         """Segments, scorer scores, sampled frames and their JPEGs of the video at ``path``.
 
@@ -394,7 +372,7 @@ class Detector:
         return cls(SegmentAnalyzer.from_run(run_uri),
                    FrameJudge.from_run(run_uri, vlm, device, batch_size, max_new_tokens))
 
-    def analyze(self, path: str, options: DetectOptions = DetectOptions(),
+    def analyze(self, path: str, options: DetectOptions = DEFAULT_OPTIONS,
                 video_id: str | None = None) -> Analysis:
         return self.analyzer.analyze(path, options, video_id)
 
@@ -402,10 +380,10 @@ class Detector:
         return self.frame_judge.judge(jpegs, explain)
 
     def combine(self, analysis: Analysis, judgement: Judgement,
-                options: DetectOptions = DetectOptions()) -> Detection:
+                options: DetectOptions = DEFAULT_OPTIONS) -> Detection:
         return combine(analysis, judgement, options.threshold)
 
-    def detect(self, path: str, options: DetectOptions = DetectOptions(),
+    def detect(self, path: str, options: DetectOptions = DEFAULT_OPTIONS,
                video_id: str | None = None) -> Detection:
         analysis = self.analyze(path, options, video_id)
         return self.combine(analysis, self.judge(analysis.jpegs, options.explain), options)

@@ -29,6 +29,7 @@ def imported_modules(module: str) -> set[str]:
 @pytest.mark.parametrize(("module", "forbidden"), [
     ("dualvad.pipeline.evaluate", "dualvad.detector"),
     ("dualvad.detector", "dualvad.serve"),
+    ("dualvad.detector_schema", "dualvad.serve"),
     ("dualvad.detect", "dualvad.serve"),
 ])
 def test_a_lower_module_does_not_import_a_higher_one(module, forbidden):

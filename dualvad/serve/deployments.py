@@ -23,19 +23,14 @@ from typing import Any
 from ray import serve
 
 from dualvad import paths
-from dualvad.detector import (
-    Analysis,
-    DetectOptions,
-    FrameJudge,
-    InvalidVideoError,
-    Judgement,
-    SegmentAnalyzer,
-)
+from dualvad.detector import Analysis, FrameJudge, InvalidVideoError, SegmentAnalyzer
+from dualvad.detector_schema import DetectOptions
 from dualvad.rundir import open_run
 from dualvad.serve.errors import ServeError
 from dualvad.serve.settings import AppArgs
 from dualvad.storage import resolve
 from dualvad.video.decode import VideoDecodeError, open_video
+from dualvad.vlm.judge import Judgement
 
 log = logging.getLogger("ray.serve")
 
@@ -58,7 +53,7 @@ class Analyzer:
         self.args = AppArgs(**args)
         self.analyzer = SegmentAnalyzer.from_run(self.args.run)
 
-    def analyze(self, request_id: str, options: dict[str, Any], data: bytes | None = None,
+    def analyze(self, request_id: str, options: DetectOptions, data: bytes | None = None,
                 uri: str | None = None) -> Analysis:
         """The Analysis of the uploaded ``data`` or of the file at ``uri``; the temp copy is always deleted.
 
@@ -68,8 +63,8 @@ class Analyzer:
         scratch = tempfile.mkdtemp(prefix="dualvad-serve-")
         try:
             path = _local_copy(scratch, data, uri)
-            self._check_length(path, DetectOptions(**options))
-            return self.analyzer.analyze(path, DetectOptions(**options))
+            self._check_length(path, options)
+            return self.analyzer.analyze(path, options)
         except (InvalidVideoError, VideoDecodeError) as error:
             raise ServeError(422, "invalid_video", _without(str(error), scratch, uri)) from None
         finally:
