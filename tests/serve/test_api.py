@@ -199,3 +199,19 @@ def test_a_file_uri_is_the_local_path_it_names(tmp_path):
         with pytest.raises(Exception) as refused:
             service._allowed(outside)
         assert refused.value.status == 403, outside
+
+
+def test_the_judge_s_batch_sizes_go_to_the_serve_metric_and_to_info():
+    """Each batch is observed by the Serve histogram (Prometheus collects it from every replica) and counted
+    for this replica's /v1/info; the real metric can be made and recorded outside a replica too."""
+    from dualvad.serve.deployments import BATCH_SIZE_BUCKETS, BATCH_SIZE_METRIC, BatchSizes
+
+    observed = []
+    sizes = BatchSizes(SimpleNamespace(observe=observed.append))
+    for size in (4, 1, 4):
+        sizes.record(size)
+    assert observed == [4, 1, 4] and sizes.seen() == {"1": 1, "4": 2}
+    real = BatchSizes()
+    real.record(3)
+    assert real.histogram.info["name"] == BATCH_SIZE_METRIC
+    assert real.histogram.info["boundaries"] == BATCH_SIZE_BUCKETS and real.seen() == {"3": 1}
