@@ -15,10 +15,14 @@ made with (each output's ``_stage.json``, never today's defaults):
 3. :func:`combine`: the segment and video scores exactly as evaluate computes them
    (:mod:`dualvad.eval.scoring`).
 
-Frame representation: the VLM always sees the sampled frames as **JPEG bytes decoded back to RGB** (PIL),
-encoded with the run's ``benchmarks.jpeg_quality``: the fine-tuning benchmarks store frames as those
-JPEGs, the evaluation stage encodes and decodes its frames the same way, and serve moves JPEG bytes from
-the Analyzer to the Judge; so one video gives the same pixels, hence the same scores, offline and online.
+Options and the JSON answer are :mod:`dualvad.detector_schema`'s (:class:`DetectOptions`,
+:meth:`Detection.result`), shared by ``dualvad detect`` and the HTTP API.
+
+Frame representation: the VLM always sees the sampled frames as **JPEG bytes decoded back to RGB** (PIL,
+:mod:`dualvad.video.jpeg`), encoded with the run's ``benchmarks.jpeg_quality``: the fine-tuning benchmarks
+store frames as those JPEGs, the evaluation stage encodes and decodes its frames the same way, and serve
+moves JPEG bytes from the Analyzer to the Judge; so one video gives the same pixels, hence the same scores,
+offline and online.
 
 Settings: ingest from ``RUN/segments``' record, sampling from ``RUN/samples``'; ``image_size``,
 ``clip_frames`` and ``jpeg_quality`` from ``RUN/eval``'s record (what was evaluated is what is served),

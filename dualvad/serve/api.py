@@ -159,7 +159,7 @@ class DetectService:
             raise ServeError(400, "no_uri", 'a JSON body must be an object with a "uri" key')
         _refuse_unknown(set(payload) - {"uri"})
         request = _validated(UriRequest, payload)
-        return DetectRequestOptions(**request.model_dump(exclude={"uri"})), None, self._allowed(request.uri)
+        return request, None, self._allowed(request.uri)  # a UriRequest is its options and the uri
 
     def _allowed(self, uri: str) -> str:
         """``uri`` normalised, when it lies under an allowed root; else 403 that says nothing of the file."""
