@@ -240,8 +240,9 @@ class NaiveDetector:
 def naive_frames(path: str, budget: int, longest: int, quality: int) -> list[bytes]:
     """JPEGs of ``budget`` uniformly spaced frames of the video at ``path``, after decoding all of them at
     the file's resolution (the cost the baseline stands for), resized so the longer side is ``longest``."""
-    from dualvad.benchmarks.builder import encode_jpeg, frame_size
+    from dualvad.benchmarks.builder import frame_size
     from dualvad.video.decode import open_video, read_frames
+    from dualvad.video.jpeg import encode_jpeg
 
     reader = open_video(path)
     every = read_frames(reader, np.arange(len(reader)), path)  # uint8 (T, H, W, 3)
@@ -283,7 +284,8 @@ def _print_load(results: dict[str, list[LoadResult]], args: argparse.Namespace) 
 
 def _print_batching(config, tiny: str, videos: list[str], args: argparse.Namespace) -> None:
     """frames/s of the Judge's VLM pass over 8 requests: one shared judge_many against 8 judge calls."""
-    from dualvad.detector import DetectOptions, FrameJudge, SegmentAnalyzer
+    from dualvad.detector import FrameJudge, SegmentAnalyzer
+    from dualvad.detector_schema import DetectOptions
 
     analyzer = SegmentAnalyzer.from_run(config.run)
     judge = FrameJudge.from_run(config.run, vlm=tiny, device=args.device)

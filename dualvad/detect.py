@@ -22,7 +22,8 @@ from typing import IO, Any
 import numpy as np
 
 from dualvad.corpus.layout import UNLABELLED, VIDEO_EXTENSIONS, has_video_extension
-from dualvad.detector import DetectOptions, Detector, InvalidVideoError
+from dualvad.detector import Detector, InvalidVideoError
+from dualvad.detector_schema import DetectOptions
 from dualvad.eval.report import img_tag, safe_names, timeline_png, write_atomic
 from dualvad.eval.results import VideoResult
 from dualvad.video.decode import VideoDecodeError
@@ -68,8 +69,9 @@ def video_files(inputs: Sequence[str]) -> list[str]:
 
 def detect_videos(detector: Detector, paths: Sequence[str],
                   options: DetectOptions) -> Iterator[dict[str, Any]]:
-    """One JSON-ready record per path, in order: ``{"video_path", "models", **Detection.to_dict()}``, or
-    ``{"video_path", "error"}`` for a file that is not a usable video."""
+    """One JSON-ready record per path, in order: ``{"video_path", **DetectionResult}`` (the endpoint's
+    answer, :meth:`dualvad.detector.Detection.result`), or ``{"video_path", "error"}`` for a file that is
+    not a usable video."""
     models = {"run": detector.analyzer.run.uri, "vlm": detector.frame_judge.vlm_path}
     for path in paths:
         try:
@@ -77,7 +79,7 @@ def detect_videos(detector: Detector, paths: Sequence[str],
         except (InvalidVideoError, VideoDecodeError) as error:
             yield {"video_path": path, "error": str(error)}
             continue
-        yield {"video_path": path, **detection.to_dict(), "models": models}
+        yield {"video_path": path, **detection.result(models).model_dump()}
 
 
 def run_detect(detector: Detector, paths: Sequence[str], options: DetectOptions, out: IO[str], out_name: str,

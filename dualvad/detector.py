@@ -9,16 +9,20 @@ made with (each output's ``_stage.json``, never today's defaults):
    ``score.scorer_run=OTHER_RUN``, that run's, as ``RUN/scores``' record says), allocate the frame budget
    as the sample stage does (:func:`dualvad.video.sampling.allocate`, recorded ``sample.*``), and decode
    the sampled frames at the run's ``image_size`` as JPEG bytes (the run's ``jpeg_quality``).
-2. :class:`FrameJudge` (the VLM; serve's Judge): :func:`judge_frames`, the per-video VLM work the
-   evaluation stage calls too: P("Yes") per frame, one 0-10 score and explanation per clip of
+2. :class:`FrameJudge` (the VLM; serve's Judge): :func:`dualvad.vlm.judge.judge_frames`, the per-video
+   VLM work the evaluation stage calls too: P("Yes") per frame, one 0-10 score and explanation per clip of
    ``clip_frames`` sampled frames.
 3. :func:`combine`: the segment and video scores exactly as evaluate computes them
    (:mod:`dualvad.eval.scoring`).
 
-Frame representation: the VLM always sees the sampled frames as **JPEG bytes decoded back to RGB** (PIL),
-encoded with the run's ``benchmarks.jpeg_quality``: the fine-tuning benchmarks store frames as those
-JPEGs, the evaluation stage encodes and decodes its frames the same way, and serve moves JPEG bytes from
-the Analyzer to the Judge; so one video gives the same pixels, hence the same scores, offline and online.
+Options and the JSON answer are :mod:`dualvad.detector_schema`'s (:class:`DetectOptions`,
+:meth:`Detection.result`), shared by ``dualvad detect`` and the HTTP API.
+
+Frame representation: the VLM always sees the sampled frames as **JPEG bytes decoded back to RGB** (PIL,
+:mod:`dualvad.video.jpeg`), encoded with the run's ``benchmarks.jpeg_quality``: the fine-tuning benchmarks
+store frames as those JPEGs, the evaluation stage encodes and decodes its frames the same way, and serve
+moves JPEG bytes from the Analyzer to the Judge; so one video gives the same pixels, hence the same scores,
+offline and online.
 
 Settings: ingest from ``RUN/segments``' record, sampling from ``RUN/samples``'; ``image_size``,
 ``clip_frames`` and ``jpeg_quality`` from ``RUN/eval``'s record (what was evaluated is what is served),
@@ -31,64 +35,44 @@ uses its file name (``os.path.basename``) as the id, unless ``video_id`` is give
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow.fs as pafs
-from PIL import Image
 
 from dualvad import paths
 from dualvad import schema as S
-from dualvad.benchmarks.builder import clip_windows, decode_frames, encode_jpeg
+from dualvad.benchmarks.builder import decode_frames
+from dualvad.corpus.layout import NORMAL_LABEL
+from dualvad.detector_schema import (
+    DEFAULT_OPTIONS,
+    ClipOut,
+    DetectionResult,
+    DetectOptions,
+    FrameOut,
+    SegmentOut,
+    VideoOut,
+)
 from dualvad.errors import MissingInputError
 from dualvad.eval.scoring import SERVING_THRESHOLD, segment_scores_from_samples, video_score_from_clips
-from dualvad.rundir import RunDir, open_run
+from dualvad.rundir import RunDir, local_folder, open_run
 from dualvad.scorer.features import SegmentFeatureExtractor, build_extractor, extract_video_features
 from dualvad.scorer.trained import TrainedScorer, load_from_run
 from dualvad.stages.records import input_fingerprint, read_input, read_record
 from dualvad.video.config import IngestConfig
 from dualvad.video.decode import VideoDecodeError
-from dualvad.video.sampling import STRATEGIES, SampleConfig, allocate
-
-NORMAL = "Normal"  # categories[0] of every trained scorer
+from dualvad.video.jpeg import decode_jpegs, encode_jpeg
+from dualvad.video.sampling import SampleConfig, allocate
+from dualvad.vlm.judge import Judgement, judge_frames, load_vlm_judge
 
 
 class InvalidVideoError(ValueError):
     """The file is not a usable video: not a video, corrupt or truncated, or too short for the run's K
     segments or the frame budget. The message is the reason."""
-
-
-@dataclass(frozen=True)
-class DetectOptions:
-    """Per-request options; ``None`` takes the run's recorded ``sample.*`` setting."""
-
-    budget: int | None = None  # frames sampled per video (>= 1)
-    strategy: str | None = None  # one of video.sampling.STRATEGIES
-    tau: float | None = None  # softmax temperature of ``focused`` (> 0)
-    threshold: float = SERVING_THRESHOLD  # is_anomalous = video_score >= threshold, in [0, 1]
-    explain: bool = True  # generate each clip's localisation answer (False: "" and a one-turn score)
-
-    def __post_init__(self) -> None:
-        if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, int)
-                                        or self.budget < 1):
-            raise ValueError(f"budget must be an integer >= 1 (or None: the run's sample.budget), "
-                             f"got {self.budget!r}")
-        if self.strategy is not None and self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)} (or None: the run's "
-                             f"sample.strategy), got {self.strategy!r}")
-        if self.tau is not None and not (isinstance(self.tau, int | float) and self.tau > 0):
-            raise ValueError(f"tau must be a number > 0 (or None: the run's sample.tau), got {self.tau!r}")
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, int | float) \
-                or not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be a number in [0, 1], got {self.threshold!r}")
-        if not isinstance(self.explain, bool):
-            raise ValueError(f"explain must be true or false, got {self.explain!r}")
 
 
 @dataclass
@@ -114,18 +98,6 @@ class Analysis:
 
 
 @dataclass
-class Judgement:
-    """The VLM part of a detection."""
-
-    frame_scores: np.ndarray  # float32 (N,) P("Yes") per sampled frame
-    clip_starts: list[int]  # position in `frames` of each clip's first frame
-    clip_scores: list[float]  # expected 0-10 abnormality score per clip
-    explanations: list[str]  # one per clip ("" when explain=False)
-    timings_ms: dict[str, float]  # "frames_vlm", "clips_vlm"
-    clip_ends: list[int] = field(default_factory=list)  # position in `frames` after each clip's last frame
-
-
-@dataclass
 class Detection:
     """Analysis and judgement combined exactly as evaluate scores them."""
 
@@ -135,30 +107,26 @@ class Detection:
     is_anomalous: bool  # video_score >= options.threshold
     vlm_segment_scores: np.ndarray  # float32 (K,) evaluate's segment scores from the frame scores
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (plain Python types); seconds are frame index / fps."""
+    def result(self, models: dict[str, str | None]) -> DetectionResult:
+        """The JSON answer of ``dualvad detect`` and ``POST /v1/detect``; ``models``: ``{"run", "vlm"}``."""
         analysis, judgement = self.analysis, self.judgement
         fps, frames = analysis.video.fps, analysis.frames
-        segments = [{"index": i, "start_frame": int(start), "end_frame": int(end),
-                     "start_s": start / fps, "end_s": end / fps, "score": float(self.vlm_segment_scores[i]),
-                     "scorer_score": float(analysis.segment_scores[i])}
+        segments = [SegmentOut(index=i, start_frame=start, end_frame=end, start_s=start / fps,
+                               end_s=end / fps, score=float(self.vlm_segment_scores[i]),
+                               scorer_score=float(analysis.segment_scores[i]))
                     for i, (start, end) in enumerate(analysis.bounds.tolist())]
-        clips = [{"start_s": int(frames[start]) / fps, "end_s": (int(frames[end - 1]) + 1) / fps,
-                  "score": float(score), "explanation": text}
+        clips = [ClipOut(start_s=int(frames[start]) / fps, end_s=(int(frames[end - 1]) + 1) / fps,
+                         score=float(score), explanation=text)
                  for start, end, score, text in zip(judgement.clip_starts, judgement.clip_ends,
                                                     judgement.clip_scores, judgement.explanations,
                                                     strict=True)]
-        return {
-            "video": {"frames": analysis.video.num_frames, "fps": fps,
-                      "duration_s": analysis.video.duration_s},
-            "video_score": self.video_score, "is_anomalous": self.is_anomalous,
-            "category": analysis.category if self.is_anomalous else None,
-            "segments": segments,
-            "frames": [{"index": int(f), "seconds": int(f) / fps, "p_yes": float(p)}
-                       for f, p in zip(frames.tolist(), judgement.frame_scores.tolist(), strict=True)],
-            "clips": clips,
-            "timings_ms": {**analysis.timings_ms, **judgement.timings_ms},
-        }
+        return DetectionResult(
+            video=VideoOut(frames=analysis.video.num_frames, fps=fps, duration_s=analysis.video.duration_s),
+            video_score=self.video_score, is_anomalous=self.is_anomalous,
+            category=analysis.category if self.is_anomalous else None, segments=segments,
+            frames=[FrameOut(index=f, seconds=f / fps, p_yes=p)
+                    for f, p in zip(frames.tolist(), judgement.frame_scores.tolist(), strict=True)],
+            clips=clips, timings_ms={**analysis.timings_ms, **judgement.timings_ms}, models=models)
 
 
 # ------------------------------------------------------------------------------------------- settings
@@ -249,7 +217,7 @@ class SegmentAnalyzer:
         """The sampler's id of ``path``: its corpus id when RUN/segments holds it, else its file name."""
         return self._corpus_ids.get(os.path.realpath(path), os.path.basename(path))
 
-    def analyze(self, path: str, options: DetectOptions = DetectOptions(),
+    def analyze(self, path: str, options: DetectOptions = DEFAULT_OPTIONS,
                 video_id: str | None = None) -> Analysis:
         """Segments, scorer scores, sampled frames and their JPEGs of the video at ``path``.
 
@@ -311,7 +279,7 @@ class SegmentAnalyzer:
         if probabilities is None:
             return None
         top = self.scorer.categories[int(np.argmax(probabilities[0]))]
-        return None if top == NORMAL else top
+        return None if top == NORMAL_LABEL else top  # categories[0] of every trained scorer
 
 
 def _corpus_ids(run: RunDir) -> dict[str, str]:
@@ -328,51 +296,6 @@ def _ms_since(started: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- VLM
-
-
-def jpeg_images(jpegs: list[bytes]) -> list[Image.Image]:
-    """JPEG bytes -> RGB PIL images, fully decoded (the representation the VLM sees, module docstring)."""
-    images = []
-    for data in jpegs:
-        with Image.open(io.BytesIO(data)) as image:
-            images.append(image.convert("RGB"))
-    return images
-
-
-def judge_frames(judge: Any, images: list[Image.Image], clip_frames: int, explain: bool = True,
-                 frame_scores: np.ndarray | None = None) -> Judgement:
-    """THE per-video VLM work, shared by evaluate and serve: ``judge`` (a
-    :class:`dualvad.vlm.inference.VLMJudge`) scores every image (P("Yes"), float32 (N,)) and every clip of
-    ``clip_frames`` consecutive images (:func:`dualvad.benchmarks.builder.clip_windows`). ``frame_scores``:
-    the images' P("Yes") when already computed (serve scores several videos' frames in one pass)."""
-    if not images:
-        raise ValueError("judge_frames needs at least one frame")
-    started = time.perf_counter()
-    if frame_scores is None:
-        frame_scores = judge.frame_scores(images)
-    frame_scores = np.asarray(frame_scores, dtype=np.float32)
-    frames_ms = _ms_since(started)
-    started = time.perf_counter()
-    windows = clip_windows(len(images), clip_frames)
-    clips = [judge.judge_clip([images[i] for i in window], explain=explain) for window in windows]
-    return Judgement(frame_scores, [w.start for w in windows], [float(c.score) for c in clips],
-                     [c.explanation for c in clips],
-                     {"frames_vlm": frames_ms, "clips_vlm": _ms_since(started)},
-                     [w.stop for w in windows])
-
-
-def load_vlm_judge(path: str, device: str = "cpu", batch_size: int = 8, max_new_tokens: int = 24) -> Any:
-    """A :class:`dualvad.vlm.inference.VLMJudge` over the InternVL folder (or hub id) ``path``: bfloat16 on
-    ``cuda``, as the evaluation stage and serve both run it, else float32."""
-    import torch
-
-    from dualvad.vlm.inference import VLMJudge
-    from dualvad.vlm.model import load_model
-    from dualvad.vlm.processor import load_processor
-
-    dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
-    return VLMJudge(load_model(path, dtype=dtype, device=device), load_processor(path), batch_size,
-                    max_new_tokens)
 
 
 class FrameJudge:
@@ -395,13 +318,13 @@ class FrameJudge:
 
     def judge(self, jpegs: list[bytes], explain: bool = True) -> Judgement:
         """The VLM's answers about one video's sampled frames (JPEG bytes, in frame order)."""
-        return judge_frames(self.vlm, jpeg_images(jpegs), self.clip_frames, explain)
+        return judge_frames(self.vlm, decode_jpegs(jpegs), self.clip_frames, explain)
 
     def judge_many(self, requests: list[tuple[list[bytes], bool]]) -> list[Judgement]:
         """:meth:`judge` for several videos at once (``(jpegs, explain)`` each): every video's frames go
         through the VLM's frame batches together, so concurrent requests share forward passes; clips are
         judged per video. Each Judgement's ``frames_vlm`` time is the whole shared pass."""
-        images = [jpeg_images(jpegs) for jpegs, _ in requests]
+        images = [decode_jpegs(jpegs) for jpegs, _ in requests]
         started = time.perf_counter()
         flat = np.asarray(self.vlm.frame_scores([image for video in images for image in video]), np.float32)
         shared_ms = _ms_since(started)
@@ -426,11 +349,7 @@ def _run_vlm(run: RunDir, scratch: str) -> str:
     if not run.exists(paths.FINETUNE, paths.FINETUNE_FINAL_DIR, "config.json"):
         raise MissingInputError(f"{run.path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR)} holds no model: run "
                                 "`dualvad finetune` first, or pass vlm= a model folder or hub id")
-    path = run.path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR)
-    if isinstance(run.fs, pafs.LocalFileSystem):
-        return path
-    pafs.copy_files(path, scratch, source_filesystem=run.fs, destination_filesystem=pafs.LocalFileSystem())
-    return scratch
+    return local_folder(run.fs, run.path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR), scratch)
 
 
 # ------------------------------------------------------------------------------------------ combined
@@ -457,7 +376,7 @@ class Detector:
         return cls(SegmentAnalyzer.from_run(run_uri),
                    FrameJudge.from_run(run_uri, vlm, device, batch_size, max_new_tokens))
 
-    def analyze(self, path: str, options: DetectOptions = DetectOptions(),
+    def analyze(self, path: str, options: DetectOptions = DEFAULT_OPTIONS,
                 video_id: str | None = None) -> Analysis:
         return self.analyzer.analyze(path, options, video_id)
 
@@ -465,10 +384,10 @@ class Detector:
         return self.frame_judge.judge(jpegs, explain)
 
     def combine(self, analysis: Analysis, judgement: Judgement,
-                options: DetectOptions = DetectOptions()) -> Detection:
+                options: DetectOptions = DEFAULT_OPTIONS) -> Detection:
         return combine(analysis, judgement, options.threshold)
 
-    def detect(self, path: str, options: DetectOptions = DetectOptions(),
+    def detect(self, path: str, options: DetectOptions = DEFAULT_OPTIONS,
                video_id: str | None = None) -> Detection:
         analysis = self.analyze(path, options, video_id)
         return self.combine(analysis, self.judge(analysis.jpegs, options.explain), options)

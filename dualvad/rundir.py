@@ -151,21 +151,31 @@ class RunDir:
         return target
 
 
-_FETCHED: dict[str, tempfile.TemporaryDirectory] = {}  # URI -> its local copy, for this process's life
+# URI -> (the temporary folder, owned for this process's life; the local folder to read)
+_FETCHED: dict[str, tuple[tempfile.TemporaryDirectory, str]] = {}
+
+
+def local_folder(fs: pafs.FileSystem, path: str, into: str) -> str:
+    """A folder that file readers (``from_pretrained``, ``TrainedScorer.load``) can open: ``path`` itself on
+    a local disk, else the folder ``path`` of ``fs`` copied into the local folder ``into`` (the caller's to
+    delete: a model fully loaded into memory no longer needs it)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        return path
+    pafs.copy_files(path, into, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+    return into
 
 
 def fetched_folder(location: str) -> str:
-    """A folder that file readers (``from_pretrained``) can open: ``location`` itself when it is a local
-    path or a hub id, else (a pyarrow URI) a local copy made once per process and deleted at its exit.
-    For a Ray worker loading a model from the run on object storage."""
+    """:func:`local_folder` of a location string, copied once per process: ``location`` itself when it is a
+    local path or a hub id, else (a pyarrow URI) a local copy deleted at the process's exit. For a Ray
+    worker loading a model from the run on object storage."""
     if "://" not in location:
         return location
     if location not in _FETCHED:
         fs, inner = resolve(location)
         copy = tempfile.TemporaryDirectory(prefix="dualvad-fetched-")
-        pafs.copy_files(inner, copy.name, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
-        _FETCHED[location] = copy
-    return _FETCHED[location].name
+        _FETCHED[location] = (copy, local_folder(fs, inner, copy.name))
+    return _FETCHED[location][1]
 
 
 def open_run(uri: str) -> RunDir:

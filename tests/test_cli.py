@@ -256,3 +256,17 @@ def test_help_is_plain_text(capsys):
             main(argv)
         out = capsys.readouterr().out
         assert "``" not in out and ":func:" not in out and ":class:" not in out, (argv, out)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--budget", "0"], "budget must be an integer >= 1 (or None: the run's sample.budget), got 0"),
+    (["--strategy", "everything"], "strategy must be one of focused, uniform, random, cdf"),
+    (["--threshold", "1.5"], "threshold must be a number in [0, 1], got 1.5"),
+])
+def test_detect_names_a_bad_option_in_one_line(flags, message, tmp_path, capsys):
+    """The options model's own message, as `dualvad detect: error: ...` and the bad-input code, before any
+    model is loaded (the run need not exist)."""
+    (tmp_path / "v.mp4").write_bytes(b"not read")
+    assert main(["detect", "--run", str(tmp_path / "run"), *flags, str(tmp_path / "v.mp4")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("dualvad detect: error: ") and message in err[-1], err

@@ -21,7 +21,8 @@ from dualvad import paths
 from dualvad import schema as S
 from dualvad.corpus import SynthSpec, generate_corpus
 from dualvad.detect import detection_results
-from dualvad.detector import DetectOptions, Detector, FrameJudge, InvalidVideoError, SegmentAnalyzer
+from dualvad.detector import Detector, FrameJudge, InvalidVideoError, SegmentAnalyzer
+from dualvad.detector_schema import DetectOptions
 from dualvad.errors import MissingInputError
 from dualvad.pipeline.sample import segments_with_scores
 
@@ -68,7 +69,7 @@ def test_the_result_is_json_with_every_segment_frame_and_clip(evaluated_copy, de
     config, run, _ = evaluated_copy
     path = segments_with_scores(run)[S.VIDEO_PATH][0].as_py()
     detection = detector.detect(path, DetectOptions(explain=False, threshold=0.0))
-    result = json.loads(json.dumps(detection.to_dict()))
+    result = json.loads(detection.result({"run": run.uri, "vlm": "v"}).model_dump_json())
     k, n = config.ingest.segments, config.sample.budget
     assert len(result["segments"]) == k and len(result["frames"]) == n and len(result["clips"]) == n // 4
     assert result["is_anomalous"] and all(clip["explanation"] == "" for clip in result["clips"])
@@ -125,9 +126,16 @@ def test_options_are_validated_and_name_the_valid_values():
         DetectOptions(tau=0.0)
     with pytest.raises(ValueError, match=r"threshold must be a number in \[0, 1\]"):
         DetectOptions(threshold=1.5)
-    with pytest.raises(ValueError, match="explain must be true or false"):
-        DetectOptions(explain="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="explain must be true or false, got 'maybe'"):
+        DetectOptions(explain="maybe")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="budget must be an integer >= 1 .*, got True"):
+        DetectOptions(budget=True)  # a bool is no frame count, though pydantic would read it as 1
+    with pytest.raises(ValueError, match="budget must be .*got 0; tau must be a number > 0"):
+        DetectOptions(budget=0, tau=-1.0)  # every bad option named, one line
     assert DetectOptions(budget=4, strategy="uniform", tau=0.5, threshold=1).budget == 4
+    # strings parse as an HTTP form sends them
+    assert DetectOptions(budget="4", tau="0.5", threshold="1", explain="false") == DetectOptions(
+        budget=4, tau=0.5, threshold=1.0, explain=False)
 
 
 def test_other_options_change_the_sampling(evaluated_copy, detector):

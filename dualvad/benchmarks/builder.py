@@ -7,11 +7,9 @@ frames whose segment score reaches a threshold), and its rows say ``pseudo=True`
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from dualvad import schema as S
 from dualvad.benchmarks import templates as T
@@ -76,13 +74,6 @@ def decode_frames(path: str, frames: np.ndarray, longest: int, decode_threads: i
     target_w, target_h = frame_size(width, height, longest)
     reader = open_video(path, width=target_w, height=target_h, num_threads=decode_threads, max_pixels=None)
     return read_frames(reader, np.asarray(frames), path)
-
-
-def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
-    """JPEG bytes of an RGB uint8 (H, W, 3) frame (PIL, fixed settings: deterministic)."""
-    buffer = io.BytesIO()
-    Image.fromarray(frame).save(buffer, format="JPEG", quality=quality, optimize=False)
-    return buffer.getvalue()
 
 
 def image_rows(video: SampledVideo, jpegs: list[bytes], labels: np.ndarray, pseudo: bool,

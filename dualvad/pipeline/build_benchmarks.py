@@ -30,7 +30,6 @@ from dualvad import schema as S
 from dualvad.benchmarks.builder import (
     SampledVideo,
     decode_selected,
-    encode_jpeg,
     frame_labels,
     image_rows,
     video_rows,
@@ -45,6 +44,7 @@ from dualvad.stages.registry import stage_named
 from dualvad.stages.runner import Skipped, StageContext, run_stage
 from dualvad.stages.settings import section
 from dualvad.video.decode import VideoDecodeError
+from dualvad.video.jpeg import encode_jpeg
 
 STAGE = stage_named("build-benchmarks")
 KINDS = {"image": S.IMAGE_BENCH_SCHEMA, "video": S.VIDEO_BENCH_SCHEMA}

@@ -6,8 +6,8 @@ ablation over strategies other than the one ``RUN/samples`` used samples them it
 sample stage's recorded settings, and keeps them in ``RUN/eval/samples/<strategy>.parquet``. An actor pool
 holding the VLM (:class:`EvalWorker`, one GPU each
 on a cluster) asks :class:`dualvad.vlm.inference.VLMJudge` about every frame and every clip of
-``benchmarks.clip_frames`` sampled frames, through :func:`dualvad.detector.judge_frames`, the per-video VLM
-work the online detector runs too (frames JPEG-encoded at ``benchmarks.jpeg_quality`` and decoded, as the
+``benchmarks.clip_frames`` sampled frames, through :func:`dualvad.vlm.judge.judge_frames`, the per-video
+VLM work the online detector runs too (frames JPEG-encoded at ``benchmarks.jpeg_quality`` and decoded, as the
 benchmarks stored them and as the detector's Judge receives them). :mod:`dualvad.eval.scoring` turns the
 answers into segment and video scores; the scorer's own segment scores are the baseline row. Outputs:
 
@@ -86,7 +86,7 @@ from dualvad.eval.scoring import (
 from dualvad.eval.tables import CATEGORY_COLUMNS, category_rows, csv_table, results_markdown
 from dualvad.pipeline.runtime import actor_pool, ensure_ray
 from dualvad.pipeline.sample import sample_videos, segments_with_scores
-from dualvad.rundir import RunDir, open_run
+from dualvad.rundir import RunDir, local_folder, open_run
 from dualvad.stages.records import input_fingerprint, read_input, read_record
 from dualvad.stages.registry import stage_named
 from dualvad.stages.runner import Skipped, StageContext, run_stage
@@ -451,7 +451,7 @@ class EvalWorker:
     """Ray Data actor: holds one VLM; answers the benchmark questions about one video's sampled frames."""
 
     def __init__(self, spec: ModelSpec, settings: dict[str, Any]) -> None:
-        from dualvad.detector import load_vlm_judge
+        from dualvad.vlm.judge import load_vlm_judge
 
         self.spec, self.settings = spec, settings
         self._local = tempfile.TemporaryDirectory(prefix="dualvad-eval-")
@@ -464,9 +464,10 @@ class EvalWorker:
                                     schema=S.PREDICTIONS_SCHEMA)
 
     def _evaluate(self, row: dict) -> dict:
-        from dualvad.benchmarks.builder import SampledVideo, decode_selected, encode_jpeg
-        from dualvad.detector import jpeg_images, judge_frames
+        from dualvad.benchmarks.builder import SampledVideo, decode_selected
         from dualvad.video.decode import VideoDecodeError
+        from dualvad.video.jpeg import decode_jpegs, encode_jpeg
+        from dualvad.vlm.judge import judge_frames
 
         video = SampledVideo.from_row(row)
         base = {S.VIDEO_ID: video.video_id, S.MODEL: self.spec.name, S.STRATEGY: self.spec.strategy,
@@ -476,8 +477,8 @@ class EvalWorker:
         except VideoDecodeError as error:  # a recorded failure: the other videos go on
             return {**base, S.ERROR: f"{video.path}: {error}"}
         # JPEG round trip at the benchmarks' quality: the frames the VLM was fine-tuned on, and the ones
-        # the online detector sends its Judge (dualvad.detector), so both score the same pixels.
-        images = jpeg_images([encode_jpeg(frame, self.settings["jpeg_quality"]) for frame in frames])
+        # the online detector sends its Judge, so both score the same pixels.
+        images = decode_jpegs([encode_jpeg(frame, self.settings["jpeg_quality"]) for frame in frames])
         judgement = judge_frames(self.judge, images, self.settings["clip_frames"])
         best = int(np.argmax(judgement.clip_scores))
         top = top_positions(judgement.frame_scores, self.settings["thumbnails"])
@@ -489,13 +490,9 @@ class EvalWorker:
 
 def _local_model(spec: ModelSpec, scratch: str) -> str:
     """A path ``from_pretrained`` can read: the folder itself when local, else a copy in ``scratch``."""
-    if spec.run_uri is None:
+    if spec.run_uri is None:  # a local folder or a hub id
         return spec.path
-    fs = open_run(spec.run_uri).fs
-    if isinstance(fs, pafs.LocalFileSystem):
-        return spec.path
-    pafs.copy_files(spec.path, scratch, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
-    return scratch
+    return local_folder(open_run(spec.run_uri).fs, spec.path, scratch)
 
 
 def _thumbnail_jpeg(image: Image.Image) -> bytes:

@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.fs as pafs
 import torch
 from torch import Tensor, nn
 
 from dualvad import paths
 from dualvad.checks import ConfigError
 from dualvad.errors import MissingInputError, StageError
-from dualvad.rundir import RunDir
+from dualvad.rundir import RunDir, local_folder
 from dualvad.scorer.config import ScorerConfig
 from dualvad.scorer.data import FeatureNormalizer
 from dualvad.scorer.losses import refinevad_loss
@@ -181,10 +180,9 @@ def _stored_config(meta: dict[str, Any], directory: Path) -> ScorerConfig:
 
 
 def load_from_run(run: RunDir, local_dir: str) -> TrainedScorer:
-    """Fetch RUN/scorer/model (any filesystem) into ``local_dir`` and load it."""
+    """Load RUN/scorer/model: in place on a local disk, else fetched into ``local_dir`` first (any
+    filesystem; the caller deletes ``local_dir``)."""
     if not run.exists(paths.SCORER, paths.SCORER_MODEL_DIR):
         raise MissingInputError(f"{run.path(paths.SCORER, paths.SCORER_MODEL_DIR)} holds no trained scorer: "
                                 "run `dualvad train-scorer` first")
-    pafs.copy_files(run.path(paths.SCORER, paths.SCORER_MODEL_DIR), local_dir, source_filesystem=run.fs,
-                    destination_filesystem=pafs.LocalFileSystem())
-    return TrainedScorer.load(local_dir)
+    return TrainedScorer.load(local_folder(run.fs, run.path(paths.SCORER, paths.SCORER_MODEL_DIR), local_dir))

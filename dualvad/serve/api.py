@@ -30,12 +30,12 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import ValidationError
 from ray.serve.exceptions import BackPressureError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from dualvad.detector import DetectOptions, combine
+from dualvad.detector import combine
+from dualvad.detector_schema import InvalidOptionsError
 from dualvad.eval.scoring import SERVING_THRESHOLD
 from dualvad.serve.errors import ServeError, error_body
 from dualvad.serve.schemas import (
@@ -43,6 +43,7 @@ from dualvad.serve.schemas import (
     DetectRequestOptions,
     DetectResponse,
     ErrorResponse,
+    ThumbnailOut,
     UriRequest,
 )
 from dualvad.serve.settings import AppArgs
@@ -63,6 +64,7 @@ class DetectService:
         self._models: dict[str, str | None] | None = None
 
     async def detect(self, request: Request, request_id: str) -> dict[str, Any]:
+        """The JSON body of the answer (:class:`DetectResponse`'s fields)."""
         started = time.perf_counter()
         try:  # a body that stops arriving (a slow or stalled client) must not hold the replica for ever
             options, data, uri = await asyncio.wait_for(self._read_input(request), self.args.read_timeout_s)
@@ -77,9 +79,9 @@ class DetectService:
         except TimeoutError:
             raise ServeError(504, "timeout", f"the detection took longer than the server's limit of "
                                              f"{self.args.request_timeout_s:g} s") from None
-        result["timings_ms"] = {"read_input": read_ms, **result["timings_ms"],
-                                "total": (time.perf_counter() - started) * 1000}
-        return result
+        result.timings_ms = {"read_input": read_ms, **result.timings_ms,
+                             "total": (time.perf_counter() - started) * 1000}
+        return result.model_dump()
 
     async def info(self) -> dict[str, Any]:
         analyzer, judge = await asyncio.gather(_call(self.analyzer.info), _call(self.judge.info))
@@ -88,16 +90,15 @@ class DetectService:
                 "versions": {name: _version(name) for name in VERSIONS}}
 
     async def _run(self, request_id: str, options: DetectRequestOptions, data: bytes | None,
-                   uri: str | None) -> dict[str, Any]:
-        detector_options = options.model_dump(exclude={"thumbnails"})
-        analysis = await _call(self.analyzer.analyze, request_id, detector_options, data=data, uri=uri)
+                   uri: str | None) -> DetectResponse:
+        analysis = await _call(self.analyzer.analyze, request_id, options.detect_options(), data=data,
+                               uri=uri)
         judgement = await _call(self.judge.judge, request_id, list(analysis.jpegs), options.explain)
         # Combining is arithmetic over the two answers: done here, so it takes no Analyzer slot (a queued
         # combine behind new analyses would shed a request that is nearly done).
-        detection = combine(analysis, judgement, options.threshold).to_dict()
+        detection = combine(analysis, judgement, options.threshold).result(await self._model_names())
         thumbs = _thumbnails(analysis.frames, judgement.frame_scores, analysis.jpegs, options.thumbnails)
-        models = await self._model_names()
-        return {"request_id": request_id, **detection, "thumbnails": thumbs, "models": models}
+        return DetectResponse(**dict(detection), request_id=request_id, thumbnails=thumbs)
 
     async def _model_names(self) -> dict[str, str | None]:
         if self._models is None:
@@ -158,7 +159,7 @@ class DetectService:
             raise ServeError(400, "no_uri", 'a JSON body must be an object with a "uri" key')
         _refuse_unknown(set(payload) - {"uri"})
         request = _validated(UriRequest, payload)
-        return DetectRequestOptions(**request.model_dump(exclude={"uri"})), None, self._allowed(request.uri)
+        return request, None, self._allowed(request.uri)  # a UriRequest is its options and the uri
 
     def _allowed(self, uri: str) -> str:
         """``uri`` normalised, when it lies under an allowed root; else 403 that says nothing of the file."""
@@ -199,18 +200,12 @@ def _refuse_unknown(names: set[str]) -> None:
 
 
 def _validated(model: type, payload: dict[str, Any]) -> Any:
-    """The pydantic model of ``payload``, then :class:`DetectOptions`' own value checks; 422 naming the
-    option."""
+    """``model`` (:class:`DetectRequestOptions` or :class:`UriRequest`) of ``payload``; 422 naming each bad
+    option and what it accepts."""
     try:
-        parsed = model(**payload)
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors())
-        raise ServeError(422, "invalid_option", f"{problems}; valid options: {list(OPTION_FIELDS)}") from None
-    try:
-        DetectOptions(**parsed.model_dump(include={"budget", "strategy", "tau", "threshold", "explain"}))
-    except ValueError as error:
-        raise ServeError(422, "invalid_option", str(error)) from None
-    return parsed
+        return model(**payload)
+    except InvalidOptionsError as error:
+        raise ServeError(422, "invalid_option", f"{error}; valid options: {list(OPTION_FIELDS)}") from None
 
 
 def _too_large(limit: int, what: str = "upload") -> ServeError:
@@ -260,13 +255,13 @@ async def _call(method: Any, *args: Any, **kwargs: Any) -> Any:
         raise
 
 
-def _thumbnails(frames: np.ndarray, scores: np.ndarray, jpegs: list[bytes], count: int) -> list[dict]:
+def _thumbnails(frames: np.ndarray, scores: np.ndarray, jpegs: list[bytes], count: int) -> list[ThumbnailOut]:
     """The ``count`` frames with the highest P(Yes), in frame order, as base64 JPEGs."""
     if count == 0:
         return []
     top = sorted(np.argsort(-np.asarray(scores), kind="stable")[:count].tolist())
-    return [{"index": int(frames[i]), "p_yes": float(scores[i]),
-             "jpeg_base64": base64.b64encode(jpegs[i]).decode("ascii")} for i in top]
+    return [ThumbnailOut(index=int(frames[i]), p_yes=float(scores[i]),
+                         jpeg_base64=base64.b64encode(jpegs[i]).decode("ascii")) for i in top]
 
 
 def _id_header(request: Request) -> dict[str, str]:

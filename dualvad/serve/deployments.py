@@ -21,21 +21,17 @@ from collections import Counter
 from typing import Any
 
 from ray import serve
+from ray.serve import metrics
 
 from dualvad import paths
-from dualvad.detector import (
-    Analysis,
-    DetectOptions,
-    FrameJudge,
-    InvalidVideoError,
-    Judgement,
-    SegmentAnalyzer,
-)
+from dualvad.detector import Analysis, FrameJudge, InvalidVideoError, SegmentAnalyzer
+from dualvad.detector_schema import DetectOptions
 from dualvad.rundir import open_run
 from dualvad.serve.errors import ServeError
 from dualvad.serve.settings import AppArgs
 from dualvad.storage import resolve
 from dualvad.video.decode import VideoDecodeError, open_video
+from dualvad.vlm.judge import Judgement
 
 log = logging.getLogger("ray.serve")
 
@@ -58,7 +54,7 @@ class Analyzer:
         self.args = AppArgs(**args)
         self.analyzer = SegmentAnalyzer.from_run(self.args.run)
 
-    def analyze(self, request_id: str, options: dict[str, Any], data: bytes | None = None,
+    def analyze(self, request_id: str, options: DetectOptions, data: bytes | None = None,
                 uri: str | None = None) -> Analysis:
         """The Analysis of the uploaded ``data`` or of the file at ``uri``; the temp copy is always deleted.
 
@@ -68,8 +64,8 @@ class Analyzer:
         scratch = tempfile.mkdtemp(prefix="dualvad-serve-")
         try:
             path = _local_copy(scratch, data, uri)
-            self._check_length(path, DetectOptions(**options))
-            return self.analyzer.analyze(path, DetectOptions(**options))
+            self._check_length(path, options)
+            return self.analyzer.analyze(path, options)
         except (InvalidVideoError, VideoDecodeError) as error:
             raise ServeError(422, "invalid_video", _without(str(error), scratch, uri)) from None
         finally:
@@ -117,11 +113,35 @@ def _without(message: str, scratch: str, uri: str | None) -> str:
     return message.replace(os.path.join(scratch, "upload.mp4"), uri or "the upload").replace(scratch, "")
 
 
+BATCH_SIZE_METRIC = "dualvad_judge_batch_size"  # Prometheus: ray_dualvad_judge_batch_size_{bucket,count,sum}
+BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128]  # requests per batch (upper bounds)
+
+
+class BatchSizes:
+    """The sizes of the Judge's batches: recorded in a Serve metric (a histogram that Prometheus collects
+    from every replica, tagged with the deployment and replica), and counted here for this replica's
+    ``/v1/info``."""
+
+    def __init__(self, histogram: Any = None) -> None:
+        self.histogram = histogram if histogram is not None else metrics.Histogram(
+            BATCH_SIZE_METRIC, description="requests the Judge answered in one batch (one shared VLM pass)",
+            boundaries=BATCH_SIZE_BUCKETS)
+        self.counts: Counter[int] = Counter()
+
+    def record(self, size: int) -> None:
+        self.histogram.observe(size)
+        self.counts[size] += 1
+
+    def seen(self) -> dict[str, int]:
+        """This replica's batches so far, ``{size: count}`` (JSON keys: strings)."""
+        return {str(size): count for size, count in sorted(self.counts.items())}
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0.75, "num_gpus": 0}, max_ongoing_requests=32)
 class Judge:
     """The VLM: P(Yes) per frame, clip scores and explanations. Concurrent requests are batched
     (``@serve.batch``): one call of :meth:`_judge_batch` answers every request that arrived within
-    ``batch_wait_timeout_s``, up to ``max_batch_size`` of them. The sizes it saw are in :meth:`info`."""
+    ``batch_wait_timeout_s``, up to ``max_batch_size`` of them. Batch sizes: :class:`BatchSizes`."""
 
     def __init__(self, args: dict[str, Any]) -> None:
         self.args = AppArgs(**args)
@@ -131,7 +151,7 @@ class Judge:
                                                max_new_tokens=self.args.max_new_tokens)
         self._judge_batch.set_max_batch_size(self.args.max_batch_size)
         self._judge_batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
-        self.batch_sizes: Counter[int] = Counter()
+        self.batch_sizes = BatchSizes()
 
     async def judge(self, request_id: str, jpegs: list[bytes], explain: bool) -> Judgement:
         """The Judgement of one request's frames (waits for its batch)."""
@@ -143,7 +163,7 @@ class Judge:
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
     async def _judge_batch(self, requests: list[tuple[list[bytes], bool]]) -> list[Judgement]:
-        self.batch_sizes[len(requests)] += 1
+        self.batch_sizes.record(len(requests))
         # The VLM blocks for seconds on CPU: off the event loop, so requests keep arriving for the next batch.
         return await asyncio.to_thread(self._judge_all, requests)
 
@@ -151,9 +171,9 @@ class Judge:
         return self.frame_judge.judge_many(requests)  # every request's frames in shared VLM batches
 
     def info(self) -> dict[str, Any]:
-        """The VLM, the batching settings and every batch size seen so far ({size: count})."""
+        """The VLM, the batching settings and every batch size this replica has seen ({size: count})."""
         return {"vlm": self.model, **self.frame_judge.info()["models"], "device": self.args.device,
                 "max_batch_size": self.args.max_batch_size,
                 "batch_wait_timeout_s": self.args.batch_wait_timeout_s,
-                "batch_sizes": {str(size): count for size, count in sorted(self.batch_sizes.items())}}
+                "batch_sizes": self.batch_sizes.seen()}
 

@@ -11,13 +11,13 @@ Nothing here imports Ray; the Ray Train loop in ``dualvad.train`` calls these fu
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import torch
 from PIL import Image
 
 from dualvad.schema import CONVERSATIONS, ROW_ID
+from dualvad.video.jpeg import decode_jpegs
 
 IGNORE_INDEX = -100
 ROLES = {"human": "user", "gpt": "assistant"}
@@ -57,7 +57,7 @@ def decode_images(row: dict) -> list[Image.Image]:
         blobs = list(row["images"])
     else:
         blobs = []
-    return [Image.open(io.BytesIO(blob)).convert("RGB") for blob in blobs]
+    return decode_jpegs(blobs)
 
 
 def _row_id(row: dict) -> str:

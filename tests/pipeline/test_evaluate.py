@@ -15,7 +15,7 @@ from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from dualvad import schema as S
 from dualvad.config import ConfigError, SampleConfig, config_hash
-from dualvad.detector import DetectOptions
+from dualvad.detector_schema import DetectOptions
 from dualvad.errors import MissingInputError
 from dualvad.eval.scoring import SERVING_THRESHOLD
 from dualvad.pipeline.evaluate import (

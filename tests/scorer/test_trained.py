@@ -92,3 +92,28 @@ def test_an_old_architecture_is_refused_for_refinevad_but_not_for_the_mil_baseli
     with pytest.raises(StaleScorerError, match="architecture 1, this dualvad runs 2"):
         TrainedScorer.load(tmp_path / "refinevad")
     assert TrainedScorer.load(tmp_path / "mil").config.kind == "mil"
+
+
+def test_a_run_s_scorer_loads_in_place_on_a_local_disk_and_through_a_copy_elsewhere(tmp_path):
+    """``load_from_run`` through :func:`dualvad.rundir.local_folder`: a local run's folder is read where it
+    is; any other filesystem (here a SubTreeFileSystem, as an object store would be) is copied first."""
+    import pyarrow.fs as pafs
+
+    from dualvad import paths
+    from dualvad.rundir import RunDir, local_folder, open_run
+    from dualvad.scorer.trained import load_from_run
+
+    run = open_run(str(tmp_path / "run"))
+    _, scores = saved_scorer(tmp_path / "run" / paths.SCORER / paths.SCORER_MODEL_DIR)
+    features = np.random.default_rng(0).normal(size=(4, K, D)).astype(np.float32)
+    empty = tmp_path / "unused"
+    empty.mkdir()
+    assert local_folder(run.fs, run.path(paths.SCORER), str(empty)) == run.path(paths.SCORER)
+    assert np.array_equal(load_from_run(run, str(empty)).score(features), scores)
+    assert not list(empty.iterdir())
+
+    remote = RunDir(pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem()), "run", "sub://run")
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    assert np.array_equal(load_from_run(remote, str(copy)).score(features), scores)
+    assert (copy / "scorer.json").is_file()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from ray.serve.exceptions import BackPressureError
 
+from dualvad.detector_schema import DetectOptions
 from dualvad.serve.api import DetectService, create_api
 from dualvad.serve.settings import AppArgs
 
@@ -149,6 +150,44 @@ def test_an_unknown_option_has_one_code_in_json_and_in_a_form(tmp_path):
         assert error["code"] == "unknown_option" and "colour" in error["message"], error
 
 
+def test_a_bad_option_value_is_a_422_naming_it_in_json_and_in_a_form(tmp_path):
+    """The detector's options model validates both (dualvad detect's own messages), then the HTTP API's
+    thumbnails; strings of a form parse as their values."""
+    (tmp_path / "v.mp4").write_bytes(b"v")
+    cases = [({"budget": 0}, "budget must be an integer >= 1 (or None: the run's sample.budget), got "),
+             ({"strategy": "bogus"}, "strategy must be one of focused, uniform, random, cdf"),
+             ({"explain": "maybe"}, "explain must be true or false, got 'maybe'"),
+             ({"thumbnails": 65}, "thumbnails: Input should be less than or equal to 64")]
+    for options, expected in cases:
+        in_json = _post(tmp_path, json={"uri": str(tmp_path / "v.mp4"), **options})
+        form = {name: str(value) for name, value in options.items()}
+        in_form = _post(tmp_path, files={"file": ("v.mp4", b"v")}, data=form)
+        for response in (in_json, in_form):
+            assert response.status_code == 422, response.text
+            error = response.json()["error"]
+            assert error["code"] == "invalid_option" and expected in error["message"], error
+            assert "valid options: ['budget', 'strategy', 'tau', 'threshold', 'explain', 'thumbnails']" \
+                in error["message"]
+    assert _post(tmp_path, json={"uri": str(tmp_path / "v.mp4"), "budget": True}).status_code == 422
+
+
+def test_the_analyzer_gets_the_detector_s_options_parsed_from_a_form(tmp_path):
+    seen = []
+
+    async def analyze(request_id, options, **kwargs):
+        seen.append(options)
+        raise RuntimeError("stop here")  # answered 500: this test needs only what the Analyzer got
+
+    async def go():
+        async with _client(tmp_path, analyze) as client:
+            return await client.post("/v1/detect", files={"file": ("v.mp4", b"v")},
+                                     data={"budget": "4", "strategy": "uniform", "explain": "false",
+                                           "thumbnails": "2"})
+
+    assert _run(go()).status_code == 500
+    assert seen == [DetectOptions(budget=4, strategy="uniform", explain=False)]
+
+
 def test_a_file_uri_is_the_local_path_it_names(tmp_path):
     """``file://`` is a pyarrow URI like ``s3://``: under an allowed root it is the file; outside (also by
     ``..``) it is refused like the path itself."""
@@ -160,3 +199,19 @@ def test_a_file_uri_is_the_local_path_it_names(tmp_path):
         with pytest.raises(Exception) as refused:
             service._allowed(outside)
         assert refused.value.status == 403, outside
+
+
+def test_the_judge_s_batch_sizes_go_to_the_serve_metric_and_to_info():
+    """Each batch is observed by the Serve histogram (Prometheus collects it from every replica) and counted
+    for this replica's /v1/info; the real metric can be made and recorded outside a replica too."""
+    from dualvad.serve.deployments import BATCH_SIZE_BUCKETS, BATCH_SIZE_METRIC, BatchSizes
+
+    observed = []
+    sizes = BatchSizes(SimpleNamespace(observe=observed.append))
+    for size in (4, 1, 4):
+        sizes.record(size)
+    assert observed == [4, 1, 4] and sizes.seen() == {"1": 1, "4": 2}
+    real = BatchSizes()
+    real.record(3)
+    assert real.histogram.info["name"] == BATCH_SIZE_METRIC
+    assert real.histogram.info["boundaries"] == BATCH_SIZE_BUCKETS and real.seen() == {"3": 1}

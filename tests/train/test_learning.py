@@ -22,12 +22,12 @@ from dualvad import paths
 from dualvad import schema as S
 from dualvad.benchmarks.templates import image_conversation, row_rng
 from dualvad.config import load_config
-from dualvad.detector import load_vlm_judge
 from dualvad.pipeline.build_benchmarks import _manifest as benchmark_manifest
 from dualvad.rundir import open_run
 from dualvad.stages.registry import Stage
 from dualvad.stages.runner import run_stage
 from dualvad.train.finetune import run_finetune
+from dualvad.vlm.judge import load_vlm_judge
 
 SIZE = 64  # frame side in pixels (the tiny model resizes to 56 px tiles)
 TRAIN_FRAMES = 96  # half with the cue
