@@ -25,7 +25,7 @@ answers into segment and video scores; the scorer's own segment scores are the b
   (:data:`dualvad.eval.scoring.SERVING_THRESHOLD`, the online detector's default); ``metrics.json`` keeps
   the same decisions (``serving_threshold``, ``at_threshold``).
 - ``RUN/eval/model_card.md``: the evaluated model's card (its folder's ``README.md``, as ``dualvad finetune``
-  writes it) with these metrics, when every VLM row is that one model (:mod:`dualvad.eval.card`).
+  writes it) with these metrics, when every VLM row is that one model (:mod:`dualvad.vlm.card`).
 
 A video that cannot be decoded, or that the sampler could not serve, is a recorded failure
 (``RUN/eval/_failures.parquet``), left out of that model's metrics; the stage fails past
@@ -508,9 +508,9 @@ def _thumbnail_jpeg(image: Image.Image) -> bytes:
 
 def _write_model_card(out: RunDir, specs: list[ModelSpec], results: list[ModelResult], split: str) -> None:
     """``model_card.md``: the evaluated model's card (``README.md`` in its folder, as ``dualvad finetune``
-    writes it) with these metrics (:mod:`dualvad.eval.card`). Only when every VLM row is the same model
+    writes it) with these metrics (:mod:`dualvad.vlm.card`). Only when every VLM row is the same model
     (``eval.ablate`` none or sampling) and its folder holds a card; a hub id is not read."""
-    from dualvad.eval.card import evaluated_card
+    from dualvad.vlm.card import evaluated_card
 
     models = {(spec.run_uri, spec.path) for spec in specs}
     if len(models) != 1:

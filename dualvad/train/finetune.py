@@ -19,7 +19,7 @@ Face export (``hf/``, written by rank 0 from parameters gathered with ``deepspee
 which the driver copies to ``RUN/finetune/final``: loadable with :func:`dualvad.vlm.model.load_model` and
 :func:`dualvad.vlm.processor.load_processor` (or ``AutoProcessor.from_pretrained``).
 
-The driver also writes the export's model card (``final/README.md``, :mod:`dualvad.train.card`). Ray Train
+The driver also writes the export's model card (``final/README.md``, :mod:`dualvad.vlm.card`). Ray Train
 keeps ``finetune.keep_checkpoints`` checkpoints (the last always) in the stage's scratch folder, deleted once
 the output is published. ``finetune.tracking = "tensorboard"``: rank 0 logs every step's metrics as
 TensorBoard scalars (:class:`dualvad.tracking.Tracker`); each checkpoint carries the log, and the last one's
@@ -230,8 +230,8 @@ def _publish_events(out: RunDir, checkpoint_dir: str) -> None:
 
 def _write_model_card(run: RunDir, out: RunDir, settings: FinetuneConfig, train_rows: dict[str, int],
                       history: list[dict[str, Any]]) -> None:
-    """``final/README.md``: the export's model card (:mod:`dualvad.train.card`)."""
-    from dualvad.train.card import model_card
+    """``final/README.md``: the export's model card (:mod:`dualvad.vlm.card`)."""
+    from dualvad.vlm.card import model_card
     from dualvad.vlm.model import PRESETS
 
     manifest = json.loads(run.read_text(paths.BENCHMARKS, paths.MANIFEST_FILE))

@@ -1,12 +1,14 @@
-"""The model card of the fine-tuned export (``RUN/finetune/final/README.md``).
+"""The fine-tuned VLM's Hugging Face cards (``huggingface_hub``: YAML metadata, then Markdown):
 
-A Hugging Face model card (``huggingface_hub.ModelCard``: YAML metadata, then Markdown) that says what the
-folder holds: the base model, the training data (the benchmarks' row counts from their ``manifest.json``),
-the fine-tuning settings and the run's own figures (steps, losses). The model is evaluated after this stage
-by another one (``dualvad evaluate``), which writes its own output only: the card says so and where those
-metrics land (``RUN/eval/model_card.md``: this card with them, :mod:`dualvad.eval.card`).
+- the model card of the fine-tuned export (``RUN/finetune/final/README.md``, :func:`model_card`): the base
+  model, the training data, the fine-tuning settings and the run's own figures;
+- the evaluated model's card (``RUN/eval/model_card.md``, :func:`evaluated_card`): the model card with its
+  "Evaluation" section replaced by the metrics of every VLM row and the hub's ``model-index`` metadata
+  (``huggingface_hub.EvalResult``). A stage writes only its own output, so the finetune stage's card says
+  evaluation is a later stage, and the evaluate stage writes this copy.
 
-Plain Python (no Ray, no torch): the finetune driver calls it.
+Plain functions of settings, manifests and metrics (no I/O, no Ray, no torch): the finetune and evaluate
+stages write what they return. The export's dataset card is :mod:`dualvad.benchmarks.cards`'s.
 """
 
 from __future__ import annotations
@@ -16,15 +18,22 @@ from dataclasses import asdict
 from typing import Any
 
 import yaml
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import CardData, EvalResult, ModelCard, ModelCardData
 
 from dualvad import paths
+from dualvad.eval.results import METRICS
 from dualvad.vlm.finetune_config import FinetuneConfig
+
+
+def _card_text(data: CardData, sections: list[str]) -> str:
+    """A Hugging Face card: ``data`` as YAML front matter, then the Markdown ``sections``."""
+    return f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n"
+
 
 #: ``owner/name``: what the hub's ``base_model`` metadata accepts (a local folder or URI is described in the
 #: text only).
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-TAGS = ["dualvad", "internvl", "video-anomaly-detection"]
+MODEL_TAGS = ["dualvad", "internvl", "video-anomaly-detection"]
 
 
 def model_card(settings: FinetuneConfig, presets: tuple[str, ...], manifest: dict[str, Any],
@@ -39,7 +48,7 @@ def model_card(settings: FinetuneConfig, presets: tuple[str, ...], manifest: dic
     """
     is_hub_id = settings.model not in presets and bool(_HUB_ID.match(settings.model))
     data = ModelCardData(base_model=settings.model if is_hub_id else None, library_name="transformers",
-                         pipeline_tag="image-text-to-text", tags=TAGS)
+                         pipeline_tag="image-text-to-text", tags=MODEL_TAGS)
     sections = [
         "# InternVL fine-tuned for video anomaly detection (dualvad)",
         "Fine-tuned with `dualvad finetune` (Ray Train + DeepSpeed) on the image and the video anomaly "
@@ -51,7 +60,7 @@ def model_card(settings: FinetuneConfig, presets: tuple[str, ...], manifest: dic
         "## Training\n\n" + _training(settings, history),
         "## Evaluation\n\n" + _EVALUATION,
     ]
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
+    return ModelCard(_card_text(data, sections))
 
 
 _EVALUATION = (
@@ -95,3 +104,43 @@ def _training(settings: FinetuneConfig, history: list[dict[str, Any]]) -> str:
                f"(the step log: `RUN/{paths.FINETUNE}/{paths.TRAIN_LOG_FILE}`).") if history else method
     settings_yaml = yaml.safe_dump({"finetune": asdict(settings)}, sort_keys=False)
     return f"{figures}\n\nSettings (`finetune.*`):\n\n```yaml\n{settings_yaml}```"
+
+
+EVALUATION_HEADING = "## Evaluation"
+METRIC_NAMES = {"video_auc": "video AUC-ROC", "frame_auc": "frame AUC-ROC",
+                "frame_auc_vera": "frame AUC-ROC (VERA protocol)", "frame_ap": "frame AP"}
+DATASET_NAME = "dualvad test split"
+
+
+def evaluated_card(card_text: str, split: str, metrics: dict[str, dict[str, float | None]],
+                   videos: dict[str, int]) -> ModelCard:
+    """``card_text`` (a model card) with the evaluation of its model on the ``split`` videos.
+
+    Args:
+        metrics: per VLM row (``"vlm/focused"`` ...), its metrics (:data:`dualvad.eval.results.METRICS`;
+            ``None`` where undefined, left out of the metadata).
+        videos: per row, the videos it was scored on.
+    """
+    card = ModelCard(card_text)
+    card.data.model_name = card.data.model_name or "dualvad fine-tuned InternVL"
+    card.data.eval_results = [
+        EvalResult(task_type="video-anomaly-detection", dataset_type="dualvad", dataset_name=DATASET_NAME,
+                   dataset_split=split, dataset_config=row, metric_type=metric,
+                   metric_name=METRIC_NAMES[metric], metric_value=value)
+        for row, values in metrics.items() for metric in METRICS if (value := values.get(metric)) is not None]
+    head = card.text.split(EVALUATION_HEADING, 1)[0].rstrip()
+    return ModelCard(f"---\n{card.data.to_yaml()}\n---\n{head}\n\n{_section(split, metrics, videos)}\n")
+
+
+def _section(split: str, metrics: dict[str, dict[str, float | None]], videos: dict[str, int]) -> str:
+    lines = [EVALUATION_HEADING, "",
+             f"Measured by `dualvad evaluate` on the `{split}` split (`RUN/eval/metrics.json`, "
+             "`RUN/eval/results.md`): scores from the model's logits on the sampled frames and clips; "
+             "frame metrics over all test frames concatenated. \"n/a\": undefined on these videos "
+             "(`metrics.json` says why).", "",
+             "| row | videos | " + " | ".join(METRIC_NAMES[m] for m in METRICS) + " |",
+             "|---|---:|" + "---:|" * len(METRICS)]
+    for row, values in metrics.items():
+        cells = [f"{values[m]:.4f}" if values.get(m) is not None else "n/a" for m in METRICS]
+        lines.append(f"| {row} | {videos[row]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
