@@ -23,8 +23,9 @@ import numpy as np
 
 from dualvad.corpus.layout import UNLABELLED, VIDEO_EXTENSIONS, has_video_extension
 from dualvad.detector import DetectOptions, Detector, InvalidVideoError
-from dualvad.eval.report import img_tag, safe_names, timeline_png, write_atomic
+from dualvad.eval.report import img_tag, timeline_png
 from dualvad.eval.results import VideoResult
+from dualvad.files import safe_names, write_atomic
 from dualvad.video.decode import VideoDecodeError
 
 

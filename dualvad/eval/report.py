@@ -27,8 +27,6 @@ import base64
 import html
 import io
 import itertools
-import os
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +46,7 @@ from dualvad.eval.metrics import (
 )
 from dualvad.eval.results import ModelResult, Thumbnail, VideoResult
 from dualvad.eval.tables import CATEGORY_COLUMNS, COLUMNS, Column, category_rows, html_table
+from dualvad.files import safe_names, write_atomic
 
 REPORT_NAME = "report.html"
 ROC_VIDEO_NAME = "roc_video.png"
@@ -209,19 +208,6 @@ def select_videos(videos: Sequence[VideoResult], limit: int) -> list[VideoResult
     """Up to ``limit`` videos, anomalous first then normal, each group in its given order."""
     ordered = [v for v in videos if v.is_anomalous] + [v for v in videos if not v.is_anomalous]
     return ordered[: max(limit, 0)]
-
-
-def safe_names(video_ids: Sequence[str]) -> list[str]:
-    """File-name-safe, unique stems for video ids (ids are often relative paths with ``/``)."""
-    names: list[str] = []
-    for video_id in video_ids:
-        base = re.sub(r"[^A-Za-z0-9._-]+", "_", video_id).strip("._") or "video"
-        name, n = base, 1
-        while name in names:  # two ids may sanitise to one name ("a/b", "a_b"): keep both files
-            n += 1
-            name = f"{base}_{n}"
-        names.append(name)
-    return names
 
 
 def _same_video(
@@ -568,10 +554,3 @@ def _png(fig: Figure) -> bytes:
     fig.savefig(buffer, format="png", dpi=_DPI, metadata=_PNG_METADATA)
     fig.clear()  # drop artists now rather than at the next garbage collection
     return buffer.getvalue()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name, then rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -21,7 +21,6 @@ from dualvad.eval.metrics import ThresholdCounts
 from dualvad.eval.report import (
     RunInfo,
     metric_guide,
-    safe_names,
     scorer_validation,
     threshold_counts,
     timeline_png,
@@ -265,10 +264,6 @@ def test_timeline_marks_sampled_frames():
     video = _video(0, True, [0.2, 0.7, 0.6, 0.3], sampled=True)
     bare = replace(video, sampled_frames=np.zeros(0, np.int64), sampled_scores=np.zeros(0, np.float32))
     assert timeline_png(video, "vlm") != timeline_png(bare, "vlm")
-
-
-def test_safe_names_are_unique_file_stems():
-    assert safe_names(["a/b.mp4", "a_b.mp4", "../x y", "///"]) == ["a_b.mp4", "a_b.mp4_2", "x_y", "video"]
 
 
 # ------------------------------------------------------------------------ the page explains itself
