@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
@@ -12,6 +13,8 @@ import numpy as np
 import pytest
 from ray.serve.exceptions import BackPressureError
 
+import dualvad
+from dualvad.eval.scoring import SERVING_THRESHOLD
 from dualvad.serve.api import DetectService, create_api
 from dualvad.serve.settings import AppArgs
 
@@ -160,3 +163,17 @@ def test_a_file_uri_is_the_local_path_it_names(tmp_path):
         with pytest.raises(Exception) as refused:
             service._allowed(outside)
         assert refused.value.status == 403, outside
+
+
+def test_the_upload_page_is_its_template_with_the_serving_threshold_filled_in(tmp_path):
+    async def go():
+        async with _client(tmp_path, None) as client:
+            return await client.get("/")
+
+    response = _run(go())
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    template = (Path(dualvad.__file__).parent / "templates" / "upload.html").read_text(encoding="utf-8")
+    # the one placeholder (twice: the field and the script's fallback); nothing else of the file changes
+    assert template.count("{{ threshold }}") == 2
+    assert response.text == template.replace("{{ threshold }}", f"{SERVING_THRESHOLD:g}")
+    assert f'id="threshold" min="0" max="1" step="0.05" value="{SERVING_THRESHOLD:g}"' in response.text
