@@ -3,13 +3,13 @@
 Each video gets the endpoint's JSON (``POST /v1/detect``'s response less ``request_id`` and
 ``thumbnails``), one object per line, in the order given; a file that is not a usable video is a line with
 its ``error`` instead, and the others are still scored. With a report path, :func:`write_detect_report`
-also writes one self-contained HTML page of those records: a table of verdicts and one score timeline per
-video (:func:`dualvad.eval.report.timeline_png`, as the evaluation report draws them).
+also writes one self-contained HTML page of those records (the template ``detect_report.html``): a table
+of verdicts and one score timeline per video (:func:`dualvad.eval.plots.timeline_png`, as the evaluation
+report draws them).
 """
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import sys
@@ -24,8 +24,10 @@ import numpy as np
 from dualvad.corpus.layout import UNLABELLED, VIDEO_EXTENSIONS, has_video_extension
 from dualvad.detector import Detector, InvalidVideoError
 from dualvad.detector_schema import DetectOptions
-from dualvad.eval.report import img_tag, safe_names, timeline_png, write_atomic
+from dualvad.eval.plots import timeline_png
 from dualvad.eval.results import VideoResult
+from dualvad.files import safe_names, write_atomic
+from dualvad.pages import render
 from dualvad.video.decode import VideoDecodeError
 
 
@@ -107,18 +109,24 @@ def run_detect(detector: Detector, paths: Sequence[str], options: DetectOptions,
 
 # ---------------------------------------------------------------------------------------------- report
 
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-table { border-collapse: collapse; margin: 0.8em 0; }
-th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: left; }
-th { background: #eee; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-img.timeline { width: 100%; max-width: 1000px; }
-.anomalous { color: #b00; font-weight: bold; }
-.error { color: #a33; }
-.explanation { white-space: pre-wrap; background: #f6f6f6; padding: 0.6em; border-left: 3px solid #999; }
-article.video { border-top: 1px solid #ccc; padding-top: 0.5em; }
-"""
+
+@dataclass(frozen=True)
+class ReportVideo:
+    """One record as the page shows it: ``name`` its anchor (file-name-safe), then either ``error`` or its
+    timeline PNG and its highest-scoring clip (``None`` where no clip has an explanation)."""
+
+    name: str
+    record: dict[str, Any]
+    timeline: bytes = b""
+    clip: dict[str, Any] | None = None
+
+    @property
+    def path(self) -> str:
+        return self.record["video_path"]
+
+    @property
+    def error(self) -> str | None:
+        return self.record.get("error")
 
 
 def write_detect_report(path: str | os.PathLike[str], records: Sequence[dict[str, Any]],
@@ -134,48 +142,22 @@ def write_detect_report(path: str | os.PathLike[str], records: Sequence[dict[str
         models: ``{"run", "vlm"}``, named in the page's header.
         threshold: the video score at or above which a video is anomalous (named in the header).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     names = safe_names([record["video_path"] for record in records])
-    rows = "".join(_summary_row(record, name) for record, name in zip(records, names, strict=True))
-    sections = "".join(_video_section(record, name) for record, name in zip(records, names, strict=True))
+    videos = [_report_video(record, name) for record, name in zip(records, names, strict=True)]
     anomalous = sum(bool(record.get("is_anomalous")) for record in records)
-    title = f"dualvad detect: {len(records)} videos, {anomalous} anomalous"
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}'
-            f"</title><style>{_CSS}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
-            f"<p>run {html.escape(models['run'])} &middot; VLM {html.escape(models['vlm'])} &middot; "
-            f"anomalous when the video score is at least {threshold:g}</p>\n"
-            "<table><tr><th>video</th><th>verdict</th><th>video score</th><th>category</th></tr>"
-            f"{rows}</table>\n{sections}</body></html>\n")
-    write_atomic(path, page.encode("utf-8"))
-    return path
+    page = render("detect_report.html", title=f"dualvad detect: {len(records)} videos, {anomalous} anomalous",
+                  models=models, threshold=f"{threshold:g}", videos=videos)
+    return Path(write_atomic(path, page.encode("utf-8")))
 
 
-def _summary_row(record: dict[str, Any], name: str) -> str:
-    link = f'<a href="#video-{name}">{html.escape(record["video_path"])}</a>'
+def _report_video(record: dict[str, Any], name: str) -> ReportVideo:
+    """The record with its timeline drawn (a scored one) and its highest clip, if that has an explanation."""
     if "error" in record:
-        return f'<tr><td>{link}</td><td class="error" colspan="3">not scored</td></tr>'
-    verdict = '<span class="anomalous">anomalous</span>' if record["is_anomalous"] else "normal"
-    return (f'<tr><td>{link}</td><td>{verdict}</td><td class="num">{record["video_score"]:.3f}</td>'
-            f'<td>{html.escape(record["category"] or "")}</td></tr>')
-
-
-def _video_section(record: dict[str, Any], name: str) -> str:
-    heading = f'<article class="video" id="video-{name}"><h3>{html.escape(record["video_path"])}</h3>'
-    if "error" in record:
-        return f'{heading}<p class="error">{html.escape(record["error"])}</p></article>\n'
+        return ReportVideo(name, record)
     vlm, scorer = detection_results(record)
-    png = timeline_png(vlm, "VLM", [("scorer", scorer)])
-    clips = record["clips"]
-    best = max(clips, key=lambda clip: clip["score"]) if clips else None
-    explanation = (f'<p>highest clip, {best["start_s"]:.2f} to {best["end_s"]:.2f} s, score '
-                   f'{best["score"]:.1f}/10:</p><div class="explanation">{html.escape(best["explanation"])}'
-                   "</div>" if best and best["explanation"] else "")
-    return (f"{heading}<p>video score <b>{record['video_score']:.3f}</b>, "
-            f"{'anomalous' if record['is_anomalous'] else 'normal'}</p>"
-            + img_tag(png, "image/png", f"score timeline of {record['video_path']}", id_=f"timeline-{name}",
-                   cls="timeline")
-            + explanation + "</article>\n")
+    best = max(record["clips"], key=lambda clip: clip["score"]) if record["clips"] else None
+    return ReportVideo(name, record, timeline_png(vlm, "VLM", [("scorer", scorer)]),
+                       best if best and best["explanation"] else None)
 
 
 def detection_results(record: dict[str, Any]) -> tuple[VideoResult, VideoResult]:

@@ -1,10 +1,10 @@
 """The run directory: where every stage reads its input and writes its output.
 
 A run is a local path or any pyarrow filesystem URI (``s3://bucket/run``, ``gs://...``).
-Writes are atomic: on a local disk a file is written under a temporary name and renamed into place;
-on object storage, where one PUT of an object is atomic already and a rename is a copy plus a delete,
-the file is written in place. Either way a crashed stage never leaves a half-written table that the
-next stage would read.
+Writes are atomic (:func:`dualvad.files.write_atomic`): on a local disk a file is written under a
+temporary name and renamed into place; on object storage, where one PUT of an object is atomic already
+and a rename is a copy plus a delete, the file is written in place. Either way a crashed stage never
+leaves a half-written table that the next stage would read.
 
 Folders are another matter: object storage has no folder rename (pyarrow's ``S3FileSystem.move``
 refuses a folder: it is a prefix of many objects). :meth:`RunDir.move_dir` renames on a local disk and
@@ -29,9 +29,8 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from dualvad.files import TEMP_PREFIX, write_atomic
 from dualvad.storage import resolve
-
-TEMP_PREFIX = ".tmp-"
 
 
 @dataclass(frozen=True)
@@ -86,15 +85,8 @@ class RunDir:
 
     def write_table(self, table: pa.Table, *parts: str) -> str:
         """Write ``table`` as Parquet at ``parts`` atomically (temporary name, then rename)."""
-        target = self.path(*parts)
-        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-        if not self.local:  # one PUT: the object appears whole or not at all
-            pq.write_table(table, target, filesystem=self.fs)
-            return target
-        temp = f"{target.rsplit('/', 1)[0]}/{TEMP_PREFIX}{uuid.uuid4().hex}.parquet"
-        pq.write_table(table, temp, filesystem=self.fs)
-        self.fs.move(temp, target)
-        return target
+        return write_atomic(self.path(*parts), lambda path: pq.write_table(table, path, filesystem=self.fs),
+                            self.fs)
 
     def publish_dir(self, local_dir: str, *parts: str, marker: str | None = None) -> str:
         """Copy local folder ``local_dir`` to ``parts`` under the run atomically: into a temporary
@@ -141,14 +133,7 @@ class RunDir:
 
     def write_bytes(self, data: bytes, *parts: str) -> str:
         """Write a small file (a PNG, an HTML page) atomically: temporary name, then rename."""
-        target = self.path(*parts)
-        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-        temp = f"{target.rsplit('/', 1)[0]}/{TEMP_PREFIX}{uuid.uuid4().hex}" if self.local else target
-        with self.fs.open_output_stream(temp) as stream:
-            stream.write(data)
-        if temp != target:
-            self.fs.move(temp, target)
-        return target
+        return write_atomic(self.path(*parts), data, self.fs)
 
 
 # URI -> (the temporary folder, owned for this process's life; the local folder to read)

@@ -9,10 +9,12 @@ import os
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 
 from dualvad import paths
 from dualvad.corpus.layout import CorpusFormatError
+from dualvad.files import write_atomic
 from dualvad.rundir import RunDir, open_run
 from dualvad.stages.config import StagesConfig
 from dualvad.stages.records import read_record
@@ -72,6 +74,24 @@ def test_read_text_reads_back_write_text_on_s3_and_names_a_missing_file(s3_bucke
     assert run.read_text("benchmarks", "manifest.json") == '{"rows": 3, "name": "café"}'
     with pytest.raises(FileNotFoundError, match="runs/text/benchmarks/missing.json"):
         run.read_text("benchmarks", "missing.json")
+
+
+def test_write_atomic_puts_an_object_in_place_on_s3(s3_bucket):
+    """No temporary object on S3 (a rename there is a copy): the one PUT is atomic."""
+    fs, root = resolve(f"{s3_bucket}/atomic")
+    seen: list[str] = []
+
+    def writer(path: str) -> None:
+        seen.append(path)
+        pq.write_table(pa.table({"x": [4]}), path, filesystem=fs)
+
+    write_atomic(f"{root}/deep/t.parquet", writer, fs)
+    write_atomic(f"{root}/deep/page.html", b"<p>", fs)
+    assert seen == [f"{root}/deep/t.parquet"]
+    selector = pafs.FileSelector(f"{root}/deep", recursive=True)
+    assert sorted(i.base_name for i in fs.get_file_info(selector)) == ["page.html", "t.parquet"]
+    with fs.open_input_stream(f"{root}/deep/page.html") as stream:
+        assert stream.read() == b"<p>"
 
 
 def test_a_stage_publishes_skips_and_republishes_on_s3(s3_bucket):

@@ -43,6 +43,7 @@ from dualvad.corpus.layout import (
 from dualvad.corpus.readers import read_corpus
 from dualvad.corpus.synth_events import render_video
 from dualvad.corpus.synth_plan import SynthSpec, VideoPlan, plan_corpus
+from dualvad.files import write_atomic
 
 # --------------------------------------------------------------------------- writing
 
@@ -54,38 +55,35 @@ def encode_mp4(frames: np.ndarray, path: str | os.PathLike[str], fps: int) -> No
     (no B-frames, no lookahead; with them x264 output varied between runs when the height is
     not a multiple of 16). A 1-second GOP keeps random access cheap for decoders.
     """
+    write_atomic(path, lambda temp: _encode(frames, temp, fps))
+
+
+def _encode(frames: np.ndarray, path: str, fps: int) -> None:
+    """:func:`encode_mp4` into ``path`` as it is, not atomically."""
     import av  # heavy optional dependency, imported where it is used
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=fps)
-            stream.width, stream.height = frames.shape[2], frames.shape[1]
-            stream.pix_fmt = "yuv420p"
-            stream.codec_context.thread_count = 1
-            stream.options = {
-                "threads": "1",
-                "preset": "veryfast",
-                "tune": "zerolatency",
-                "crf": "20",
-                "g": str(fps),
-            }
-            for index, array in enumerate(frames):
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
-                frame.pts, frame.time_base = index, Fraction(1, fps)
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode(None))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with av.open(path, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.thread_count = 1
+        stream.options = {
+            "threads": "1",
+            "preset": "veryfast",
+            "tune": "zerolatency",
+            "crf": "20",
+            "g": str(fps),
+        }
+        for index, array in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
+            frame.pts, frame.time_base = index, Fraction(1, fps)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
 
 
 def _write_text(path: Path, lines: list[str]) -> None:
-    """Write `lines` to `path` atomically (temp name, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
+    """Write `lines` to `path` atomically, one per line, UTF-8."""
+    write_atomic(path, "".join(line + "\n" for line in lines).encode("utf-8"))
 
 
 def _write_annotations(ann: Path, plans: list[VideoPlan]) -> None:

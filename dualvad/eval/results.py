@@ -12,7 +12,14 @@ import numpy as np
 
 from dualvad.corpus.layout import NORMAL_LABEL, is_anomaly_label
 from dualvad.eval.config import VeraSettings
-from dualvad.eval.metrics import frame_ap, frame_auc, frame_ground_truth, segment_scores_to_frames, video_auc
+from dualvad.eval.metrics import (
+    concatenate_frames,
+    frame_ap,
+    frame_auc,
+    frame_ground_truth,
+    segment_scores_to_frames,
+    video_auc,
+)
 from dualvad.eval.vera import VeraVideo, vera_frame_auc
 
 #: Every metric of a model (and of each of its categories), in table order.
@@ -97,6 +104,19 @@ class ModelResult:
     def category_videos(self, category: str) -> list[VideoResult]:
         """The videos a category's metrics are over: that category's and every normal one."""
         return category_videos(self.videos, category)
+
+
+def video_level(model: ModelResult) -> tuple[np.ndarray, np.ndarray]:
+    """(truth int8 (V,), scores float64 (V,)): one sample per video."""
+    truth = np.array([video.is_anomalous for video in model.videos], dtype=np.int8)
+    return truth, np.array([video.video_score for video in model.videos], dtype=np.float64)
+
+
+def frame_level(model: ModelResult) -> tuple[np.ndarray, np.ndarray]:
+    """(truth int8 (F,), scores float32 (F,)): all videos' frames concatenated, as the metrics do."""
+    if not model.videos:
+        return np.zeros(0, dtype=np.int8), np.zeros(0, dtype=np.float32)
+    return concatenate_frames((v.segment_scores, v.segment_bounds, v.gt_intervals) for v in model.videos)
 
 
 def category_videos(videos: list[VideoResult], category: str) -> list[VideoResult]:

@@ -1,6 +1,8 @@
 """The result tables as Markdown (``results.md``), CSV (``results.csv``, ``results_categories.csv``) and
 HTML (the report): one row per evaluated model (:data:`COLUMNS`), and one row per model and anomaly
-category (:data:`CATEGORY_COLUMNS`, the category's videos plus all normal ones).
+category (:data:`CATEGORY_COLUMNS`, the category's videos plus all normal ones). The report's own tables
+are here as rows for its template: the decisions at the serving threshold (:func:`threshold_rows`) and
+every test video (:func:`video_rows`).
 
 A column list is its table's one definition: each format is written from it and from the
 :class:`~dualvad.eval.results.ModelResult` values, never from another format's text.
@@ -9,13 +11,14 @@ A column list is its table's one definition: each format is written from it and 
 from __future__ import annotations
 
 import csv
-import html
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
-from dualvad.eval.results import ModelResult
+from dualvad.eval.metrics import ThresholdCounts, at_threshold, auc_or_none, auc_text, frame_ground_truth
+from dualvad.eval.results import ModelResult, VideoResult, video_level
+from dualvad.pages import macro
 
 Value = str | int | float | None
 
@@ -132,16 +135,124 @@ def results_markdown(models: Sequence[ModelResult],
     return text
 
 
+@dataclass(frozen=True)
+class Grid:
+    """A table as a page shows it (``macros.html``'s ``data_table``): its columns, each row's cells as
+    :func:`display` text (rows x columns), and the ``<table>``'s class."""
+
+    columns: Sequence[Column]
+    cells: list[list[str]]
+    cls: str = "metrics"
+
+
+def grid(rows: Sequence[Any], columns: Sequence[Column] = COLUMNS, cls: str = "metrics") -> Grid:
+    """``rows`` (models, or :func:`category_rows`) as the cells of ``columns``."""
+    return Grid(tuple(columns), [[display(column.value(item)) for column in columns] for item in rows], cls)
+
+
 def html_table(rows: Sequence[Any], columns: Sequence[Column] = COLUMNS, cls: str = "metrics") -> str:
     """The same rows as an HTML ``<table class="metrics">`` (``cls``): text escaped, numeric cells and
     headers ``class="num"``, each column's ``key`` as its header's ``data-key``."""
-    def num(column: Column) -> str:
-        return ' class="num"' if column.numeric else ""
+    return str(macro("macros.html", "data_table", grid(rows, columns, cls)))
 
-    def cell(column: Column, item: Any) -> str:
-        return f"<td{num(column)}>{html.escape(display(column.value(item)))}</td>"
 
-    head = "".join(f'<th{num(column)} data-key="{column.key}">{html.escape(column.title)}</th>'
-                   for column in columns)
-    body = "".join("<tr>" + "".join(cell(column, item) for column in columns) + "</tr>" for item in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+#: The report's metrics table's extra column: what a reader must know about a model first (results.md and
+#: the CSV keep :data:`COLUMNS`).
+NOTE_COLUMN = Column("note", "Note", lambda model: model.info.warning, numeric=False)
+
+
+# ------------------------------------------------------------------- the report's decisions and videos
+
+
+def threshold_counts(model: ModelResult, threshold: float) -> ThresholdCounts:
+    """The model's video-level decisions ``video_score >= threshold`` against the videos' labels."""
+    truth, scores = video_level(model)
+    return at_threshold(truth, scores, threshold)
+
+
+@dataclass(frozen=True)
+class ThresholdRow:
+    """One model's decisions at the serving threshold, as the report's threshold table and confusion
+    table show them."""
+
+    model: str
+    videos: int
+    counts: ThresholdCounts
+
+    @property
+    def called(self) -> int:
+        """How many videos are called anomalous."""
+        return self.counts.true_positives + self.counts.false_positives
+
+    @property
+    def precision(self) -> str:
+        return _ratio(self.counts.precision, "no video called anomalous")
+
+    @property
+    def recall(self) -> str:
+        return _ratio(self.counts.recall, "no anomalous video")
+
+    @property
+    def f1(self) -> str:
+        return _ratio(self.counts.f1, "no video called or truly anomalous")
+
+
+def _ratio(value: float | None, why: str) -> str:
+    """``0.6667``, or ``undefined (why)`` where the ratio has a zero denominator."""
+    return f"{value:.4f}" if value is not None else f"undefined ({why})"
+
+
+def threshold_rows(models: Sequence[ModelResult], threshold: float) -> list[ThresholdRow]:
+    """Each model's :func:`threshold_counts`, in order."""
+    return [ThresholdRow(model.name, len(model.videos), threshold_counts(model, threshold))
+            for model in models]
+
+
+def video_frame_auc(video: VideoResult) -> float | None:
+    """AUC of one video's frame scores against its annotation; ``None`` where its frames hold one class (a
+    normal video, or one annotated throughout)."""
+    return auc_or_none(frame_ground_truth(video.num_frames, video.gt_intervals), video.frame_scores())
+
+
+@dataclass(frozen=True)
+class ScoreCell:
+    """One model's video score of one video: ``0.700`` and whether it is at or above the threshold."""
+
+    text: str
+    called: bool
+
+
+@dataclass(frozen=True)
+class VideoRow:
+    """One test video in the report's table of all videos; ``scores`` has one cell per model, ``None``
+    where that model did not score the video (a recorded failure)."""
+
+    video_id: str
+    name: str  # its file-name-safe name: the anchor of its section and timeline
+    label: str
+    annotated: int  # annotated frames
+    frames: int
+    scores: list[ScoreCell | None]
+    frame_auc: str  # the featured model's frame AUC on this video, as text
+    drawn: bool  # whether its timeline is drawn (it has a section)
+
+
+def video_rows(models: Sequence[ModelResult], featured: ModelResult, names: Mapping[str, str],
+               drawn: Set[str], threshold: float) -> list[VideoRow]:
+    """A row per video of ``names`` (video id -> safe name, in table order): its label and annotated frames
+    as the first model that scored it states them, each model's video score, the featured model's frame
+    AUC on it, and whether its timeline is in ``drawn``."""
+    by_model = [{video.video_id: video for video in model.videos} for model in models]
+    featured_videos = {video.video_id: video for video in featured.videos}
+    rows = []
+    for video_id, name in names.items():
+        video = next(scored[video_id] for scored in by_model if video_id in scored)
+        scores = [None if video_id not in scored else
+                  ScoreCell(f"{scored[video_id].video_score:.3f}", scored[video_id].video_score >= threshold)
+                  for scored in by_model]
+        frame_auc = (auc_text(video_frame_auc(featured_videos[video_id])) if video_id in featured_videos
+                     else "not scored")
+        annotated = sum(end - start for start, end in video.gt_intervals)
+        rows.append(VideoRow(video_id, name, video.label, annotated, video.num_frames, scores, frame_auc,
+                             video_id in drawn))
+    return rows

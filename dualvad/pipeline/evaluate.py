@@ -44,7 +44,6 @@ import io
 import json
 import logging
 import os
-import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -84,6 +83,7 @@ from dualvad.eval.scoring import (
     video_score_from_clips,
 )
 from dualvad.eval.tables import CATEGORY_COLUMNS, category_rows, csv_table, results_markdown
+from dualvad.files import safe_name
 from dualvad.pipeline.runtime import actor_pool, ensure_ray
 from dualvad.pipeline.sample import sample_videos, segments_with_scores
 from dualvad.rundir import RunDir, local_folder, open_run
@@ -605,5 +605,5 @@ def _read_text(run: RunDir, *parts: str) -> str | None:
 
 
 def _safe(name: str) -> str:
-    """A model name as a file name: ``vlm/focused`` -> ``vlm-focused``."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")
+    """A model name as its predictions' file stem: ``vlm/focused`` -> ``vlm-focused``."""
+    return safe_name(name, "-", "model")

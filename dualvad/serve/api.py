@@ -23,7 +23,6 @@ import os
 import posixpath
 import time
 import uuid
-from importlib import resources
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -37,6 +36,7 @@ from starlette.exceptions import HTTPException
 from dualvad.detector import combine
 from dualvad.detector_schema import InvalidOptionsError
 from dualvad.eval.scoring import SERVING_THRESHOLD
+from dualvad.pages import render
 from dualvad.serve.errors import ServeError, error_body
 from dualvad.serve.schemas import (
     OPTION_FIELDS,
@@ -280,8 +280,7 @@ def _version(name: str) -> str | None:
 
 def _page() -> str:
     """The upload page, its threshold field set to the serving threshold (the detections' own default)."""
-    page = resources.files("dualvad.serve").joinpath("page.html").read_text(encoding="utf-8")
-    return page.replace("__SERVING_THRESHOLD__", f"{SERVING_THRESHOLD:g}")
+    return render("upload.html", threshold=f"{SERVING_THRESHOLD:g}")
 
 
 def create_api(service: DetectService) -> FastAPI:

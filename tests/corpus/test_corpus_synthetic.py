@@ -12,6 +12,7 @@ import pytest
 from dualvad.corpus import SynthSpec, generate_corpus, read_corpus
 from dualvad.corpus.synth_events import render_video
 from dualvad.corpus.synth_plan import CATEGORIES, camera_of, plan_corpus
+from dualvad.files import TEMP_PREFIX
 
 SPEC = SynthSpec(videos=10, seconds=2.0, seed=0)  # 30 frames of 160x120 per video
 FRAMES = 30
@@ -96,7 +97,7 @@ def test_generation_is_byte_identical(corpus, tmp_path: Path) -> None:
     ]
     files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
-    assert not [f for f in files if f.name.endswith(".tmp")]
+    assert not [f for f in files if f.name.startswith(TEMP_PREFIX)]
     for name in files:
         assert (root / name).read_bytes() == (tmp_path / name).read_bytes(), name
 

@@ -16,11 +16,15 @@ from dualvad.eval.scoring import segment_scores_from_samples, top_positions, vid
 from dualvad.eval.tables import (
     CATEGORY_COLUMNS,
     COLUMNS,
+    ScoreCell,
     category_rows,
     csv_table,
+    grid,
     html_table,
     markdown_table,
     results_markdown,
+    threshold_rows,
+    video_rows,
 )
 from dualvad.eval.vera import VeraVideo, vera_frame_auc
 
@@ -111,6 +115,41 @@ def test_html_markdown_and_csv_tables_hold_the_same_cells():
     [row] = csv.DictReader(io.StringIO(csv_table(models)))
     assert row == {"model": "a|b <i>", "videos": "1", "video_auc": "0.75", "frame_auc": "0.5",
                    "frame_auc_vera": "", "frame_ap": ""}
+
+
+def test_html_table_is_the_grid_of_its_rows_exactly():
+    models = [ModelResult("a&b", [_video(0, True, [0.1, 0.2])], {"video_auc": 0.75})]
+    assert grid(models, COLUMNS[:3]).cells == [["a&b", "1", "0.7500"]]
+    assert html_table(models, COLUMNS[:3], cls="x") == (
+        '<table class="x"><thead><tr><th data-key="model">Model</th><th class="num" data-key="videos">Videos'
+        '</th><th class="num" data-key="video_auc">Video AUC</th></tr></thead><tbody><tr><td>a&amp;b</td>'
+        '<td class="num">1</td><td class="num">0.7500</td></tr></tbody></table>')
+
+
+def test_threshold_rows_count_and_word_the_decisions():
+    # video scores 0.9, 0.3 (anomalous), 0.5, 0.2 (normal): at 0.5, v0 and v2 are called anomalous
+    videos = [_video(0, True, [0.2, 0.9]), _video(1, True, [0.3, 0.1]), _video(2, False, [0.5, 0.2]),
+              _video(3, False, [0.2, 0.1])]
+    [row, none] = threshold_rows([ModelResult("m", videos), ModelResult("n", videos[3:])], 0.5)
+    assert (row.model, row.videos, row.called, row.precision, row.recall, row.f1) == (
+        "m", 4, 2, "0.5000", "0.5000", "0.5000")
+    counts = row.counts
+    assert (counts.true_positives, counts.false_positives, counts.false_negatives, counts.true_negatives) == (
+        1, 1, 1, 1)
+    assert (none.called, none.precision, none.recall, none.f1) == (
+        0, "undefined (no video called anomalous)", "undefined (no anomalous video)",
+        "undefined (no video called or truly anomalous)")
+
+
+def test_video_rows_give_each_models_score_or_none_and_the_featured_frame_auc():
+    first = ModelResult("vlm", [_video(0, True, [0.2, 0.9]), _video(1, False, [0.1, 0.3])])
+    second = ModelResult("scorer", [_video(1, False, [0.6, 0.4])])  # v0 not scored: a recorded failure
+    rows = video_rows([first, second], first, {"v0": "v0", "v1": "v1"}, {"v0"}, 0.5)
+    assert [(r.video_id, r.name, r.label, r.annotated, r.frames, r.scores, r.frame_auc, r.drawn)
+            for r in rows] == [
+        ("v0", "v0", "Fight", 5, 10, [ScoreCell("0.900", True), None], "1.0000", True),
+        ("v1", "v1", "Normal", 0, 10, [ScoreCell("0.300", False), ScoreCell("0.600", True)],
+         "undefined (one class)", False)]
 
 
 def test_table_columns_cover_every_metric_model_metrics_computes():

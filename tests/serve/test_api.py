@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
@@ -12,7 +13,9 @@ import numpy as np
 import pytest
 from ray.serve.exceptions import BackPressureError
 
+import dualvad
 from dualvad.detector_schema import DetectOptions
+from dualvad.eval.scoring import SERVING_THRESHOLD
 from dualvad.serve.api import DetectService, create_api
 from dualvad.serve.settings import AppArgs
 
@@ -215,3 +218,17 @@ def test_the_judge_s_batch_sizes_go_to_the_serve_metric_and_to_info():
     real.record(3)
     assert real.histogram.info["name"] == BATCH_SIZE_METRIC
     assert real.histogram.info["boundaries"] == BATCH_SIZE_BUCKETS and real.seen() == {"3": 1}
+
+
+def test_the_upload_page_is_its_template_with_the_serving_threshold_filled_in(tmp_path):
+    async def go():
+        async with _client(tmp_path, None) as client:
+            return await client.get("/")
+
+    response = _run(go())
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    template = (Path(dualvad.__file__).parent / "templates" / "upload.html").read_text(encoding="utf-8")
+    # the one placeholder (twice: the field and the script's fallback); nothing else of the file changes
+    assert template.count("{{ threshold }}") == 2
+    assert response.text == template.replace("{{ threshold }}", f"{SERVING_THRESHOLD:g}")
+    assert f'id="threshold" min="0" max="1" step="0.05" value="{SERVING_THRESHOLD:g}"' in response.text
