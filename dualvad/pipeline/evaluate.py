@@ -39,32 +39,20 @@ benchmark only, the video benchmark only, and both).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
-import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-import ray
-import yaml
-from PIL import Image
 
-from dualvad import console, paths
+from dualvad import paths
 from dualvad import schema as S
-from dualvad.config import DualVADConfig, EvalConfig, SampleConfig, config_hash
-from dualvad.corpus.layout import UNLABELLED, is_anomaly_label
-from dualvad.errors import MissingInputError, StageError
+from dualvad.config import DualVADConfig, SampleConfig
+from dualvad.corpus.layout import UNLABELLED
 from dualvad.eval.results import (
     ModelInfo,
     ModelResult,
@@ -75,46 +63,37 @@ from dualvad.eval.results import (
     model_metrics,
 )
 from dualvad.eval.scoring import (
-    SERVING_THRESHOLD,
-    VLM_FRAME_SCORE,
-    VLM_VIDEO_SCORE,
     segment_scores_from_samples,
-    top_positions,
     video_score_from_clips,
 )
-from dualvad.eval.tables import CATEGORY_COLUMNS, category_rows, csv_table, results_markdown
-from dualvad.files import safe_name
-from dualvad.pipeline.runtime import actor_pool, ensure_ray
+from dualvad.eval.tables import results_markdown
+from dualvad.pipeline.evaluate_models import (
+    EvaluationError,
+    ModelSpec,
+    model_identity,
+    model_specs,
+    vlm_info,
+)
+from dualvad.pipeline.evaluate_outputs import (
+    failure_rows,
+    recorded_sample_settings,
+    write_model_card,
+    write_outputs,
+)
+from dualvad.pipeline.evaluate_predict import model_predictions
 from dualvad.pipeline.sample import sample_videos, segments_with_scores
-from dualvad.rundir import RunDir, local_folder, open_run
-from dualvad.stages.records import input_fingerprint, read_input, read_record
+from dualvad.rundir import RunDir, open_run
+from dualvad.stages.records import read_input
 from dualvad.stages.registry import stage_named
 from dualvad.stages.runner import Skipped, StageContext, run_stage
 from dualvad.stages.settings import section
 
 if TYPE_CHECKING:  # the report (matplotlib) is imported when the outputs are written
-    from dualvad.eval.report import RunInfo
+    pass
 
 log = logging.getLogger(__name__)
 
 SCORER_ROW = "scorer"
-SAMPLING_ABLATION = ("focused", "uniform", "random")
-THUMBNAIL_SIZE = 192  # px, longer side of report thumbnails
-
-
-class EvaluationError(StageError):
-    """Evaluation cannot run (bad settings, no test videos, no model) or a model has no video left."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One VLM row of the evaluation: its weights (a folder inside run ``run_uri``, or a path / hub id when
-    ``run_uri`` is ``None``) and the sampling strategy that picks its frames."""
-
-    name: str
-    run_uri: str | None
-    path: str
-    strategy: str
 
 
 @dataclass(frozen=True)
@@ -147,14 +126,11 @@ class TestVideo:
     annotated_frames: int | None = None
 
 
-# ------------------------------------------------------------------------------------------------ driver
-
-
 def run_evaluate(config: DualVADConfig, force: bool = False) -> EvalSummary | Skipped:
     """Evaluate the scorer and the VLM model(s) ``eval`` names on the ``eval.split`` videos, through the
     stage runner (inputs: segments, scores, samples and the models)."""
     run, settings = open_run(config.run), config.eval
-    specs = model_specs(run, settings, _recorded_sample_settings(run).strategy)
+    specs = model_specs(run, settings, recorded_sample_settings(run).strategy)
     own = paths.FINETUNE if any(spec.run_uri == run.uri for spec in specs) else None
     declared = stage_named("evaluate")  # and the run's own fine-tuned model when it is evaluated
     stage = dataclasses.replace(declared, inputs=declared.inputs + ((own,) if own else ()))
@@ -162,7 +138,7 @@ def run_evaluate(config: DualVADConfig, force: bool = False) -> EvalSummary | Sk
                       "image_size": config.benchmarks.image_size,
                       "clip_frames": config.benchmarks.clip_frames,
                       "jpeg_quality": config.benchmarks.jpeg_quality}
-    external = {spec.name: _model_identity(spec) for spec in specs if spec.run_uri != run.uri}
+    external = {spec.name: model_identity(spec) for spec in specs if spec.run_uri != run.uri}
     return run_stage(stage, run, stage_settings, lambda context: _evaluate(context, config, specs),
                      config.stages, force, external=external, effective=config)
 
@@ -180,10 +156,10 @@ def _evaluate(context: StageContext, config: DualVADConfig, specs: list[ModelSpe
     samples = _test_samples(run, settings.split)
     for spec in specs:
         rows, unserved = _frames_for(context, spec, samples, table)
-        predictions = _predictions(context, config, spec, rows, {v.video_id for v in videos}, unserved)
+        predictions = model_predictions(context, config, spec, rows, {v.video_id for v in videos}, unserved)
         failures += [row for row in predictions if row[S.ERROR] is not None]
-        results.append(_vlm_result(spec.name, videos, predictions, _vlm_info(spec)))
-    context.record_failures(_failure_rows(failures))
+        results.append(_vlm_result(spec.name, videos, predictions, vlm_info(spec)))
+    context.record_failures(failure_rows(failures))
     mismatches = length_mismatches(results[0].videos)
     warn_length_mismatches(mismatches)
     undefined = {}
@@ -193,8 +169,8 @@ def _evaluate(context: StageContext, config: DualVADConfig, specs: list[ModelSpe
         for metric, reason in undefined[result.name].items():
             log.warning("evaluate: %s %s is undefined: %s", result.name, metric, reason)
     markdown = results_markdown(results, mismatches)
-    report = _write_outputs(context, config, results, markdown, undefined, mismatches)
-    _write_model_card(context.out, specs, results, settings.split)
+    report = write_outputs(context, config, results, markdown, undefined, mismatches)
+    write_model_card(context.out, specs, results, settings.split)
     return EvalSummary(tuple(r.name for r in results), len(videos), len(failures), markdown,
                        time.perf_counter() - started, report)
 
@@ -205,12 +181,6 @@ def warn_length_mismatches(mismatches: dict[str, tuple[int, int]]) -> None:
     for video_id, (decoded, annotated) in sorted(mismatches.items()):
         log.warning("evaluate: %s: the annotation gives %d frames, the decoder found %d; the VERA protocol "
                     "uses the annotation's %d", video_id, annotated, decoded, annotated)
-
-
-def _recorded_sample_settings(run: RunDir) -> SampleConfig:
-    """The ``sample.*`` settings ``RUN/samples`` was made with (from the runner's record)."""
-    input_fingerprint(run, paths.SAMPLES)  # raises with the fix when the samples are missing
-    return SampleConfig(**read_record(run, paths.SAMPLES)["settings"])
 
 
 def _test_samples(run: RunDir, split: str) -> dict[str, dict]:
@@ -229,7 +199,7 @@ def _frames_for(context: StageContext, spec: ModelSpec, samples: dict[str, dict]
 
     The strategy of ``RUN/samples`` reads its rows; another strategy (``--ablate sampling``) is sampled
     here with the recorded settings and kept in ``RUN/eval/samples/<strategy>.parquet``."""
-    recorded = _recorded_sample_settings(context.run)
+    recorded = recorded_sample_settings(context.run)
     if spec.strategy == recorded.strategy:
         return [samples[key] for key in sorted(samples)], {}
     parts = (paths.EVAL_SAMPLES_DIR, f"{spec.strategy}.parquet")
@@ -237,54 +207,6 @@ def _frames_for(context: StageContext, spec: ModelSpec, samples: dict[str, dict]
         **{**asdict(recorded), "strategy": spec.strategy}))
     context.out.write_table(pa.Table.from_pylist(rows, schema=S.SAMPLES_SCHEMA), *parts)
     return rows, {row[S.VIDEO_ID]: row[S.REASON] for row in failures}
-
-
-def model_specs(run: RunDir, settings: EvalConfig, strategy: str) -> list[ModelSpec]:
-    """The VLM rows ``eval.ablate`` asks for (see the module docstring); ``strategy`` is the one
-    ``RUN/samples`` used. Errors name the setting to fix."""
-    if settings.ablate == "benchmarks":
-        if not settings.compare:
-            raise EvaluationError("eval.ablate=benchmarks needs the runs to compare: "
-                                  "eval.compare='[image=RUN_A, video=RUN_B, both=RUN_C]'")
-        return [_compare_spec(entry, strategy) for entry in settings.compare]
-    run_uri, path = _own_model(run, settings.model)
-    strategies = SAMPLING_ABLATION if settings.ablate == "sampling" else (strategy,)
-    return [ModelSpec(f"vlm/{name}", run_uri, path, name) for name in strategies]
-
-
-def _model_identity(spec: ModelSpec) -> str:
-    """What a model from outside this run is: another run's finetune fingerprint, or for a folder or hub
-    id its files (name, size, mtime)."""
-    if spec.run_uri is not None:
-        return input_fingerprint(open_run(spec.run_uri), paths.FINETUNE)
-    fs, path = pafs.LocalFileSystem(), spec.path
-    weights = []
-    if fs.get_file_info(path).type == pafs.FileType.Directory:
-        files = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-        weights = sorted((i.path, i.size, i.mtime_ns) for i in files if i.type == pafs.FileType.File)
-    return hashlib.sha256(json.dumps([path, weights]).encode()).hexdigest()[:16]
-
-
-def _own_model(run: RunDir, model: str) -> tuple[str | None, str]:
-    if model:
-        return None, model
-    if not run.exists(paths.FINETUNE, paths.FINETUNE_FINAL_DIR, "config.json"):
-        raise MissingInputError(f"{run.path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR)} holds no model: run "
-                                "`dualvad finetune` first, or set eval.model to a folder or hub id")
-    return run.uri, run.path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR)
-
-
-def _compare_spec(entry: str, strategy: str) -> ModelSpec:
-    """``NAME=RUN`` or ``RUN`` (named after its folder): that run's fine-tuned model."""
-    name, sep, uri = entry.partition("=")
-    if not sep:
-        name, uri = os.path.basename(entry.rstrip("/")), entry
-    other = open_run(uri)
-    if not other.exists(paths.FINETUNE, paths.FINETUNE_FINAL_DIR, "config.json"):
-        raise MissingInputError(f"eval.compare entry {entry!r}: "
-                                f"{other.path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR)} holds no model; "
-                                "fine-tune that run first")
-    return ModelSpec(f"vlm/{name}", other.uri, other.path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR), strategy)
 
 
 def _test_table(run: RunDir, split: str) -> pa.Table:
@@ -342,36 +264,6 @@ def _scorer_result(videos: list[TestVideo], weights: str) -> ModelResult:
                     float(v.scores.max()), annotated_frames=v.annotated_frames) for v in videos], info=info)
 
 
-def _vlm_info(spec: ModelSpec) -> ModelInfo:
-    """What the report says about a VLM row: its weights and strategy, score scales, and a flag when its
-    architecture is a random preset's (``tiny``/``small``: no InternVL3-2B weights behind it)."""
-    from dualvad.vlm.model import preset_of
-
-    config = _model_config(spec)
-    preset = preset_of(config) if config is not None else None
-    if preset is None:
-        warning = ""
-    elif spec.run_uri is None:  # a folder evaluated as given (eval.model)
-        warning = f"random weights ({preset} preset, not InternVL3-2B): chance-level by construction"
-    else:
-        warning = (f"{preset} preset: random initial weights fine-tuned in {spec.run_uri}, not InternVL3-2B; "
-                   "a smoke-test model, expect near-chance scores")
-    origin = f"fine-tuned in {spec.run_uri}: " if spec.run_uri is not None else ""
-    return ModelInfo(weights=f"{origin}{spec.path}, on {spec.strategy} frames", video_score=VLM_VIDEO_SCORE,
-                     frame_score=VLM_FRAME_SCORE, warning=warning,
-                     no_explanation="the model's answer to the localisation question about its "
-                                    "highest-scoring clip was empty")
-
-
-def _model_config(spec: ModelSpec) -> dict | None:
-    """The model's ``config.json`` as a dict; ``None`` for a hub id (not a folder here)."""
-    fs, path = (open_run(spec.run_uri).fs, spec.path) if spec.run_uri else (pafs.LocalFileSystem(), spec.path)
-    if fs.get_file_info(f"{path}/config.json").type != pafs.FileType.File:
-        return None
-    with fs.open_input_stream(f"{path}/config.json") as stream:
-        return json.loads(stream.read())
-
-
 def _vlm_result(name: str, videos: list[TestVideo], predictions: list[dict], info: ModelInfo) -> ModelResult:
     by_id = {row[S.VIDEO_ID]: row for row in predictions if row[S.ERROR] is None}
     results = []
@@ -393,217 +285,3 @@ def _vlm_result(name: str, videos: list[TestVideo], predictions: list[dict], inf
         raise EvaluationError(f"{name}: no test video could be evaluated ({len(errors)} failures), e.g. "
                               f"{errors[0] if errors else 'no predictions'}")
     return ModelResult(name, results, info=info)
-
-
-# ----------------------------------------------------------------------------------------- predictions
-
-
-def _predictions(context: StageContext, config: DualVADConfig, spec: ModelSpec, rows: list[dict],
-                 test_ids: set[str], unserved: dict[str, str]) -> list[dict]:
-    """The prediction rows of ``spec`` on ``rows``, plus a failure row for every test video without frames;
-    kept in the staging folder, so an interrupted evaluation keeps the models it finished."""
-    parts = (paths.PREDICTIONS_DIR, f"{_safe(spec.name)}.parquet")
-    if context.out.exists(*parts):
-        log.info("evaluate: %s already evaluated by the interrupted run", spec.name)
-        return pq.read_table(context.out.path(*parts), filesystem=context.out.fs).to_pylist()
-    predictions = _infer(config, spec, rows) if rows else []
-    served = {row[S.VIDEO_ID] for row in rows}
-    for video_id in sorted(test_ids - served):
-        reason = unserved.get(video_id, f"{video_id}: not in {context.run.path(paths.SAMPLES)} (see its "
-                                        f"{paths.FAILURES_FILE})")
-        predictions.append({S.VIDEO_ID: video_id, S.MODEL: spec.name, S.STRATEGY: spec.strategy,
-                            S.ERROR: reason})
-    context.out.write_table(pa.Table.from_pylist(predictions, schema=S.PREDICTIONS_SCHEMA), *parts)
-    return predictions
-
-
-def _infer(config: DualVADConfig, spec: ModelSpec, rows: list[dict]) -> list[dict]:
-    """Ray Data batch inference: one video per call to an :class:`EvalWorker` actor."""
-    ensure_ray(config.ray)
-    settings = config.eval
-    worker_settings = {"image_size": config.benchmarks.image_size,
-                       "clip_frames": config.benchmarks.clip_frames,
-                       "jpeg_quality": config.benchmarks.jpeg_quality,
-                       "batch_size": settings.batch_size, "max_new_tokens": settings.max_new_tokens,
-                       "thumbnails": settings.thumbnails, "use_gpu": settings.use_gpu}
-    dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-        EvalWorker,
-        fn_constructor_kwargs={"spec": spec, "settings": worker_settings},
-        batch_size=1,
-        batch_format="pyarrow",
-        compute=actor_pool(settings.workers, len(rows)),
-        num_cpus=settings.cpus_per_worker,
-        num_gpus=1 if settings.use_gpu else 0,
-    )
-    predictions: list[dict] = []
-    with console.bar(f"evaluate {spec.name}", len(rows), "videos") as advance:
-        for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-            predictions += batch.to_pylist()
-            log.info("evaluate: %s %d/%d videos", spec.name, len(predictions), len(rows))
-            advance(batch.num_rows)
-    return sorted(predictions, key=lambda row: row[S.VIDEO_ID])
-
-
-# ------------------------------------------------------------------------------------------------ worker
-
-
-class EvalWorker:
-    """Ray Data actor: holds one VLM; answers the benchmark questions about one video's sampled frames."""
-
-    def __init__(self, spec: ModelSpec, settings: dict[str, Any]) -> None:
-        from dualvad.vlm.judge import load_vlm_judge
-
-        self.spec, self.settings = spec, settings
-        self._local = tempfile.TemporaryDirectory(prefix="dualvad-eval-")
-        path = _local_model(spec, self._local.name)
-        self.judge = load_vlm_judge(path, "cuda" if settings["use_gpu"] else "cpu", settings["batch_size"],
-                                    settings["max_new_tokens"])
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        return pa.Table.from_pylist([self._evaluate(row) for row in batch.to_pylist()],
-                                    schema=S.PREDICTIONS_SCHEMA)
-
-    def _evaluate(self, row: dict) -> dict:
-        from dualvad.benchmarks.builder import SampledVideo, decode_selected
-        from dualvad.video.decode import VideoDecodeError
-        from dualvad.video.jpeg import decode_jpegs, encode_jpeg
-        from dualvad.vlm.judge import judge_frames
-
-        video = SampledVideo.from_row(row)
-        base = {S.VIDEO_ID: video.video_id, S.MODEL: self.spec.name, S.STRATEGY: self.spec.strategy,
-                S.FRAMES: list(video.frames)}
-        try:
-            frames = decode_selected(video, self.settings["image_size"])
-        except VideoDecodeError as error:  # a recorded failure: the other videos go on
-            return {**base, S.ERROR: f"{video.path}: {error}"}
-        # JPEG round trip at the benchmarks' quality: the frames the VLM was fine-tuned on, and the ones
-        # the online detector sends its Judge, so both score the same pixels.
-        images = decode_jpegs([encode_jpeg(frame, self.settings["jpeg_quality"]) for frame in frames])
-        judgement = judge_frames(self.judge, images, self.settings["clip_frames"])
-        best = int(np.argmax(judgement.clip_scores))
-        top = top_positions(judgement.frame_scores, self.settings["thumbnails"])
-        return {**base, S.FRAME_SCORES: judgement.frame_scores.tolist(), S.CLIP_STARTS: judgement.clip_starts,
-                S.CLIP_SCORES: judgement.clip_scores, S.EXPLANATION: judgement.explanations[best],
-                S.THUMB_FRAMES: [video.frames[i] for i in top],
-                S.THUMB_JPEGS: [_thumbnail_jpeg(images[i]) for i in top], S.ERROR: None}
-
-
-def _local_model(spec: ModelSpec, scratch: str) -> str:
-    """A path ``from_pretrained`` can read: the folder itself when local, else a copy in ``scratch``."""
-    if spec.run_uri is None:  # a local folder or a hub id
-        return spec.path
-    return local_folder(open_run(spec.run_uri).fs, spec.path, scratch)
-
-
-def _thumbnail_jpeg(image: Image.Image) -> bytes:
-    small = image.copy()
-    small.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-    buffer = io.BytesIO()
-    small.save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue()
-
-
-# ----------------------------------------------------------------------------------------------- outputs
-
-
-def _write_model_card(out: RunDir, specs: list[ModelSpec], results: list[ModelResult], split: str) -> None:
-    """``model_card.md``: the evaluated model's card (``README.md`` in its folder, as ``dualvad finetune``
-    writes it) with these metrics (:mod:`dualvad.vlm.card`). Only when every VLM row is the same model
-    (``eval.ablate`` none or sampling) and its folder holds a card; a hub id is not read."""
-    from dualvad.vlm.card import evaluated_card
-
-    models = {(spec.run_uri, spec.path) for spec in specs}
-    if len(models) != 1:
-        return
-    ((run_uri, path),) = models
-    if run_uri is not None:
-        fs, card_path = open_run(run_uri).fs, f"{path}/{paths.CARD_FILE}"
-    elif os.path.isdir(path):
-        fs, card_path = pafs.LocalFileSystem(), os.path.join(os.path.abspath(path), paths.CARD_FILE)
-    else:  # a hub id
-        return
-    if fs.get_file_info(card_path).type != pafs.FileType.File:
-        return
-    with fs.open_input_stream(card_path) as stream:
-        card_text = stream.read().decode()
-    rows = [result for result in results if result.name in {spec.name for spec in specs}]
-    card = evaluated_card(card_text, split, {r.name: r.metrics for r in rows},
-                          {r.name: len(r.videos) for r in rows})
-    out.write_text(str(card), paths.EVAL_MODEL_CARD_FILE)
-
-
-def _failure_rows(failures: list[dict]) -> list[dict]:
-    """Prediction failures as rows of the failures table (one per model and video)."""
-    return [{S.VIDEO_ID: row[S.VIDEO_ID], S.VIDEO_PATH: None, S.REASON: f"{row[S.MODEL]}: {row[S.ERROR]}"}
-            for row in failures]
-
-
-def _write_outputs(context: StageContext, config: DualVADConfig, results: list[ModelResult], markdown: str,
-                   undefined: dict[str, dict[str, str]], mismatches: dict[str, tuple[int, int]]) -> str:
-    """metrics.json (with why a metric is undefined), results.md/.csv, results_categories.csv and the
-    report into the stage's output; returns the report's published path."""
-    from dualvad.eval.report import threshold_counts, write_report
-
-    out = context.out
-    decisions = {r.name: asdict(threshold_counts(r, SERVING_THRESHOLD)) for r in results}
-    metrics = {"split": config.eval.split, "ablate": config.eval.ablate,
-               "videos": {r.name: len(r.videos) for r in results},
-               "anomalous_videos": sum(is_anomaly_label(v.label) for v in results[0].videos),
-               "metrics": {r.name: r.metrics for r in results},
-               # per anomaly category: that category's videos plus all normal test videos
-               "categories": {r.name: r.categories for r in results},
-               "category_videos": {category: len(results[0].category_videos(category))
-                                   for category in results[0].categories},
-               "undefined": {name: reasons for name, reasons in undefined.items() if reasons},
-               "length_mismatches": {video: {"decoded": decoded, "annotated": annotated}
-                                     for video, (decoded, annotated) in sorted(mismatches.items())},
-               # video-level decisions video_score >= the online detector's default threshold
-               "serving_threshold": SERVING_THRESHOLD, "at_threshold": decisions,
-               "warnings": {r.name: r.info.warning for r in results if r.info.warning}}
-    out.write_text(json.dumps(metrics, indent=2), paths.METRICS_FILE)
-    out.write_text(markdown, "results.md")
-    out.write_text(csv_table(results), "results.csv")
-    out.write_text(csv_table(category_rows(results), CATEGORY_COLUMNS), "results_categories.csv")
-    with tempfile.TemporaryDirectory(prefix="dualvad-report-") as local:
-        write_report(local, results, title=f"dualvad evaluation: {context.run.uri}",
-                     timeline_videos=config.eval.timeline_videos, threshold=SERVING_THRESHOLD,
-                     info=_run_info(context.run, config))
-        for name in sorted(os.listdir(local)):
-            out.write_bytes(Path(local, name).read_bytes(), name)
-    return context.run.path(paths.EVAL, "report.html")
-
-
-def _run_info(run: RunDir, config: DualVADConfig) -> RunInfo:
-    """The report's header: the corpus the run ingested, the sampling ``RUN/samples`` recorded, the scorer's
-    exported metrics, now (UTC) and the hash of the effective config."""
-    from dualvad.eval.report import RunInfo, scorer_validation
-
-    ingested = yaml.safe_load(_read_text(run, paths.SEGMENTS, paths.CONFIG_FILE) or "{}") or {}
-    corpus = config.corpus or ingested.get("corpus") or "not recorded"
-    scorer = _read_text(run, paths.SCORER, paths.SCORER_METRICS_FILE)
-    return RunInfo(run=run.uri, corpus=corpus, split=config.eval.split,
-                   sampling=sampling_text(_recorded_sample_settings(run)),
-                   date=datetime.now(UTC).isoformat(timespec="seconds"), config_hash=config_hash(config),
-                   scorer_validation=scorer_validation(json.loads(scorer) if scorer else None))
-
-
-def sampling_text(settings: SampleConfig) -> str:
-    """``sample.*`` as the report's header states it: strategy, budget and the strategy's own knobs (the
-    ``--ablate sampling`` rows name their own strategy in the models table)."""
-    own = {"focused": f"tau {settings.tau:g}, floor {settings.floor} frame(s) per segment",
-           "cdf": f"density offset {settings.cdf_offset:g}", "random": f"seed {settings.seed}",
-           "uniform": ""}.get(settings.strategy, "")
-    return f"{settings.strategy}, budget {settings.budget} frames per video" + (f", {own}" if own else "")
-
-
-def _read_text(run: RunDir, *parts: str) -> str | None:
-    """A small text file of the run, or ``None`` where there is none."""
-    if not run.exists(*parts):
-        return None
-    with run.fs.open_input_stream(run.path(*parts)) as stream:
-        return stream.read().decode()
-
-
-def _safe(name: str) -> str:
-    """A model name as its predictions' file stem: ``vlm/focused`` -> ``vlm-focused``."""
-    return safe_name(name, "-", "model")

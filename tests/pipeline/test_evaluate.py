@@ -18,15 +18,10 @@ from dualvad.config import ConfigError, SampleConfig, config_hash
 from dualvad.detector_schema import DetectOptions
 from dualvad.errors import MissingInputError
 from dualvad.eval.scoring import SERVING_THRESHOLD
-from dualvad.pipeline.evaluate import (
-    EvaluationError,
-    EvalWorker,
-    ModelSpec,
-    model_specs,
-    run_evaluate,
-    sampling_text,
-    warn_length_mismatches,
-)
+from dualvad.pipeline.evaluate import run_evaluate, warn_length_mismatches
+from dualvad.pipeline.evaluate_models import EvaluationError, ModelSpec, model_specs
+from dualvad.pipeline.evaluate_outputs import sampling_text
+from dualvad.pipeline.evaluate_predict import EvalWorker
 from dualvad.pipeline.sample import run_sample, sample_videos, segments_with_scores
 from dualvad.rundir import open_run
 from dualvad.stages.runner import Skipped

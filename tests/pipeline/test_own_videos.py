@@ -20,7 +20,8 @@ from dualvad.corpus import SynthSpec, generate_corpus
 from dualvad.detector import scored_with
 from dualvad.errors import MissingInputError, StageError
 from dualvad.pipeline.build_benchmarks import BenchmarkError, run_build_benchmarks
-from dualvad.pipeline.evaluate import EvaluationError, run_evaluate
+from dualvad.pipeline.evaluate import run_evaluate
+from dualvad.pipeline.evaluate_models import EvaluationError
 from dualvad.pipeline.ingest import run_ingest
 from dualvad.pipeline.sample import run_sample
 from dualvad.pipeline.score import run_score
