@@ -138,7 +138,7 @@ def cmd_serve(config: DualVADConfig, args: argparse.Namespace) -> int:
 
 def cmd_detect(config: DualVADConfig, args: argparse.Namespace) -> int:
     """Score the named videos with the run's detector; JSON Lines to --out or stdout; 1 if any failed."""
-    from dualvad.detect import run_detect, video_files
+    from dualvad.batch_detect import run_detect, video_files
     from dualvad.detector import Detector
     from dualvad.detector_schema import DetectOptions
     from dualvad.serve.settings import default_run

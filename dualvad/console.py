@@ -196,7 +196,8 @@ def bar(label: str, total: int, unit: str, since: float | None = None) -> Iterat
 
 def counter(label: str, unit: str) -> Callable[[int, int], None]:
     """A ``progress(done, total)`` callback (as :func:`dualvad.corpus.generate_corpus` and
-    :func:`dualvad.detect.run_detect` call it) drawn as a :func:`bar`; the bar ends when ``done == total``."""
+    :func:`dualvad.batch_detect.run_detect` call it) drawn as a :func:`bar`; the bar ends when
+    ``done == total``."""
     return _Counter(label, unit)
 
 

@@ -4,7 +4,7 @@ autoescaping on, so every value a template prints is HTML-escaped unless it is m
 - ``base.html`` + ``page.css``: the frame and the style of the self-contained reports (inline CSS, images
   as data URIs, no script, no external resource);
 - ``eval_report.html``: the evaluation report (:func:`dualvad.eval.report.write_report`);
-- ``detect_report.html``: ``dualvad detect --report`` (:func:`dualvad.detect.write_detect_report`);
+- ``detect_report.html``: ``dualvad detect --report`` (:func:`dualvad.batch_detect.write_detect_report`);
 - ``macros.html``: ``img`` (an ``<img>`` of bytes given as a data URI) and ``data_table`` (a
   :class:`dualvad.eval.tables.Grid`);
 - ``upload.html``: the serve app's upload page (``GET /``), its threshold field set by the caller.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from dualvad.detect import write_detect_report
+from dualvad.batch_detect import write_detect_report
 
 from browser import parse
 

@@ -19,8 +19,8 @@ from sklearn.metrics import roc_auc_score
 
 from dualvad import paths
 from dualvad import schema as S
+from dualvad.batch_detect import detection_results
 from dualvad.corpus import SynthSpec, generate_corpus
-from dualvad.detect import detection_results
 from dualvad.detector import Detector, FrameJudge, InvalidVideoError, SegmentAnalyzer
 from dualvad.detector_schema import DetectOptions
 from dualvad.errors import MissingInputError
