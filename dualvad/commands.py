@@ -10,13 +10,7 @@ import sys
 from collections.abc import Callable
 
 from dualvad import __version__, console, paths
-from dualvad.config import (
-    DEMO_RUN,
-    ConfigError,
-    DualVADConfig,
-    config_hash,
-    config_yaml,
-)
+from dualvad.config import DEMO_RUN, ConfigError, DualVADConfig, config_hash, config_yaml
 from dualvad.rundir import open_run
 from dualvad.stages.plan import dry_run
 from dualvad.stages.registry import STAGES, stage_named

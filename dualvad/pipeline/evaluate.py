@@ -42,7 +42,6 @@ import dataclasses
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -62,18 +61,9 @@ from dualvad.eval.results import (
     length_mismatches,
     model_metrics,
 )
-from dualvad.eval.scoring import (
-    segment_scores_from_samples,
-    video_score_from_clips,
-)
+from dualvad.eval.scoring import segment_scores_from_samples, video_score_from_clips
 from dualvad.eval.tables import results_markdown
-from dualvad.pipeline.evaluate_models import (
-    EvaluationError,
-    ModelSpec,
-    model_identity,
-    model_specs,
-    vlm_info,
-)
+from dualvad.pipeline.evaluate_models import EvaluationError, ModelSpec, model_identity, model_specs, vlm_info
 from dualvad.pipeline.evaluate_outputs import (
     failure_rows,
     recorded_sample_settings,
@@ -87,9 +77,6 @@ from dualvad.stages.records import read_input
 from dualvad.stages.registry import stage_named
 from dualvad.stages.runner import Skipped, StageContext, run_stage
 from dualvad.stages.settings import section
-
-if TYPE_CHECKING:  # the report (matplotlib) is imported when the outputs are written
-    pass
 
 log = logging.getLogger(__name__)
 

@@ -6,30 +6,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pyarrow.fs as pafs
 
 from dualvad import paths
 from dualvad.config import EvalConfig
 from dualvad.errors import MissingInputError, StageError
-from dualvad.eval.results import (
-    ModelInfo,
-)
-from dualvad.eval.scoring import (
-    VLM_FRAME_SCORE,
-    VLM_VIDEO_SCORE,
-)
+from dualvad.eval.results import ModelInfo
+from dualvad.eval.scoring import VLM_FRAME_SCORE, VLM_VIDEO_SCORE
 from dualvad.rundir import RunDir, open_run
 from dualvad.stages.records import input_fingerprint
-
-if TYPE_CHECKING:  # the report (matplotlib) is imported when the outputs are written
-    pass
-
-log = logging.getLogger(__name__)
 
 SAMPLING_ABLATION = ("focused", "uniform", "random")
 

@@ -4,7 +4,6 @@ the report, the evaluated model's card, the failures."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
 from dataclasses import asdict
@@ -19,12 +18,8 @@ from dualvad import paths
 from dualvad import schema as S
 from dualvad.config import DualVADConfig, SampleConfig, config_hash
 from dualvad.corpus.layout import is_anomaly_label
-from dualvad.eval.results import (
-    ModelResult,
-)
-from dualvad.eval.scoring import (
-    SERVING_THRESHOLD,
-)
+from dualvad.eval.results import ModelResult
+from dualvad.eval.scoring import SERVING_THRESHOLD
 from dualvad.eval.tables import CATEGORY_COLUMNS, category_rows, csv_table
 from dualvad.pipeline.evaluate_models import ModelSpec
 from dualvad.rundir import RunDir, open_run
@@ -33,8 +28,6 @@ from dualvad.stages.runner import StageContext
 
 if TYPE_CHECKING:  # the report (matplotlib) is imported when the outputs are written
     from dualvad.eval.report import RunInfo
-
-log = logging.getLogger(__name__)
 
 def recorded_sample_settings(run: RunDir) -> SampleConfig:
     """The ``sample.*`` settings ``RUN/samples`` was made with (from the runner's record)."""

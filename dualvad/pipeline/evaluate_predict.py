@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import tempfile
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -17,17 +17,12 @@ from PIL import Image
 from dualvad import console, paths
 from dualvad import schema as S
 from dualvad.config import DualVADConfig
-from dualvad.eval.scoring import (
-    top_positions,
-)
+from dualvad.eval.scoring import top_positions
 from dualvad.files import safe_name
 from dualvad.pipeline.evaluate_models import ModelSpec
 from dualvad.pipeline.runtime import actor_pool, ensure_ray
 from dualvad.rundir import local_folder, open_run
 from dualvad.stages.runner import StageContext
-
-if TYPE_CHECKING:  # the report (matplotlib) is imported when the outputs are written
-    pass
 
 log = logging.getLogger(__name__)
 

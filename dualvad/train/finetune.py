@@ -39,7 +39,6 @@ local disk first (:func:`dualvad.rundir.fetched_folder`; a preset in a run on ob
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import tempfile
@@ -67,8 +66,6 @@ from dualvad.stages.settings import section
 from dualvad.train.finetune_worker import HF_DIR, STATE_FILE, FinetuneError, train_loop_per_worker
 from dualvad.train.progress import training_bar
 from dualvad.vlm.mixing import IMAGE, VIDEO, mix_schedule
-
-log = logging.getLogger(__name__)
 
 KINDS = (IMAGE, VIDEO)
 
