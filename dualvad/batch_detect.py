@@ -74,7 +74,7 @@ def detect_videos(detector: Detector, paths: Sequence[str],
     """One JSON-ready record per path, in order: ``{"video_path", **DetectionResult}`` (the endpoint's
     answer, :meth:`dualvad.detector.Detection.result`), or ``{"video_path", "error"}`` for a file that is
     not a usable video."""
-    models = {"run": detector.analyzer.run.uri, "vlm": detector.frame_judge.vlm_path}
+    models = detector.models()
     for path in paths:
         try:
             detection = detector.detect(path, options)
@@ -100,8 +100,7 @@ def run_detect(detector: Detector, paths: Sequence[str], options: DetectOptions,
         if progress is not None:
             progress(done, len(paths))
     if report is not None:
-        models = {"run": detector.analyzer.run.uri, "vlm": detector.frame_judge.vlm_path}
-        write_detect_report(report, records, models, options.threshold)
+        write_detect_report(report, records, detector.models(), options.threshold)
     failed = sum("error" in record for record in records)
     return DetectSummary(len(paths), failed, time.perf_counter() - started, out_name,
                          None if report is None else str(report))

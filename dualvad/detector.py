@@ -383,14 +383,14 @@ class Detector:
     def judge(self, jpegs: list[bytes], explain: bool = True) -> Judgement:
         return self.frame_judge.judge(jpegs, explain)
 
-    def combine(self, analysis: Analysis, judgement: Judgement,
-                options: DetectOptions = DEFAULT_OPTIONS) -> Detection:
-        return combine(analysis, judgement, options.threshold)
-
     def detect(self, path: str, options: DetectOptions = DEFAULT_OPTIONS,
                video_id: str | None = None) -> Detection:
         analysis = self.analyze(path, options, video_id)
-        return self.combine(analysis, self.judge(analysis.jpegs, options.explain), options)
+        return combine(analysis, self.judge(analysis.jpegs, options.explain), options.threshold)
+
+    def models(self) -> dict[str, str | None]:
+        """``{"run", "vlm"}``: the run and the VLM folder or hub id, as each answer names them."""
+        return {"run": self.analyzer.run.uri, "vlm": self.frame_judge.vlm_path}
 
     def info(self) -> dict[str, Any]:
         """The models and settings this detector runs (JSON-ready): the two halves' ``info`` merged."""
