@@ -71,9 +71,12 @@ def read_bytes(run: RunDir, *parts: str) -> bytes:
 
 def differences(first: RunDir, second: RunDir, folder: str) -> list[str]:
     """What differs between ``first/<folder>`` and ``second/<folder>``: tables and JSON files missing on one
-    side or unequal (the runner's record, which holds times, is left out)."""
+    side or unequal (the runner's record, which holds times, is left out); a folder with nothing to compare
+    in ``first`` is a difference too."""
     expected = rows(first, folder) | json_files(first, folder)
     found = rows(second, folder) | json_files(second, folder)
+    if not expected:
+        return [f"{first.path(folder)}: no table or JSON file to compare"]
     missing = [f"{name}: only in {run.uri}" for run, names in ((first, expected.keys() - found.keys()),
                                                                 (second, found.keys() - expected.keys()))
                for name in sorted(names)]

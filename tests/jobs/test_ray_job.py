@@ -36,7 +36,7 @@ from pathlib import Path
 import psutil
 import pyarrow.fs as pafs
 import pytest
-from runcompare import close, json_files, read_bytes, rows
+from runcompare import differences, read_bytes
 
 from dualvad import paths
 from dualvad.config import load_config
@@ -174,11 +174,7 @@ def _compare(remote, local) -> None:
         if stage not in CPU_STAGES:
             continue
         assert record["fingerprint"] == read_record(local, folder)["fingerprint"]  # same inputs, settings
-        expected, found = rows(local, folder) | json_files(local, folder), \
-            rows(remote, folder) | json_files(remote, folder)
-        assert expected and found.keys() == expected.keys(), f"{folder}: {sorted(found)}, {sorted(expected)}"
-        for name, content in expected.items():
-            assert close(found[name], content), f"{folder}/{name} differs"
+        assert not (differ := differences(local, remote, folder)), f"{folder}: {differ}"
     staged = remote.fs.get_file_info(pafs.FileSelector(remote.path(paths.WORK_DIR), recursive=True,
                                                        allow_not_found=True))
     assert not [i.path for i in staged if i.type == pafs.FileType.File]  # staging published and gone
