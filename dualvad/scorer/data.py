@@ -110,6 +110,24 @@ def train_validation_split(videos: VideoSet, share: float, seed: int) -> tuple[V
     return videos.subset(~held), videos.subset(held)
 
 
+def labelled_training_videos(videos: VideoSet) -> VideoSet:
+    """The videos train-scorer learns from: the ``train`` split's labelled ones (in ``videos``' order)."""
+    train_all = videos.split("train")
+    return train_all.subset(train_all.labelled)
+
+
+def held_out_validation(videos: VideoSet, share: float, seed: int) -> tuple[VideoSet, VideoSet | None]:
+    """(training videos, validation videos) as train-scorer splits ``videos`` (its
+    :func:`labelled_training_videos`): :func:`train_validation_split`, or ``(videos, None)`` when the held-out
+    share cannot hold both classes (then nothing is held out: the checkpoint is picked on ``videos``).
+    A function of the videos, ``share`` and ``seed`` alone, so the evaluate stage finds the same
+    validation videos from the run's segments and the scorer's recorded settings."""
+    train, val = train_validation_split(videos, share, seed)
+    if len(np.unique(val.labels)) < 2:
+        return videos, None
+    return train, val
+
+
 @dataclass(frozen=True)
 class FeatureNormalizer:
     """Per-dimension standardisation fitted on training features."""

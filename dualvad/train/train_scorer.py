@@ -36,7 +36,13 @@ from dualvad.eval.metrics import auc_or_none, auc_text
 from dualvad.pipeline.runtime import ensure_ray
 from dualvad.rundir import RunDir, open_run
 from dualvad.scorer.config import ScorerConfig
-from dualvad.scorer.data import FeatureNormalizer, VideoSet, train_validation_split, video_set_from_segments
+from dualvad.scorer.data import (
+    FeatureNormalizer,
+    VideoSet,
+    held_out_validation,
+    labelled_training_videos,
+    video_set_from_segments,
+)
 from dualvad.scorer.trained import TrainedScorer, batch_loss, build_model, output_loss
 from dualvad.stages.interrupts import wait_interruptibly
 from dualvad.stages.records import read_input
@@ -147,16 +153,15 @@ def _training_videos(run: RunDir, settings: ScorerConfig) -> tuple[VideoSet, Vid
     if table is None:
         raise ScorerTrainingError(f"{run.path(paths.SEGMENTS)} holds no segments: run `dualvad ingest` first")
     videos = video_set_from_segments(table)
-    train_all = videos.split("train")
-    unlabelled = int((~train_all.labelled).sum())
+    train_all = labelled_training_videos(videos)
+    unlabelled = int((~videos.split("train").labelled).sum())
     if unlabelled:  # no label, no supervision: left out of training
         log.warning("train-scorer: %d unlabelled training videos are left out", unlabelled)
-        train_all = train_all.subset(train_all.labelled)
     positives = int(train_all.labels.sum())
     if positives == 0 or positives == len(train_all):
         raise ScorerTrainingError(_one_class_message(videos, positives, len(train_all)))
-    train, val = train_validation_split(train_all, settings.val_share, settings.seed)
-    if len(np.unique(val.labels)) < 2:
+    train, val = held_out_validation(train_all, settings.val_share, settings.seed)
+    if val is None:
         # Too few videos to hold out both classes: pick checkpoints by training AUC, and say so.
         log.warning("train split too small for a validation set with both classes (%d videos); "
                     "the best checkpoint is chosen by video AUC on the training videos", len(train_all))

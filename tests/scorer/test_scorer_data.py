@@ -5,7 +5,13 @@ import pyarrow as pa
 import pytest
 
 from dualvad import schema as S
-from dualvad.scorer.data import FeatureNormalizer, train_validation_split, video_set_from_segments
+from dualvad.scorer.data import (
+    FeatureNormalizer,
+    held_out_validation,
+    labelled_training_videos,
+    train_validation_split,
+    video_set_from_segments,
+)
 
 
 def segments(videos: dict[str, str], k: int = 3, dim: int = 2) -> pa.Table:
@@ -55,6 +61,20 @@ def test_split_is_stratified_seeded_and_disjoint():
     assert not set(train.video_ids) & set(val.video_ids) and len(train) + len(val) == 15
     again, _ = train_validation_split(videos, 0.2, seed=3)
     assert again.video_ids == train.video_ids
+
+
+def test_held_out_validation_is_train_scorers_split_or_none():
+    labels = {f"n{i}.mp4": "Normal" for i in range(10)} | {f"f{i}.mp4": "Fight" for i in range(5)}
+    labels["u.mp4"] = "unlabelled"
+    videos = labelled_training_videos(video_set_from_segments(segments(labels)))
+    assert len(videos) == 15 and "u.mp4" not in videos.video_ids
+    train, val = held_out_validation(videos, 0.2, seed=3)
+    expected_train, expected_val = train_validation_split(videos, 0.2, seed=3)
+    assert (train.video_ids, val.video_ids) == (expected_train.video_ids, expected_val.video_ids)
+    # one anomalous video: the held-out share cannot hold both classes, nothing is held out
+    small = video_set_from_segments(segments({"n0.mp4": "Normal", "n1.mp4": "Normal", "f0.mp4": "Fight"}))
+    same, none = held_out_validation(small, 0.2, seed=3)
+    assert none is None and same is small
 
 
 def test_normalizer_standardises():
