@@ -65,8 +65,8 @@ class DetectOptions(Strict):
                                                 "the run's sample.tau")
     threshold: float = Field(SERVING_THRESHOLD,
                              description="video_score at or above which is_anomalous is true, in [0, 1]")
-    explain: bool = Field(True, description="generate an explanation for every clip (false: \"\" and a "
-                                            "one-turn score)")
+    explain: bool = Field(True, description="generate an explanation for every clip (false: \"\", faster; "
+                                            "no score changes)")
 
     def __init__(self, /, **values: Any) -> None:
         try:

@@ -4,9 +4,10 @@ The prompts are the benchmarks' own questions (the first paraphrase of each, :mo
 templates`) in the same chat template the model was trained with, so evaluation asks what training taught:
 
 - a frame: ``<image>`` + the yes/no anomaly question -> P("Yes") over {"Yes", "No"} of the first answer token;
-- a clip of k frames: ``Frame1: <image>`` ... + the localisation question, answered by greedy generation
-  (kept as the explanation, never parsed), then the 0-10 abnormality question in the next turn -> the
-  expected digit value (:func:`dualvad.vlm.model.expected_digit_score`, "10" resolved with one extra step).
+- a clip of k frames: ``Frame1: <image>`` ... + the 0-10 abnormality question -> the expected digit value
+  (:func:`dualvad.vlm.model.expected_digit_score`, "10" resolved with one extra step); and, for an
+  explanation, the same frames + the localisation question, answered by greedy generation in a turn of its
+  own (kept as the explanation, never parsed), which the score does not see.
 
 Nothing here imports Ray; the evaluation stage runs :class:`VLMJudge` inside Ray Data actors.
 """
@@ -85,18 +86,18 @@ class VLMJudge:
     def judge_clip(self, frames: Sequence[Image.Image], explain: bool = True) -> ClipJudgement:
         """Localisation answer (generated) and expected 0-10 abnormality score of one clip.
 
-        ``explain=False`` skips the generation (the slow part) and asks the score question in the first
-        turn, with the frames: explanation ``""``, and a score that is *not* the one of the benchmark's
-        two-turn conversation (which evaluation always asks)."""
+        The score is read from one prompt whatever ``explain`` says: the frames and the score question in
+        the first turn. The explanation (``explain=True``) is a separate turn, the localisation question
+        answered by greedy generation, that the score never sees; so ``explain=False`` (explanation ``""``)
+        skips only the slow part and changes no score. (The video benchmark asks the score after the
+        localisation answer; scoring after a *generated* answer made every score depend on the explanation,
+        and ``explain=False`` had to ask another prompt: decisions.md, 2026-12-06, issue 28.)"""
+        explanation = ""
         if explain:
             turns = [{"role": "user", "text": f"{frame_prefix(len(frames))}\n{LOCALIZATION_QUESTIONS[0]}"}]
             explanation = self._generate(self._prompt(turns), list(frames))
-            turns += [{"role": "assistant", "text": explanation},
-                      {"role": "user", "text": SCORE_QUESTIONS[0]}]
-        else:
-            explanation = ""
-            turns = [{"role": "user", "text": f"{frame_prefix(len(frames))}\n{SCORE_QUESTIONS[0]}"}]
-        prompt = self._prompt(turns)
+        question = f"{frame_prefix(len(frames))}\n{SCORE_QUESTIONS[0]}"
+        prompt = self._prompt([{"role": "user", "text": question}])
         # One forward pass for both: the prompt, and the prompt with the answer "1" (one token longer).
         logits, after_one = self._last_logits([prompt, prompt + "1"], list(frames) * 2)
         return ClipJudgement(explanation, expected_digit_score(logits, self.tokenizer, after_one))

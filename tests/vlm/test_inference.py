@@ -8,6 +8,7 @@ from PIL import Image
 from dualvad.benchmarks.templates import ANOMALY_QUESTIONS, image_conversation
 from dualvad.vlm.collate import conversation_to_messages
 from dualvad.vlm.inference import VLMJudge, last_token_index
+from dualvad.vlm.judge import judge_frames
 from dualvad.vlm.model import load_model, save_tiny_model, yes_probability
 from dualvad.vlm.processor import load_processor
 
@@ -78,6 +79,15 @@ def test_clip_judgement_generates_text_and_scores_within_0_to_10(judge):
     judgement = judge.judge_clip(_frames(4, seed=1))
     assert isinstance(judgement.explanation, str)
     assert 0.0 <= judgement.score <= 10.0
+
+
+def test_the_explanation_never_changes_a_score(judge):
+    frames = _frames(8, seed=2)
+    explained = judge_frames(judge, frames, clip_frames=4, explain=True)
+    plain = judge_frames(judge, frames, clip_frames=4, explain=False)
+    assert plain.explanations == ["", ""] and all(isinstance(text, str) for text in explained.explanations)
+    assert explained.clip_scores == plain.clip_scores  # bit for bit: the same prompt, the same pass
+    np.testing.assert_array_equal(explained.frame_scores, plain.frame_scores)
 
 
 def test_bad_settings_are_errors(judge):
