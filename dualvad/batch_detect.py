@@ -100,7 +100,8 @@ def run_detect(detector: Detector, paths: Sequence[str], options: DetectOptions,
         if progress is not None:
             progress(done, len(paths))
     if report is not None:
-        write_detect_report(report, records, detector.models(), options.threshold)
+        threshold = detector.analyzer.verdict.threshold if options.threshold is None else options.threshold
+        write_detect_report(report, records, detector.models(), threshold)
     failed = sum("error" in record for record in records)
     return DetectSummary(len(paths), failed, time.perf_counter() - started, out_name,
                          None if report is None else str(report))
@@ -132,8 +133,9 @@ def write_detect_report(path: str | os.PathLike[str], records: Sequence[dict[str
                         models: dict[str, str], threshold: float) -> Path:
     """One self-contained HTML page (inline CSS, PNGs as data URIs, no script) of ``dualvad detect``'s
     records: a table with each video's verdict, video score and category, then per video its score
-    timeline (the VLM's segment scores with its sampled frames' P(Yes) as dots, the scorer's segment scores
-    as a thin line) and the explanation of its highest-scoring clip; a failed video shows its error.
+    timeline (the VLM's segment scores with its sampled frames' P(Yes) as dots, the scorer's and the
+    verdict's segment scores as thin lines) and the explanation of its highest-scoring clip; a failed video
+    shows its error.
 
     Args:
         path: the HTML file (its folder is created; written atomically).
@@ -153,21 +155,25 @@ def _report_video(record: dict[str, Any], name: str) -> ReportVideo:
     """The record with its timeline drawn (a scored one) and its highest clip, if that has an explanation."""
     if "error" in record:
         return ReportVideo(name, record)
-    vlm, scorer = detection_results(record)
+    vlm, scorer, verdict = detection_results(record)
     best = max(record["clips"], key=lambda clip: clip["score"]) if record["clips"] else None
-    return ReportVideo(name, record, timeline_png(vlm, "VLM", [("scorer", scorer)]),
+    return ReportVideo(name, record, timeline_png(vlm, "VLM", [("scorer", scorer), ("verdict", verdict)]),
                        best if best and best["explanation"] else None)
 
 
-def detection_results(record: dict[str, Any]) -> tuple[VideoResult, VideoResult]:
+def detection_results(record: dict[str, Any]) -> tuple[VideoResult, VideoResult, VideoResult]:
     """A detection record as the evaluation report's :class:`VideoResult` values, label ``unlabelled``:
     (the VLM's: segment scores, sampled frames with their P(Yes), video score; the scorer's: its segment
-    scores, its highest one as the video score)."""
+    scores and video score; the verdict's: its segment scores and the answer's video score)."""
     video, segments, frames = record["video"], record["segments"], record["frames"]
     bounds = np.array([[s["start_frame"], s["end_frame"]] for s in segments], dtype=np.int64).reshape(-1, 2)
-    scorer_scores = np.array([s["scorer_score"] for s in segments], dtype=np.float32)
+
+    def column(key: str) -> np.ndarray:
+        return np.array([s[key] for s in segments], dtype=np.float32)
+
     common = (record["video_path"], UNLABELLED, int(video["frames"]), float(video["fps"]), [], bounds)
-    vlm = VideoResult(*common, np.array([s["score"] for s in segments], dtype=np.float32),
-                      float(record["video_score"]), np.array([f["index"] for f in frames], dtype=np.int64),
+    vlm = VideoResult(*common, column("vlm_score"), float(record["vlm_score"]),
+                      np.array([f["index"] for f in frames], dtype=np.int64),
                       np.array([f["p_yes"] for f in frames], dtype=np.float32))
-    return vlm, VideoResult(*common, scorer_scores, float(scorer_scores.max(initial=0.0)))
+    return (vlm, VideoResult(*common, column("scorer_score"), float(record["scorer_score"])),
+            VideoResult(*common, column("score"), float(record["video_score"])))

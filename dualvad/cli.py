@@ -160,8 +160,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="frames judged per video (default: the run's sample.budget)")
     detect.add_argument("--strategy", dest="frame_strategy", metavar=_choices_metavar("sample.strategy"),
                         help="how frames are allocated (default: the run's sample.strategy)")
-    detect.add_argument("--threshold", type=float, default=SERVING_THRESHOLD,
-                        help="is_anomalous = video_score >= threshold (default: %(default)s)")
+    detect.add_argument("--threshold", type=float,
+                        help="is_anomalous = video_score >= threshold (default: the run's verdict threshold, "
+                        f"RUN/eval/verdict.json; {SERVING_THRESHOLD:g} before the run is evaluated)")
     detect.add_argument("--no-explain", dest="no_explain", action="store_true",
                         help="skip the clip explanations (faster)")
     demo = _command(commands, "demo", "run every stage on a generated corpus", handlers.cmd_demo)

@@ -12,8 +12,9 @@ made with (each output's ``_stage.json``, never today's defaults):
 2. :class:`FrameJudge` (the VLM; serve's Judge): :func:`dualvad.vlm.judge.judge_frames`, the per-video
    VLM work the evaluation stage calls too: P("Yes") per frame, one 0-10 score and explanation per clip of
    ``clip_frames`` sampled frames.
-3. :func:`combine`: the segment and video scores exactly as evaluate computes them
-   (:mod:`dualvad.eval.scoring`).
+3. :func:`dualvad.detection.combine`: the VLM's segment and video scores exactly as evaluate computes them
+   (:mod:`dualvad.eval.scoring`), and the run's verdict (``RUN/eval/verdict.json``, fitted on validation
+   videos; the scorer alone before the run is evaluated) on them and the scorer's: the answer's scores.
 
 Options and the JSON answer are :mod:`dualvad.detector_schema`'s (:class:`DetectOptions`,
 :meth:`Detection.result`), shared by ``dualvad detect`` and the HTTP API.
@@ -48,17 +49,10 @@ from dualvad import paths
 from dualvad import schema as S
 from dualvad.benchmarks.builder import decode_frames
 from dualvad.corpus.layout import NORMAL_LABEL
-from dualvad.detector_schema import (
-    DEFAULT_OPTIONS,
-    ClipOut,
-    DetectionResult,
-    DetectOptions,
-    FrameOut,
-    SegmentOut,
-    VideoOut,
-)
+from dualvad.detection import Analysis, Detection, VideoInfo, combine, load_verdict
+from dualvad.detector_schema import DEFAULT_OPTIONS, DetectOptions
 from dualvad.errors import MissingInputError
-from dualvad.eval.scoring import SERVING_THRESHOLD, segment_scores_from_samples, video_score_from_clips
+from dualvad.eval.verdict import Verdict
 from dualvad.rundir import RunDir, local_folder, open_run
 from dualvad.scorer.features import SegmentFeatureExtractor, build_extractor, extract_video_features
 from dualvad.scorer.trained import TrainedScorer, load_from_run
@@ -69,64 +63,13 @@ from dualvad.video.jpeg import decode_jpegs, encode_jpeg
 from dualvad.video.sampling import SampleConfig, allocate
 from dualvad.vlm.judge import Judgement, judge_frames, load_vlm_judge
 
+__all__ = ["Analysis", "Detection", "Detector", "FrameJudge", "InvalidVideoError", "RunSettings",
+           "SegmentAnalyzer", "VideoInfo", "combine", "scored_with"]
+
 
 class InvalidVideoError(ValueError):
     """The file is not a usable video: not a video, corrupt or truncated, or too short for the run's K
     segments or the frame budget. The message is the reason."""
-
-
-@dataclass
-class VideoInfo:
-    num_frames: int
-    fps: float  # as the container reports
-    duration_s: float  # num_frames / fps
-
-
-@dataclass
-class Analysis:
-    """The CPU part of a detection (no VLM)."""
-
-    video: VideoInfo
-    bounds: np.ndarray  # int64 (K, 2) segment [start, end) frames
-    segment_scores: np.ndarray  # float32 (K,) the scorer's scores in [0, 1]
-    category: str | None  # the scorer's top category when it is an anomaly; None: Normal, or no head
-    frames: np.ndarray  # int64 (N,) sampled frame indices, sorted
-    jpegs: list[bytes]  # the N sampled frames as JPEG, longer side = the run's image_size
-    timings_ms: dict[str, float]  # "decode_features", "scorer", "allocation", "frames"
-    video_id: str = ""  # the id the sampler was seeded with (corpus id, or the file name)
-    strategy: str = ""  # the sampling strategy used
-
-
-@dataclass
-class Detection:
-    """Analysis and judgement combined exactly as evaluate scores them."""
-
-    analysis: Analysis
-    judgement: Judgement
-    video_score: float  # highest clip score / 10, in [0, 1]
-    is_anomalous: bool  # video_score >= options.threshold
-    vlm_segment_scores: np.ndarray  # float32 (K,) evaluate's segment scores from the frame scores
-
-    def result(self, models: dict[str, str | None]) -> DetectionResult:
-        """The JSON answer of ``dualvad detect`` and ``POST /v1/detect``; ``models``: ``{"run", "vlm"}``."""
-        analysis, judgement = self.analysis, self.judgement
-        fps, frames = analysis.video.fps, analysis.frames
-        segments = [SegmentOut(index=i, start_frame=start, end_frame=end, start_s=start / fps,
-                               end_s=end / fps, score=float(self.vlm_segment_scores[i]),
-                               scorer_score=float(analysis.segment_scores[i]))
-                    for i, (start, end) in enumerate(analysis.bounds.tolist())]
-        clips = [ClipOut(start_s=int(frames[start]) / fps, end_s=(int(frames[end - 1]) + 1) / fps,
-                         score=float(score), explanation=text)
-                 for start, end, score, text in zip(judgement.clip_starts, judgement.clip_ends,
-                                                    judgement.clip_scores, judgement.explanations,
-                                                    strict=True)]
-        return DetectionResult(
-            video=VideoOut(frames=analysis.video.num_frames, fps=fps, duration_s=analysis.video.duration_s),
-            video_score=self.video_score, is_anomalous=self.is_anomalous,
-            category=analysis.category if self.is_anomalous else None, segments=segments,
-            frames=[FrameOut(index=f, seconds=f / fps, p_yes=p)
-                    for f, p in zip(frames.tolist(), judgement.frame_scores.tolist(), strict=True)],
-            clips=clips, timings_ms={**analysis.timings_ms, **judgement.timings_ms}, models=models)
 
 
 # ------------------------------------------------------------------------------------------- settings
@@ -181,8 +124,10 @@ def _frame_settings(run: RunDir) -> dict[str, int]:
 class SegmentAnalyzer:
     """The CPU half: the run's feature extractor, scorer and sampling settings (serve's Analyzer)."""
 
-    def __init__(self, run: RunDir, scorer: TrainedScorer, settings: RunSettings, scorer_path: str) -> None:
+    def __init__(self, run: RunDir, scorer: TrainedScorer, settings: RunSettings, scorer_path: str,
+                 verdict: Verdict | None = None) -> None:
         self.run, self.scorer, self.settings, self.scorer_path = run, scorer, settings, scorer_path
+        self.verdict = verdict if verdict is not None else load_verdict(run)  # RUN/eval's, or the scorer
         ingest = settings.ingest
         self.extractor: SegmentFeatureExtractor = build_extractor(
             ingest.feature, width=ingest.decode_width, height=ingest.decode_height, model=ingest.clip_model)
@@ -204,6 +149,7 @@ class SegmentAnalyzer:
             "run": self.run.uri,
             "models": {"scorer": self.scorer_path, "scorer_kind": scorer.config.kind,
                        "categories": list(scorer.categories)},
+            "verdict": self.verdict.to_dict(),
             "settings": {"segments": settings.ingest.segments, "feature": settings.ingest.feature,
                          "frames_per_segment": settings.ingest.frames_per_segment,
                          "sample": {"strategy": settings.sample.strategy, "budget": settings.sample.budget,
@@ -254,10 +200,11 @@ class SegmentAnalyzer:
         started = time.perf_counter()
         jpegs = self._jpegs(path, allocation.frames)
         timings["frames"] = _ms_since(started)
+        category, probability = self._category(categories)
         return Analysis(VideoInfo(video.num_frames, video.fps, video.num_frames / video.fps),
                         np.asarray(video.bounds, dtype=np.int64), scores[0].astype(np.float32),
-                        self._category(categories), allocation.frames.astype(np.int64), jpegs, timings,
-                        video_id, sample.strategy)
+                        category, allocation.frames.astype(np.int64), jpegs, timings,
+                        video_id, sample.strategy, probability, self.verdict)
 
     def sample_settings(self, options: DetectOptions) -> SampleConfig:
         """The run's ``sample.*`` with the options' budget, strategy and tau where set."""
@@ -275,11 +222,15 @@ class SegmentAnalyzer:
             raise InvalidVideoError(str(error)) from error
         return [encode_jpeg(frame, self.settings.jpeg_quality) for frame in decoded]
 
-    def _category(self, probabilities: np.ndarray | None) -> str | None:
-        if probabilities is None:
-            return None
-        top = self.scorer.categories[int(np.argmax(probabilities[0]))]
-        return None if top == NORMAL_LABEL else top  # categories[0] of every trained scorer
+    def _category(self, probabilities: np.ndarray | None) -> tuple[str | None, float | None]:
+        """The head's most probable anomaly category and its probability (softmax over every category,
+        Normal included), whatever the verdict; ``(None, None)`` for a scorer without a head (MIL)."""
+        anomalies = [i for i, name in enumerate(self.scorer.categories) if name != NORMAL_LABEL]
+        if probabilities is None or not anomalies:
+            return None, None
+        # the answer names a kind of anomaly, with how sure the head is of it (low when it says Normal)
+        best = max(anomalies, key=lambda i: float(probabilities[0][i]))  # the first of equals
+        return self.scorer.categories[best], float(probabilities[0][best])
 
 
 def _corpus_ids(run: RunDir) -> dict[str, str]:
@@ -350,16 +301,6 @@ def _run_vlm(run: RunDir, scratch: str) -> str:
         raise MissingInputError(f"{run.path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR)} holds no model: run "
                                 "`dualvad finetune` first, or pass vlm= a model folder or hub id")
     return local_folder(run.fs, run.path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR), scratch)
-
-
-# ------------------------------------------------------------------------------------------ combined
-
-
-def combine(analysis: Analysis, judgement: Judgement, threshold: float = SERVING_THRESHOLD) -> Detection:
-    """Segment and video scores from the VLM's answers, as the evaluation stage computes them."""
-    video_score = video_score_from_clips(np.asarray(judgement.clip_scores))
-    segments = segment_scores_from_samples(analysis.bounds, analysis.frames, judgement.frame_scores)
-    return Detection(analysis, judgement, video_score, bool(video_score >= threshold), segments)
 
 
 class Detector:

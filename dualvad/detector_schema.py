@@ -63,8 +63,9 @@ class DetectOptions(Strict):
                                                    "default: the run's sample.strategy")
     tau: float | None = Field(None, description="softmax temperature of focused allocation (> 0); default: "
                                                 "the run's sample.tau")
-    threshold: float = Field(SERVING_THRESHOLD,
-                             description="video_score at or above which is_anomalous is true, in [0, 1]")
+    threshold: float | None = Field(None, description="video_score at or above which is_anomalous is true, "
+                                                      "in [0, 1]; default: the run's verdict threshold "
+                                                      f"({SERVING_THRESHOLD:g} before the run is evaluated)")
     explain: bool = Field(True, description="generate an explanation for every clip (false: \"\", faster; "
                                             "no score changes)")
 
@@ -96,9 +97,9 @@ class DetectOptions(Strict):
 
     @field_validator("threshold", mode="wrap")
     @classmethod
-    def _threshold(cls, value: Any, handler: Any) -> float:
+    def _threshold(cls, value: Any, handler: Any) -> float | None:
         return _checked(handler, value, lambda threshold: 0.0 <= threshold <= 1.0,
-                        "threshold must be a number in [0, 1]")
+                        "threshold must be a number in [0, 1] (or None: the run's verdict threshold)")
 
     @field_validator("explain", mode="wrap")
     @classmethod
@@ -129,8 +130,11 @@ class SegmentOut(Strict):
     end_frame: int  # exclusive
     start_s: float
     end_s: float
-    score: float = Field(description="the segment's score from the VLM's frame P(Yes), as evaluate computes "
-                                     "it (mean of its sampled frames, interpolated where it has none)")
+    score: float = Field(description="the verdict on the segment: the run's verdict formula on its scorer "
+                                     "score and the video's VLM score, in [0, 1]")
+    vlm_score: float = Field(description="the segment's score from the VLM's frame P(Yes), as evaluate "
+                                         "computes it (mean of its sampled frames, interpolated where it has "
+                                         "none)")
     scorer_score: float = Field(description="the segment scorer's anomaly score of the segment, in [0, 1]")
 
 
@@ -147,14 +151,33 @@ class ClipOut(Strict):
     explanation: str
 
 
+class VerdictOut(Strict):
+    """How ``video_score`` and ``is_anomalous`` were decided (:mod:`dualvad.eval.verdict`)."""
+
+    source: str = Field(description='"fitted": the run\'s verdict, fitted on validation videos by evaluate; '
+                                    '"scorer-only": the scorer\'s score as it is (see reason)')
+    scorer_weight: float
+    vlm_weight: float = Field(description="0 when the VLM added nothing on the validation videos")
+    bias: float
+    threshold: float = Field(description="the threshold is_anomalous used: the request's, else the verdict's")
+    vlm_used: bool
+    reason: str = Field(description="why the VLM's weight is 0 (empty when it is used)")
+
+
 class DetectionResult(Strict):
     """One video's detection; seconds are frame index / fps."""
 
     video: VideoOut
-    video_score: float
-    is_anomalous: bool
-    category: str | None = Field(description="from the scorer's category head when the video is anomalous; "
-                                             "null when it is not, or the scorer has no such head")
+    video_score: float = Field(description="the verdict: sigmoid(scorer_weight logit(scorer_score) + "
+                                           "vlm_weight logit(vlm_score) + bias), in [0, 1]")
+    is_anomalous: bool = Field(description="video_score >= verdict.threshold")
+    scorer_score: float = Field(description="the segment scorer's video score: its highest segment score")
+    vlm_score: float = Field(description="the VLM's video score: its highest clip score / 10")
+    category: str | None = Field(description="the scorer's category head's most probable anomaly category, "
+                                             "whatever the verdict; null when the scorer has no such head")
+    category_probability: float | None = Field(description="the head's probability of that category (its "
+                                                           "softmax over every category, Normal included)")
+    verdict: VerdictOut
     segments: list[SegmentOut]
     frames: list[FrameOut]
     clips: list[ClipOut]

@@ -17,7 +17,8 @@ BENCHMARKS = "benchmarks"  # build-benchmarks: image/ and video/ shards, manifes
 # finetune: final/ (Hugging Face folder, README.md the model card), base/ (a random preset), train_log.json,
 # [tensorboard/]
 FINETUNE = "finetune"
-EVAL = "eval"  # evaluate: metrics.json, results.*, report.html, model_card.md, predictions/, samples/
+# evaluate: metrics.json, verdict.json, results.*, report.html, model_card.md, predictions/, samples/
+EVAL = "eval"
 
 # Inside every stage output.
 STAGE_FILE = "_stage.json"  # the runner's record: fingerprint, inputs, settings, summary
@@ -44,6 +45,7 @@ TENSORBOARD_DIR = "tensorboard"
 PREDICTIONS_DIR = "predictions"  # RUN/eval/predictions/<model>.parquet
 EVAL_SAMPLES_DIR = "samples"  # RUN/eval/samples/<strategy>.parquet: frames an ablation sampled itself
 METRICS_FILE = "metrics.json"  # RUN/eval/metrics.json
+VERDICT_FILE = "verdict.json"  # RUN/eval/verdict.json: the verdict fitted on validation videos (eval.verdict)
 EVAL_MODEL_CARD_FILE = "model_card.md"  # RUN/eval/model_card.md: the evaluated model's card with its metrics
 JSONL_EXPORT = "jsonl"  # RUN/jsonl: `dualvad export-jsonl`'s default folder (not a stage output)
 LLAMAFACTORY_DATASET_INFO = "dataset_info.json"  # inside the JSONL export: LLaMA-Factory's registry

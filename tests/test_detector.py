@@ -21,10 +21,13 @@ from dualvad import paths
 from dualvad import schema as S
 from dualvad.batch_detect import detection_results
 from dualvad.corpus import SynthSpec, generate_corpus
+from dualvad.detection import combine, load_verdict
 from dualvad.detector import Detector, FrameJudge, InvalidVideoError, SegmentAnalyzer
 from dualvad.detector_schema import DetectOptions
 from dualvad.errors import MissingInputError
+from dualvad.eval.verdict import Verdict, apply
 from dualvad.pipeline.sample import segments_with_scores
+from dualvad.rundir import open_run
 
 from media import write_broken_files, write_video
 
@@ -61,7 +64,14 @@ def test_a_corpus_video_gets_the_scores_of_the_stages(evaluated_copy, detector):
     assert judgement.clip_starts == expected[S.CLIP_STARTS]
     best = int(np.argmax(judgement.clip_scores))
     assert judgement.explanations[best] == expected[S.EXPLANATION]
-    assert detection.video_score == pytest.approx(max(expected[S.CLIP_SCORES]) / 10, abs=1e-6)
+    assert detection.vlm_score == pytest.approx(max(expected[S.CLIP_SCORES]) / 10, abs=1e-6)
+    # the run's verdict (RUN/eval/verdict.json; its 2 validation videos are too few to fit: the scorer alone)
+    verdict = Verdict.from_dict(json.loads(Path(run.path(paths.EVAL, paths.VERDICT_FILE)).read_text()))
+    assert detector.analyzer.verdict == verdict and verdict.source == "scorer-only"
+    assert detection.video_score == float(apply(verdict, analysis.segment_scores.max(), detection.vlm_score))
+    np.testing.assert_array_equal(detection.segment_scores, apply(verdict, analysis.segment_scores,
+                                                                  detection.vlm_score).astype(np.float32))
+    assert detection.threshold == verdict.threshold == 0.5
     assert detection.is_anomalous == (detection.video_score >= 0.5)
 
 
@@ -78,6 +88,16 @@ def test_the_result_is_json_with_every_segment_frame_and_clip(evaluated_copy, de
     assert set(result["timings_ms"]) == {"decode_features", "scorer", "allocation", "frames", "frames_vlm",
                                          "clips_vlm"}
     assert all(jpeg[:2] == b"\xff\xd8" for jpeg in detection.analysis.jpegs)
+    # the verdict, the two models' video scores, and the scorer's category whatever the verdict
+    assert result["verdict"] == {"source": "scorer-only", "scorer_weight": 1.0, "vlm_weight": 0.0,
+                                 "bias": 0.0, "threshold": 0.0, "vlm_used": False,  # the request's threshold
+                                 "reason": detector.analyzer.verdict.reason}
+    assert result["scorer_score"] == pytest.approx(float(detection.analysis.segment_scores.max()))
+    assert result["vlm_score"] == pytest.approx(max(clip["score"] for clip in result["clips"]) / 10)
+    assert result["category"] in detector.analyzer.scorer.categories[1:]
+    assert 0.0 <= result["category_probability"] <= 1.0
+    vlm_segments = [s["vlm_score"] for s in result["segments"]]
+    assert vlm_segments == pytest.approx(detection.vlm_segment_scores.tolist())
     info = detector.info()
     assert info["settings"]["image_size"] == 56 and info["settings"]["clip_frames"] == 4
     assert info["settings"]["sample"]["budget"] == n and info["models"]["scorer_kind"] == "refinevad"
@@ -98,6 +118,47 @@ def test_anomalous_videos_outside_the_corpus_score_above_normal_ones(evaluated_c
     assert len(highest[True]) == len(highest[False]) == 4
     assert roc_auc_score(truth, highest[True] + highest[False]) > 0.6
     assert np.mean(highest[True]) > np.mean(highest[False])
+
+
+def test_a_clear_anomaly_is_anomalous_whatever_the_random_vlm_says(evaluated_copy, detector):
+    """The anomalous test video the scorer ranks highest, with no threshold asked: the verdict's."""
+    _, run, _ = evaluated_copy
+    table = segments_with_scores(run).to_pandas().query("split == 'test' and label != 'Normal'")
+    best = table.loc[table[S.SCORE].idxmax()]
+    assert best[S.SCORE] > 0.9  # the scorer detects it (the tiny VLM is random: its clip scores are ~4.6)
+    detection = detector.detect(best[S.VIDEO_PATH], DetectOptions(explain=False))
+    result = detection.result({"run": "r", "vlm": "v"})
+    assert result.is_anomalous and result.video_score > 0.9 and result.verdict.threshold == 0.5
+    assert result.category in detector.analyzer.scorer.categories[1:]
+
+
+def test_explanations_never_change_a_score(evaluated_copy, detector):
+    """With a fitted verdict that uses the VLM, so a changed clip score would show in every score."""
+    _, run, _ = evaluated_copy
+    analyzer = detector.analyzer
+    fitted = Verdict("fitted", 2.0, 1.5, -1.0, 0.4, True, "")
+    analysis = SegmentAnalyzer(analyzer.run, analyzer.scorer, analyzer.settings, analyzer.scorer_path,
+                               fitted).analyze(segments_with_scores(run)[S.VIDEO_PATH][0].as_py())
+    explained = combine(analysis, detector.judge(analysis.jpegs, explain=True))
+    plain = combine(analysis, detector.judge(analysis.jpegs, explain=False))
+    assert plain.judgement.explanations == ["", ""]
+    assert (explained.video_score, explained.vlm_score, explained.is_anomalous) == (
+        plain.video_score, plain.vlm_score, plain.is_anomalous)
+    assert explained.judgement.clip_scores == plain.judgement.clip_scores
+    np.testing.assert_array_equal(explained.segment_scores, plain.segment_scores)
+    np.testing.assert_array_equal(explained.vlm_segment_scores, plain.vlm_segment_scores)
+    # the fitted verdict's formula, exactly: sigmoid(2 logit(s) + 1.5 logit(v) - 1)
+    s, v = float(analysis.segment_scores.max()), explained.vlm_score
+    z = 2.0 * np.log(s / (1 - s)) + 1.5 * np.log(v / (1 - v)) - 1.0
+    assert explained.video_score == pytest.approx(1 / (1 + np.exp(-z)), rel=1e-12)
+    assert explained.is_anomalous == (explained.video_score >= 0.4)
+
+
+def test_a_run_not_evaluated_is_decided_by_the_scorer_alone(tmp_path):
+    verdict = load_verdict(open_run(str(tmp_path)))
+    assert (verdict.source, verdict.scorer_weight, verdict.vlm_weight, verdict.bias, verdict.threshold) == (
+        "scorer-only", 1.0, 0.0, 0.0, 0.5)
+    assert "verdict.json does not exist (run `dualvad evaluate`" in verdict.reason
 
 
 def test_unusable_files_are_invalid_videos(evaluated_copy, tmp_path):
@@ -177,10 +238,12 @@ def test_detect_report_is_one_self_contained_page_with_a_timeline_per_video(eval
         assert Image.open(io.BytesIO(base64.b64decode(data))).size == (1000, 280)
         verdict = "anomalous</span>" if line["is_anomalous"] else "normal"
         assert f'{verdict}</td><td class="num">{line["video_score"]:.3f}</td>' in page
-        vlm, scorer = detection_results(line)  # what the timeline draws
+        vlm, scorer, verdict = detection_results(line)  # what the timeline draws
         assert vlm.sampled_frames.tolist() == [frame["index"] for frame in line["frames"]]
         np.testing.assert_allclose(vlm.sampled_scores, [f["p_yes"] for f in line["frames"]], rtol=1e-6)
-        np.testing.assert_allclose(vlm.segment_scores, [s["score"] for s in line["segments"]], rtol=1e-6)
+        np.testing.assert_allclose(vlm.segment_scores, [s["vlm_score"] for s in line["segments"]], rtol=1e-6)
+        np.testing.assert_allclose(verdict.segment_scores, [s["score"] for s in line["segments"]], rtol=1e-6)
+        assert (vlm.video_score, verdict.video_score) == (line["vlm_score"], line["video_score"])
         np.testing.assert_allclose(scorer.segment_scores, [s["scorer_score"] for s in line["segments"]],
                                    rtol=1e-6)
         assert (vlm.label, vlm.is_anomalous, vlm.num_frames) == ("unlabelled", False, line["video"]["frames"])

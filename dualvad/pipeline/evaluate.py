@@ -63,6 +63,7 @@ from dualvad.eval.results import (
 )
 from dualvad.eval.scoring import segment_scores_from_samples, video_score_from_clips
 from dualvad.eval.tables import results_markdown
+from dualvad.eval.verdict import Verdict
 from dualvad.pipeline.evaluate_models import EvaluationError, ModelSpec, model_identity, model_specs, vlm_info
 from dualvad.pipeline.evaluate_outputs import (
     failure_rows,
@@ -71,6 +72,13 @@ from dualvad.pipeline.evaluate_outputs import (
     write_outputs,
 )
 from dualvad.pipeline.evaluate_predict import model_predictions
+from dualvad.pipeline.evaluate_verdict import (
+    fit_run_verdict,
+    validation_ids,
+    verdict_result,
+    verdict_spec,
+    write_verdict,
+)
 from dualvad.pipeline.sample import sample_videos, segments_with_scores
 from dualvad.rundir import RunDir, open_run
 from dualvad.stages.records import read_input
@@ -138,14 +146,27 @@ def _evaluate(context: StageContext, config: DualVADConfig, specs: list[ModelSpe
     context.videos = len(videos)
     vera = settings.vera
     features = {video.video_id: video.features for video in videos}
-    results = [_scorer_result(videos, run.path(paths.SCORER, paths.SCORER_MODEL_DIR))]
+    weights = run.path(paths.SCORER, paths.SCORER_MODEL_DIR)
+    results = [_scorer_result(videos, weights)]
     failures: list[dict] = []
-    samples = _test_samples(run, settings.split)
+    val_ids, why_none = validation_ids(run)
+    strategy = recorded_sample_settings(run).strategy
+    chosen = verdict_spec(specs, strategy)
+    samples = _test_samples(run, settings.split, set(val_ids))
+    test_ids = {v.video_id for v in videos}
+    val_predictions: list[dict] = []
     for spec in specs:
-        rows, unserved = _frames_for(context, spec, samples, table)
-        predictions = model_predictions(context, config, spec, rows, {v.video_id for v in videos}, unserved)
+        # The verdict's VLM row also judges the validation videos (its fit's inputs), on the run's frames.
+        extra = set(val_ids) - test_ids if spec is chosen and spec.strategy == strategy else set()
+        rows, unserved = _frames_for(context, spec, {k: v for k, v in samples.items()
+                                                     if k in test_ids | extra}, table)
+        predictions = model_predictions(context, config, spec, rows, test_ids | extra, unserved)
         failures += [row for row in predictions if row[S.ERROR] is not None]
-        results.append(_vlm_result(spec.name, videos, predictions, vlm_info(spec)))
+        results.append(_vlm_result(spec.name, videos, [p for p in predictions if p[S.VIDEO_ID] in test_ids],
+                                   vlm_info(spec)))
+        val_predictions += [p for p in predictions if p[S.VIDEO_ID] in extra]
+    verdict = _fit_verdict(run, weights, chosen, sorted(set(val_ids) - test_ids), why_none, val_predictions)
+    results.append(verdict_result(verdict, results[0], results[1 + specs.index(chosen)]))
     context.record_failures(failure_rows(failures))
     mismatches = length_mismatches(results[0].videos)
     warn_length_mismatches(mismatches)
@@ -156,7 +177,8 @@ def _evaluate(context: StageContext, config: DualVADConfig, specs: list[ModelSpe
         for metric, reason in undefined[result.name].items():
             log.warning("evaluate: %s %s is undefined: %s", result.name, metric, reason)
     markdown = results_markdown(results, mismatches)
-    report = write_outputs(context, config, results, markdown, undefined, mismatches)
+    report = write_outputs(context, config, results, markdown, undefined, mismatches, verdict)
+    write_verdict(context.out, verdict)
     write_model_card(context.out, specs, results, settings.split)
     return EvalSummary(tuple(r.name for r in results), len(videos), len(failures), markdown,
                        time.perf_counter() - started, report)
@@ -170,14 +192,29 @@ def warn_length_mismatches(mismatches: dict[str, tuple[int, int]]) -> None:
                     "uses the annotation's %d", video_id, annotated, decoded, annotated)
 
 
-def _test_samples(run: RunDir, split: str) -> dict[str, dict]:
-    """``RUN/samples`` rows of the ``split`` videos, by video id."""
+def _test_samples(run: RunDir, split: str, also: set[str] = frozenset()) -> dict[str, dict]:
+    """``RUN/samples`` rows of the labelled ``split`` videos and of the videos ``also`` names, by video id."""
     table = read_input(run, paths.SAMPLES, unique=(S.VIDEO_ID,))
     if table is not None:
         labelled = pc.not_equal(table[S.LABEL], UNLABELLED)  # as _test_table: metrics need labels
-        table = table.filter(pc.and_(pc.equal(table[S.SPLIT], split), labelled))
+        wanted = pc.or_(pc.and_(pc.equal(table[S.SPLIT], split), labelled),
+                        pc.is_in(table[S.VIDEO_ID], pa.array(sorted(also), pa.string())))
+        table = table.filter(wanted)
     rows = [] if table is None else table.to_pylist()
     return {row[S.VIDEO_ID]: row for row in rows}
+
+
+def _fit_verdict(run: RunDir, weights: str, spec: ModelSpec, val_ids: list[str], why_none: str,
+                 predictions: list[dict]) -> Verdict:
+    """The verdict fitted on the validation videos ``val_ids`` (the scorer's scores of them, and ``spec``'s
+    ``predictions`` of them)."""
+    if not val_ids or not any(row[S.ERROR] is None for row in predictions):
+        return fit_run_verdict([], [], spec, val_ids, why_none)
+    table = segments_with_scores(run, extra_columns=(S.FEATURE,))
+    held = _test_videos(table.filter(pc.is_in(table[S.VIDEO_ID], pa.array(val_ids, pa.string()))))
+    scorer = _scorer_result(held, weights).videos
+    return fit_run_verdict(scorer, _vlm_result(spec.name, held, predictions, ModelInfo()).videos, spec,
+                           val_ids, why_none)
 
 
 def _frames_for(context: StageContext, spec: ModelSpec, samples: dict[str, dict],

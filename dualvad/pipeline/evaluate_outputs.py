@@ -21,7 +21,9 @@ from dualvad.corpus.layout import is_anomaly_label
 from dualvad.eval.results import ModelResult
 from dualvad.eval.scoring import SERVING_THRESHOLD
 from dualvad.eval.tables import CATEGORY_COLUMNS, category_rows, csv_table
+from dualvad.eval.verdict import Verdict
 from dualvad.pipeline.evaluate_models import ModelSpec
+from dualvad.pipeline.evaluate_verdict import VERDICT_ROW, verdict_metrics
 from dualvad.rundir import RunDir, open_run
 from dualvad.stages.records import input_fingerprint, read_record
 from dualvad.stages.runner import StageContext
@@ -68,13 +70,16 @@ def failure_rows(failures: list[dict]) -> list[dict]:
 
 
 def write_outputs(context: StageContext, config: DualVADConfig, results: list[ModelResult], markdown: str,
-                   undefined: dict[str, dict[str, str]], mismatches: dict[str, tuple[int, int]]) -> str:
-    """metrics.json (with why a metric is undefined), results.md/.csv, results_categories.csv and the
-    report into the stage's output; returns the report's published path."""
+                   undefined: dict[str, dict[str, str]], mismatches: dict[str, tuple[int, int]],
+                   verdict: Verdict) -> str:
+    """metrics.json (with why a metric is undefined, and the verdict with its test decisions),
+    results.md/.csv, results_categories.csv and the report into the stage's output; returns the report's
+    published path. The verdict's row is decided at its fitted threshold, the others at the serving one."""
     from dualvad.eval.report import threshold_counts, write_report
 
     out = context.out
-    decisions = {r.name: asdict(threshold_counts(r, SERVING_THRESHOLD)) for r in results}
+    decisions = {r.name: asdict(threshold_counts(r, verdict.threshold if r.name == VERDICT_ROW
+                                                 else SERVING_THRESHOLD)) for r in results}
     metrics = {"split": config.eval.split, "ablate": config.eval.ablate,
                "videos": {r.name: len(r.videos) for r in results},
                "anomalous_videos": sum(is_anomaly_label(v.label) for v in results[0].videos),
@@ -88,7 +93,8 @@ def write_outputs(context: StageContext, config: DualVADConfig, results: list[Mo
                                      for video, (decoded, annotated) in sorted(mismatches.items())},
                # video-level decisions video_score >= the online detector's default threshold
                "serving_threshold": SERVING_THRESHOLD, "at_threshold": decisions,
-               "warnings": {r.name: r.info.warning for r in results if r.info.warning}}
+               "warnings": {r.name: r.info.warning for r in results if r.info.warning},
+               VERDICT_ROW: verdict_metrics(verdict, next(r for r in results if r.name == VERDICT_ROW))}
     out.write_text(json.dumps(metrics, indent=2), paths.METRICS_FILE)
     out.write_text(markdown, "results.md")
     out.write_text(csv_table(results), "results.csv")

@@ -35,7 +35,6 @@ from starlette.exceptions import HTTPException
 
 from dualvad.detector import combine
 from dualvad.detector_schema import InvalidOptionsError
-from dualvad.eval.scoring import SERVING_THRESHOLD
 from dualvad.pages import render
 from dualvad.serve.errors import ServeError, error_body
 from dualvad.serve.schemas import (
@@ -279,8 +278,8 @@ def _version(name: str) -> str | None:
 
 
 def _page() -> str:
-    """The upload page, its threshold field set to the serving threshold (the detections' own default)."""
-    return render("upload.html", threshold=f"{SERVING_THRESHOLD:g}")
+    """The upload page (its threshold field empty: the run's verdict decides unless the user sets one)."""
+    return render("upload.html")
 
 
 def create_api(service: DetectService) -> FastAPI:

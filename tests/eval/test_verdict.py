@@ -75,7 +75,8 @@ def test_too_few_validation_videos_give_the_scorer_alone():
     assert (verdict.source, verdict.scorer_weight, verdict.vlm_weight, verdict.bias) == (
         SCORER_ONLY, 1.0, 0.0, 0.0)
     assert verdict.threshold == 0.5 and not verdict.vlm_used
-    assert verdict.reason.startswith("validation holds 1 anomalous and 2 normal videos; a fit needs at least 2")
+    assert verdict.reason == ("validation holds 1 anomalous and 2 normal videos; a fit needs at least 2 of "
+                              "each: the scorer alone at threshold 0.5")
     assert (verdict.validation_videos, verdict.validation_anomalous) == (3, 1)
     assert (verdict.auc_scorer, verdict.auc_vlm, verdict.auc_combined) == (1.0, 0.5, 1.0)
 

@@ -18,19 +18,23 @@ from dualvad.config import ConfigError, SampleConfig, config_hash
 from dualvad.detector_schema import DetectOptions
 from dualvad.errors import MissingInputError
 from dualvad.eval.scoring import SERVING_THRESHOLD
+from dualvad.eval.verdict import Verdict, apply
 from dualvad.pipeline.evaluate import run_evaluate, warn_length_mismatches
 from dualvad.pipeline.evaluate_models import EvaluationError, ModelSpec, model_specs
 from dualvad.pipeline.evaluate_outputs import sampling_text
 from dualvad.pipeline.evaluate_predict import EvalWorker
+from dualvad.pipeline.evaluate_verdict import SAME_VIDEOS, SCORER_PICKED
 from dualvad.pipeline.sample import run_sample, sample_videos, segments_with_scores
 from dualvad.rundir import open_run
+from dualvad.scorer.data import held_out_validation, labelled_training_videos, video_set_from_segments
 from dualvad.stages.runner import Skipped
 from dualvad.vlm.model import save_tiny_model
 
 from browser import CHROMIUM, MISSING, render
 from media import write_broken_files
 
-MODELS = ["scorer", "vlm/focused", "vlm/uniform", "vlm/random"]
+MODELS = ["scorer", "vlm/focused", "vlm/uniform", "vlm/random", "verdict"]
+VLMS = MODELS[1:-1]
 CARD = "---\nlibrary_name: transformers\n---\n\n# tiny\n\nTrained on nothing.\n\n## Evaluation\n\nPending.\n"
 
 
@@ -56,8 +60,13 @@ def evaluated(scored_run, tiny_model):
     return config, run_evaluate(config), open_run(config.run)
 
 
-def _predictions(run, model: str) -> list[dict]:
-    return pq.read_table(run.path("eval", "predictions", f"{model.replace('/', '-')}.parquet")).to_pylist()
+def _predictions(run, model: str, split: str | None = "test") -> list[dict]:
+    """A VLM row's predictions of the ``split`` videos (``None``: all it holds, the verdict's validation
+    videos too)."""
+    rows = pq.read_table(run.path("eval", "predictions", f"{model.replace('/', '-')}.parquet")).to_pylist()
+    splits = dict(zip(*run.read_table("samples", columns=[S.VIDEO_ID, S.SPLIT]).to_pydict().values(),
+                      strict=True))
+    return [row for row in rows if split is None or splits[row[S.VIDEO_ID]] == split]
 
 
 def test_metrics_of_every_model_equal_scikit_learn(evaluated):
@@ -67,7 +76,7 @@ def test_metrics_of_every_model_equal_scikit_learn(evaluated):
     test = segments_with_scores(run).to_pandas().query("split == 'test'")
     videos = test.groupby(S.VIDEO_ID, sort=True)
     labels = {vid: int(group[S.LABEL].iloc[0] != "Normal") for vid, group in videos}
-    for model in MODELS[1:]:
+    for model in VLMS:
         rows = _predictions(run, model)
         assert len(rows) == summary.videos == len(labels) and all(r[S.ERROR] is None for r in rows)
         video_scores = [max(r[S.CLIP_SCORES]) / 10 for r in rows]
@@ -94,8 +103,12 @@ def test_each_strategy_looks_at_the_frames_its_sampler_picks(evaluated):
     config, _, run = evaluated
     samples = run.read_table("samples").to_pylist()
     published = {r[S.VIDEO_ID]: r[S.FRAMES] for r in samples if r[S.SPLIT] == "test"}
-    # the configured strategy: exactly the frames of RUN/samples (those the benchmarks were built from)
+    # the configured strategy: exactly the frames of RUN/samples (those the benchmarks were built from), of
+    # the test videos and, for the verdict's fit, of the scorer's validation videos
     assert {r[S.VIDEO_ID]: r[S.FRAMES] for r in _predictions(run, "vlm/focused")} == published
+    held = set(_validation_ids(config))
+    assert {r[S.VIDEO_ID]: r[S.FRAMES] for r in _predictions(run, "vlm/focused", split=None)} == published | {
+        r[S.VIDEO_ID]: r[S.FRAMES] for r in samples if r[S.VIDEO_ID] in held}
     table = segments_with_scores(run, extra_columns=(S.FEATURE,))
     table = table.filter(np.array(table[S.SPLIT].to_pylist()) == "test")
     for strategy in ("uniform", "random"):  # sampled by the ablation itself, with the recorded settings
@@ -108,6 +121,38 @@ def test_each_strategy_looks_at_the_frames_its_sampler_picks(evaluated):
         for row in _predictions(run, f"vlm/{strategy}"):
             assert len(row[S.FRAME_SCORES]) == 8 and len(row[S.CLIP_SCORES]) == 2  # 8 frames, clips of 4
             assert len(row[S.THUMB_JPEGS]) == 3 and row[S.THUMB_JPEGS][0][:2] == b"\xff\xd8"
+
+
+def _validation_ids(config) -> list[str]:
+    """train-scorer's held-out videos, recomputed from the segments and the scorer's settings."""
+    segments = open_run(config.run).read_table("segments")
+    train = labelled_training_videos(video_set_from_segments(segments))
+    return sorted(held_out_validation(train, config.scorer.val_share, config.scorer.seed)[1].video_ids)
+
+
+def test_the_verdict_is_fitted_on_the_scorers_validation_videos_and_has_its_row(evaluated):
+    config, _, run = evaluated
+    recorded = json.loads(Path(run.path("eval", "verdict.json")).read_text())
+    verdict = Verdict.from_dict(recorded)
+    # 10 training videos, scorer.val_share 0.2: one anomalous and one normal held out, too few to fit
+    assert list(verdict.validation_ids) == _validation_ids(config) and len(verdict.validation_ids) == 2
+    assert (verdict.source, verdict.scorer_weight, verdict.vlm_weight, verdict.bias, verdict.threshold) == (
+        "scorer-only", 1.0, 0.0, 0.0, 0.5)
+    assert verdict.reason == ("validation holds 1 anomalous and 1 normal videos; a fit needs at least 2 of "
+                              "each: the scorer alone at threshold 0.5")
+    assert verdict.vlm_row == "vlm/focused" and not verdict.vlm_used
+    assert verdict.caveats == (SCORER_PICKED, SAME_VIDEOS)  # eval.model: a folder not fine-tuned in this run
+    metrics = json.loads(Path(run.path("eval", "metrics.json")).read_text())
+    counts = metrics["at_threshold"]["verdict"]
+    tp, fp, fn, tn = (counts[k] for k in ("true_positives", "false_positives", "false_negatives",
+                                          "true_negatives"))
+    test = {"videos": tp + fp + fn + tn, "accuracy": pytest.approx((tp + tn) / (tp + fp + fn + tn)),
+            "balanced_accuracy": pytest.approx((tp / (tp + fn) + tn / (tn + fp)) / 2)}
+    assert metrics["verdict"] == {**recorded, "test": test} and test["videos"] == metrics["videos"]["verdict"]
+    # weights (1, 0, 0): the scorer's own scores, so its row's figures
+    assert metrics["metrics"]["verdict"] == pytest.approx(metrics["metrics"]["scorer"])
+    assert "weight is 0: validation holds 1 anomalous and 1 normal videos" in Path(
+        run.path("eval", "report.html")).read_text()
 
 
 def test_tables_list_every_model_and_every_category(evaluated):
@@ -156,21 +201,26 @@ def test_decisions_at_the_serving_threshold_equal_scikit_learn(evaluated):
     metrics = json.loads(Path(run.path("eval", "metrics.json")).read_text())
     assert metrics["serving_threshold"] == SERVING_THRESHOLD == DetectOptions().threshold
     scores = {m: {row[S.VIDEO_ID]: max(row[S.CLIP_SCORES]) / 10 for row in _predictions(run, m)}
-              for m in MODELS[1:]}
+              for m in VLMS}
     test = segments_with_scores(run).to_pandas().query("split == 'test'").groupby("video_id")
     scores["scorer"] = test["score"].max().to_dict()
+    verdict = Verdict.from_dict(json.loads(Path(run.path("eval", "verdict.json")).read_text()))
+    scores["verdict"] = {i: float(apply(verdict, scores["scorer"][i], scores["vlm/focused"][i]))
+                         for i in scores["vlm/focused"]}
+    thresholds = dict.fromkeys(MODELS, SERVING_THRESHOLD) | {"verdict": verdict.threshold}
     labels = (test["label"].first() != "Normal").astype(int).to_dict()
     for model in MODELS:
         ids = sorted(scores[model])
         truth = [labels[i] for i in ids]
-        called = [int(scores[model][i] >= SERVING_THRESHOLD) for i in ids]
+        called = [int(scores[model][i] >= thresholds[model]) for i in ids]
         tn, fp, fn, tp = confusion_matrix(truth, called, labels=[0, 1]).ravel().tolist()
         decided = metrics["at_threshold"][model]
         assert [decided[k] for k in ("true_positives", "false_positives", "false_negatives",
                                      "true_negatives")] == [tp, fp, fn, tn], model
     # the tiny model's architecture is the random preset's: its rows are flagged, the scorer's is not
-    assert metrics["warnings"] == {m: "random weights (tiny preset, not InternVL3-2B): chance-level by "
-                                      "construction" for m in MODELS[1:]}
+    assert metrics["warnings"] == {**{m: "random weights (tiny preset, not InternVL3-2B): chance-level by "
+                                         "construction" for m in VLMS},
+                                   "verdict": f"the VLM's weight is 0: {verdict.reason}"}
 
 
 def test_model_card_holds_the_metrics_of_every_vlm_row(evaluated):
@@ -183,11 +233,11 @@ def test_model_card_holds_the_metrics_of_every_vlm_row(evaluated):
     card = ModelCard.load(run.path("eval", "model_card.md"))
     assert card.text.startswith("\n# tiny\n\nTrained on nothing.\n\n## Evaluation\n")
     assert "Pending" not in card.text
-    expected = [(row, metric, value) for row in MODELS[1:]
+    expected = [(row, metric, value) for row in VLMS
                 for metric, value in metrics["metrics"][row].items() if value is not None]
     assert [(r.dataset_config, r.metric_type, r.metric_value) for r in card.data.eval_results] == expected
     assert {r.dataset_split for r in card.data.eval_results} == {"test"}
-    for row in MODELS[1:]:
+    for row in VLMS:
         cells = [f"{v:.4f}" if v is not None else "n/a" for v in metrics["metrics"][row].values()]
         assert f"| {row} | {metrics['videos'][row]} | " + " | ".join(cells) + " |" in card.text
     assert Path(config.eval.model, "README.md").read_text() == CARD
@@ -216,10 +266,10 @@ def test_rerun_is_skipped_whatever_the_evaluate_command_says_about_sampling(eval
     # sampled with one budget was once evaluated on another, silently).
     config, summary, run = evaluated
     before = {m: Path(run.path("eval", "predictions", f"{m.replace('/', '-')}.parquet")).stat().st_mtime_ns
-              for m in MODELS[1:]}
+              for m in VLMS}
     again = run_evaluate(_with(config, "sample", budget=500, strategy="uniform"))
     after = {m: Path(run.path("eval", "predictions", f"{m.replace('/', '-')}.parquet")).stat().st_mtime_ns
-             for m in MODELS[1:]}
+             for m in VLMS}
     assert isinstance(again, Skipped) and before == after
 
 

@@ -14,10 +14,13 @@ import pytest
 from ray.serve.exceptions import BackPressureError
 
 import dualvad
+from dualvad.detection import Analysis, VideoInfo
 from dualvad.detector_schema import DetectOptions
-from dualvad.eval.scoring import SERVING_THRESHOLD
+from dualvad.eval.verdict import Verdict
 from dualvad.serve.api import DetectService, create_api
+from dualvad.serve.schemas import DetectResponse
 from dualvad.serve.settings import AppArgs
+from dualvad.vlm.judge import Judgement
 
 
 class Method:
@@ -191,6 +194,43 @@ def test_the_analyzer_gets_the_detector_s_options_parsed_from_a_form(tmp_path):
     assert seen == [DetectOptions(budget=4, strategy="uniform", explain=False)]
 
 
+def test_a_detection_carries_the_verdict_and_the_scorer_s_category(tmp_path):
+    """A whole answer from stand-in halves: the verdict's video and segment scores, both models' video
+    scores, the category and its probability (on a normal verdict too), validated by the response model."""
+    fitted = Verdict("fitted", 1.0, 1.0, 0.0, 0.9, True, "")
+    analysis = Analysis(VideoInfo(8, 4.0, 2.0), np.array([[0, 4], [4, 8]]), np.array([0.5, 0.75], np.float32),
+                        "Explosion", np.array([1, 5]), [b"a", b"b"], {}, "v", "focused", 0.25, fitted)
+    judgement = Judgement(np.array([0.5, 0.5], np.float32), [0], [5.0], ["text"], {}, [2])
+
+    async def analyze(*args, **kwargs):
+        return analysis
+
+    async def judge(*args, **kwargs):
+        return judgement
+
+    analyzer, judge_handle = _handles(analyze)
+    judge_handle.judge = Method(judge)
+    service = DetectService(AppArgs(run="r", allowed_roots=[str(tmp_path)]), analyzer, judge_handle)
+
+    async def go():
+        transport = httpx.ASGITransport(app=create_api(service))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post("/v1/detect", files={"file": ("v.mp4", b"v")})
+
+    response = _run(go())
+    assert response.status_code == 200, response.text
+    body = response.json()
+    # sigmoid(logit(0.75) + logit(0.5)) = 0.75 < 0.9: normal, and the category is still there
+    assert (body["video_score"], body["is_anomalous"]) == (pytest.approx(0.75), False)
+    assert (body["scorer_score"], body["vlm_score"]) == (0.75, 0.5)
+    assert (body["category"], body["category_probability"]) == ("Explosion", 0.25)
+    assert body["verdict"] == {"source": "fitted", "scorer_weight": 1.0, "vlm_weight": 1.0, "bias": 0.0,
+                               "threshold": 0.9, "vlm_used": True, "reason": ""}
+    assert [(s["score"], s["vlm_score"], s["scorer_score"]) for s in body["segments"]] == [
+        (pytest.approx(0.5), 0.5, 0.5), (pytest.approx(0.75), 0.5, 0.75)]
+    DetectResponse.model_validate(body)
+
+
 def test_a_file_uri_is_the_local_path_it_names(tmp_path):
     """``file://`` is a pyarrow URI like ``s3://``: under an allowed root it is the file; outside (also by
     ``..``) it is refused like the path itself."""
@@ -220,7 +260,7 @@ def test_the_judge_s_batch_sizes_go_to_the_serve_metric_and_to_info():
     assert real.histogram.info["boundaries"] == BATCH_SIZE_BUCKETS and real.seen() == {"3": 1}
 
 
-def test_the_upload_page_is_its_template_with_the_serving_threshold_filled_in(tmp_path):
+def test_the_upload_page_is_its_template_with_the_threshold_left_to_the_run(tmp_path):
     async def go():
         async with _client(tmp_path, None) as client:
             return await client.get("/")
@@ -228,7 +268,7 @@ def test_the_upload_page_is_its_template_with_the_serving_threshold_filled_in(tm
     response = _run(go())
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     template = (Path(dualvad.__file__).parent / "templates" / "upload.html").read_text(encoding="utf-8")
-    # the one placeholder (twice: the field and the script's fallback); nothing else of the file changes
-    assert template.count("{{ threshold }}") == 2
-    assert response.text == template.replace("{{ threshold }}", f"{SERVING_THRESHOLD:g}")
-    assert f'id="threshold" min="0" max="1" step="0.05" value="{SERVING_THRESHOLD:g}"' in response.text
+    assert "{{" not in template and response.text == template  # nothing to fill in
+    # an empty field sends no threshold: the run's verdict decides, and the timeline draws the one used
+    assert 'id="threshold" min="0" max="1" step="0.05" placeholder="run\'s verdict">' in response.text
+    assert "const threshold = result.verdict.threshold;" in response.text
