@@ -22,6 +22,7 @@ FLOORS = {
     "dualvad.scorer": 2, "dualvad.benchmarks": 2, "dualvad.vlm": 2, "dualvad.eval": 2,
     # 3: the whole config, the online detector and its command
     "dualvad.config": 3, "dualvad.detector": 3, "dualvad.detector_schema": 3, "dualvad.batch_detect": 3,
+    "dualvad.detection": 3,
     # 4: Ray: the stages' distributed work, training, serving, the CLI
     "dualvad.pipeline": 4, "dualvad.train": 4, "dualvad.serve": 4, "dualvad.cli": 4, "dualvad.commands": 4,
 }
