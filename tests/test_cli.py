@@ -51,11 +51,15 @@ def test_demo_runs_every_stage_and_prints_outputs(tiny_demo):
     assert (run / "benchmarks" / "manifest.json").is_file()
     assert (run / "finetune" / "final" / "config.json").is_file()
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
-    assert list(metrics["metrics"]) == ["scorer", "vlm/focused"]
-    # the VLM is the tiny random preset fine-tuned for 2 steps: flagged in metrics.json and the report
+    assert list(metrics["metrics"]) == ["scorer", "vlm/focused", "verdict"]
+    # the VLM is the tiny random preset fine-tuned for 2 steps: flagged in metrics.json and the report; the
+    # verdict gives it no weight (a handful of validation videos: the scorer alone), and says why
     note = (f"tiny preset: random initial weights fine-tuned in {run}, not InternVL3-2B; a smoke-test model, "
             "expect near-chance scores")
-    assert metrics["warnings"] == {"vlm/focused": note}
+    verdict = json.loads((run / "eval" / paths.VERDICT_FILE).read_text())
+    assert verdict["vlm_weight"] == 0.0 and verdict["reason"] == metrics["verdict"]["reason"] != ""
+    assert metrics["warnings"] == {"vlm/focused": note,
+                                   "verdict": f"the VLM's weight is 0: {verdict['reason']}"}
     assert note in (run / "eval" / "report.html").read_text()
     assert f"demo: open the report {run}/eval/report.html" in out
     assert f"`dualvad serve --run {run}`" in out

@@ -66,7 +66,7 @@ def _compare(remote: RunDir, local: RunDir) -> None:
     assert not [i.path for i in staged if i.type == pafs.FileType.File]  # staging published and gone
     assert remote.exists(paths.FINETUNE, paths.FINETUNE_FINAL_DIR, "config.json")
     metrics = json.loads(read_bytes(remote, paths.EVAL, paths.METRICS_FILE))["metrics"]
-    assert list(metrics) == ["scorer", "vlm/focused"]
+    assert list(metrics) == ["scorer", "vlm/focused", "verdict"]
     # the preset the fine-tuning started from: written locally, uploaded, fetched by every worker
     preset = read_bytes(remote, paths.FINETUNE, paths.FINETUNE_BASE_DIR, "model.safetensors")
     with tempfile.TemporaryDirectory() as folder:
