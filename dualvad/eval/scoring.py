@@ -4,16 +4,16 @@
 - A segment's score is the mean score of its sampled frames; a segment without any (budget N < K) takes
   the score interpolated linearly between the nearest sampled frames, at its centre frame.
 - The video's score is its highest clip abnormality score (the video benchmark's head), divided by 10.
-- A video is called anomalous when its score is at or above :data:`SERVING_THRESHOLD`: the default of the
-  online detector, the HTTP API and ``dualvad detect``, and the threshold of the evaluation report's
-  decisions.
+- A video is called anomalous when its score is at or above :data:`SERVING_THRESHOLD` in the evaluation
+  report's decisions; the online detector, the HTTP API and ``dualvad detect`` decide with the run's fitted
+  verdict (:mod:`dualvad.eval.verdict`), whose fallback before a run is evaluated is this threshold too.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-#: video_score at or above which a video is called anomalous, unless a request says otherwise.
+#: video_score at or above which a video is called anomalous in the report, and by the scorer alone.
 SERVING_THRESHOLD = 0.5
 #: The scales of a VLM's scores, as the report states them (see the module docstring).
 VLM_VIDEO_SCORE = "the highest clip's 0-10 abnormality score (expected digit) / 10, in [0, 1]"

@@ -37,10 +37,11 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from dualvad.eval.metrics import auc_or_none, auc_text
+from dualvad.eval.scoring import SERVING_THRESHOLD
 
 EPS = 1e-4  # scores are clipped to [EPS, 1 - EPS] before their logit: |logit| <= 9.21
 MIN_PER_CLASS = 2  # validation videos of each class a fit needs
-FALLBACK_THRESHOLD = 0.5  # the scorer alone is called anomalous at or above this score
+FALLBACK_THRESHOLD = SERVING_THRESHOLD  # 0.5: the scorer alone is called anomalous at or above this score
 FITTED, SCORER_ONLY = "fitted", "scorer-only"  # Verdict.source
 
 

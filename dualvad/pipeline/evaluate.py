@@ -22,8 +22,10 @@ answers into segment and video scores; the scorer's own segment scores are the b
 - ``RUN/eval/report.html`` and its PNGs (ROC curves, per-video timelines), see :mod:`dualvad.eval.report`:
   its header names the run, corpus, sampling, models (a VLM of a random ``tiny``/``small`` preset's
   architecture is flagged), date and config hash, and its decisions use the serving threshold
-  (:data:`dualvad.eval.scoring.SERVING_THRESHOLD`, the online detector's default); ``metrics.json`` keeps
-  the same decisions (``serving_threshold``, ``at_threshold``).
+  (:data:`dualvad.eval.scoring.SERVING_THRESHOLD`); ``metrics.json`` keeps the same decisions
+  (``serving_threshold``, ``at_threshold``; the verdict row's at its own fitted threshold).
+- ``RUN/eval/verdict.json``: the verdict fitted on the scorer's validation videos, which ``dualvad detect``
+  and serve answer with, and its ``verdict`` row in every table (:mod:`dualvad.pipeline.evaluate_verdict`).
 - ``RUN/eval/model_card.md``: the evaluated model's card (its folder's ``README.md``, as ``dualvad finetune``
   writes it) with these metrics, when every VLM row is that one model (:mod:`dualvad.vlm.card`).
 
