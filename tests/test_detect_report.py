@@ -17,10 +17,13 @@ from browser import parse
 
 def _record(path: str, anomalous: bool, score: float, explanation: str) -> dict:
     """A 4 s video (40 frames at 10 fps) in two segments, two sampled frames and one clip."""
-    return {"video_path": path, "is_anomalous": anomalous, "video_score": score,
-            "category": "Fight<ing>" if anomalous else None, "video": {"frames": 40, "fps": 10.0},
-            "segments": [{"start_frame": 0, "end_frame": 20, "scorer_score": 0.2, "score": 0.3},
-                         {"start_frame": 20, "end_frame": 40, "scorer_score": 0.8, "score": score}],
+    return {"video_path": path, "is_anomalous": anomalous, "video_score": score, "scorer_score": 0.8,
+            "vlm_score": 0.8, "category": "Fight<ing>" if anomalous else None,
+            "video": {"frames": 40, "fps": 10.0},
+            "segments": [{"start_frame": 0, "end_frame": 20, "scorer_score": 0.2, "vlm_score": 0.5,
+                          "score": 0.3},
+                         {"start_frame": 20, "end_frame": 40, "scorer_score": 0.8, "vlm_score": 0.5,
+                          "score": score}],
             "frames": [{"index": 5, "p_yes": 0.1}, {"index": 25, "p_yes": 0.9}],
             "clips": [{"start_s": 2.0, "end_s": 4.0, "score": 8.0, "explanation": explanation}]}
 
