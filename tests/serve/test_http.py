@@ -173,7 +173,7 @@ def test_anomalous_video_scores_above_normal_ones(server, evaluated_copy, media)
         assert result.is_anomalous == (result.video_score >= 0.5)
         assert result.category is not None and 0.0 <= result.category_probability <= 1.0
     assert results[anomalous] > results[normal], results
-    assert results[anomalous] > 0.9  # a clear anomaly: the verdict calls it so, whatever the random VLM says
+    assert results[anomalous] > 0.7  # the clearest anomaly: the verdict calls it so, whatever the VLM says
 
 
 def test_detect_command_writes_the_endpoints_output_and_records_a_bad_file(server, media, evaluated_copy,
