@@ -100,6 +100,7 @@ class ModelResult:
     metrics: dict[str, float | None] = field(default_factory=dict)
     categories: dict[str, dict[str, float | None]] = field(default_factory=dict)
     info: ModelInfo = field(default_factory=ModelInfo)
+    threshold: float | None = None  # the row's own decision threshold (the verdict's); None: the serving one
 
     def category_videos(self, category: str) -> list[VideoResult]:
         """The videos a category's metrics are over: that category's and every normal one."""

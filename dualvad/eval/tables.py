@@ -203,9 +203,15 @@ def _ratio(value: float | None, why: str) -> str:
 
 
 def threshold_rows(models: Sequence[ModelResult], threshold: float) -> list[ThresholdRow]:
-    """Each model's :func:`threshold_counts`, in order."""
-    return [ThresholdRow(model.name, len(model.videos), threshold_counts(model, threshold))
-            for model in models]
+    """Each model's :func:`threshold_counts` at its own threshold where it has one (the verdict's row),
+    else at ``threshold``, in order."""
+    return [ThresholdRow(model.name, len(model.videos),
+                         threshold_counts(model, decision_threshold(model, threshold))) for model in models]
+
+
+def decision_threshold(model: ModelResult, serving: float) -> float:
+    """The threshold a row's videos are called anomalous at: its own (the verdict's), else ``serving``."""
+    return serving if model.threshold is None else model.threshold
 
 
 def video_frame_auc(video: VideoResult) -> float | None:
@@ -243,13 +249,14 @@ def video_rows(models: Sequence[ModelResult], featured: ModelResult, names: Mapp
     as the first model that scored it states them, each model's video score, the featured model's frame
     AUC on it, and whether its timeline is in ``drawn``."""
     by_model = [{video.video_id: video for video in model.videos} for model in models]
+    thresholds = [decision_threshold(model, threshold) for model in models]
     featured_videos = {video.video_id: video for video in featured.videos}
     rows = []
     for video_id, name in names.items():
         video = next(scored[video_id] for scored in by_model if video_id in scored)
         scores = [None if video_id not in scored else
-                  ScoreCell(f"{scored[video_id].video_score:.3f}", scored[video_id].video_score >= threshold)
-                  for scored in by_model]
+                  ScoreCell(f"{scored[video_id].video_score:.3f}", scored[video_id].video_score >= cut)
+                  for scored, cut in zip(by_model, thresholds, strict=True)]
         frame_auc = (auc_text(video_frame_auc(featured_videos[video_id])) if video_id in featured_videos
                      else "not scored")
         annotated = sum(end - start for start, end in video.gt_intervals)

@@ -20,7 +20,7 @@ from dualvad.config import DualVADConfig, SampleConfig, config_hash
 from dualvad.corpus.layout import is_anomaly_label
 from dualvad.eval.results import ModelResult
 from dualvad.eval.scoring import SERVING_THRESHOLD
-from dualvad.eval.tables import CATEGORY_COLUMNS, category_rows, csv_table
+from dualvad.eval.tables import CATEGORY_COLUMNS, category_rows, csv_table, decision_threshold
 from dualvad.eval.verdict import Verdict
 from dualvad.pipeline.evaluate_models import ModelSpec
 from dualvad.pipeline.evaluate_verdict import VERDICT_ROW, verdict_metrics
@@ -78,8 +78,8 @@ def write_outputs(context: StageContext, config: DualVADConfig, results: list[Mo
     from dualvad.eval.report import threshold_counts, write_report
 
     out = context.out
-    decisions = {r.name: asdict(threshold_counts(r, verdict.threshold if r.name == VERDICT_ROW
-                                                 else SERVING_THRESHOLD)) for r in results}
+    decisions = {r.name: asdict(threshold_counts(r, decision_threshold(r, SERVING_THRESHOLD)))
+                 for r in results}
     metrics = {"split": config.eval.split, "ablate": config.eval.ablate,
                "videos": {r.name: len(r.videos) for r in results},
                "anomalous_videos": sum(is_anomaly_label(v.label) for v in results[0].videos),

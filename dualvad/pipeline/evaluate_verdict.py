@@ -95,7 +95,7 @@ def verdict_result(verdict: Verdict, scorer: ModelResult, vlm: ModelResult) -> M
         videos.append(VideoResult(video.video_id, video.label, video.num_frames, video.fps,
                                   video.gt_intervals, video.segment_bounds, segments, score,
                                   annotated_frames=video.annotated_frames))
-    return ModelResult(VERDICT_ROW, videos, info=_info(verdict))
+    return ModelResult(VERDICT_ROW, videos, info=_info(verdict), threshold=verdict.threshold)
 
 
 def _info(verdict: Verdict) -> ModelInfo:

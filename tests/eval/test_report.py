@@ -269,8 +269,8 @@ def test_header_names_the_run_the_models_and_the_threshold(report):
     assert header == [
         ["Run", "/runs/<demo>"], ["Corpus", "/corpora/synthetic"], ["Split", "test: 6 videos, 3 anomalous"],
         ["Sampling", "focused, budget 6 frames per video, tau 0.1"],
-        ["Serving threshold", "0.75: a video is called anomalous when its video score is at or above it, as "
-                              "the online detector decides"],
+        ["Serving threshold", "0.75: a video is called anomalous when its video score is at or above it (the "
+                              "online detector decides with the run's verdict, the verdict row)"],
         ["Date", "2026-12-04T19:00:00+00:00"], ["Config hash", "0123456789ab"],
         ["Scorer validation", "video AUC undefined (one class) over 3 held-out training videos, 0 "
                               "anomalous: 0 anomalous-normal pair(s); chosen checkpoint: epoch 7, validation "

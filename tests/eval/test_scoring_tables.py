@@ -218,3 +218,17 @@ def test_results_markdown_holds_the_model_table_the_category_table_and_the_misma
                    "video_auc": "1.0", "frame_auc": "0.75", "frame_auc_vera": "", "frame_ap": ""}
     plain = ModelResult("scorer", videos, {})  # no categories, no mismatches: the model table alone
     assert results_markdown([plain]) == markdown_table([plain])
+
+
+def test_a_row_with_its_own_threshold_is_decided_at_it():
+    """The verdict's row carries its fitted threshold; the other rows use the serving one."""
+    def video(video_id: str, label: str, score: float) -> VideoResult:
+        scores = np.array([score], np.float32)
+        return VideoResult(video_id, label, 4, 4.0, [], np.array([[0, 4]]), scores, score)
+
+    videos = [video("a", "Fight", 0.8), video("b", "Normal", 0.6), video("c", "Normal", 0.2)]
+    rows = threshold_rows([ModelResult("scorer", videos), ModelResult("verdict", videos, threshold=0.7)], 0.5)
+    assert [(row.model, row.called) for row in rows] == [("scorer", 2), ("verdict", 1)]
+    cells = video_rows([ModelResult("verdict", videos, threshold=0.7)], ModelResult("verdict", videos),
+                       {"a": "a", "b": "b", "c": "c"}, set(), 0.5)
+    assert [row.scores[0].called for row in cells] == [True, False, False]
