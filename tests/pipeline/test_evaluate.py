@@ -18,7 +18,7 @@ from dualvad.config import ConfigError, SampleConfig, config_hash
 from dualvad.detector_schema import DetectOptions
 from dualvad.errors import MissingInputError
 from dualvad.eval.scoring import SERVING_THRESHOLD
-from dualvad.eval.verdict import Verdict, apply
+from dualvad.eval.verdict import FALLBACK_THRESHOLD, Verdict, apply
 from dualvad.pipeline.evaluate import run_evaluate, warn_length_mismatches
 from dualvad.pipeline.evaluate_models import EvaluationError, ModelSpec, model_specs
 from dualvad.pipeline.evaluate_outputs import sampling_text
@@ -199,7 +199,9 @@ def test_category_metrics_of_the_scorer_equal_scikit_learn(evaluated):
 def test_decisions_at_the_serving_threshold_equal_scikit_learn(evaluated):
     _, _, run = evaluated
     metrics = json.loads(Path(run.path("eval", "metrics.json")).read_text())
-    assert metrics["serving_threshold"] == SERVING_THRESHOLD == DetectOptions().threshold
+    # the report's threshold; a request's default is the run's verdict, which falls back to it
+    assert metrics["serving_threshold"] == SERVING_THRESHOLD == FALLBACK_THRESHOLD
+    assert DetectOptions().threshold is None
     scores = {m: {row[S.VIDEO_ID]: max(row[S.CLIP_SCORES]) / 10 for row in _predictions(run, m)}
               for m in VLMS}
     test = segments_with_scores(run).to_pandas().query("split == 'test'").groupby("video_id")
