@@ -43,6 +43,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Set
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -194,7 +195,7 @@ def warn_length_mismatches(mismatches: dict[str, tuple[int, int]]) -> None:
                     "uses the annotation's %d", video_id, annotated, decoded, annotated)
 
 
-def _test_samples(run: RunDir, split: str, also: set[str] = frozenset()) -> dict[str, dict]:
+def _test_samples(run: RunDir, split: str, also: Set[str] = frozenset()) -> dict[str, dict]:
     """``RUN/samples`` rows of the labelled ``split`` videos and of the videos ``also`` names, by video id."""
     table = read_input(run, paths.SAMPLES, unique=(S.VIDEO_ID,))
     if table is not None:
@@ -211,12 +212,12 @@ def _fit_verdict(run: RunDir, weights: str, spec: ModelSpec, val_ids: list[str],
     """The verdict fitted on the validation videos ``val_ids`` (the scorer's scores of them, and ``spec``'s
     ``predictions`` of them)."""
     if not val_ids or not any(row[S.ERROR] is None for row in predictions):
-        return fit_run_verdict([], [], spec, val_ids, why_none)
+        return fit_run_verdict([], [], spec, why_none)
     table = segments_with_scores(run, extra_columns=(S.FEATURE,))
     held = _test_videos(table.filter(pc.is_in(table[S.VIDEO_ID], pa.array(val_ids, pa.string()))))
     scorer = _scorer_result(held, weights).videos
     return fit_run_verdict(scorer, _vlm_result(spec.name, held, predictions, ModelInfo()).videos, spec,
-                           val_ids, why_none)
+                           why_none)
 
 
 def _frames_for(context: StageContext, spec: ModelSpec, samples: dict[str, dict],

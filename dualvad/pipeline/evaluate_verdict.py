@@ -62,7 +62,7 @@ def verdict_spec(specs: list[ModelSpec], strategy: str) -> ModelSpec:
     return next((spec for spec in specs if spec.strategy == strategy), specs[0])
 
 
-def fit_run_verdict(scorer: list[VideoResult], vlm: list[VideoResult], spec: ModelSpec, ids: list[str],
+def fit_run_verdict(scorer: list[VideoResult], vlm: list[VideoResult], spec: ModelSpec,
                     why_none: str) -> Verdict:
     """The verdict on the validation videos both models scored (``scorer`` and ``vlm``: their results on
     the validation videos; ``why_none``: why there are none to fit on, from :func:`validation_ids`)."""

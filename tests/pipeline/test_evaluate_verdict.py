@@ -39,7 +39,7 @@ VLM = [_video(f"v{i}", label, [0.5, 0.5], v) for i, (label, v) in
 
 
 def test_the_fit_is_fit_verdict_on_the_videos_both_models_scored():
-    verdict = fit_run_verdict(SCORER, VLM, OWN, [v.video_id for v in SCORER], "")
+    verdict = fit_run_verdict(SCORER, VLM, OWN, "")
     expected = fit_verdict(np.array([v.video_score for v in SCORER]), np.array([v.video_score for v in VLM]),
                            np.array([0, 0, 0, 1, 1, 1]))
     assert verdict.source == FITTED and verdict.vlm_used  # this VLM ranks the videos better
@@ -48,14 +48,14 @@ def test_the_fit_is_fit_verdict_on_the_videos_both_models_scored():
     assert verdict.vlm_row == "vlm/focused" and verdict.validation_ids == ("v0", "v1", "v2", "v3", "v4", "v5")
     # the run's own fine-tuned VLM saw the validation videos in its benchmarks: recorded
     assert verdict.caveats == (SCORER_PICKED, SAME_VIDEOS, VLM_SAW_THEM)
-    assert fit_run_verdict(SCORER, VLM, FOLDER, [], "").caveats == (SCORER_PICKED, SAME_VIDEOS)
+    assert fit_run_verdict(SCORER, VLM, FOLDER, "").caveats == (SCORER_PICKED, SAME_VIDEOS)
     # a video the VLM could not judge is left out of the fit
-    fewer = fit_run_verdict(SCORER, VLM[1:], OWN, [v.video_id for v in SCORER], "")
+    fewer = fit_run_verdict(SCORER, VLM[1:], OWN, "")
     assert fewer.validation_ids == ("v1", "v2", "v3", "v4", "v5") and fewer.validation_videos == 5
 
 
 def test_no_validation_videos_give_the_scorer_alone_with_the_reason():
-    verdict = fit_run_verdict([], [], OWN, [], "train-scorer held out no validation videos")
+    verdict = fit_run_verdict([], [], OWN, "train-scorer held out no validation videos")
     assert (verdict.source, verdict.scorer_weight, verdict.vlm_weight, verdict.bias, verdict.threshold) == (
         "scorer-only", 1.0, 0.0, 0.0, 0.5)
     assert verdict.reason == ("no validation videos to fit on: train-scorer held out no validation videos; "
