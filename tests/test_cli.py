@@ -265,7 +265,8 @@ def test_help_is_plain_text(capsys):
 @pytest.mark.parametrize(("flags", "message"), [
     (["--budget", "0"], "budget must be an integer >= 1 (or None: the run's sample.budget), got 0"),
     (["--strategy", "everything"], "strategy must be one of focused, uniform, random, cdf"),
-    (["--threshold", "1.5"], "threshold must be a number in [0, 1], got 1.5"),
+    (["--threshold", "1.5"], "threshold must be a number in [0, 1] (or None: the run's verdict threshold), "
+                                "got 1.5"),
 ])
 def test_detect_names_a_bad_option_in_one_line(flags, message, tmp_path, capsys):
     """The options model's own message, as `dualvad detect: error: ...` and the bad-input code, before any
