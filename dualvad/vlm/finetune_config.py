@@ -6,7 +6,6 @@ Plain Python: no Ray, no torch, so the config loads (and is checked) before any 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 from dualvad.checks import SettingError, above, at_least, at_most, below, check_choices
 from dualvad.tracking import Tracking
@@ -14,9 +13,6 @@ from dualvad.vlm.mixing import Curriculum
 
 #: The decoder's attention and MLP projections (Qwen2 names), the usual LoRA targets.
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-#: How rows reach the workers: "stream" (Ray Data, decoded ahead of the step) or "memory" (each worker loads
-#: its whole shard and decodes in the step; kept for bench/finetune.py). Same batches, same order.
-DataPath = Literal["stream", "memory"]
 ZERO_STAGES = (0, 1, 2, 3)  # DeepSpeed's ZeRO stages
 
 
@@ -50,7 +46,6 @@ class FinetuneConfig:
     image_weight: float = 1.0  # draws per epoch = round(weight * rows) per benchmark
     video_weight: float = 1.0
     curriculum: Curriculum = "joint"
-    data: DataPath = "stream"  # see DataPath; dualvad.pipeline.finetune_data
     max_length: int = 1024  # tokens per row; a longer row is an error
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
     gradient_checkpointing: bool = False
@@ -67,8 +62,6 @@ class FinetuneConfig:
     lora_dropout: float = 0.05  # dropout on each adapter's input
     lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))  # Linear layers of the LM
     report_every: int = 4  # optimizer steps between reports + checkpoints (and after the last)
-    # False (throughput runs): reports carry only the step log; no DeepSpeed state (no resume) and no export
-    save_checkpoints: bool = True
     # Ray Train checkpoints kept while the run goes (CheckpointConfig.num_to_keep): the last one is what a
     # restart resumes from; all go once RUN/finetune is published (the export is final/)
     keep_checkpoints: int = 1
