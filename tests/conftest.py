@@ -74,8 +74,9 @@ def session_s3():
 @pytest.fixture(scope="session")
 def ray_session(session_s3):
     """One local Ray for the whole test session, 2 CPUs as on the CI machine; workers log to files only.
-    Its workers reach the session's S3 store, as a cluster's workers reach the store named in the head's
-    environment (docs/cluster.md): a run on ``s3://data/...`` works on it without a Ray of its own."""
+    Its workers reach the session's S3 store: its settings are the job's runtime environment, as
+    docs/cluster.md passes them with ``ray job submit``, so a run on ``s3://data/...`` needs no Ray of its
+    own."""
     import ray
 
     from dualvad.config import RayConfig
