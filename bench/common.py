@@ -54,3 +54,34 @@ def corpus_arguments(description: str, videos: int = 80) -> argparse.ArgumentPar
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--cameras", type=int, default=0, help="synth.cameras (0: a scene per video)")
     return parser
+
+
+def scored_test_videos(run: Path, corpus: Path) -> tuple[list, dict, dict]:
+    """The corpus's test videos with temporal annotations (records), and each video's segment scores
+    (float (K,)) and frame bounds (int (K, 2)) from the run's scores and segments, by video id."""
+    from dualvad import schema as S
+    from dualvad.corpus import read_corpus
+    from dualvad.rundir import open_run
+    from dualvad.scorer.data import video_set_from_segments
+
+    run_dir = open_run(str(run))
+    videos = video_set_from_segments(run_dir.read_table("segments"))
+    scores = run_dir.read_table("scores").sort_by([(S.VIDEO_ID, "ascending"), (S.SEGMENT_INDEX, "ascending")])
+    by_video = dict(zip(videos.video_ids, scores[S.SCORE].to_numpy().reshape(len(videos), -1), strict=True))
+    bounds = dict(zip(videos.video_ids, videos.bounds, strict=True))
+    test = [r for r in read_corpus(corpus) if r.split == "test" and r.intervals is not None]
+    return test, by_video, bounds
+
+
+def frame_aucs(run: Path, corpus: Path) -> tuple[float, dict[str, float]]:
+    """Frame-level AUC over the test videos with temporal annotations, and per anomaly category
+    (that category's test videos and all normal ones)."""
+    from dualvad.eval.metrics import frame_auc
+
+    test, by_video, bounds = scored_test_videos(run, corpus)
+
+    def auc(records) -> float:
+        return frame_auc((by_video[r.video_id], bounds[r.video_id], r.intervals) for r in records)
+
+    categories = sorted({r.label for r in test if r.is_anomalous})
+    return auc(test), {c: auc(r for r in test if r.label == c or not r.is_anomalous) for c in categories}

@@ -4,10 +4,11 @@ Every stage reads one :class:`DualVADConfig`, which composes the components' own
 once, beside its code: ``dualvad.scorer.config``, ``dualvad.video.sampling`` ...) and adds only the run
 and corpus paths and :class:`RayConfig`. Their defaults are the embedded configuration (``dualvad config``
 prints it; ``dualvad demo`` reads :data:`DEMO_PROFILE` over it). A YAML file overrides the
-defaults, and ``key.sub=value`` strings override the file. Everything is checked at load: unknown keys,
-values of the wrong type, an enumerated value that is not one of its ``Literal`` choices and a value
-outside its range (each section's ``__post_init__``) are errors that name the key and the valid keys,
-choices or bound: a typo never silently falls back to a default, and a bad value never reaches Ray.
+defaults, and ``key.sub=value`` strings override the file. Everything is checked at load, by pydantic
+(each section is a strict pydantic dataclass, :mod:`dualvad.validation`): unknown keys, values of the wrong
+type, an enumerated value that is not one of its ``Literal`` choices and a value outside its range are
+errors that name the key and the valid keys, choices or bound: a typo never silently falls back to a
+default, and a bad value never reaches Ray.
 """
 
 from __future__ import annotations
@@ -15,21 +16,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import types
-import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Union
+from typing import Annotated, Any
 
 import yaml
+from pydantic import Field, TypeAdapter, ValidationError
 
 # Each section is its component's own config, defined beside its code; this module only composes them.
 from dualvad.benchmarks.config import BenchmarksConfig
-from dualvad.checks import ConfigError, SettingError, at_least, choice_detail, is_choice
 from dualvad.corpus.synth_plan import SynthSpec
+from dualvad.errors import ConfigError
 from dualvad.eval.config import EvalConfig, VeraSettings
 from dualvad.scorer.config import ScoreConfig, ScorerConfig
 from dualvad.stages.config import StagesConfig
+from dualvad.validation import choices_of, config_error, config_section, field_type
 from dualvad.video.config import IngestConfig
 from dualvad.video.sampling import SampleConfig
 from dualvad.vlm.finetune_config import FinetuneConfig
@@ -41,16 +42,13 @@ __all__ = [
 ]
 
 
-@dataclass
+@config_section
 class RayConfig:
     """How to reach Ray: ``address=None`` starts a local instance."""
 
     address: str | None = None
-    num_cpus: int | None = None  # local instance only; None = all cores
+    num_cpus: Annotated[int, Field(ge=1)] | None = None  # local instance only; None = all cores
     dashboard: bool = False  # local instance only: start Ray's dashboard (its address is printed)
-
-    def __post_init__(self) -> None:
-        at_least(self, 1, "num_cpus")
 
 
 #: Where ``dualvad demo`` writes its run, and the run ``detect`` and ``serve`` use when given none.
@@ -61,7 +59,7 @@ DEMO_RUN = "runs/demo"
 DEMO_PROFILE = Path(__file__).parent / "profiles" / "demo.yaml"
 
 
-@dataclass
+@config_section
 class DualVADConfig:
     """The whole system's configuration; each stage reads its own section."""
 
@@ -79,6 +77,11 @@ class DualVADConfig:
     stages: StagesConfig = field(default_factory=StagesConfig)
 
 
+# Validates a whole raw config in pydantic's JSON mode: there a strict section accepts a mapping (in Python
+# mode strictness would demand a section instance), and YAML's values are JSON's.
+_LOADER = TypeAdapter(DualVADConfig)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DualVADConfig:
     """Build a config from the defaults, an optional YAML file and ``key.sub=value`` overrides.
 
@@ -91,7 +94,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raw = _read_yaml(Path(path))
     for override in overrides or []:
         _apply_override(raw, override)
-    return _build(DualVADConfig, raw, prefix="")
+    try:
+        return _LOADER.validate_json(json.dumps(raw, default=_not_json))
+    except ValidationError as error:
+        raise config_error(error, DualVADConfig) from None
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -120,12 +126,7 @@ def setting_default(key: str, config: DualVADConfig | None = None) -> Any:
 
 def setting_choices(key: str) -> tuple[Any, ...] | None:
     """The values an enumerated (``Literal``) config key allows, ``None`` for any other key."""
-    hint: Any = DualVADConfig
-    for part in key.split("."):
-        hint = typing.get_type_hints(hint)[part]
-    options = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
-    literals = [option for option in options if typing.get_origin(option) is typing.Literal]
-    return typing.get_args(literals[0]) if literals else None
+    return choices_of(field_type(DualVADConfig, key))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -167,63 +168,7 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     return where + (getattr(error, "problem", None) or str(error).splitlines()[0])
 
 
-def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
-    """Instantiate dataclass ``cls`` from ``raw``, checking keys and types recursively."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"unknown config key '{prefix}{unknown[0]}'; valid keys under "
-            f"{prefix.rstrip('.') or 'the top level'}: {', '.join(sorted(fields))}"
-        )
-    values = {}
-    for name, value in raw.items():
-        values[name] = _coerce(hints[name], value, f"{prefix}{name}")
-    try:
-        return cls(**values)
-    except SettingError as error:  # a section's own range check names the field: add the section
-        raise error.under(prefix) from None
-    except ValueError as error:  # a section that validates its values in its own words (SynthSpec)
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {error}") from error
-
-
-def _coerce(hint: Any, value: Any, key: str) -> Any:
-    """Check ``value`` against type ``hint``; ints are accepted where floats are expected."""
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, prefix=f"{key}.")
-    origin = typing.get_origin(hint)
-    if origin in (Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in (o for o in options if o is not type(None)):
-            try:
-                return _coerce(option, value, key)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(errors[0])
-    if origin is typing.Literal:
-        choices = typing.get_args(hint)
-        if not is_choice(value, choices):
-            raise ConfigError(f"config key {key!r} {choice_detail(value, choices)}")
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"config key {key!r} expects a list, got {value!r}")
-        (item_hint,) = typing.get_args(hint)
-        return [_coerce(item_hint, item, f"{key}[{i}]") for i, item in enumerate(value)]
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is bool or isinstance(value, bool):
-        if not (hint is bool and isinstance(value, bool)):
-            raise ConfigError(f"config key {key!r} expects {hint.__name__}, got {value!r}")
-        return value
-    if not isinstance(value, hint):
-        raise ConfigError(
-            f"config key {key!r} expects {hint.__name__}, got {type(value).__name__} {value!r}"
-        )
-    return value
+def _not_json(value: Any) -> Any:
+    """Refuse a YAML value JSON has no type for (a date): no config key takes one."""
+    raise ConfigError(f"config value {value!r} is a YAML {type(value).__name__}, which no config key takes; "
+                      "quote it if you meant a string")

@@ -16,13 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from dualvad.eval.scoring import SERVING_THRESHOLD
+from dualvad.validation import FORBID_EXTRA
 from dualvad.video.sampling import STRATEGIES
 
 INVALID = "invalid_option"  # the pydantic error type of the options' own checks
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # lax types (form fields arrive as strings), unknown fields refused as everywhere (dualvad.validation)
+    model_config = FORBID_EXTRA
 
 
 class InvalidOptionsError(ValueError):
@@ -53,7 +55,7 @@ class DetectOptions(Strict):
     :class:`InvalidOptionsError` (a ValueError) naming the option and its valid values.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(FORBID_EXTRA, frozen=True)
 
     budget: int | None = Field(None, description="frames the VLM sees (>= 1); default: the run's "
                                                   "sample.budget")

@@ -61,8 +61,22 @@ _LOG_LINES = 120  # the last lines shown of each file that grew during a failed 
 
 
 @pytest.fixture(scope="session")
-def ray_session():
-    """One local Ray for the whole test session, 2 CPUs as on the CI machine; workers log to files only."""
+def session_s3():
+    """A real S3 API (moto on loopback) for the whole test session, with an empty bucket ``data``: the
+    environment a client needs to reach it. The session's Ray workers have it (see ``ray_session``); a test
+    that reads or writes on it from this process sets it with ``objectstore.s3_environment``."""
+    from objectstore import moto_s3, s3_env
+
+    with moto_s3("data") as endpoint:
+        yield s3_env(endpoint)
+
+
+@pytest.fixture(scope="session")
+def ray_session(session_s3):
+    """One local Ray for the whole test session, 2 CPUs as on the CI machine; workers log to files only.
+    Its workers reach the session's S3 store: its settings are the job's runtime environment, as
+    docs/cluster.md passes them with ``ray job submit``, so a run on ``s3://data/...`` needs no Ray of its
+    own."""
     import ray
 
     from dualvad.config import RayConfig
@@ -72,7 +86,8 @@ def ray_session():
     # Started here, not by ensure_ray, for log_to_driver=False: one line per Serve request and per Ray
     # Data task otherwise floods the pytest output. ensure_ray then joins it, as the CLI's commands do.
     global _ray_log_folder
-    context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                       runtime_env={"env_vars": session_s3})
     _ray_log_folder = Path(context.address_info["session_dir"], "logs")
     ensure_ray(RayConfig(num_cpus=2))
     ray.data.DataContext.get_current().enable_progress_bars = False

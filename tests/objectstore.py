@@ -7,8 +7,10 @@ needs to reach it: pyarrow (>= 15) and boto3 both read ``AWS_ENDPOINT_URL``.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from loopback import free_port
 
@@ -19,6 +21,32 @@ def s3_env(endpoint: str) -> dict[str, str]:
     """Environment of a client of the server at ``endpoint`` (fake credentials: moto accepts any)."""
     return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": REGION, "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@contextmanager
+def s3_environment(settings: dict[str, str]) -> Iterator[dict[str, str]]:
+    """``settings`` in this process's environment for the block (what was there before is put back)."""
+    saved = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
+    try:
+        yield settings
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def upload_folder(local: Path, uri: str) -> None:
+    """Every file under folder ``local`` copied to folder ``uri`` of a store (its settings in this process's
+    environment)."""
+    import pyarrow.fs as pafs
+
+    from dualvad.rundir import open_run
+
+    store = open_run(uri)
+    pafs.copy_files(str(local), store.path(), destination_filesystem=store.fs)
 
 
 def s3_client(endpoint: str):

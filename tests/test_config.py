@@ -1,5 +1,6 @@
 """Config loading: YAML + overrides, strict keys and types, every shipped config loads."""
 
+import dataclasses
 import fnmatch
 import tomllib
 from dataclasses import asdict
@@ -9,7 +10,17 @@ import pytest
 import yaml
 
 import dualvad
-from dualvad.config import DEMO_PROFILE, ConfigError, DualVADConfig, config_hash, load_config
+from dualvad.config import (
+    DEMO_PROFILE,
+    ConfigError,
+    DualVADConfig,
+    SampleConfig,
+    config_hash,
+    load_config,
+    setting_choices,
+    setting_default,
+)
+from dualvad.errors import SettingError
 
 ROOT = Path(__file__).parent.parent
 #: Every shipped config: the repository's examples and the demo profile (package data).
@@ -102,11 +113,6 @@ def test_hash_is_stable_and_value_sensitive():
     assert config_hash(load_config()) != config_hash(load_config(None, ["ingest.segments=8"]))
 
 
-def test_a_section_that_validates_itself_reports_a_config_error():
-    with pytest.raises(ConfigError, match=r"synth: .*width x height = 33 x 120 must be even"):
-        load_config(None, ["synth.width=33"])
-
-
 # Each wrong value is refused at load, with the key and the bound or the valid choices.
 BAD_VALUES = [
     (["sample.strategy=focussed"],
@@ -147,6 +153,9 @@ BAD_VALUES = [
     (["ray.num_cpus=0"], "config key 'ray.num_cpus' must be >= 1, got 0"),
     (["stages.max_failure_share=1.5"], "config key 'stages.max_failure_share' must be <= 1, got 1.5"),
     (["stages.flush_videos=0"], "config key 'stages.flush_videos' must be >= 1, got 0"),
+    (["synth.width=33"], "config key 'synth.width' must be a multiple of 2, got 33"),
+    (["synth.seconds=0.5"],
+     "config key 'synth.seconds' must give fps * seconds >= 10 frames (fps 15), got 0.5"),
 ]
 
 
@@ -188,3 +197,57 @@ def test_malformed_yaml_is_a_config_error_that_names_the_file_and_line(tmp_path,
 def test_a_malformed_override_value_is_a_config_error():
     with pytest.raises(ConfigError, match=r"override 'ingest.segments=\[8': the value is not valid YAML"):
         load_config(None, ["ingest.segments=[8"])
+
+
+# The sections are pydantic dataclasses (dualvad.validation): the same rules and words wherever one is built.
+def test_a_range_violation_is_the_same_setting_error_at_load_in_construction_and_in_replace():
+    with pytest.raises(SettingError) as loaded:
+        load_config(None, ["sample.budget=-3"])
+    assert (str(loaded.value), loaded.value.key) == ("config key 'sample.budget' must be >= 1, got -3",
+                                                     "sample.budget")
+    with pytest.raises(SettingError) as built:
+        SampleConfig(budget=-3)
+    assert str(built.value) == "config key 'budget' must be >= 1, got -3"
+    with pytest.raises(SettingError) as replaced:
+        dataclasses.replace(load_config().sample, budget=-3)
+    assert str(replaced.value) == "config key 'budget' must be >= 1, got -3"
+    assert isinstance(replaced.value, ValueError)
+
+
+def test_an_int_is_a_float_but_a_bool_or_a_string_is_never_a_number():
+    assert load_config(None, ["sample.tau=1"]).sample.tau == 1.0
+    assert isinstance(load_config(None, ["sample.tau=1"]).sample.tau, float)
+    assert isinstance(SampleConfig(tau=1).tau, float)
+    wrong = [("sample.budget=true", "config key 'sample.budget' expects int, got bool True"),
+             ("sample.tau=false", "config key 'sample.tau' expects float, got bool False"),
+             ("sample.budget='3'", "config key 'sample.budget' expects int, got str '3'"),
+             ("sample.tau='0.5'", "config key 'sample.tau' expects float, got str '0.5'"),
+             ("sample.budget=2.0", "config key 'sample.budget' expects int, got float 2.0"),
+             ("sample.budget=null", "config key 'sample.budget' expects int, got NoneType None"),
+             ("ingest.use_gpu=1",
+              "unknown config key 'ingest.use_gpu'; valid keys under ingest: categories, clip_model, "
+              "cpus_per_worker, decode_height, decode_threads, decode_width, feature, frames_per_segment, "
+              "max_pixels, segments, snap_to_keyframes, workers"),
+             ("ingest.snap_to_keyframes=1", "config key 'ingest.snap_to_keyframes' expects bool, got int 1"),
+             ("finetune.lora_targets=[q_proj, 1]",
+              "config key 'finetune.lora_targets[1]' expects str, got int 1"),
+             ("ingest=3", "config key 'ingest' expects a mapping, got int 3")]
+    for override, message in wrong:
+        with pytest.raises(ConfigError) as error:
+            load_config(None, [override])
+        assert str(error.value) == message
+    with pytest.raises(SettingError, match="config key 'budget' expects int, got bool True"):
+        SampleConfig(budget=True)
+    assert load_config(None, ["ingest.workers=null"]).ingest.workers is None  # None where the type allows it
+
+
+def test_a_yaml_value_json_has_no_type_for_is_refused():
+    with pytest.raises(ConfigError, match=r"config value datetime.date\(2026, 12, 6\) is a YAML date"):
+        load_config(None, ["run=2026-12-06"])
+
+
+def test_the_choices_and_defaults_are_read_from_the_sections():
+    assert setting_choices("sample.strategy") == ("focused", "uniform", "random", "cdf")
+    assert setting_choices("finetune.tracking") == ("none", "tensorboard")
+    assert setting_choices("eval.split") is None and setting_choices("ray.num_cpus") is None
+    assert (setting_default("sample.budget"), setting_default("eval.vera.sigma")) == (16, 10.0)

@@ -12,8 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dualvad"
 
 #: Each module's floor, by the longest matching name; a module may import its own floor and those below.
 FLOORS = {
-    # 0: the base: errors, checks, the run layout, table schemas, storage, the stage list
-    "dualvad": 0, "dualvad.checks": 0, "dualvad.errors": 0, "dualvad.paths": 0, "dualvad.schema": 0,
+    # 0: the base: errors, validation, the run layout, table schemas, storage, the stage list
+    "dualvad": 0, "dualvad.errors": 0, "dualvad.validation": 0, "dualvad.paths": 0, "dualvad.schema": 0,
     "dualvad.storage": 0, "dualvad.stages.registry": 0,
     # 1: the run directory and its records, corpora, video, the console and tracking
     "dualvad.rundir": 1, "dualvad.runlock": 1, "dualvad.runpublish": 1, "dualvad.stages": 1,

@@ -4,8 +4,6 @@ killed half-way is put right by the next stage run."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -22,7 +20,7 @@ from dualvad.stages.registry import Stage
 from dualvad.stages.runner import Skipped, StageContext, run_stage
 from dualvad.storage import resolve
 
-from objectstore import GatedS3, moto_s3, s3_client, s3_env
+from objectstore import GatedS3, moto_s3, s3_client, s3_env, s3_environment
 
 SEGMENTS = Stage("ingest", paths.SEGMENTS)
 
@@ -30,17 +28,8 @@ SEGMENTS = Stage("ingest", paths.SEGMENTS)
 @pytest.fixture(scope="module")
 def s3_bucket():
     """A moto S3 server with bucket ``runs``, its settings in this process's environment meanwhile."""
-    with moto_s3("runs") as endpoint:
-        saved = {key: os.environ.get(key) for key in s3_env(endpoint)}
-        os.environ.update(s3_env(endpoint))
-        try:
-            yield "s3://runs"
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with moto_s3("runs") as endpoint, s3_environment(s3_env(endpoint)):
+        yield "s3://runs"
 
 
 def _work(rows: int):

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated
 
-from dualvad.checks import at_least, at_most
+from pydantic import Field
+
+from dualvad.validation import config_section
 
 
-@dataclass
+@config_section
 class BenchmarksConfig:
     """The image and video benchmarks built from the sampled frames."""
 
-    image_size: int = 448  # longer side of stored frames, px (InternVL's tile size)
-    jpeg_quality: int = 90  # PIL's JPEG quality, 1-100
-    clip_frames: int = 8  # k frames per video-benchmark clip
-    shards: int = 4  # Parquet shards per benchmark
-    pseudo_threshold: float = 0.5  # scorer score from which an unannotated frame counts as anomalous
+    image_size: Annotated[int, Field(ge=1)] = 448  # longer side of stored frames, px (InternVL's tile size)
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90  # PIL's JPEG quality
+    clip_frames: Annotated[int, Field(ge=1)] = 8  # k frames per video-benchmark clip
+    shards: Annotated[int, Field(ge=1)] = 4  # Parquet shards per benchmark
+    # scorer score from which an unannotated frame counts as anomalous
+    pseudo_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
     seed: int = 0  # chooses question paraphrases
-    decode_threads: int = 1
-
-    def __post_init__(self) -> None:
-        at_least(self, 1, "image_size", "jpeg_quality", "clip_frames", "shards", "decode_threads")
-        at_most(self, 100, "jpeg_quality")
-        at_least(self, 0, "pseudo_threshold")
-        at_most(self, 1, "pseudo_threshold")
+    decode_threads: Annotated[int, Field(ge=1)] = 1

@@ -5,26 +5,29 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from dualvad.corpus.layout import NORMAL_LABEL, SYNTHETIC_CATEGORIES, Interval
+from dualvad.validation import config_section, rule_error
 
 CATEGORIES = SYNTHETIC_CATEGORIES  # defined in layout: every corpus reader knows them
 
 _EVENT_SHARE = (0.2, 0.45)  # event length as a share of the video
 
 
-@dataclass(frozen=True)
+@config_section(frozen=True)
 class SynthSpec:
     """What to generate.
 
     Attributes:
         videos: number of videos.
         seed: seed of every random choice; the same spec gives byte-identical files.
-        width, height: frame size in pixels (even numbers: H.264 yuv420p).
+        width, height: frame size in pixels (even numbers >= 32: H.264 yuv420p).
         fps: frames per second.
-        seconds: duration of every video; each has `round(fps * seconds)` frames.
+        seconds: duration of every video; each has `round(fps * seconds)` frames, at least 10.
         anomaly_share: share of anomalous videos (categories round-robin over CATEGORIES).
         test_share: share of each label's videos put in the test split (rounded up, so the
             first video of every category is a test video when `test_share >= 0.5`).
@@ -34,33 +37,22 @@ class SynthSpec:
             only in what happens in them, as in a real surveillance archive.
     """
 
-    videos: int = 16
+    videos: Annotated[int, Field(ge=1)] = 16
     seed: int = 0
-    width: int = 160
-    height: int = 120
-    fps: int = 15
+    width: Annotated[int, Field(ge=32, multiple_of=2)] = 160
+    height: Annotated[int, Field(ge=32, multiple_of=2)] = 120
+    fps: Annotated[int, Field(ge=1)] = 15
     seconds: float = 4.0
-    anomaly_share: float = 0.5
-    test_share: float = 0.5
-    cameras: int = 0
+    anomaly_share: Annotated[float, Field(ge=0, le=1)] = 0.5
+    test_share: Annotated[float, Field(ge=0, le=1)] = 0.5
+    cameras: Annotated[int, Field(ge=0)] = 0
 
-    def __post_init__(self) -> None:
-        problems = []
-        if self.videos < 1:
-            problems.append(f"videos={self.videos} must be >= 1")
-        if self.width < 32 or self.height < 32 or self.width % 2 or self.height % 2:
-            problems.append(f"width x height = {self.width} x {self.height} must be even, >= 32")
-        if self.fps < 1:
-            problems.append(f"fps={self.fps} must be >= 1")
-        if self.cameras < 0:
-            problems.append(f"cameras={self.cameras} must be >= 0 (0: a scene per video)")
+    @model_validator(mode="after")
+    def _enough_frames(self) -> SynthSpec:
         if self.num_frames < 10:
-            problems.append(f"fps * seconds = {self.fps * self.seconds:g} must be >= 10 frames")
-        for name in ("anomaly_share", "test_share"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                problems.append(f"{name}={getattr(self, name)} must be in [0, 1]")
-        if problems:
-            raise ValueError("SynthSpec: " + "; ".join(problems))
+            raise rule_error("seconds", f"must give fps * seconds >= 10 frames (fps {self.fps}), got "
+                                        f"{self.seconds!r}")
+        return self
 
     @property
     def num_frames(self) -> int:

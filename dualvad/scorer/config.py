@@ -10,17 +10,18 @@ the data, not from here. Reasons and measurements behind the defaults: ``docs/de
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
-from dualvad.checks import above, at_least, below, check_choices, require
+from pydantic import Field, model_validator
+
 from dualvad.tracking import Tracking
+from dualvad.validation import config_section, rule_error
 
 ScorerKind = Literal["refinevad", "mil"]  # "mil": Sultani et al. 2018, the baseline
 SCORER_KINDS: tuple[str, ...] = typing.get_args(ScorerKind)
 
 
-@dataclass
+@config_section
 class ScoreConfig:
     """The scoring stage (``score.*``), apart from the scorer it runs.
 
@@ -33,7 +34,7 @@ class ScoreConfig:
     scorer_run: str = ""
 
 
-@dataclass
+@config_section
 class ScorerConfig:
     """The weakly supervised segment scorer and its training.
 
@@ -65,41 +66,36 @@ class ScorerConfig:
     """
 
     kind: ScorerKind = "refinevad"
-    hidden_dim: int = 128
+    hidden_dim: Annotated[int, Field(ge=1)] = 128
     use_motar: bool = True
     use_core: bool = True
-    shift_fold_div: int = 8
-    transformer_layers: int = 1
-    transformer_heads: int = 4
-    dropout: float = 0.1
+    # two shifted groups (forward and backward) must fit in the channels
+    shift_fold_div: Annotated[int, Field(ge=2)] = 8
+    transformer_layers: Annotated[int, Field(ge=1)] = 1
+    transformer_heads: Annotated[int, Field(ge=1)] = 4
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
     context_scale_init: float = 0.1
-    context_drop: float = 0.8
+    context_drop: Annotated[float, Field(ge=0, lt=1)] = 0.8
     centre_context: bool = True
-    epochs: int = 40
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    topk: int = 3
-    category_weight: float = 0.5
-    smoothness_weight: float = 8e-4
-    sparsity_weight: float = 8e-3
-    val_share: float = 0.2
-    report_every: int = 5
+    epochs: Annotated[int, Field(ge=1)] = 40
+    batch_size: Annotated[int, Field(ge=1)] = 16
+    lr: Annotated[float, Field(gt=0)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 1e-4
+    topk: Annotated[int, Field(ge=1)] = 3
+    category_weight: Annotated[float, Field(ge=0)] = 0.5
+    smoothness_weight: Annotated[float, Field(ge=0)] = 8e-4
+    sparsity_weight: Annotated[float, Field(ge=0)] = 8e-3
+    val_share: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    report_every: Annotated[int, Field(ge=1)] = 5
     seed: int = 0
-    workers: int = 1
-    cpus_per_worker: float = 1.0
-    score_workers: int | None = None
+    workers: Annotated[int, Field(ge=1)] = 1
+    cpus_per_worker: Annotated[float, Field(gt=0)] = 1.0
+    score_workers: Annotated[int, Field(ge=1)] | None = None
     tracking: Tracking = "none"
 
-    def __post_init__(self) -> None:
-        check_choices(self)
-        at_least(self, 1, "hidden_dim", "transformer_layers", "transformer_heads", "epochs", "batch_size",
-                 "topk", "report_every", "workers", "score_workers")
-        # two shifted groups (forward and backward) must fit in the channels
-        at_least(self, 2, "shift_fold_div")
-        require(self.hidden_dim % self.transformer_heads == 0, "hidden_dim",
-                f"divisible by transformer_heads ({self.transformer_heads})", self.hidden_dim)
-        at_least(self, 0, "dropout", "context_drop", "weight_decay", "category_weight",
-                 "smoothness_weight", "sparsity_weight", "val_share")
-        below(self, 1, "dropout", "context_drop", "val_share")
-        above(self, 0, "lr", "cpus_per_worker")
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ScorerConfig:
+        if self.hidden_dim % self.transformer_heads:
+            raise rule_error("hidden_dim", f"must be divisible by transformer_heads "
+                                           f"({self.transformer_heads}), got {self.hidden_dim}")
+        return self

@@ -21,8 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from dualvad import paths
-from dualvad.checks import ConfigError
-from dualvad.errors import MissingInputError, StageError
+from dualvad.errors import ConfigError, MissingInputError, StageError
 from dualvad.rundir import RunDir, local_folder
 from dualvad.scorer.config import ScorerConfig
 from dualvad.scorer.data import FeatureNormalizer

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from dualvad.config import DEMO_RUN
+from dualvad.validation import FORBID_EXTRA
 
 
 class AppArgs(BaseModel):
@@ -19,7 +20,7 @@ class AppArgs(BaseModel):
     instead of ``RUN/finetune/final``. Limits are enforced by the Api before any work reaches a replica.
     """
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt argument is an error, not a silent default
+    model_config = FORBID_EXTRA  # a misspelt argument is an error, not a silent default
 
     run: str = Field(description="run directory (local path or pyarrow URI) holding the scorer and VLM")
     vlm: str | None = Field(None, description="VLM folder or hub id; default RUN/finetune/final")

@@ -8,10 +8,12 @@ cuts segments with :mod:`dualvad.video.segments` and computes features with
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import field
+from typing import Annotated, Literal
 
-from dualvad.checks import above, at_least, check_choices
+from pydantic import Field
+
+from dualvad.validation import config_section
 from dualvad.video.decode import MAX_PIXELS
 
 # "motion": hand-made motion/appearance cues (no weights); "clip": a transformers image encoder
@@ -19,29 +21,23 @@ FeatureKind = Literal["motion", "clip"]
 FEATURE_KINDS: tuple[str, ...] = typing.get_args(FeatureKind)
 
 
-@dataclass
+@config_section
 class IngestConfig:
     """Decoding videos into K segments with one feature vector each."""
 
-    segments: int = 32  # K, the WSVAD convention
-    frames_per_segment: int = 8  # frames decoded per segment to compute its feature
+    segments: Annotated[int, Field(ge=1)] = 32  # K, the WSVAD convention
+    frames_per_segment: Annotated[int, Field(ge=1)] = 8  # frames decoded per segment to compute its feature
     feature: FeatureKind = "motion"
-    decode_width: int = 64  # frames are resized while decoding (motion feature); pixels
-    decode_height: int = 48
+    decode_width: Annotated[int, Field(ge=1)] = 64  # frames are resized while decoding (motion feature); px
+    decode_height: Annotated[int, Field(ge=1)] = 48
     clip_model: str = "openai/clip-vit-base-patch16"  # id or local path, for feature=clip
-    workers: int | None = None  # actor pool size; None = up to one per CPU
-    cpus_per_worker: float = 1.0
-    decode_threads: int = 1  # decord decoding threads per worker
+    workers: Annotated[int, Field(ge=1)] | None = None  # actor pool size; None = up to one per CPU
+    cpus_per_worker: Annotated[float, Field(gt=0)] = 1.0
+    decode_threads: Annotated[int, Field(ge=1)] = 1  # decord decoding threads per worker
     snap_to_keyframes: bool = True  # anchor sampled frames on keyframes where a sub-interval has one
     # a video whose frames are larger (width x height, pixels) is a recorded failure, refused before decoding:
     # the decoder holds frames of the stream's own size, so this bounds a worker's decoding memory
-    max_pixels: int = MAX_PIXELS
+    max_pixels: Annotated[int, Field(ge=1)] = MAX_PIXELS
     # anomaly categories the corpus's labels may use besides the known ones (dualvad.corpus.layout:
     # the synthetic corpus's, UCF-Crime's and XD-Violence's); any other label is an error
     categories: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        check_choices(self)
-        at_least(self, 1, "segments", "frames_per_segment", "decode_width", "decode_height", "workers",
-                 "decode_threads", "max_pixels")
-        above(self, 0, "cpus_per_worker")

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
 
-from dualvad.checks import above, at_least, check_choices
+from dualvad.validation import config_section
 
 Strategy = Literal["focused", "uniform", "random", "cdf"]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 
 
-@dataclass
+@config_section
 class SampleConfig:
     """The ``sample.*`` settings: how many frames to take from each video, and where (:func:`allocate`).
 
@@ -31,18 +32,11 @@ class SampleConfig:
     """
 
     strategy: Strategy = "focused"
-    budget: int = 16
-    tau: float = 0.1
-    floor: int = 1
-    cdf_offset: float = 0.1
+    budget: Annotated[int, Field(ge=1)] = 16
+    tau: Annotated[float, Field(gt=0)] = 0.1
+    floor: Annotated[int, Field(ge=0)] = 1
+    cdf_offset: Annotated[float, Field(ge=0)] = 0.1
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_choices(self)
-        at_least(self, 1, "budget")
-        above(self, 0, "tau")
-        at_least(self, 0, "floor")
-        at_least(self, 0, "cdf_offset")
 
 
 @dataclass(frozen=True)

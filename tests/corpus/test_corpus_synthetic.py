@@ -180,17 +180,19 @@ def test_plan_spreads_categories_and_splits() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"videos": 0}, "videos=0"),
-        ({"width": 161}, "must be even"),
-        ({"seconds": 0.5}, "must be >= 10 frames"),
-        ({"anomaly_share": 1.5}, "anomaly_share=1.5"),
-        ({"test_share": -0.1}, "test_share=-0.1"),
-        ({"cameras": -1}, "cameras=-1 must be >= 0"),
+        ({"videos": 0}, "config key 'videos' must be >= 1, got 0"),
+        ({"width": 161}, "config key 'width' must be a multiple of 2, got 161"),
+        ({"height": 30}, "config key 'height' must be >= 32, got 30"),
+        ({"seconds": 0.5}, "config key 'seconds' must give fps * seconds >= 10 frames (fps 15), got 0.5"),
+        ({"anomaly_share": 1.5}, "config key 'anomaly_share' must be <= 1, got 1.5"),
+        ({"test_share": -0.1}, "config key 'test_share' must be >= 0, got -0.1"),
+        ({"cameras": -1}, "config key 'cameras' must be >= 0, got -1"),
     ],
 )
 def test_spec_validation(kwargs: dict, fragment: str) -> None:
-    with pytest.raises(ValueError, match=fragment):
+    with pytest.raises(ValueError) as error:  # a SettingError, as every config section raises
         SynthSpec(**kwargs)
+    assert str(error.value) == fragment
 
 
 def scenery(spec: SynthSpec, index: int) -> np.ndarray:

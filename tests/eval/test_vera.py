@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from dualvad.checks import SettingError
+from dualvad.errors import SettingError
 from dualvad.eval.vera import (
     VeraSettings,
     VeraVideo,

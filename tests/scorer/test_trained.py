@@ -34,10 +34,15 @@ def saved_scorer(directory, config: ScorerConfig = TRAINED_WITH) -> tuple[Traine
 
 
 def changed_defaults(monkeypatch, **defaults: object) -> None:
-    """Make ``ScorerConfig()`` default to ``defaults`` from now on (as a later dualvad might)."""
-    names = [f.name for f in dataclasses.fields(ScorerConfig)]
-    values = dict(zip(names, ScorerConfig.__init__.__defaults__, strict=True), **defaults)
-    monkeypatch.setattr(ScorerConfig.__init__, "__defaults__", tuple(values[name] for name in names))
+    """Make ``ScorerConfig()`` default to ``defaults`` from now on (as a later dualvad might): a value not
+    passed takes the new default (a pydantic dataclass keeps its defaults in its schema, not in
+    ``__init__.__defaults__``, so the constructor is wrapped)."""
+    build = ScorerConfig.__init__
+
+    def later(self: ScorerConfig, **values: object) -> None:
+        build(self, **{**defaults, **values})
+
+    monkeypatch.setattr(ScorerConfig, "__init__", later)
 
 
 def test_a_checkpoint_stores_the_whole_config_and_the_data_shape(tmp_path):
