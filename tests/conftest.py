@@ -65,9 +65,9 @@ def session_s3():
     """A real S3 API (moto on loopback) for the whole test session, with an empty bucket ``data``: the
     environment a client needs to reach it. The session's Ray workers have it (see ``ray_session``); a test
     that reads or writes on it from this process sets it with ``objectstore.s3_environment``."""
-    from objectstore import moto_s3, s3_env
+    from objectstore import moto_s3_process, s3_env
 
-    with moto_s3("data") as endpoint:
+    with moto_s3_process("data") as endpoint:
         yield s3_env(endpoint)
 
 
