@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+import numpy as np
+
 OUT = Path(__file__).resolve().parent / "out"
 
 
@@ -85,3 +87,28 @@ def frame_aucs(run: Path, corpus: Path) -> tuple[float, dict[str, float]]:
 
     categories = sorted({r.label for r in test if r.is_anomalous})
     return auc(test), {c: auc(r for r in test if r.label == c or not r.is_anomalous) for c in categories}
+
+
+def run_video_auc(run: Path, corpus: Path) -> float:
+    """Video-level AUC over the test videos, a video scored by its highest segment score."""
+    from dualvad.eval.metrics import video_auc
+
+    test, by_video, _ = scored_test_videos(run, corpus)
+    labels = np.array([r.is_anomalous for r in test], dtype=np.int8)
+    return video_auc(labels, np.array([by_video[r.video_id].max() for r in test]))
+
+
+def print_seed_table(rows: list) -> None:
+    """rows of (seed, frame AUC, {kind: frame AUC}, video AUC, seconds): one line a seed, then mean and
+    std when there are several."""
+    kinds = sorted(rows[0][2])
+    print(f"\n{'scorer seed':<12} {'frame AUC':>9}" + "".join(f" {k:>11}" for k in kinds)
+          + f" {'video AUC':>9} {'train+score s':>13}")
+    for seed, overall, by_kind, video, seconds in rows:
+        print(f"{seed:<12} {overall:9.3f}" + "".join(f" {by_kind[k]:11.3f}" for k in kinds)
+              + f" {video:9.3f} {seconds:13.1f}")  # ~0 s: found done
+    if len(rows) > 1:
+        for name, reduce in (("mean", np.mean), ("std", np.std)):
+            print(f"{name:<12} {reduce([row[1] for row in rows]):9.3f}"
+                  + "".join(f" {reduce([row[2][k] for row in rows]):11.3f}" for k in kinds)
+                  + f" {reduce([row[3] for row in rows]):9.3f}")

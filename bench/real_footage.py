@@ -21,9 +21,7 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
-from common import OUT, frame_aucs, scored_test_videos, variant_run
+from common import OUT, frame_aucs, print_seed_table, run_video_auc, variant_run
 
 
 def main() -> None:
@@ -75,32 +73,10 @@ def _figures(folder: Path, corpus: Path, train_seeds: int) -> None:
         print(f"seed {seed}: {run_train_scorer(variant)}")
         print(f"seed {seed}: {run_score(variant)}")
         overall, kinds = frame_aucs(Path(variant.run), corpus)
-        video = _video_auc(Path(variant.run), corpus)
+        video = run_video_auc(Path(variant.run), corpus)
         rows.append((seed, overall, kinds, video, time.perf_counter() - started))
-    _print(rows)
+    print_seed_table(rows)
 
-
-def _video_auc(run: Path, corpus: Path) -> float:
-    """Video-level AUC over the test videos, a video scored by its highest segment score."""
-    from dualvad.eval.metrics import video_auc
-
-    test, by_video, _ = scored_test_videos(run, corpus)
-    labels = np.array([r.is_anomalous for r in test], dtype=np.int8)
-    return video_auc(labels, np.array([by_video[r.video_id].max() for r in test]))
-
-
-def _print(rows: list) -> None:
-    kinds = sorted(rows[0][2])
-    print(f"\n{'scorer seed':<12} {'frame AUC':>9}" + "".join(f" {k:>11}" for k in kinds)
-          + f" {'video AUC':>9} {'train+score s':>13}")
-    for seed, overall, by_kind, video, seconds in rows:
-        print(f"{seed:<12} {overall:9.3f}" + "".join(f" {by_kind[k]:11.3f}" for k in kinds)
-              + f" {video:9.3f} {seconds:13.1f}")  # ~0 s: found done
-    if len(rows) > 1:
-        for name, reduce in (("mean", np.mean), ("std", np.std)):
-            print(f"{name:<12} {reduce([row[1] for row in rows]):9.3f}"
-                  + "".join(f" {reduce([row[2][k] for row in rows]):11.3f}" for k in kinds)
-                  + f" {reduce([row[3] for row in rows]):9.3f}")
 
 if __name__ == "__main__":
     main()
