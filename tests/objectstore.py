@@ -73,9 +73,7 @@ def moto_s3(*buckets: str) -> Iterator[str]:
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        client = s3_client(endpoint)
-        for bucket in buckets:
-            client.create_bucket(Bucket=bucket)
+        _create_buckets(endpoint, buckets)
         yield endpoint
     finally:
         server.stop()
@@ -91,13 +89,17 @@ def moto_s3_process(*buckets: str) -> Iterator[str]:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_server(endpoint, server)
-        client = s3_client(endpoint)
-        for bucket in buckets:
-            client.create_bucket(Bucket=bucket)
+        _create_buckets(endpoint, buckets)
         yield endpoint
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _create_buckets(endpoint: str, buckets: tuple[str, ...]) -> None:
+    client = s3_client(endpoint)
+    for bucket in buckets:
+        client.create_bucket(Bucket=bucket)
 
 
 def _wait_for_server(endpoint: str, server: subprocess.Popen, timeout_s: float = 120.0) -> None:
