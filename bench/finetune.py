@@ -4,12 +4,12 @@ CPU (default without CUDA): the tiny random InternVL on benchmarks built from a 
 8 frames, frames stored at 448 px as the benchmarks' default, so decoding costs what it costs on a
 cluster; the tiny model resizes them to 56 px tiles), with 1 and with 2 Ray Train
 workers of one core each (fp32, gloo): global samples/s and tokens/s (median over the steps after the
-first) and the peak RSS of the busiest worker. Then the two data paths (``finetune.data``): ``memory``
-(each worker loads its whole shard, decodes in the step) against ``stream`` (Ray Data, decoded ahead of
-the step), ``--rounds`` interleaved runs each, on the benchmark repeated ``--repeat`` times and on one 4x
-larger (every shard 4 x ``--repeat`` times): the memory path's peak RSS grows with the benchmark, the
-stream's stays flat. Last, each path's micro-batches alone in the driver with a 50 ms pause standing in for
-a step that leaves the CPU free (a GPU step): how much of the decoding the stream hides.
+first) and the peak RSS of the busiest worker. Then the two data paths (``run_finetune``'s ``data``, not a
+config key): ``memory`` (each worker loads its whole shard, decodes in the step) against ``stream`` (Ray
+Data, decoded ahead of the step), ``--rounds`` interleaved runs each, on the benchmark repeated ``--repeat``
+times and on one 4x larger (every shard 4 x ``--repeat`` times): the memory path's peak RSS grows with the
+benchmark, the stream's stays flat. Last, each path's micro-batches alone in the driver with a 50 ms pause
+standing in for a step that leaves the CPU free (a GPU step): how much of the decoding the stream hides.
 
 GPU (``--gpu``, or whenever CUDA is available): the real InternVL3-2B architecture with random weights
 (:func:`dualvad.vlm.model.internvl3_2b_config`, nothing downloaded, written once in bf16), video-benchmark
@@ -18,7 +18,7 @@ tokens/s, MFU (:mod:`dualvad.train.flops`) and peak GPU memory (``torch.cuda.max
 ``--gpu --dry-run`` builds that set-up on PyTorch's meta device and prints its parameter split, FLOPs and
 DeepSpeed config without training (runs anywhere).
 
-Runs write no checkpoints (``finetune.save_checkpoints=false``): a 2B model's ZeRO state is ~29 GB.
+Runs write no checkpoints (``run_finetune(save_checkpoints=False)``): a 2B model's ZeRO state is ~29 GB.
 
     python bench/finetune.py                     # CPU: 1 vs 2 workers, memory vs stream
     python bench/finetune.py --gpu               # on a GPU node
@@ -80,8 +80,7 @@ def _cpu_bench(args: argparse.Namespace) -> None:
     benchmarks = Path(config.run) / "benchmarks"
     rows = []
     for workers in CPU_WORKERS:
-        history = _finetune(config, benchmarks, f"cpu-{workers}-workers", _cpu_overrides(workers, "stream",
-                                                                                     args.steps))
+        history = _finetune(config, benchmarks, f"cpu-{workers}-workers", _cpu_overrides(workers, args.steps))
         rows.append((workers, _summary(history)))
     print(f"\ntiny InternVL, ZeRO-2 fp32 on CPU, 1 core per worker, micro-batch 2, clips of {CLIP_FRAMES} "
           f"frames of {CPU_IMAGE_SIZE} px, {args.steps} steps (median over steps 2..{args.steps})")
@@ -93,10 +92,9 @@ def _cpu_bench(args: argparse.Namespace) -> None:
     _compare_data_paths(config, args)
 
 
-def _cpu_overrides(workers: int, data: str, steps: int) -> list[str]:
+def _cpu_overrides(workers: int, steps: int) -> list[str]:
     return ["finetune.model=tiny", f"finetune.workers={workers}", "finetune.cpus_per_worker=1.0",
-            "finetune.micro_batch=2", "finetune.max_length=1024", f"finetune.data={data}",
-            *_run_overrides(steps)]
+            "finetune.micro_batch=2", "finetune.max_length=1024", *_run_overrides(steps)]
 
 
 def _compare_data_paths(config, args: argparse.Namespace) -> None:
@@ -109,7 +107,7 @@ def _compare_data_paths(config, args: argparse.Namespace) -> None:
         for copies, benchmarks, _, _ in sizes:
             for data in ("memory", "stream"):
                 history = _finetune(config, benchmarks, f"cpu-{data}-x{copies}-{round_}",
-                                    _cpu_overrides(COMPARE_WORKERS, data, args.steps))
+                                    _cpu_overrides(COMPARE_WORKERS, args.steps), data=data)
                 histories.setdefault((data, copies), []).append(history)
     print(f"\ndata paths: {COMPARE_WORKERS} workers, otherwise as above; every benchmark shard x copies "
           f"(train rows, MiB of their JPEGs); samples/s: median over the steady steps of {args.rounds} runs; "
@@ -156,13 +154,12 @@ def _data_path_alone(config, benchmarks: Path, steps: int = 64, step_s: float = 
     print(f"\ndata path alone: 1 rank, micro-batch 2, {steps} batches, a {1000 * step_s:.0f} ms pause each "
           "(the memory path's first batch waits for all its rows)")
     for path in ("memory", "stream"):
-        settings = load_config(None, ["finetune.workers=1", "finetune.micro_batch=2",
-                                      f"finetune.data={path}"]).finetune
-        datasets = data.rank_datasets(stores, settings, steps)
+        settings = load_config(None, ["finetune.workers=1", "finetune.micro_batch=2"]).finetune
+        datasets = data.rank_datasets(stores, settings, steps, path)
         shard = data.data_config(list(datasets)).configure(
             datasets, world_size=1, worker_handles=None, worker_node_ids=None)[0][data.shard_name(0)]
         started = time.perf_counter()
-        batches = data.micro_batches(shard, settings, 0, steps, 0, encoder)
+        batches = data.micro_batches(shard, settings, 0, steps, 0, encoder, path)
         next(batches)
         first = time.perf_counter()
         for _ in batches:
@@ -282,9 +279,8 @@ def _gpu_dry_run(args: argparse.Namespace) -> None:
 
 
 def _run_overrides(steps: int) -> list[str]:
-    """Measure ``steps`` steps at a constant lr, one report at the end, no checkpoints."""
-    return [f"finetune.max_steps={steps}", f"finetune.report_every={steps}", "finetune.warmup_steps=0",
-            "finetune.save_checkpoints=false"]
+    """Measure ``steps`` steps at a constant lr, one report at the end (no checkpoints: :func:`_finetune`)."""
+    return [f"finetune.max_steps={steps}", f"finetune.report_every={steps}", "finetune.warmup_steps=0"]
 
 
 def _benchmarked_run(args: argparse.Namespace, image_size: int, ray_cpus: int):
@@ -308,9 +304,9 @@ def _benchmarked_run(args: argparse.Namespace, image_size: int, ray_cpus: int):
     return config
 
 
-def _finetune(config, benchmarks: Path, name: str, overrides: list[str]) -> list[dict]:
-    """Fine-tune in a fresh run folder beside ``config.run`` whose benchmarks are ``benchmarks`` (a symlink);
-    the step log."""
+def _finetune(config, benchmarks: Path, name: str, overrides: list[str], data: str = "stream") -> list[dict]:
+    """Fine-tune without checkpoints, the rows on the ``data`` path, in a fresh run folder beside
+    ``config.run`` whose benchmarks are ``benchmarks`` (a symlink); the step log."""
     import json
 
     from dualvad.config import load_config
@@ -321,7 +317,7 @@ def _finetune(config, benchmarks: Path, name: str, overrides: list[str]) -> list
     run.mkdir(parents=True)
     os.symlink(benchmarks, run / "benchmarks")
     variant = dataclasses.replace(load_config(None, [*overrides, f"run={run}"]), ray=config.ray)
-    print(run_finetune(variant))
+    print(run_finetune(variant, data=data, save_checkpoints=False))
     return json.loads((run / "finetune" / "train_log.json").read_text())["history"]
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from dualvad.pipeline.score import run_score
 from dualvad.train.train_scorer import run_train_scorer
 
-from common import corpus_arguments, prepared_run, variant_run
+from common import corpus_arguments, frame_aucs, prepared_run, variant_run
 
 VARIANTS = {
     "RefineVAD (MoTAR + CORE)": [],
@@ -49,7 +49,7 @@ def main() -> None:
                                   [*common, *overrides, f"scorer.seed={seed}"])
             print(f"{name}, seed {seed}: {run_train_scorer(variant)}")
             print(f"{name}, seed {seed}: {run_score(variant)}")
-            overall, categories = _frame_aucs(Path(variant.run), corpus)
+            overall, categories = frame_aucs(Path(variant.run), corpus)
             aucs.append(overall)
             by_category.append(categories)
         rows.append((name, np.array(aucs), by_category, (time.perf_counter() - started) / args.train_seeds))
@@ -75,29 +75,6 @@ def _args() -> argparse.Namespace:
     parser = corpus_arguments(__doc__.split("\n\n")[0], videos=240)
     parser.add_argument("--train-seeds", type=int, default=5, help="training seeds per variant (scorer.seed)")
     return parser.parse_args()
-
-
-def _frame_aucs(run: Path, corpus: Path) -> tuple[float, dict[str, float]]:
-    """Frame-level AUC over the test videos with temporal annotations, and per anomaly category
-    (that category's test videos and all normal ones)."""
-    from dualvad import schema as S
-    from dualvad.corpus import read_corpus
-    from dualvad.eval.metrics import frame_auc
-    from dualvad.rundir import open_run
-    from dualvad.scorer.data import video_set_from_segments
-
-    run_dir = open_run(str(run))
-    videos = video_set_from_segments(run_dir.read_table("segments"))
-    scores = run_dir.read_table("scores").sort_by([(S.VIDEO_ID, "ascending"), (S.SEGMENT_INDEX, "ascending")])
-    by_video = dict(zip(videos.video_ids, scores[S.SCORE].to_numpy().reshape(len(videos), -1), strict=True))
-    bounds = dict(zip(videos.video_ids, videos.bounds, strict=True))
-    test = [r for r in read_corpus(corpus) if r.split == "test" and r.intervals is not None]
-
-    def auc(records) -> float:
-        return frame_auc((by_video[r.video_id], bounds[r.video_id], r.intervals) for r in records)
-
-    categories = sorted({r.label for r in test if r.is_anomalous})
-    return auc(test), {c: auc(r for r in test if r.label == c or not r.is_anomalous) for c in categories}
 
 
 def _throughput(run: Path) -> float:

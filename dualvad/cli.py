@@ -52,10 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        # The demo's own settings sit under the user's: a --config file replaces them (configs/demo.yaml
-        # holds them), overrides change them.
-        profile = list(DEMO_PROFILE) if args.command == "demo" and not args.config else []
-        config = load_config(args.config, [*profile, *_overrides(args)])
+        config = load_config(_config_file(args), _overrides(args))
         with _console(args, config):
             return args.handler(config, args)
     except (ConfigError, CorpusFormatError) as error:
@@ -73,6 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if interrupted is None:
             raise
         return _interrupted(args.command, interrupted)
+
+
+def _config_file(args: argparse.Namespace) -> str | None:
+    """The config file the command reads: ``--config``, else the demo profile for ``demo`` (its own settings
+    sit under the user's: a --config file replaces them, overrides change them), else none."""
+    if args.config:
+        return args.config
+    return str(DEMO_PROFILE) if args.command == "demo" else None
 
 
 def _interrupted(command: str, interrupted: StageInterrupted) -> int:
@@ -168,10 +173,13 @@ def _parser() -> argparse.ArgumentParser:
     demo = _command(commands, "demo", "run every stage on a generated corpus", handlers.cmd_demo)
     demo.add_argument("--run", help="run directory (default: runs/demo)")
     _setting(demo, "--videos", "videos in the generated corpus", type=int,
-             default="320, from dualvad.config.DEMO_PROFILE")
+             default=f"{setting_default('synth.videos', load_config(DEMO_PROFILE))}, from the demo profile "
+             f"{_PROFILE_SHOWN}")
     return parser
 
 
+#: The demo profile as the help names it: its path inside the package.
+_PROFILE_SHOWN = DEMO_PROFILE.relative_to(DEMO_PROFILE.parents[2]).as_posix()
 _EPILOG = ("Every config key can be set with a trailing key.sub=value override; `dualvad config` prints "
            "them all with their values, `dualvad COMMAND --help` a command's flags with their defaults.")
 
@@ -186,8 +194,9 @@ def _command(commands, name: str, help_text: str, handler: Callable,
     """A sub-command; ``inputs``: its positionals are files or folders, and ``key.sub=value`` overrides among
     them (split by :func:`_split_inputs`)."""
     sub = commands.add_parser(name, help=help_text, description=help_text, epilog=_EPILOG)
-    sub.add_argument("--config", metavar="FILE", help="YAML config (see configs/; default: the embedded "
-                     "defaults, which `dualvad config` prints)")
+    base = (f"the demo profile {_PROFILE_SHOWN}, which a FILE replaces" if name == "demo"
+            else "the embedded defaults, which `dualvad config` prints")
+    sub.add_argument("--config", metavar="FILE", help=f"YAML config (see configs/; default: {base})")
     if inputs:
         sub.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FOLDER",
                          help="video files or folders of them; key.sub=value items are config overrides")

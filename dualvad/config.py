@@ -2,8 +2,8 @@
 
 Every stage reads one :class:`DualVADConfig`, which composes the components' own configs (each defined
 once, beside its code: ``dualvad.scorer.config``, ``dualvad.video.sampling`` ...) and adds only the run
-and corpus paths and :class:`RayConfig`. Their defaults are the embedded demo configuration
-(``configs/demo.yaml`` spells them out and a test keeps the two equal). A YAML file overrides the
+and corpus paths and :class:`RayConfig`. Their defaults are the embedded configuration (``dualvad config``
+prints it; ``dualvad demo`` reads :data:`DEMO_PROFILE` over it). A YAML file overrides the
 defaults, and ``key.sub=value`` strings override the file. Everything is checked at load, by pydantic
 (each section is a strict pydantic dataclass, :mod:`dualvad.validation`): unknown keys, values of the wrong
 type, an enumerated value that is not one of its ``Literal`` choices and a value outside its range are
@@ -54,16 +54,9 @@ class RayConfig:
 #: Where ``dualvad demo`` writes its run, and the run ``detect`` and ``serve`` use when given none.
 DEMO_RUN = "runs/demo"
 
-#: What ``dualvad demo`` changes from the embedded defaults (under ``--config`` files and overrides, which
-#: replace it): 320 videos of 3 s (a quarter for testing), 12 segments, and the ``small`` VLM preset for
-#: 400 steps of 8 rows at lr 3e-4. ``configs/demo.yaml`` spells the result out; why these values:
-#: docs/decisions.md, 2026-12-04.
-
-DEMO_PROFILE = (
-    "synth.videos=320", "synth.seconds=3.0", "synth.test_share=0.25", "ingest.segments=12",
-    "finetune.model=small", "finetune.micro_batch=4", "finetune.lr=0.0003", "finetune.warmup_steps=25",
-    "finetune.max_steps=400", "finetune.report_every=100",
-)
+#: The demo profile (package data): the keys ``dualvad demo`` changes from the embedded defaults, each with
+#: why. ``dualvad demo`` reads it as its config file; a ``--config`` file replaces it, overrides change it.
+DEMO_PROFILE = Path(__file__).parent / "profiles" / "demo.yaml"
 
 
 @config_section
@@ -123,9 +116,9 @@ def config_yaml(config: Any) -> str:
     return yaml.safe_dump(config_to_dict(config), sort_keys=False)
 
 
-def setting_default(key: str) -> Any:
-    """The embedded default of config key ``key`` (``sample.budget``)."""
-    node: Any = DualVADConfig()
+def setting_default(key: str, config: DualVADConfig | None = None) -> Any:
+    """The embedded default of config key ``key`` (``sample.budget``), or its value in ``config``."""
+    node: Any = DualVADConfig() if config is None else config
     for part in key.split("."):
         node = getattr(node, part)
     return node

@@ -27,6 +27,7 @@ CONFIG_FILE = "config.yaml"  # the whole effective config the stage ran with, he
 
 # Inside a run, the runner's own.
 LOCK_FILE = ".lock"  # held while a stage runs on this run directory
+LOCK_OWNER_FILE = ".lock.owner"  # a local run's lock holder (stage, pid, host, since), beside filelock's file
 WORK_DIR = ".work"  # staging folders of stages in progress (published on success)
 
 # Inside stage outputs.

@@ -158,6 +158,8 @@ def fetched_folder(location: str) -> str:
         return location
     if location not in _FETCHED:
         fs, inner = resolve(location)
+        if isinstance(fs, pafs.LocalFileSystem):  # file:// names a local folder: nothing to copy
+            return inner
         copy = tempfile.TemporaryDirectory(prefix="dualvad-fetched-")
         _FETCHED[location] = (copy, local_folder(fs, inner, copy.name))
     return _FETCHED[location][1]

@@ -10,6 +10,7 @@ import socket
 import time
 
 import pyarrow.fs as pafs
+from filelock import Timeout, UnixFileLock
 
 from dualvad import paths
 from dualvad.errors import StageError
@@ -25,15 +26,17 @@ class RunBusyError(StageError):
 class RunLock:
     """An exclusive lock on a run directory while a stage runs.
 
-    Local runs: ``flock`` on ``RUN/.lock`` (released by the kernel when the process dies, so a killed
-    stage never leaves the run locked). Object storage has no lock primitive: the lock is a file holding
-    its owner, taken over after ``REMOTE_LOCK_STALE_S``; two processes starting within the same
-    moment could both take it (best effort).
+    Local runs: ``filelock``'s :class:`~filelock.UnixFileLock` (``flock``) on ``RUN/.lock``, tried once, never
+    waited for; the kernel releases it when the process dies, so a killed stage never leaves the run locked.
+    The holder writes who it is to ``RUN/.lock.owner`` once it holds the lock and removes it before
+    releasing: ``.lock`` is filelock's to create, truncate or delete. Object storage has no lock primitive:
+    the lock is a file holding its owner, taken over after ``REMOTE_LOCK_STALE_S``; two processes starting
+    within the same moment could both take it (best effort).
     """
 
     def __init__(self, run: RunDir, stage: str) -> None:
         self.run, self.stage = run, stage
-        self._fd: int | None = None
+        self._lock: UnixFileLock | None = None
 
     def __enter__(self) -> RunLock:
         self.run.makedirs()
@@ -46,29 +49,32 @@ class RunLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            import fcntl
+        if self._lock is None:  # object storage: the file is the lock
+            self._delete(paths.LOCK_FILE)
+            return
+        self._delete(paths.LOCK_OWNER_FILE)  # first: while held, no next holder has written its own
+        self._lock.release()
+        self._lock = None
 
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-        else:
-            with contextlib.suppress(FileNotFoundError):  # already gone: nothing to release
-                self.run.fs.delete_file(self.run.path(paths.LOCK_FILE))
+    def _delete(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):  # already gone: nothing to release
+            self.run.fs.delete_file(self.run.path(name))
 
     def _lock_local(self, owner: str) -> None:
-        import fcntl
-
-        fd = os.open(self.run.path(paths.LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        lock = UnixFileLock(self.run.path(paths.LOCK_FILE), timeout=0)  # busy: fail now, do not queue
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 4096, 0).decode(errors="replace")
-            os.close(fd)
-            raise self._busy(holder) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, owner.encode(), 0)
-        self._fd = fd
+            lock.acquire()
+        except Timeout:
+            raise self._busy(self._local_holder()) from None
+        self._lock = lock
+        self.run.write_text(owner, paths.LOCK_OWNER_FILE)  # written whole (temp file + rename)
+
+    def _local_holder(self) -> str:
+        """The owner file's text; empty in the moment between the holder's lock and its owner file."""
+        try:
+            return self.run.read_text(paths.LOCK_OWNER_FILE)
+        except FileNotFoundError:
+            return ""
 
     def _lock_remote(self, owner: str) -> None:
         path = self.run.path(paths.LOCK_FILE)

@@ -65,17 +65,18 @@ def session_s3():
     """A real S3 API (moto on loopback) for the whole test session, with an empty bucket ``data``: the
     environment a client needs to reach it. The session's Ray workers have it (see ``ray_session``); a test
     that reads or writes on it from this process sets it with ``objectstore.s3_environment``."""
-    from objectstore import moto_s3, s3_env
+    from objectstore import moto_s3_process, s3_env
 
-    with moto_s3("data") as endpoint:
+    with moto_s3_process("data") as endpoint:
         yield s3_env(endpoint)
 
 
 @pytest.fixture(scope="session")
 def ray_session(session_s3):
     """One local Ray for the whole test session, 2 CPUs as on the CI machine; workers log to files only.
-    Its workers reach the session's S3 store, as a cluster's workers reach the store named in the head's
-    environment (docs/cluster.md): a run on ``s3://data/...`` works on it without a Ray of its own."""
+    Its workers reach the session's S3 store: its settings are the job's runtime environment, as
+    docs/cluster.md passes them with ``ray job submit``, so a run on ``s3://data/...`` needs no Ray of its
+    own."""
     import ray
 
     from dualvad.config import RayConfig

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,12 +73,50 @@ def moto_s3(*buckets: str) -> Iterator[str]:
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        client = s3_client(endpoint)
-        for bucket in buckets:
-            client.create_bucket(Bucket=bucket)
+        _create_buckets(endpoint, buckets)
         yield endpoint
     finally:
         server.stop()
+
+
+@contextmanager
+def moto_s3_process(*buckets: str) -> Iterator[str]:
+    """As :func:`moto_s3`, the server in a process of its own: for a store that Ray workers use while this
+    process drives them (a driver's threads would share the GIL with the server's); yields its endpoint."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_server(endpoint, server)
+        _create_buckets(endpoint, buckets)
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _create_buckets(endpoint: str, buckets: tuple[str, ...]) -> None:
+    client = s3_client(endpoint)
+    for bucket in buckets:
+        client.create_bucket(Bucket=bucket)
+
+
+def _wait_for_server(endpoint: str, server: subprocess.Popen, timeout_s: float = 120.0) -> None:
+    """Until ``endpoint`` answers HTTP (moto's import takes seconds on a loaded machine)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(endpoint, timeout=5).close()
+            return
+        except urllib.error.HTTPError:
+            return  # it answered
+        except OSError as error:
+            if server.poll() is not None:
+                raise RuntimeError(f"moto's server exited with {server.returncode}") from error
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"moto's server at {endpoint} did not answer in {timeout_s} s") from error
+            time.sleep(0.2)
 
 
 class GatedS3:

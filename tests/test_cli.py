@@ -18,7 +18,7 @@ import yaml
 from dualvad import paths
 from dualvad import schema as S
 from dualvad.cli import _parser, main
-from dualvad.config import load_config
+from dualvad.config import DEMO_PROFILE, load_config
 from dualvad.corpus import read_corpus
 from dualvad.rundir import RunDir, open_run
 from dualvad.stages.config import StagesConfig
@@ -125,6 +125,33 @@ def test_config_prints_the_effective_config_as_yaml_that_loads_back(tmp_path, ca
     assert load_config(tmp_path / "effective.yaml") == expected
     assert main(["config", "sample.budgt=8"]) == 2
     assert "unknown config key 'sample.budgt'" in capsys.readouterr().err
+
+
+def test_demo_reads_the_profile_a_config_file_replaces_and_overrides_change(tmp_path, monkeypatch):
+    """``dualvad demo`` runs the demo profile over the embedded defaults; ``--config FILE`` runs FILE over
+    them instead (none of the profile's keys left); overrides and flags change either."""
+    import dualvad.commands as commands
+
+    seen = []
+    monkeypatch.setattr(commands, "cmd_demo", lambda config, args: seen.append(config) or 0)
+    run = str(tmp_path / "demo")
+    assert main(["demo", "--run", run, "finetune.lr=0.001"]) == 0
+    assert main(["demo", "--run", run, "--config", str(CONFIGS / "smoke.yaml"), "--videos", "5"]) == 0
+    profiled, filed = seen
+    assert profiled == load_config(DEMO_PROFILE, ["finetune.lr=0.001", f"run={run}"])
+    assert (profiled.synth.videos, profiled.finetune.model, profiled.finetune.lr) == (320, "small", 0.001)
+    assert filed == load_config(CONFIGS / "smoke.yaml", [f"run={run}", "synth.videos=5"])
+    assert (filed.synth.videos, filed.finetune.model, filed.ingest.segments) == (5, "tiny", 8)
+
+
+def test_the_demo_help_names_the_profile_and_its_value(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    out = capsys.readouterr().out
+    assert "(synth.videos; default: 320, from the demo profile dualvad/profiles/demo.yaml)" in out
+    assert "default: the demo profile dualvad/profiles/demo.yaml, which a FILE replaces" in out
+    assert load_config(DEMO_PROFILE).synth.videos == 320
 
 
 def test_every_flag_of_every_command_shows_its_default_and_enumerated_keys_their_choices(monkeypatch, capsys):

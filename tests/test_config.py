@@ -1,12 +1,15 @@
 """Config loading: YAML + overrides, strict keys and types, every shipped config loads."""
 
 import dataclasses
+import fnmatch
+import tomllib
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import yaml
 
+import dualvad
 from dualvad.config import (
     DEMO_PROFILE,
     ConfigError,
@@ -19,7 +22,9 @@ from dualvad.config import (
 )
 from dualvad.errors import SettingError
 
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+ROOT = Path(__file__).parent.parent
+#: Every shipped config: the repository's examples and the demo profile (package data).
+CONFIGS = [*sorted((ROOT / "configs").glob("*.yaml")), DEMO_PROFILE]
 
 
 def test_defaults_without_file():
@@ -28,17 +33,28 @@ def test_defaults_without_file():
     assert config.ingest.segments == 32
 
 
-def test_demo_yaml_equals_the_demo_profile_over_the_embedded_defaults():
-    demo = yaml.safe_load((Path(__file__).parent.parent / "configs" / "demo.yaml").read_text())
-    assert demo == asdict(load_config(None, list(DEMO_PROFILE)))
-    changed = {key.split("=")[0] for key in DEMO_PROFILE}
-    assert (demo["finetune"]["model"], demo["synth"]["videos"]) == ("small", 320)
-    defaults = asdict(DualVADConfig())
-    for section, values in demo.items():  # the profile's keys and nothing else differ from the defaults
+def test_the_demo_profile_changes_only_its_own_keys_from_the_embedded_defaults():
+    """The profile holds the demo's settings once: each key it names differs from its embedded default (none
+    is a restated default), and every other key keeps the default."""
+    profile = yaml.safe_load(DEMO_PROFILE.read_text())
+    named = {f"{section}.{key}" for section, values in profile.items() for key in values}
+    assert named == {"synth.videos", "synth.seconds", "synth.test_share", "ingest.segments", "finetune.model",
+                     "finetune.micro_batch", "finetune.lr", "finetune.warmup_steps", "finetune.max_steps",
+                     "finetune.report_every"}
+    demo, defaults = asdict(load_config(DEMO_PROFILE)), asdict(DualVADConfig())
+    assert (demo["finetune"]["model"], demo["synth"]["videos"], demo["finetune"]["lr"]) == ("small", 320,
+                                                                                           3e-4)
+    for section, values in demo.items():
         if isinstance(values, dict):
             for key, value in values.items():
                 name = f"{section}.{key}"
-                assert (value != defaults[section][key]) == (name in changed), name
+                assert (value != defaults[section][key]) == (name in named), name
+
+
+def test_the_demo_profile_ships_as_package_data():
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    inside = DEMO_PROFILE.relative_to(Path(dualvad.__file__).parent).as_posix()
+    assert any(fnmatch.fnmatch(inside, pattern) for pattern in patterns["dualvad"])
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

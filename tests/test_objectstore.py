@@ -4,6 +4,8 @@ killed half-way is put right by the next stage run."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -13,7 +15,7 @@ import pytest
 from dualvad import paths
 from dualvad.corpus.layout import CorpusFormatError
 from dualvad.files import write_atomic
-from dualvad.rundir import RunDir, open_run
+from dualvad.rundir import RunDir, fetched_folder, open_run
 from dualvad.stages.config import StagesConfig
 from dualvad.stages.records import read_record
 from dualvad.stages.registry import Stage
@@ -301,3 +303,22 @@ def test_reads_of_one_store_run_concurrently():
             finally:
                 gate.release()
             assert [future.result(timeout=60) for future in reads] == [b"video"] * 8
+
+
+def test_fetched_folder_copies_a_store_folder_once_and_takes_a_local_one_as_it_is(s3_bucket, tmp_path):
+    """What a Ray worker loads a model from: an S3 folder is copied to local disk once per process; a
+    ``file://`` URI or a plain path is the local folder itself (no copy, no temporary folder)."""
+    import tempfile
+
+    run = open_run(f"{s3_bucket}/fetch")
+    run.write_text("{}", "model", "config.json")
+    copy = fetched_folder(f"{s3_bucket}/fetch/model")
+    assert (tmp := Path(copy)).is_dir() and tmp.name.startswith("dualvad-fetched-")
+    assert (tmp / "config.json").read_text() == "{}"
+    assert fetched_folder(f"{s3_bucket}/fetch/model") == copy  # once per process
+    local = tmp_path / "model"
+    local.mkdir()
+    temporary_before = set(Path(tempfile.gettempdir()).glob("dualvad-fetched-*"))
+    assert fetched_folder(f"file://{local}") == str(local)
+    assert fetched_folder(str(local)) == str(local)
+    assert set(Path(tempfile.gettempdir()).glob("dualvad-fetched-*")) == temporary_before

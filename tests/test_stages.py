@@ -3,6 +3,7 @@ inputs that are corrupt or hold duplicates, the config.yaml it publishes and its
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -225,9 +226,11 @@ with RunLock(open_run(sys.argv[1]), "sample"):
 
 def test_a_second_process_on_the_run_refuses_with_the_holder(tmp_path):
     run = open_run(str(tmp_path / "run"))
+    owner = Path(run.path(paths.LOCK_OWNER_FILE))
     holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, run.uri], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
+        assert json.loads(owner.read_text())["pid"] == holder.pid  # the holder's line, beside filelock's file
         work = Work()
         with pytest.raises(RunBusyError, match=rf"in use by `dualvad sample` \(pid {holder.pid} on "):
             run_stage(SEGMENTS, run, {}, work, StagesConfig())
@@ -235,8 +238,23 @@ def test_a_second_process_on_the_run_refuses_with_the_holder(tmp_path):
     finally:
         holder.kill()
         holder.wait(timeout=30)
-    # a killed holder leaves no stale lock (flock dies with its process)
+    # a killed holder leaves no stale lock (flock dies with its process), only its owner line, which the next
+    # holder replaces and removes when it releases
+    assert owner.is_file()
     assert run_stage(SEGMENTS, run, {}, Work(), StagesConfig()) == "wrote 3 rows"
+    assert not owner.exists() and Path(run.path(paths.LOCK_FILE)).exists()
+
+
+def test_a_lock_held_before_its_owner_line_is_written_names_another_process(tmp_path):
+    """The moment between the holder's flock and its owner file: the refusal still comes, unnamed."""
+    from filelock import UnixFileLock
+
+    run = open_run(str(tmp_path / "run"))
+    run.makedirs()
+    held = UnixFileLock(run.path(paths.LOCK_FILE))
+    with held, pytest.raises(RunBusyError, match="in use by another process"):
+        run_stage(SEGMENTS, run, {}, Work(), StagesConfig())
+    assert not run.exists(paths.LOCK_OWNER_FILE)
 
 
 def test_corrupt_or_duplicated_input_rows_are_one_line_naming_file_and_writer(tmp_path):
@@ -372,7 +390,7 @@ def test_a_failed_run_never_deletes_the_earlier_good_output(tmp_path, failure):
     run_stage(SEGMENTS, open_run(str(root)), {"k": 8}, Work(rows=3), StagesConfig())
     run = open_run(str(root))
     if failure == "publish fails":
-        (root / paths.LOCK_FILE).unlink()  # flock's file; a non-local filesystem's lock would read it as held
+        (root / paths.LOCK_FILE).unlink()  # the local lock's; a non-local filesystem's would read it as held
         run = _failing_publish_run(root)
     good = {name: (root / paths.SEGMENTS / name).read_bytes() for name in os.listdir(root / paths.SEGMENTS)}
     work, error = {

@@ -1,4 +1,5 @@
-"""Corpus readers (folder, UCF-Crime, XD-Violence layouts) and the synthetic corpus generator.
+"""Corpus readers (folder, UCF-Crime, XD-Violence layouts), the synthetic corpus generator and the
+real-footage corpus (:mod:`dualvad.corpus.real_footage`, real clips with injected events).
 
 Pure Python/NumPy; PyAV is imported only when the generator encodes a video.
 """

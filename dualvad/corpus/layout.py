@@ -28,14 +28,17 @@ TEMPORAL_FILE = "test_temporal.txt"
 NORMAL_LABEL = "Normal"
 UNLABELLED = "unlabelled"  # a video without a label: neither normal nor anomalous
 SYNTHETIC_CATEGORIES = ("Speeding", "Collision", "Explosion", "Intrusion", "Scattering")
+# the events dualvad.corpus.real_events injects into real footage (the real-footage corpus)
+REAL_FOOTAGE_CATEGORIES = ("Pasted", "LensCover", "Defocus", "SceneCut", "FrozenFrame", "Flash")
 UCF_CRIME_CATEGORIES = ("Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
                         "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing", "Vandalism")
 XD_VIOLENCE_CATEGORIES = ("Fighting", "Shooting", "Riot", "Abuse", "Car accident", "Explosion")
 UNNAMED_ANOMALY_LABELS = ("Anomaly", "Abnormal")  # anomalous, category not given
 KNOWN_CATEGORIES: tuple[str, ...] = tuple(sorted(
-    {*SYNTHETIC_CATEGORIES, *UCF_CRIME_CATEGORIES, *XD_VIOLENCE_CATEGORIES, *UNNAMED_ANOMALY_LABELS}))
-"""The anomaly categories every corpus may use: the synthetic corpus's, UCF-Crime's 13, XD-Violence's 6 and
-the two labels of an anomaly without a category."""
+    {*SYNTHETIC_CATEGORIES, *REAL_FOOTAGE_CATEGORIES, *UCF_CRIME_CATEGORIES, *XD_VIOLENCE_CATEGORIES,
+     *UNNAMED_ANOMALY_LABELS}))
+"""The anomaly categories every corpus may use: the synthetic corpus's, the real-footage corpus's six injected
+kinds, UCF-Crime's 13, XD-Violence's 6 and the two labels of an anomaly without a category."""
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 SPLITS = ("train", "test")
 

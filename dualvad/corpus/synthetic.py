@@ -26,9 +26,10 @@ same `SynthSpec` gives byte-identical files on any machine).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -42,7 +43,7 @@ from dualvad.corpus.layout import (
 )
 from dualvad.corpus.readers import read_corpus
 from dualvad.corpus.synth_events import render_video
-from dualvad.corpus.synth_plan import SynthSpec, VideoPlan, plan_corpus
+from dualvad.corpus.synth_plan import SynthSpec, plan_corpus
 from dualvad.files import write_atomic
 
 # --------------------------------------------------------------------------- writing
@@ -86,8 +87,21 @@ def _write_text(path: Path, lines: list[str]) -> None:
     write_atomic(path, "".join(line + "\n" for line in lines).encode("utf-8"))
 
 
-def _write_annotations(ann: Path, plans: list[VideoPlan]) -> None:
-    """train.txt, test.txt and test_temporal.txt (UCF format, test videos only)."""
+class PlannedVideo(Protocol):
+    """What the annotation files say of a generated video (a synthetic or a real-footage plan)."""
+
+    @property
+    def video_id(self) -> str: ...  # path under videos/
+    @property
+    def label(self) -> str: ...
+    @property
+    def split(self) -> str: ...
+    @property
+    def event(self) -> tuple[int, int] | None: ...  # half-open frame range, None for a normal video
+
+
+def write_annotations(ann: Path, plans: Sequence[PlannedVideo]) -> None:
+    """train.txt, test.txt and test_temporal.txt (UCF format, test videos only) of ``plans``, in order."""
     ann.mkdir(parents=True, exist_ok=True)
     for split, name in (("train", TRAIN_LIST), ("test", TEST_LIST)):
         _write_text(ann / name, [f"{p.video_id} {p.label}" for p in plans if p.split == split])
@@ -124,5 +138,5 @@ def generate_corpus(
         encode_mp4(render_video(spec, plan), target, spec.fps)
         if progress is not None:
             progress(done, len(plans))
-    _write_annotations(root / ANNOTATIONS_DIR, plans)
+    write_annotations(root / ANNOTATIONS_DIR, plans)
     return read_corpus(root)

@@ -1,4 +1,4 @@
-"""The fine-tuning rows as one Ray Data stream per Ray Train worker (``finetune.data``).
+"""The fine-tuning rows as one Ray Data stream per Ray Train worker.
 
 The mix of the two benchmarks is an explicit list of draws per rank, built by the driver, so the order is
 the one :func:`dualvad.vlm.mixing.mix_schedule` defines and nothing depends on how Ray Data splits work:
@@ -22,9 +22,10 @@ the one :func:`dualvad.vlm.mixing.mix_schedule` defines and nothing depends on h
    ``step * grad_accum * micro_batch``: the collate returns the batches before it without decoding them,
    and the loop checks every batch's first draw, so a reordering fails loudly instead of changing the run.
 
-``finetune.data = "memory"``: the rank's dataset holds its rows instead of its draws; the worker loads them
-all as Python dicts, computes the same draws, and decodes each micro-batch inside the step. Both paths feed
-the same batches in the same order (tested).
+The ``memory`` path (:data:`DataPath`, bench/finetune.py's comparison; not a config key: a user's run always
+streams): the rank's dataset holds its rows instead of its draws; the worker loads them all as Python dicts,
+computes the same draws, and decodes each micro-batch inside the step. Both paths feed the same batches in
+the same order (tested).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import math
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pyarrow as pa
@@ -50,6 +51,9 @@ from dualvad.vlm.finetune_config import FinetuneConfig
 from dualvad.vlm.mixing import IMAGE, VIDEO, draws_per_epoch, mix_schedule
 
 KINDS = (IMAGE, VIDEO)
+#: How rows reach the workers: "stream" (Ray Data, decoded ahead of the step; the stage's) or "memory" (each
+#: worker loads its whole shard and decodes in the step; bench/finetune.py measures it against the stream).
+DataPath = Literal["stream", "memory"]
 IMAGE_COLUMN = {IMAGE: "image", VIDEO: "images"}  # where each benchmark keeps its JPEG(s)
 #: The staged rows: the columns encode_example reads; the other benchmark's image column is null.
 ROW_SCHEMA = pa.schema([(S.ROW_ID, pa.string()), (S.CONVERSATIONS, pa.list_(S.TURN)),
@@ -135,15 +139,18 @@ def rank_draws(n_image: int, n_video: int, settings: FinetuneConfig, rank: int, 
     return schedule[:needed]
 
 
-def rank_datasets(stores: dict[str, RowStore], settings: FinetuneConfig, steps: int
-                  ) -> dict[str, ray.data.Dataset]:
+def rank_datasets(stores: dict[str, RowStore], settings: FinetuneConfig, steps: int,
+                  path: DataPath = "stream") -> dict[str, ray.data.Dataset]:
     """One dataset per rank (:func:`shard_name`): its draws (``stream``) or its rows (``memory``), each
-    row gathered from ``stores``. Raises ``ValueError`` when a rank has no rows to draw from."""
+    row gathered from ``stores``. Raises ``ValueError`` when a rank has no rows to draw from, or ``path`` is
+    not a :data:`DataPath`."""
+    if path not in get_args(DataPath):
+        raise ValueError(f"the data path must be one of {get_args(DataPath)}, got {path!r}")
     world, datasets = settings.workers, {}
     for rank in range(world):
         counts = {kind: rank_rows(stores[kind].rows, rank, world) for kind in KINDS}
         draws = rank_draws(counts[IMAGE], counts[VIDEO], settings, rank, steps)  # checked in both modes
-        if settings.data == "memory":
+        if path == "memory":
             draws = [(kind, index) for kind in KINDS for index in range(counts[kind])]
         datasets[shard_name(rank)] = _gathered(draws, rank, world, stores)
     return datasets
@@ -224,11 +231,12 @@ class EncodeCollate(ArrowBatchCollateFn):
         return {**encoded, DRAW: first}
 
 
-def micro_batches(shard: Any, settings: FinetuneConfig, rank: int, steps: int, start: int, encoder: Encoder
-                  ) -> Iterator[dict[str, torch.Tensor]]:
+def micro_batches(shard: Any, settings: FinetuneConfig, rank: int, steps: int, start: int, encoder: Encoder,
+                  path: DataPath = "stream") -> Iterator[dict[str, torch.Tensor]]:
     """This rank's micro-batches from micro-batch ``start`` on (``start = step * grad_accum`` on resume), as
-    :class:`Encoder` batches on the CPU or on the training device. ``shard``: the rank's ``DataIterator``."""
-    if settings.data == "memory":
+    :class:`Encoder` batches on the CPU or on the training device. ``shard``: the rank's ``DataIterator``
+    from :func:`rank_datasets` with the same ``path``."""
+    if path == "memory":
         return _memory_batches(load_rows(shard), settings, rank, steps, start, encoder)
     return _streamed_batches(shard, settings, start, encoder)
 

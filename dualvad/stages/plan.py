@@ -14,7 +14,7 @@ import pyarrow as pa
 from dualvad import paths
 from dualvad import schema as S
 from dualvad.rundir import RunDir
-from dualvad.stages.records import as_recorded, input_fingerprint, read_record, stage_fingerprint
+from dualvad.stages.records import as_recorded, stage_state
 from dualvad.stages.registry import Stage
 from dualvad.stages.settings import settings_by_key
 
@@ -74,11 +74,10 @@ def plan_stage(stage: Stage, run: RunDir, settings: dict[str, Any], force: bool 
     Raises:
         MissingInputError, CorruptInputError: as :func:`run_stage` would.
     """
-    inputs = {name: input_fingerprint(run, name) for name in stage.inputs} | (external or {})
-    fingerprint = stage_fingerprint(stage, settings, inputs)
-    record = read_record(run, stage.output)
+    state = stage_state(stage, run, settings, external)
+    inputs, fingerprint, record = state.inputs, state.fingerprint, state.record
     keys = settings_by_key(settings, effective)
-    if not force and record is not None and record.get("fingerprint") == fingerprint:
+    if state.done(force):
         return Plan(stage.name, run.path(stage.output), fingerprint, inputs, keys, True,
                     f"finished {record.get('finished')}", None, False, None)
     staged = run.sub(paths.WORK_DIR, f"{stage.output}-{fingerprint}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -29,6 +30,31 @@ def stage_fingerprint(stage: Stage, settings: dict[str, Any], inputs: dict[str, 
     canonical = json.dumps({"stage": stage.name, "settings": settings, "inputs": inputs, "v": RECORD_VERSION},
                            sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class StageState:
+    """Where a stage stands on a run: its inputs' fingerprints (earlier outputs, then external inputs),
+    the fingerprint of this run of it, and its output's record (``None``: never published)."""
+
+    inputs: dict[str, str]
+    fingerprint: str
+    record: dict[str, Any] | None
+
+    def done(self, force: bool) -> bool:
+        """The output already carries this fingerprint, and ``force`` does not ask to redo it."""
+        return not force and self.record is not None and self.record.get("fingerprint") == self.fingerprint
+
+
+def stage_state(stage: Stage, run: RunDir, settings: dict[str, Any],
+                external: dict[str, str] | None = None) -> StageState:
+    """What :func:`dualvad.stages.runner.run_stage` and its dry run decide from.
+
+    Raises:
+        MissingInputError: an input has not been published (see :func:`input_fingerprint`).
+    """
+    inputs = {name: input_fingerprint(run, name) for name in stage.inputs} | (external or {})
+    return StageState(inputs, stage_fingerprint(stage, settings, inputs), read_record(run, stage.output))
 
 
 def input_fingerprint(run: RunDir, output: str) -> str:

@@ -47,7 +47,7 @@ from dualvad.runpublish import publish, restore_replaced
 from dualvad.stages.config import StagesConfig
 from dualvad.stages.interrupts import StageInterrupted, raise_on_signals
 from dualvad.stages.plan import dry_running, plan_stage
-from dualvad.stages.records import RECORD_VERSION, input_fingerprint, read_record, stage_fingerprint
+from dualvad.stages.records import RECORD_VERSION, stage_state
 from dualvad.stages.registry import Stage
 from dualvad.stages.settings import config_text
 
@@ -124,10 +124,9 @@ def run_stage(stage: Stage, run: RunDir, settings: dict[str, Any], work: Callabl
         return plan_stage(stage, run, settings, force, external, effective)
     with RunLock(run, stage.name):
         restore_replaced(run)
-        inputs = {name: input_fingerprint(run, name) for name in stage.inputs} | (external or {})
-        fingerprint = stage_fingerprint(stage, settings, inputs)
-        record = read_record(run, stage.output)
-        if not force and record is not None and record.get("fingerprint") == fingerprint:
+        state = stage_state(stage, run, settings, external)
+        inputs, fingerprint, record = state.inputs, state.fingerprint, state.record
+        if state.done(force):
             return Skipped(stage.name, run.path(stage.output), fingerprint, record["finished"],
                            record.get("summary", ""))
         context = _context(stage, run, fingerprint, config, force)

@@ -4,12 +4,12 @@ The driver stages the train-split rows of ``RUN/benchmarks/{image,video}`` in th
 trainer one Ray Data dataset per worker: that rank's mix of the two benchmarks
 (:func:`dualvad.vlm.mixing.mix_schedule`), one draw a row, in order (:mod:`dualvad.pipeline.finetune_data`).
 Each worker iterates its dataset in micro-batches whose JPEG decoding, image processing and tokenization run
-in Ray Data's prefetch threads, ahead of the step (``finetune.data = "memory"`` loads the rank's rows into the
-worker and decodes in the step instead: the old path, for the benchmark), and trains the model wrapped by
-``deepspeed.initialize`` (config from :func:`dualvad.train.deepspeed_config.deepspeed_config`; fp32 + gloo on
-CPU, bf16 on GPUs; :mod:`dualvad.train.finetune_worker`). DeepSpeed builds the optimizer from the config's
-``optimizer`` section over the trainable parameters: ``torch.optim.AdamW``, or its CPU Adam when
-``finetune.offload`` moves the optimizer state to the CPU.
+in Ray Data's prefetch threads, ahead of the step (``run_finetune(data="memory")`` loads the rank's rows
+into the worker and decodes in the step instead: the old path, for bench/finetune.py), and trains the model
+wrapped by ``deepspeed.initialize`` (config from :func:`dualvad.train.deepspeed_config.deepspeed_config`;
+fp32 + gloo on CPU, bf16 on GPUs; :mod:`dualvad.train.finetune_worker`). DeepSpeed builds the optimizer
+from the config's ``optimizer`` section over the trainable parameters: ``torch.optim.AdamW``, or its CPU
+Adam when ``finetune.offload`` moves the optimizer state to the CPU.
 
 Every ``finetune.report_every`` optimizer steps (and after the last) the workers report the step's
 metrics and a checkpoint: every rank writes its DeepSpeed shard (``save_checkpoint``) into one temporary
@@ -57,6 +57,7 @@ from dualvad import schema as S
 from dualvad.config import DualVADConfig, FinetuneConfig
 from dualvad.errors import MissingInputError
 from dualvad.pipeline import finetune_data as data
+from dualvad.pipeline.finetune_data import DataPath
 from dualvad.pipeline.runtime import ensure_ray
 from dualvad.rundir import RunDir, open_run
 from dualvad.stages.interrupts import wait_interruptibly
@@ -77,7 +78,7 @@ class FinetuneSummary:
     steps: int  # optimizer steps run
     final_loss: float  # mean loss of the last step over all workers
     seconds: float
-    output: str  # RUN/finetune/final (RUN/finetune/train_log.json when finetune.save_checkpoints is off)
+    output: str  # RUN/finetune/final (RUN/finetune/train_log.json without save_checkpoints)
 
     def __str__(self) -> str:
         return (f"finetune: {self.image_rows} image + {self.video_rows} video rows, {self.steps} steps, "
@@ -88,17 +89,28 @@ STAGE = stage_named("finetune")
 RUN_NAME = "finetune"  # Ray Train's run in the stage's scratch: the same name resumes (train.resume)
 
 
-def run_finetune(config: DualVADConfig, force: bool = False) -> FinetuneSummary | Skipped:
+def run_finetune(config: DualVADConfig, force: bool = False, *, data: DataPath = "stream",
+                 save_checkpoints: bool = True) -> FinetuneSummary | Skipped:
     """Fine-tune ``finetune.model`` on the train split of both benchmarks; export ``RUN/finetune/final``.
-    Through the stage runner: a finished run with the same benchmarks and ``finetune.*`` is skipped."""
-    # finetune.data changes how the rows travel, not which batches train, and keep_checkpoints what stays in
-    # the scratch folder while the run goes: neither is part of the result's identity.
-    settings = section(config.finetune, "cpus_per_worker", "data", "keep_checkpoints")
-    return run_stage(STAGE, open_run(config.run), settings, lambda context: _finetune(context, config),
-                     config.stages, force, effective=config)
+    Through the stage runner: a finished run with the same benchmarks and ``finetune.*`` is skipped.
+
+    ``data`` and ``save_checkpoints`` are bench/finetune.py's switches, not config keys (a user's run streams
+    and checkpoints): ``data="memory"`` loads each rank's rows into its worker (:data:`DataPath`);
+    ``save_checkpoints=False`` (throughput runs) reports the step log only: no DeepSpeed state (no resume,
+    no restart) and no export, the output is ``train_log.json``.
+    """
+    # keep_checkpoints changes what stays in the scratch folder while the run goes, not the result; nor does
+    # the data path (how the rows travel, not which batches train).
+    settings = section(config.finetune, "cpus_per_worker", "keep_checkpoints")
+    # A run without checkpoints publishes no model: its record must not let a run that needs one skip.
+    external = None if save_checkpoints else {"checkpoints": "none"}
+    return run_stage(STAGE, open_run(config.run), settings,
+                     lambda context: _finetune(context, config, data, save_checkpoints),
+                     config.stages, force, external=external, effective=config)
 
 
-def _finetune(context: StageContext, config: DualVADConfig) -> FinetuneSummary:
+def _finetune(context: StageContext, config: DualVADConfig, data_path: DataPath,
+              save_checkpoints: bool) -> FinetuneSummary:
     started = time.perf_counter()
     run, settings = context.run, config.finetune
     ensure_ray(config.ray)
@@ -108,11 +120,11 @@ def _finetune(context: StageContext, config: DualVADConfig) -> FinetuneSummary:
         raise FinetuneError(f"{run.path(paths.BENCHMARKS)} has no train-split rows to fine-tune on")
     steps = total_steps(settings, counts[IMAGE], counts[VIDEO])
     try:
-        datasets = data.rank_datasets(stores, settings, steps)
+        datasets = data.rank_datasets(stores, settings, steps, data_path)
     except ValueError as error:  # a rank with nothing to draw from (fewer rows than workers ...)
         raise FinetuneError(f"cannot split {counts[IMAGE]} image + {counts[VIDEO]} video rows over "
                             f"{settings.workers} workers: {error}") from error
-    loop = _loop_config(settings, _model_path(context.out, settings), steps)
+    loop = _loop_config(settings, _model_path(context.out, settings), steps, data_path, save_checkpoints)
     with training_bar("finetune", steps, "steps", key="step") as callbacks:
         trainer = TorchTrainer(
             train_loop_per_worker,
@@ -126,7 +138,7 @@ def _finetune(context: StageContext, config: DualVADConfig) -> FinetuneSummary:
                 # Ray keeps the latest checkpoint whatever the number (the one a restart resumes from).
                 checkpoint_config=CheckpointConfig(num_to_keep=settings.keep_checkpoints),
                 # Without checkpoints a restart would begin again at step 0: fail instead.
-                failure_config=FailureConfig(max_failures=2 if settings.save_checkpoints else 0),
+                failure_config=FailureConfig(max_failures=2 if save_checkpoints else 0),
                 callbacks=callbacks,
             ),
             datasets=datasets,
@@ -136,19 +148,21 @@ def _finetune(context: StageContext, config: DualVADConfig) -> FinetuneSummary:
     if result.checkpoint is None:
         raise FinetuneError("training reported no checkpoint; see the Ray Train workers' logs in "
                             f"{run.path(paths.LOGS)}/ (or run again with --verbose)")
-    state = _export(context.out, result.checkpoint, model=settings.save_checkpoints,
+    state = _export(context.out, result.checkpoint, model=save_checkpoints,
                     tracking=settings.tracking != "none")
-    final = paths.FINETUNE_FINAL_DIR if settings.save_checkpoints else paths.TRAIN_LOG_FILE
-    if settings.save_checkpoints:
+    final = paths.FINETUNE_FINAL_DIR if save_checkpoints else paths.TRAIN_LOG_FILE
+    if save_checkpoints:
         _write_model_card(run, context.out, settings, counts, state["history"])
     output = run.path(paths.FINETUNE, final)
     return FinetuneSummary(counts[IMAGE], counts[VIDEO], int(state["step"]),
                            float(state["history"][-1]["loss"]), time.perf_counter() - started, output)
 
 
-def _loop_config(settings: FinetuneConfig, model_path: str, steps: int) -> dict[str, Any]:
+def _loop_config(settings: FinetuneConfig, model_path: str, steps: int, data_path: DataPath,
+                 save_checkpoints: bool) -> dict[str, Any]:
     """What every worker needs, as plain picklable values."""
-    return {"settings": asdict(settings), "model_path": model_path, "total_steps": steps}
+    return {"settings": asdict(settings), "model_path": model_path, "total_steps": steps,
+            "data": data_path, "save_checkpoints": save_checkpoints}
 
 
 def total_steps(settings: FinetuneConfig, image_rows: int, video_rows: int) -> int:

@@ -56,20 +56,23 @@ def train_loop_per_worker(loop: dict[str, Any]) -> None:
     engine = build_engine(model, settings, world, loop["total_steps"])
     tracker = Tracker(settings.tracking, write=rank == 0)
     try:
-        _train_steps(engine, processor, settings, loop["total_steps"], flops, tracker)
+        _train_steps(engine, processor, settings, loop, flops, tracker)
     finally:
         tracker.close()
 
 
-def _train_steps(engine: Any, processor: Any, settings: FinetuneConfig, total_steps: int, flops: FlopsModel,
-                 tracker: Tracker) -> None:
-    """The optimizer steps of this worker from the last checkpoint (or step 0) to ``total_steps``: metrics
-    logged (rank 0) and reported with a checkpoint every ``report_every`` steps and after the last."""
-    rank = ray.train.get_context().get_world_rank()
-    state = _resume(engine, tracker) if settings.save_checkpoints else {"step": 0, "history": []}
+def _train_steps(engine: Any, processor: Any, settings: FinetuneConfig, loop: dict[str, Any],
+                 flops: FlopsModel, tracker: Tracker) -> None:
+    """The optimizer steps of this worker from the last checkpoint (or step 0) to the loop's
+    ``total_steps``: metrics logged (rank 0) and reported with a checkpoint every ``report_every`` steps and
+    after the last. The loop's ``data`` and ``save_checkpoints`` are
+    :func:`dualvad.train.finetune.run_finetune`'s."""
+    rank, total_steps = ray.train.get_context().get_world_rank(), loop["total_steps"]
+    save = loop["save_checkpoints"]
+    state = _resume(engine, tracker) if save else {"step": 0, "history": []}
     encoder = data.Encoder(processor, settings.max_length, int(processor.tokenizer.pad_token_id))
     batches = data.micro_batches(ray.train.get_dataset_shard(data.shard_name(rank)), settings, rank,
-                                 total_steps, state["step"] * settings.grad_accum, encoder)
+                                 total_steps, state["step"] * settings.grad_accum, encoder, loop["data"])
     peak_flops = _device_peak_flops(engine.device)
     engine.train()
     for step in range(state["step"], total_steps):
@@ -84,7 +87,7 @@ def _train_steps(engine: Any, processor: Any, settings: FinetuneConfig, total_st
         tracker.log(step + 1, metrics, skip=("step",))
         last = step + 1 == total_steps
         if (step + 1) % settings.report_every == 0 or last:
-            _report(engine, processor, state, tracker, export=last, save=settings.save_checkpoints)
+            _report(engine, processor, state, tracker, export=last, save=save)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ Plain Python: no Ray, no torch, so the config loads (and is checked) before any 
 from __future__ import annotations
 
 from dataclasses import field
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, model_validator
 
@@ -16,9 +16,6 @@ from dualvad.vlm.mixing import Curriculum
 
 #: The decoder's attention and MLP projections (Qwen2 names), the usual LoRA targets.
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-#: How rows reach the workers: "stream" (Ray Data, decoded ahead of the step) or "memory" (each worker loads
-#: its whole shard and decodes in the step; kept for bench/finetune.py). Same batches, same order.
-DataPath = Literal["stream", "memory"]
 ZERO_STAGES = (0, 1, 2, 3)  # DeepSpeed's ZeRO stages
 
 
@@ -54,7 +51,6 @@ class FinetuneConfig:
     image_weight: Annotated[float, Field(ge=0)] = 1.0  # draws per epoch = round(weight * rows) per benchmark
     video_weight: Annotated[float, Field(ge=0)] = 1.0
     curriculum: Curriculum = "joint"
-    data: DataPath = "stream"  # see DataPath; dualvad.pipeline.finetune_data
     max_length: Annotated[int, Field(ge=1)] = 1024  # tokens per row; a longer row is an error
     grad_clip: Annotated[float, Field(ge=0)] = 1.0  # max global gradient norm; 0 disables clipping
     gradient_checkpointing: bool = False
@@ -72,8 +68,6 @@ class FinetuneConfig:
     lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))  # Linear layers of the LM
     # optimizer steps between reports + checkpoints (and after the last)
     report_every: Annotated[int, Field(ge=1)] = 4
-    # False (throughput runs): reports carry only the step log; no DeepSpeed state (no resume) and no export
-    save_checkpoints: bool = True
     # Ray Train checkpoints kept while the run goes (CheckpointConfig.num_to_keep): the last one is what a
     # restart resumes from; all go once RUN/finetune is published (the export is final/)
     keep_checkpoints: Annotated[int, Field(ge=1)] = 1

@@ -90,8 +90,9 @@ def test_an_unknown_label_names_file_line_and_the_valid_labels(tmp_path: Path) -
     message = str(err.value)
     assert message.startswith(f"{path}:2: unknown label 'Unknown'; expected Normal, unlabelled or an anomaly "
                               "category: Abnormal, Abuse, Anomaly, Arrest, Arson, Assault, Burglary, "
-                              "Car accident, Collision, Explosion, Fighting, Intrusion, Riot, RoadAccidents, "
-                              "Robbery, Scattering, Shooting, Shoplifting, Speeding, Stealing, Vandalism (")
+                              "Car accident, Collision, Defocus, Explosion, Fighting, Flash, FrozenFrame, "
+                              "Intrusion, LensCover, Pasted, Riot, RoadAccidents, Robbery, Scattering, "
+                              "SceneCut, Shooting, Shoplifting, Speeding, Stealing, Vandalism (")
     assert "ingest.categories" in message
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import re
 from collections import Counter
 
 import numpy as np
@@ -71,11 +72,11 @@ def stores(ray_session):
         data.PIECE_ROWS = original
 
 
-def _shards(stores, settings, monkeypatch) -> list:
-    """Each rank's ``DataIterator``, configured as Ray Train configures them (draw blocks of 3 rows:
-    micro-batches of 2 straddle blocks)."""
+def _shards(stores, settings, monkeypatch, path: data.DataPath = "stream") -> list:
+    """Each rank's ``DataIterator`` on ``path``, configured as Ray Train configures them (draw blocks of 3
+    rows: micro-batches of 2 straddle blocks)."""
     monkeypatch.setattr(data, "DRAW_BLOCK_ROWS", 3)
-    datasets = data.rank_datasets(stores, settings, STEPS)
+    datasets = data.rank_datasets(stores, settings, STEPS, path)
     iterators = data.data_config(list(datasets)).configure(datasets, world_size=WORLD, worker_handles=None,
                                                            worker_node_ids=None)
     return [iterators[rank][data.shard_name(rank)] for rank in range(WORLD)]
@@ -120,10 +121,10 @@ def test_each_ranks_draws_follow_the_weights_over_its_own_rows():
 
 
 def test_the_stream_and_the_memory_path_give_the_batches_of_the_schedule(stores, encoder, monkeypatch):
+    settings = _settings()
     for mode in ("stream", "memory"):
-        settings = _settings(data=mode)
-        for rank, shard in enumerate(_shards(stores, settings, monkeypatch)):
-            batches = list(data.micro_batches(shard, settings, rank, STEPS, 0, encoder))
+        for rank, shard in enumerate(_shards(stores, settings, monkeypatch, mode)):
+            batches = list(data.micro_batches(shard, settings, rank, STEPS, 0, encoder, mode))
             assert len(batches) == STEPS * settings.grad_accum
             assert _same(batches, _expected(settings, rank, encoder)), (mode, rank)
 
@@ -158,8 +159,11 @@ def test_a_micro_batch_of_non_consecutive_draws_is_an_error(stores, encoder):
         collate(gathered)
 
 
-def test_the_data_path_is_a_checked_setting():
-    assert load_config().finetune.data == "stream"
-    assert load_config(None, ["finetune.data=memory"]).finetune.data == "memory"
-    with pytest.raises(ConfigError, match="'finetune.data' must be one of 'stream', 'memory', got 'disk'"):
-        load_config(None, ["finetune.data=disk"])
+def test_the_data_path_is_the_benchs_checked_argument_not_a_config_key(stores):
+    """bench/finetune.py picks the path with an argument (streaming is the default); no config key sets it,
+    and an unknown path is an error, not a silent stream."""
+    with pytest.raises(ValueError, match=r"must be one of \('stream', 'memory'\), got 'disk'"):
+        data.rank_datasets(stores, _settings(), STEPS, "disk")
+    for key in ("finetune.data=memory", "finetune.save_checkpoints=false"):
+        with pytest.raises(ConfigError, match=f"unknown config key '{re.escape(key.split('=')[0])}'"):
+            load_config(None, [key])

@@ -1,6 +1,6 @@
 """The whole pipeline on object storage: ``dualvad pipeline`` with its corpus and run directory on a real S3
-API (the session's moto server on loopback), on the session's Ray, whose workers have the store's settings
-in their environment as a cluster's workers have those of the head (docs/cluster.md). Every stage publishes
+API (the session's moto server on loopback), on the session's Ray, whose job carries the store's settings
+in its runtime environment, as docs/cluster.md passes them with ``ray job submit``. Every stage publishes
 on S3. Its corpus and settings are those of the demo test's run (the session's ``tiny_demo``: ``dualvad
 demo`` on the same Ray into a local run directory), and the outputs of the CPU stages (ingest to
 build-benchmarks) on S3 must hold that run's rows: compared row by row in key order (which videos share a

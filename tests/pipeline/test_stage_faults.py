@@ -138,7 +138,8 @@ def copied_run(scored_run, tmp_path):
     """A copy of the scored run with its samples: (config, run folder)."""
     config, _ = scored_run
     target = tmp_path / "run"
-    shutil.copytree(config.run, target, ignore=shutil.ignore_patterns(paths.LOCK_FILE, paths.WORK_DIR))
+    shutil.copytree(config.run, target, ignore=shutil.ignore_patterns(paths.LOCK_FILE, paths.LOCK_OWNER_FILE,
+                                                                          paths.WORK_DIR))
     config = dataclasses.replace(config, run=str(target))
     run_sample(config)
     return config, target

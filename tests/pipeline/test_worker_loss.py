@@ -61,8 +61,8 @@ def run_of_many_parts(scored_run, tmp_path):
     config, _ = scored_run
     target = tmp_path / "run"
     shutil.copytree(config.run, target, ignore=shutil.ignore_patterns(
-        paths.LOCK_FILE, paths.WORK_DIR, paths.SCORES, paths.SAMPLES, paths.BENCHMARKS, paths.FINETUNE,
-        paths.EVAL))
+        paths.LOCK_FILE, paths.LOCK_OWNER_FILE, paths.WORK_DIR, paths.SCORES, paths.SAMPLES, paths.BENCHMARKS,
+        paths.FINETUNE, paths.EVAL))
     segments = open_run(str(target)).read_table(paths.SEGMENTS)
     for part in (target / paths.SEGMENTS).glob("part-*.parquet"):
         part.unlink()

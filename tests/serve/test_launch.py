@@ -34,7 +34,7 @@ def demo_folder(evaluated_copy, tmp_path_factory) -> Path:
     demo = folder / "runs" / "demo"
     demo.mkdir(parents=True)
     for entry in Path(config.run).iterdir():
-        if entry.name not in (paths.LOCK_FILE, paths.FINETUNE):
+        if entry.name not in (paths.LOCK_FILE, paths.LOCK_OWNER_FILE, paths.FINETUNE):
             (demo / entry.name).symlink_to(entry)
     (demo / paths.FINETUNE).mkdir()
     (demo / paths.FINETUNE / "final").symlink_to(tiny)

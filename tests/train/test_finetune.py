@@ -215,7 +215,8 @@ def test_lora_run_exports_a_plain_model_with_merged_adapters(benchmarked, tmp_pa
     """LoRA on the language model (one worker: the shared run has two), vision tower and projector frozen,
     no warmup (constant lr from step 1):
     the export is a plain InternVL whose frozen parts equal the base and whose adapted layers moved. This run
-    feeds the rows through the in-memory path (``finetune.data=memory``); the other run streams them."""
+    feeds the rows through the in-memory path (``run_finetune(data="memory")``); the other run streams
+    them."""
     from dualvad.train.finetune import run_finetune
 
     run = tmp_path / "run"
@@ -223,8 +224,8 @@ def test_lora_run_exports_a_plain_model_with_merged_adapters(benchmarked, tmp_pa
     settings = dataclasses.replace(
         benchmarked.finetune, model="tiny", workers=1, max_steps=2, report_every=2, warmup_steps=0, lr=1e-3,
         max_length=512, lora_rank=4, lora_alpha=8.0, lora_dropout=0.0, freeze_vision=True,
-        freeze_projector=True, data="memory")
-    summary = run_finetune(dataclasses.replace(benchmarked, run=str(run), finetune=settings))
+        freeze_projector=True)
+    summary = run_finetune(dataclasses.replace(benchmarked, run=str(run), finetune=settings), data="memory")
     log = json.loads((run / "finetune" / "train_log.json").read_text())
     assert [entry["lr"] for entry in log["history"]] == [1e-3, 1e-3]
     model = load_model(summary.output)
@@ -240,8 +241,8 @@ def test_lora_run_exports_a_plain_model_with_merged_adapters(benchmarked, tmp_pa
 
 
 def test_export_without_saved_checkpoints_writes_only_the_step_log(tmp_path):
-    """``finetune.save_checkpoints=false``: the last report holds the state file only; the driver writes the
-    step log and publishes no model (and a missing export is an error when checkpoints are on)."""
+    """``run_finetune(save_checkpoints=False)``: the last report holds the state file only; the driver writes
+    the step log and publishes no model (and a missing export is an error when checkpoints are on)."""
     from ray.train import Checkpoint
 
     from dualvad.train.finetune import _export
@@ -256,6 +257,29 @@ def test_export_without_saved_checkpoints_writes_only_the_step_log(tmp_path):
     assert not (tmp_path / "out" / "final").exists()
     with pytest.raises(FinetuneError, match="has no hf/ export"):
         _export(out, Checkpoint.from_directory(str(reported)), model=True)
+
+
+def test_the_data_path_keeps_a_runs_identity_and_a_run_without_checkpoints_has_another(tmp_path):
+    """bench/finetune.py's switches, planned on a run with published benchmarks: the data path changes how
+    rows travel, not the result (same fingerprint); a run without checkpoints publishes no model, so its
+    record must not let a run that needs one skip (another fingerprint, an input that says why)."""
+    from dualvad.stages.config import StagesConfig
+    from dualvad.stages.plan import dry_run
+    from dualvad.stages.registry import Stage
+    from dualvad.stages.runner import run_stage
+    from dualvad.train.finetune import run_finetune
+
+    run = open_run(str(tmp_path / "run"))
+    run_stage(Stage("build-benchmarks", paths.BENCHMARKS), run, {},
+              lambda context: context.out.write_text("{}", paths.MANIFEST_FILE), StagesConfig())
+    config = load_config(None, [f"run={run.uri}"])
+    with dry_run():
+        streamed, in_memory = run_finetune(config), run_finetune(config, data="memory")
+        unsaved = run_finetune(config, save_checkpoints=False)
+    assert streamed.fingerprint == in_memory.fingerprint and streamed.inputs.keys() == {paths.BENCHMARKS}
+    assert unsaved.fingerprint != streamed.fingerprint
+    assert unsaved.inputs == {**streamed.inputs, "checkpoints": "none"}
+    assert not any(key in streamed.settings for key in ("finetune.data", "finetune.save_checkpoints"))
 
 
 def test_the_snapshot_file_is_the_one_ray_train_writes():
