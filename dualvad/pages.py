@@ -7,7 +7,8 @@ autoescaping on, so every value a template prints is HTML-escaped unless it is m
 - ``detect_report.html``: ``dualvad detect --report`` (:func:`dualvad.batch_detect.write_detect_report`);
 - ``macros.html``: ``img`` (an ``<img>`` of bytes given as a data URI) and ``data_table`` (a
   :class:`dualvad.eval.tables.Grid`);
-- ``upload.html``: the serve app's upload page (``GET /``), its threshold field set by the caller.
+- ``upload.html``: the serve app's upload page (``GET /``); its threshold field starts empty (the run's
+  verdict decides unless the user sets one).
 """
 
 from __future__ import annotations
