@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pyarrow.fs as pafs
 import ray.train
+from ray.train.v2.api.exceptions import RayTrainError
 
 #: The file Ray Train's controller rewrites at every registration (ray.train.v2's
 #: CHECKPOINT_MANAGER_SNAPSHOT_FILENAME; tests/train/test_finetune.py checks the name).
@@ -53,8 +54,12 @@ def freeze_when(marker: str, ready: Callable[[], bool], root: int | None = None,
         pids = descendants_named(marker, root)
         if pids:
             _signal_all(pids, signal.SIGSTOP)
-            if ready():
-                return pids
+            try:
+                if ready():
+                    return pids
+            except BaseException:  # a failing check must not leave the stage stopped for ever
+                _signal_all(pids, signal.SIGCONT)
+                raise
             _signal_all(pids, signal.SIGCONT)
         time.sleep(0.02)
     return []
@@ -108,7 +113,7 @@ def registered_result(storage: Path) -> ray.train.Result | None:
         try:
             result = ray.train.Result.from_path(str(snapshot.parent),
                                                 storage_filesystem=pafs.LocalFileSystem())
-        except (RuntimeError, ValueError):
+        except (RuntimeError, ValueError, RayTrainError):  # the snapshot half written (read as empty JSON)
             return None
         return result if result.metrics else None
     return None
