@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -14,16 +15,27 @@ from raykill import SNAPSHOT_FILE, freeze_when, registered_result
 MARKER = "raykill-test-sleeper"
 
 
+def _wait_for_status(pid: int, stopped: bool, timeout_s: float = 60.0) -> bool:
+    """Whether process ``pid`` is (``stopped``) or is not stopped within the bound: a signal is delivered
+    asynchronously, so its effect is waited for, never assumed."""
+    deadline = time.monotonic() + timeout_s
+    while (psutil.Process(pid).status() == psutil.STATUS_STOPPED) != stopped:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def test_a_check_that_raises_leaves_the_processes_running(tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", MARKER])
     try:
         def broken() -> bool:
-            assert psutil.Process(sleeper.pid).status() == psutil.STATUS_STOPPED  # stopped while it reads
+            assert _wait_for_status(sleeper.pid, stopped=True)  # frozen before the check reads
             raise ValueError("the condition could not be read")
 
         with pytest.raises(ValueError, match="could not be read"):
             freeze_when(MARKER, broken, timeout_s=60)
-        assert psutil.Process(sleeper.pid).status() != psutil.STATUS_STOPPED
+        assert _wait_for_status(sleeper.pid, stopped=False)
     finally:
         sleeper.kill()
         sleeper.wait()
