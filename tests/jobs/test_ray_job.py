@@ -108,11 +108,11 @@ def _wait_up(address: str, env: dict[str, str]) -> None:
         except urllib.error.HTTPError as error:
             if error.code in (401, 403):  # up, and it refused the token: waiting will not help
                 pytest.fail(f"the head's job server refused the token: {error}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"the head's job server did not answer within {START_S} s: {error}")
-        except (OSError, ValueError) as error:  # not listening yet, 5xx while starting, not JSON yet
-            if time.monotonic() > deadline:
-                pytest.fail(f"the head's job server did not answer within {START_S} s: {error}")
+            problem: Exception = error  # 5xx while it starts
+        except (OSError, ValueError) as error:  # not listening yet, not JSON yet
+            problem = error
+        if time.monotonic() > deadline:
+            pytest.fail(f"the head's job server did not answer within {START_S} s: {problem}")
         time.sleep(0.5)
 
 
@@ -138,10 +138,11 @@ def test_ray_job_submit_runs_a_stage_on_s3_with_the_outputs_of_a_local_run(ray_h
     address, env = ray_head
     local_run, code, _ = tiny_demo
     assert code == 0, "the demo test's run failed: see test_demo_runs_every_stage_and_prints_outputs"
+    folder = f"data/{tmp_path.name}"  # the store lives for the session: a folder of this test's own
     with s3_environment(session_s3):
-        upload_folder(local_run / "corpus", "s3://data/job/corpus")
+        upload_folder(local_run / "corpus", f"s3://{folder}/corpus")
     command = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(ROOT), "--",
-               "python", "jobs/ingest.py", "corpus=s3://data/job/corpus", "run=s3://data/job/run", *TINY]
+               "python", "jobs/ingest.py", f"corpus=s3://{folder}/corpus", f"run=s3://{folder}/run", *TINY]
     job = subprocess.run(command, env=env, capture_output=True, text=True, timeout=JOB_S)
     output = job.stdout + job.stderr
     (tmp_path / "job.log").write_text(output)
@@ -152,10 +153,11 @@ def test_ray_job_submit_runs_a_stage_on_s3_with_the_outputs_of_a_local_run(ray_h
     # Ray 2.60 prints "Job 'raysubmit_...' succeeded" (older versions: "... SUCCEEDED")
     assert re.search(rf"Job '{job_id}' succeeded", status.stdout + status.stderr, re.IGNORECASE), \
         status.stdout + status.stderr
-    # the job ran this checkout's code (the working dir): its summary line, the videos it read on S3
-    assert re.search(r"^ingest: 12 videos .* -> data/job/run/segments$", output, re.MULTILINE), output[-3000:]
+    # the job ran jobs/ingest.py from the working dir (the head has no checkout) on the videos on S3
+    summary = rf"^ingest: 12 videos .* -> {re.escape(folder)}/run/segments$"
+    assert re.search(summary, output, re.MULTILINE), output[-3000:]
     with s3_environment(session_s3):
-        remote, local = open_run("s3://data/job/run"), open_run(str(local_run))
+        remote, local = open_run(f"s3://{folder}/run"), open_run(str(local_run))
         record = read_record(remote, paths.SEGMENTS)
         assert record is not None and record["stage"] == "ingest"
         assert record["fingerprint"] == read_record(local, paths.SEGMENTS)["fingerprint"]

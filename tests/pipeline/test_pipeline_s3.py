@@ -40,16 +40,17 @@ def test_the_whole_pipeline_on_s3_has_the_outputs_of_a_local_run(ray_session, se
     local_run, code, _ = tiny_demo
     assert code == 0, "the demo test's run failed: see test_demo_runs_every_stage_and_prints_outputs"
     out = io.StringIO()
+    folder = f"s3://data/{tmp_path.name}"  # the store lives for the session: a folder of this test's own
     with s3_environment(session_s3):
-        upload_folder(local_run / "corpus", "s3://data/pipeline/corpus")
+        upload_folder(local_run / "corpus", f"{folder}/corpus")
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            code = main(["pipeline", "corpus=s3://data/pipeline/corpus", "run=s3://data/pipeline/run", *TINY])
+            code = main(["pipeline", f"corpus={folder}/corpus", f"run={folder}/run", *TINY])
         (tmp_path / "pipeline.log").write_text(out.getvalue())  # each stage's summary line gives its seconds
         assert code == 0, out.getvalue()[-6000:]
         for stage in OUTPUTS:
             assert f"{stage}: " in out.getvalue()  # its summary line
         assert "pipeline: done" in out.getvalue()
-        _compare(open_run("s3://data/pipeline/run"), open_run(str(local_run)))
+        _compare(open_run(f"{folder}/run"), open_run(str(local_run)))
 
 
 def _compare(remote: RunDir, local: RunDir) -> None:
