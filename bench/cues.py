@@ -8,16 +8,18 @@ the default scorer with ``--train-seeds`` seeds and prints frame AUC overall and
 AUC, and the extractor's cost per segment (``segment_cues`` + ``video_context`` on the decoded frames of
 one video, ms per segment).
 
-``--drop CUE`` (repeatable) zeroes that cue's two columns (rise and drop; names from
-``dualvad.scorer.features.CUES``) in a copy of the ingested segments before training: an ablation
-without a second ingest (the normaliser maps a constant column to 0).
+``--drop CUE`` (repeatable; a cue of ``dualvad.scorer.features.CUES`` or a group of ``CUE_GROUPS``) zeroes
+that cue's two columns (rise and drop) in a copy of the ingested segments before training: an ablation
+without a second ingest (the normaliser maps a constant column to 0). ``--ablate-groups`` trains every
+variant in turn, all cues and each group dropped, and ends with one table of their means over the seeds.
 
 The old version must run from a directory of its own (``cd`` into the ``git archive``): Ray puts the
 driver's working directory on its workers' path ahead of ``PYTHONPATH``, so an ingest started in the
 tree decodes with the tree's cues whatever the driver imported.
 
     python bench/cues.py --tag new --corpus real --train-seeds 10
-    python bench/cues.py --tag new --corpus demo --drop red_share --drop red_hidden
+    python bench/cues.py --tag new --corpus demo --drop unusual_share --drop unusual_peak
+    python bench/cues.py --tag new --corpus real --ablate-groups --train-seeds 3
     mkdir /tmp/old && git archive OLD dualvad bench | tar -x -C /tmp/old
     cd /tmp/old && PYTHONPATH=/tmp/old python bench/cues.py --tag old --corpus demo
 """
@@ -40,6 +42,7 @@ def main() -> None:
     from dualvad.config import load_config
     from dualvad.pipeline.ingest import run_ingest
     from dualvad.pipeline.runtime import ensure_ray
+    from dualvad.scorer.features import CUE_GROUPS
 
     corpus, settings = _corpus(args)
     folder = OUT / "cues" / corpus.parent.name / args.tag
@@ -48,12 +51,28 @@ def main() -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
     print(run_ingest(config))
     print(f"cost: {_cost_ms(corpus, config):.2f} ms/segment (segment_cues + video_context, one video)")
-    name = "-".join(["drop", *args.drop]) if args.drop else "all"
-    rows = []
-    for seed in range(args.train_seeds):
-        rows.append(_seed(config, corpus, folder / f"{name}-seed{seed}", settings, seed, args.drop))
-    print(f"\n{corpus.parent.name} / {args.tag} / {name}")
-    print_seed_table(rows)
+    variants = [[], *([group] for group in CUE_GROUPS)] if args.ablate_groups else [args.drop]
+    means = []
+    for drop in variants:
+        name = "-".join(["drop", *drop]) if drop else "all"
+        cues = [cue for item in drop for cue in CUE_GROUPS.get(item, (item,))]
+        rows = [_seed(config, corpus, folder / f"{name}-seed{seed}", settings, seed, cues)
+                for seed in range(args.train_seeds)]
+        print(f"\n{corpus.parent.name} / {args.tag} / {name}")
+        print_seed_table(rows)
+        means.append((name, float(np.mean([r[1] for r in rows])), float(np.mean([r[3] for r in rows])),
+                      {k: float(np.mean([r[2][k] for r in rows])) for k in rows[0][2]}))
+    if len(variants) > 1:
+        _print_ablation(corpus.parent.name, args.train_seeds, means)
+
+
+def _print_ablation(corpus: str, seeds: int, means: list) -> None:
+    """One line per variant: its frame AUC, video AUC and per-kind frame AUC, each a mean over the seeds."""
+    kinds = sorted(means[0][3])
+    print(f"\n{corpus}: cue groups dropped in turn (means over {seeds} training seeds)")
+    print(f"{'variant':<18} {'frame AUC':>9} {'video AUC':>9}" + "".join(f" {k[:11]:>11}" for k in kinds))
+    for name, frame, video, by_kind in means:
+        print(f"{name:<18} {frame:9.3f} {video:9.3f}" + "".join(f" {by_kind[k]:11.3f}" for k in kinds))
 
 
 def _args() -> argparse.Namespace:
@@ -62,7 +81,9 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--corpus", choices=("demo", "real"), required=True)
     parser.add_argument("--videos", type=int, default=320, help="demo corpus: videos (the demo's 320)")
     parser.add_argument("--train-seeds", type=int, default=3)
-    parser.add_argument("--drop", action="append", default=[], help="a cue to zero (ablation)")
+    parser.add_argument("--drop", action="append", default=[], help="a cue or cue group to zero (ablation)")
+    parser.add_argument("--ablate-groups", action="store_true",
+                        help="all cues, then each cue group dropped in turn, and a table of the means")
     return parser.parse_args()
 
 

@@ -9,7 +9,7 @@ scorer's frame-level AUC-ROC over the test videos and per injected kind (that ki
 every normal one), and its video-level AUC-ROC (a video's score: its highest segment score, as
 ``dualvad evaluate``'s scorer row), for each training seed.
 
-    python bench/real_footage.py                     # build the corpus: 48 videos of 100 frames
+    python bench/real_footage.py                     # build the corpus: 96 videos of 100 frames
     python bench/real_footage.py --run               # and the default scorer's figures
     python bench/real_footage.py --run --train-seeds 3
     python bench/real_footage.py --out corpora/real      # the corpus only, into a folder of your own
@@ -42,8 +42,12 @@ def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0, help="the corpus's seed")
     parser.add_argument("--frames", type=int, default=100, help="frames per video")
-    parser.add_argument("--normal", type=int, default=6, help="Normal videos per split")
-    parser.add_argument("--per-kind", type=int, default=3, help="videos of each injected kind per split")
+    from dualvad.corpus.real_footage import RealFootageSpec
+
+    defaults = RealFootageSpec()
+    parser.add_argument("--normal", type=int, default=defaults.normal, help="Normal videos per split")
+    parser.add_argument("--per-kind", type=int, default=defaults.per_kind,
+                        help="videos of each injected kind per split")
     parser.add_argument("--out", help="the corpus folder (default: under bench/out/real_footage/); the runs "
                         "go beside the default one")
     parser.add_argument("--run", action="store_true",

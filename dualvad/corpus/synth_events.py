@@ -13,11 +13,11 @@ from dualvad.corpus.synth_plan import SynthSpec, VideoPlan, camera_of
 from dualvad.corpus.synth_scene import (
     Scene,
     Sprite,
-    colour_not_red,
     free_point,
     in_zone,
     make_scene,
     object_speed,
+    random_colour,
     random_look,
     simulate,
     unit_vector,
@@ -120,7 +120,7 @@ def _crowd(rng: np.random.Generator, scene: Scene, scatter: Interval | None) -> 
         track = centre + off + wobble * np.stack([np.cos(angle), np.sin(angle)], 1)
         if scatter is not None:
             track = track + _burst(rng, scene, centre + off, off, scatter, radius)
-        colour = colour_not_red(rng, 60, 256)
+        colour = random_colour(rng, 60, 256)
         if not in_zone(centre + off, scene.zone, radius + wobble + 1):
             sprites.append(Sprite(track, radius, colour, True))
     return sprites

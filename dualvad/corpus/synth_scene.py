@@ -4,6 +4,7 @@ off the zone."""
 
 from __future__ import annotations
 
+import colorsys
 import math
 from dataclasses import dataclass
 
@@ -12,8 +13,7 @@ import numpy as np
 from dualvad.corpus.synth_plan import SynthSpec
 
 _SPEED = (0.08, 0.16)  # normal object speed, frame widths per second
-_ZONE_TINT = 0.45  # share of red mixed into the forbidden zone's ground (its border is pure red)
-_MAX_REDNESS = 40  # r - max(g, b) of any other colour drawn (blocks, objects, crowd)
+_ZONE_TINT = 0.45  # share of the zone's paint mixed into its ground (its border is the paint itself)
 
 
 # --------------------------------------------------------------------------- scene
@@ -27,6 +27,7 @@ class Scene:
     fps: int
     background: np.ndarray  # (H, W, 3) float32, 0..255
     zone: tuple[float, float, float, float]  # forbidden zone x0, y0, x1, y1 in pixels
+    zone_paint: tuple[int, int, int]  # RGB of the zone's border and tint, drawn per scene
 
 
 @dataclass(frozen=True)
@@ -37,16 +38,18 @@ class Sprite:
     disc: bool
 
 
-def colour_not_red(rng: np.random.Generator, low: int, high: int) -> tuple[int, int, int]:
-    """A random RGB colour in `[low, high)` that is not zone red (red is kept for the zone).
+def random_colour(rng: np.random.Generator, low: int, high: int) -> tuple[int, int, int]:
+    """A random RGB colour, each channel in `[low, high)`. No colour is kept for anything: the zone's paint,
+    the blocks, objects and crowd all draw from the same colours, so that no colour tells a category."""
+    r, g, b = (int(c) for c in rng.integers(low, high, 3))
+    return r, g, b
 
-    Redness `r - max(g, b)` stays below _MAX_REDNESS, under that of the zone's tinted ground
-    (about 60-90), so that a crimson block or object never looks like part of the zone.
-    """
-    while True:
-        r, g, b = (int(c) for c in rng.integers(low, high, 3))
-        if r - max(g, b) < _MAX_REDNESS:
-            return r, g, b
+
+def zone_paint(rng: np.random.Generator) -> tuple[int, int, int]:
+    """A saturated paint of a random hue (the way restricted areas are painted, in any colour)."""
+    hue = rng.uniform(0.0, 1.0)
+    r, g, b = colorsys.hsv_to_rgb(hue, rng.uniform(0.7, 0.9), rng.uniform(0.75, 0.9))
+    return round(255 * r), round(255 * g), round(255 * b)
 
 
 def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
@@ -63,7 +66,7 @@ def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     for _ in range(int(rng.integers(2, 5))):
         bw, bh = int(w * rng.uniform(0.06, 0.14)), int(h * rng.uniform(0.06, 0.14))
         x, y = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
-        img[y : y + bh, x : x + bw] = colour_not_red(rng, 40, 170)
+        img[y : y + bh, x : x + bw] = random_colour(rng, 40, 170)
     img += rng.normal(0.0, 3.0, (h, w, 1)).astype(np.float32)
     return img
 
@@ -76,8 +79,8 @@ def _zone(rng: np.random.Generator, w: int, h: int) -> tuple[float, float, float
     return float(x0), float(y0), float(x0 + zw), float(y0 + zh)
 
 
-def _draw_zone(img: np.ndarray, zone: tuple[float, float, float, float]) -> None:
-    """Tint the zone red and draw its red border in place.
+def _draw_zone(img: np.ndarray, zone: tuple[float, float, float, float], paint: tuple[int, int, int]) -> None:
+    """Tint the zone with ``paint`` and draw its border in that paint, in place.
 
     The tint is strong (_ZONE_TINT) the way restricted areas are painted: with a faint one
     the zone's inside looked like the ground around it once frames are downsampled, and an
@@ -85,20 +88,21 @@ def _draw_zone(img: np.ndarray, zone: tuple[float, float, float, float]) -> None
     """
     x0, y0, x1, y1 = (round(v) for v in zone)
     border = max(1, round(min(img.shape[:2]) / 60))
-    red = np.array([220, 30, 30], np.float32)
-    img[y0:y1, x0:x1] = (1.0 - _ZONE_TINT) * img[y0:y1, x0:x1] + _ZONE_TINT * red
-    img[y0 : y0 + border, x0:x1] = red
-    img[y1 - border : y1, x0:x1] = red
-    img[y0:y1, x0 : x0 + border] = red
-    img[y0:y1, x1 - border : x1] = red
+    colour = np.array(paint, np.float32)
+    img[y0:y1, x0:x1] = (1.0 - _ZONE_TINT) * img[y0:y1, x0:x1] + _ZONE_TINT * colour
+    img[y0 : y0 + border, x0:x1] = colour
+    img[y1 - border : y1, x0:x1] = colour
+    img[y0:y1, x0 : x0 + border] = colour
+    img[y0:y1, x1 - border : x1] = colour
 
 
 def make_scene(rng: np.random.Generator, spec: SynthSpec) -> Scene:
     w, h = spec.width, spec.height
     img = _background(rng, w, h)
     zone = _zone(rng, w, h)
-    _draw_zone(img, zone)
-    return Scene(w, h, spec.num_frames, spec.fps, img, zone)
+    paint = zone_paint(rng)
+    _draw_zone(img, zone, paint)
+    return Scene(w, h, spec.num_frames, spec.fps, img, zone, paint)
 
 
 def in_zone(p: np.ndarray, zone: tuple[float, float, float, float], pad: float) -> bool:
@@ -172,7 +176,7 @@ def free_point(rng: np.random.Generator, scene: Scene, pad: float, inner: float)
 def random_look(rng: np.random.Generator, scene: Scene) -> tuple[float, tuple[int, int, int], bool]:
     """Radius (px), colour and shape of a new object."""
     radius = min(scene.width, scene.height) * rng.uniform(0.045, 0.08)
-    colour = colour_not_red(rng, 30, 256)
+    colour = random_colour(rng, 30, 256)
     return radius, colour, bool(rng.random() < 0.5)
 
 

@@ -1,7 +1,8 @@
 """A synthetic surveillance corpus: real H.264 mp4 files with known anomalous frame ranges.
 
 Each video is a fixed camera over a textured scene (grass, a road with lane marks, a few
-fixed blocks, and a red-tinted, red-bordered forbidden zone drawn in every video). By default
+fixed blocks, and a tinted, bordered forbidden zone drawn in every video, in a paint of random hue:
+no colour marks a category). By default
 every video has a scene of its own; with `cameras = C` the videos are clips of C fixed cameras,
 each video's camera drawn at random (so a camera holds normal and anomalous clips alike), 3-6
 objects moving smoothly at normal speed (straight or gently curving, bouncing off the frame

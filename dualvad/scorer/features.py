@@ -5,7 +5,8 @@ Two extractors share one interface (:class:`SegmentFeatureExtractor`):
 * ``motion`` (default) needs no weights: cues from downsampled frames and differences of
   adjacent frames, each taken relative to the rest of its video. It carries the cues
   surveillance anomalies leave: fast or scattering motion, sudden brightness (flashes, fire),
-  actors that stop, a marked area entered.
+  actors that stop, and camera faults or edits (a frozen picture, a covered or defocused lens, a
+  cut), with no cue tied to a colour or a place.
 * ``clip`` embeds frames with a transformers CLIP vision encoder (a hub id on a cluster, a
   local directory holding a tiny random model in tests) and mean-pools them per segment.
 
@@ -20,6 +21,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from dualvad.scorer.cues import (
+    FROZEN_CUES,
+    LENS_CUES,
+    SCENE_CUES,
+    frozen_cues,
+    lens_cues,
+    scene_cues,
+    segment_median,
+)
 from dualvad.video.decode import MAX_PIXELS, open_video, read_frames
 from dualvad.video.segments import segment_bounds, subinterval_centres
 
@@ -30,8 +40,9 @@ ACTIVE_CELL_SHARE = 0.05  # a grid cell with at least this share of moving pixel
 LOCAL_RANK = 3  # local_motion reads the 3rd most moving cell: one actor spans up to ~3 cells
 BRIGHT_THRESHOLD = 0.9  # gray level (0..1) above which a pixel counts as saturated
 FOREGROUND_THRESHOLD = 0.12  # |colour - background| (0..1, max over RGB) for foreground
+PEAK_GRID = 4  # unusual_peak's grid: a cell of a quarter of the width and height, an object's size
+UNUSUAL_FACTOR = 6.0  # distance from the background, in the pixel's median distances, that is unusual
 STILL_SPAN = 3  # segments a stationary pixel must keep its colour, before and after
-RED_THRESHOLD = 0.06  # redness R - max(G, B) (0..1) above which a pixel counts as reddish
 CONTEXT_SPAN = 3  # segments averaged by video_context (odd: centred)
 CLIP_BATCH = 64  # frames per encoder forward pass
 
@@ -132,9 +143,9 @@ class MotionAppearanceExtractor:
 
     Each segment first gets ``len(CUES)`` raw cues (:func:`segment_cues`): brightness and
     flashes, moving pixels and where they concentrate, the number of moving blobs, foreground
-    against the video's own background, foreground that stands still, and red-marked
-    background hidden by something in front of it. The vector is then made relative to the
-    video (:func:`video_context`): each cue minus its median over the video's segments,
+    against the video's own background, foreground that stands still, a frozen picture, a covered
+    or defocused lens, and a cut to another scene (:data:`CUE_GROUPS`). The vector is then made
+    relative to the video (:func:`video_context`): each cue minus its median over the video's segments,
     averaged over neighbouring segments, and split into its rise and its drop.
 
     Layout (dim = 2 * len(CUES)): ``[rise of CUES[0..C), drop of CUES[0..C)]``, both >= 0, in
@@ -159,33 +170,47 @@ class MotionAppearanceExtractor:
         return video_context(segment_cues(frames))
 
 
-CUES = (
-    "brightness_max",  # max over frames of the mean gray level: flashes, fire
-    "brightness_jump",  # max over pairs of the mean signed gray change
-    "saturated_share",  # max over frames of the share of pixels brighter than BRIGHT_THRESHOLD
-    "local_motion",  # moving share of the LOCAL_RANK-th most moving grid cell: one fast actor
-    "active_cells",  # share of grid cells with any real motion: motion spreading out
-    "moving_share",  # max over pairs of the share of moving pixels
-    "motion_energy",  # mean |colour change| within pairs
-    "moving_blobs",  # mean over pairs of connected moving regions: many small actors
-    "foreground_share",  # pixels away from the video's background
-    "stationary_share",  # foreground pixels unchanged STILL_SPAN segments before and after
-    "red_share",  # share of reddish pixels (marked areas)
-    "red_hidden",  # loss of the background's redness, weighted by it: a marked area occluded
-)
+CUE_GROUPS: dict[str, tuple[str, ...]] = {
+    # Cost per segment (64 x 48, 8 frames, one core, this machine; docs/decisions.md 2026-12-06,
+    # issue 28): 0.20 ms to convert and difference the frames, then brightness 0.02 ms, motion
+    # 0.11 ms, foreground 0.13 ms, frozen 0.01 ms, lens 0.09 ms, scene 0.04 ms; 0.6 ms in all.
+    "brightness": (
+        "brightness_max",  # max over frames of the mean gray level: flashes, fire
+        "brightness_jump",  # max over pairs of the mean signed gray change
+        "saturated_share",  # max over frames of the share of pixels brighter than BRIGHT_THRESHOLD
+    ),
+    "motion": (
+        "local_motion",  # moving share of the LOCAL_RANK-th most moving grid cell: one fast actor
+        "active_cells",  # share of grid cells with any real motion: motion spreading out
+        "moving_share",  # max over pairs of the share of moving pixels
+        "motion_energy",  # mean |colour change| within pairs
+        "moving_blobs",  # mean over pairs of connected moving regions: many small actors
+    ),
+    "foreground": (
+        "foreground_share",  # pixels away from the video's background
+        "stationary_share",  # foreground pixels unchanged STILL_SPAN segments before and after
+        "unusual_share",  # pixels far from the background for that pixel: change where the scene is still
+        "unusual_peak",  # the most unusual cell of a 4x4 grid: one object where the scene is still
+    ),
+    "frozen": FROZEN_CUES,  # dualvad.scorer.cues: a frozen picture
+    "lens": LENS_CUES,  # a covered or defocused lens
+    "scene": SCENE_CUES,  # a cut to another picture
+}
+CUES = tuple(cue for group in CUE_GROUPS.values() for cue in group)
 
 
 def segment_cues(frames: np.ndarray) -> np.ndarray:
     """frames: uint8 (S, 2P, H, W, 3), the S segments of one video -> float32 (S, len(CUES)).
 
-    Cues that compare with a background (foreground, stationary, red_hidden) take the
-    video's background as the per-pixel median of the first frame of every segment, so they
-    need all the video's segments in one call.
+    Cues that compare with a background (foreground, stationary, scene_change) take the video's
+    background as the per-pixel median of the first frame of every segment, so they need all the
+    video's segments in one call. No cue reads a hue: each treats the colour channels alike.
     """
     rgb = frames.astype(np.float32) * np.float32(1 / 255)
     gray = rgb @ np.full(3, 1 / 3, dtype=np.float32)  # (S, 2P, H, W); matmul beats mean(-1)
     change = _channel_max(np.abs(rgb[:, 1::2] - rgb[:, 0::2]))  # (S, P, H, W); colour-aware
-    parts = [*_brightness(gray), *_motion(change), *_foreground(rgb[:, 0]), *_redness(rgb)]
+    parts = [*_brightness(gray), *_motion(change), *_foreground(rgb[:, 0]),
+             *frozen_cues(change), *lens_cues(gray), *scene_cues(gray[:, 0])]
     return np.stack(parts, axis=1).astype(np.float32)
 
 
@@ -209,21 +234,11 @@ def _channel_max(values: np.ndarray) -> np.ndarray:
     return np.maximum(np.maximum(values[..., 0], values[..., 1]), values[..., 2])
 
 
-def segment_median(values: np.ndarray) -> np.ndarray:
-    """(S, ...) -> (...) median over the first axis, equal to ``np.median(values, axis=0)``
-    (the mean of the two middle values when S is even), by partition: ~3x faster here."""
-    count = len(values)
-    flat = values.reshape(count, -1)
-    middle = np.partition(flat, [(count - 1) // 2, count // 2], axis=0)
-    median = (middle[(count - 1) // 2] + middle[count // 2]) / 2
-    return median.reshape(values.shape[1:]).astype(values.dtype)
-
-
-def _grid_pool(images: np.ndarray) -> np.ndarray:
-    """(..., H, W) -> (..., GRID, GRID) block means (H, W cropped to multiples of GRID)."""
+def _grid_pool(images: np.ndarray, grid: int = GRID) -> np.ndarray:
+    """(..., H, W) -> (..., grid, grid) block means (H, W cropped to multiples of grid)."""
     *lead, h, w = images.shape
-    h, w = h - h % GRID, w - w % GRID
-    blocks = images[..., :h, :w].reshape(*lead, GRID, h // GRID, GRID, w // GRID)
+    h, w = h - h % grid, w - w % grid
+    blocks = images[..., :h, :w].reshape(*lead, grid, h // grid, grid, w // grid)
     return blocks.mean(axis=(-3, -1))
 
 
@@ -268,7 +283,8 @@ def count_blobs(masks: np.ndarray) -> np.ndarray:
 
 
 def _foreground(key: np.ndarray) -> list[np.ndarray]:
-    """key (S, H, W, 3): the first frame of each segment -> foreground_share, stationary_share (S,).
+    """key (S, H, W, 3): the first frame of each segment -> foreground_share, stationary_share,
+    unusual_share, unusual_peak, each (S,).
 
     A pixel is foreground when its colour is FOREGROUND_THRESHOLD away from the background
     (per-pixel median over the segments: whatever stands somewhere less than half the video),
@@ -276,30 +292,27 @@ def _foreground(key: np.ndarray) -> list[np.ndarray]:
     something that stopped, not something passing through. The first and last STILL_SPAN
     segments lack one side and are never stationary (comparing a segment with itself would
     call every slow actor there stationary).
+
+    A pixel is unusual when its distance from the background is over UNUSUAL_FACTOR times its median
+    distance over the video (and at least half the foreground threshold): a per-pixel background
+    model, so the same change counts where the scene is normally still and not where it always
+    changes (foliage, a window onto traffic, a shaking camera's edges). unusual_peak is the largest
+    unusual share of a cell of a PEAK_GRID x PEAK_GRID grid: one object appearing, which the share of the
+    whole picture dilutes with whatever else moves.
     """
     background = segment_median(key)
-    foreground = _channel_max(np.abs(key - background)) > FOREGROUND_THRESHOLD  # (S, H, W)
+    distance = _channel_max(np.abs(key - background))  # (S, H, W)
+    foreground = distance > FOREGROUND_THRESHOLD
+    usual = segment_median(distance)  # (H, W)
+    unusual = distance > np.maximum(UNUSUAL_FACTOR * usual, FOREGROUND_THRESHOLD / 2)
     still = foreground.copy()
     still[:STILL_SPAN] = still[len(key) - STILL_SPAN :] = False  # no segment to compare with
     same = _channel_max(np.abs(key[STILL_SPAN:] - key[:-STILL_SPAN])) < FOREGROUND_THRESHOLD
     still[STILL_SPAN:] &= same  # as STILL_SPAN segments before
     still[:-STILL_SPAN] &= same  # as STILL_SPAN segments after
-    return [foreground.mean(axis=(1, 2)), still.mean(axis=(1, 2))]
-
-
-def _redness(rgb: np.ndarray) -> list[np.ndarray]:
-    """rgb (S, 2P, H, W, 3) -> red_share, red_hidden, each (S,).
-
-    Redness is R - max(G, B). red_hidden is how much redness the video's usual picture (per-pixel
-    median over the segments' first frames) loses, weighted by that redness and averaged over
-    frames: 0 while the red-marked areas are in view, up to their mean redness when covered.
-    """
-    redness = rgb[..., 0] - np.maximum(rgb[..., 1], rgb[..., 2])  # (S, 2P, H, W)
-    usual = segment_median(redness[:, 0])  # (H, W)
-    weight = np.maximum(usual, 0.0)
-    lost = np.maximum(usual - redness, 0.0) * weight
-    hidden = lost.sum(axis=(2, 3)).mean(axis=1) / max(float(weight.sum()), 1e-6)
-    return [(redness > RED_THRESHOLD).mean(axis=(1, 2, 3)), hidden]
+    unusual = unusual.astype(np.float32)
+    peak = _grid_pool(unusual, PEAK_GRID).reshape(len(key), -1).max(axis=1)
+    return [foreground.mean(axis=(1, 2)), still.mean(axis=(1, 2)), unusual.mean(axis=(1, 2)), peak]
 
 
 class ClipExtractor:

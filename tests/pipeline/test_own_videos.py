@@ -92,13 +92,13 @@ def test_score_without_a_scorer_is_one_line_naming_the_stage_to_run(own_run, cap
 
 def test_a_scorer_trained_on_other_features_is_refused_before_any_ray_work(own_run, tmp_path):
     config, _, _ = own_run
-    other = tmp_path / "other-run"  # a run whose scorer saw 5-dim features (the motion feature has 24)
+    other = tmp_path / "other-run"  # a run whose scorer saw 5-dim features (the motion feature has 34)
     settings = ScorerConfig()
     TrainedScorer(settings, 5, ("Normal", "Explosion"), FeatureNormalizer(np.zeros(5, np.float32),
                   np.ones(5, np.float32)), build_model(settings, 5, 2)).save(other / paths.SCORER / "model")
     (other / paths.SCORER / paths.STAGE_FILE).write_text(json.dumps({"fingerprint": "0123456789abcdef"}))
     with pytest.raises(StageError, match=rf"^the scorer in {other}/scorer was trained on 5-dim features, the "
-                       "segments hold 24-dim ones: ingest with that run's ingest settings"):
+                       "segments hold 34-dim ones: ingest with that run's ingest settings"):
         run_score(dataclasses.replace(config, score=ScoreConfig(scorer_run=str(other))))
     assert not open_run(config.run).exists(paths.SCORES)
 

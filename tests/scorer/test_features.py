@@ -62,9 +62,9 @@ def test_video_context_is_the_smoothed_rise_and_drop_against_the_video_median():
 
 
 def _video(segments: int = 9, pairs: int = 2) -> np.ndarray:
-    """uint8 (S, 2P, 24, 32, 3): a still gray scene with a red square marking at the right."""
+    """uint8 (S, 2P, 24, 32, 3): a still gray scene with a red square at the right (gray 90, not 100)."""
     frames = np.full((segments, 2 * pairs, 24, 32, 3), 100, dtype=np.uint8)
-    frames[..., 4:12, 20:28, :] = (200, 50, 50)
+    frames[..., 4:12, 20:28, :] = (200, 50, 20)
     return frames
 
 
@@ -72,24 +72,30 @@ def test_segment_cues_of_a_still_video_are_zero_motion():
     cues = segment_cues(_video())
     assert cues.shape == (9, len(CUES)) and cues.dtype == np.float32
     for name in ("local_motion", "active_cells", "moving_share", "motion_energy", "moving_blobs",
-                 "brightness_jump", "foreground_share", "stationary_share", "red_hidden"):
+                 "brightness_jump", "foreground_share", "stationary_share"):
         np.testing.assert_array_equal(cues[:, CUE[name]], 0.0, err_msg=name)
-    np.testing.assert_allclose(cues[:, CUE["red_share"]], 64 / (24 * 32), atol=1e-6)
+    # every pixel is unchanged, the change sits at its floor, the picture is the background
+    np.testing.assert_array_equal(cues[:, CUE["unchanged_share"]], 1.0)
+    np.testing.assert_allclose(cues[:, CUE["change_level"]], -4.0, atol=1e-6)
+    np.testing.assert_allclose(cues[:, CUE["scene_change"]], 0.0, atol=1e-5)
 
 
-def test_segment_cues_see_motion_flash_stop_and_a_covered_marking():
+def test_segment_cues_see_motion_flash_and_a_covered_lens():
     frames = _video()
     frames[1, 1::2, :, :8] = 255  # segment 1: the second frame of each pair changes on the left
     frames[3] = 250  # segment 3: a flash
-    frames[5, ..., 4:12, 20:28, :] = 100  # segment 5: the red marking is covered by gray
     cues = segment_cues(frames)
     moving = cues[:, CUE["moving_share"]]
     assert moving[1] == pytest.approx(8 / 32) and moving[[0, 2, 4, 6, 7, 8]].max() == 0.0
     assert cues[1, CUE["moving_blobs"]] == 1.0  # one moving region in each pair
     assert np.argmax(cues[:, CUE["brightness_max"]]) == 3 and cues[3, CUE["saturated_share"]] == 1.0
-    # covering a marking of redness 150/255 hides all of it
-    assert cues[5, CUE["red_hidden"]] == pytest.approx(150 / 255, rel=1e-5)
-    assert cues[[0, 1, 2, 4, 6, 7, 8], CUE["red_hidden"]].max() == 0.0
+    # the uniform frame of segment 3 has no detail, no contrast, no correlation with the scene
+    assert cues[3, CUE["detail"]] == pytest.approx(-3.0, abs=1e-4)
+    assert cues[3, CUE["contrast"]] == pytest.approx(-3.0, abs=1e-4)  # float32 std of 250/255: ~1e-7
+    assert cues[3, CUE["scene_change"]] == 1.0
+    # the scene's contrast: a 64-pixel square 10 gray levels darker on 768 pixels
+    contrast = np.log10(10 / 255 * np.sqrt(1 / 12 * 11 / 12) + 1e-3)
+    np.testing.assert_allclose(cues[[0, 2, 4], CUE["contrast"]], contrast, rtol=1e-5)
 
 
 def test_stationary_share_marks_an_object_that_stays():
