@@ -111,6 +111,8 @@ def _parser() -> argparse.ArgumentParser:
     _setting(ingest, "--corpus", "corpus folder", default="none, required")
     _setting(ingest, "--run", "run directory")
     _setting(ingest, "--segments", "segments per video", type=int)
+    _setting(ingest, "--features", "folder of per-video .npy feature files to read instead of decoding",
+             default="none: decode the videos")
     train = _stage_command(commands, "train-scorer")
     _setting(train, "--run", "run directory")
     _setting(train, "--kind", "the scorer")
@@ -140,6 +142,8 @@ def _parser() -> argparse.ArgumentParser:
                         "finished ones; one summary line per stage", handlers.cmd_pipeline)
     _setting(pipeline, "--corpus", "corpus folder or URI", default="none, required")
     _setting(pipeline, "--run", "run directory")
+    _setting(pipeline, "--features", "folder of per-video .npy feature files to read instead of decoding",
+             default="none: decode the videos")
     export = _command(commands, "export-jsonl", "export the benchmarks as InternVL JSONL",
                       handlers.cmd_export)
     _setting(export, "--run", "run directory")
@@ -245,7 +249,7 @@ def _split_inputs(items: list[str]) -> tuple[list[str], list[str]]:
 
 
 # Flags that are shorthands for config keys.
-_FLAG_KEYS = {"corpus": "corpus", "run": "run", "segments": "ingest.segments",
+_FLAG_KEYS = {"corpus": "corpus", "run": "run", "segments": "ingest.segments", "features": "ingest.features",
               "videos": "synth.videos", "seed": "synth.seed", "kind": "scorer.kind",
               "workers": "scorer.workers", "budget": "sample.budget", "strategy": "sample.strategy",
               "tau": "sample.tau", "shards": "benchmarks.shards", "model": "finetune.model",

@@ -12,8 +12,9 @@ from dualvad.corpus.layout import SPLITS
 from dualvad.validation import config_section, one_of
 
 # "none": the configured sampling strategy; "sampling": focused, uniform and random frames for the same
-# model; "benchmarks": the models fine-tuned in other runs (eval.compare)
-Ablation = Literal["none", "sampling", "benchmarks"]
+# model; "benchmarks": the models fine-tuned in other runs (eval.compare); "scorer": the scorer's row alone,
+# no VLM (a corpus of feature files without its videos, or a run not fine-tuned)
+Ablation = Literal["none", "sampling", "benchmarks", "scorer"]
 ABLATIONS: tuple[str, ...] = typing.get_args(Ablation)
 
 

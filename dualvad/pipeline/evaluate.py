@@ -66,7 +66,7 @@ from dualvad.eval.results import (
 )
 from dualvad.eval.scoring import segment_scores_from_samples, video_score_from_clips
 from dualvad.eval.tables import results_markdown
-from dualvad.eval.verdict import Verdict
+from dualvad.eval.verdict import Verdict, scorer_only
 from dualvad.pipeline.evaluate_models import EvaluationError, ModelSpec, model_identity, model_specs, vlm_info
 from dualvad.pipeline.evaluate_outputs import (
     failure_rows,
@@ -154,8 +154,8 @@ def _evaluate(context: StageContext, config: DualVADConfig, specs: list[ModelSpe
     failures: list[dict] = []
     val_ids, why_none = validation_ids(run)
     strategy = recorded_sample_settings(run).strategy
-    chosen = verdict_spec(specs, strategy)
-    samples = _test_samples(run, settings.split, set(val_ids))
+    chosen = verdict_spec(specs, strategy) if specs else None
+    samples = _test_samples(run, settings.split, set(val_ids)) if specs else {}
     test_ids = {v.video_id for v in videos}
     val_predictions: list[dict] = []
     for spec in specs:
@@ -168,8 +168,13 @@ def _evaluate(context: StageContext, config: DualVADConfig, specs: list[ModelSpe
         results.append(_vlm_result(spec.name, videos, [p for p in predictions if p[S.VIDEO_ID] in test_ids],
                                    vlm_info(spec)))
         val_predictions += [p for p in predictions if p[S.VIDEO_ID] in extra]
-    verdict = _fit_verdict(run, weights, chosen, sorted(set(val_ids) - test_ids), why_none, val_predictions)
-    results.append(verdict_result(verdict, results[0], results[1 + specs.index(chosen)]))
+    if chosen is None:  # eval.ablate=scorer: the verdict is the scorer alone (the VLM's weight is 0)
+        verdict = scorer_only("eval.ablate=scorer: no VLM was evaluated; the scorer alone at threshold 0.5")
+        results.append(verdict_result(verdict, results[0], results[0]))
+    else:
+        verdict = _fit_verdict(run, weights, chosen, sorted(set(val_ids) - test_ids), why_none,
+                               val_predictions)
+        results.append(verdict_result(verdict, results[0], results[1 + specs.index(chosen)]))
     context.record_failures(failure_rows(failures))
     mismatches = length_mismatches(results[0].videos)
     warn_length_mismatches(mismatches)

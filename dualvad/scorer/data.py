@@ -96,6 +96,25 @@ def video_set_from_segments(table: pa.Table, categories: tuple[str, ...] | None 
     )
 
 
+def training_segments(table: pa.Table) -> pa.Table:
+    """The ``train`` split's rows of a segments table, or the whole table when it has none (a corpus of
+    unlabelled test videos, which train-scorer refuses with its own message). Test videos ingested one
+    segment per snippet (``ingest.features_snippets=keep_test``) differ in K; the training videos do not."""
+    train = table.filter(pc.equal(table[S.SPLIT], "train"))
+    return train if train.num_rows else table
+
+
+def videos_by_segment_count(table: pa.Table) -> list[pa.Table]:
+    """A segments table split into tables of videos with the same number of segments (K), by ascending K:
+    each one a :func:`video_set_from_segments` input."""
+    counts = table.group_by(S.VIDEO_ID).aggregate([([], "count_all")])
+    groups = []
+    for k in sorted(set(counts["count_all"].to_pylist())):
+        ids = counts.filter(pc.equal(counts["count_all"], k))[S.VIDEO_ID]
+        groups.append(table.filter(pc.is_in(table[S.VIDEO_ID], ids)))
+    return groups
+
+
 def train_validation_split(videos: VideoSet, share: float, seed: int) -> tuple[VideoSet, VideoSet]:
     """Hold out ``share`` of the videos of each label (stratified, seeded) for validation.
 

@@ -41,6 +41,7 @@ from dualvad.scorer.data import (
     VideoSet,
     held_out_validation,
     labelled_training_videos,
+    training_segments,
     video_set_from_segments,
 )
 from dualvad.scorer.trained import TrainedScorer, batch_loss, build_model, output_loss
@@ -152,7 +153,7 @@ def _training_videos(run: RunDir, settings: ScorerConfig) -> tuple[VideoSet, Vid
     table = read_input(run, paths.SEGMENTS, unique=(S.VIDEO_ID, S.SEGMENT_INDEX))
     if table is None:
         raise ScorerTrainingError(f"{run.path(paths.SEGMENTS)} holds no segments: run `dualvad ingest` first")
-    videos = video_set_from_segments(table)
+    videos = video_set_from_segments(training_segments(table))
     train_all = labelled_training_videos(videos)
     unlabelled = int((~videos.split("train").labelled).sum())
     if unlabelled:  # no label, no supervision: left out of training
