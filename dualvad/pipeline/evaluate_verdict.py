@@ -99,7 +99,7 @@ def verdict_result(verdict: Verdict, scorer: ModelResult, vlm: ModelResult) -> M
         score = float(apply(verdict, video.video_score, vlm_score))
         videos.append(VideoResult(video.video_id, video.label, video.num_frames, video.fps,
                                   video.gt_intervals, video.segment_bounds, segments, score,
-                                  annotated_frames=video.annotated_frames))
+                                  annotated_frames=video.annotated_frames, snippets=video.snippets))
     return ModelResult(VERDICT_ROW, videos, info=_info(verdict), threshold=verdict.threshold)
 
 

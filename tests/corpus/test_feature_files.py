@@ -96,19 +96,19 @@ def test_each_bad_video_gets_one_problem_naming_its_file(tmp_path):
            "other_dim.mp4", "uneven.mp4", "absent.mp4"]
     problems = {v.video_id: v.problem for v in scan_features(folder, ids)}
     assert problems["good.mp4"] is None and problems["nan.mp4"] is None  # values are read later
-    assert problems["missing_crop.mp4"] == ("missing crop file(s) missing_crop__1.npy (other videos have crops "
-                                            "0-1)")
+    assert problems["missing_crop.mp4"] == \
+        "missing crop file(s) missing_crop__1.npy (other videos have crops 0-1)"
     assert problems["wrong_shape.mp4"] == "wrong_shape__0.npy: shape (8,), expected (T, D)"
     assert problems["empty.mp4"].startswith("empty__0.npy: not a .npy array file")
     assert problems["ints.mp4"] == "ints__0.npy: dtype int64, expected floating point (float32)"
-    assert problems["other_dim.mp4"] == ("other_dim__0.npy: 2 crops of dimension 5, the other videos have 2 of "
-                                         "dimension 4")
+    assert problems["other_dim.mp4"] == \
+        "other_dim__0.npy: 2 crops of dimension 5, the other videos have 2 of dimension 4"
     assert problems["uneven.mp4"] == ("its crops differ in snippets or dimension: uneven__0.npy (3, 4), "
                                       "uneven__1.npy (2, 4)")
     assert problems["absent.mp4"].startswith(f"no feature file under {folder} (looked for absent__0.npy or "
                                              "absent.npy")
     nan = next(v for v in scan_features(folder, ["nan.mp4"]))
-    with pytest.raises(ValueError, match=r"nan__1.npy: 1 values are NaN or infinite \(the first at \(1, 2\)\)"):
+    with pytest.raises(ValueError, match=r"nan__1.npy: 1 values are NaN or infinite \(the first at \(1, 2\)"):
         load_features(folder, nan)
 
 

@@ -1,0 +1,181 @@
+"""A corpus whose features come from per-video ``.npy`` files (``ingest.features``), on the session's Ray.
+
+The feature files are written from the shared scored run's own segment features, so they carry its signal:
+
+* ``exact``: each video's K = 8 segment features as T = 8 snippets in the ``single`` layout, the corpus's
+  annotations without its videos. Ingest pools 8 snippets into 8 segments (the identity), so train-scorer
+  with the scored run's settings must give the scored run's scorer: the scores are compared.
+* ``mixed``: the videos present, T = ceil(45 / 16) = 3 snippets per video in two crops (the segment
+  features plus and minus a per-snippet offset), half the videos as ``<stem>__<crop>.npy`` files and half
+  as one ``(T, C, D)`` file, test videos kept one segment per snippet; four videos with a bad file (wrong
+  shape, a missing crop, a NaN, an empty file). Scored with the exact run's scorer, sampled, benchmarks
+  built from the videos, evaluated (the scorer's row).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from dualvad import paths
+from dualvad import schema as S
+from dualvad.corpus.feature_files import save_features
+from dualvad.pipeline.build_benchmarks import run_build_benchmarks
+from dualvad.pipeline.evaluate import run_evaluate
+from dualvad.pipeline.ingest import run_ingest
+from dualvad.pipeline.sample import run_sample
+from dualvad.pipeline.score import run_score
+from dualvad.rundir import open_run
+from dualvad.stages.records import read_input
+from dualvad.train.train_scorer import run_train_scorer
+
+BAD = {"wrong_shape", "missing_crop", "nan", "empty"}  # what each of four videos' files gets wrong
+
+
+def segments_of(run: str) -> dict[str, dict]:
+    """Video id -> its first segment row plus ``features`` float32 (K, D), ``bounds`` int64 (K, 2) and
+    ``crops`` float32 (K, C, D) (``None`` without crop features)."""
+    table = read_input(open_run(run), paths.SEGMENTS).sort_by([(S.VIDEO_ID, "ascending"),
+                                                               (S.SEGMENT_INDEX, "ascending")])
+    videos: dict[str, dict] = {}
+    for row in table.to_pylist():
+        video = videos.setdefault(row[S.VIDEO_ID], {**row, "features": [], "bounds": [], "crops": []})
+        video["features"].append(row[S.FEATURE])
+        video["bounds"].append((row[S.START_FRAME], row[S.END_FRAME]))
+        video["crops"].append(row[S.CROP_FEATURES])
+    return {vid: {**v, "features": np.asarray(v["features"], np.float32), "bounds": np.asarray(v["bounds"]),
+                  "crops": None if v["crops"][0] is None else np.asarray(v["crops"], np.float32)}
+            for vid, v in videos.items()}
+
+
+def scores_of(run: str) -> dict[tuple[str, int], float]:
+    table = read_input(open_run(run), paths.SCORES)
+    columns = (table[c].to_pylist() for c in (S.VIDEO_ID, S.SEGMENT_INDEX, S.SCORE))
+    return {(v, i): s for v, i, s in zip(*columns, strict=True)}
+
+
+def corpus_copy(source: str, target: Path, with_videos: bool) -> str:
+    """The corpus's annotations, and a link to its videos when ``with_videos``."""
+    shutil.copytree(Path(source, "annotations"), target / "annotations")
+    if with_videos:
+        (target / "videos").symlink_to(Path(source, "videos"))
+    return str(target)
+
+
+@pytest.fixture(scope="module")
+def exact(scored_run, tmp_path_factory):
+    """The ``exact`` run (module docstring): (config, scored run's config)."""
+    scored, _ = scored_run
+    root = tmp_path_factory.mktemp("features-exact")
+    for vid, video in segments_of(scored.run).items():
+        save_features(str(root / "features"), vid, video["features"][:, None], "single")
+    config = dataclasses.replace(
+        scored, corpus=corpus_copy(scored.corpus, root / "corpus", with_videos=False), run=str(root / "run"),
+        ingest=dataclasses.replace(scored.ingest, features=str(root / "features")),
+        eval=dataclasses.replace(scored.eval, ablate="scorer"))
+    for stage in (run_ingest, run_train_scorer, run_score, run_sample, run_evaluate):
+        stage(config)
+    return config, scored
+
+
+def test_feature_files_train_the_scorer_ordinary_ingest_trains(exact):
+    config, scored = exact
+    ours, theirs = scores_of(config.run), scores_of(scored.run)
+    assert ours.keys() == theirs.keys()
+    difference = max(abs(ours[key] - theirs[key]) for key in ours)
+    assert difference == 0.0  # the same features, labels, order and seed: the same weights
+    rows = segments_of(config.run)
+    video = rows[sorted(rows)[0]]
+    assert video[S.NUM_FRAMES] == 16 * 8  # no video, no annotated length: 16 T
+    assert video["bounds"].tolist() == [[16 * i, 16 * i + 16] for i in range(8)]
+    assert video[S.SNIPPETS] == 8 and video[S.CROP_FEATURES] is None
+
+
+def test_evaluate_gives_the_scorer_row_without_videos(exact):
+    config, _ = exact
+    metrics = json.loads(Path(config.run, paths.EVAL, paths.METRICS_FILE).read_text())
+    assert sorted(metrics["metrics"]) == ["scorer", "verdict"]  # no VLM row: eval.ablate=scorer
+    assert metrics["metrics"]["scorer"]["video_auc"] == metrics["metrics"]["verdict"]["video_auc"]
+
+
+@pytest.fixture(scope="module")
+def mixed(exact, tmp_path_factory):
+    """The ``mixed`` run (module docstring): (config, {video id: (T, C, D) features written})."""
+    config, scored = exact
+    root = tmp_path_factory.mktemp("features-mixed")
+    folder = root / "features"
+    written = {}
+    videos = segments_of(scored.run)
+    for index, (vid, video) in enumerate(sorted(videos.items())):
+        t = -(-video[S.NUM_FRAMES] // 16)
+        holding = np.searchsorted(video["bounds"][:, 1], 16 * np.arange(t) + 8, side="right")
+        offset = np.linspace(-0.5, 0.5, video["features"].shape[1], dtype=np.float32)
+        base = video["features"][np.minimum(holding, len(video["bounds"]) - 1)]
+        written[vid] = np.stack([base + offset, base - offset], axis=1)  # (T, 2, D)
+        save_features(str(folder), vid, written[vid], "crops" if index % 2 else "stacked")
+    bad = sorted(videos)[:4]
+    names = dict(zip(sorted(BAD), bad, strict=True))
+    stem = {kind: Path(vid).stem for kind, vid in names.items()}
+    for kind, vid in names.items():  # start from the crops layout, then spoil one thing
+        for old in folder.glob(f"{Path(vid).parent}/{stem[kind]}*.npy"):
+            old.unlink()
+        save_features(str(folder), vid, written[vid], "crops")
+    sub = folder / Path(names["wrong_shape"]).parent
+    np.save(sub / f"{stem['wrong_shape']}__1.npy", written[names["wrong_shape"]][:, 1, :5])
+    (folder / Path(names["missing_crop"]).parent / f"{stem['missing_crop']}__1.npy").unlink()
+    spoilt = written[names["nan"]][:, 0].copy()
+    spoilt[1, 2] = np.nan
+    np.save(folder / Path(names["nan"]).parent / f"{stem['nan']}__0.npy", spoilt)
+    (folder / Path(names["empty"]).parent / f"{stem['empty']}__0.npy").write_bytes(b"")
+    config = dataclasses.replace(
+        config, corpus=corpus_copy(scored.corpus, root / "corpus", with_videos=True), run=str(root / "run"),
+        ingest=dataclasses.replace(config.ingest, features=str(folder), features_snippets="keep_test"),
+        score=dataclasses.replace(config.score, scorer_run=config.run),
+        sample=dataclasses.replace(config.sample, budget=6),
+        benchmarks=dataclasses.replace(config.benchmarks, clip_frames=3, image_size=56))
+    for stage in (run_ingest, run_score, run_sample, run_build_benchmarks, run_evaluate):
+        print(stage(config))
+    return config, written, names
+
+
+def test_every_bad_file_is_one_recorded_failure_naming_it(mixed):
+    config, _, names = mixed
+    failures = pq.read_table(Path(config.run, paths.SEGMENTS, paths.FAILURES_FILE)).to_pylist()
+    reasons = {row[S.VIDEO_ID]: row[S.REASON] for row in failures}
+    assert sorted(reasons) == sorted(names.values())
+    stem = {kind: Path(vid).stem for kind, vid in names.items()}
+    assert f"{stem['wrong_shape']}__1.npy (" in reasons[names["wrong_shape"]]  # its crops differ in D
+    assert f"missing crop file(s) {Path(names['missing_crop']).parent}/{stem['missing_crop']}__1.npy" in \
+        reasons[names["missing_crop"]]
+    assert f"{stem['nan']}__0.npy: 1 values are NaN or infinite" in reasons[names["nan"]]
+    assert f"{stem['empty']}__0.npy: not a .npy array file" in reasons[names["empty"]]
+
+
+def test_crops_and_snippets_reach_the_segments(mixed):
+    config, written, names = mixed
+    rows = segments_of(config.run)
+    assert not set(names.values()) & set(rows)
+    for vid, video in rows.items():
+        crops = video["crops"]  # (K, C, D)
+        np.testing.assert_allclose(video["features"], crops.mean(axis=1), rtol=1e-6)
+        assert video[S.NUM_FRAMES] == 45 and video["bounds"][-1, 1] == 45  # from the video's container
+        if video[S.SPLIT] == "test":  # one segment per snippet
+            np.testing.assert_array_equal(crops, written[vid])
+            assert video["bounds"].tolist() == [[0, 16], [16, 32], [32, 45]]
+        else:  # 3 snippets into 8 segments: snippet floor(3 i / 8), frames floor(48 i / 8)
+            np.testing.assert_array_equal(crops, written[vid][(3 * np.arange(8)) // 8])
+            assert video["bounds"][:, 0].tolist() == [6 * i for i in range(8)]
+
+
+def test_the_pipeline_goes_on_to_benchmarks_and_evaluation(mixed):
+    config, _, names = mixed
+    manifest = json.loads(Path(config.run, paths.BENCHMARKS, "manifest.json").read_text())
+    assert manifest["image"]["rows"] == 6 * (20 - len(names))  # budget 6, every ingested video
+    metrics = json.loads(Path(config.run, paths.EVAL, paths.METRICS_FILE).read_text())
+    assert sorted(metrics["metrics"]) == ["scorer", "verdict"]
