@@ -107,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="corpus folder to write")
     _setting(synth, "--videos", "number of videos", type=int)
     _setting(synth, "--seed", "random seed", type=int)
+    extract = _command(commands, "extract-features", "write the corpus's own 16-frame snippet features in "
+                       "the published feature sets' layout (.npy per video and crop, features.json)",
+                       handlers.cmd_extract_features)
+    _setting(extract, "--corpus", "corpus folder", default="none, required")
+    extract.add_argument("--out", required=True, help="folder to write the feature files into")
+    _setting(extract, "--layout", "file layout (auto: crops)")
     ingest = _stage_command(commands, "ingest", handlers.cmd_ingest)
     _setting(ingest, "--corpus", "corpus folder", default="none, required")
     _setting(ingest, "--run", "run directory")
@@ -250,6 +256,7 @@ def _split_inputs(items: list[str]) -> tuple[list[str], list[str]]:
 
 # Flags that are shorthands for config keys.
 _FLAG_KEYS = {"corpus": "corpus", "run": "run", "segments": "ingest.segments", "features": "ingest.features",
+              "layout": "ingest.features_layout",
               "videos": "synth.videos", "seed": "synth.seed", "kind": "scorer.kind",
               "workers": "scorer.workers", "budget": "sample.budget", "strategy": "sample.strategy",
               "tau": "sample.tau", "shards": "benchmarks.shards", "model": "finetune.model",

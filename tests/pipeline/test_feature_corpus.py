@@ -1,15 +1,15 @@
 """A corpus whose features come from per-video ``.npy`` files (``ingest.features``), on the session's Ray.
 
-The feature files are written from the shared scored run's own segment features, so they carry its signal:
+The feature files come from the shared scored run's corpus, so they carry its signal:
 
 * ``exact``: each video's K = 8 segment features as T = 8 snippets in the ``single`` layout, the corpus's
   annotations without its videos. Ingest pools 8 snippets into 8 segments (the identity), so train-scorer
   with the scored run's settings must give the scored run's scorer: the scores are compared.
-* ``mixed``: the videos present, T = ceil(45 / 16) = 3 snippets per video in two crops (the segment
-  features plus and minus a per-snippet offset), half the videos as ``<stem>__<crop>.npy`` files and half
-  as one ``(T, C, D)`` file, test videos kept one segment per snippet; four videos with a bad file (wrong
-  shape, a missing crop, a NaN, an empty file). Scored with the exact run's scorer, sampled, benchmarks
-  built from the videos, evaluated (the scorer's row).
+* ``mixed``: the videos present, their features extracted by ``dualvad extract-features``'s function (T =
+  ceil(45 / 16) = 3 snippets of the motion cues, two crops: the frame and its mirror), half the videos as
+  ``<stem>__<crop>.npy`` files and half as one ``(T, C, D)`` file, test videos kept one segment per
+  snippet; four videos with a bad file (wrong shape, a missing crop, a NaN, an empty file). Scored with the
+  exact run's scorer, sampled, benchmarks built from the videos, evaluated (the scorer's row).
 """
 
 from __future__ import annotations
@@ -25,13 +25,15 @@ import pytest
 
 from dualvad import paths
 from dualvad import schema as S
-from dualvad.corpus.feature_files import save_features
+from dualvad.corpus.feature_files import load_features, save_features, scan_features
+from dualvad.corpus.readers import read_corpus
 from dualvad.pipeline.build_benchmarks import run_build_benchmarks
 from dualvad.pipeline.evaluate import run_evaluate
 from dualvad.pipeline.ingest import run_ingest
 from dualvad.pipeline.sample import run_sample
 from dualvad.pipeline.score import run_score
 from dualvad.rundir import open_run
+from dualvad.scorer.extract import METADATA_FILE, extract_corpus
 from dualvad.stages.records import read_input
 from dualvad.train.train_scorer import run_train_scorer
 
@@ -80,7 +82,7 @@ def exact(scored_run, tmp_path_factory):
         ingest=dataclasses.replace(scored.ingest, features=str(root / "features")),
         eval=dataclasses.replace(scored.eval, ablate="scorer"))
     for stage in (run_ingest, run_train_scorer, run_score, run_sample, run_evaluate):
-        stage(config)
+        print(stage(config))
     return config, scored
 
 
@@ -106,20 +108,23 @@ def test_evaluate_gives_the_scorer_row_without_videos(exact):
 
 @pytest.fixture(scope="module")
 def mixed(exact, tmp_path_factory):
-    """The ``mixed`` run (module docstring): (config, {video id: (T, C, D) features written})."""
+    """The ``mixed`` run (module docstring): (config, {video id: (T, C, D) features written}, {kind of bad
+    file: its video id})."""
     config, scored = exact
     root = tmp_path_factory.mktemp("features-mixed")
     folder = root / "features"
+    extracted = extract_corpus(read_corpus(scored.corpus), str(folder), scored.ingest, "auto")
+    assert (extracted.written, extracted.files, extracted.failures) == (20, 40, [])
+    videos = sorted(segments_of(scored.run))
     written = {}
-    videos = segments_of(scored.run)
-    for index, (vid, video) in enumerate(sorted(videos.items())):
-        t = -(-video[S.NUM_FRAMES] // 16)
-        holding = np.searchsorted(video["bounds"][:, 1], 16 * np.arange(t) + 8, side="right")
-        offset = np.linspace(-0.5, 0.5, video["features"].shape[1], dtype=np.float32)
-        base = video["features"][np.minimum(holding, len(video["bounds"]) - 1)]
-        written[vid] = np.stack([base + offset, base - offset], axis=1)  # (T, 2, D)
-        save_features(str(folder), vid, written[vid], "crops" if index % 2 else "stacked")
-    bad = sorted(videos)[:4]
+    for index, vid in enumerate(videos):
+        (found,) = scan_features(str(folder), [vid])
+        written[vid] = load_features(str(folder), found)
+        if index % 2 == 0:  # every other video as one (T, C, D) file
+            for rel in found.files:
+                (folder / rel).unlink()
+            save_features(str(folder), vid, written[vid], "stacked")
+    bad = videos[:4]
     names = dict(zip(sorted(BAD), bad, strict=True))
     stem = {kind: Path(vid).stem for kind, vid in names.items()}
     for kind, vid in names.items():  # start from the crops layout, then spoil one thing
@@ -173,9 +178,23 @@ def test_crops_and_snippets_reach_the_segments(mixed):
             assert video["bounds"][:, 0].tolist() == [6 * i for i in range(8)]
 
 
+def test_extract_features_records_how_they_were_made(mixed):
+    config, written, _ = mixed
+    metadata = json.loads(Path(config.ingest.features, METADATA_FILE).read_text())
+    assert metadata["snippet_frames"] == 16 and metadata["dim"] == 24 and metadata["resolution"] == [64, 48]
+    assert [crop["geometry"] for crop in metadata["crops"]] == ["the whole frame resized to 64x48 px",
+                                                               "crop 0 mirrored left to right"]
+    assert set(metadata["videos"].values()) == {3}  # 45 frames: ceil(45 / 16) snippets
+    assert any(not np.array_equal(f[:, 0], f[:, 1]) for f in written.values())  # a mirror is another crop
+
+
 def test_the_pipeline_goes_on_to_benchmarks_and_evaluation(mixed):
     config, _, names = mixed
     manifest = json.loads(Path(config.run, paths.BENCHMARKS, "manifest.json").read_text())
     assert manifest["image"]["rows"] == 6 * (20 - len(names))  # budget 6, every ingested video
     metrics = json.loads(Path(config.run, paths.EVAL, paths.METRICS_FILE).read_text())
     assert sorted(metrics["metrics"]) == ["scorer", "verdict"]
+    listing = json.loads(Path(config.run, paths.EVAL, paths.SNIPPET_GT_VIDEOS_FILE).read_text())["videos"]
+    truth = np.load(Path(config.run, paths.EVAL, paths.SNIPPET_GT_FILE))
+    assert [v["frames"] for v in listing] == [48] * len(listing) and len(truth) == 48 * len(listing)
+    assert metrics["metrics"]["scorer"]["frame_auc_16"] is not None
