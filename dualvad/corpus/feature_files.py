@@ -241,11 +241,11 @@ def pool_snippets(features: np.ndarray, segments: int | None, num_frames: int | 
     ``(K, 2)``).
 
     ``segments`` K: average pooling as RTFM's and UR-DMU's ``process_feat``: segment ``i`` averages
-    snippets ``[floor(i T / K), floor((i + 1) T / K))`` and spans their ``16 x`` frames. Where T < K,
-    segment ``i`` takes snippet ``floor(i T / K)`` (as they do) and the frames
-    ``[floor(16 i T / K), floor(16 (i + 1) T / K))``, whose first frame lies in that snippet. ``None``: one
-    segment per snippet. The last segment ends at ``num_frames`` (the video's frame count where known;
-    default ``16 T``).
+    snippets ``[floor(i T / K), floor((i + 1) T / K))`` and spans their ``16 x`` frames, the last one to
+    ``num_frames`` (the video's frame count where known; default ``16 T``). Where T < K, the frames are cut
+    into K equal segments (``[floor(i F / K), floor((i + 1) F / K))``, F = ``num_frames``) and each takes the
+    snippet holding its first frame: with F = 16 T that is snippet ``floor(i T / K)``, RTFM's repetition.
+    ``None``: one segment per snippet.
 
     Raises:
         ValueError: fewer frames than segments, or ``num_frames`` ending before the last segment starts.
@@ -253,16 +253,16 @@ def pool_snippets(features: np.ndarray, segments: int | None, num_frames: int | 
     count = len(features)
     frames = snippet * count if num_frames is None else num_frames
     k = count if segments is None else segments
-    if snippet * count < k:
-        raise ValueError(f"{count} snippets ({snippet * count} frames) cannot fill {k} segments: lower "
+    if frames < k:
+        raise ValueError(f"{count} snippets of a video of {frames} frames cannot fill {k} segments: lower "
                          "ingest.segments to at most the frame count, or leave the video out")
     if count >= k:
         edges = (np.arange(k + 1, dtype=np.int64) * count) // k
         pooled = np.stack([features[a:b].mean(axis=0) for a, b in zip(edges[:-1], edges[1:], strict=True)])
         frame_edges = edges * snippet
     else:
-        pooled = features[(np.arange(k, dtype=np.int64) * count) // k]
-        frame_edges = (np.arange(k + 1, dtype=np.int64) * snippet * count) // k
+        frame_edges = (np.arange(k + 1, dtype=np.int64) * frames) // k
+        pooled = features[np.minimum(frame_edges[:-1] // snippet, count - 1)]
     if frames <= frame_edges[-2]:
         raise ValueError(f"the video has {frames} frames but its {count} snippets' last segment starts at "
                          f"frame {int(frame_edges[-2])}: the features are of a longer video")

@@ -30,6 +30,7 @@ from dualvad.corpus.feature_files import (
     scan_features,
 )
 from dualvad.corpus.layout import VideoRecord
+from dualvad.errors import StageError
 from dualvad.scorer.features import VideoFeatures
 from dualvad.video.decode import VideoDecodeError, open_video
 
@@ -39,8 +40,15 @@ FEATURE_FILES, FEATURE_LAYOUT = "feature_files", "feature_layout"  # input-row c
 def scan_corpus(records: list[VideoRecord], config: IngestConfig) -> tuple[dict[str, VideoFeatureFiles],
                                                                            list[dict[str, Any]], str]:
     """(usable videos' files by video id, failure rows of the others, an identity of the files: their paths,
-    sizes and modification times, which enters the stage's fingerprint)."""
-    scanned = scan_features(config.features, [r.video_id for r in records], config.features_layout)
+    sizes and modification times, which enters the stage's fingerprint).
+
+    Raises:
+        StageError: ``ingest.features`` is not a folder.
+    """
+    try:
+        scanned = scan_features(config.features, [r.video_id for r in records], config.features_layout)
+    except FileNotFoundError as error:
+        raise StageError(str(error)) from None
     paths = {r.video_id: r.path for r in records}
     usable = {v.video_id: v for v in scanned if v.problem is None}
     failures = [{S.VIDEO_ID: v.video_id, S.VIDEO_PATH: paths[v.video_id],

@@ -33,6 +33,10 @@ def test_fewer_snippets_than_segments_repeat_a_snippet_inside_its_frames():
     assert features[:, 0, 0].tolist() == [0.0, 0.0, 2.0, 2.0, 4.0, 6.0, 6.0, 8.0]
     assert bounds.tolist() == [[10 * i, 10 * i + 10] for i in range(8)]
     assert (bounds[:, 0] // 16).tolist() == [0, 0, 1, 1, 2, 3, 3, 4]  # each segment starts in its snippet
+    # a known frame count (45 frames, 3 snippets): 8 equal segments of the frames, each its first frame's
+    features, bounds = pool_snippets(snippets(3), 8, num_frames=45)
+    assert bounds[:, 0].tolist() == [0, 5, 11, 16, 22, 28, 33, 39] and bounds[-1, 1] == 45
+    assert features[:, 0, 0].tolist() == [0.0, 0.0, 0.0, 2.0, 2.0, 2.0, 4.0, 4.0]
 
 
 def test_one_segment_per_snippet_ends_at_the_known_frame_count():
@@ -44,7 +48,7 @@ def test_one_segment_per_snippet_ends_at_the_known_frame_count():
 
 
 def test_too_few_frames_are_errors_with_the_numbers():
-    with pytest.raises(ValueError, match="1 snippets \\(16 frames\\) cannot fill 32 segments"):
+    with pytest.raises(ValueError, match="1 snippets of a video of 16 frames cannot fill 32 segments"):
         pool_snippets(snippets(1), 32)
     with pytest.raises(ValueError, match="the video has 30 frames but .* starts at frame 32"):
         pool_snippets(snippets(3), None, num_frames=30)

@@ -9,7 +9,7 @@ The feature files come from the shared scored run's corpus, so they carry its si
   ceil(45 / 16) = 3 snippets of the motion cues, two crops: the frame and its mirror), half the videos as
   ``<stem>__<crop>.npy`` files and half as one ``(T, C, D)`` file, test videos kept one segment per
   snippet; four videos with a bad file (wrong shape, a missing crop, a NaN, an empty file). Scored with the
-  exact run's scorer, sampled, benchmarks built from the videos, evaluated (the scorer's row).
+  exact run's scorer, sampled, benchmarks built from the videos (evaluate runs on ``exact``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import pytest
 
 from dualvad import paths
 from dualvad import schema as S
+from dualvad.cli import main
 from dualvad.corpus.feature_files import load_features, save_features, scan_features
 from dualvad.corpus.readers import read_corpus
 from dualvad.pipeline.build_benchmarks import run_build_benchmarks
@@ -99,11 +100,16 @@ def test_feature_files_train_the_scorer_ordinary_ingest_trains(exact):
     assert video[S.SNIPPETS] == 8 and video[S.CROP_FEATURES] is None
 
 
-def test_evaluate_gives_the_scorer_row_without_videos(exact):
+def test_evaluate_gives_the_scorer_row_and_the_16_frame_ground_truth_without_videos(exact):
     config, _ = exact
     metrics = json.loads(Path(config.run, paths.EVAL, paths.METRICS_FILE).read_text())
     assert sorted(metrics["metrics"]) == ["scorer", "verdict"]  # no VLM row: eval.ablate=scorer
     assert metrics["metrics"]["scorer"]["video_auc"] == metrics["metrics"]["verdict"]["video_auc"]
+    assert metrics["metrics"]["scorer"]["frame_auc_16"] is not None
+    listing = json.loads(Path(config.run, paths.EVAL, paths.SNIPPET_GT_VIDEOS_FILE).read_text())["videos"]
+    truth = np.load(Path(config.run, paths.EVAL, paths.SNIPPET_GT_FILE))
+    assert [(v["snippets"], v["frames"]) for v in listing] == [(8, 128)] * 10  # the files' T = 8, 16 T frames
+    assert len(truth) == 128 * 10 and [v["offset"] for v in listing] == [128 * i for i in range(10)]
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +119,8 @@ def mixed(exact, tmp_path_factory):
     config, scored = exact
     root = tmp_path_factory.mktemp("features-mixed")
     folder = root / "features"
-    extracted = extract_corpus(read_corpus(scored.corpus), str(folder), scored.ingest, "auto")
-    assert (extracted.written, extracted.files, extracted.failures) == (20, 40, [])
+    code = main(["extract-features", "--corpus", scored.corpus, "--out", str(folder)])  # layout auto: crops
+    assert code == 0 and len(list(folder.rglob("*.npy"))) == 40  # 20 videos x 2 crops
     videos = sorted(segments_of(scored.run))
     written = {}
     for index, vid in enumerate(videos):
@@ -143,8 +149,8 @@ def mixed(exact, tmp_path_factory):
         ingest=dataclasses.replace(config.ingest, features=str(folder), features_snippets="keep_test"),
         score=dataclasses.replace(config.score, scorer_run=config.run),
         sample=dataclasses.replace(config.sample, budget=6),
-        benchmarks=dataclasses.replace(config.benchmarks, clip_frames=3, image_size=56))
-    for stage in (run_ingest, run_score, run_sample, run_build_benchmarks, run_evaluate):
+        benchmarks=dataclasses.replace(config.benchmarks, clip_frames=3, image_size=56, shards=1))
+    for stage in (run_ingest, run_score, run_sample, run_build_benchmarks):  # evaluate: on ``exact``
         print(stage(config))
     return config, written, names
 
@@ -173,9 +179,9 @@ def test_crops_and_snippets_reach_the_segments(mixed):
         if video[S.SPLIT] == "test":  # one segment per snippet
             np.testing.assert_array_equal(crops, written[vid])
             assert video["bounds"].tolist() == [[0, 16], [16, 32], [32, 45]]
-        else:  # 3 snippets into 8 segments: snippet floor(3 i / 8), frames floor(48 i / 8)
-            np.testing.assert_array_equal(crops, written[vid][(3 * np.arange(8)) // 8])
-            assert video["bounds"][:, 0].tolist() == [6 * i for i in range(8)]
+        else:  # 3 snippets into 8 segments of the 45 frames, each the snippet of its first frame
+            assert video["bounds"][:, 0].tolist() == [0, 5, 11, 16, 22, 28, 33, 39]
+            np.testing.assert_array_equal(crops, written[vid][[0, 0, 0, 1, 1, 1, 2, 2]])
 
 
 def test_extract_features_records_how_they_were_made(mixed):
@@ -188,13 +194,20 @@ def test_extract_features_records_how_they_were_made(mixed):
     assert any(not np.array_equal(f[:, 0], f[:, 1]) for f in written.values())  # a mirror is another crop
 
 
-def test_the_pipeline_goes_on_to_benchmarks_and_evaluation(mixed):
+def test_a_single_crop_is_the_first_of_two(mixed, tmp_path):
+    config, written, _ = mixed
+    scored_corpus = Path(config.corpus, "videos").resolve().parent
+    records = [r for r in read_corpus(scored_corpus) if r.video_id in sorted(written)[-2:]]
+    summary = extract_corpus(records, str(tmp_path), config.ingest, "single")
+    assert (summary.written, summary.files, summary.failures) == (2, 2, [])
+    for found in scan_features(str(tmp_path), [r.video_id for r in records]):
+        assert found.layout == "single" and found.files == (f"{found.video_id[:-4]}.npy",)
+        np.testing.assert_array_equal(load_features(str(tmp_path), found), written[found.video_id][:, :1])
+
+
+def test_the_pipeline_goes_on_to_the_benchmarks(mixed):
     config, _, names = mixed
     manifest = json.loads(Path(config.run, paths.BENCHMARKS, "manifest.json").read_text())
     assert manifest["image"]["rows"] == 6 * (20 - len(names))  # budget 6, every ingested video
-    metrics = json.loads(Path(config.run, paths.EVAL, paths.METRICS_FILE).read_text())
-    assert sorted(metrics["metrics"]) == ["scorer", "verdict"]
-    listing = json.loads(Path(config.run, paths.EVAL, paths.SNIPPET_GT_VIDEOS_FILE).read_text())["videos"]
-    truth = np.load(Path(config.run, paths.EVAL, paths.SNIPPET_GT_FILE))
-    assert [v["frames"] for v in listing] == [48] * len(listing) and len(truth) == 48 * len(listing)
-    assert metrics["metrics"]["scorer"]["frame_auc_16"] is not None
+    scores = read_input(open_run(config.run), paths.SCORES)
+    assert scores.num_rows == sum(len(v["bounds"]) for v in segments_of(config.run).values())  # K 3 and 8
