@@ -97,9 +97,11 @@ def segment_table(record: VideoRecord, video: VideoFeatures, crops: np.ndarray |
     count T."""
     k = len(video.bounds)
     crop_lists = None
-    if crops is not None and crops.shape[1] > 1:
-        crop_lists = pa.array([[list(crop) for crop in segment] for segment in crops],
-                              pa.list_(pa.list_(pa.float32())))
+    if crops is not None and crops.shape[1] > 1:  # (K, C, D) as K lists of C lists of D, without Python lists
+        values = pa.array(crops.reshape(-1), pa.float32())
+        per_crop = pa.FixedSizeListArray.from_arrays(values, crops.shape[2])
+        crop_lists = pa.FixedSizeListArray.from_arrays(per_crop, crops.shape[1]).cast(
+            S.SEGMENTS_SCHEMA.field(S.CROP_FEATURES).type)
     fractions = interval_fraction(video.bounds, record.intervals)
     return pa.table(
         {
