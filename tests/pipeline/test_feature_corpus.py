@@ -81,6 +81,7 @@ def exact(scored_run, tmp_path_factory):
     config = dataclasses.replace(
         scored, corpus=corpus_copy(scored.corpus, root / "corpus", with_videos=False), run=str(root / "run"),
         ingest=dataclasses.replace(scored.ingest, features=str(root / "features")),
+        scorer=dataclasses.replace(scored.scorer, score_workers=1),  # one scoring actor (training ignores it)
         eval=dataclasses.replace(scored.eval, ablate="scorer"))
     for stage in (run_ingest, run_train_scorer, run_score, run_sample, run_evaluate):
         print(stage(config))
