@@ -107,10 +107,18 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="corpus folder to write")
     _setting(synth, "--videos", "number of videos", type=int)
     _setting(synth, "--seed", "random seed", type=int)
+    extract = _command(commands, "extract-features", "write the corpus's own 16-frame snippet features in "
+                       "the published feature sets' layout (.npy per video and crop, features.json)",
+                       handlers.cmd_extract_features)
+    _setting(extract, "--corpus", "corpus folder", default="none, required")
+    extract.add_argument("--out", required=True, help="folder to write the feature files into")
+    _setting(extract, "--layout", "file layout (auto: crops)")
     ingest = _stage_command(commands, "ingest", handlers.cmd_ingest)
     _setting(ingest, "--corpus", "corpus folder", default="none, required")
     _setting(ingest, "--run", "run directory")
     _setting(ingest, "--segments", "segments per video", type=int)
+    _setting(ingest, "--features", "folder of per-video .npy feature files to read instead of decoding",
+             default="none: decode the videos")
     train = _stage_command(commands, "train-scorer")
     _setting(train, "--run", "run directory")
     _setting(train, "--kind", "the scorer")
@@ -140,6 +148,8 @@ def _parser() -> argparse.ArgumentParser:
                         "finished ones; one summary line per stage", handlers.cmd_pipeline)
     _setting(pipeline, "--corpus", "corpus folder or URI", default="none, required")
     _setting(pipeline, "--run", "run directory")
+    _setting(pipeline, "--features", "folder of per-video .npy feature files to read instead of decoding",
+             default="none: decode the videos")
     export = _command(commands, "export-jsonl", "export the benchmarks as InternVL JSONL",
                       handlers.cmd_export)
     _setting(export, "--run", "run directory")
@@ -245,7 +255,8 @@ def _split_inputs(items: list[str]) -> tuple[list[str], list[str]]:
 
 
 # Flags that are shorthands for config keys.
-_FLAG_KEYS = {"corpus": "corpus", "run": "run", "segments": "ingest.segments",
+_FLAG_KEYS = {"corpus": "corpus", "run": "run", "segments": "ingest.segments", "features": "ingest.features",
+              "layout": "ingest.features_layout",
               "videos": "synth.videos", "seed": "synth.seed", "kind": "scorer.kind",
               "workers": "scorer.workers", "budget": "sample.budget", "strategy": "sample.strategy",
               "tau": "sample.tau", "shards": "benchmarks.shards", "model": "finetune.model",

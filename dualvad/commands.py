@@ -33,6 +33,21 @@ def cmd_synth(config: DualVADConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extract_features(config: DualVADConfig, args: argparse.Namespace) -> int:
+    """The corpus's features in the published layouts (:mod:`dualvad.scorer.extract`); exit 1 when no video
+    could be extracted."""
+    from dualvad.corpus.readers import read_corpus
+    from dualvad.scorer.extract import extract_corpus
+
+    _require(config.corpus, "corpus", "pass --corpus DIR")
+    summary = extract_corpus(read_corpus(config.corpus, config.ingest.categories), args.out, config.ingest,
+                             config.ingest.features_layout, progress=_progress("extract-features"))
+    for video_id, reason in summary.failures:
+        print(f"extract-features: {video_id}: {reason}", file=sys.stderr)
+    print(summary)
+    return 0 if summary.written else 1
+
+
 def cmd_ingest(config: DualVADConfig, args: argparse.Namespace) -> int:
     _require(config.corpus, "corpus", "pass --corpus DIR")
     return cmd_stage(config, args)

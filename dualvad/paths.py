@@ -46,6 +46,8 @@ TENSORBOARD_DIR = "tensorboard"
 PREDICTIONS_DIR = "predictions"  # RUN/eval/predictions/<model>.parquet
 EVAL_SAMPLES_DIR = "samples"  # RUN/eval/samples/<strategy>.parquet: frames an ablation sampled itself
 METRICS_FILE = "metrics.json"  # RUN/eval/metrics.json
+# RUN/eval: the 16-frame protocol's ground truth as the reference repositories' .npy, and its videos in order
+SNIPPET_GT_FILE, SNIPPET_GT_VIDEOS_FILE = "gt_16frame.npy", "gt_16frame_videos.json"
 VERDICT_FILE = "verdict.json"  # RUN/eval/verdict.json: the verdict fitted on validation videos (eval.verdict)
 EVAL_MODEL_CARD_FILE = "model_card.md"  # RUN/eval/model_card.md: the evaluated model's card with its metrics
 JSONL_EXPORT = "jsonl"  # RUN/jsonl: `dualvad export-jsonl`'s default folder (not a stage output)

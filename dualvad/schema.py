@@ -23,6 +23,10 @@ VIDEO_PATH = "video_path"  # where later stages re-decode frames from
 GT_INTERVALS = "gt_intervals"  # temporal annotation flattened [s1, e1, s2, e2, ...]; null = none
 # the frame count the annotation file states (VERA's UCF_Eval.json `length`); null = it states none
 ANNOTATED_FRAMES = "annotated_frames"
+# ingested from feature files (ingest.features) with C > 1 crops: the segment's feature of each crop, C lists
+# of D (``feature`` is their mean); null = one crop, or decoded from the video
+CROP_FEATURES = "crop_features"
+SNIPPETS = "snippets"  # the video's 16-frame snippets T in its feature files; null = decoded from the video
 
 SEGMENTS_SCHEMA = pa.schema(
     [
@@ -39,6 +43,8 @@ SEGMENTS_SCHEMA = pa.schema(
         (VIDEO_PATH, pa.string()),
         (GT_INTERVALS, pa.list_(pa.int64())),
         (ANNOTATED_FRAMES, pa.int64()),
+        (CROP_FEATURES, pa.list_(pa.list_(pa.float32()))),
+        (SNIPPETS, pa.int64()),
     ]
 )
 

@@ -128,7 +128,7 @@ BAD_VALUES = [
     (["scorer.hidden_dim=30"],
      "config key 'scorer.hidden_dim' must be divisible by transformer_heads (4), got 30"),
     (["eval.ablate=foo"],
-     "config key 'eval.ablate' must be one of 'none', 'sampling', 'benchmarks', got 'foo'"),
+     "config key 'eval.ablate' must be one of 'none', 'sampling', 'benchmarks', 'scorer', got 'foo'"),
     (["eval.split=val"], "config key 'eval.split' must be one of 'train', 'test', got 'val'"),
     (["eval.vera.neighbour_share=1.5"], "config key 'eval.vera.neighbour_share' must be <= 1, got 1.5"),
     (["eval.vera.sigma=0"], "config key 'eval.vera.sigma' must be > 0, got 0.0"),
@@ -226,8 +226,9 @@ def test_an_int_is_a_float_but_a_bool_or_a_string_is_never_a_number():
              ("sample.budget=null", "config key 'sample.budget' expects int, got NoneType None"),
              ("ingest.use_gpu=1",
               "unknown config key 'ingest.use_gpu'; valid keys under ingest: categories, clip_model, "
-              "cpus_per_worker, decode_height, decode_threads, decode_width, feature, frames_per_segment, "
-              "max_pixels, segments, snap_to_keyframes, workers"),
+              "cpus_per_worker, decode_height, decode_threads, decode_width, feature, features, "
+              "features_fps, features_layout, features_snippets, frames_per_segment, max_pixels, segments, "
+              "snap_to_keyframes, workers"),
              ("ingest.snap_to_keyframes=1", "config key 'ingest.snap_to_keyframes' expects bool, got int 1"),
              ("finetune.lora_targets=[q_proj, 1]",
               "config key 'finetune.lora_targets[1]' expects str, got int 1"),

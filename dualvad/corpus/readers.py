@@ -172,11 +172,12 @@ def _ucf_entries(ann: Path, videos: object, on_disk: list[str], categories: Iter
     return entries
 
 
-def _records_from(videos: object, on_disk: set[str], entries: list[_Entry], path_of) -> list[VideoRecord]:
-    """Check every listed file is among ``on_disk`` (under ``videos``) and build the sorted records, each
-    file's path given by ``path_of(relative path)``."""
+def _records_from(videos: object, on_disk: set[str], entries: list[_Entry], path_of,
+                  videos_required: bool = True) -> list[VideoRecord]:
+    """Check every listed file is among ``on_disk`` (under ``videos``; unless not ``videos_required``) and
+    build the sorted records, each file's path given by ``path_of(relative path)``."""
     missing = sorted(vid for vid, *_ in entries if vid not in on_disk)
-    if missing:
+    if missing and videos_required:
         raise CorpusFormatError(
             f"{len(missing)} listed videos are missing under {videos}: {_preview(missing)}; "
             "put the files there or remove them from the annotation lists"
@@ -188,7 +189,8 @@ def _records_from(videos: object, on_disk: set[str], entries: list[_Entry], path
     return sorted(records, key=lambda r: (r.split, r.video_id))
 
 
-def read_corpus(root: str | os.PathLike[str], categories: Iterable[str] = ()) -> list[VideoRecord]:
+def read_corpus(root: str | os.PathLike[str], categories: Iterable[str] = (),
+                videos_required: bool = True) -> list[VideoRecord]:
     """Read a corpus folder (`videos/` + `annotations/`) into records sorted by (split, id).
 
     `annotations/` holds either `train.txt` / `test.txt` (at least one) with an optional
@@ -206,13 +208,15 @@ def read_corpus(root: str | os.PathLike[str], categories: Iterable[str] = ()) ->
 
     Args:
         categories: anomaly categories valid besides the known ones (``ingest.categories``).
+        videos_required: False for a corpus whose features come from files (``ingest.features``): a listed
+            video may then be absent (its record's ``path`` is where it would be).
 
     Raises:
         CorpusFormatError: no annotation files (and no videos), a malformed line, an unknown label, a
             temporal entry for a video that is not listed, or listed videos missing from `videos/`.
     """
     if "://" in str(root):
-        return _read_remote_corpus(str(root), categories)
+        return _read_remote_corpus(str(root), categories, videos_required)
     root = Path(root)
     if not root.is_dir():
         raise CorpusFormatError(f"{root}: no such corpus folder; pass a folder with videos/ and "
@@ -222,7 +226,7 @@ def read_corpus(root: str | os.PathLike[str], categories: Iterable[str] = ()) ->
         videos = videos if videos.is_dir() else root
         return _unlabelled(root, videos, _video_files(videos), lambda vid: os.path.abspath(videos / vid))
     return _read_layout(root, ann, videos, _video_files(videos), lambda vid: os.path.abspath(videos / vid),
-                        categories)
+                        categories, videos_required)
 
 
 def _unlabelled(root: object, videos: object, on_disk: list[str], path_of) -> list[VideoRecord]:
@@ -237,7 +241,7 @@ def _unlabelled(root: object, videos: object, on_disk: list[str], path_of) -> li
 
 
 def _read_layout(root: object, ann: Path, videos: object, on_disk: list[str], path_of,
-                 categories: Iterable[str]) -> list[VideoRecord]:
+                 categories: Iterable[str], videos_required: bool = True) -> list[VideoRecord]:
     """Records of a corpus whose annotation files are in local folder ``ann`` and whose videos (relative
     paths ``on_disk``) are under ``videos``."""
     if (ann / TRAIN_LIST).is_file() or (ann / TEST_LIST).is_file():
@@ -251,10 +255,11 @@ def _read_layout(root: object, ann: Path, videos: object, on_disk: list[str], pa
             f"in {ann}); create them with `<relative video path> <label>` lines, or remove the empty "
             f"{ANNOTATIONS_DIR}/ folder to read the videos as unlabelled"
         )
-    return _records_from(videos, set(on_disk), entries, path_of)
+    return _records_from(videos, set(on_disk), entries, path_of, videos_required)
 
 
-def _read_remote_corpus(uri: str, categories: Iterable[str]) -> list[VideoRecord]:
+def _read_remote_corpus(uri: str, categories: Iterable[str],
+                        videos_required: bool = True) -> list[VideoRecord]:
     """:func:`read_corpus` of a corpus on a pyarrow filesystem; errors name the URI, not the local copy."""
     import tempfile
 
@@ -284,6 +289,7 @@ def _read_remote_corpus(uri: str, categories: Iterable[str]) -> list[VideoRecord
                 with fs.open_input_stream(info.path) as source:
                     (ann / info.base_name).write_bytes(source.read())
         try:
-            return _read_layout(uri, ann, videos_uri, on_disk, lambda vid: f"{videos_uri}/{vid}", categories)
+            return _read_layout(uri, ann, videos_uri, on_disk, lambda vid: f"{videos_uri}/{vid}", categories,
+                                videos_required)
         except CorpusFormatError as error:
             raise CorpusFormatError(str(error).replace(local, uri)) from None

@@ -12,9 +12,11 @@ from dualvad.corpus.layout import SPLITS
 from dualvad.validation import config_section, one_of
 
 # "none": the configured sampling strategy; "sampling": focused, uniform and random frames for the same
-# model; "benchmarks": the models fine-tuned in other runs (eval.compare)
-Ablation = Literal["none", "sampling", "benchmarks"]
+# model; "benchmarks": the models fine-tuned in other runs (eval.compare); "scorer": the scorer's row alone,
+# no VLM (a corpus of feature files without its videos, or a run not fine-tuned)
+Ablation = Literal["none", "sampling", "benchmarks", "scorer"]
 ABLATIONS: tuple[str, ...] = typing.get_args(Ablation)
+SnippetCount = Literal["ceil", "floor_plus_one"]
 
 
 @config_section(frozen=True)
@@ -46,6 +48,12 @@ class EvalConfig:
     cpus_per_worker: Annotated[float, Field(gt=0)] = 1.0
     use_gpu: bool = False  # one GPU per actor, bf16
     vera: VeraSettings = field(default_factory=VeraSettings)
+    # the 16-frame protocol (dualvad.eval.snippet_protocol): T of a video without feature files, from its
+    # frame count N: "ceil" ceil(N / 16), "floor_plus_one" floor(N / 16) + 1
+    snippet_count: SnippetCount = "ceil"
+    # a reference repository's ground-truth .npy to score the test videos against, in the order (sorted by
+    # video id) and lengths of RUN/eval/gt_16frame_videos.json; "" = the one built as the reference builds it
+    snippet_gt_file: str = ""
 
     @field_validator("split")
     @classmethod

@@ -20,10 +20,11 @@ from dualvad.eval.metrics import (
     segment_scores_to_frames,
     video_auc,
 )
+from dualvad.eval.snippet_protocol import SnippetVideo, snippet_frame_auc, snippets_of
 from dualvad.eval.vera import VeraVideo, vera_frame_auc
 
 #: Every metric of a model (and of each of its categories), in table order.
-METRICS: tuple[str, ...] = ("video_auc", "frame_auc", "frame_auc_vera", "frame_ap")
+METRICS: tuple[str, ...] = ("video_auc", "frame_auc", "frame_auc_vera", "frame_auc_16", "frame_ap")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class VideoResult:
     explanation: str = ""  # the model's generated text, kept as is (never parsed for a number)
     thumbnails: list[Thumbnail] = field(default_factory=list)
     annotated_frames: int | None = None
+    snippets: int | None = None  # T of its feature files (the 16-frame protocol); None: decoded from video
 
     @property
     def is_anomalous(self) -> bool:
@@ -125,14 +127,21 @@ def category_videos(videos: list[VideoResult], category: str) -> list[VideoResul
     return [v for v in videos if v.label in (category, NORMAL_LABEL)]
 
 
-def model_metrics(videos: list[VideoResult], features: dict[str, np.ndarray],
-                  vera: VeraSettings) -> tuple[dict[str, float | None], dict[str, str]]:
+def snippet_videos(videos: list[VideoResult], convention: str) -> list[SnippetVideo]:
+    """What the 16-frame protocol reads of ``videos`` (T by ``eval.snippet_count`` where not from files)."""
+    return [SnippetVideo(v.segment_scores, v.segment_bounds,
+                         snippets_of(v.num_frames, v.snippets, convention), v.gt_intervals) for v in videos]
+
+
+def model_metrics(videos: list[VideoResult], features: dict[str, np.ndarray], vera: VeraSettings,
+                  snippet_count: str = "ceil") -> tuple[dict[str, float | None], dict[str, str]]:
     """Every metric of one model over its videos, plus why each undefined one is ``None``.
 
     ``features``: each video's segment features float (K, D) (the VERA protocol's similarity step).
-    Returns ``({"video_auc", "frame_auc", "frame_auc_vera", "frame_ap"}, {metric: reason})``: a
-    video-level metric needs normal and anomalous videos, a frame-level one annotated anomalous frames
-    and normal frames.
+    ``snippet_count``: ``eval.snippet_count`` (:func:`dualvad.eval.snippet_protocol.snippets_of`).
+    Returns ``({"video_auc", "frame_auc", "frame_auc_vera", "frame_auc_16", "frame_ap"},
+    {metric: reason})``: a video-level metric needs normal and anomalous videos, a frame-level one annotated
+    anomalous frames and normal frames.
     """
     metrics: dict[str, float | None] = dict.fromkeys(METRICS)
     undefined: dict[str, str] = {}
@@ -151,6 +160,10 @@ def model_metrics(videos: list[VideoResult], features: dict[str, np.ndarray],
     else:
         reason = f"{anomalous_frames} annotated anomalous frames: frame metrics need both classes"
         undefined.update(dict.fromkeys(("frame_auc", "frame_auc_vera", "frame_ap"), reason))
+    try:  # its own frames (16 T per video): both classes may be there when the plain ones are not, or not
+        metrics["frame_auc_16"] = snippet_frame_auc(snippet_videos(videos, snippet_count))
+    except ValueError as error:
+        undefined["frame_auc_16"] = str(error)
     return metrics, undefined
 
 
@@ -160,12 +173,12 @@ def categories(videos: list[VideoResult]) -> list[str]:
 
 
 def category_metrics(videos: list[VideoResult], features: dict[str, np.ndarray],
-                     vera: VeraSettings) -> dict[str, dict[str, float | None]]:
+                     vera: VeraSettings, snippet_count: str = "ceil") -> dict[str, dict[str, float | None]]:
     """Per anomaly category, :func:`model_metrics` over that category's videos plus all normal videos (the
     per-class protocol of the WSVAD papers); ``None`` where a metric is undefined on that subset."""
     out = {}
     for category in categories(videos):
-        out[category], _ = model_metrics(category_videos(videos, category), features, vera)
+        out[category], _ = model_metrics(category_videos(videos, category), features, vera, snippet_count)
     return out
 
 

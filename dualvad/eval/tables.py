@@ -68,6 +68,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("video_auc", "Video AUC", _metric("video_auc")),
     Column("frame_auc", "Frame AUC", _metric("frame_auc")),
     Column("frame_auc_vera", "Frame AUC (VERA)", _metric("frame_auc_vera")),
+    Column("frame_auc_16", "Frame AUC (16-frame)", _metric("frame_auc_16")),
     Column("frame_ap", "Frame AP", _metric("frame_ap")),
 )
 

@@ -66,11 +66,12 @@ from dualvad.eval.results import (
 )
 from dualvad.eval.scoring import segment_scores_from_samples, video_score_from_clips
 from dualvad.eval.tables import results_markdown
-from dualvad.eval.verdict import Verdict
+from dualvad.eval.verdict import Verdict, scorer_only
 from dualvad.pipeline.evaluate_models import EvaluationError, ModelSpec, model_identity, model_specs, vlm_info
 from dualvad.pipeline.evaluate_outputs import (
     failure_rows,
     recorded_sample_settings,
+    snippet_ground_truth,
     write_model_card,
     write_outputs,
 )
@@ -122,6 +123,7 @@ class TestVideo:
     scores: np.ndarray
     gt_intervals: list[tuple[int, int]]
     annotated_frames: int | None = None
+    snippets: int | None = None  # T of its feature files; None: decoded from its video
 
 
 def run_evaluate(config: DualVADConfig, force: bool = False) -> EvalSummary | Skipped:
@@ -154,8 +156,8 @@ def _evaluate(context: StageContext, config: DualVADConfig, specs: list[ModelSpe
     failures: list[dict] = []
     val_ids, why_none = validation_ids(run)
     strategy = recorded_sample_settings(run).strategy
-    chosen = verdict_spec(specs, strategy)
-    samples = _test_samples(run, settings.split, set(val_ids))
+    chosen = verdict_spec(specs, strategy) if specs else None
+    samples = _test_samples(run, settings.split, set(val_ids)) if specs else {}
     test_ids = {v.video_id for v in videos}
     val_predictions: list[dict] = []
     for spec in specs:
@@ -168,17 +170,24 @@ def _evaluate(context: StageContext, config: DualVADConfig, specs: list[ModelSpe
         results.append(_vlm_result(spec.name, videos, [p for p in predictions if p[S.VIDEO_ID] in test_ids],
                                    vlm_info(spec)))
         val_predictions += [p for p in predictions if p[S.VIDEO_ID] in extra]
-    verdict = _fit_verdict(run, weights, chosen, sorted(set(val_ids) - test_ids), why_none, val_predictions)
-    results.append(verdict_result(verdict, results[0], results[1 + specs.index(chosen)]))
+    if chosen is None:  # eval.ablate=scorer: the verdict is the scorer alone (the VLM's weight is 0)
+        verdict = scorer_only("eval.ablate=scorer: no VLM was evaluated; the scorer alone at threshold 0.5")
+        results.append(verdict_result(verdict, results[0], results[0]))
+    else:
+        verdict = _fit_verdict(run, weights, chosen, sorted(set(val_ids) - test_ids), why_none,
+                               val_predictions)
+        results.append(verdict_result(verdict, results[0], results[1 + specs.index(chosen)]))
     context.record_failures(failure_rows(failures))
     mismatches = length_mismatches(results[0].videos)
     warn_length_mismatches(mismatches)
     undefined = {}
     for result in results:
-        result.metrics, undefined[result.name] = model_metrics(result.videos, features, vera)
-        result.categories = category_metrics(result.videos, features, vera)
+        result.metrics, undefined[result.name] = model_metrics(result.videos, features, vera,
+                                                               settings.snippet_count)
+        result.categories = category_metrics(result.videos, features, vera, settings.snippet_count)
         for metric, reason in undefined[result.name].items():
             log.warning("evaluate: %s %s is undefined: %s", result.name, metric, reason)
+    snippet_ground_truth(context.out, results, settings)
     markdown = results_markdown(results, mismatches)
     report = write_outputs(context, config, results, markdown, undefined, mismatches, verdict)
     write_verdict(context.out, verdict)
@@ -243,8 +252,8 @@ def _test_table(run: RunDir, split: str) -> pa.Table:
     Unlabelled videos are left out (the metrics need labels); a split of unlabelled videos only is an
     error that says how to score them instead."""
     files = run.parquet_files(paths.SEGMENTS)
-    annotated = bool(files) and S.ANNOTATED_FRAMES in pq.read_schema(files[0], filesystem=run.fs).names
-    extra = (S.FEATURE, S.ANNOTATED_FRAMES) if annotated else (S.FEATURE,)
+    names = pq.read_schema(files[0], filesystem=run.fs).names if files else []
+    extra = (S.FEATURE, *(column for column in (S.ANNOTATED_FRAMES, S.SNIPPETS) if column in names))
     table = segments_with_scores(run, extra_columns=extra)
     table = table.filter(pc.equal(table[S.SPLIT], split))
     if table.num_rows == 0:
@@ -269,6 +278,7 @@ def _test_videos(table: pa.Table) -> list[TestVideo]:
     starts = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]]
     videos = []
     annotated = columns.get(S.ANNOTATED_FRAMES, [None] * len(ids))
+    snippets = columns.get(S.SNIPPETS, [None] * len(ids))
     for first, last in zip(starts, [*starts[1:], len(ids)], strict=True):
         flat = columns[S.GT_INTERVALS][first] or []
         videos.append(TestVideo(
@@ -277,7 +287,8 @@ def _test_videos(table: pa.Table) -> list[TestVideo]:
             np.stack([columns[S.START_FRAME][first:last], columns[S.END_FRAME][first:last]], axis=1),
             np.asarray(columns[S.FEATURE][first:last], dtype=np.float32),
             np.asarray(columns[S.SCORE][first:last], dtype=np.float32),
-            [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)], annotated[first]))
+            [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)], annotated[first],
+            snippets[first]))
     return videos
 
 
@@ -288,7 +299,8 @@ def _scorer_result(videos: list[TestVideo], weights: str) -> ModelResult:
                      no_explanation="the segment scorer gives no text")
     return ModelResult(SCORER_ROW, [
         VideoResult(v.video_id, v.label, v.num_frames, v.fps, v.gt_intervals, v.bounds, v.scores,
-                    float(v.scores.max()), annotated_frames=v.annotated_frames) for v in videos], info=info)
+                    float(v.scores.max()), annotated_frames=v.annotated_frames, snippets=v.snippets)
+        for v in videos], info=info)
 
 
 def _vlm_result(name: str, videos: list[TestVideo], predictions: list[dict], info: ModelInfo) -> ModelResult:
@@ -306,7 +318,7 @@ def _vlm_result(name: str, videos: list[TestVideo], predictions: list[dict], inf
             video.video_id, video.label, video.num_frames, video.fps, video.gt_intervals, video.bounds,
             segment_scores_from_samples(video.bounds, frames, scores),
             video_score_from_clips(row[S.CLIP_SCORES]),
-            frames, scores, row[S.EXPLANATION], thumbs, video.annotated_frames))
+            frames, scores, row[S.EXPLANATION], thumbs, video.annotated_frames, video.snippets))
     if not results:
         errors = [row[S.ERROR] for row in predictions if row[S.ERROR] is not None]
         raise EvaluationError(f"{name}: no test video could be evaluated ({len(errors)} failures), e.g. "

@@ -39,7 +39,9 @@ class ModelSpec:
 
 def model_specs(run: RunDir, settings: EvalConfig, strategy: str) -> list[ModelSpec]:
     """The VLM rows ``eval.ablate`` asks for (see the module docstring); ``strategy`` is the one
-    ``RUN/samples`` used. Errors name the setting to fix."""
+    ``RUN/samples`` used; none for ``scorer`` (the scorer's row alone). Errors name the setting to fix."""
+    if settings.ablate == "scorer":
+        return []
     if settings.ablate == "benchmarks":
         if not settings.compare:
             raise EvaluationError("eval.ablate=benchmarks needs the runs to compare: "

@@ -11,18 +11,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow.fs as pafs
 import yaml
 
 from dualvad import paths
 from dualvad import schema as S
-from dualvad.config import DualVADConfig, SampleConfig, config_hash
+from dualvad.config import DualVADConfig, EvalConfig, SampleConfig, config_hash
 from dualvad.corpus.layout import is_anomaly_label
-from dualvad.eval.results import ModelResult
+from dualvad.eval.results import ModelResult, snippet_videos
 from dualvad.eval.scoring import SERVING_THRESHOLD
+from dualvad.eval.snippet_protocol import (
+    REFERENCE,
+    SNIPPET,
+    read_ground_truth,
+    snippet_curves,
+    snippet_frame_auc,
+    write_ground_truth,
+)
 from dualvad.eval.tables import CATEGORY_COLUMNS, category_rows, csv_table, decision_threshold
 from dualvad.eval.verdict import Verdict
-from dualvad.pipeline.evaluate_models import ModelSpec
+from dualvad.pipeline.evaluate_models import EvaluationError, ModelSpec
 from dualvad.pipeline.evaluate_verdict import VERDICT_ROW, verdict_metrics
 from dualvad.rundir import RunDir, open_run
 from dualvad.stages.records import input_fingerprint, read_record
@@ -137,3 +146,38 @@ def _read_text(run: RunDir, *parts: str) -> str | None:
         return None
     with run.fs.open_input_stream(run.path(*parts)) as stream:
         return stream.read().decode()
+
+
+def snippet_ground_truth(out: RunDir, results: list[ModelResult], settings: EvalConfig) -> None:
+    """Write the 16-frame protocol's ground truth of the scorer row's test videos as the reference
+    repositories' ``.npy`` (:data:`paths.SNIPPET_GT_FILE`) with its videos, offsets and lengths in order
+    (:data:`paths.SNIPPET_GT_VIDEOS_FILE`). With ``eval.snippet_gt_file``, every row over those same videos
+    is scored against that file instead (a row over other videos gets ``None``: it does not fit).
+
+    Raises:
+        EvaluationError: the file does not fit the test videos (its length, named with ours).
+    """
+    videos = snippet_videos(results[0].videos, settings.snippet_count)
+    truth, _ = snippet_curves(videos)
+    lengths = [SNIPPET * video.snippets for video in videos]
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist() if lengths else []
+    listing = [{"video_id": v.video_id, "offset": offset, "frames": frames, "snippets": s.snippets}
+               for v, s, offset, frames in zip(results[0].videos, videos, offsets, lengths, strict=True)]
+    with tempfile.TemporaryDirectory(prefix="dualvad-gt-") as local:
+        write_ground_truth(os.path.join(local, paths.SNIPPET_GT_FILE), truth)
+        out.write_bytes(Path(local, paths.SNIPPET_GT_FILE).read_bytes(), paths.SNIPPET_GT_FILE)
+    out.write_text(json.dumps({"reference": REFERENCE, "snippet_count": settings.snippet_count,
+                               "videos": listing}, indent=2), paths.SNIPPET_GT_VIDEOS_FILE)
+    if not settings.snippet_gt_file:
+        return
+    given = read_ground_truth(settings.snippet_gt_file)
+    if len(given) != len(truth):
+        raise EvaluationError(f"eval.snippet_gt_file={settings.snippet_gt_file} holds {len(given)} frames, "
+                              f"the {len(videos)} test videos {len(truth)} (16 T each, in the order of "
+                              f"{paths.SNIPPET_GT_VIDEOS_FILE}): another video list, order or length "
+                              "convention (eval.snippet_count)")
+    ids = [video.video_id for video in results[0].videos]
+    for result in results:
+        same = [video.video_id for video in result.videos] == ids
+        result.metrics["frame_auc_16"] = (
+            snippet_frame_auc(snippet_videos(result.videos, settings.snippet_count), given) if same else None)

@@ -24,7 +24,12 @@ from dualvad.eval.results import ModelInfo, ModelResult, VideoResult
 from dualvad.eval.verdict import Verdict, accuracy, apply, balanced_accuracy, fit_verdict, scorer_only
 from dualvad.pipeline.evaluate_models import ModelSpec
 from dualvad.rundir import RunDir
-from dualvad.scorer.data import held_out_validation, labelled_training_videos, video_set_from_segments
+from dualvad.scorer.data import (
+    held_out_validation,
+    labelled_training_videos,
+    training_segments,
+    video_set_from_segments,
+)
 from dualvad.stages.records import read_input, read_record
 
 log = logging.getLogger(__name__)
@@ -47,7 +52,7 @@ def validation_ids(run: RunDir) -> tuple[list[str], str]:
     if "val_share" not in settings or "seed" not in settings:
         return [], f"{run.path(paths.SCORER)}'s record names no scorer.val_share and scorer.seed"
     table = read_input(run, paths.SEGMENTS, unique=(S.VIDEO_ID, S.SEGMENT_INDEX))
-    videos = labelled_training_videos(video_set_from_segments(table))
+    videos = labelled_training_videos(video_set_from_segments(training_segments(table)))
     if len(np.unique(videos.labels)) < 2:
         return [], "the train split does not hold both classes: train-scorer held out no validation videos"
     _, held = held_out_validation(videos, float(settings["val_share"]), int(settings["seed"]))
@@ -94,7 +99,7 @@ def verdict_result(verdict: Verdict, scorer: ModelResult, vlm: ModelResult) -> M
         score = float(apply(verdict, video.video_score, vlm_score))
         videos.append(VideoResult(video.video_id, video.label, video.num_frames, video.fps,
                                   video.gt_intervals, video.segment_bounds, segments, score,
-                                  annotated_frames=video.annotated_frames))
+                                  annotated_frames=video.annotated_frames, snippets=video.snippets))
     return ModelResult(VERDICT_ROW, videos, info=_info(verdict), threshold=verdict.threshold)
 
 

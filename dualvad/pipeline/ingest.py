@@ -31,9 +31,11 @@ import ray
 from dualvad import console, paths
 from dualvad import schema as S
 from dualvad.config import DualVADConfig, IngestConfig
+from dualvad.corpus.feature_files import VideoFeatureFiles
 from dualvad.corpus.layout import VideoRecord
 from dualvad.corpus.readers import read_corpus
 from dualvad.errors import StageError
+from dualvad.pipeline.ingest_features import feature_columns, scan_corpus, video_from_files
 from dualvad.pipeline.runtime import actor_pool, ensure_ray
 from dualvad.rundir import RunDir, open_run
 from dualvad.scorer.features import (
@@ -88,9 +90,18 @@ class IngestSummary:
         )
 
 
-def segment_table(record: VideoRecord, video: VideoFeatures) -> pa.Table:
-    """The segments-table rows (DESIGN.md contract) of one decoded video."""
+def segment_table(record: VideoRecord, video: VideoFeatures, crops: np.ndarray | None = None,
+                  snippets: int | None = None) -> pa.Table:
+    """The segments-table rows (DESIGN.md contract) of one decoded video; from feature files
+    (``ingest.features``), also its crops' features float32 (K, C, D) (kept where C > 1) and its snippet
+    count T."""
     k = len(video.bounds)
+    crop_lists = None
+    if crops is not None and crops.shape[1] > 1:  # (K, C, D) as K lists of C lists of D, without Python lists
+        values = pa.array(crops.reshape(-1), pa.float32())
+        per_crop = pa.FixedSizeListArray.from_arrays(values, crops.shape[2])
+        crop_lists = pa.FixedSizeListArray.from_arrays(per_crop, crops.shape[1]).cast(
+            S.SEGMENTS_SCHEMA.field(S.CROP_FEATURES).type)
     fractions = interval_fraction(video.bounds, record.intervals)
     return pa.table(
         {
@@ -110,6 +121,9 @@ def segment_table(record: VideoRecord, video: VideoFeatures) -> pa.Table:
             S.VIDEO_PATH: [record.path] * k,
             S.GT_INTERVALS: [_flatten(record.intervals)] * k,
             S.ANNOTATED_FRAMES: pa.array([record.annotated_frames] * k, pa.int64()),
+            S.CROP_FEATURES: crop_lists if crop_lists is not None else pa.nulls(k, S.SEGMENTS_SCHEMA.field(
+                S.CROP_FEATURES).type),
+            S.SNIPPETS: pa.array([snippets] * k, pa.int64()),
         },
         schema=S.SEGMENTS_SCHEMA,
     )
@@ -127,28 +141,36 @@ def failure_table(video_id: str, path: str, reason: str) -> pa.Table:
     return pa.table(columns, schema=_WORKER_SCHEMA)
 
 
-def segment_videos(batch: pa.Table, extractor: SegmentFeatureExtractor, config: IngestConfig) -> pa.Table:
+def segment_videos(batch: pa.Table, extractor: SegmentFeatureExtractor | None,
+                   config: IngestConfig) -> pa.Table:
     """batch: input rows (video_id, video_path, label, split, gt_intervals) -> segment rows and
     failure rows (``reason`` set) of those videos."""
     return pa.concat_tables([_segment_one(row, extractor, config) for row in batch.to_pylist()])
 
 
-def _segment_one(row: dict[str, Any], extractor: SegmentFeatureExtractor, config: IngestConfig) -> pa.Table:
+def _segment_one(row: dict[str, Any], extractor: SegmentFeatureExtractor | None,
+                 config: IngestConfig) -> pa.Table:
     record = _record_from_row(row)
+    crops, snippets = None, None
     try:
-        video = extract_video_features(record.path, extractor, config.segments, config.frames_per_segment,
-                                       config.decode_threads, config.snap_to_keyframes, config.max_pixels)
+        if config.features:  # from feature files: no frame decoded
+            video, crops, snippets = video_from_files(record, row, config)
+        else:
+            video = extract_video_features(record.path, extractor, config.segments, config.frames_per_segment,
+                                           config.decode_threads, config.snap_to_keyframes, config.max_pixels)
     except VideoDecodeError as error:
         # Recorded, not swallowed: the failure row reaches _failures.parquet and the summary.
         return failure_table(record.video_id, record.path, str(error))
-    except ValueError as error:  # too short for K segments
+    except ValueError as error:  # too short for K segments; from feature files, also a bad array
+        if config.features:
+            return failure_table(record.video_id, record.path, f"{record.video_id}: feature files: {error}")
         return failure_table(record.video_id, record.path, f"{record.path}: {error}: lower --segments "
                              "(ingest.segments) to at most its frame count, or leave the video out")
     except Exception as error:  # noqa: BLE001 - any decoder crash is this video's failure
         reason = f"{record.path}: unexpected {type(error).__name__}: {error}"
         log.error("%s\n%s", reason, traceback.format_exc())
         return failure_table(record.video_id, record.path, reason)
-    table = segment_table(record, video)
+    table = segment_table(record, video, crops, snippets)
     return table.append_column(S.REASON, pa.nulls(table.num_rows, pa.string()))
 
 
@@ -164,7 +186,7 @@ def part_name(video_ids: list[str]) -> str:
     return f"part-{digest}.parquet"
 
 
-def write_videos(batch: pa.Table, extractor: SegmentFeatureExtractor, config: IngestConfig,
+def write_videos(batch: pa.Table, extractor: SegmentFeatureExtractor | None, config: IngestConfig,
                  out_uri: str) -> pa.Table:
     """batch: input rows of a group of videos -> their summary rows (:data:`SUMMARY_SCHEMA`), after
     writing their segment rows as one part :func:`part_name` into ``out_uri`` (atomically: a reader
@@ -197,9 +219,10 @@ class SegmentWorker:
 
 
 def segment_videos_task(batch: pa.Table, config: IngestConfig, out_uri: str) -> pa.Table:
-    """Ray Data task for weightless extractors (``motion``): building one costs nothing, and
-    tasks run in Ray's pooled worker processes instead of starting actors for every stage run."""
-    return write_videos(batch, _extractor(config), config, out_uri)
+    """Ray Data task for weightless extractors (``motion``) and feature files (no extractor): building one
+    costs nothing, and tasks run in Ray's pooled worker processes instead of starting actors for every stage
+    run."""
+    return write_videos(batch, None if config.features else _extractor(config), config, out_uri)
 
 
 STAGE = stage_named("ingest")
@@ -213,7 +236,7 @@ def run_ingest(config: DualVADConfig, force: bool = False) -> IngestSummary | Sk
         FailureShareError: more than ``stages.max_failure_share`` of the corpus failed to decode (the
             decoded videos stay staged; a re-run decodes only the rest).
     """
-    records = read_corpus(config.corpus, config.ingest.categories)
+    records = read_corpus(config.corpus, config.ingest.categories, videos_required=not config.ingest.features)
     if not records:
         raise IngestError(f"corpus {config.corpus} lists no videos in annotations/")
     if not any(record.is_labelled for record in records):
@@ -221,9 +244,17 @@ def run_ingest(config: DualVADConfig, force: bool = False) -> IngestSummary | Sk
                  "build-benchmarks and evaluate need labels, `dualvad score score.scorer_run=OTHER_RUN` "
                  "scores them with a scorer trained elsewhere", config.corpus, len(records))
     # categories only check the labels, which the corpus identity holds: they do not change the segments
-    settings = section(config.ingest, "workers", "cpus_per_worker", "decode_threads", "categories")
-    return run_stage(STAGE, open_run(config.run), settings, lambda context: _ingest(context, records, config),
-                     config.stages, force, external={"corpus": corpus_identity(records)}, effective=config)
+    # without feature files their keys change nothing: left out, so that earlier runs keep their fingerprint
+    unused = () if config.ingest.features else IngestConfig.FEATURE_FILE_KEYS
+    settings = section(config.ingest, "workers", "cpus_per_worker", "decode_threads", "categories", *unused)
+    external = {"corpus": corpus_identity(records)}
+    files: dict[str, VideoFeatureFiles] = {}
+    failures: list[dict[str, Any]] = []
+    if config.ingest.features:
+        files, failures, external["features"] = scan_corpus(records, config.ingest)
+    return run_stage(STAGE, open_run(config.run), settings,
+                     lambda context: _ingest(context, records, config, files, failures),
+                     config.stages, force, external=external, effective=config)
 
 
 def corpus_identity(records: list[VideoRecord]) -> str:
@@ -254,24 +285,29 @@ def _file_sizes(files: list[str]) -> dict[str, int]:
     return sizes
 
 
-def _ingest(context: StageContext, records: list[VideoRecord], config: DualVADConfig) -> IngestSummary:
+def _ingest(context: StageContext, records: list[VideoRecord], config: DualVADConfig,
+            files: dict[str, VideoFeatureFiles], failures: list[dict[str, Any]]) -> IngestSummary:
+    """``files``, ``failures``: from feature files, the usable videos' files and the others' failures."""
     started = time.perf_counter()
     staged = context.out.parquet_files()  # listed once: the videos skipped and the parts kept agree
     done = context.staged_video_ids(staged)
-    todo = [r for r in records if r.video_id not in done]
+    context.record_failures(failures)
+    failed = {row[S.VIDEO_ID] for row in failures}
+    todo = [r for r in records if r.video_id not in done and r.video_id not in failed]
     log.info("ingest: %d videos, %d already ingested, %d to do", len(records), len(done), len(todo))
     context.videos = len(records)
     segments = 0
     if todo:
         ensure_ray(config.ray)
-        segments = _ingest_videos(context, todo, config.ingest, staged)
-    return IngestSummary(len(records), len(records) - len(todo), len(todo), segments, len(context.failures),
+        segments = _ingest_videos(context, todo, config.ingest, staged, files)
+    processed = len(todo) + len(failed)
+    return IngestSummary(len(records), len(records) - processed, processed, segments, len(context.failures),
                          time.perf_counter() - started, context.run.path(paths.SEGMENTS),
                          sum(not record.is_labelled for record in records))
 
 
 def _ingest_videos(context: StageContext, todo: list[VideoRecord], config: IngestConfig,
-                   staged: list[str]) -> int:
+                   staged: list[str], files: dict[str, VideoFeatureFiles]) -> int:
     """Run the Ray Data pipeline over ``todo``; returns the segment rows written. Failures go to
     ``context``; ``staged``: the parts of an interrupted earlier run, kept.
 
@@ -281,8 +317,11 @@ def _ingest_videos(context: StageContext, todo: list[VideoRecord], config: Inges
     """
     size = videos_per_part(len(todo), context.settings.flush_videos, _slots(config))
     rows = video_rows(todo)
+    if config.features:
+        for name, column in feature_columns(todo, files).items():
+            rows = rows.append_column(name, column)
     groups = [rows.slice(start, size) for start in range(0, rows.num_rows, size)]
-    if config.feature == "motion":
+    if config.feature == "motion" or config.features:
         udf = {"fn": segment_videos_task, "fn_kwargs": {"config": config, "out_uri": context.out.uri},
                # at most `workers` tasks at once (map_batches' concurrency= is deprecated in Ray 2.60)
                "compute": ray.data.TaskPoolStrategy(size=min(config.workers, len(groups)) if config.workers

@@ -31,7 +31,7 @@ from dualvad.errors import MissingInputError, StageError
 from dualvad.pipeline.parts import PartWriter
 from dualvad.pipeline.runtime import actor_pool, ensure_ray
 from dualvad.rundir import RunDir, open_run
-from dualvad.scorer.data import video_set_from_segments
+from dualvad.scorer.data import scoring_features, video_set_from_segments, videos_by_segment_count
 from dualvad.scorer.trained import load_from_run
 from dualvad.stages.records import (
     CorruptInputError,
@@ -78,9 +78,14 @@ class ScoreWorker:
         return pa.concat_tables([self._score_file(path) for path in batch.column("path").to_pylist()])
 
     def _score_file(self, path: str) -> pa.Table:
-        videos = video_set_from_segments(pq.read_table(path, filesystem=self.run.fs),
-                                         categories=self.scorer.categories)
-        scores = self.scorer.score(videos.features)  # (N, K)
+        # videos of one K at a time: test videos kept one segment per snippet differ in K
+        return pa.concat_tables([self._score_videos(group) for group in
+                                 videos_by_segment_count(pq.read_table(path, filesystem=self.run.fs))])
+
+    def _score_videos(self, table: pa.Table) -> pa.Table:
+        """Score rows of ``table``'s videos, which all have the same number of segments K."""
+        videos = video_set_from_segments(table, categories=self.scorer.categories)
+        scores = self.scorer.score(scoring_features(videos, self.scorer.config.test_crop))  # (N, K)
         n, k = scores.shape
         return pa.table({S.VIDEO_ID: np.repeat(np.array(videos.video_ids, dtype=object), k),
                          S.SEGMENT_INDEX: np.tile(np.arange(k, dtype=np.int32), n),

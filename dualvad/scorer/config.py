@@ -19,6 +19,9 @@ from dualvad.validation import config_section, rule_error
 
 ScorerKind = Literal["refinevad", "mil"]  # "mil": Sultani et al. 2018, the baseline
 SCORER_KINDS: tuple[str, ...] = typing.get_args(ScorerKind)
+# segments ingested from feature files with C crops: "each" trains on every crop as a sample of its video
+# (RTFM, UR-DMU, VadCLIP), "mean" on the crops' mean; one crop (or decoded videos): the same either way
+CropTraining = Literal["each", "mean"]
 
 
 @config_section
@@ -60,7 +63,10 @@ class ScorerConfig:
 
     Training (Ray Train): epochs, batch_size (videos per step per worker), lr, weight_decay (AdamW),
     val_share (share of training videos held out to pick the best checkpoint by validation loss),
-    report_every (epochs between reports + checkpoints), seed, workers, cpus_per_worker; score_workers is
+    report_every (epochs between reports + checkpoints), seed, workers, cpus_per_worker; crops (segments with
+    several crops: every crop a training sample, or their mean) and test_crop (the crop that validation,
+    scoring and evaluation read, ``None`` for the crops' mean; VadCLIP tests UCF-Crime on crop 5 and
+    XD-Violence on crop 0), both stored with the scorer, so the run records them; score_workers is
     the scoring stage's actor pool (None = up to one per CPU). tracking: ``"tensorboard"`` also writes
     every report's metrics as TensorBoard events to ``RUN/scorer/tensorboard`` (:mod:`dualvad.tracking`).
     """
@@ -92,6 +98,8 @@ class ScorerConfig:
     cpus_per_worker: Annotated[float, Field(gt=0)] = 1.0
     score_workers: Annotated[int, Field(ge=1)] | None = None
     tracking: Tracking = "none"
+    crops: CropTraining = "each"
+    test_crop: Annotated[int, Field(ge=0)] | None = None
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ScorerConfig:

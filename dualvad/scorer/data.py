@@ -31,6 +31,9 @@ class VideoSet:
     bounds: np.ndarray  # int64 (N, K, 2), [start, end) frames of each segment
     gt_fraction: np.ndarray  # float32 (N, K), NaN where the video has no temporal annotation
     labelled: np.ndarray  # bool (N,), False for an `unlabelled` video (its ``labels`` entry means nothing)
+    # float32 (N, K, C, D): each crop's features, from feature files with C > 1 crops (``features`` is their
+    # mean); None: one crop
+    crop_features: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.video_ids)
@@ -42,6 +45,7 @@ class VideoSet:
             [self.video_ids[i] for i in index], self.features[index], self.labels[index],
             self.category_index[index], self.category_known[index], self.categories,
             self.splits[index], self.bounds[index], self.gt_fraction[index], self.labelled[index],
+            None if self.crop_features is None else self.crop_features[index],
         )
 
     def split(self, name: str) -> VideoSet:
@@ -93,7 +97,72 @@ def video_set_from_segments(table: pa.Table, categories: tuple[str, ...] | None 
         .reshape(videos, k, 2),
         gt_fraction=gt.reshape(videos, k),
         labelled=np.array([label != UNLABELLED for label in labels], dtype=bool),
+        crop_features=_crop_features(table, videos, k),
     )
+
+
+def _crop_features(table: pa.Table, videos: int, k: int) -> np.ndarray | None:
+    """float32 (N, K, C, D) from the ``crop_features`` column, or None where the table has none (one crop,
+    decoded videos, or a run ingested before the column).
+
+    Raises:
+        ValueError: some videos have crops and others not, or not the same number of them.
+    """
+    if S.CROP_FEATURES not in table.column_names or table[S.CROP_FEATURES].null_count == table.num_rows:
+        return None
+    if table[S.CROP_FEATURES].null_count:
+        raise ValueError("some videos' segments have crop features and others not: ingest every video from "
+                         "feature files with the same number of crops")
+    counts = pc.list_value_length(table[S.CROP_FEATURES]).unique().to_pylist()
+    if len(counts) != 1:
+        raise ValueError(f"the videos' segments have different numbers of crops ({sorted(counts)}): ingest "
+                         "feature files with the same crops for every video")
+    flat = pc.list_flatten(pc.list_flatten(table[S.CROP_FEATURES])).to_numpy().astype(np.float32)
+    return flat.reshape(videos, k, counts[0], -1)
+
+
+def training_features(videos: VideoSet, crops: str) -> tuple[np.ndarray, np.ndarray]:
+    """(float32 (M, K, D) training samples, int64 (M,) the video of each): one per video and crop for
+    ``crops="each"`` with several crops (video-major), else one per video, the crops' mean."""
+    if crops == "each" and videos.crop_features is not None:
+        n, k, c, d = videos.crop_features.shape
+        samples = videos.crop_features.transpose(0, 2, 1, 3).reshape(n * c, k, d)
+        return samples, np.repeat(np.arange(n, dtype=np.int64), c)
+    return videos.features, np.arange(len(videos), dtype=np.int64)
+
+
+def scoring_features(videos: VideoSet, test_crop: int | None) -> np.ndarray:
+    """float32 (N, K, D): the features of crop ``test_crop``, or the crops' mean for ``None``.
+
+    Raises:
+        ValueError: ``test_crop`` is not one of the videos' crops (a video without crop features has crop 0).
+    """
+    if test_crop is None:
+        return videos.features
+    crops = 1 if videos.crop_features is None else videos.crop_features.shape[2]
+    if test_crop >= crops:
+        raise ValueError(f"scorer.test_crop={test_crop}, but the segments hold {crops} crop(s) "
+                         f"(0-{crops - 1}): name one of them, or null for their mean")
+    return videos.features if videos.crop_features is None else videos.crop_features[:, :, test_crop]
+
+
+def training_segments(table: pa.Table) -> pa.Table:
+    """The ``train`` split's rows of a segments table, or the whole table when it has none (a corpus of
+    unlabelled test videos, which train-scorer refuses with its own message). Test videos ingested one
+    segment per snippet (``ingest.features_snippets=keep_test``) differ in K; the training videos do not."""
+    train = table.filter(pc.equal(table[S.SPLIT], "train"))
+    return train if train.num_rows else table
+
+
+def videos_by_segment_count(table: pa.Table) -> list[pa.Table]:
+    """A segments table split into tables of videos with the same number of segments (K), by ascending K:
+    each one a :func:`video_set_from_segments` input."""
+    counts = table.group_by(S.VIDEO_ID).aggregate([([], "count_all")])
+    groups = []
+    for k in sorted(set(counts["count_all"].to_pylist())):
+        ids = counts.filter(pc.equal(counts["count_all"], k))[S.VIDEO_ID]
+        groups.append(table.filter(pc.is_in(table[S.VIDEO_ID], ids)))
+    return groups
 
 
 def train_validation_split(videos: VideoSet, share: float, seed: int) -> tuple[VideoSet, VideoSet]:

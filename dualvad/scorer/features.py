@@ -106,6 +106,7 @@ def extract_video_features(
     decode_threads: int = 1,
     snap_to_keyframes: bool = True,
     max_pixels: int | None = MAX_PIXELS,
+    span: int | None = None,
 ) -> VideoFeatures:
     """Decode ``path`` segment by segment and compute one feature vector per segment.
 
@@ -114,7 +115,9 @@ def extract_video_features(
     call. Memory is bounded by K x frames_per_segment small frames, not by the video's length.
     ``snap_to_keyframes`` moves anchors onto keyframes where a sub-interval holds one (see
     :func:`pair_indices`), which decodes far fewer frames in videos with short GOPs. ``max_pixels``:
-    the largest stream frame to decode (:func:`dualvad.video.decode.open_video`).
+    the largest stream frame to decode (:func:`dualvad.video.decode.open_video`). ``span``: cut the video
+    into segments of this many frames instead (the last one shorter; ``num_segments`` is then ignored):
+    16-frame snippets for ``dualvad extract-features``.
 
     Raises:
         VideoDecodeError: the file cannot be opened or decoded.
@@ -123,7 +126,12 @@ def extract_video_features(
     width, height = extractor.decode_size
     reader = open_video(path, width=width, height=height, num_threads=decode_threads, max_pixels=max_pixels)
     num_frames, fps = len(reader), float(reader.get_avg_fps())  # container metadata, no decoding
-    bounds = segment_bounds(num_frames, num_segments)
+    if span is not None:  # ceil(N / span) segments of span frames, the last one to the video's end
+        num_segments = -(-num_frames // span)
+        starts = np.arange(num_segments, dtype=np.int64) * span
+        bounds = np.stack([starts, np.minimum(starts + span, num_frames)], axis=1)
+    else:
+        bounds = segment_bounds(num_frames, num_segments)
     pairs = max(frames_per_segment // 2, 1)
     keyframes = np.asarray(reader.get_key_indices(), dtype=np.int64) if snap_to_keyframes else None
     frames = None  # (K, 2P, H, W, 3): K x F small frames whatever the video's length

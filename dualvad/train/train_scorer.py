@@ -41,6 +41,9 @@ from dualvad.scorer.data import (
     VideoSet,
     held_out_validation,
     labelled_training_videos,
+    scoring_features,
+    training_features,
+    training_segments,
     video_set_from_segments,
 )
 from dualvad.scorer.trained import TrainedScorer, batch_loss, build_model, output_loss
@@ -95,7 +98,7 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
     started = time.perf_counter()
     run, settings = context.run, config.scorer
     train, val = _training_videos(run, settings)
-    normalizer = FeatureNormalizer.fit(train.features)
+    normalizer = FeatureNormalizer.fit(training_features(train, settings.crops)[0])
     ensure_ray(config.ray)
     interrupted = registered_metrics(run.fs, context.scratch.path(paths.RAY_DIR, RUN_NAME))
     resumed_after = None if interrupted is None else int(interrupted["epoch"])
@@ -118,7 +121,7 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
                 failure_config=FailureConfig(max_failures=2),
                 callbacks=callbacks,
             ),
-            datasets={"train": ray.data.from_items(_rows(train, normalizer))},
+            datasets={"train": ray.data.from_items(_rows(train, normalizer, settings.crops))},
         )
         result = wait_interruptibly(trainer.fit)  # a SIGTERM is not held until training ends
     best = result.get_best_checkpoint(metric="val_loss", mode="min")
@@ -152,7 +155,7 @@ def _training_videos(run: RunDir, settings: ScorerConfig) -> tuple[VideoSet, Vid
     table = read_input(run, paths.SEGMENTS, unique=(S.VIDEO_ID, S.SEGMENT_INDEX))
     if table is None:
         raise ScorerTrainingError(f"{run.path(paths.SEGMENTS)} holds no segments: run `dualvad ingest` first")
-    videos = video_set_from_segments(table)
+    videos = video_set_from_segments(training_segments(table))
     train_all = labelled_training_videos(videos)
     unlabelled = int((~videos.split("train").labelled).sum())
     if unlabelled:  # no label, no supervision: left out of training
@@ -179,11 +182,13 @@ def _one_class_message(videos: VideoSet, positives: int, labelled: int) -> str:
             "training needs both normal and anomalous videos in annotations/train.txt")
 
 
-def _rows(videos: VideoSet, normalizer: FeatureNormalizer) -> list[dict[str, Any]]:
-    features = normalizer(videos.features)
-    return [{"features": features[i], "label": float(videos.labels[i]),
-             "category": int(videos.category_index[i]), "known": bool(videos.category_known[i])}
-            for i in range(len(videos))]
+def _rows(videos: VideoSet, normalizer: FeatureNormalizer, crops: str) -> list[dict[str, Any]]:
+    """One training row per video, or per video and crop (``scorer.crops``)."""
+    samples, owner = training_features(videos, crops)
+    features = normalizer(samples)
+    return [{"features": features[i], "label": float(videos.labels[v]),
+             "category": int(videos.category_index[v]), "known": bool(videos.category_known[v])}
+            for i, v in enumerate(owner)]
 
 
 def _loop_config(settings: ScorerConfig, train: VideoSet, normalizer: FeatureNormalizer,
@@ -192,7 +197,8 @@ def _loop_config(settings: ScorerConfig, train: VideoSet, normalizer: FeatureNor
     dim D and the categories come from the training videos; ``held_out`` is False when ``val`` is the
     training videos themselves (too few to hold out both classes)."""
     return {"feature_dim": int(train.features.shape[-1]), "categories": tuple(train.categories),
-            "normalizer": normalizer, "val_features": normalizer(val.features), "val_labels": val.labels,
+            "normalizer": normalizer, "val_features": normalizer(scoring_features(val, settings.test_crop)),
+            "val_labels": val.labels,
             "val_category": val.category_index, "val_known": val.category_known, "val_held_out": held_out,
             "settings": settings}
 

@@ -19,6 +19,11 @@ from dualvad.video.decode import MAX_PIXELS
 # "motion": hand-made motion/appearance cues (no weights); "clip": a transformers image encoder
 FeatureKind = Literal["motion", "clip"]
 FEATURE_KINDS: tuple[str, ...] = typing.get_args(FeatureKind)
+# how per-video feature files are laid out (dualvad.corpus.feature_files): "auto" recognises it per video
+FeaturesLayout = Literal["auto", "crops", "stacked", "single"]
+# "pool": every video's snippets averaged into K segments; "keep_test": the test split's videos keep one
+# segment per snippet (the field scores test videos per snippet), the training videos are pooled
+FeaturesSnippets = Literal["pool", "keep_test"]
 
 
 @config_section
@@ -41,3 +46,16 @@ class IngestConfig:
     # anomaly categories the corpus's labels may use besides the known ones (dualvad.corpus.layout:
     # the synthetic corpus's, UCF-Crime's and XD-Violence's); any other label is an error
     categories: list[str] = field(default_factory=list)
+    # a local folder of per-video feature files (dualvad.corpus.feature_files: the published UCF-Crime and
+    # XD-Violence layouts, or `dualvad extract-features`): ingest reads the segment features there instead of
+    # decoding the videos, which may then be absent; "" = decode the videos
+    features: str = ""
+    features_layout: FeaturesLayout = "auto"  # recognised from names and ranks, or named where ambiguous
+    features_snippets: FeaturesSnippets = "pool"
+    # frame rate recorded for a video whose file is absent (UCF-Crime's 30; XD-Violence's 24), frames/s
+    features_fps: Annotated[float, Field(gt=0)] = 30.0
+
+    #: The keys that matter only with ``features`` set (left out of the stage's fingerprint otherwise, so
+    #: runs ingested from videos keep theirs).
+    FEATURE_FILE_KEYS: typing.ClassVar[tuple[str, ...]] = ("features", "features_layout", "features_snippets",
+                                                            "features_fps")

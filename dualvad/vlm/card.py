@@ -108,7 +108,9 @@ def _training(settings: FinetuneConfig, history: list[dict[str, Any]]) -> str:
 
 EVALUATION_HEADING = "## Evaluation"
 METRIC_NAMES = {"video_auc": "video AUC-ROC", "frame_auc": "frame AUC-ROC",
-                "frame_auc_vera": "frame AUC-ROC (VERA protocol)", "frame_ap": "frame AP"}
+                "frame_auc_vera": "frame AUC-ROC (VERA protocol)",
+                "frame_auc_16": "frame AUC-ROC (16-frame snippets, VadCLIP's ground truth)",
+                "frame_ap": "frame AP"}
 DATASET_NAME = "dualvad test split"
 
 

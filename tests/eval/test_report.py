@@ -193,11 +193,12 @@ def _table(page: str, cls: str) -> list[list[str]]:
 
 def test_metrics_table_shows_none_and_missing_metrics_as_na(report):
     table = _table(report.read_text(), "metrics")
-    assert table[0] == ["Model", "Videos", "Video AUC", "Frame AUC", "Frame AUC (VERA)", "Frame AP", "Note"]
+    assert table[0] == ["Model", "Videos", "Video AUC", "Frame AUC", "Frame AUC (VERA)",
+                        "Frame AUC (16-frame)", "Frame AP", "Note"]
     # the VLM row is flagged: its weights are a random preset's
-    assert table[1:] == [["scorer", "6", "1.0000", "0.8700", "n/a", "n/a", ""],
-                         ["vlm/focused", "6", "1.0000", "0.8700", "n/a", "n/a", RANDOM_NOTE],
-                         ["normal-only", "3", "n/a", "n/a", "n/a", "n/a", ""]]
+    assert table[1:] == [["scorer", "6", "1.0000", "0.8700", "n/a", "n/a", "n/a", ""],
+                         ["vlm/focused", "6", "1.0000", "0.8700", "n/a", "n/a", "n/a", RANDOM_NOTE],
+                         ["normal-only", "3", "n/a", "n/a", "n/a", "n/a", "n/a", ""]]
 
 
 def test_metrics_table_is_built_from_the_metrics_and_shown_once(tmp_path):
@@ -223,9 +224,9 @@ def test_category_table_lists_each_models_categories(report):
     assert page.count('<table class="categories">') == 1
     categories = _table(page, "categories")
     assert categories[0] == ["Model", "Category", "Videos", "Of the category", "Video AUC", "Frame AUC",
-                             "Frame AUC (VERA)", "Frame AP"]
+                             "Frame AUC (VERA)", "Frame AUC (16-frame)", "Frame AP"]
     # the normal-only model has no category: two rows, each over 3 fighting + 3 normal videos
-    assert categories[1:] == [[name, "Fighting", "6", "3", "1.0000", "0.8125", "0.7000", "n/a"]
+    assert categories[1:] == [[name, "Fighting", "6", "3", "1.0000", "0.8125", "0.7000", "n/a", "n/a"]
                               for name in ("scorer", "vlm/focused")]
 
 

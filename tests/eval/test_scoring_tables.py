@@ -85,14 +85,14 @@ def test_tables_one_row_per_model():
                            "frame_ap": 0.123456}),
               ModelResult("vlm/focused", [], {"video_auc": 1.0})]
     assert markdown_table(models).splitlines() == [
-        "| Model | Videos | Video AUC | Frame AUC | Frame AUC (VERA) | Frame AP |",
-        "|---|---:|---:|---:|---:|---:|",
-        "| scorer | 1 | 0.7500 | 0.5000 | n/a | 0.1235 |",
-        "| vlm/focused | 0 | 1.0000 | n/a | n/a | n/a |",
+        "| Model | Videos | Video AUC | Frame AUC | Frame AUC (VERA) | Frame AUC (16-frame) | Frame AP |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        "| scorer | 1 | 0.7500 | 0.5000 | n/a | n/a | 0.1235 |",
+        "| vlm/focused | 0 | 1.0000 | n/a | n/a | n/a | n/a |",
     ]
     rows = list(csv.DictReader(io.StringIO(csv_table(models))))
     assert rows[0] == {"model": "scorer", "videos": "1", "video_auc": "0.75", "frame_auc": "0.5",
-                       "frame_auc_vera": "", "frame_ap": "0.123456"}
+                       "frame_auc_vera": "", "frame_auc_16": "", "frame_ap": "0.123456"}
 
 
 def _html_cells(table: str) -> list[list[str]]:
@@ -107,14 +107,14 @@ def test_html_markdown_and_csv_tables_hold_the_same_cells():
     table = html_table(models)
     assert table.count("<tr>") == 2 and "<i>" not in table
     assert _html_cells(table) == [
-        ["Model", "Videos", "Video AUC", "Frame AUC", "Frame AUC (VERA)", "Frame AP"],
-        ["a|b <i>", "1", "0.7500", "0.5000", "n/a", "n/a"],
+        ["Model", "Videos", "Video AUC", "Frame AUC", "Frame AUC (VERA)", "Frame AUC (16-frame)", "Frame AP"],
+        ["a|b <i>", "1", "0.7500", "0.5000", "n/a", "n/a", "n/a"],
     ]
-    # a pipe in a name is escaped, so the Markdown row keeps its six cells
-    assert markdown_table(models).splitlines()[2] == "| a\\|b <i> | 1 | 0.7500 | 0.5000 | n/a | n/a |"
+    # a pipe in a name is escaped, so the Markdown row keeps its seven cells
+    assert markdown_table(models).splitlines()[2] == "| a\\|b <i> | 1 | 0.7500 | 0.5000 | n/a | n/a | n/a |"
     [row] = csv.DictReader(io.StringIO(csv_table(models)))
     assert row == {"model": "a|b <i>", "videos": "1", "video_auc": "0.75", "frame_auc": "0.5",
-                   "frame_auc_vera": "", "frame_ap": ""}
+                   "frame_auc_vera": "", "frame_auc_16": "", "frame_ap": ""}
 
 
 def test_html_table_is_the_grid_of_its_rows_exactly():
@@ -208,14 +208,15 @@ def test_results_markdown_holds_the_model_table_the_category_table_and_the_misma
     assert tables[0] == markdown_table([model]).rstrip("\n")
     assert tables[1].splitlines() == [
         "| Model | Category | Videos | Of the category | Video AUC | Frame AUC | Frame AUC (VERA) "
-        "| Frame AP |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-        "| scorer | Fight | 2 | 1 | 1.0000 | 0.7500 | n/a | n/a |",
+        "| Frame AUC (16-frame) | Frame AP |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| scorer | Fight | 2 | 1 | 1.0000 | 0.7500 | n/a | n/a | n/a |",
     ]
     assert "- v0: decoded 10, annotated 40" in text
     [row] = csv.DictReader(io.StringIO(csv_table(category_rows([model]), CATEGORY_COLUMNS)))
     assert row == {"model": "scorer", "category": "Fight", "videos": "2", "anomalous": "1",
-                   "video_auc": "1.0", "frame_auc": "0.75", "frame_auc_vera": "", "frame_ap": ""}
+                   "video_auc": "1.0", "frame_auc": "0.75", "frame_auc_vera": "", "frame_auc_16": "",
+                   "frame_ap": ""}
     plain = ModelResult("scorer", videos, {})  # no categories, no mismatches: the model table alone
     assert results_markdown([plain]) == markdown_table([plain])
 

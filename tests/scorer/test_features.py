@@ -161,3 +161,29 @@ def test_clip_extractor_on_decoded_video(tmp_path, tiny_clip):
     video = extract_video_features(str(path), extractor, num_segments=4, frames_per_segment=2)
     assert video.features.shape == (4, 16) and np.isfinite(video.features).all()
     assert np.abs(video.features[0] - video.features[-1]).max() > 0  # frames differ, so do embeds
+
+
+def test_extract_features_writes_clip_snippets_per_crop_and_records_how(tmp_path, tiny_clip):
+    import json
+
+    from dualvad.corpus.feature_files import load_features, scan_features
+    from dualvad.corpus.layout import VideoRecord
+    from dualvad.scorer.extract import METADATA_FILE, extract_corpus
+    from dualvad.video.config import IngestConfig
+
+    videos = [VideoRecord("cam/a.mp4", str(write_video(tmp_path / "cam" / "a.mp4", 40)), "Normal", "train")]
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    videos.append(VideoRecord("broken.mp4", str(tmp_path / "broken.mp4"), "Normal", "train"))
+    config = IngestConfig(feature="clip", clip_model=tiny_clip, frames_per_segment=2)
+    summary = extract_corpus(videos, str(tmp_path / "two"), config, "crops")
+    assert (summary.written, summary.files, [vid for vid, _ in summary.failures]) == (1, 2, ["broken.mp4"])
+    (found,) = scan_features(str(tmp_path / "two"), ["cam/a.mp4"])
+    two = load_features(str(tmp_path / "two"), found)
+    assert found.files == ("cam/a__0.npy", "cam/a__1.npy") and two.shape == (3, 2, 16)  # ceil(40 / 16) = 3
+    assert np.abs(two[:, 0] - two[:, 1]).max() > 0  # the mirrored crop is another view
+    metadata = json.loads((tmp_path / "two" / METADATA_FILE).read_text())
+    assert (metadata["model"], metadata["dim"], metadata["resolution"]) == (tiny_clip, 16, [32, 32])
+    assert metadata["videos"] == {"cam/a.mp4": 3} and metadata["failures"][0]["video_id"] == "broken.mp4"
+    extract_corpus(videos[:1], str(tmp_path / "one"), config, "single")
+    (single,) = scan_features(str(tmp_path / "one"), ["cam/a.mp4"])
+    np.testing.assert_allclose(load_features(str(tmp_path / "one"), single), two[:, :1], atol=1e-6)

@@ -9,8 +9,12 @@ from dualvad.scorer.data import (
     FeatureNormalizer,
     held_out_validation,
     labelled_training_videos,
+    scoring_features,
     train_validation_split,
+    training_features,
+    training_segments,
     video_set_from_segments,
+    videos_by_segment_count,
 )
 
 
@@ -83,3 +87,42 @@ def test_normalizer_standardises():
     np.testing.assert_allclose(normalizer.mean, [2.0, 5.0])
     np.testing.assert_allclose(normalizer(features)[0, :, 0], [-1.0, 1.0])
     assert np.isfinite(normalizer(features)).all()  # constant column: std floored, no NaN
+
+
+def with_crops(table: pa.Table, crops: int) -> pa.Table:
+    """``table`` with ``crops`` crop features per segment: crop c is the feature plus 10 c (mean: feature + 10
+    (C - 1) / 2), the feature set to that mean, as ingest writes them."""
+    rows = table.to_pylist()
+    for row in rows:
+        row[S.CROP_FEATURES] = [[v + 10.0 * c for v in row[S.FEATURE]] for c in range(crops)]
+        row[S.FEATURE] = [v + 5.0 * (crops - 1) for v in row[S.FEATURE]]
+    return pa.Table.from_pylist(rows, schema=S.SEGMENTS_SCHEMA)
+
+
+def test_every_crop_a_sample_or_their_mean_and_a_named_test_crop():
+    videos = video_set_from_segments(with_crops(segments({"a.mp4": "Normal", "b.mp4": "Fight"}), 3))
+    assert videos.crop_features.shape == (2, 3, 3, 2)
+    samples, owner = training_features(videos, "each")
+    assert owner.tolist() == [0, 0, 0, 1, 1, 1]  # video-major: a's three crops, then b's
+    assert samples[:, 0, 0].tolist() == [0.0, 10.0, 20.0, 1.0, 11.0, 21.0]  # (video n + 10 c) at segment 0
+    mean, owner = training_features(videos, "mean")
+    assert owner.tolist() == [0, 1] and mean[:, 0, 0].tolist() == [10.0, 11.0]
+    assert scoring_features(videos, None)[:, 2, 1].tolist() == [12.0, 12.0]  # segment 2: 2 + 10 (mean)
+    assert scoring_features(videos, 2)[:, 2, 1].tolist() == [22.0, 22.0]
+    with pytest.raises(ValueError, match=r"scorer.test_crop=3, but the segments hold 3 crop\(s\) \(0-2\)"):
+        scoring_features(videos, 3)
+    plain = video_set_from_segments(segments({"a.mp4": "Normal"}))  # decoded videos: one crop, crop 0
+    assert plain.crop_features is None and training_features(plain, "each")[0] is plain.features
+    assert scoring_features(plain, 0) is plain.features
+    assert videos.subset(np.array([1])).crop_features[0, 0, 0].tolist() == [1.0, 0.0]
+
+
+def test_test_videos_of_other_lengths_stay_out_of_training_and_score_by_length():
+    train = segments({"a.mp4": "Normal", "b.mp4": "Fight"}, k=3)
+    test = segments({"t.mp4": "Fight"}, k=5).to_pylist()
+    for row in test:
+        row[S.SPLIT] = "test"
+    table = pa.concat_tables([train, pa.Table.from_pylist(test, schema=S.SEGMENTS_SCHEMA)])
+    assert video_set_from_segments(training_segments(table)).video_ids == ["a.mp4", "b.mp4"]
+    groups = videos_by_segment_count(table)
+    assert [video_set_from_segments(g).features.shape for g in groups] == [(2, 3, 2), (1, 5, 2)]
