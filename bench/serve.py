@@ -9,6 +9,11 @@ for the fine-tuned one: the bench measures speed, not accuracy), then, on one lo
 2. **naive**: one deployment (two replicas) that decodes *every* frame, takes ``--budget`` uniformly spaced
    ones and judges them with the same VLM (:class:`~dualvad.detector.FrameJudge`), one request at a time.
 
+The corpus is by default the UCF-like one (:mod:`dualvad.corpus.ucf_like`: 320x240 30-fps videos of 1 to 8
+minutes with x264's default GOP, and two 1280x720 ones; generated once, ~12 minutes of one core, cached
+under ``bench/out/ucf-like/``; ``--scale``/``--videos`` shrink it); ``--corpus short`` is the older one
+(``--videos`` videos of ``--seconds`` at ``--width`` x ``--height``, a keyframe every second).
+
 For each it sends a fixed number of JSON requests at concurrency 1, 4 and 16 (a bounded loopback load
 generator) and prints p50/p95/p99 latency, requests/s and errors. Then the Judge's frames/s with and
 without batching, in process: :meth:`FrameJudge.judge_many` over 8 requests against 8 ``judge`` calls.
@@ -17,7 +22,8 @@ Targets (issue 13): zero errors; p99 at concurrency 16 within 3x of p50 at concu
 machine that serves T requests/s with 16 in flight cannot do better than 16 / T s per request: printed
 beside it as this machine's floor); the pipeline's latency below the naive baseline's at equal budget.
 
-    python bench/serve.py [--videos 16] [--seconds 60] [--requests 32] [--device cuda]
+    python bench/serve.py [--scale 0.25] [--requests 32] [--device cuda]
+    python bench/serve.py --corpus short [--videos 16] [--seconds 60] [--width 640 --height 480]
 """
 
 from __future__ import annotations
@@ -41,10 +47,11 @@ from PIL import Image
 from ray import serve
 from starlette.requests import Request
 
-from common import OUT, prepared_run
+from common import OUT, detect_run, prepared_run, ucf_like_arguments, ucf_like_corpus, ucf_like_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = (1, 4, 16)
+NAIVE_CHUNK = 256  # frames the naive baseline holds at once (8 minutes at 320x240 would be 3.3 GB)
 
 
 @dataclasses.dataclass
@@ -87,8 +94,8 @@ def main() -> None:
 
 def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--videos", type=int, default=16, help="generated videos (half anomalous, half test)")
-    parser.add_argument("--seconds", type=float, default=60.0, help="length of each video")
+    ucf_like_arguments(parser)
+    parser.add_argument("--seconds", type=float, default=60.0, help="--corpus short: length of each video")
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
     parser.add_argument("--budget", type=int, default=16, help="frames judged per video, both systems")
@@ -109,6 +116,9 @@ def _prepare(args: argparse.Namespace):
     from dualvad.pipeline.score import run_score
     from dualvad.train.train_scorer import run_train_scorer
 
+    if args.corpus == "ucf-like":
+        corpus = ucf_like_corpus(ucf_like_spec(args, args.seed))
+        return detect_run(f"serve-{corpus.parent.name}", corpus, args.budget, args.cpus), corpus
     name = f"serve-{args.width}x{args.height}"
     folder = OUT / name / f"{args.videos}x{args.seconds:g}s-seed{args.seed}"
     if not (folder / "corpus" / "annotations").is_dir():  # prepared_run's corpus, at this resolution
@@ -245,12 +255,15 @@ def naive_frames(path: str, budget: int, longest: int, quality: int) -> list[byt
     from dualvad.video.jpeg import encode_jpeg
 
     reader = open_video(path)
-    every = read_frames(reader, np.arange(len(reader)), path)  # uint8 (T, H, W, 3)
-    chosen = np.linspace(0, len(every) - 1, budget).round().astype(np.int64)
-    height, width = every.shape[1:3]
+    chosen = np.linspace(0, len(reader) - 1, budget).round().astype(np.int64)
+    kept = []
+    for start in range(0, len(reader), NAIVE_CHUNK):  # every frame decoded, a chunk at a time in memory
+        every = read_frames(reader, np.arange(start, min(start + NAIVE_CHUNK, len(reader))), path)
+        kept += [every[i - start] for i in chosen if start <= i < start + len(every)]
+    height, width = kept[0].shape[:2]
     size = frame_size(width, height, longest)
-    return [encode_jpeg(np.asarray(Image.fromarray(every[i]).resize(size, Image.BILINEAR)), quality)
-            for i in chosen]
+    return [encode_jpeg(np.asarray(Image.fromarray(frame).resize(size, Image.BILINEAR)), quality)
+            for frame in kept]
 
 
 # ------------------------------------------------------------------------------------------ report
