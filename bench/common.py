@@ -42,9 +42,9 @@ def prepared_run(name: str, videos: int, seconds: float, seed: int, overrides: l
 def ucf_like_corpus(spec, parallel: int = 1) -> Path:
     """The UCF-like corpus of ``spec`` (a :class:`dualvad.corpus.ucf_like.UcfLikeSpec`), generated once into
     ``bench/out/ucf-like/<key>/corpus``, the key naming the spec (its settings' hash), ``parallel`` videos
-    at a time. Generating is slow: about 3 ms of one core per 320 x 240 frame and 35 ms per 1280 x 720
-    frame, so the default spec (16 videos of 1-8 minutes, two of 2 minutes at 1280 x 720) takes ~12
-    minutes on one core; ``--scale`` and ``--videos`` shrink it."""
+    at a time. Generating is slow: about 2.2 ms of one core per 320 x 240 frame and 21 ms per 1280 x 720
+    frame (drawing and x264), so the default spec (16 videos of 1-8 minutes, mean 4, and two of 4 minutes
+    at 1280 x 720) takes ~10 minutes of one core; ``--scale`` and ``--videos`` shrink it."""
     from dualvad.corpus.ucf_like import generate_ucf_like
 
     settings = dataclasses.asdict(spec)

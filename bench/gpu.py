@@ -8,9 +8,10 @@ Run through ``bench/gpu.sh`` (which bounds it to 9 minutes). On one GPU (an H100
    per GPU: tokens/s, MFU against the dense bf16 peak (:mod:`dualvad.train.flops`), peak GPU memory;
 2. **Judge**: the same model (bf16, ``cuda``) as :class:`~dualvad.vlm.inference.VLMJudge` scoring 448-px
    frames (P("Yes"), the Judge's per-frame pass) at batch 1, 8 and 32: frames/s;
-3. **ingest**: the UCF-like corpus (:mod:`dualvad.corpus.ucf_like`, 320 x 240, ``--ingest-scale`` of the
-   default lengths, no HD videos) through the ingest stage with 1, 2, 4, 8 and 16 workers of one core:
-   frames/s and parallel efficiency (frames/s with N workers / (N x frames/s with 1)).
+3. **ingest**: a UCF-like corpus (:mod:`dualvad.corpus.ucf_like`: ``--ingest-videos`` videos of 320 x 240,
+   1-8 minutes times ``--ingest-scale``, no HD videos; generated on every core, about a minute) through the
+   ingest stage with 1, 2, 4, 8 and 16 workers of one core: frames/s and parallel efficiency (frames/s
+   with N workers / (N x frames/s with 1)).
 
 ``--dry-run`` runs anywhere, in seconds: it parses the arguments, builds every config the check would
 run (fine-tuning, ingest per worker count, the Judge's batch sizes), builds InternVL3-2B on PyTorch's
@@ -71,13 +72,15 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/gpu.sh", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="configs and the meta-device model only")
     parser.add_argument("--steps", type=int, default=8, help="fine-tuning optimizer steps (>= 2)")
-    parser.add_argument("--ingest-scale", type=float, default=0.25,
-                        help="the UCF-like corpus's lengths times this (1.0: mean 4 minutes)")
+    parser.add_argument("--ingest-videos", type=int, default=64, help="videos of the ingest corpus")
+    parser.add_argument("--ingest-scale", type=float, default=1.0,
+                        help="the ingest corpus's lengths times this (1.0: mean 4 minutes)")
     args = parser.parse_args(argv)
     if args.steps < 2:
         parser.error(f"--steps must be >= 2 (the first step is not counted), got {args.steps}")
-    if args.ingest_scale <= 0:
-        parser.error(f"--ingest-scale must be > 0, got {args.ingest_scale}")
+    if args.ingest_scale <= 0 or args.ingest_videos < 16:
+        parser.error(f"--ingest-scale must be > 0 and --ingest-videos >= 16 (one per worker at least), got "
+                     f"{args.ingest_scale} and {args.ingest_videos}")
     return args
 
 
@@ -173,7 +176,7 @@ def _ingest_rows(args: argparse.Namespace, plan: Plan, rows: list[tuple[str, str
 
     from common import OUT, ucf_like_corpus
 
-    spec = UcfLikeSpec(hd_videos=0, scale=args.ingest_scale)
+    spec = UcfLikeSpec(videos=args.ingest_videos, hd_videos=0, scale=args.ingest_scale)
     corpus = ucf_like_corpus(spec, parallel=os.cpu_count() or 1)
     rates = {}
     for workers, overrides in plan.ingest_overrides.items():
@@ -197,7 +200,7 @@ def _corpus_frames(run: Path) -> int:
     from dualvad.rundir import open_run
 
     table = open_run(str(run)).read_table("segments")
-    pairs = set(zip(table[S.VIDEO_ID].to_pylist(), table["num_frames"].to_pylist(), strict=True))
+    pairs = set(zip(table[S.VIDEO_ID].to_pylist(), table[S.NUM_FRAMES].to_pylist(), strict=True))
     return sum(frames for _, frames in pairs)
 
 

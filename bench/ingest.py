@@ -13,7 +13,7 @@ and, per CPU-second (the machine is shared: CPU time counts only this work), fra
 ingest workers (and by every process of the run) against ffmpeg's (its child process's CPU time).
 
 The corpus is by default the UCF-like one (``bench/common.py``: 320x240 30-fps videos of 1-8 minutes with
-x264's default GOP, two of 1280x720; generated once, ~12 minutes of one core); ``--corpus short`` the older
+x264's default GOP, two of 1280x720; generated once, ~10 minutes of one core); ``--corpus short`` the older
 one (``--videos`` x ``--seconds`` at ``--width`` x ``--height``, a keyframe every second).
 
 Targets (issue 3): ingest >= 0.8x ffmpeg, >= 2x naive, 2 workers >= 1.6x 1 worker,

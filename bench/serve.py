@@ -10,7 +10,7 @@ for the fine-tuned one: the bench measures speed, not accuracy), then, on one lo
    ones and judges them with the same VLM (:class:`~dualvad.detector.FrameJudge`), one request at a time.
 
 The corpus is by default the UCF-like one (:mod:`dualvad.corpus.ucf_like`: 320x240 30-fps videos of 1 to 8
-minutes with x264's default GOP, and two 1280x720 ones; generated once, ~12 minutes of one core, cached
+minutes with x264's default GOP, and two 1280x720 ones; generated once, ~10 minutes of one core, cached
 under ``bench/out/ucf-like/``; ``--scale``/``--videos`` shrink it); ``--corpus short`` is the older one
 (``--videos`` videos of ``--seconds`` at ``--width`` x ``--height``, a keyframe every second).
 

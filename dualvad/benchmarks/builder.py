@@ -57,7 +57,7 @@ def frame_size(width: int, height: int, longest: int) -> tuple[int, int]:
 
 
 def decode_selected(video: SampledVideo, longest: int, decode_threads: int = 1) -> np.ndarray:
-    """The selected frames, decoded with decord at the benchmark size: uint8 (N, H, W, 3)."""
+    """The selected frames, decoded at the benchmark size (:func:`read_at`): uint8 (N, H, W, 3)."""
     return decode_frames(video.path, np.asarray(video.frames), longest, decode_threads)
 
 

@@ -9,7 +9,7 @@ as UCF-Crime hold 320 x 240 videos at 30 fps, minutes long, encoded with x264's 
   ``min_minutes`` to ``max_minutes`` with its mode at ``mode_minutes`` (defaults 1, 3 and 8 minutes:
   mean 4), taken at evenly spaced quantiles (:func:`video_minutes`) so that even a few videos have the
   distribution's mean, in a seeded order;
-- ``hd_videos`` videos of 1280 x 720 of ``hd_minutes`` each (the last ids);
+- ``hd_videos`` videos of 1280 x 720 of ``hd_minutes`` each (default 4, the mean; the last ids);
 - every length multiplied by ``scale``, to shrink the corpus for a quick look.
 
 Labels, splits and event ranges are the synthetic corpus's (:func:`dualvad.corpus.synth_plan.plan_corpus`
@@ -50,7 +50,7 @@ class UcfLikeSpec:
     min_minutes: Annotated[float, Field(gt=0)] = 1.0
     mode_minutes: Annotated[float, Field(gt=0)] = 3.0
     max_minutes: Annotated[float, Field(gt=0)] = 8.0
-    hd_minutes: Annotated[float, Field(gt=0)] = 2.0
+    hd_minutes: Annotated[float, Field(gt=0)] = 4.0  # the mean of the 320 x 240 ones
     scale: Annotated[float, Field(gt=0)] = 1.0  # every length is multiplied by it
     seed: int = 0
 

@@ -26,10 +26,10 @@ def test_triangular_quantiles():
 
 def test_lengths_spread_from_1_to_8_minutes_with_mean_4_then_the_hd_ones():
     minutes = video_minutes(UcfLikeSpec())
-    assert len(minutes) == 18 and minutes[16:] == [2.0, 2.0]
+    assert len(minutes) == 18 and minutes[16:] == [4.0, 4.0]
     assert 1.0 < min(minutes[:16]) < 1.7 and 6.7 < max(minutes[:16]) < 8.0
     assert sum(minutes[:16]) / 16 == pytest.approx(4.0, abs=0.05)
-    assert video_minutes(UcfLikeSpec(scale=0.5))[16:] == [1.0, 1.0]
+    assert video_minutes(UcfLikeSpec(scale=0.5))[16:] == [2.0, 2.0]
     specs = video_specs(UcfLikeSpec(videos=2, hd_videos=1))
     assert [(s.width, s.height, s.fps) for s, _ in specs] == [(320, 240, 30)] * 2 + [(1280, 720, 30)]
     assert [p.video_id for _, p in specs] == ["Speeding/speeding_0000.mp4", "Normal/normal_0001.mp4",
