@@ -53,13 +53,13 @@ def test_decodes_only_the_prefix_of_the_gops_it_needs(long_gop):
         assert reader.frames_decoded == FRAMES  # every frame exactly once: consecutive GOPs without a seek
 
 
-def test_resizes_with_a_bilinear_scaler_close_to_decords(long_gop):
+def test_resizes_to_decords_pixels_exactly(long_gop):
     asked = np.array([0, 7, 120])
     with GopReader(long_gop) as reader:
-        small = reader.read(asked, 32, 24)
-    theirs = read_frames(open_video(long_gop, width=32, height=24), asked, long_gop)
-    assert small.shape == (3, 24, 32, 3)
-    assert np.abs(small.astype(int) - theirs.astype(int)).max() <= 8  # FFmpeg 8's swscale, not decord's 4
+        small, large = reader.read(asked, 32, 24), reader.read(asked, 112, 84)
+    assert small.shape == (3, 24, 32, 3) and large.shape == (3, 84, 112, 3)
+    assert np.array_equal(small, read_frames(open_video(long_gop, width=32, height=24), asked, long_gop))
+    assert np.array_equal(large, read_frames(open_video(long_gop, width=112, height=84), asked, long_gop))
 
 
 def test_bad_indices_and_files_name_the_file(long_gop, tmp_path):
