@@ -116,7 +116,7 @@ def _prepare(args: argparse.Namespace):
     from dualvad.train.train_scorer import run_train_scorer
 
     if args.corpus == "ucf-like":
-        corpus = ucf_like_corpus(ucf_like_spec(args, args.seed))
+        corpus = ucf_like_corpus(ucf_like_spec(args))  # seed 0, as bench/detect.py and bench/ingest.py
         # the run bench/detect.py prepares (same settings): prepared once for both
         return detect_run(f"detect-{corpus.parent.name}", corpus, args.budget, args.cpus), corpus
     name = f"serve-{args.width}x{args.height}"
