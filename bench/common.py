@@ -1,9 +1,13 @@
-"""Shared set-up of the benchmarks: a generated corpus, ingested, with a trained scorer."""
+"""Shared set-up of the benchmarks: a generated corpus, ingested, with a trained scorer; the UCF-like one."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
+import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +37,83 @@ def prepared_run(name: str, videos: int, seconds: float, seed: int, overrides: l
     ray.data.DataContext.get_current().enable_progress_bars = False
     print(run_ingest(config))
     return config, corpus
+
+
+def ucf_like_corpus(spec, parallel: int = 1) -> Path:
+    """The UCF-like corpus of ``spec`` (a :class:`dualvad.corpus.ucf_like.UcfLikeSpec`), generated once into
+    ``bench/out/ucf-like/<key>/corpus``, the key naming the spec (its settings' hash), ``parallel`` videos
+    at a time. Generating is slow: about 2.2 ms of one core per 320 x 240 frame and 21 ms per 1280 x 720
+    frame (drawing and x264), so the default spec (16 videos of 1-8 minutes, mean 4, and two of 4 minutes
+    at 1280 x 720) takes ~10 minutes of one core; ``--scale`` and ``--videos`` shrink it."""
+    from dualvad.corpus.ucf_like import generate_ucf_like
+
+    settings = dataclasses.asdict(spec)
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    folder = OUT / "ucf-like" / f"{spec.videos}+{spec.hd_videos}hd-x{spec.scale:g}-seed{spec.seed}-{digest}"
+    corpus = folder / "corpus"
+    if not (corpus / "annotations").is_dir():
+        print(f"generating the UCF-like corpus {corpus} ({settings}) ...", flush=True)
+        started = time.perf_counter()
+        generate_ucf_like(corpus, spec, processes=parallel,
+                          progress=lambda done, total: print(f"  {done}/{total} videos", flush=True))
+        print(f"generated in {time.perf_counter() - started:.0f} s", flush=True)
+    return corpus
+
+
+def ucf_like_arguments(parser: argparse.ArgumentParser, videos: int = 16) -> None:
+    """Add the UCF-like corpus's options (``--corpus``, ``--videos``, ``--hd-videos``, ``--scale``)."""
+    parser.add_argument("--corpus", choices=("ucf-like", "short"), default="ucf-like",
+                        help="ucf-like: 320x240 30-fps videos of 1-8 minutes with x264's default GOP plus "
+                             "1280x720 ones (default); short: the older corpus of equal short videos")
+    parser.add_argument("--videos", type=int, default=videos, help="320x240 videos of the UCF-like corpus "
+                        "(with --corpus short: its videos)")
+    parser.add_argument("--hd-videos", type=int, default=2, help="1280x720 videos of the UCF-like corpus")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="the UCF-like corpus's lengths times this (0.25: mean 1 minute)")
+
+
+def ucf_like_spec(args: argparse.Namespace, seed: int = 0):
+    """The :class:`~dualvad.corpus.ucf_like.UcfLikeSpec` of :func:`ucf_like_arguments`' options."""
+    from dualvad.corpus.ucf_like import UcfLikeSpec
+
+    return UcfLikeSpec(videos=args.videos, hd_videos=args.hd_videos, scale=args.scale, seed=seed)
+
+
+def detect_run(name: str, corpus: Path, budget: int, cpus: int = 2, image_size: int = 112):
+    """A run the detector can serve, on ``corpus`` (its own folder ``bench/out/<name>/run``): ingest, a
+    20-epoch scorer, scores, samples of ``budget`` frames, benchmarks' records (``image_size`` px, clips of
+    8 frames), each skipped where done. Returns its config; Ray runs with ``cpus`` CPUs."""
+    import ray
+
+    from dualvad.config import load_config
+    from dualvad.pipeline.build_benchmarks import run_build_benchmarks
+    from dualvad.pipeline.ingest import run_ingest
+    from dualvad.pipeline.runtime import ensure_ray
+    from dualvad.pipeline.sample import run_sample
+    from dualvad.pipeline.score import run_score
+    from dualvad.train.train_scorer import run_train_scorer
+
+    overrides = ["scorer.epochs=20", "scorer.report_every=10", f"sample.budget={budget}",
+                 f"benchmarks.image_size={image_size}", "benchmarks.clip_frames=8", "benchmarks.shards=1",
+                 f"ray.num_cpus={cpus}"]
+    config = load_config(None, [f"corpus={corpus}", f"run={OUT / name / 'run'}", *overrides])
+    ensure_ray(config.ray)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    for stage in (run_ingest, run_train_scorer, run_score, run_sample, run_build_benchmarks):
+        print(stage(config), flush=True)
+    return config
+
+
+def ffmpeg_binary() -> str:
+    """The ``ffmpeg`` on PATH, else imageio-ffmpeg's (a dependency)."""
+    import shutil
+
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def variant_run(config, name: str, overrides: list[str]):

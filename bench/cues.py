@@ -20,6 +20,7 @@ tree decodes with the tree's cues whatever the driver imported.
     python bench/cues.py --tag new --corpus real --train-seeds 10
     python bench/cues.py --tag new --corpus demo --drop unusual_share --drop unusual_peak
     python bench/cues.py --tag new --corpus real --ablate-groups --train-seeds 3
+    python bench/cues.py --tag spread --corpus long-gop --videos 48 --set ingest.decode_window_s=0
     mkdir /tmp/old && git archive OLD dualvad bench | tar -x -C /tmp/old
     cd /tmp/old && PYTHONPATH=/tmp/old python bench/cues.py --tag old --corpus demo
 """
@@ -78,7 +79,11 @@ def _print_ablation(corpus: str, seeds: int, means: list) -> None:
 def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tag", required=True, help="the cue version's folder name (old, new, ...)")
-    parser.add_argument("--corpus", choices=("demo", "real"), required=True)
+    parser.add_argument("--corpus", choices=("demo", "real", "long-gop"), required=True,
+                        help="long-gop: a UCF-like corpus (x264's default GOP) of --videos videos of 0.5-1.5 "
+                             "minutes at 320x240 (bench/common.py's ucf_like_corpus)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for ingest and training (e.g. ingest.decode_window_s=0)")
     parser.add_argument("--videos", type=int, default=320, help="demo corpus: videos (the demo's 320)")
     parser.add_argument("--train-seeds", type=int, default=3)
     parser.add_argument("--drop", action="append", default=[], help="a cue or cue group to zero (ablation)")
@@ -88,7 +93,20 @@ def _args() -> argparse.Namespace:
 
 
 def _corpus(args: argparse.Namespace) -> tuple[Path, list[str]]:
-    """Build the corpus once; return its path and the ingest settings it needs."""
+    """Build the corpus once; return its path and the ingest settings it needs (with ``--set``'s)."""
+    corpus, settings = _built(args)
+    return corpus, [*settings, *args.set]
+
+
+def _built(args: argparse.Namespace) -> tuple[Path, list[str]]:
+    if args.corpus == "long-gop":
+        from dualvad.corpus.ucf_like import UcfLikeSpec
+
+        from common import ucf_like_corpus
+
+        spec = UcfLikeSpec(videos=args.videos, hd_videos=0, min_minutes=0.5, mode_minutes=1.0,
+                           max_minutes=1.5, seed=1)
+        return ucf_like_corpus(spec), []
     if args.corpus == "real":
         from dualvad.corpus.real_footage import RealFootageSpec, build_real_footage_corpus
 

@@ -34,8 +34,6 @@ import shutil
 import statistics
 from pathlib import Path
 
-import torch
-
 from common import corpus_arguments, prepared_run
 
 CLIP_FRAMES = 8  # frames per video-benchmark row
@@ -49,6 +47,8 @@ LARGER = 4  # the larger benchmark of the comparison
 
 def main() -> None:
     args = _args()
+    import torch  # here, not at the top: bench/gpu.py --dry-run reads this module's settings without it
+
     gpu = args.gpu or torch.cuda.is_available()
     if args.dry_run:
         if not gpu:
@@ -210,6 +210,8 @@ def _gpu_overrides(model: str, workers: int, cpus_per_worker: float, steps: int)
 
 
 def _gpu_bench(args: argparse.Namespace) -> None:
+    import torch
+
     workers = torch.cuda.device_count()
     if workers < 1:
         raise SystemExit("--gpu: CUDA reports no device")
@@ -233,6 +235,7 @@ def _random_internvl3_2b(folder: Path) -> Path:
     """Write (once) the InternVL3-2B architecture with random weights in bf16 (~4.2 GB) and its 448 px
     processor, so the fine-tuning loads it like a downloaded checkpoint. Built on the CPU: the driver
     keeps off the GPUs the workers use."""
+    import torch
     from transformers import InternVLForConditionalGeneration
 
     from dualvad.vlm.model import image_tokens_per_tile, internvl3_2b_config

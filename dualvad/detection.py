@@ -64,6 +64,7 @@ class Analysis:
     strategy: str = ""  # the sampling strategy used
     category_probability: float | None = None  # the head's probability of ``category``, in [0, 1]
     verdict: Verdict = scorer_only(NO_VERDICT)  # the run's (frozen: safe to share as a default)
+    frames_decoded: int = 0  # frames the decoder produced for the features and the sampled frames
 
 
 @dataclass

@@ -47,18 +47,24 @@ import numpy as np
 
 from dualvad import paths
 from dualvad import schema as S
-from dualvad.benchmarks.builder import decode_frames
+from dualvad.benchmarks.builder import read_at
 from dualvad.corpus.layout import NORMAL_LABEL
 from dualvad.detection import Analysis, Detection, VideoInfo, combine, load_verdict
 from dualvad.detector_schema import DEFAULT_OPTIONS, DetectOptions
 from dualvad.errors import MissingInputError
 from dualvad.eval.verdict import Verdict
 from dualvad.rundir import RunDir, local_folder, open_run
-from dualvad.scorer.features import SegmentFeatureExtractor, build_extractor, extract_video_features
+from dualvad.scorer.features import (
+    SegmentFeatureExtractor,
+    VideoFeatures,
+    build_extractor,
+    extract_video_features,
+)
 from dualvad.scorer.trained import TrainedScorer, load_from_run
 from dualvad.stages.records import input_fingerprint, read_input, read_record
-from dualvad.video.config import IngestConfig
+from dualvad.video.config import SETTINGS_BEFORE, IngestConfig
 from dualvad.video.decode import VideoDecodeError
+from dualvad.video.gop import GopReader
 from dualvad.video.jpeg import decode_jpegs, encode_jpeg
 from dualvad.video.sampling import SampleConfig, allocate
 from dualvad.vlm.judge import Judgement, judge_frames, load_vlm_judge
@@ -90,7 +96,8 @@ class RunSettings:
         """Raises MissingInputError (naming the stage to run) when an output or its record is missing."""
         input_fingerprint(run, paths.SEGMENTS)  # the checks raise with the fix
         input_fingerprint(run, paths.SAMPLES)
-        ingest = IngestConfig(**read_record(run, paths.SEGMENTS)["settings"])
+        recorded = read_record(run, paths.SEGMENTS)["settings"]
+        ingest = IngestConfig(**{**SETTINGS_BEFORE, **recorded})  # an older record lacks newer keys
         sample = SampleConfig(**read_record(run, paths.SAMPLES)["settings"])
         frames = _frame_settings(run)
         return RunSettings(ingest, sample, **frames)
@@ -173,38 +180,50 @@ class SegmentAnalyzer:
         ingest, timings = self.settings.ingest, {}
         started = time.perf_counter()
         try:
-            video = extract_video_features(path, self.extractor, ingest.segments, ingest.frames_per_segment,
-                                           ingest.decode_threads, ingest.snap_to_keyframes, ingest.max_pixels)
+            reader = GopReader(path, ingest.decode_threads, ingest.max_pixels)
+        except VideoDecodeError as error:
+            raise InvalidVideoError(str(error)) from error
+        with reader:  # one open: the features' frames, then the sampled ones
+            video = self._features(path, reader)
+            timings["decode_features"] = _ms_since(started)
+
+            started = time.perf_counter()
+            scores, categories = self.scorer.predict(video.features[None])
+            timings["scorer"] = _ms_since(started)
+
+            started = time.perf_counter()
+            video_id = video_id if video_id is not None else self.video_id(path)
+            sample = self.sample_settings(options)
+            seed = sample.seed + zlib.crc32(video_id.encode())
+            try:
+                allocation = allocate(sample.strategy, scores[0].astype(np.float64), video.bounds,
+                                      sample.budget, tau=sample.tau, floor=sample.floor,
+                                      offset=sample.cdf_offset, seed=seed)
+            except ValueError as error:  # budget above the frame count
+                raise InvalidVideoError(f"{path}: {error}") from error
+            timings["allocation"] = _ms_since(started)
+
+            started = time.perf_counter()
+            jpegs = self._jpegs(reader, allocation.frames)
+            timings["frames"] = _ms_since(started)
+        category, probability = self._category(categories)
+        return Analysis(VideoInfo(video.num_frames, video.fps, video.num_frames / video.fps),
+                        np.asarray(video.bounds, dtype=np.int64), scores[0].astype(np.float32),
+                        category, allocation.frames.astype(np.int64), jpegs, timings,
+                        video_id, sample.strategy, probability, self.verdict, reader.frames_decoded)
+
+    def _features(self, path: str, reader: GopReader) -> VideoFeatures:
+        """The segments' features as ingest computed them (the run's ``ingest.*``), read from ``reader``."""
+        ingest = self.settings.ingest
+        try:
+            return extract_video_features(path, self.extractor, ingest.segments, ingest.frames_per_segment,
+                                          ingest.decode_threads, ingest.snap_to_keyframes, ingest.max_pixels,
+                                          ingest.decode_window_s, reader=reader)
         except VideoDecodeError as error:
             raise InvalidVideoError(str(error)) from error
         except ValueError as error:  # fewer frames than K segments
             raise InvalidVideoError(f"{path}: {error}: the run's scorer reads {ingest.segments} segments per "
                                     f"video, so send a video of at least {ingest.segments} frames") from error
-        timings["decode_features"] = _ms_since(started)
-
-        started = time.perf_counter()
-        scores, categories = self.scorer.predict(video.features[None])
-        timings["scorer"] = _ms_since(started)
-
-        started = time.perf_counter()
-        video_id = video_id if video_id is not None else self.video_id(path)
-        sample = self.sample_settings(options)
-        try:
-            allocation = allocate(sample.strategy, scores[0].astype(np.float64), video.bounds, sample.budget,
-                                  tau=sample.tau, floor=sample.floor, offset=sample.cdf_offset,
-                                  seed=sample.seed + zlib.crc32(video_id.encode()))
-        except ValueError as error:  # budget above the frame count
-            raise InvalidVideoError(f"{path}: {error}") from error
-        timings["allocation"] = _ms_since(started)
-
-        started = time.perf_counter()
-        jpegs = self._jpegs(path, allocation.frames)
-        timings["frames"] = _ms_since(started)
-        category, probability = self._category(categories)
-        return Analysis(VideoInfo(video.num_frames, video.fps, video.num_frames / video.fps),
-                        np.asarray(video.bounds, dtype=np.int64), scores[0].astype(np.float32),
-                        category, allocation.frames.astype(np.int64), jpegs, timings,
-                        video_id, sample.strategy, probability, self.verdict)
 
     def sample_settings(self, options: DetectOptions) -> SampleConfig:
         """The run's ``sample.*`` with the options' budget, strategy and tau where set."""
@@ -214,10 +233,11 @@ class SegmentAnalyzer:
                             tau=recorded.tau if options.tau is None else float(options.tau),
                             floor=recorded.floor, cdf_offset=recorded.cdf_offset, seed=recorded.seed)
 
-    def _jpegs(self, path: str, frames: np.ndarray) -> list[bytes]:
+    def _jpegs(self, reader: GopReader, frames: np.ndarray) -> list[bytes]:
+        """The sampled frames at the run's image size, as the benchmarks and evaluate decode them
+        (:func:`dualvad.benchmarks.builder.read_at`), JPEG-encoded."""
         try:
-            decoded = decode_frames(path, frames, self.settings.image_size,
-                                    self.settings.ingest.decode_threads)
+            decoded = read_at(reader, frames, self.settings.image_size)
         except VideoDecodeError as error:  # e.g. truncated after the frames the features read
             raise InvalidVideoError(str(error)) from error
         return [encode_jpeg(frame, self.settings.jpeg_quality) for frame in decoded]

@@ -226,9 +226,9 @@ def test_an_int_is_a_float_but_a_bool_or_a_string_is_never_a_number():
              ("sample.budget=null", "config key 'sample.budget' expects int, got NoneType None"),
              ("ingest.use_gpu=1",
               "unknown config key 'ingest.use_gpu'; valid keys under ingest: categories, clip_model, "
-              "cpus_per_worker, decode_height, decode_threads, decode_width, feature, features, "
-              "features_fps, features_layout, features_snippets, frames_per_segment, max_pixels, segments, "
-              "snap_to_keyframes, workers"),
+              "cpus_per_worker, decode_height, decode_threads, decode_width, decode_window_s, feature, "
+              "features, features_fps, features_layout, features_snippets, frames_per_segment, max_pixels, "
+              "segments, snap_to_keyframes, workers"),
              ("ingest.snap_to_keyframes=1", "config key 'ingest.snap_to_keyframes' expects bool, got int 1"),
              ("finetune.lora_targets=[q_proj, 1]",
               "config key 'finetune.lora_targets[1]' expects str, got int 1"),

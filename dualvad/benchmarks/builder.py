@@ -14,7 +14,7 @@ import numpy as np
 from dualvad import schema as S
 from dualvad.benchmarks import templates as T
 from dualvad.corpus.layout import NORMAL_LABEL
-from dualvad.video.decode import open_video, read_frames
+from dualvad.video.gop import GopReader
 
 
 @dataclass(frozen=True)
@@ -57,23 +57,27 @@ def frame_size(width: int, height: int, longest: int) -> tuple[int, int]:
 
 
 def decode_selected(video: SampledVideo, longest: int, decode_threads: int = 1) -> np.ndarray:
-    """The selected frames, decoded with decord at the benchmark size: uint8 (N, H, W, 3)."""
+    """The selected frames, decoded at the benchmark size (:func:`read_at`): uint8 (N, H, W, 3)."""
     return decode_frames(video.path, np.asarray(video.frames), longest, decode_threads)
 
 
 def decode_frames(path: str, frames: np.ndarray, longest: int, decode_threads: int = 1) -> np.ndarray:
-    """Frames ``frames`` (int (N,), sorted) of the video at ``path``, decoded with decord so that the longer
-    side is ``longest`` px (:func:`frame_size`): uint8 (N, H, W, 3), RGB.
+    """Frames ``frames`` (int (N,), sorted) of the video at ``path`` so that the longer side is ``longest`` px
+    (:func:`frame_size`): uint8 (N, H, W, 3), RGB (:func:`read_at`).
 
     Raises:
         VideoDecodeError: the file cannot be opened or a frame cannot be decoded.
     """
     # no pixel cap: these videos passed ingest's (ingest.max_pixels), whatever the run set it to
-    reader = open_video(path, num_threads=decode_threads, max_pixels=None)
-    height, width = reader[0].shape[:2]
-    target_w, target_h = frame_size(width, height, longest)
-    reader = open_video(path, width=target_w, height=target_h, num_threads=decode_threads, max_pixels=None)
-    return read_frames(reader, np.asarray(frames), path)
+    with GopReader(path, decode_threads, max_pixels=None) as reader:
+        return read_at(reader, np.asarray(frames), longest)
+
+
+def read_at(reader: GopReader, frames: np.ndarray, longest: int) -> np.ndarray:
+    """Frames ``frames`` of an open reader resized so that the longer side is ``longest`` px: uint8 (N, H, W,
+    3). The one resize the benchmarks, evaluate and the detector all use, so they see the same pixels."""
+    width, height = frame_size(reader.width, reader.height, longest)
+    return reader.read(np.asarray(frames), width, height)
 
 
 def image_rows(video: SampledVideo, jpegs: list[bytes], labels: np.ndarray, pseudo: bool,

@@ -4,7 +4,7 @@ frame painter, and a whole video rendered from its plan."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -202,6 +202,15 @@ def render_video(spec: SynthSpec, plan: VideoPlan) -> np.ndarray:
     Returns:
         frames, shape `(round(fps * seconds), height, width, 3)`, dtype uint8, RGB.
     """
+    out = np.empty((spec.num_frames, spec.height, spec.width, 3), np.uint8)
+    for t, frame in enumerate(iter_frames(spec, plan)):
+        out[t] = frame
+    return out
+
+
+def iter_frames(spec: SynthSpec, plan: VideoPlan) -> Iterator[np.ndarray]:
+    """The frames of :func:`render_video`, one at a time: uint8 (height, width, 3) RGB each, so that a
+    minutes-long video is encoded without holding it in memory (8 minutes at 320 x 240 are 3.3 GB)."""
     rng = np.random.default_rng([spec.seed, plan.index, 1])
     # Drawn even with cameras (then replaced by the camera's scene): `rng` is at the same point either
     # way, so a video's objects and event are drawn from the same random sequence with or without cameras.
@@ -210,7 +219,6 @@ def render_video(spec: SynthSpec, plan: VideoPlan) -> np.ndarray:
         scene = make_scene(np.random.default_rng([spec.seed, camera_of(spec, plan.index), 3]), spec)
     sprites, painters = _populate(rng, scene, plan)
     noise_rng = np.random.default_rng([spec.seed, plan.index, 2])
-    out = np.empty((scene.frames, scene.height, scene.width, 3), np.uint8)
     for t in range(scene.frames):
         img = scene.background.copy()
         for sprite in sprites:
@@ -219,8 +227,7 @@ def render_video(spec: SynthSpec, plan: VideoPlan) -> np.ndarray:
             paint(img, t)
         img += noise_rng.integers(-2, 3, (scene.height, scene.width, 1)).astype(np.float32)
         np.clip(np.rint(img), 0, 255, out=img)
-        out[t] = img
-    return out
+        yield img.astype(np.uint8)
 
 
 def _populate(

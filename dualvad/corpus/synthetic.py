@@ -27,7 +27,7 @@ same `SynthSpec` gives byte-identical files on any machine).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -50,33 +50,36 @@ from dualvad.files import write_atomic
 # --------------------------------------------------------------------------- writing
 
 
-def encode_mp4(frames: np.ndarray, path: str | os.PathLike[str], fps: int) -> None:
-    """Encode `frames` (T, H, W, 3) uint8 RGB as H.264 yuv420p mp4 at `fps`, atomically.
+def encode_mp4(frames: Iterable[np.ndarray], path: str | os.PathLike[str], fps: int,
+               long_gop: bool = False) -> None:
+    """Encode `frames` (T, H, W, 3) uint8 RGB (an array, or any iterable of (H, W, 3) frames) as H.264
+    yuv420p mp4 at `fps`, atomically.
 
     Byte-identical output for identical frames: one encoder thread and `tune=zerolatency`
     (no B-frames, no lookahead; with them x264 output varied between runs when the height is
     not a multiple of 16). A 1-second GOP keeps random access cheap for decoders.
+
+    `long_gop`: x264's own defaults instead, as camera archives such as UCF-Crime's were encoded: a
+    keyframe every 250 frames at most (more at scene cuts), B-frames, lookahead; still one thread.
     """
-    write_atomic(path, lambda temp: _encode(frames, temp, fps))
+    write_atomic(path, lambda temp: _encode(frames, temp, fps, long_gop))
 
 
-def _encode(frames: np.ndarray, path: str, fps: int) -> None:
+def _encode(frames: Iterable[np.ndarray], path: str, fps: int, long_gop: bool) -> None:
     """:func:`encode_mp4` into ``path`` as it is, not atomically."""
     import av  # heavy optional dependency, imported where it is used
 
+    options = {"threads": "1", "preset": "veryfast", "crf": "20"}
+    if not long_gop:
+        options.update({"tune": "zerolatency", "g": str(fps)})
     with av.open(path, mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
         stream.codec_context.thread_count = 1
-        stream.options = {
-            "threads": "1",
-            "preset": "veryfast",
-            "tune": "zerolatency",
-            "crf": "20",
-            "g": str(fps),
-        }
         for index, array in enumerate(frames):
+            if index == 0:  # the size is known once the first frame is
+                stream.width, stream.height = array.shape[1], array.shape[0]
+                stream.options = options
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
             frame.pts, frame.time_base = index, Fraction(1, fps)
             container.mux(stream.encode(frame))

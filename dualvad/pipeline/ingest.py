@@ -157,7 +157,8 @@ def _segment_one(row: dict[str, Any], extractor: SegmentFeatureExtractor | None,
             video, crops, snippets = video_from_files(record, row, config)
         else:
             video = extract_video_features(record.path, extractor, config.segments, config.frames_per_segment,
-                                           config.decode_threads, config.snap_to_keyframes, config.max_pixels)
+                                           config.decode_threads, config.snap_to_keyframes, config.max_pixels,
+                                           config.decode_window_s)
     except VideoDecodeError as error:
         # Recorded, not swallowed: the failure row reaches _failures.parquet and the summary.
         return failure_table(record.video_id, record.path, str(error))

@@ -43,6 +43,7 @@ from dualvad.stages.records import (
 from dualvad.stages.registry import stage_named
 from dualvad.stages.runner import Skipped, StageContext, run_stage
 from dualvad.stages.settings import Section
+from dualvad.video.config import SETTINGS_BEFORE
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def check_scorer(run: RunDir, feature_dim: int | None = None) -> None:
 #: The ingest settings that make a segment's features what they are (``ingest.max_pixels`` only refuses
 #: videos; ``ingest.clip_model`` matters to the clip feature alone).
 FEATURE_SETTINGS = ("segments", "frames_per_segment", "feature", "decode_width", "decode_height",
-                    "snap_to_keyframes")
+                    "snap_to_keyframes", "decode_window_s")
 
 
 def check_same_segments(source: RunDir, run: RunDir) -> None:
@@ -187,8 +188,11 @@ def check_same_segments(source: RunDir, run: RunDir) -> None:
     scorer_run, this_run = theirs["settings"], ours["settings"]
     clip = "clip" in (scorer_run.get("feature"), this_run.get("feature"))
     keys = FEATURE_SETTINGS + (("clip_model",) if clip else ())
-    differ = {key: (scorer_run.get(key), this_run.get(key)) for key in keys
-              if scorer_run.get(key) != this_run.get(key)}
+    def value(settings: dict, key: str) -> object:
+        return settings.get(key, SETTINGS_BEFORE.get(key))
+
+    differ = {key: (value(scorer_run, key), value(this_run, key)) for key in keys
+              if value(scorer_run, key) != value(this_run, key)}
     if differ:
         both = "; ".join(f"ingest.{key}: {scorer_value!r} in the scorer's run, {our_value!r} here"
                          for key, (scorer_value, our_value) in differ.items())

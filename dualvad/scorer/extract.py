@@ -88,7 +88,7 @@ def extract_corpus(records: list[VideoRecord], out: str, config: IngestConfig, l
         try:
             video = extract_video_features(record.path, extractor, 1, config.frames_per_segment,
                                            config.decode_threads, config.snap_to_keyframes, config.max_pixels,
-                                           span=SNIPPET_FRAMES)
+                                           config.decode_window_s, span=SNIPPET_FRAMES)
         except (VideoDecodeError, ValueError) as error:
             summary.failures.append((record.video_id, str(error)))
             continue

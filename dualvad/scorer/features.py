@@ -30,7 +30,8 @@ from dualvad.scorer.cues import (
     scene_cues,
     segment_median,
 )
-from dualvad.video.decode import MAX_PIXELS, open_video, read_frames
+from dualvad.video.decode import MAX_PIXELS
+from dualvad.video.gop import GopReader
 from dualvad.video.segments import segment_bounds, subinterval_centres
 
 GRID = 8  # moving pixels are pooled on a GRID x GRID spatial grid
@@ -98,6 +99,53 @@ def pair_indices(
     return np.stack([anchors, successors], axis=1).reshape(-1)
 
 
+def window_pairs(
+    start: int, end: int, pairs: int, num_frames: int, keyframes: np.ndarray, window: int
+) -> np.ndarray:
+    """Frames to decode for a segment of a long-GOP video: :func:`pair_indices`' layout, the anchors
+    spread over the first ``window`` frames of the segment's decodable start: its first keyframe, or its
+    first frame when it holds none (decoding continues from the keyframe before it).
+
+    Returns:
+        int64 array (2 * min(pairs, span),), pairs interleaved ``[a0, a0+1, a1, a1+1, ...]``, where span
+        is the window's length inside the segment.
+    """
+    first = int(np.searchsorted(keyframes, start))
+    origin = int(keyframes[first]) if first < len(keyframes) and keyframes[first] < end else start
+    stop = min(end, origin + max(window, 1))
+    anchors = subinterval_centres(origin, stop, min(pairs, stop - origin))
+    successors = np.minimum(anchors + 1, num_frames - 1)
+    return np.stack([anchors, successors], axis=1).reshape(-1)
+
+
+def decode_depth(frames: np.ndarray, keyframes: np.ndarray) -> np.ndarray:
+    """Frames since the last keyframe at or before each frame (int64, like ``frames``): what decoding
+    it costs beyond its GOP's keyframe. A frame before the first keyframe counts from frame 0."""
+    before = np.searchsorted(keyframes, frames, side="right") - 1
+    return frames - np.where(before >= 0, keyframes[np.maximum(before, 0)], 0)
+
+
+def segment_frames(
+    bounds: np.ndarray, pairs: int, num_frames: int, keyframes: np.ndarray | None, window: int
+) -> list[np.ndarray]:
+    """The frames decoded for each segment (``bounds`` int (K, 2)): :func:`pair_indices`, unless an
+    anchor lies more than ``window`` frames after its keyframe (a long GOP): then :func:`window_pairs`.
+    ``window`` 0 or ``keyframes`` None: always :func:`pair_indices`.
+
+    With a keyframe every second or more often and ``window`` one second of frames, every segment keeps
+    :func:`pair_indices`' frames; with x264's default GOP (250 frames) the spread anchors would decode
+    nearly the whole video, the windows a few dozen frames per GOP.
+    """
+    out = []
+    for start, end in bounds:
+        wanted = pair_indices(int(start), int(end), pairs, num_frames, keyframes)
+        if window > 0 and keyframes is not None and len(keyframes) \
+                and decode_depth(wanted[0::2], keyframes).max() > window:
+            wanted = window_pairs(int(start), int(end), pairs, num_frames, keyframes, window)
+        out.append(wanted)
+    return out
+
+
 def extract_video_features(
     path: str,
     extractor: SegmentFeatureExtractor,
@@ -106,6 +154,8 @@ def extract_video_features(
     decode_threads: int = 1,
     snap_to_keyframes: bool = True,
     max_pixels: int | None = MAX_PIXELS,
+    decode_window_s: float = 1.0,
+    reader: GopReader | None = None,
     span: int | None = None,
 ) -> VideoFeatures:
     """Decode ``path`` segment by segment and compute one feature vector per segment.
@@ -114,36 +164,49 @@ def extract_video_features(
     pairs) at the extractor's decode size, then all segments are reduced in one vectorised
     call. Memory is bounded by K x frames_per_segment small frames, not by the video's length.
     ``snap_to_keyframes`` moves anchors onto keyframes where a sub-interval holds one (see
-    :func:`pair_indices`), which decodes far fewer frames in videos with short GOPs. ``max_pixels``:
-    the largest stream frame to decode (:func:`dualvad.video.decode.open_video`). ``span``: cut the video
-    into segments of this many frames instead (the last one shorter; ``num_segments`` is then ignored):
-    16-frame snippets for ``dualvad extract-features``.
+    :func:`pair_indices`), which decodes far fewer frames in videos with short GOPs.
+    ``decode_window_s``: in a segment whose anchors lie deeper than this many seconds into their GOP,
+    the pairs are taken within that long after its keyframe instead (:func:`segment_frames`); 0 never.
+    ``max_pixels``: the largest stream frame to decode (:func:`dualvad.video.decode.open_video`).
+    ``reader``: an open :class:`~dualvad.video.gop.GopReader` of ``path`` to decode with (the caller
+    reads more frames from it afterwards); by default one is opened and closed here.
+    ``span``: cut the video into segments of this many frames instead (the last one shorter;
+    ``num_segments`` is then ignored): 16-frame snippets for ``dualvad extract-features``.
 
     Raises:
         VideoDecodeError: the file cannot be opened or decoded.
         ValueError: the video has fewer frames than ``num_segments``.
     """
-    width, height = extractor.decode_size
-    reader = open_video(path, width=width, height=height, num_threads=decode_threads, max_pixels=max_pixels)
-    num_frames, fps = len(reader), float(reader.get_avg_fps())  # container metadata, no decoding
-    if span is not None:  # ceil(N / span) segments of span frames, the last one to the video's end
-        num_segments = -(-num_frames // span)
-        starts = np.arange(num_segments, dtype=np.int64) * span
-        bounds = np.stack([starts, np.minimum(starts + span, num_frames)], axis=1)
-    else:
-        bounds = segment_bounds(num_frames, num_segments)
-    pairs = max(frames_per_segment // 2, 1)
-    keyframes = np.asarray(reader.get_key_indices(), dtype=np.int64) if snap_to_keyframes else None
-    frames = None  # (K, 2P, H, W, 3): K x F small frames whatever the video's length
-    for index, (start, end) in enumerate(bounds):
-        wanted = pair_indices(int(start), int(end), pairs, num_frames, keyframes)
-        decoded = read_frames(reader, wanted, path)
-        if frames is None:
-            frames = np.zeros((num_segments, 2 * pairs, *decoded.shape[1:]), dtype=np.uint8)
+    own = reader is None
+    reader = reader if reader is not None else GopReader(path, decode_threads, max_pixels)
+    try:
+        num_frames, fps = len(reader), reader.fps  # container metadata, no decoding
+        bounds = _segment_bounds(num_frames, num_segments, span)
+        pairs = max(frames_per_segment // 2, 1)
+        keyframes = reader.keyframes if snap_to_keyframes else None
+        wanted = segment_frames(bounds, pairs, num_frames, keyframes, round(decode_window_s * fps))
+        width, height = extractor.decode_size
+        decoded = reader.read(np.concatenate(wanted), width, height)
+    finally:
+        if own:
+            reader.close()
+    frames = np.zeros((len(bounds), 2 * pairs, *decoded.shape[1:]), dtype=np.uint8)  # K x F small frames
+    offset = 0
+    for index, segment in enumerate(wanted):
         # A segment shorter than P frames has fewer pairs: repeat them cyclically (pairs stay aligned).
-        frames[index] = decoded[np.arange(2 * pairs) % len(decoded)]
+        frames[index] = decoded[offset + np.arange(2 * pairs) % len(segment)]
+        offset += len(segment)
     features = extractor(frames)
     return VideoFeatures(num_frames, fps, bounds, features)
+
+
+def _segment_bounds(num_frames: int, num_segments: int, span: int | None) -> np.ndarray:
+    """int64 (K, 2) [start, end) frames: ``num_segments`` equal segments, or, with ``span``,
+    ceil(num_frames / span) segments of ``span`` frames, the last one to the video's end."""
+    if span is None:
+        return segment_bounds(num_frames, num_segments)
+    starts = np.arange(-(-num_frames // span), dtype=np.int64) * span
+    return np.stack([starts, np.minimum(starts + span, num_frames)], axis=1)
 
 
 class MotionAppearanceExtractor:

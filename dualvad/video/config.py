@@ -40,6 +40,10 @@ class IngestConfig:
     cpus_per_worker: Annotated[float, Field(gt=0)] = 1.0
     decode_threads: Annotated[int, Field(ge=1)] = 1  # decord decoding threads per worker
     snap_to_keyframes: bool = True  # anchor sampled frames on keyframes where a sub-interval has one
+    # in a segment whose anchors lie deeper into their GOP than this (s), the pairs are taken within this
+    # long after its keyframe instead (dualvad.scorer.features.segment_frames): long-GOP videos (x264's
+    # default keyint 250) decode a few dozen frames per GOP, not most; 0 = never (needs snap_to_keyframes)
+    decode_window_s: Annotated[float, Field(ge=0)] = 1.0
     # a video whose frames are larger (width x height, pixels) is a recorded failure, refused before decoding:
     # the decoder holds frames of the stream's own size, so this bounds a worker's decoding memory
     max_pixels: Annotated[int, Field(ge=1)] = MAX_PIXELS
@@ -59,3 +63,8 @@ class IngestConfig:
     #: runs ingested from videos keep theirs).
     FEATURE_FILE_KEYS: typing.ClassVar[tuple[str, ...]] = ("features", "features_layout", "features_snippets",
                                                             "features_fps")
+
+
+#: What a run ingested before an ingest setting existed used, for the settings that change features: its
+#: record lacks the key (records keep the settings of their day). Before decode_window_s, pairs were spread.
+SETTINGS_BEFORE: dict[str, object] = {"decode_window_s": 0.0}

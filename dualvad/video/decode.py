@@ -52,6 +52,26 @@ def open_video(path: str, width: int = -1, height: int = -1, num_threads: int = 
     """
     import decord
 
+    local, copy = local_video(path, max_pixels)
+    try:
+        reader = decord.VideoReader(local, width=width, height=height, num_threads=num_threads)
+    except (decord.DECORDError, RuntimeError) as error:  # decord raises both on bad input
+        raise VideoDecodeError(f"{path}: not a decodable video: truncated, corrupt or not a video at all "
+            f"({first_line(error)}); re-encode or remove it") from error
+    if len(reader) == 0:
+        raise VideoDecodeError(f"{path}: container holds no video frames")
+    if copy is not None:
+        reader.dualvad_copy = copy  # deleted (closed) with the reader, not before: decord seeks in it
+    return reader
+
+
+def local_video(path: str, max_pixels: int | None = MAX_PIXELS) -> tuple[str, Any]:
+    """A local file to decode ``path`` from, checked: ``(local path, temporary copy or None)``; a URI is
+    copied into a temporary file (deleted when the copy is closed or collected).
+
+    Raises:
+        VideoDecodeError: missing or empty file, no video stream, or a stream over ``max_pixels``.
+    """
     local, copy = path, None
     if "://" in path:
         copy = _fetch(path)
@@ -62,16 +82,7 @@ def open_video(path: str, width: int = -1, height: int = -1, num_threads: int = 
         raise VideoDecodeError(f"{path}: file is empty (0 bytes); re-copy or remove it")
     if max_pixels is not None:
         _check_frame_size(path, stream_size(local, path), max_pixels)
-    try:
-        reader = decord.VideoReader(local, width=width, height=height, num_threads=num_threads)
-    except (decord.DECORDError, RuntimeError) as error:  # decord raises both on bad input
-        raise VideoDecodeError(f"{path}: not a decodable video: truncated, corrupt or not a video at all "
-            f"({_first_line(error)}); re-encode or remove it") from error
-    if len(reader) == 0:
-        raise VideoDecodeError(f"{path}: container holds no video frames")
-    if copy is not None:
-        reader.dualvad_copy = copy  # deleted (closed) with the reader, not before: decord seeks in it
-    return reader
+    return local, copy
 
 
 def _fetch(uri: str) -> tempfile._TemporaryFileWrapper:
@@ -94,7 +105,7 @@ def _fetch(uri: str) -> tempfile._TemporaryFileWrapper:
             shutil.copyfileobj(source, copy)
         copy.flush()
     except (OSError, ValueError) as error:  # pyarrow: unreachable store, bad credentials, unknown scheme
-        raise VideoDecodeError(f"{uri}: cannot be read ({_first_line(error)}); check the URI and the "
+        raise VideoDecodeError(f"{uri}: cannot be read ({first_line(error)}); check the URI and the "
                                "filesystem's credentials and endpoint (AWS_ENDPOINT_URL ...)") from error
     return copy
 
@@ -119,7 +130,7 @@ def stream_size(local: str, name: str | None = None) -> tuple[int, int]:
             return int(context.width), int(context.height)
     except av.FFmpegError as error:
         raise VideoDecodeError(f"{name}: not a decodable video: truncated, corrupt or not a video at all "
-                               f"({_first_line(error)}); re-encode or remove it") from error
+                               f"({first_line(error)}); re-encode or remove it") from error
 
 
 def _check_frame_size(name: str, size: tuple[int, int], max_pixels: int) -> None:
@@ -153,7 +164,7 @@ def read_frames(reader: Any, indices: np.ndarray, path: str) -> np.ndarray:
     except (decord.DECORDError, RuntimeError) as error:
         raise VideoDecodeError(
             f"{path}: decoding frames {int(indices[0])}..{int(indices[-1])} failed, the file is "
-            f"probably truncated or corrupt ({_first_line(error)})"
+            f"probably truncated or corrupt ({first_line(error)})"
         ) from error
     if batch.shape[0] != len(indices):
         raise VideoDecodeError(
@@ -162,6 +173,6 @@ def read_frames(reader: Any, indices: np.ndarray, path: str) -> np.ndarray:
     return batch
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0][:200] if text else type(error).__name__

@@ -1,0 +1,216 @@
+"""What detecting one video costs in decoding, against ffmpeg's full decode and the naive baseline (issue 30).
+
+On the UCF-like corpus (:mod:`dualvad.corpus.ucf_like`; ``--corpus short`` for the older one, see
+``bench/common.py``), with a run prepared on it (ingest, scorer, scores, samples, benchmarks' records:
+``bench/common.py``'s ``detect_run``), for each video, one after the other in this process:
+
+- **ffmpeg**: ``ffmpeg -threads 1 -i VIDEO -f null -``, every frame decoded once (the floor of a full decode);
+- **naive**: ``bench/serve.py``'s baseline without the VLM: every frame decoded at the file's size and
+  converted to RGB (PyAV, one thread), ``--budget`` uniformly spaced ones become JPEGs;
+- **before**: the detector's decoding as it was before issue 30 (re-done here with decord): each segment's
+  pairs spread over the segment (the sub-interval anchors), the sampled frames decoded in a second open;
+- **after**: the detector's decoding as it is, what :meth:`dualvad.detector.SegmentAnalyzer.analyze` does
+  but the scorer and the allocation (one :class:`~dualvad.video.gop.GopReader` open; in long GOPs each
+  segment's pairs within ``ingest.decode_window_s`` after its keyframe; non-reference frames that are not
+  wanted skipped; the features, then the sampled frames of the analysis and their JPEGs); and
+  **analyze**, the whole of ``analyze`` (the scorer, a small transformer on 2 torch threads, included).
+
+Costs are **CPU-seconds of this process** (``time.process_time``, every thread) and, for ffmpeg, of the
+child (``resource.getrusage(RUSAGE_CHILDREN)``): the machine is shared, and CPU time counts only this
+work. Wall seconds of *after* are printed too, as a secondary figure. Frames decoded: ffmpeg and naive
+decode every frame; *before* is the GOP prefixes its frames need (from each GOP's keyframe to its last
+wanted frame; decord decodes them in order, so this is a floor), *after* the frames the decoder returned.
+
+Targets (issue 30): the detector's decoding (decode, features, sampled frames: *after*) / ffmpeg <= 1/3 on a
+320x240 video, <= 1/5 on a 1280x720 one.
+
+    python bench/detect.py                 # the UCF-like corpus (generated once: see bench/common.py)
+    python bench/detect.py --scale 0.25    # lengths / 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from serve import naive_frames  # bench/serve.py's baseline
+
+from common import detect_run, ffmpeg_binary, ucf_like_arguments, ucf_like_corpus, ucf_like_spec
+
+
+@dataclass(frozen=True)
+class Row:
+    """One video's costs: CPU-seconds and frames decoded of each way."""
+
+    name: str
+    size: tuple[int, int]
+    frames: int
+    keyframes: int
+    cpu: dict[str, float]  # way -> CPU-seconds
+    decoded: dict[str, int]  # way -> frames decoded
+    after_wall: float  # s
+
+
+WAYS = ("ffmpeg", "naive", "before", "after", "analyze")
+
+
+def main() -> None:
+    args = _args()
+    corpus = ucf_like_corpus(ucf_like_spec(args)) if args.corpus == "ucf-like" else Path(args.corpus_path)
+    config = detect_run(f"detect-{corpus.parent.name}", corpus, args.budget)
+    from dualvad.detector import SegmentAnalyzer
+
+    analyzer = SegmentAnalyzer.from_run(config.run)
+    videos = sorted(str(p) for p in Path(corpus, "videos").rglob("*.mp4"))[: args.limit or None]
+    rows = [_measure(analyzer, path, args.budget) for path in videos]
+    _print(rows, args)
+
+
+def _args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ucf_like_arguments(parser)
+    parser.add_argument("--corpus-path", help="with --corpus short: a corpus folder to time instead")
+    parser.add_argument("--budget", type=int, default=16, help="frames sampled per video")
+    parser.add_argument("--limit", type=int, default=0, help="time only the first N videos (0: all)")
+    args = parser.parse_args()
+    if args.corpus == "short" and not args.corpus_path:
+        parser.error("--corpus short needs --corpus-path FOLDER (a corpus with videos/ and annotations/)")
+    return args
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _measure(analyzer, path: str, budget: int) -> Row:
+    from dualvad.detector_schema import DetectOptions
+    from dualvad.video.decode import VideoDecodeError
+    from dualvad.video.gop import GopReader
+
+    cpu, decoded = {}, {}
+    started = _children_cpu()
+    subprocess.run([ffmpeg_binary(), "-v", "error", "-threads", "1", "-i", path, "-f", "null", "-"],
+                   check=True)
+    cpu["ffmpeg"] = _children_cpu() - started
+
+    settings = analyzer.settings
+    started = time.process_time()
+    naive_frames(path, budget, settings.image_size, settings.jpeg_quality)
+    cpu["naive"] = time.process_time() - started
+
+    started = time.process_time()
+    analysis = analyzer.analyze(path, DetectOptions(budget=budget))
+    cpu["analyze"], decoded["analyze"] = time.process_time() - started, analysis.frames_decoded
+
+    started, wall = time.process_time(), time.perf_counter()
+    decoded["after"] = _after(analyzer, path, analysis.frames)
+    cpu["after"], after_wall = time.process_time() - started, time.perf_counter() - wall
+
+    started = time.process_time()
+    try:
+        decoded["before"] = _before(analyzer, path, analysis.frames)
+        cpu["before"] = time.process_time() - started
+    except VideoDecodeError as error:  # decord gives up on some long B-frame files (decisions.md, 2026-12-07)
+        print(f"before: {error}", flush=True)
+        decoded["before"], cpu["before"] = -1, float("nan")
+
+    with GopReader(path) as reader:
+        frames, keyframes, size = len(reader), len(reader.keyframes), (reader.width, reader.height)
+    decoded["ffmpeg"] = decoded["naive"] = frames
+    row = Row(Path(path).name, size, frames, keyframes, cpu, decoded, after_wall)
+    print(_line(row), flush=True)
+    return row
+
+
+def _after(analyzer, path: str, sampled: np.ndarray) -> int:
+    """The decoding of ``analyze`` alone: the features and the sampled frames' JPEGs, from one reader, with
+    the functions ``analyze`` calls. Returns the frames the decoder returned."""
+    from dualvad.benchmarks.builder import read_at
+    from dualvad.scorer.features import extract_video_features
+    from dualvad.video.gop import GopReader
+    from dualvad.video.jpeg import encode_jpeg
+
+    ingest, settings = analyzer.settings.ingest, analyzer.settings
+    with GopReader(path, ingest.decode_threads, ingest.max_pixels) as reader:
+        extract_video_features(path, analyzer.extractor, ingest.segments, ingest.frames_per_segment,
+                               ingest.decode_threads, ingest.snap_to_keyframes, ingest.max_pixels,
+                               ingest.decode_window_s, reader=reader)
+        for frame in read_at(reader, sampled, settings.image_size):
+            encode_jpeg(frame, settings.jpeg_quality)
+        return reader.frames_decoded
+
+
+def _before(analyzer, path: str, sampled: np.ndarray) -> int:
+    """The detector's decoding before issue 30, with decord: spread pairs, then the sampled frames in a
+    second open (at the run's image size). Returns the frames of the GOP prefixes it decodes (a floor)."""
+    from dualvad.benchmarks.builder import frame_size
+    from dualvad.scorer.features import pair_indices
+    from dualvad.video.decode import open_video, read_frames
+    from dualvad.video.segments import segment_bounds
+
+    ingest = analyzer.settings.ingest
+    width, height = analyzer.extractor.decode_size
+    reader = open_video(path, width=width, height=height)
+    keyframes = np.asarray(reader.get_key_indices(), dtype=np.int64)
+    pairs = max(ingest.frames_per_segment // 2, 1)
+    wanted = [pair_indices(int(s), int(e), pairs, len(reader), keyframes)
+              for s, e in segment_bounds(len(reader), ingest.segments)]
+    frames = np.stack([read_frames(reader, w, path)[np.arange(2 * pairs) % len(w)] for w in wanted])
+    analyzer.extractor(frames)
+    full = open_video(path, max_pixels=None)
+    size = frame_size(*full[0].shape[1::-1], analyzer.settings.image_size)
+    sampled_reader = open_video(path, width=size[0], height=size[1], max_pixels=None)
+    read_frames(sampled_reader, sampled, path)
+    return prefix_frames(np.concatenate(wanted), keyframes) + prefix_frames(sampled, keyframes) + 1
+
+
+def prefix_frames(wanted: np.ndarray, keyframes: np.ndarray) -> int:
+    """Frames from each GOP's keyframe to the last wanted frame in it, summed over the GOPs holding one."""
+    gop = np.searchsorted(keyframes, wanted, side="right") - 1
+    last = {}
+    for g, frame in zip(gop.tolist(), wanted.tolist(), strict=True):
+        last[g] = max(last.get(g, frame), frame)
+    return sum(frame - (int(keyframes[g]) if g >= 0 else 0) + 1 for g, frame in last.items())
+
+
+def _line(row: Row) -> str:
+    ratios = f"{row.cpu['after'] / row.cpu['ffmpeg']:.2f} {row.cpu['after'] / row.cpu['naive']:.2f}"
+    return (f"| {row.name} | {row.size[0]}x{row.size[1]} | {row.frames} | {row.keyframes} | "
+            + " | ".join(f"{row.cpu[w]:.2f}" for w in WAYS) + " | "
+            + " | ".join(f"{row.decoded[w]}" for w in WAYS[2:4]) + f" | {ratios.replace(' ', ' | ')} | "
+            f"{row.after_wall:.2f} |")
+
+
+def _print(rows: list[Row], args: argparse.Namespace) -> None:
+    print(f"\n## Decoding per video, CPU-seconds of this process (budget {args.budget})\n")
+    print("| video | size | frames | keyframes | ffmpeg s | naive s | before s | after s | analyze s | "
+          "before decoded (floor) | after decoded | after/ffmpeg | after/naive | after wall s |")
+    print("| --- " * 14 + "|")
+    for row in rows:
+        print(_line(row))
+    print()
+    for size in sorted({row.size for row in rows}):
+        group = [row for row in rows if row.size == size]
+        total = {way: sum(row.cpu[way] for row in group) for way in WAYS}
+        total["before"] = sum(row.cpu["before"] for row in group if row.decoded["before"] >= 0)
+        total["before_ffmpeg"] = sum(row.cpu["ffmpeg"] for row in group if row.decoded["before"] >= 0)
+        median = statistics.median(row.cpu["after"] / row.cpu["ffmpeg"] for row in group)
+        share = sum(row.decoded["after"] for row in group) / sum(row.frames for row in group)
+        ratio = total["after"] / total["ffmpeg"]
+        print(f"{size[0]}x{size[1]}, {len(group)} videos: after / ffmpeg {ratio:.2f} "
+              f"(median per video {median:.2f}; target <= {'1/5' if size[0] >= 1280 else '1/3'}), "
+              f"after / naive {total['after'] / total['naive']:.2f}, before / ffmpeg "
+              f"{total['before'] / total['before_ffmpeg']:.2f} (videos decord decoded), analyze / ffmpeg "
+              f"{total['analyze'] / total['ffmpeg']:.2f}; "
+              f"after decoded {100 * share:.0f}% of the frames")
+
+
+if __name__ == "__main__":
+    main()
