@@ -35,6 +35,7 @@ from dualvad.pipeline.sample import run_sample
 from dualvad.pipeline.score import run_score
 from dualvad.rundir import open_run
 from dualvad.scorer.extract import METADATA_FILE, extract_corpus
+from dualvad.scorer.features import CUES
 from dualvad.stages.records import read_input
 from dualvad.train.train_scorer import run_train_scorer
 
@@ -188,7 +189,8 @@ def test_crops_and_snippets_reach_the_segments(mixed):
 def test_extract_features_records_how_they_were_made(mixed):
     config, written, _ = mixed
     metadata = json.loads(Path(config.ingest.features, METADATA_FILE).read_text())
-    assert metadata["snippet_frames"] == 16 and metadata["dim"] == 24 and metadata["resolution"] == [64, 48]
+    assert metadata["snippet_frames"] == 16 and metadata["resolution"] == [64, 48]
+    assert metadata["dim"] == 2 * len(CUES)  # the motion extractor's rise and drop of each cue
     assert [crop["geometry"] for crop in metadata["crops"]] == ["the whole frame resized to 64x48 px",
                                                                "crop 0 mirrored left to right"]
     assert set(metadata["videos"].values()) == {3}  # 45 frames: ceil(45 / 16) snippets
