@@ -242,9 +242,9 @@ class MotionAppearanceExtractor:
 
 
 CUE_GROUPS: dict[str, tuple[str, ...]] = {
-    # Cost per segment (64 x 48, 8 frames, one core, this machine; docs/decisions.md 2026-12-06,
-    # issue 28): 0.20 ms to convert and difference the frames, then brightness 0.02 ms, motion
-    # 0.11 ms, foreground 0.13 ms, frozen 0.01 ms, lens 0.09 ms, scene 0.04 ms; 0.6 ms in all.
+    # Cost per segment (64 x 48, 8 frames, one core, this machine; docs/decisions.md 2026-12-07,
+    # issue 28): 0.17-0.27 ms to convert and difference the frames, then brightness 0.02 ms, motion
+    # 0.10 ms, foreground 0.14-0.16 ms, frozen 0.01 ms, lens 0.08 ms, scene 0.03 ms; 0.63-0.71 ms in all.
     "brightness": (
         "brightness_max",  # max over frames of the mean gray level: flashes, fire
         "brightness_jump",  # max over pairs of the mean signed gray change
