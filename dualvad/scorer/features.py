@@ -95,6 +95,11 @@ def pair_indices(
         candidate = keyframes[np.minimum(first, len(keyframes) - 1)]
         inside = (first < len(keyframes)) & (candidate < edges[1:])
         anchors = np.where(inside, candidate, anchors)
+    return _with_successors(anchors, num_frames)
+
+
+def _with_successors(anchors: np.ndarray, num_frames: int) -> np.ndarray:
+    """int64 (A,) anchors -> (2A,) ``[a0, a0+1, a1, a1+1, ...]``; the last frame's successor is itself."""
     successors = np.minimum(anchors + 1, num_frames - 1)
     return np.stack([anchors, successors], axis=1).reshape(-1)
 
@@ -114,8 +119,7 @@ def window_pairs(
     origin = int(keyframes[first]) if first < len(keyframes) and keyframes[first] < end else start
     stop = min(end, origin + max(window, 1))
     anchors = subinterval_centres(origin, stop, min(pairs, stop - origin))
-    successors = np.minimum(anchors + 1, num_frames - 1)
-    return np.stack([anchors, successors], axis=1).reshape(-1)
+    return _with_successors(anchors, num_frames)
 
 
 def decode_depth(frames: np.ndarray, keyframes: np.ndarray) -> np.ndarray:
