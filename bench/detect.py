@@ -133,15 +133,13 @@ def _after(analyzer, path: str, sampled: np.ndarray) -> int:
     """The decoding of ``analyze`` alone: the features and the sampled frames' JPEGs, from one reader, with
     the functions ``analyze`` calls. Returns the frames the decoder returned."""
     from dualvad.benchmarks.builder import read_at
-    from dualvad.scorer.features import extract_video_features
+    from dualvad.scorer.features import ingested_video_features
     from dualvad.video.gop import GopReader
     from dualvad.video.jpeg import encode_jpeg
 
     ingest, settings = analyzer.settings.ingest, analyzer.settings
     with GopReader(path, ingest.decode_threads, ingest.max_pixels) as reader:
-        extract_video_features(path, analyzer.extractor, ingest.segments, ingest.frames_per_segment,
-                               ingest.decode_threads, ingest.snap_to_keyframes, ingest.max_pixels,
-                               ingest.decode_window_s, reader=reader)
+        ingested_video_features(path, analyzer.extractor, ingest, reader=reader)
         for frame in read_at(reader, sampled, settings.image_size):
             encode_jpeg(frame, settings.jpeg_quality)
         return reader.frames_decoded

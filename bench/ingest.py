@@ -234,13 +234,12 @@ def _print_cpu(runs: dict[int, IngestRun], frames: int) -> None:
 
 def _extract_all(files: list[str]) -> None:
     from dualvad.config import IngestConfig
-    from dualvad.scorer.features import build_extractor, extract_video_features
+    from dualvad.scorer.features import build_extractor, ingested_video_features
 
     config = IngestConfig()
     extractor = build_extractor("motion", width=config.decode_width, height=config.decode_height)
     for path in files:
-        extract_video_features(path, extractor, config.segments, config.frames_per_segment, 1,
-                               config.snap_to_keyframes, config.max_pixels, config.decode_window_s)
+        ingested_video_features(path, extractor, config)
 
 
 def _plain_process_scaling(files: list[str]) -> float:

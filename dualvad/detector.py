@@ -4,7 +4,7 @@
 made with (each output's ``_stage.json``, never today's defaults):
 
 1. :class:`SegmentAnalyzer` (CPU, no VLM; serve's Analyzer): decode and cut K segments and compute their
-   features exactly as ingest does (:func:`dualvad.scorer.features.extract_video_features` with the
+   features exactly as ingest does (:func:`dualvad.scorer.features.ingested_video_features` with the
    recorded ``ingest.*``), score them with ``RUN/scorer/model`` (or, when the run was scored with
    ``score.scorer_run=OTHER_RUN``, that run's, as ``RUN/scores``' record says), allocate the frame budget
    as the sample stage does (:func:`dualvad.video.sampling.allocate`, recorded ``sample.*``), and decode
@@ -58,7 +58,7 @@ from dualvad.scorer.features import (
     SegmentFeatureExtractor,
     VideoFeatures,
     build_extractor,
-    extract_video_features,
+    ingested_video_features,
 )
 from dualvad.scorer.trained import TrainedScorer, load_from_run
 from dualvad.stages.records import input_fingerprint, read_input, read_record
@@ -216,9 +216,7 @@ class SegmentAnalyzer:
         """The segments' features as ingest computed them (the run's ``ingest.*``), read from ``reader``."""
         ingest = self.settings.ingest
         try:
-            return extract_video_features(path, self.extractor, ingest.segments, ingest.frames_per_segment,
-                                          ingest.decode_threads, ingest.snap_to_keyframes, ingest.max_pixels,
-                                          ingest.decode_window_s, reader=reader)
+            return ingested_video_features(path, self.extractor, ingest, reader=reader)
         except VideoDecodeError as error:
             raise InvalidVideoError(str(error)) from error
         except ValueError as error:  # fewer frames than K segments

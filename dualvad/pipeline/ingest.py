@@ -42,7 +42,7 @@ from dualvad.scorer.features import (
     SegmentFeatureExtractor,
     VideoFeatures,
     build_extractor,
-    extract_video_features,
+    ingested_video_features,
 )
 from dualvad.stages.registry import stage_named
 from dualvad.stages.runner import Skipped, StageContext, run_stage
@@ -156,9 +156,7 @@ def _segment_one(row: dict[str, Any], extractor: SegmentFeatureExtractor | None,
         if config.features:  # from feature files: no frame decoded
             video, crops, snippets = video_from_files(record, row, config)
         else:
-            video = extract_video_features(record.path, extractor, config.segments, config.frames_per_segment,
-                                           config.decode_threads, config.snap_to_keyframes, config.max_pixels,
-                                           config.decode_window_s)
+            video = ingested_video_features(record.path, extractor, config)
     except VideoDecodeError as error:
         # Recorded, not swallowed: the failure row reaches _failures.parquet and the summary.
         return failure_table(record.video_id, record.path, str(error))

@@ -23,7 +23,7 @@ import numpy as np
 
 from dualvad.corpus.feature_files import SNIPPET_FRAMES, save_features
 from dualvad.corpus.layout import VideoRecord
-from dualvad.scorer.features import SegmentFeatureExtractor, build_extractor, extract_video_features
+from dualvad.scorer.features import SegmentFeatureExtractor, build_extractor, ingested_video_features
 from dualvad.video.config import IngestConfig
 from dualvad.video.decode import VideoDecodeError
 
@@ -86,9 +86,7 @@ def extract_corpus(records: list[VideoRecord], out: str, config: IngestConfig, l
         if progress is not None:
             progress(done - 1, len(records))
         try:
-            video = extract_video_features(record.path, extractor, 1, config.frames_per_segment,
-                                           config.decode_threads, config.snap_to_keyframes, config.max_pixels,
-                                           config.decode_window_s, span=SNIPPET_FRAMES)
+            video = ingested_video_features(record.path, extractor, config, span=SNIPPET_FRAMES)
         except (VideoDecodeError, ValueError) as error:
             summary.failures.append((record.video_id, str(error)))
             continue

@@ -30,6 +30,7 @@ from dualvad.scorer.cues import (
     scene_cues,
     segment_median,
 )
+from dualvad.video.config import IngestConfig
 from dualvad.video.decode import MAX_PIXELS
 from dualvad.video.gop import GopReader
 from dualvad.video.segments import segment_bounds, subinterval_centres
@@ -202,6 +203,16 @@ def extract_video_features(
         offset += len(segment)
     features = extractor(frames)
     return VideoFeatures(num_frames, fps, bounds, features)
+
+
+def ingested_video_features(path: str, extractor: SegmentFeatureExtractor, ingest: IngestConfig,
+                            reader: GopReader | None = None, span: int | None = None) -> VideoFeatures:
+    """:func:`extract_video_features` with every decoding setting of ``ingest`` (``ingest.*``: K
+    segments, frames per segment, threads, keyframe snapping, the pixel bound, the decode window), as the
+    ingest stage computes a video's features; ``reader`` and ``span`` as there."""
+    return extract_video_features(path, extractor, ingest.segments, ingest.frames_per_segment,
+                                  ingest.decode_threads, ingest.snap_to_keyframes, ingest.max_pixels,
+                                  ingest.decode_window_s, reader=reader, span=span)
 
 
 def _segment_bounds(num_frames: int, num_segments: int, span: int | None) -> np.ndarray:
