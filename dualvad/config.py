@@ -30,6 +30,7 @@ from dualvad.errors import ConfigError
 from dualvad.eval.config import EvalConfig, VeraSettings
 from dualvad.scorer.config import ScoreConfig, ScorerConfig
 from dualvad.stages.config import StagesConfig
+from dualvad.stream.config import StreamConfig
 from dualvad.validation import choices_of, config_error, config_section, field_type
 from dualvad.video.config import IngestConfig
 from dualvad.video.sampling import SampleConfig
@@ -37,7 +38,7 @@ from dualvad.vlm.finetune_config import FinetuneConfig
 
 __all__ = [
     "BenchmarksConfig", "ConfigError", "DualVADConfig", "EvalConfig", "FinetuneConfig", "IngestConfig",
-    "RayConfig", "SampleConfig", "ScoreConfig", "ScorerConfig", "StagesConfig", "SynthSpec", "VeraSettings",
+    "RayConfig", "SampleConfig", "ScoreConfig", "ScorerConfig", "StagesConfig", "StreamConfig", "SynthSpec", "VeraSettings",
     "config_hash", "config_to_dict", "config_yaml", "load_config", "setting_choices", "setting_default",
 ]
 
@@ -75,6 +76,7 @@ class DualVADConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     stages: StagesConfig = field(default_factory=StagesConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
 
 
 # Validates a whole raw config in pydantic's JSON mode: there a strict section accepts a mapping (in Python
