@@ -113,7 +113,8 @@ class LiveSource:
     """A live source read by a background thread (module docstring). Iterate :meth:`frames` (once);
     :meth:`stop` from any thread ends the iteration. Also a context manager that stops on exit.
 
-    ``follow`` (files only): keep reading as the file grows (module docstring). ``open_timeout_s``: how
+    ``follow`` (files only): keep reading as the file grows (module docstring); a finished MP4
+    (:func:`finished_mp4`) is always read to its end. ``open_timeout_s``: how
     long opening may take (probing included); None: ``max(stall_timeout_s, 10)``.
 
     Raises:
@@ -132,7 +133,9 @@ class LiveSource:
         self.url = url
         self.kind, self._target = source_kind(url)
         self.analysis_fps, self.queue_frames = analysis_fps, queue_frames
-        self.stall_timeout_s, self.follow, self.max_reconnects = stall_timeout_s, follow, max_reconnects
+        self.stall_timeout_s, self.max_reconnects = stall_timeout_s, max_reconnects
+        # a finished MP4 cannot be growing (its index is written last): read to its end, as follow=False
+        self.follow = follow and not (self.kind == "file" and finished_mp4(self._target))
         self.reconnect_initial_s = reconnect_initial_s
         self.reconnect_max_s = max(reconnect_max_s, reconnect_initial_s)
         self.open_timeout_s = open_timeout_s if open_timeout_s is not None else max(stall_timeout_s, 10.0)
@@ -291,7 +294,7 @@ class LiveSource:
                 self._stats.state = state
 
     def _lost(self, why: str) -> None:
-        log.info("%s: %s", self.url, why)
+        log.warning("%s: %s (reopening)", self.url, why)
         with self._lock:
             self._stats.error = why
 
@@ -511,6 +514,33 @@ class _GrowingFile:
 
     def close(self) -> None:
         self._file.close()
+
+
+def finished_mp4(path: str) -> bool:
+    """Whether ``path`` is a finished, non-fragmented MP4 (QuickTime) file: its top-level boxes hold the
+    index (``moov``) and no fragment (``moof``). Such a file is not being written (its index comes last)
+    and cannot be read as it grows (the index is needed first), so it is read as it is, to its end."""
+    found = set()
+    with open(path, "rb") as file:
+        size_left = os.fstat(file.fileno()).st_size
+        while size_left >= 8:
+            header = file.read(8)
+            size, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if size == 1:  # a 64-bit size follows the type
+                size = int.from_bytes(file.read(8), "big")
+            elif size == 0:  # to the end of the file
+                size = size_left
+            if size < 8 or kind not in _MP4_BOXES:
+                return False  # not an MP4 box: another container (TS, Matroska) or garbage
+            found.add(kind)
+            size_left -= size
+            file.seek(size - (16 if header[:4] == b"\0\0\0\1" else 8), os.SEEK_CUR)
+    return b"moov" in found and b"moof" not in found
+
+
+#: Top-level MP4 box types (ISO/IEC 14496-12, QuickTime); anything else means another format.
+_MP4_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"moof", b"mfra", b"styp", b"sidx",
+              b"uuid", b"meta", b"pdin", b"prft", b"emsg"}
 
 
 def source_kind(url: str) -> tuple[SourceKind, str]:
