@@ -72,11 +72,13 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
 
 
 def make_clip(path: Path, seconds: float, width: int = 320, height: int = 240, fps: int = 30,
-              ts_offset_s: float = 0.0) -> Path:
-    """A generated H.264 clip (ffmpeg's ``testsrc``: a counter and moving colours) in the container
-    ``path``'s suffix names (``.mp4``, ``.ts``), a keyframe every half second (the HLS segment length),
-    no B-frames; its timestamps start at ``ts_offset_s``."""
-    command = [FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size={width}x{height}:rate={fps}",
+              ts_offset_s: float = 0.0, noise: int = 0) -> Path:
+    """A generated H.264 clip (ffmpeg's ``testsrc``: a counter and moving colours; ``noise``: temporal noise
+    of that strength, 0-100, for a camera's bit rate) in the container ``path``'s suffix names (``.mp4``,
+    ``.ts``), a keyframe every half second (the HLS segment length), no B-frames; its timestamps start at
+    ``ts_offset_s``."""
+    source = f"testsrc=size={width}x{height}:rate={fps}" + (f",noise=alls={noise}:allf=t" if noise else "")
+    command = [FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", source,
                "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", str(max(fps // 2, 1)),
                "-pix_fmt", "yuv420p", "-output_ts_offset", str(ts_offset_s), str(path)]
     subprocess.run(command, check=True, capture_output=True, timeout=60)
@@ -165,6 +167,11 @@ class HlsStream:
         except BaseException:
             self.close()
             raise
+
+    def stop_publisher(self) -> None:
+        """Kill ffmpeg: the playlist stays as it was (no end marker), served still: a stalled live stream."""
+        self.ffmpeg.kill()
+        self.ffmpeg.wait(10)
 
     def _segments(self) -> int:
         try:

@@ -46,7 +46,7 @@ def hls(clips, tmp_path_factory):
 
 
 class Collector:
-    """Iterates a source's frames on a thread, keeping ``(index, stream_s, width)`` of each."""
+    """Iterates a source's frames on a thread, keeping ``(index, stream_s, width, source_s)`` of each."""
 
     def __init__(self, source: LiveSource) -> None:
         self.source, self.items = source, []
@@ -55,7 +55,7 @@ class Collector:
 
     def _run(self) -> None:
         for item in self.source.frames():
-            self.items.append((item.index, item.stream_s, item.frame.width))
+            self.items.append((item.index, item.stream_s, item.frame.width, item.source_s))
 
     def stop(self) -> None:
         self.source.stop()
@@ -160,9 +160,9 @@ def test_a_growing_file_is_read_as_it_is_written(clips, tmp_path):
     # next begins), so 42 of the 45 frames come while the file may still grow (43 here, measured)
     wait_for(lambda: source.stats.frames_decoded >= 42, BOUND_S, "the second half's frames")
     collector.stop()
-    widths = [width for _, _, width in collector.items]
+    widths = [item[2] for item in collector.items]
     assert widths[0] == 320 and widths[-1] == 160
-    assert np.all(np.diff([stream_s for _, stream_s, _ in collector.items]) > 0)
+    assert np.all(np.diff([item[1] for item in collector.items]) > 0)
 
 
 def test_a_finished_file_followed_ends_once_it_stops_growing(clips):
@@ -235,7 +235,7 @@ def test_rtsp_source_disappears_and_comes_back(clips):
     stats = source.stats
     assert stats.reconnects >= 1 and len(stats.gaps) == 1
     gap_start, gap_end = stats.gaps[0]
-    stream_s = [stream_s for _, stream_s, _ in collector.items]
+    stream_s = [item[1] for item in collector.items]
     assert np.all(np.diff(stream_s) > 0) and gap_start < gap_end
     assert any(s <= gap_start for s in stream_s) and any(s >= gap_end for s in stream_s)
 
@@ -255,7 +255,24 @@ def test_rtsp_stall_is_detected_and_the_source_reopened(clips):
         collector.stop()
     stats = source.stats
     assert len(stats.gaps) >= 1 and stats.state == "stopped" and stats.error == ""
-    assert np.all(np.diff([stream_s for _, stream_s, _ in collector.items]) > 0)
+    assert np.all(np.diff([item[1] for item in collector.items]) > 0)
+
+
+def test_hls_stall_reopens_without_repeating_frames(clips, tmp_path):
+    with HlsStream(clips["live.mp4"], tmp_path / "hls") as hls:
+        source = LiveSource(hls.url, analysis_fps=10, stall_timeout_s=0.5, reconnect_initial_s=0.1,
+                            reconnect_max_s=0.2)
+        collector = Collector(source)
+        wait_for(lambda: len(collector.items) >= 5, BOUND_S, "frames before the publisher goes")
+        hls.stop_publisher()  # the playlist stays, no new segment comes: a stall
+        # each reopening rejoins the playlist three segments back: frames already delivered come again
+        wait_for(lambda: source.stats.reconnects >= 1 and source.stats.frames_repeated >= 1, BOUND_S,
+                 "a reopening that repeated frames")
+        collector.stop()
+    # ffmpeg's HLS reader gives up on a playlist that stopped growing (an end) or times out (a stall)
+    assert source.stats.error in ("the stream ended",) or source.stats.error.startswith("read:")
+    delivered = [item[3] for item in collector.items]
+    assert np.all(np.diff(delivered) > 0)  # none twice
 
 
 def test_stop_from_another_thread_ends_frames_promptly(hls):
