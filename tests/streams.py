@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -141,6 +142,13 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A source stopped mid-segment resets its connection: expected here, not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class HlsStream:
     """A live HLS stream: ffmpeg plays ``clip`` in a loop in real time (``-re``) into half-second segments
     and a live playlist (the last 6 segments) under ``folder``, served at :attr:`url` by a loopback
@@ -155,7 +163,7 @@ class HlsStream:
         self.ffmpeg = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
         handler = functools.partial(_QuietHandler, directory=str(folder))
-        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.http = _QuietServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}/live.m3u8"
         self._thread = threading.Thread(target=self.http.serve_forever, daemon=True)
         self._thread.start()

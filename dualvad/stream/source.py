@@ -70,6 +70,7 @@ SourceKind = Literal["rtsp", "http", "file", "device"]
 _POLL_S = 0.02  # how often a followed file is checked for new bytes at its end
 _FPS_WINDOW = 30  # decoded frames whose arrival times give fps_in
 _DEFAULT_FRAME_S = 1 / 30  # a frame's duration when the stream does not say
+_RTSP_PROBE_US = "200000"  # µs of an RTSP stream ffmpeg reads before it starts (docs/decisions.md)
 # An HLS reconnection rejoins the playlist 3 segments back (ffmpeg's live_start_index): the frames it repeats
 # lie at most 3 target durations (seconds each, 10 at most in practice) before the newest one delivered
 _REPLAY_WINDOW_S = 30.0
@@ -280,7 +281,9 @@ class LiveSource:
         timeout = (self.open_timeout_s, self.stall_timeout_s)
         socket_us = str(int(self.stall_timeout_s * 1e6))
         if self.kind == "rtsp":
-            options = {"rtsp_transport": "tcp", "timeout": socket_us}
+            # a short probe: ffmpeg's default 5 s (about 1 s in practice) delays the first frame by as much
+            # and hands that second over at once; the SDP already says what the video is
+            options = {"rtsp_transport": "tcp", "timeout": socket_us, "analyzeduration": _RTSP_PROBE_US}
             return av.open(self._target, options=options, timeout=timeout)
         if self.kind == "http":
             return av.open(self._target, options={"rw_timeout": socket_us}, timeout=timeout)
