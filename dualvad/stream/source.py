@@ -61,6 +61,8 @@ from typing import Any, Literal
 
 import av
 
+from dualvad.stream.config import StreamConfig
+
 log = logging.getLogger(__name__)
 
 #: The URL schemes a live source may have (besides a local path, which has none).
@@ -156,6 +158,14 @@ class LiveSource:
         self._arrivals: collections.deque[float] = collections.deque(maxlen=_FPS_WINDOW)
         self._last_source_s: float | None = None  # the newest frame's PTS (HLS repeats, reader thread)
 
+    @classmethod
+    def from_config(cls, url: str, config: StreamConfig, **options: Any) -> LiveSource:
+        """A source with the ``stream.*`` settings (analysis rate, queue, stall timeout, backoff);
+        ``options``: the other parameters (``follow``, ``max_reconnects``, ``open_timeout_s``)."""
+        return cls(url, analysis_fps=config.analysis_fps, queue_frames=config.queue_frames,
+                   stall_timeout_s=config.stall_timeout_s, reconnect_initial_s=config.reconnect_initial_s,
+                   reconnect_max_s=config.reconnect_max_s, **options)
+
     # -- the consumer's side ------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -224,6 +234,10 @@ class LiveSource:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def backoff_s(self, failures: int) -> float:
+        """Seconds to wait before reopening after ``failures`` (>= 1) losses in a row."""
+        return min(self.reconnect_initial_s * 2 ** (failures - 1), self.reconnect_max_s)
+
     # -- the reader thread --------------------------------------------------------------------------
 
     def _read_forever(self) -> None:
@@ -241,8 +255,7 @@ class LiveSource:
                     self._set_state("ended")
                     return
                 self._set_state("reconnecting")
-                wait = min(self.reconnect_initial_s * 2 ** (failures - 1), self.reconnect_max_s)
-                if self._stopping.wait(wait):
+                if self._stopping.wait(self.backoff_s(failures)):
                     return
                 with self._lock:
                     self._stats.reconnects += 1

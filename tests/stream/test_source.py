@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dualvad.stream.source import LiveSource, _Picker, _StreamClock
+from dualvad.stream.config import StreamConfig
+from dualvad.stream.source import LiveSource, _Picker, _StreamClock, source_kind
 
+from loopback import free_port
 from streams import FFMPEG, HlsStream, RtspServer, make_clip, require_servers, wait_for
 
 BOUND_S = 20.0  # the longest any condition below may take to hold (each holds within a few seconds)
@@ -118,6 +120,35 @@ def test_a_bad_scheme_or_missing_file_is_refused(tmp_path):
         LiveSource("ftp://camera/feed")
     with pytest.raises(FileNotFoundError, match="no such file"):
         LiveSource(str(tmp_path / "nothing.ts"))
+
+
+def test_kinds_of_source(tmp_path):
+    clip = tmp_path / "camera.ts"
+    clip.write_bytes(b"")
+    assert source_kind(f"file://{clip}") == ("file", str(clip))
+    assert source_kind(str(clip)) == ("file", str(clip))
+    assert source_kind("/dev/null") == ("device", "/dev/null")
+    assert source_kind("RTSP://cam/1") == ("rtsp", "RTSP://cam/1")
+    assert source_kind("https://cdn/live.m3u8") == ("http", "https://cdn/live.m3u8")
+
+
+def test_a_source_from_the_stream_settings(tmp_path):
+    config = StreamConfig(analysis_fps=5.0, queue_frames=7, stall_timeout_s=3.0, reconnect_initial_s=0.25,
+                          reconnect_max_s=4.0)
+    source = LiveSource.from_config("rtsp://cam/1", config, max_reconnects=3)
+    assert (source.analysis_fps, source.queue_frames, source.stall_timeout_s, source.reconnect_initial_s,
+            source.reconnect_max_s, source.max_reconnects) == (5.0, 7, 3.0, 0.25, 4.0, 3)
+
+
+def test_reopening_backs_off_doubling_and_gives_up_after_max_reconnects():
+    source = LiveSource(f"rtsp://127.0.0.1:{free_port()}/live", reconnect_initial_s=0.5, reconnect_max_s=10)
+    assert [source.backoff_s(n) for n in range(1, 8)] == [0.5, 1, 2, 4, 8, 10, 10]
+    # nothing listens there: the first open and two reopenings fail, then the source ends
+    source = LiveSource(source.url, reconnect_initial_s=0.01, max_reconnects=2)
+    assert list(source.frames()) == []
+    stats = source.stats
+    assert stats.state == "ended" and stats.reconnects == 2 and stats.frames_decoded == 0
+    assert stats.error.startswith("open: ConnectionRefusedError")
 
 
 def test_rtsp_frames_at_the_analysis_rate(rtsp):

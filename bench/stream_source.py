@@ -10,9 +10,9 @@ decoded per second per stream, the frames dropped while measured, and how far th
 frame trails the wall clock at the start and the end of the measurement (growing: not keeping up;
 negative: ahead, as HLS hands its last three segments over at once when a source joins).
 
-    .venv/bin/python bench/streams.py --streams 1 8 32 --seconds 20
+    .venv/bin/python bench/stream_source.py --streams 1 8 32 --seconds 20
 
-Needs ffmpeg (Debian ``ffmpeg``). The stream detector's half (analysis, alerts) is for the lead to add.
+Needs ffmpeg (Debian ``ffmpeg``). The stream detector on RTSP, with analysis and alerts: bench/streams.py.
 """
 
 from __future__ import annotations
