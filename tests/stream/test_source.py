@@ -187,12 +187,11 @@ def test_a_growing_file_is_read_as_it_is_written(clips, tmp_path):
     assert source.stats.state == "live"
     with growing.open("ab") as file:
         file.write(data[half:])
-    # the last frames stay in the demuxer and the H.264 parser until the file ends (a packet ends where the
-    # next begins), so 42 of the 45 frames come while the file may still grow (43 here, measured)
-    wait_for(lambda: source.stats.frames_decoded >= 42, BOUND_S, "the second half's frames")
+    wait_for(lambda: any(item[2] == 160 for item in collector.items), BOUND_S, "the second half's frames")
+    assert source.stats.state == "live"  # the file may grow still
     collector.stop()
     widths = [item[2] for item in collector.items]
-    assert widths[0] == 320 and widths[-1] == 160
+    assert widths == sorted(widths, reverse=True) and widths[0] == 320 and widths[-1] == 160
     assert np.all(np.diff([item[1] for item in collector.items]) > 0)
 
 
@@ -243,8 +242,9 @@ def test_a_slow_consumer_loses_the_oldest_frames_and_the_queue_stays_bounded(cli
     first = next(frames)
     wait_for(lambda: source.stats.state == "ended", BOUND_S, "the reader to reach the end")
     rest = list(frames)
-    # 20 analysed frames: the first taken, the newest 4 kept, the 15 between dropped
-    assert [first.index] + [item.index for item in rest] == [0, 16, 17, 18, 19]
+    # 20 analysed frames: one taken (the first, unless the reader was quicker), the newest 4 kept, the
+    # other 15 dropped
+    assert first.index < 16 and [item.index for item in rest] == [16, 17, 18, 19]
     stats = source.stats
     assert stats.frames_dropped == 15 and stats.frames_analysed == 5
     assert stats.queue_peak == 4 and stats.queue_depth == 0
