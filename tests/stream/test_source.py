@@ -60,9 +60,12 @@ class Collector:
             self.items.append((item.index, item.stream_s, item.frame.width, item.source_s))
 
     def stop(self) -> None:
+        """Stop the source; the consumer and the reader thread both end (the reader within its read
+        timeout: ``stop`` waits for it that long, then this waits up to BOUND_S on a loaded machine)."""
         self.source.stop()
         self.thread.join(BOUND_S)
-        assert not self.thread.is_alive() and not self.source.reader_alive
+        assert not self.thread.is_alive()
+        wait_for(lambda: not self.source.reader_alive, BOUND_S, "the reader thread to exit")
 
 
 def first_frames(source: LiveSource, count: int) -> list:
