@@ -267,8 +267,8 @@ def test_rtsp_source_disappears_and_comes_back(clips):
         wait_for(lambda: len(collector.items) >= before + 5, BOUND_S, "frames after the server is back")
         collector.stop()
     stats = source.stats
-    assert stats.reconnects >= 1 and len(stats.gaps) == 1
-    gap_start, gap_end = stats.gaps[0]
+    assert stats.reconnects >= 1 and len(stats.gaps) >= 1  # one, unless a loaded machine starved a read
+    gap_start, gap_end = max(stats.gaps, key=lambda gap: gap[1] - gap[0])  # the server's absence
     stream_s = [item[1] for item in collector.items]
     assert np.all(np.diff(stream_s) > 0) and gap_start < gap_end
     assert any(s <= gap_start for s in stream_s) and any(s >= gap_end for s in stream_s)
