@@ -213,19 +213,18 @@ def _watch_clip(analyzer, clip: Clip, args, results: list[Watched]) -> None:
     watched = Watched(clip)
     config = StreamConfig(analysis_fps=args.fps, vlm=False)
     with RtspServer(clip.path) as server:
-        source = _source(server.url, config)
+        source = _source(server.url, config, max_reconnects=0)  # the server's clip ends: so does the watch
         detector = StreamDetector(analyzer, config, clip.path.name, sinks=[_Alerts(watched)])
         detector.run(_Timed(source, watched), max_seconds=args.clip_seconds + 3.0)
         source.stop()
     results.append(watched)
 
 
-def _source(url: str, config):
+def _source(url: str, config, **options):
     """A LiveSource of ``url`` with the ``stream.*`` settings of ``config``."""
     from dualvad.stream.source import LiveSource
 
-    return LiveSource(url, config.analysis_fps, config.queue_frames, config.stall_timeout_s,
-                      config.reconnect_initial_s, config.reconnect_max_s)
+    return LiveSource.from_config(url, config, **options)
 
 
 def _latency(analyzer, clips: list[Clip], args) -> list[Watched]:
@@ -303,8 +302,13 @@ def _print_latency(systems: list[tuple[str, list[Watched], float]]) -> None:
         p50, p95 = (float(np.percentile(latencies, q)) if latencies else float("nan") for q in (50, 95))
         alarms = sum(row.false_alarms() for row in rows)
         print(f"| {name} | {len(latencies)}/{len(events)} | {p50:.2f} | {p95:.2f} | {alarms} | {cpu:.3f} |")
-        shown = [None if lat is None else round(lat, 2) for lat in map(Watched.hit, events)]
-        print(f"  {name}: latencies {shown}")
+        for row in sorted(rows, key=lambda row: row.clip.path.name):
+            span = row.clip.event
+            event = "normal" if span is None else f"{span[0]:.1f}-{span[1]:.1f} s"
+            alerts = ", ".join(f"{first:.1f} s" for _, first, _ in row.opened) or "none"
+            hit = row.hit()
+            print(f"  {name}: {row.clip.path.name} {row.clip.label} {event}: alerts at {alerts}"
+                  + ("" if hit is None else f"; event to alert {hit:.2f} s"))
 
 
 # ----------------------------------------------------------------------------------------- capacity
