@@ -83,7 +83,8 @@ class StreamSettings:
         window = config.window_segments or analyzer.settings.ingest.segments
         segment_s = config.segment_s or max(run_segment_s(analyzer), config.min_segment_s)
         threshold = analyzer.verdict.threshold if config.alert_threshold is None else config.alert_threshold
-        return StreamSettings(segment_s, window, min(config.warmup_segments, window), threshold,
+        warmup = min(config.warmup_segments or window, window)
+        return StreamSettings(segment_s, window, warmup, threshold,
                               max(threshold - config.release_gap, 0.0),
                               config.vlm_budget or analyzer.settings.sample.budget)
 
