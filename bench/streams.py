@@ -77,8 +77,8 @@ def main() -> None:
     settings = StreamSettings.resolve(_config(args), analyzer)
     warmup_s = settings.warmup * settings.segment_s
     print(f"\nstream detector: segments of {settings.segment_s:g} s, a window of {settings.window}, alerts "
-          f"after {warmup_s:g} s of warm-up at {settings.alert_threshold:.3f}; events starting in the warm-up are "
-          "left out of both systems' figures")
+          f"after {warmup_s:g} s of warm-up at {settings.alert_threshold:.3f}; events starting in the "
+          "warm-up are left out of both systems' figures")
     _print_latency([("stream detector", stream_rows, stream_cpu / stream_seconds),
                     ("naive: 10-s chunks", naive_rows, naive_cpu / stream_seconds)], warmup_s)
     if not args.skip_capacity:
