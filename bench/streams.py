@@ -66,6 +66,9 @@ def main() -> None:
     from dualvad.detector import SegmentAnalyzer
 
     analyzer = SegmentAnalyzer.from_run(config.run)
+    if args.skip_latency:
+        _capacity(analyzer, args)
+        return
     clips = _clips(args.clips, args.clip_seconds)
     print(f"\nrun {config.run}: segment span {_span(analyzer):.2f} s; {len(clips)} clips of "
           f"{args.clip_seconds:g} s ({sum(c.event is not None for c in clips)} with an event)", flush=True)
@@ -96,6 +99,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="a stream.* setting for the stream detector (repeatable), e.g. smoothing=3")
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--skip-latency", action="store_true", help="only the streams held per core")
     parser.add_argument("--skip-capacity", action="store_true")
     return parser.parse_args()
 

@@ -28,6 +28,9 @@ class StreamConfig:
     min_segment_s: Annotated[float, Field(gt=0)] = 0.5
     # recent segments scored together; None = the run's K
     window_segments: Annotated[int, Field(ge=2)] | None = None
+    # the usual scene the cues are relative to: the newest segments outside events (background, median
+    # segment); None = 4 windows; 0 = the window itself, as a video's cues are relative to the video
+    reference_segments: Annotated[int, Field(ge=0)] | None = None
     # segments a window must hold before alerts (None: a full window): the window-relative cues compare with
     # the window's background and median, which a few segments do not give reliably
     warmup_segments: Annotated[int, Field(ge=1)] | None = None
