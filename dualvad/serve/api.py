@@ -46,6 +46,7 @@ from dualvad.serve.schemas import (
     UriRequest,
 )
 from dualvad.serve.settings import AppArgs
+from dualvad.serve.stream_api import StreamService, add_stream_routes
 
 log = logging.getLogger("ray.serve")
 
@@ -282,8 +283,9 @@ def _page() -> str:
     return render("upload.html")
 
 
-def create_api(service: DetectService) -> FastAPI:
-    """The FastAPI app: ``POST /v1/detect``, ``GET /v1/info``, ``GET /healthz``, ``GET /`` and ``/docs``."""
+def create_api(service: DetectService, streams: StreamService | None = None) -> FastAPI:
+    """The FastAPI app: ``POST /v1/detect``, ``GET /v1/info``, ``GET /healthz``, ``GET /`` and ``/docs``; with
+    ``streams``, the live streams' routes too (:func:`dualvad.serve.stream_api.add_stream_routes`)."""
     app = FastAPI(title="dualvad", version=_version("dualvad") or "dev",
                   description="Video anomaly detection: segment scorer + frame allocation + VLM judge.")
 
@@ -339,6 +341,8 @@ def create_api(service: DetectService) -> FastAPI:
     async def page() -> str:
         return _page()
 
+    if streams is not None:
+        add_stream_routes(app, streams)
     return app
 
 
