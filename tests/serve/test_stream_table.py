@@ -8,8 +8,14 @@ from types import SimpleNamespace
 import pytest
 
 from dualvad.serve.errors import ServeError
-from dualvad.serve.stream_table import Adoption, StreamLimitError, StreamTable, check_stream_url, host_allowed, \
-    redacted
+from dualvad.serve.stream_table import (
+    Adoption,
+    StreamLimitError,
+    StreamTable,
+    check_stream_url,
+    host_allowed,
+    redacted,
+)
 from dualvad.serve.streams import streams_policy
 
 SCHEMES = ("rtsp", "rtsps", "http", "https")
@@ -83,11 +89,11 @@ def test_streams_are_adopted_up_to_a_replicas_room_and_deleted_ones_stopped():
         table.add("rtsp://127.0.0.1/4", "cam4", limit=3)
     clock.now += 2
     first = table.report("A", {}, capacity=2)
-    assert first == {"stop": [], "wanted": 3, "adopt": [Adoption(ids[0], "rtsp://127.0.0.1/0", "cam0", 2.0),
-                                                          Adoption(ids[1], "rtsp://127.0.0.1/1", "cam1", 2.0)]}
-    assert table.report("B", {}, capacity=2)["adopt"] == [Adoption(ids[2], "rtsp://127.0.0.1/2", "cam2", 2.0)]
+    adopted = [Adoption(ids[n], f"rtsp://127.0.0.1/{n}", f"cam{n}", 2.0) for n in range(3)]
+    assert first == {"stop": [], "wanted": 3, "adopt": adopted[:2]}
+    assert table.report("B", {}, capacity=2)["adopt"] == adopted[2:]
     live = {"state": "live", "lag_s": 0.1}
-    assert table.report("A", {ids[0]: live, ids[1]: live}, capacity=2) == {"stop": [], "adopt": [], "wanted": 3}
+    assert table.report("A", {ids[0]: live, ids[1]: live}, 2) == {"stop": [], "adopt": [], "wanted": 3}
     assert table.get(ids[0])["state"] == "live" and table.get(ids[0])["replica"] == "A"
     assert table.remove(ids[1])["state"] == "deleted" and table.remove(ids[1]) is None
     assert table.report("A", {ids[0]: live, ids[1]: live}, capacity=2) == {"stop": [ids[1]], "adopt": [],
@@ -108,7 +114,7 @@ def test_a_silent_replicas_streams_are_re_adopted_and_no_event_is_lost_or_double
     clock.now += 4  # A's last report was at 1000: silent for 4 s, not yet an orphan
     assert table.report("B", {}, capacity=4)["adopt"] == []
     clock.now += 2  # 6 s
-    assert table.report("B", {}, capacity=4)["adopt"] == [Adoption(stream, "rtsp://127.0.0.1/cam", "cam", 6.0)]
+    assert table.report("B", {}, 4)["adopt"] == [Adoption(stream, "rtsp://127.0.0.1/cam", "cam", 6.0)]
     assert not table.record(stream, "A", "close", _event("e1", 4.0, 5.0, "closed"))  # too late: B owns it
     assert not table.record(stream, "B", "open", _event("e0", -5.0, -4.5))
     assert not table.record(stream, "B", "close", _event("e1", -2.0, 0.5, "closed"))
@@ -148,7 +154,8 @@ def test_timelines_are_appended_on_the_streams_clock():
 
 def test_the_policy_asks_for_the_replicas_the_wanted_streams_need_within_bounds():
     def context(reported, target=1, low=1, high=4):
-        return SimpleNamespace(aggregated_metrics={"replicas_needed": reported} if reported is not None else {},
+        metrics = {"replicas_needed": reported} if reported is not None else {}
+        return SimpleNamespace(aggregated_metrics=metrics,
                                target_num_replicas=target, capacity_adjusted_min_replicas=low,
                                capacity_adjusted_max_replicas=high)
 
