@@ -293,8 +293,8 @@ class StreamTable:
         entry.messages.append((next(self._seq), kind, event))
 
     def add_timeline(self, stream_id: str, replica: str, timeline: dict[str, Any]) -> None:
-        """A replica's timeline since its last one (its own stream seconds): new segments appended, the
-        source's gaps of this adoption replace the previous ones."""
+        """A replica's timeline since its last one (its own stream seconds): new segments appended; a gap
+        that starts where one held starts replaces it (a gap still open grows), others are appended."""
         entry = self.streams.get(stream_id)
         if entry is None or entry.owner != replica:
             return
@@ -305,5 +305,10 @@ class StreamTable:
             if start >= last - 1e-9:
                 entry.segments.append({**segment, "start_s": start, "end_s": end})
                 last = end
-        adoption_gaps = [[start + offset, end + offset] for start, end in timeline.get("gaps", [])]
-        entry.gaps = [g for g in entry.gaps if g[1] <= offset] + adoption_gaps
+        for start, end in timeline.get("gaps", []):
+            gap = [start + offset, end + offset]
+            same = [held for held in entry.gaps if abs(held[0] - gap[0]) < 1e-6]
+            if same:
+                same[0][1] = gap[1]
+            else:
+                entry.gaps.append(gap)

@@ -143,13 +143,14 @@ def test_timelines_are_appended_on_the_streams_clock():
                                      "gaps": [[1.5, 1.8]]})
     table.add_timeline(stream, "A", {"segments": [{"start_s": 1.0, "end_s": 2.0, "score": 0.9},
                                                   {"start_s": 2.0, "end_s": 3.0, "score": 0.4}],
-                                     "gaps": [[1.5, 1.8], [2.5, 2.6]]})
+                                     "gaps": [[2.5, 2.6]]})
+    table.add_timeline(stream, "A", {"segments": [], "gaps": [[2.5, 2.7]]})  # the open gap grew
     clock.now += 3
     timeline = table.timeline(stream, 11.0)
     assert timeline["now_s"] == 13.0
     assert timeline["segments"] == [{"start_s": 11.0, "end_s": 12.0, "score": 0.9},
                                     {"start_s": 12.0, "end_s": 13.0, "score": 0.4}]
-    assert timeline["gaps"] == [[11.5, 11.8], [12.5, 12.6]]
+    assert timeline["gaps"] == [[11.5, 11.8], [12.5, 12.7]]
 
 
 def test_the_policy_asks_for_the_replicas_the_wanted_streams_need_within_bounds():
