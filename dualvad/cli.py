@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -183,6 +184,19 @@ def _parser() -> argparse.ArgumentParser:
                         f"RUN/eval/verdict.json; {SERVING_THRESHOLD:g} before the run is evaluated)")
     detect.add_argument("--no-explain", dest="no_explain", action="store_true",
                         help="skip the clip explanations (faster)")
+    watch = _command(commands, "watch", "follow a live camera (RTSP, HLS, a growing file) with a trained "
+                     "run: events as JSON Lines, until Ctrl-C or --max-seconds", handlers.cmd_watch,
+                     inputs=("URL", "rtsp://..., http(s)://.../playlist.m3u8, or a file being written; "
+                             "key.sub=value items are config overrides"))
+    watch.add_argument("--run", help="run directory whose scorer and VLM detect (default: runs/demo)")
+    watch.add_argument("--events", metavar="FILE.jsonl", help="append closed events here, each id once "
+                       "(default: standard output)")
+    watch.add_argument("--webhook", metavar="URL", help="also POST every event opening and closing here "
+                       "(default: none)")
+    watch.add_argument("--max-seconds", dest="max_seconds", type=float,
+                       help="stop after this many seconds (default: run until SIGINT or SIGTERM)")
+    watch.add_argument("--name", help="the stream's id in events and in their ids (default: the URL)")
+    watch.add_argument("--vlm", help="a VLM folder or hub id (default: eval.model, else RUN/finetune/final)")
     demo = _command(commands, "demo", "run every stage on a generated corpus", handlers.cmd_demo)
     demo.add_argument("--run", help="run directory (default: runs/demo)")
     _setting(demo, "--videos", "videos in the generated corpus", type=int,
@@ -202,17 +216,20 @@ def _stage_command(commands, name: str, handler: Callable | None = None) -> argp
     return _command(commands, name, stage_named(name).summary, handler or handlers.cmd_stage)
 
 
+_FILE_INPUTS = ("VIDEO_OR_FOLDER", "video files or folders of them; key.sub=value items are config overrides")
+
+
 def _command(commands, name: str, help_text: str, handler: Callable,
-             inputs: bool = False) -> argparse.ArgumentParser:
-    """A sub-command; ``inputs``: its positionals are files or folders, and ``key.sub=value`` overrides among
-    them (split by :func:`_split_inputs`)."""
+             inputs: bool | tuple[str, str] = False) -> argparse.ArgumentParser:
+    """A sub-command; ``inputs``: its positionals are inputs (files or folders; or ``(metavar, help)`` of
+    other inputs), and ``key.sub=value`` overrides among them (split by :func:`_split_inputs`)."""
     sub = commands.add_parser(name, help=help_text, description=help_text, epilog=_EPILOG)
     base = (f"the demo profile {_PROFILE_SHOWN}, which a FILE replaces" if name == "demo"
             else "the embedded defaults, which `dualvad config` prints")
     sub.add_argument("--config", metavar="FILE", help=f"YAML config (see configs/; default: {base})")
     if inputs:
-        sub.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FOLDER",
-                         help="video files or folders of them; key.sub=value items are config overrides")
+        metavar, text = inputs if isinstance(inputs, tuple) else _FILE_INPUTS
+        sub.add_argument("inputs", nargs="+", metavar=metavar, help=text)
     else:
         sub.add_argument("overrides", nargs="*", metavar="key.sub=value",
                          help="config overrides (`dualvad config` lists every key with its value)")
@@ -252,10 +269,13 @@ def _choices_metavar(key: str) -> str | None:
 
 
 def _split_inputs(items: list[str]) -> tuple[list[str], list[str]]:
-    """(paths, overrides): an item with ``=`` that is not an existing path is a config override."""
-    overrides = [item for item in items if "=" in item and not os.path.exists(item)]
+    """(paths, overrides): an item ``key.sub=value`` (a dotted name before the ``=``) that is not an existing
+    path is a config override; a URL with a query (``http://host/x.m3u8?token=a``) is an input."""
+    overrides = [item for item in items if _OVERRIDE.match(item) and not os.path.exists(item)]
     return [item for item in items if item not in overrides], overrides
 
+
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 
 # Flags that are shorthands for config keys.
 _FLAG_KEYS = {"corpus": "corpus", "run": "run", "segments": "ingest.segments", "features": "ingest.features",

@@ -176,6 +176,32 @@ def cmd_detect(config: DualVADConfig, args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+def cmd_watch(config: DualVADConfig, args: argparse.Namespace) -> int:
+    """Follow one live source until SIGINT/SIGTERM or --max-seconds (:mod:`dualvad.stream.watch`)."""
+    from dualvad.serve.settings import default_run
+    from dualvad.stream.watch import WatchRequest, watch
+
+    try:
+        if len(args.inputs) != 1:
+            raise ValueError(f"watch follows one URL, got {len(args.inputs)}: {' '.join(args.inputs)}; start "
+                             "one watcher per camera (or serve's POST /v1/streams for many)")
+        run = args.run or (default_run() if config.run == DEMO_RUN else config.run)
+        request = WatchRequest(args.inputs[0], run, args.events, args.webhook, args.max_seconds, args.name,
+                               args.vlm or config.eval.model or None,
+                               device="cuda" if config.eval.use_gpu else "cpu",
+                               batch_size=config.eval.batch_size, max_new_tokens=config.eval.max_new_tokens)
+        status = watch(request, config.stream)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"dualvad watch: error: {error}", file=sys.stderr)
+        return 2
+    source = status["source"] or {}
+    print(f"dualvad watch: {status['state']}: {status['segments']} segments, {status['events']} events, "
+          f"{status['vlm_calls']} VLM calls; {source.get('frames_decoded', 0)} frames decoded, "
+          f"{source.get('frames_dropped', 0)} dropped, {source.get('reconnects', 0)} reconnects",
+          file=sys.stderr)
+    return 0
+
+
 def _require(value: str, key: str, fix: str) -> None:
     if not value:
         raise ConfigError(f"config key {key!r} is empty: {fix}")

@@ -38,7 +38,8 @@ from dualvad.vlm.finetune_config import FinetuneConfig
 
 __all__ = [
     "BenchmarksConfig", "ConfigError", "DualVADConfig", "EvalConfig", "FinetuneConfig", "IngestConfig",
-    "RayConfig", "SampleConfig", "ScoreConfig", "ScorerConfig", "StagesConfig", "StreamConfig", "SynthSpec", "VeraSettings",
+    "RayConfig", "SampleConfig", "ScoreConfig", "ScorerConfig", "StagesConfig", "StreamConfig", "SynthSpec",
+    "VeraSettings",
     "config_hash", "config_to_dict", "config_yaml", "load_config", "setting_choices", "setting_default",
 ]
 

@@ -206,7 +206,7 @@ class SegmentAnalyzer:
             started = time.perf_counter()
             jpegs = self._jpegs(reader, allocation.frames)
             timings["frames"] = _ms_since(started)
-        category, probability = self._category(categories)
+        category, probability = self.category(categories)
         return Analysis(VideoInfo(video.num_frames, video.fps, video.num_frames / video.fps),
                         np.asarray(video.bounds, dtype=np.int64), scores[0].astype(np.float32),
                         category, allocation.frames.astype(np.int64), jpegs, timings,
@@ -240,7 +240,7 @@ class SegmentAnalyzer:
             raise InvalidVideoError(str(error)) from error
         return [encode_jpeg(frame, self.settings.jpeg_quality) for frame in decoded]
 
-    def _category(self, probabilities: np.ndarray | None) -> tuple[str | None, float | None]:
+    def category(self, probabilities: np.ndarray | None) -> tuple[str | None, float | None]:
         """The head's most probable anomaly category and its probability (softmax over every category,
         Normal included), whatever the verdict; ``(None, None)`` for a scorer without a head (MIL)."""
         anomalies = [i for i, name in enumerate(self.scorer.categories) if name != NORMAL_LABEL]

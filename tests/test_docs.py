@@ -113,7 +113,8 @@ def key_problem(key: str) -> str | None:
 def test_the_pages_exist() -> None:
     names = {p.relative_to(ROOT).as_posix() for p in PAGES}
     assert {"README.md", "docs/stages.md", "docs/datasets.md", "docs/detection-and-serving.md",
-            "docs/cluster.md", "docs/benchmarks.md", "docs/troubleshooting.md"} <= names
+            "docs/cluster.md", "docs/benchmarks.md", "docs/troubleshooting.md",
+            "docs/live-cameras.md"} <= names
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())

@@ -20,9 +20,9 @@ FLOORS = {
     "dualvad.corpus": 1, "dualvad.video": 1, "dualvad.tracking": 1, "dualvad.console": 1,
     # 2: the models and the measures (plain PyTorch / NumPy)
     "dualvad.scorer": 2, "dualvad.benchmarks": 2, "dualvad.vlm": 2, "dualvad.eval": 2,
-    # 3: the whole config, the online detector and its command
+    # 3: the whole config, the online detector and its command, the stream detector beside it
     "dualvad.config": 3, "dualvad.detector": 3, "dualvad.detector_schema": 3, "dualvad.batch_detect": 3,
-    "dualvad.detection": 3,
+    "dualvad.detection": 3, "dualvad.stream": 3,
     # 4: Ray: the stages' distributed work, training, serving, the CLI
     "dualvad.pipeline": 4, "dualvad.train": 4, "dualvad.serve": 4, "dualvad.cli": 4, "dualvad.commands": 4,
 }

@@ -61,6 +61,35 @@ class SegmentFeatureExtractor(Protocol):
         in time order -> float32 (S, dim)."""
         ...
 
+    def segment_part(self, frames: np.ndarray) -> SegmentPart:
+        """What each segment gives on its own (frames as in ``__call__``): computed once per segment, so a
+        live stream computes it once and keeps it while the segment is in its window."""
+        ...
+
+    def window_features(self, part: SegmentPart) -> np.ndarray:
+        """The S segments' features from their parts (S in time order): ``__call__`` is
+        ``window_features(segment_part(frames))``; float32 (S, dim)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SegmentPart:
+    """Per-segment results an extractor keeps between its two steps; each array has S rows."""
+
+    values: np.ndarray  # float32 (S, V): the extractor's per-segment values (cues, embeddings)
+    keys: np.ndarray | None = None  # float32 (S, H, W, 3) in [0, 1]: each segment's first frame, or None
+
+    def take(self, rows: slice | np.ndarray) -> SegmentPart:
+        """The part of the segments ``rows``."""
+        return SegmentPart(self.values[rows], None if self.keys is None else self.keys[rows])
+
+    @staticmethod
+    def join(parts: list[SegmentPart]) -> SegmentPart:
+        """The parts stacked in order (one segment each, or more)."""
+        keys = [part.keys for part in parts]
+        return SegmentPart(np.concatenate([part.values for part in parts]),
+                           None if any(key is None for key in keys) else np.concatenate(keys))
+
 
 @dataclass(frozen=True)
 class VideoFeatures:
@@ -253,7 +282,17 @@ class MotionAppearanceExtractor:
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """frames: uint8 (S, 2P, H, W, 3), the S segments of one video in time order, each P
         adjacent pairs -> float32 (S, dim). Vectorised over segments: one NumPy pass per video."""
-        return video_context(segment_cues(frames))
+        return self.window_features(self.segment_part(frames))
+
+    def segment_part(self, frames: np.ndarray) -> SegmentPart:
+        """The cues each segment gives alone (:data:`LOCAL_CUES`) and its first frame (RGB in [0, 1])."""
+        rgb = _rgb(frames)
+        return SegmentPart(local_cues(rgb), rgb[:, 0])
+
+    def window_features(self, part: SegmentPart) -> np.ndarray:
+        """The cues against the segments' background (:func:`window_cues`), then :func:`video_context`."""
+        assert part.keys is not None
+        return video_context(join_cues(part.values, window_cues(part.keys)))
 
 
 CUE_GROUPS: dict[str, tuple[str, ...]] = {
@@ -285,19 +324,48 @@ CUE_GROUPS: dict[str, tuple[str, ...]] = {
 CUES = tuple(cue for group in CUE_GROUPS.values() for cue in group)
 
 
+# The cues a segment gives alone, and those that compare it with the others' background (the window's).
+WINDOW_GROUPS = ("foreground", "scene")
+LOCAL_CUES = tuple(cue for group, cues in CUE_GROUPS.items() if group not in WINDOW_GROUPS for cue in cues)
+WINDOW_CUES = tuple(cue for group in WINDOW_GROUPS for cue in CUE_GROUPS[group])
+_ORDER = np.array([(LOCAL_CUES + WINDOW_CUES).index(cue) for cue in CUES])  # joined columns -> CUES order
+
+
 def segment_cues(frames: np.ndarray) -> np.ndarray:
     """frames: uint8 (S, 2P, H, W, 3), the S segments of one video -> float32 (S, len(CUES)).
 
     Cues that compare with a background (foreground, stationary, scene_change) take the video's
     background as the per-pixel median of the first frame of every segment, so they need all the
-    video's segments in one call. No cue reads a hue: each treats the colour channels alike.
+    video's segments in one call (:func:`window_cues`); the others need only their segment
+    (:func:`local_cues`). No cue reads a hue: each treats the colour channels alike.
     """
-    rgb = frames.astype(np.float32) * np.float32(1 / 255)
+    rgb = _rgb(frames)
+    return join_cues(local_cues(rgb), window_cues(rgb[:, 0]))
+
+
+def _rgb(frames: np.ndarray) -> np.ndarray:
+    """uint8 (...) -> float32 (...) in [0, 1]."""
+    return frames.astype(np.float32) * np.float32(1 / 255)
+
+
+def local_cues(rgb: np.ndarray) -> np.ndarray:
+    """rgb float32 (S, 2P, H, W, 3) in [0, 1] -> float32 (S, len(LOCAL_CUES)): each segment's own cues."""
     gray = rgb @ np.full(3, 1 / 3, dtype=np.float32)  # (S, 2P, H, W); matmul beats mean(-1)
     change = _channel_max(np.abs(rgb[:, 1::2] - rgb[:, 0::2]))  # (S, P, H, W); colour-aware
-    parts = [*_brightness(gray), *_motion(change), *_foreground(rgb[:, 0]),
-             *frozen_cues(change), *lens_cues(gray), *scene_cues(gray[:, 0])]
+    parts = [*_brightness(gray), *_motion(change), *frozen_cues(change), *lens_cues(gray)]
     return np.stack(parts, axis=1).astype(np.float32)
+
+
+def window_cues(keys: np.ndarray) -> np.ndarray:
+    """keys float32 (S, H, W, 3) in [0, 1], the first frame of each of S segments -> float32
+    (S, len(WINDOW_CUES)): the cues against their background (the per-pixel median over the S)."""
+    gray = keys @ np.full(3, 1 / 3, dtype=np.float32)
+    return np.stack([*_foreground(keys), *scene_cues(gray)], axis=1).astype(np.float32)
+
+
+def join_cues(local: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """(S, len(LOCAL_CUES)) and (S, len(WINDOW_CUES)) -> (S, len(CUES)) in :data:`CUES` order."""
+    return np.concatenate([local, window], axis=1)[:, _ORDER]
 
 
 def video_context(cues: np.ndarray) -> np.ndarray:
@@ -428,6 +496,10 @@ class ClipExtractor:
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """frames: uint8 (S, T, R, R, 3) at the encoder's resolution R -> float32 (S, projection_dim)."""
+        return self.window_features(self.segment_part(frames))
+
+    def segment_part(self, frames: np.ndarray) -> SegmentPart:
+        """Each segment's mean embedding (frames as in ``__call__``): the whole feature."""
         torch = self._torch
         segments, per_segment = frames.shape[:2]
         pixels = torch.from_numpy(frames.reshape(-1, *frames.shape[2:])).permute(0, 3, 1, 2).float()
@@ -435,7 +507,11 @@ class ClipExtractor:
         with torch.inference_mode():
             embeds = torch.cat([self._model(pixel_values=chunk).image_embeds
                                 for chunk in pixels.split(CLIP_BATCH)])  # (S*T, projection_dim)
-        return embeds.view(segments, per_segment, -1).mean(dim=1).float().cpu().numpy()
+        return SegmentPart(embeds.view(segments, per_segment, -1).mean(dim=1).float().cpu().numpy())
+
+    def window_features(self, part: SegmentPart) -> np.ndarray:
+        """The embeddings as they are: nothing depends on the other segments."""
+        return part.values
 
 
 def _clip_normalisation(model: str) -> tuple[list[float], list[float]]:

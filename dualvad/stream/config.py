@@ -28,6 +28,8 @@ class StreamConfig:
     min_segment_s: Annotated[float, Field(gt=0)] = 0.5
     # recent segments scored together; None = the run's K
     window_segments: Annotated[int, Field(ge=2)] | None = None
+    # segments a window must hold before alerts: the window-relative cues need a background to compare with
+    warmup_segments: Annotated[int, Field(ge=1)] = 8
     smoothing: Annotated[int, Field(ge=1)] = 2  # newest segment scores averaged into the alert score
     # the alert score that opens an event; None = the run's verdict threshold (RUN/eval/verdict.json)
     alert_threshold: Annotated[float, Field(gt=0, lt=1)] | None = None

@@ -19,12 +19,13 @@ import json
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import IO, Any, Literal, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +80,18 @@ class EventSink(Protocol):
 
 class JsonlSink:
     """Closed events as JSON Lines (one event per line, flushed), each id written once: ids already in the
-    file (a previous watcher's) are read at open and skipped."""
+    file (a previous watcher's) are read at open and skipped. ``path`` ``"-"``: standard output."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.written: set[str] = _ids_in(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
         self._lock = threading.Lock()
+        if path == "-":
+            self.written: set[str] = set()
+            self._file: IO[str] = sys.stdout
+            return
+        self.written = _ids_in(path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
 
     def emit(self, kind: EventKind, event: Event) -> None:
         if kind != "close":
@@ -101,7 +105,10 @@ class JsonlSink:
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            if self._file is sys.stdout:
+                self._file.flush()
+            else:
+                self._file.close()
 
 
 def _ids_in(path: str) -> set[str]:

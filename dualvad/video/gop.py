@@ -16,15 +16,45 @@ so indices, frame counts and keyframes are the same as :mod:`dualvad.video.decod
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from dualvad.video.decode import MAX_PIXELS, VideoDecodeError, first_line, local_video
 
-# Frames are resized and converted as decord does it, through a libavfilter graph ``scale=W:H:flags=bilinear``
-# then ``format=rgb24``: that gives decord's pixels exactly (measured on the generated and the real-footage
-# corpora), where swscale called directly (VideoFrame.reformat) differs by up to 40 levels at some pixels.
+
+class FrameScaler:
+    """Decoded frames resized and converted to RGB as decord does it: through a libavfilter graph
+    ``scale=W:H:flags=bilinear`` then ``format=rgb24``. That gives decord's pixels exactly (measured on the
+    generated and the real-footage corpora), where swscale called directly (``VideoFrame.reformat``)
+    differs by up to 40 levels at some pixels; so a file read here, by decord at ingest, or a live stream
+    (:mod:`dualvad.stream`) gives a scorer the same pixels. One graph per (source format and size, target
+    size), kept."""
+
+    def __init__(self) -> None:
+        self._graphs: dict[tuple, Any] = {}
+
+    def rgb(self, frame: Any, width: int, height: int) -> np.ndarray:
+        """``frame`` (an ``av.VideoFrame``) scaled to ``width`` x ``height``: uint8 (height, width, 3)."""
+        import av
+
+        key = (frame.format.name, frame.width, frame.height, width, height)
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = av.filter.Graph()
+            source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                                      time_base=frame.time_base or Fraction(1, 90000))
+            nodes = [source, graph.add("scale", f"{width}:{height}:flags={SCALE_FLAGS}"),
+                     graph.add("format", "rgb24"), graph.add("buffersink")]
+            for before, after in zip(nodes, nodes[1:], strict=False):
+                before.link_to(after)
+            graph.configure()
+            self._graphs[key] = graph
+        graph.push(frame)
+        return graph.pull().to_ndarray()
+
+
 SCALE_FLAGS = "bilinear"
 
 
@@ -70,7 +100,7 @@ class GopReader:
         self._coded = (int(context.width), int(context.height))
         self._rotation: int | None = None  # degrees counterclockwise, from the first decoded frame
         self.frames_decoded = 0  # frames the decoder produced, over every read
-        self._graphs: dict[tuple, Any] = {}  # one filter graph per (source format and size, target size)
+        self._scaler = FrameScaler()
 
     # ------------------------------------------------------------------------------------------- index
 
@@ -198,27 +228,8 @@ class GopReader:
             remaining.discard(index)
             turns = self._rotation // 90  # np.rot90 turns counterclockwise, as the matrix does
             width, height = size[::-1] if turns % 2 else size  # the size of the picture before it turns
-            array = self._rgb(frame, width, height)
+            array = self._scaler.rgb(frame, width, height)
             found[index] = np.ascontiguousarray(np.rot90(array, turns)) if turns else array
-
-    def _rgb(self, frame: Any, width: int, height: int) -> np.ndarray:
-        """``frame`` scaled to ``width`` x ``height`` and converted to RGB: uint8 (height, width, 3)."""
-        import av
-
-        key = (frame.format.name, frame.width, frame.height, width, height)
-        graph = self._graphs.get(key)
-        if graph is None:
-            graph = av.filter.Graph()
-            source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
-                                      time_base=self._stream.time_base)
-            nodes = [source, graph.add("scale", f"{width}:{height}:flags={SCALE_FLAGS}"),
-                     graph.add("format", "rgb24"), graph.add("buffersink")]
-            for before, after in zip(nodes, nodes[1:], strict=False):
-                before.link_to(after)
-            graph.configure()
-            self._graphs[key] = graph
-        graph.push(frame)
-        return graph.pull().to_ndarray()
 
     # ---------------------------------------------------------------------------------------- lifetime
 

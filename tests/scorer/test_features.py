@@ -7,6 +7,7 @@ from dualvad.scorer.features import (
     CUES,
     ClipExtractor,
     MotionAppearanceExtractor,
+    SegmentPart,
     build_extractor,
     count_blobs,
     extract_video_features,
@@ -187,3 +188,16 @@ def test_extract_features_writes_clip_snippets_per_crop_and_records_how(tmp_path
     extract_corpus(videos[:1], str(tmp_path / "one"), config, "single")
     (single,) = scan_features(str(tmp_path / "one"), ["cam/a.mp4"])
     np.testing.assert_allclose(load_features(str(tmp_path / "one"), single), two[:, :1], atol=1e-6)
+
+
+def test_segment_parts_joined_give_the_whole_videos_features() -> None:
+    """A live stream computes each segment's part once and joins a window of them: the same features, bit
+    for bit, as the extractor on the window's frames at once."""
+    frames = np.random.default_rng(0).integers(0, 256, (9, 4, 24, 32, 3), dtype=np.uint8)
+    frames[3:6] //= 3  # a dark stretch: the window's background and median matter
+    extractor = MotionAppearanceExtractor()
+    parts = [extractor.segment_part(frames[i : i + 1]) for i in range(len(frames))]
+    joined = extractor.window_features(SegmentPart.join(parts))
+    np.testing.assert_array_equal(joined, extractor(frames))
+    window = extractor.window_features(SegmentPart.join(parts).take(slice(2, None)))
+    np.testing.assert_array_equal(window, extractor(frames[2:]))
