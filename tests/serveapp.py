@@ -27,7 +27,10 @@ GATE_BUCKET, GATE_KEY = "gate", "held.mp4"
 GATE_ROOT = GatedS3.root(GATE_BUCKET)
 STREAM_HOSTS = ["127.0.0.1"]  # the loopback stream servers of tests/serve/test_streams.py
 MAX_STREAMS = 4
-STREAM_SETTINGS = {"vlm": True, "vlm_calls_per_minute": 60.0}
+# the shared run's scorer on generated streams: an explosion peaks at 0.84, normal stretches stay under 0.57
+# (tests/stream/test_stream_detector.py)
+STREAM_ALERT = 0.7
+STREAM_SETTINGS = {"vlm": True, "vlm_calls_per_minute": 60.0, "alert_threshold": STREAM_ALERT}
 APP_NAME = "dualvad-test"
 
 

@@ -48,6 +48,7 @@ log = logging.getLogger("ray.serve")
 REPORT_S = 0.5  # how often a replica reports to the registry (the delay of a new stream's adoption)
 REGISTRY_NAMESPACE = "dualvad-serve"
 REGISTRY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 60.0  # a stream's thread ends within this once stopped (its VLM judgements are bounded)
 
 
 # ------------------------------------------------------------------------------------------- registry
@@ -211,7 +212,12 @@ class Held:
     error: str = ""
 
     def status(self) -> dict[str, Any]:
+        """The detector's status; its ``state`` the source's (connecting, live, reconnecting) while it runs,
+        else the detector's (idle, stopped, ended); ``error`` when its thread failed."""
         status = dict(self.detector.status())
+        source = status.get("source") or {}
+        if status.get("state") == "running" and source.get("state"):
+            status["state"] = source["state"]
         if self.error:
             status["error"] = self.error
         return status
@@ -259,8 +265,8 @@ class Streams:
     def __del__(self) -> None:
         """Serve's graceful shutdown: stop every stream (their open events close and are delivered)."""
         self._stopping.set()
-        for stream_id in list(self.held):
-            self._stop(stream_id)
+        for held in [self.held.pop(stream_id) for stream_id in list(self.held)]:
+            self._finish(held)
 
     # ---------------------------------------------------------------------------------------- reporting
 
@@ -283,7 +289,7 @@ class Streams:
             if timeline.get("segments"):
                 held.timeline_until_s = max(segment["end_s"] for segment in timeline["segments"])
             timelines[stream_id] = timeline
-            dropped = int(statuses[stream_id].get("frames_dropped", 0))
+            dropped = int((statuses[stream_id].get("source") or {}).get("frames_dropped", 0))
             if dropped > held.dropped_seen:
                 self.metrics.dropped.inc(dropped - held.dropped_seen)
                 held.dropped_seen = dropped
@@ -330,15 +336,19 @@ class Streams:
             log.error("stream %s failed: %r", held.adoption.stream_id, error, exc_info=error)
 
     def _stop(self, stream_id: str) -> None:
+        """Stop following ``stream_id``, from a thread of its own: a source may take seconds to let go, and
+        the reports of the other streams must go on meanwhile."""
         held = self.held.pop(stream_id, None)
-        if held is None:
-            return
-        held.detector.stop()
-        held.source.stop()
+        if held is not None:
+            threading.Thread(target=self._finish, args=(held,), daemon=True,
+                             name=f"dualvad-stream-stop-{stream_id}").start()
+
+    def _finish(self, held: Held) -> None:
+        held.detector.stop()  # the open event is closed and delivered by the stream's thread
         if held.thread is not None:
-            held.thread.join(timeout=30)
+            held.thread.join(timeout=STOP_TIMEOUT_S)
         held.sink.close()
-        log.info("streams replica %s: stopped stream %s", self.replica, stream_id)
+        log.info("streams replica %s: stopped stream %s", self.replica, held.adoption.stream_id)
 
     def _judge_fn(self, stream_id: str) -> Any:
         """The detector's judge: the Judge deployment, called from the stream's thread (it waits)."""

@@ -4,17 +4,28 @@ listed, read and deleted; its Server-Sent Events."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 import httpx
+import pytest
 
+from dualvad.corpus.synth_plan import SynthSpec
 from dualvad.serve.schemas import ErrorResponse, StreamInfo, StreamList
 
+from browser import CHROMIUM, MISSING, assert_not_blank, live_page
 from loopback import free_port
+from serveapp import STREAM_ALERT as ALERT
 from serveapp import STREAM_HOSTS
+from streams import HlsStream, require_servers
 
 ADOPTION_BOUND_S = 30.0  # a bound, not a wait: a replica reports every 0.5 s
+EVENT_BOUND_S = 60.0
+# tests/stream/test_stream_detector.py's explosion: a generated 12-s video exploding from frame 92 (15 fps)
+SPEC = SynthSpec(videos=6, seconds=12.0, seed=11)
+EXPLOSION = 4
+LEAD_FRAMES = 30  # the stream's clip starts 2 s before the explosion
 
 
 def _error(response: httpx.Response, status: int, code: str) -> str:
@@ -41,13 +52,14 @@ def _until(condition, bound_s: float, what: str):
 
 def test_a_url_outside_the_apps_settings_is_refused_and_nothing_is_added(server):
     before = StreamList.model_validate(server.get("/v1/streams").json()).streams
-    message = _error(server.post("/v1/streams", json={"url": "ftp://127.0.0.1/cam"}), 403, "forbidden_stream")
-    assert message == ("stream URL scheme 'ftp' is not allowed (allowed: rtsp, rtsps, http, https): add it to "
-                       "the app's allowed_stream_schemes")
-    message = _error(server.post("/v1/streams", json={"url": "rtsp://10.0.0.7/h264"}), 403, "forbidden_stream")
-    assert message == (f"stream host '10.0.0.7' is not allowed (allowed: {', '.join(STREAM_HOSTS)}): start the "
-                       "server with `dualvad serve --allow-stream-host 10.0.0.7` or add it to the app's "
-                       "allowed_stream_hosts")
+    refused = server.post("/v1/streams", json={"url": "ftp://127.0.0.1/cam"})
+    assert _error(refused, 403, "forbidden_stream") == (
+        "stream URL scheme 'ftp' is not allowed (allowed: rtsp, rtsps, http, https): add it to the app's "
+        "allowed_stream_schemes")
+    refused = server.post("/v1/streams", json={"url": "rtsp://10.0.0.7/h264"})
+    assert _error(refused, 403, "forbidden_stream") == (
+        f"stream host '10.0.0.7' is not allowed (allowed: {', '.join(STREAM_HOSTS)}): start the server with "
+        "`dualvad serve --allow-stream-host 10.0.0.7` or add it to the app's allowed_stream_hosts")
     assert "needs a scheme and a host" in _error(server.post("/v1/streams", json={"url": "/dev/video0"}), 422,
                                                  "invalid_url")
     assert "nme" in _error(server.post("/v1/streams", json={"url": "rtsp://127.0.0.1/x", "nme": "typo"}), 422,
@@ -93,3 +105,65 @@ def test_a_stream_is_added_adopted_listed_read_and_deleted_and_its_sse_ends(serv
     assert stream_id in _error(server.get(f"/v1/streams/{stream_id}"), 404, "unknown_stream")
     _error(server.get(f"/v1/streams/{stream_id}/events"), 404, "unknown_stream")
     _error(server.delete(f"/v1/streams/{stream_id}"), 404, "unknown_stream")
+
+
+@pytest.fixture(scope="module")
+def explosion_hls(tmp_path_factory):
+    """A live HLS stream on loopback (ffmpeg, real time, looped) of a generated video whose explosion
+    starts ``EVENT_S`` into it: (the playlist's URL, the explosion's first second)."""
+    require_servers()
+    from dualvad.corpus.synth_plan import plan_corpus
+    from dualvad.corpus.synthetic import encode_mp4, render_video
+
+    folder = tmp_path_factory.mktemp("stream-hls")
+    plan = plan_corpus(SPEC)[EXPLOSION]
+    first = plan.event[0] - LEAD_FRAMES  # the clip starts LEAD_FRAMES before the explosion
+    frames = render_video(SPEC, plan)[first:]
+    encode_mp4(frames, folder / "explosion.mp4", SPEC.fps)
+    with HlsStream(folder / "explosion.mp4", folder / "live") as hls:
+        yield hls.url, LEAD_FRAMES / SPEC.fps
+
+
+def test_sse_and_the_page_show_the_event_a_live_stream_produces(server, explosion_hls, tmp_path):
+    """A live HLS stream of an explosion followed by the app: its SSE delivers the event (``event: open``,
+    ``id:`` the event id, the event as JSON), and the stream's page in headless Chromium, open before the
+    event happened, shows it with its thumbnail; then the stream is deleted."""
+    url, _ = explosion_hls
+    stream_id = server.post("/v1/streams", json={"url": url, "name": "explosion"}).json()["stream_id"]
+    messages: list[dict] = []
+
+    def listen() -> None:
+        with server.stream("GET", f"/v1/streams/{stream_id}/events", timeout=EVENT_BOUND_S) as events:
+            message: dict = {}
+            for line in events.iter_lines():
+                if line:
+                    field, _, value = line.partition(": ")
+                    message[field] = value
+                elif message:
+                    messages.append(message)
+                    message = {}
+                    if messages[-1].get("event") in ("open", "end"):
+                        return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    try:
+        if CHROMIUM is None:
+            pytest.skip(MISSING)
+        with live_page() as page:
+            page.goto(f"{server.base_url}/streams/{stream_id}")
+            page.wait_for_selector("#events li[data-event-id] img", timeout=EVENT_BOUND_S * 1000)
+            shown = page.locator("#events li[data-event-id]").first.get_attribute("data-event-id")
+            assert "score" in page.locator("#events li .what").first.inner_text()
+            page.wait_for_selector("#timeline polyline.scores[points*=',']")
+            page.screenshot(path=str(tmp_path / "stream.png"), full_page=True)
+        assert_not_blank(tmp_path / "stream.png")
+        listener.join(EVENT_BOUND_S)
+        assert messages and messages[-1]["event"] == "open", messages
+        event = json.loads(messages[-1]["data"])
+        assert messages[-1]["id"] == event["event_id"] == shown and event["stream_id"] == stream_id
+        assert event["state"] == "open" and event["score"] >= ALERT and event["thumbnail_jpeg"]
+        info = _stream(server, stream_id)
+        assert info.events >= 1 and info.status["frames_analysed"] > 0 and info.state == "live"
+    finally:
+        server.delete(f"/v1/streams/{stream_id}")
