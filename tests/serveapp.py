@@ -31,6 +31,8 @@ MAX_STREAMS = 4
 # (tests/stream/test_stream_detector.py)
 STREAM_ALERT = 0.7
 STREAM_SETTINGS = {"vlm": True, "vlm_calls_per_minute": 60.0, "alert_threshold": STREAM_ALERT}
+# one Streams replica here, so a late report never hands its streams to another: a short wait is safe
+STREAM_ORPHAN_S = 2.0
 APP_NAME = "dualvad-test"
 
 
@@ -57,7 +59,7 @@ def serve_app(run: str, tiny: str, media_root: Path) -> Iterator[httpx.Client]:
                    max_new_tokens=4, max_upload_bytes=MAX_UPLOAD, max_duration_s=MAX_DURATION_S,
                    request_timeout_s=60, max_batch_size=8, batch_wait_timeout_s=0.3,
                    read_timeout_s=READ_TIMEOUT_S, allowed_stream_hosts=STREAM_HOSTS, max_streams=MAX_STREAMS,
-                   stream=STREAM_SETTINGS)
+                   stream=STREAM_SETTINGS, stream_orphan_s=STREAM_ORPHAN_S)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
     small = {"ray_actor_options": {"num_cpus": 0.25}}

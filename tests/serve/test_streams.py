@@ -1,12 +1,16 @@
 """Live streams over real HTTP on the tests' one app (``server``, tests/serve/conftest.py): URLs outside the
 app's settings refused before anything reaches a replica; a stream added, adopted by the Streams replica,
-listed, read and deleted; its Server-Sent Events."""
+listed, read and deleted; on a live HLS stream of an explosion, its Server-Sent Events, its page in
+headless Chromium, and its re-opening when its replica is killed."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
+from collections import Counter
 
 import httpx
 import pytest
@@ -15,9 +19,11 @@ from dualvad.corpus.synth_plan import SynthSpec
 from dualvad.serve.schemas import ErrorResponse, StreamInfo, StreamList
 
 from browser import CHROMIUM, MISSING, assert_not_blank, live_page
+from faultlog import record_fault
 from loopback import free_port
+from raykill import descendants_named
+from serveapp import APP_NAME, STREAM_HOSTS
 from serveapp import STREAM_ALERT as ALERT
-from serveapp import STREAM_HOSTS
 from streams import HlsStream, require_servers
 
 ADOPTION_BOUND_S = 30.0  # a bound, not a wait: a replica reports every 0.5 s
@@ -124,46 +130,94 @@ def explosion_hls(tmp_path_factory):
         yield hls.url, LEAD_FRAMES / SPEC.fps
 
 
-def test_sse_and_the_page_show_the_event_a_live_stream_produces(server, explosion_hls, tmp_path):
-    """A live HLS stream of an explosion followed by the app: its SSE delivers the event (``event: open``,
-    ``id:`` the event id, the event as JSON), and the stream's page in headless Chromium, open before the
-    event happened, shows it with its thumbnail; then the stream is deleted."""
+
+@pytest.fixture(scope="module")
+def explosion_stream(server, explosion_hls):
+    """The id of a stream the app follows on the live explosion (deleted at the end)."""
     url, _ = explosion_hls
     stream_id = server.post("/v1/streams", json={"url": url, "name": "explosion"}).json()["stream_id"]
+    yield stream_id
+    server.delete(f"/v1/streams/{stream_id}")
+
+
+def sse_messages(server: httpx.Client, stream_id: str, done, bound_s: float = EVENT_BOUND_S) -> list[dict]:
+    """The stream's SSE messages from the first one held ({"id", "event", "data"}, data parsed), read until
+    ``done(messages)`` holds or the server ends them; fails after ``bound_s``."""
     messages: list[dict] = []
+    with server.stream("GET", f"/v1/streams/{stream_id}/events", timeout=bound_s) as events:
+        assert events.headers["content-type"].startswith("text/event-stream")
+        message: dict = {}
+        for line in events.iter_lines():
+            if line.startswith(":"):  # a keep-alive comment
+                continue
+            if line:
+                field, _, value = line.partition(": ")
+                message[field] = json.loads(value) if field == "data" else value
+                continue
+            messages.append(message)
+            message = {}
+            if done(messages) or messages[-1]["event"] == "end":
+                break
+    return messages
 
-    def listen() -> None:
-        with server.stream("GET", f"/v1/streams/{stream_id}/events", timeout=EVENT_BOUND_S) as events:
-            message: dict = {}
-            for line in events.iter_lines():
-                if line:
-                    field, _, value = line.partition(": ")
-                    message[field] = value
-                elif message:
-                    messages.append(message)
-                    message = {}
-                    if messages[-1].get("event") in ("open", "end"):
-                        return
 
-    listener = threading.Thread(target=listen, daemon=True)
+def _opened(messages: list[dict]) -> bool:
+    return any(message["event"] == "open" for message in messages)
+
+
+def test_sse_and_the_page_show_the_event_a_live_stream_produces(server, explosion_stream, tmp_path):
+    """A live HLS stream of an explosion followed by the app: its SSE delivers the event (``event: open``,
+    ``id:`` the event id, the event as JSON), and the stream's page in headless Chromium, open before the
+    event happened, shows it with its thumbnail and the scores drawn."""
+    if CHROMIUM is None:
+        pytest.skip(MISSING)
+    got: list[list[dict]] = []
+    listener = threading.Thread(target=lambda: got.append(sse_messages(server, explosion_stream, _opened)),
+                                daemon=True)
     listener.start()
-    try:
-        if CHROMIUM is None:
-            pytest.skip(MISSING)
-        with live_page() as page:
-            page.goto(f"{server.base_url}/streams/{stream_id}")
-            page.wait_for_selector("#events li[data-event-id] img", timeout=EVENT_BOUND_S * 1000)
-            shown = page.locator("#events li[data-event-id]").first.get_attribute("data-event-id")
-            assert "score" in page.locator("#events li .what").first.inner_text()
-            page.wait_for_selector("#timeline polyline.scores[points*=',']")
-            page.screenshot(path=str(tmp_path / "stream.png"), full_page=True)
-        assert_not_blank(tmp_path / "stream.png")
-        listener.join(EVENT_BOUND_S)
-        assert messages and messages[-1]["event"] == "open", messages
-        event = json.loads(messages[-1]["data"])
-        assert messages[-1]["id"] == event["event_id"] == shown and event["stream_id"] == stream_id
-        assert event["state"] == "open" and event["score"] >= ALERT and event["thumbnail_jpeg"]
-        info = _stream(server, stream_id)
-        assert info.events >= 1 and info.status["frames_analysed"] > 0 and info.state == "live"
-    finally:
-        server.delete(f"/v1/streams/{stream_id}")
+    with live_page() as page:
+        page.goto(f"{server.base_url}/streams/{explosion_stream}")
+        page.wait_for_selector("#events li[data-event-id] img", timeout=EVENT_BOUND_S * 1000)
+        shown = page.locator("#events li[data-event-id]").first.get_attribute("data-event-id")
+        assert "score" in page.locator("#events li .what").first.inner_text()
+        page.wait_for_selector("#timeline polyline.scores[points*=',']", timeout=EVENT_BOUND_S * 1000)
+        page.screenshot(path=str(tmp_path / "stream.png"), full_page=True)
+    assert_not_blank(tmp_path / "stream.png")
+    listener.join(EVENT_BOUND_S)
+    assert got, "no SSE messages"
+    message = got[0][-1]
+    event = message["data"]
+    assert message["event"] == "open" and message["id"] == event["event_id"] == shown
+    assert event["stream_id"] == explosion_stream and event["state"] == "open"
+    assert event["score"] >= ALERT and event["thumbnail_jpeg"]
+    info = _stream(server, explosion_stream)
+    assert info.events >= 1 and info.status["frames_analysed"] > 0 and info.state == "live"
+
+
+def test_a_killed_streams_replica_has_its_stream_re_opened_and_no_event_doubled(server, explosion_stream):
+    """The Streams replica is SIGKILLed while an event is open: Serve starts another, which adopts the stream
+    once the registry has not heard from the old one for ``stream_orphan_s``; the open event is closed
+    once (by the registry: its owner is gone), and the SSE replay holds no event opened or closed twice."""
+    def still_open(messages: list[dict]) -> list[str]:
+        closed = {m["id"] for m in messages if m["event"] == "close"}
+        return [m["id"] for m in messages if m["event"] == "open" and m["id"] not in closed]
+
+    dangling = still_open(sse_messages(server, explosion_stream, still_open))[0]
+    before = _stream(server, explosion_stream)
+    pids = descendants_named(f"ServeReplica:{APP_NAME}:Streams")
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGKILL)
+    killed = time.monotonic()
+    after = _until(lambda: (info := _stream(server, explosion_stream)).adoptions == 2 and info.state == "live"
+                   and info, EVENT_BOUND_S, "re-opened by another replica")
+    recovery_s = time.monotonic() - killed
+    assert after.replica != before.replica
+    # every message up to the dangling event's close, in the order the registry took them
+    replay = sse_messages(server, explosion_stream, lambda messages: dangling not in still_open(messages))
+    kinds = Counter((m["id"], m["event"]) for m in replay)
+    doubled = sorted(key for key, count in kinds.items() if count > 1)
+    closing = [m["data"] for m in replay if m["id"] == dangling and m["event"] == "close"]
+    record_fault("serve: the Streams replica SIGKILLed with an event open", "re-opened",
+                 rows_lost=0 if closing else 1, rows_duplicated=len(doubled), recovery_s=recovery_s)
+    assert doubled == [] and len(closing) == 1
+    assert closing[0]["extra"]["closed_by"] == "replica lost"
