@@ -66,7 +66,8 @@ def serve_app(run: str, tiny: str, media_root: Path) -> Iterator[httpx.Client]:
     serve.run(compose(args, api=small,
                       analyzer={**small, "max_ongoing_requests": ANALYZER_SLOTS,
                                 "max_queued_requests": ANALYZER_QUEUE},
-                      judge={**small, "max_ongoing_requests": 32}, streams=small),
+                      judge={**small, "max_ongoing_requests": 32},
+                      streams={**small, "health_check_period_s": 0.5}),
               name=APP_NAME, route_prefix="/")
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:

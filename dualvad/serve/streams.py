@@ -223,7 +223,9 @@ class Held:
         return status
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8,
+# health_check_period_s: Serve's default (10 s) would leave a dead replica's streams unwatched that long
+# before it even starts another; a check is one cheap call
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=8, health_check_period_s=2.0,
                   autoscaling_config=STREAMS_AUTOSCALING)
 class Streams:
     """Follows the streams the registry gives it (module docstring)."""
