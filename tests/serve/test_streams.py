@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from datetime import datetime
 
 import httpx
 import pytest
@@ -143,7 +144,8 @@ def explosion_stream(server, explosion_hls):
 
 
 def sse_messages(server: httpx.Client, stream_id: str, done, bound_s: float = EVENT_BOUND_S) -> list[dict]:
-    """The stream's SSE messages from the first one held ({"id", "event", "data"}, data parsed), read until
+    """The stream's SSE messages from the first one held ({"id", "event", "data"}, data parsed, and the wall
+    time it was ``received``), read until
     ``done(messages)`` holds or the server ends them; fails after ``bound_s``."""
     messages: list[dict] = []
     with server.stream("GET", f"/v1/streams/{stream_id}/events", timeout=bound_s) as events:
@@ -156,7 +158,7 @@ def sse_messages(server: httpx.Client, stream_id: str, done, bound_s: float = EV
                 field, _, value = line.partition(": ")
                 message[field] = json.loads(value) if field == "data" else value
                 continue
-            messages.append(message)
+            messages.append({**message, "received": time.time()})
             message = {}
             if done(messages) or messages[-1]["event"] == "end":
                 break
@@ -192,6 +194,9 @@ def test_sse_and_the_page_show_the_event_a_live_stream_produces(server, explosio
     assert message["event"] == "open" and message["id"] == event["event_id"] == shown
     assert event["stream_id"] == explosion_stream and event["state"] == "open"
     assert event["score"] >= ALERT and event["thumbnail_jpeg"]
+    # the event's end_time is when the frame that opened it arrived: analysis, the registry and the SSE hop
+    arrived = datetime.fromisoformat(event["end_time"]).timestamp()
+    print(f"\nstream event to SSE client: {message['received'] - arrived:.2f} s after its frame arrived")
     info = _stream(server, explosion_stream)
     assert info.events >= 1 and info.status["frames_analysed"] > 0 and info.state == "live"
 
