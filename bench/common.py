@@ -79,10 +79,12 @@ def ucf_like_spec(args: argparse.Namespace, seed: int = 0):
     return UcfLikeSpec(videos=args.videos, hd_videos=args.hd_videos, scale=args.scale, seed=seed)
 
 
-def detect_run(name: str, corpus: Path, budget: int, cpus: int = 2, image_size: int = 112):
+def detect_run(name: str, corpus: Path, budget: int, cpus: int = 2, image_size: int = 112,
+               overrides: tuple[str, ...] = ()):
     """A run the detector can serve, on ``corpus`` (its own folder ``bench/out/<name>/run``): ingest, a
     20-epoch scorer, scores, samples of ``budget`` frames, benchmarks' records (``image_size`` px, clips of
-    8 frames), each skipped where done. Returns its config; Ray runs with ``cpus`` CPUs."""
+    8 frames), each skipped where done; ``overrides``: more config overrides. Returns its config; Ray runs
+    with ``cpus`` CPUs."""
     import ray
 
     from dualvad.config import load_config
@@ -93,10 +95,10 @@ def detect_run(name: str, corpus: Path, budget: int, cpus: int = 2, image_size: 
     from dualvad.pipeline.score import run_score
     from dualvad.train.train_scorer import run_train_scorer
 
-    overrides = ["scorer.epochs=20", "scorer.report_every=10", f"sample.budget={budget}",
-                 f"benchmarks.image_size={image_size}", "benchmarks.clip_frames=8", "benchmarks.shards=1",
-                 f"ray.num_cpus={cpus}"]
-    config = load_config(None, [f"corpus={corpus}", f"run={OUT / name / 'run'}", *overrides])
+    settings = ["scorer.epochs=20", "scorer.report_every=10", f"sample.budget={budget}",
+                f"benchmarks.image_size={image_size}", "benchmarks.clip_frames=8", "benchmarks.shards=1",
+                f"ray.num_cpus={cpus}", *overrides]
+    config = load_config(None, [f"corpus={corpus}", f"run={OUT / name / 'run'}", *settings])
     ensure_ray(config.ray)
     ray.data.DataContext.get_current().enable_progress_bars = False
     for stage in (run_ingest, run_train_scorer, run_score, run_sample, run_build_benchmarks):

@@ -24,10 +24,10 @@ bytes and returning a :class:`dualvad.vlm.judge.Judgement`: :meth:`dualvad.detec
    ``max_event_s``, or when the stream ends. Sinks get it at once when it opens (the scorer's alert) and
    again when it closes (:mod:`dualvad.stream.events`).
 4. **The VLM.** A closing event's frames are chosen by the run's allocation (``focused``: the softmax over its
-   segments' scores) with a budget of ``vlm_budget`` frames, among the analysed frames kept as JPEG (the
-   newest ``window_segments`` segments'), and judged in a worker thread, so analysis never waits for the
-   VLM; at most ``vlm_calls_per_minute`` per stream (a token bucket), an event over budget closes with the
-   scorer's answer and the reason.
+   segments' scores) with a budget of ``vlm_budget`` frames, among the analysed frames kept as JPEG (about
+   ``vlm_budget`` evenly spaced ones of each of the newest ``window_segments`` segments), and judged in a
+   worker thread, so analysis never waits for the VLM; at most ``vlm_calls_per_minute`` per stream (a token
+   bucket), an event over budget closes with the scorer's answer and the reason.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import base64
 import math
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -110,6 +110,8 @@ class _Segment:
     end_tick: int
     thumbnail: bytes  # JPEG of its first analysed frame
     pairs: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # while filling
+    # JPEGs of every ``stride``-th analysed frame at the run's image size, for the VLM, while in the window
+    jpegs: list[bytes] = field(default_factory=list)
     part: SegmentPart | None = None
     score: float = 0.0  # the scorer's, from the newest window holding it
     smoothed: float = 0.0  # the mean of the newest `smoothing` scorer scores when it closed
@@ -171,9 +173,10 @@ class StreamDetector:
         self._filling: _Segment | None = None
         self._window: deque[_Segment] = deque(maxlen=self.settings.window)
         self._timeline: deque[_Segment] = deque(maxlen=TIMELINE_SEGMENTS)
-        self._jpegs: OrderedDict[int, bytes] = OrderedDict()  # tick -> JPEG at the run's image size
-        self._jpeg_capacity = math.ceil((self.settings.window + 1) * self.settings.segment_s
-                                        * config.analysis_fps) + 1
+        # a segment keeps every stride-th analysed frame for the VLM: at most vlm_budget of them, all an
+        # allocation can give one segment, so memory is bounded by window x vlm_budget JPEGs
+        per_segment = self.settings.segment_s * config.analysis_fps
+        self._stride = max(1, math.ceil(per_segment / self.settings.vlm_budget))
         self._grid_offset = 0  # keeps segment numbers increasing when the source's clock restarts
         self._open: _Open | None = None
         self._events: list[Event] = []
@@ -233,8 +236,8 @@ class StreamDetector:
         segment.pairs.append(small)
         segment.end_s = frame.stream_s + 1.0 / self.config.analysis_fps
         segment.end_wall, segment.end_tick = frame.wall_time, frame.index + 1
-        if self.judge is not None:
-            self._keep_jpeg(frame)
+        if self.judge is not None and (frame.index - segment.first_tick) % self._stride == 0:
+            segment.jpegs.append(self._jpeg(frame.frame))
         self._counts["frames"] += 1
         self._lag_s = time.time() - frame.wall_time
 
@@ -257,6 +260,9 @@ class StreamDetector:
         started = time.perf_counter()
         segment.part = self.analyzer.extractor.segment_part(self._segment_frames(segment.pairs))
         segment.pairs = []
+        if len(self._window) == self._window.maxlen:
+            with self._lock:
+                self._window[0].jpegs = []  # leaves the window: its frames are no longer the VLM's
         self._window.append(segment)
         window = list(self._window)
         features = self.analyzer.extractor.window_features(SegmentPart.join([s.part for s in window]))
@@ -345,6 +351,7 @@ class StreamDetector:
             self._finish(event, f"over the stream's VLM budget ({self.config.vlm_calls_per_minute:g} calls "
                                 "a minute, stream.vlm_calls_per_minute)")
         else:
+            self._pending = [future for future in self._pending if not future.done()]  # bounded
             self._pending.append(self._vlm.submit(self._judge_event, event, segments, peak.smoothed))
 
     def _judge_event(self, event: Event, segments: list[_Segment], smoothed: float) -> None:
@@ -371,18 +378,21 @@ class StreamDetector:
             self._finish(event, f"the VLM failed: {type(error).__name__}: {error}")
 
     def _allocated_jpegs(self, segments: list[_Segment]) -> list[bytes]:
-        """The event's frames the run's allocation picks, among those still kept, in time order."""
+        """The event's frames the run's allocation picks among those its segments still keep, in time
+        order: the allocation runs over the kept frames, each segment one span of them."""
         with self._lock:
-            kept = [s for s in segments if s.first_tick in self._jpegs]
-            bounds = np.array([[s.first_tick, s.end_tick] for s in kept], dtype=np.int64)
+            kept = [s for s in segments if s.jpegs]
             if not kept:
                 return []
-            sample = self.analyzer.settings.sample
-            budget = min(self.settings.vlm_budget, int((bounds[:, 1] - bounds[:, 0]).sum()))
-            allocation = allocate(sample.strategy, np.array([s.score for s in kept]), bounds, budget,
-                                  tau=sample.tau, floor=min(sample.floor, budget // len(kept)),
-                                  offset=sample.cdf_offset, seed=sample.seed + kept[0].number)
-            return [self._jpegs[tick] for tick in allocation.frames.tolist() if tick in self._jpegs]
+            frames = [jpeg for s in kept for jpeg in s.jpegs]
+            ends = np.cumsum([len(s.jpegs) for s in kept])
+            bounds = np.stack([ends - [len(s.jpegs) for s in kept], ends], axis=1).astype(np.int64)
+        sample = self.analyzer.settings.sample
+        budget = min(self.settings.vlm_budget, len(frames))
+        allocation = allocate(sample.strategy, np.array([s.score for s in kept]), bounds, budget,
+                              tau=sample.tau, floor=min(sample.floor, budget // len(kept)),
+                              offset=sample.cdf_offset, seed=sample.seed + kept[0].number)
+        return [frames[position] for position in allocation.frames.tolist()]
 
     def _finish(self, event: Event, skipped: str) -> None:
         with self._lock:
@@ -397,16 +407,12 @@ class StreamDetector:
 
     # ------------------------------------------------------------------------------------------- frames
 
-    def _keep_jpeg(self, frame: SourceFrame) -> None:
-        """The analysed frame at the run's image size, as JPEG, kept for the VLM while its segment is in
-        the window (what the file detector sends the Judge)."""
+    def _jpeg(self, picture: Any) -> bytes:
+        """``picture`` (an ``av.VideoFrame``) at the run's image size as JPEG (the run's quality): what the
+        file detector sends the Judge."""
         settings = self.analyzer.settings
-        width, height = frame_size(frame.frame.width, frame.frame.height, settings.image_size)
-        jpeg = encode_jpeg(self._scaler.rgb(frame.frame, width, height), settings.jpeg_quality)
-        with self._lock:
-            self._jpegs[frame.index] = jpeg
-            while len(self._jpegs) > self._jpeg_capacity:
-                self._jpegs.popitem(last=False)
+        width, height = frame_size(picture.width, picture.height, settings.image_size)
+        return encode_jpeg(self._scaler.rgb(picture, width, height), settings.jpeg_quality)
 
     def _thumbnail(self, picture: Any) -> bytes:
         """``picture`` (an ``av.VideoFrame``) as a JPEG ``thumbnail_width`` px wide."""
