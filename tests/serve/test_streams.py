@@ -185,6 +185,7 @@ def test_sse_and_the_page_show_the_event_a_live_stream_produces(server, explosio
         shown = page.locator("#events li[data-event-id]").first.get_attribute("data-event-id")
         assert "score" in page.locator("#events li .what").first.inner_text()
         page.wait_for_selector("#timeline polyline.scores[points*=',']", timeout=EVENT_BOUND_S * 1000)
+        assert page.locator("#timeline rect.event").count() >= 1
         page.screenshot(path=str(tmp_path / "stream.png"), full_page=True)
     assert_not_blank(tmp_path / "stream.png")
     listener.join(EVENT_BOUND_S)
