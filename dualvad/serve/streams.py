@@ -8,9 +8,10 @@ own: the status and the new timeline of each stream it holds, and its room (``ma
 answer says which streams to stop (deleted) and which to adopt (new ones, and those of a replica silent for
 ``stream_orphan_s``: dead). Each stream runs in its own thread: a
 :class:`~dualvad.stream.detector.StreamDetector` on a :class:`~dualvad.stream.source.LiveSource`, sharing
-the replica's :class:`~dualvad.detector.SegmentAnalyzer` (loaded once per replica) and the Judge deployment
-(called synchronously from the stream's thread). Its events go to the registry, which drops the ones it has
-already (ids are deterministic: a stream re-opened elsewhere reports an event again under the same id).
+the replica's :class:`~dualvad.detector.SegmentAnalyzer` (loaded once per replica, with its first stream)
+and the Judge deployment (called synchronously from the stream's thread). Its events go to the registry,
+which drops the ones it has already (ids are deterministic: a stream re-opened elsewhere reports an event
+again under the same id).
 
 Autoscaling: every replica reports ``replicas_needed`` (the streams wanted over ``max_streams_per_replica``,
 rounded up) through ``record_autoscaling_stats``, and :func:`streams_policy` (Ray Serve's custom autoscaling
@@ -234,7 +235,7 @@ class Streams:
         self.args = AppArgs(**args)
         self.config = StreamConfig(**self.args.stream)
         self.judge_handle = judge
-        self.analyzer = SegmentAnalyzer.from_run(self.args.run)
+        self._analyzer: SegmentAnalyzer | None = None  # loaded with the first stream (see analyzer)
         context = serve.get_replica_context()
         self.replica = context.replica_id.unique_id
         self.registry = registry_actor(context.app_name, self.args.stream_orphan_s)
@@ -247,6 +248,15 @@ class Streams:
         self._reporter = threading.Thread(target=self._report_loop, name="dualvad-streams-report",
                                           daemon=True)
         self._reporter.start()
+
+    @property
+    def analyzer(self) -> SegmentAnalyzer:
+        """The run's analyzer, loaded when the first stream starts (from the report thread, the only caller):
+        an app that follows no stream never pays for it, and its start (every ``dualvad serve``) waits for
+        one model load fewer."""
+        if self._analyzer is None:
+            self._analyzer = SegmentAnalyzer.from_run(self.args.run)
+        return self._analyzer
 
     # ---------------------------------------------------------------------------------------- serve hooks
 
