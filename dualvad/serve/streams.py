@@ -28,21 +28,23 @@ import math
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 from ray import serve
 from ray.serve import metrics
 from ray.serve.handle import DeploymentHandle
 
-from dualvad.detector import SegmentAnalyzer
 from dualvad.serve.settings import AppArgs
 from dualvad.serve.stream_table import Adoption, StreamLimitError, StreamTable
 from dualvad.stream.config import StreamConfig
-from dualvad.stream.detector import StreamDetector
 from dualvad.stream.events import Event, EventKind
 from dualvad.stream.source import LiveSource
-from dualvad.vlm.judge import Judgement
+
+if TYPE_CHECKING:  # the models (torch) are imported with the first stream: a replica starts without them
+    from dualvad.detector import SegmentAnalyzer
+    from dualvad.stream.detector import StreamDetector
+    from dualvad.vlm.judge import Judgement
 
 log = logging.getLogger("ray.serve")
 
@@ -252,9 +254,11 @@ class Streams:
     @property
     def analyzer(self) -> SegmentAnalyzer:
         """The run's analyzer, loaded when the first stream starts (from the report thread, the only caller):
-        an app that follows no stream never pays for it, and its start (every ``dualvad serve``) waits for
-        one model load fewer."""
+        an app that follows no stream never pays for it (nor for importing torch in this replica: 2.5 s of
+        CPU here), and its start (every ``dualvad serve``) waits for one model load fewer."""
         if self._analyzer is None:
+            from dualvad.detector import SegmentAnalyzer
+
             self._analyzer = SegmentAnalyzer.from_run(self.args.run)
         return self._analyzer
 
@@ -323,6 +327,8 @@ class Streams:
     # ---------------------------------------------------------------------------------------- streams
 
     def _start(self, adoption: Adoption) -> None:
+        from dualvad.stream.detector import StreamDetector
+
         sink = RegistrySink(self.registry, adoption.stream_id, self.replica, self.metrics.events)
         config = self.config
         judge = self._judge_fn(adoption.stream_id) if config.vlm else None
