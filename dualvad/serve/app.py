@@ -32,7 +32,7 @@ class Api:
         checked = AppArgs(**args)
         self.service = DetectService(checked, analyzer, judge)
         registry = registry_actor(serve.get_replica_context().app_name, checked.stream_orphan_s)
-        self.streams = StreamService(checked, registry)
+        self.streams = StreamService(checked, registry, streams)
 
     def __serve_build_asgi_app__(self) -> Any:
         return create_api(self.service, self.streams)

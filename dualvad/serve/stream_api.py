@@ -15,7 +15,9 @@ closing an idle connection; ``event: end`` ends the stream of messages when the 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,7 +32,10 @@ from dualvad.serve.schemas import ErrorResponse, StreamInfo, StreamList, StreamR
 from dualvad.serve.settings import AppArgs
 from dualvad.serve.stream_table import check_stream_url
 
+log = logging.getLogger("ray.serve")
+
 KEEPALIVE_S = 15.0
+MAX_WAKES = 4  # calls waking the Streams deployment at once (one is enough while a replica starts)
 MAX_BODY_BYTES = 16 * 1024  # a URL and a name
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 403, 404, 409, 413, 415, 422, 500)}
 _BODY = {"requestBody": {"required": True, "content": {
@@ -40,8 +45,24 @@ _BODY = {"requestBody": {"required": True, "content": {
 class StreamService:
     """The stream routes' work over the registry (module docstring)."""
 
-    def __init__(self, args: AppArgs, registry: Any) -> None:
-        self.args, self.registry = args, registry
+    def __init__(self, args: AppArgs, registry: Any, streams: Any = None) -> None:
+        self.args, self.registry, self.streams = args, registry, streams
+        self._wakes: set[asyncio.Task] = set()  # calls of the Streams deployment not yet answered
+
+    def wake(self) -> None:
+        """Make sure a Streams replica runs: a call through its handle, which Serve answers by starting one
+        when the deployment has none (its cold start). Not awaited by the request; a failure is logged."""
+        if self.streams is None or len(self._wakes) >= MAX_WAKES:
+            return
+        task = asyncio.ensure_future(self._wake())
+        self._wakes.add(task)
+        task.add_done_callback(self._wakes.discard)
+
+    async def _wake(self) -> None:
+        try:
+            await self.streams.info.remote()
+        except Exception as error:  # noqa: BLE001 - logged: the next add or read of a pending stream retries
+            log.error("waking the Streams deployment failed: %r", error)
 
     async def add(self, request: Request) -> dict[str, Any]:
         body = await self._body(request)
@@ -50,12 +71,15 @@ class StreamService:
                                                self.args.max_streams)
         if isinstance(added, str):  # the limit's message
             raise ServeError(409, "too_many_streams", added)
+        self.wake()
         return added
 
     async def get(self, stream_id: str) -> dict[str, Any]:
         found = await self.registry.get.remote(stream_id)
         if found is None:
             raise _unknown(stream_id)
+        if found["state"] == "pending":  # e.g. wanted by an app redeployed with no replica yet
+            self.wake()
         return found
 
     async def delete(self, stream_id: str) -> dict[str, Any]:

@@ -15,7 +15,9 @@ again under the same id).
 
 Autoscaling: every replica reports ``replicas_needed`` (the streams wanted over ``max_streams_per_replica``,
 rounded up) through ``record_autoscaling_stats``, and :func:`streams_policy` (Ray Serve's custom autoscaling
-policy) asks for the largest of them, within the deployment's min and max replicas. Metrics (Ray Serve's
+policy) asks for the largest of them, within the deployment's min and max replicas. With no stream the
+deployment scales to zero replicas; the Api's call of :meth:`Streams.info` when a stream is added (or read
+while pending) is the request that makes Serve start one. Metrics (Ray Serve's
 metrics API, Prometheus ``ray_dualvad_streams_*``): streams held, events, frames dropped, VLM calls.
 """
 
@@ -150,7 +152,9 @@ def streams_policy(ctx: Any) -> tuple[int, dict[str, Any]]:
     return min(max(needed, ctx.capacity_adjusted_min_replicas), ctx.capacity_adjusted_max_replicas), {}
 
 
-STREAMS_AUTOSCALING = {"min_replicas": 1, "max_replicas": 2, "upscale_delay_s": 2.0,
+# min_replicas 0: an app that follows no stream holds no Streams replica; the Api wakes one (a request
+# through the handle: Serve's cold start) when a stream is added or found pending
+STREAMS_AUTOSCALING = {"min_replicas": 0, "initial_replicas": 0, "max_replicas": 2, "upscale_delay_s": 2.0,
                        "downscale_delay_s": 60.0,
                        "policy": {"policy_function": "dualvad.serve.streams:streams_policy"}}
 

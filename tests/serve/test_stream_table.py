@@ -163,4 +163,5 @@ def test_the_policy_asks_for_the_replicas_the_wanted_streams_need_within_bounds(
     assert streams_policy(context({"r1": 3.0, "r2": 2.0})) == (3, {})
     assert streams_policy(context({"r1": 9.0})) == (4, {})
     assert streams_policy(context({"r1": 0.0})) == (1, {})
+    assert streams_policy(context({"r1": 0.0}, low=0)) == (0, {})  # no stream wanted: no replica
     assert streams_policy(context(None, target=2)) == (2, {})
