@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import threading
@@ -65,14 +66,24 @@ def main() -> None:
     from dualvad.detector import SegmentAnalyzer
 
     analyzer = SegmentAnalyzer.from_run(config.run)
+    if args.skip_latency:
+        _capacity(analyzer, args)
+        return
     clips = _clips(args.clips, args.clip_seconds)
     print(f"\nrun {config.run}: segment span {_span(analyzer):.2f} s; {len(clips)} clips of "
           f"{args.clip_seconds:g} s ({sum(c.event is not None for c in clips)} with an event)", flush=True)
     stream_rows, stream_cpu = _process_cpu(_latency, analyzer, clips, args)
     naive_rows, naive_cpu = ([], 0.0) if args.skip_naive else _process_cpu(_naive, analyzer, clips, args)
     stream_seconds = len(clips) * args.clip_seconds
+    from dualvad.stream.detector import StreamSettings
+
+    settings = StreamSettings.resolve(_config(args), analyzer)
+    warmup_s = settings.warmup * settings.segment_s
+    print(f"\nstream detector: segments of {settings.segment_s:g} s, a window of {settings.window}, alerts "
+          f"after {warmup_s:g} s of warm-up at {settings.alert_threshold:.3f}; events starting in the "
+          "warm-up are left out of both systems' figures")
     _print_latency([("stream detector", stream_rows, stream_cpu / stream_seconds),
-                    ("naive: 10-s chunks", naive_rows, naive_cpu / stream_seconds)])
+                    ("naive: 10-s chunks", naive_rows, naive_cpu / stream_seconds)], warmup_s)
     if not args.skip_capacity:
         _capacity(analyzer, args)
 
@@ -80,12 +91,15 @@ def main() -> None:
 def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=6, help="clips with an event (as many normal ones)")
-    parser.add_argument("--clip-seconds", type=float, default=20.0)
+    parser.add_argument("--clip-seconds", type=float, default=30.0)
     parser.add_argument("--fps", type=float, default=10.0, help="analysed frames per second")
     parser.add_argument("--streams", type=int, default=8, help="streams held on one core")
     parser.add_argument("--minutes", type=float, default=5.0, help="how long the streams are held")
     parser.add_argument("--concurrent", type=int, default=4, help="clips streamed at once for the latency")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="a stream.* setting for the stream detector (repeatable), e.g. smoothing=3")
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--skip-latency", action="store_true", help="only the streams held per core")
     parser.add_argument("--skip-capacity", action="store_true")
     return parser.parse_args()
 
@@ -207,25 +221,32 @@ class _Timed:
 
 
 def _watch_clip(analyzer, clip: Clip, args, results: list[Watched]) -> None:
-    from dualvad.stream.config import StreamConfig
     from dualvad.stream.detector import StreamDetector
 
     watched = Watched(clip)
-    config = StreamConfig(analysis_fps=args.fps, vlm=False)
+    config = _config(args)
     with RtspServer(clip.path) as server:
-        source = _source(server.url, config)
+        source = _source(server.url, config, max_reconnects=0)  # the server's clip ends: so does the watch
         detector = StreamDetector(analyzer, config, clip.path.name, sinks=[_Alerts(watched)])
         detector.run(_Timed(source, watched), max_seconds=args.clip_seconds + 3.0)
         source.stop()
     results.append(watched)
 
 
-def _source(url: str, config):
+def _config(args):
+    """The stream detector's settings: scorer only, ``--fps``, and every ``--set``."""
+    from dualvad.config import load_config
+
+    overrides = [f"stream.analysis_fps={args.fps}", "stream.vlm=false",
+                 *(f"stream.{setting}" for setting in args.settings)]
+    return load_config(None, overrides).stream
+
+
+def _source(url: str, config, **options):
     """A LiveSource of ``url`` with the ``stream.*`` settings of ``config``."""
     from dualvad.stream.source import LiveSource
 
-    return LiveSource(url, config.analysis_fps, config.queue_frames, config.stall_timeout_s,
-                      config.reconnect_initial_s, config.reconnect_max_s)
+    return LiveSource.from_config(url, config, **options)
 
 
 def _latency(analyzer, clips: list[Clip], args) -> list[Watched]:
@@ -248,7 +269,8 @@ def _latency(analyzer, clips: list[Clip], args) -> list[Watched]:
 def _naive_clip(analyzer, clip: Clip, folder: Path, results: list[Watched]) -> None:
     """ffmpeg records the stream into 10-s chunks; each closed chunk goes through the file detector."""
     watched = Watched(clip)
-    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)  # chunks of an earlier run would pass for closed ones
+    folder.mkdir(parents=True)
     pattern = folder / "chunk%03d.mp4"
     with RtspServer(clip.path) as server:
         connected = time.time()
@@ -290,21 +312,27 @@ def _naive(analyzer, clips: list[Clip], args) -> list[Watched]:
     return results
 
 
-def _print_latency(systems: list[tuple[str, list[Watched], float]]) -> None:
-    """One row per system: (name, its watched clips, its CPU seconds per second of stream)."""
+def _print_latency(systems: list[tuple[str, list[Watched], float]], warmup_s: float) -> None:
+    """One row per system: (name, its watched clips, its CPU seconds per second of stream); events that
+    start within ``warmup_s`` of a clip's start are left out."""
     print("\n| system | events found | event to alert p50 (s) | p95 (s) | false alarms | "
           "CPU per stream (share of a core) |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, rows, cpu in systems:
         if not rows:
             continue
-        events = [row for row in rows if row.clip.event is not None]
+        events = [row for row in rows if row.clip.event is not None and row.clip.event[0] >= warmup_s]
         latencies = [lat for lat in (row.hit() for row in events) if lat is not None]
         p50, p95 = (float(np.percentile(latencies, q)) if latencies else float("nan") for q in (50, 95))
         alarms = sum(row.false_alarms() for row in rows)
         print(f"| {name} | {len(latencies)}/{len(events)} | {p50:.2f} | {p95:.2f} | {alarms} | {cpu:.3f} |")
-        shown = [None if lat is None else round(lat, 2) for lat in map(Watched.hit, events)]
-        print(f"  {name}: latencies {shown}")
+        for row in sorted(rows, key=lambda row: row.clip.path.name):
+            span = row.clip.event
+            event = "normal" if span is None else f"{span[0]:.1f}-{span[1]:.1f} s"
+            alerts = ", ".join(f"{first:.1f} s" for _, first, _ in row.opened) or "none"
+            hit = row.hit()
+            print(f"  {name}: {row.clip.path.name} {row.clip.label} {event}: alerts at {alerts}"
+                  + ("" if hit is None else f"; event to alert {hit:.2f} s"))
 
 
 # ----------------------------------------------------------------------------------------- capacity
@@ -314,7 +342,6 @@ def _capacity(analyzer, args) -> None:
     """``--streams`` watchers of one long normal clip, on one core, for ``--minutes``."""
     from dualvad.corpus.synth_plan import SynthSpec, plan_corpus
     from dualvad.corpus.synthetic import encode_mp4, render_video
-    from dualvad.stream.config import StreamConfig
     from dualvad.stream.detector import StreamDetector
 
     seconds = args.minutes * 60 + 15
@@ -330,7 +357,7 @@ def _capacity(analyzer, args) -> None:
         import torch
 
         torch.set_num_threads(1)
-        config = StreamConfig(analysis_fps=args.fps, vlm=False)
+        config = _config(args)
         sources = [_source(server.url, config) for _ in range(args.streams)]
         detectors = [StreamDetector(analyzer, config, f"cam{i}") for i in range(args.streams)]
         threads = [threading.Thread(target=d.run, args=(s, args.minutes * 60), daemon=True)

@@ -125,3 +125,24 @@ def write_rotated(source: Path, path: Path, degrees: int = 90) -> Path:
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-display_rotation", str(degrees),
                     "-i", str(source), "-c", "copy", str(path)], check=True, timeout=60)
     return path
+
+
+# The stream tests' 12-s generated videos: index 4 an explosion (frames 92-135 at 15 fps: 6.13-9.0 s), index 5
+# normal, from one plan of the generator.
+STREAM_SPEC_ARGS = {"videos": 6, "seconds": 12.0, "seed": 11}
+STREAM_EXPLOSION, STREAM_NORMAL = 4, 5
+
+
+def write_stream_videos(folder: Path) -> dict[int, tuple[Path, tuple[int, int] | None]]:
+    """The explosion and the normal stream video as MP4 in ``folder``: index -> (path, event frames)."""
+    from dualvad.corpus.synth_plan import SynthSpec, plan_corpus
+    from dualvad.corpus.synthetic import encode_mp4, render_video
+
+    spec = SynthSpec(**STREAM_SPEC_ARGS)
+    plans = plan_corpus(spec)
+    out = {}
+    for index in (STREAM_EXPLOSION, STREAM_NORMAL):
+        path = folder / f"{index}.mp4"
+        encode_mp4(render_video(spec, plans[index]), path, spec.fps)
+        out[index] = (path, plans[index].event)
+    return out

@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -72,11 +73,13 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
 
 
 def make_clip(path: Path, seconds: float, width: int = 320, height: int = 240, fps: int = 30,
-              ts_offset_s: float = 0.0) -> Path:
-    """A generated H.264 clip (ffmpeg's ``testsrc``: a counter and moving colours) in the container
-    ``path``'s suffix names (``.mp4``, ``.ts``), a keyframe every half second (the HLS segment length),
-    no B-frames; its timestamps start at ``ts_offset_s``."""
-    command = [FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size={width}x{height}:rate={fps}",
+              ts_offset_s: float = 0.0, noise: int = 0) -> Path:
+    """A generated H.264 clip (ffmpeg's ``testsrc``: a counter and moving colours; ``noise``: temporal noise
+    of that strength, 0-100, for a camera's bit rate) in the container ``path``'s suffix names (``.mp4``,
+    ``.ts``), a keyframe every half second (the HLS segment length), no B-frames; its timestamps start at
+    ``ts_offset_s``."""
+    source = f"testsrc=size={width}x{height}:rate={fps}" + (f",noise=alls={noise}:allf=t" if noise else "")
+    command = [FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", source,
                "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", str(max(fps // 2, 1)),
                "-pix_fmt", "yuv420p", "-output_ts_offset", str(ts_offset_s), str(path)]
     subprocess.run(command, check=True, capture_output=True, timeout=60)
@@ -139,6 +142,13 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A source stopped mid-segment resets its connection: expected here, not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class HlsStream:
     """A live HLS stream: ffmpeg plays ``clip`` in a loop in real time (``-re``) into half-second segments
     and a live playlist (the last 6 segments) under ``folder``, served at :attr:`url` by a loopback
@@ -153,7 +163,7 @@ class HlsStream:
         self.ffmpeg = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
         handler = functools.partial(_QuietHandler, directory=str(folder))
-        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.http = _QuietServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}/live.m3u8"
         self._thread = threading.Thread(target=self.http.serve_forever, daemon=True)
         self._thread.start()
@@ -165,6 +175,11 @@ class HlsStream:
         except BaseException:
             self.close()
             raise
+
+    def stop_publisher(self) -> None:
+        """Kill ffmpeg: the playlist stays as it was (no end marker), served still: a stalled live stream."""
+        self.ffmpeg.kill()
+        self.ffmpeg.wait(10)
 
     def _segments(self) -> int:
         try:

@@ -56,15 +56,16 @@ def lens_cues(gray: np.ndarray) -> list[np.ndarray]:
     return [detail, contrast]
 
 
-def scene_cues(key: np.ndarray) -> list[np.ndarray]:
-    """key (S, H, W) float32: the gray first frame of each segment -> scene_change (S,), in [0, 2].
+def scene_cues(key: np.ndarray, reference: np.ndarray | None = None) -> list[np.ndarray]:
+    """key (S, H, W) float32: the gray first frame of each segment -> scene_change (S,), in [0, 2];
+    the background is the median over ``reference`` (R, H, W) when given, else over ``key``.
 
     1 minus the Pearson correlation of the frame with the video's background (per-pixel median over
     the segments): about 0 for the usual scene whatever actors cross it or however its brightness
     moves (a flash scales the picture, which correlation ignores), about 1 for another picture (a cut)
     or a uniform one (a covered lens: its correlation is taken as 0).
     """
-    background = segment_median(key)
+    background = segment_median(key if reference is None else reference)
     frames = key.reshape(len(key), -1)
     frames = frames - frames.mean(axis=1, keepdims=True)
     usual = background.reshape(-1) - background.mean()

@@ -66,9 +66,10 @@ class SegmentFeatureExtractor(Protocol):
         live stream computes it once and keeps it while the segment is in its window."""
         ...
 
-    def window_features(self, part: SegmentPart) -> np.ndarray:
+    def window_features(self, part: SegmentPart, reference: SegmentPart | None = None) -> np.ndarray:
         """The S segments' features from their parts (S in time order): ``__call__`` is
-        ``window_features(segment_part(frames))``; float32 (S, dim)."""
+        ``window_features(segment_part(frames))``; float32 (S, dim). ``reference``: the segments that
+        stand for the usual scene where features are relative to it (a stream's history), else the S."""
         ...
 
 
@@ -289,10 +290,16 @@ class MotionAppearanceExtractor:
         rgb = _rgb(frames)
         return SegmentPart(local_cues(rgb), rgb[:, 0])
 
-    def window_features(self, part: SegmentPart) -> np.ndarray:
-        """The cues against the segments' background (:func:`window_cues`), then :func:`video_context`."""
+    def window_features(self, part: SegmentPart, reference: SegmentPart | None = None) -> np.ndarray:
+        """The cues against the segments' background (:func:`window_cues`), then :func:`video_context`;
+        with ``reference``, the background and the median segment are the reference segments' instead."""
         assert part.keys is not None
-        return video_context(join_cues(part.values, window_cues(part.keys)))
+        if reference is None:
+            return video_context(join_cues(part.values, window_cues(part.keys)))
+        assert reference.keys is not None
+        cues = join_cues(part.values, window_cues(part.keys, reference.keys))
+        usual = join_cues(reference.values, window_cues(reference.keys, reference.keys))
+        return video_context(cues, usual)
 
 
 CUE_GROUPS: dict[str, tuple[str, ...]] = {
@@ -356,11 +363,14 @@ def local_cues(rgb: np.ndarray) -> np.ndarray:
     return np.stack(parts, axis=1).astype(np.float32)
 
 
-def window_cues(keys: np.ndarray) -> np.ndarray:
+def window_cues(keys: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
     """keys float32 (S, H, W, 3) in [0, 1], the first frame of each of S segments -> float32
-    (S, len(WINDOW_CUES)): the cues against their background (the per-pixel median over the S)."""
+    (S, len(WINDOW_CUES)): the cues against their background, the per-pixel median over the S (over the
+    R first frames of ``reference`` (R, H, W, 3) when given)."""
     gray = keys @ np.full(3, 1 / 3, dtype=np.float32)
-    return np.stack([*_foreground(keys), *scene_cues(gray)], axis=1).astype(np.float32)
+    reference_gray = None if reference is None else reference @ np.full(3, 1 / 3, dtype=np.float32)
+    parts = [*_foreground(keys, reference), *scene_cues(gray, reference_gray)]
+    return np.stack(parts, axis=1).astype(np.float32)
 
 
 def join_cues(local: np.ndarray, window: np.ndarray) -> np.ndarray:
@@ -368,14 +378,15 @@ def join_cues(local: np.ndarray, window: np.ndarray) -> np.ndarray:
     return np.concatenate([local, window], axis=1)[:, _ORDER]
 
 
-def video_context(cues: np.ndarray) -> np.ndarray:
+def video_context(cues: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
     """cues (S, C) of one video's S segments -> float32 (S, 2C): rise and drop of each cue
-    against the video's median segment, averaged over CONTEXT_SPAN neighbouring segments.
+    against the video's median segment (the median of ``reference`` (R, C) when given), averaged over
+    CONTEXT_SPAN neighbouring segments.
 
     The average (a centred moving mean, ends repeated) steadies cues measured on a few frame
     pairs per segment; events last several segments, so it costs little localisation.
     """
-    deviation = cues - segment_median(cues)
+    deviation = cues - segment_median(cues if reference is None else reference)
     half = CONTEXT_SPAN // 2
     padded = np.pad(deviation, ((half, half), (0, 0)), mode="edge")
     smooth = np.mean([padded[i : i + len(cues)] for i in range(CONTEXT_SPAN)], axis=0)
@@ -436,9 +447,10 @@ def count_blobs(masks: np.ndarray) -> np.ndarray:
     return counts.reshape(masks.shape[:-2]).astype(np.float32)
 
 
-def _foreground(key: np.ndarray) -> list[np.ndarray]:
+def _foreground(key: np.ndarray, reference: np.ndarray | None = None) -> list[np.ndarray]:
     """key (S, H, W, 3): the first frame of each segment -> foreground_share, stationary_share,
-    unusual_share, unusual_peak, each (S,).
+    unusual_share, unusual_peak, each (S,). ``reference`` (R, H, W, 3): the first frames the background
+    and the usual distances are taken over (``key`` itself by default: the video's).
 
     A pixel is foreground when its colour is FOREGROUND_THRESHOLD away from the background
     (per-pixel median over the segments: whatever stands somewhere less than half the video),
@@ -454,10 +466,11 @@ def _foreground(key: np.ndarray) -> list[np.ndarray]:
     unusual share of a cell of a PEAK_GRID x PEAK_GRID grid: one object appearing, which the share of the
     whole picture dilutes with whatever else moves.
     """
-    background = segment_median(key)
+    reference = key if reference is None else reference
+    background = segment_median(reference)
     distance = _channel_max(np.abs(key - background))  # (S, H, W)
     foreground = distance > FOREGROUND_THRESHOLD
-    usual = segment_median(distance)  # (H, W)
+    usual = segment_median(distance if reference is key else _channel_max(np.abs(reference - background)))
     unusual = distance > np.maximum(UNUSUAL_FACTOR * usual, FOREGROUND_THRESHOLD / 2)
     still = foreground.copy()
     still[:STILL_SPAN] = still[len(key) - STILL_SPAN :] = False  # no segment to compare with
@@ -509,7 +522,7 @@ class ClipExtractor:
                                 for chunk in pixels.split(CLIP_BATCH)])  # (S*T, projection_dim)
         return SegmentPart(embeds.view(segments, per_segment, -1).mean(dim=1).float().cpu().numpy())
 
-    def window_features(self, part: SegmentPart) -> np.ndarray:
+    def window_features(self, part: SegmentPart, reference: SegmentPart | None = None) -> np.ndarray:
         """The embeddings as they are: nothing depends on the other segments."""
         return part.values
 

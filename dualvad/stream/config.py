@@ -28,8 +28,12 @@ class StreamConfig:
     min_segment_s: Annotated[float, Field(gt=0)] = 0.5
     # recent segments scored together; None = the run's K
     window_segments: Annotated[int, Field(ge=2)] | None = None
-    # segments a window must hold before alerts: the window-relative cues need a background to compare with
-    warmup_segments: Annotated[int, Field(ge=1)] = 8
+    # the usual scene the cues are relative to: the newest segments outside events (background, median
+    # segment); None = 4 windows; 0 = the window itself, as a video's cues are relative to the video
+    reference_segments: Annotated[int, Field(ge=0)] | None = None
+    # segments a window must hold before alerts (None: a full window): the window-relative cues compare with
+    # the window's background and median, which a few segments do not give reliably
+    warmup_segments: Annotated[int, Field(ge=1)] | None = None
     smoothing: Annotated[int, Field(ge=1)] = 2  # newest segment scores averaged into the alert score
     # the alert score that opens an event; None = the run's verdict threshold (RUN/eval/verdict.json)
     alert_threshold: Annotated[float, Field(gt=0, lt=1)] | None = None

@@ -77,15 +77,18 @@ class StreamSettings:
     alert_threshold: float  # on the verdict's probability
     release_threshold: float
     vlm_budget: int  # frames judged per event
+    reference: int  # segments outside events the cues are relative to (0: the window)
 
     @staticmethod
     def resolve(config: StreamConfig, analyzer: SegmentAnalyzer) -> StreamSettings:
         window = config.window_segments or analyzer.settings.ingest.segments
         segment_s = config.segment_s or max(run_segment_s(analyzer), config.min_segment_s)
         threshold = analyzer.verdict.threshold if config.alert_threshold is None else config.alert_threshold
-        return StreamSettings(segment_s, window, min(config.warmup_segments, window), threshold,
+        warmup = min(config.warmup_segments or window, window)
+        reference = 4 * window if config.reference_segments is None else config.reference_segments
+        return StreamSettings(segment_s, window, warmup, threshold,
                               max(threshold - config.release_gap, 0.0),
-                              config.vlm_budget or analyzer.settings.sample.budget)
+                              config.vlm_budget or analyzer.settings.sample.budget, reference)
 
 
 def run_segment_s(analyzer: SegmentAnalyzer) -> float:
@@ -172,6 +175,7 @@ class StreamDetector:
         self._source: LiveSource | None = None
         self._filling: _Segment | None = None
         self._window: deque[_Segment] = deque(maxlen=self.settings.window)
+        self._history: deque[SegmentPart] = deque(maxlen=max(self.settings.reference, 1))  # outside events
         self._timeline: deque[_Segment] = deque(maxlen=TIMELINE_SEGMENTS)
         # a segment keeps every stride-th analysed frame for the VLM: at most vlm_budget of them, all an
         # allocation can give one segment, so memory is bounded by window x vlm_budget JPEGs
@@ -265,7 +269,8 @@ class StreamDetector:
                 self._window[0].jpegs = []  # leaves the window: its frames are no longer the VLM's
         self._window.append(segment)
         window = list(self._window)
-        features = self.analyzer.extractor.window_features(SegmentPart.join([s.part for s in window]))
+        features = self.analyzer.extractor.window_features(SegmentPart.join([s.part for s in window]),
+                                                           self._reference())
         scores, categories = self.analyzer.scorer.predict(features[None])
         for member, score in zip(window, scores[0].tolist(), strict=True):
             member.score = float(score)
@@ -278,6 +283,15 @@ class StreamDetector:
             self._analysis_ms = (time.perf_counter() - started) * 1000.0
         if len(window) >= self.settings.warmup:
             self._follow(segment)
+        if self.settings.reference:
+            self._history.append(segment.part)
+
+    def _reference(self) -> SegmentPart | None:
+        """The usual scene the window's cues are relative to: the history of segments outside events once
+        it holds a window's worth (until then, and with ``reference_segments`` 0, the window itself)."""
+        if not self.settings.reference or len(self._history) < self.settings.window:
+            return None
+        return SegmentPart.join(list(self._history))
 
     def _segment_frames(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
         """uint8 (1, 2P, h, w, 3): P pairs spread evenly over the segment's (cyclically repeated when it has

@@ -19,6 +19,9 @@ Faults:
   ``reconnect_initial_s``, doubling per failed attempt up to ``reconnect_max_s`` (back to the initial wait
   once a connection delivered frames); ``max_reconnects`` failed attempts in a row end the source.
   ``stream_s`` stays monotonic across reconnections and each gap is recorded in :attr:`SourceStats.gaps`.
+- **repeats**: an HLS source reopened rejoins its live playlist a few segments back; the frames it already
+  delivered (by PTS) are skipped (``frames_repeated``), unless the PTS went back by more than 30 s (the
+  publisher restarted).
 - **corrupt data**: packets the demuxer flags corrupt, packets the decoder rejects and frames it marks
   corrupt are skipped and counted (:attr:`SourceStats.corrupt`); decoding goes on with the next one.
 - **a resolution or frame-rate change**: frames just come at the new size (``width``/``height`` of the
@@ -45,7 +48,6 @@ reader thread exits after its current read, which the read timeout bounds by ``s
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
 import math
 import os
@@ -59,6 +61,8 @@ from typing import Any, Literal
 
 import av
 
+from dualvad.stream.config import StreamConfig
+
 log = logging.getLogger(__name__)
 
 #: The URL schemes a live source may have (besides a local path, which has none).
@@ -68,6 +72,10 @@ SourceKind = Literal["rtsp", "http", "file", "device"]
 _POLL_S = 0.02  # how often a followed file is checked for new bytes at its end
 _FPS_WINDOW = 30  # decoded frames whose arrival times give fps_in
 _DEFAULT_FRAME_S = 1 / 30  # a frame's duration when the stream does not say
+_RTSP_PROBE_US = "200000"  # µs of an RTSP stream ffmpeg reads before it starts (docs/decisions.md)
+# An HLS reconnection rejoins the playlist 3 segments back (ffmpeg's live_start_index): the frames it repeats
+# lie at most 3 target durations (seconds each, 10 at most in practice) before the newest one delivered
+_REPLAY_WINDOW_S = 30.0
 
 
 @dataclass
@@ -96,6 +104,7 @@ class SourceStats:
     frames_decoded: int = 0
     frames_analysed: int = 0  # handed to the consumer
     frames_dropped: int = 0  # analysed frames dropped because the consumer fell behind
+    frames_repeated: int = 0  # decoded frames an HLS reconnection repeated, skipped (module docstring)
     corrupt: int = 0  # packets or frames the decoder rejected (skipped)
     reconnects: int = 0  # attempts to reopen the source after it was lost (successful or not)
     # (start, end) stream seconds with no frames: the source was gone or stalled
@@ -113,7 +122,8 @@ class LiveSource:
     """A live source read by a background thread (module docstring). Iterate :meth:`frames` (once);
     :meth:`stop` from any thread ends the iteration. Also a context manager that stops on exit.
 
-    ``follow`` (files only): keep reading as the file grows (module docstring). ``open_timeout_s``: how
+    ``follow`` (files only): keep reading as the file grows (module docstring); a finished MP4
+    (:func:`finished_mp4`) is always read to its end. ``open_timeout_s``: how
     long opening may take (probing included); None: ``max(stall_timeout_s, 10)``.
 
     Raises:
@@ -132,7 +142,9 @@ class LiveSource:
         self.url = url
         self.kind, self._target = source_kind(url)
         self.analysis_fps, self.queue_frames = analysis_fps, queue_frames
-        self.stall_timeout_s, self.follow, self.max_reconnects = stall_timeout_s, follow, max_reconnects
+        self.stall_timeout_s, self.max_reconnects = stall_timeout_s, max_reconnects
+        # a finished MP4 cannot be growing (its index is written last): read to its end, as follow=False
+        self.follow = follow and not (self.kind == "file" and finished_mp4(self._target))
         self.reconnect_initial_s = reconnect_initial_s
         self.reconnect_max_s = max(reconnect_max_s, reconnect_initial_s)
         self.open_timeout_s = open_timeout_s if open_timeout_s is not None else max(stall_timeout_s, 10.0)
@@ -147,6 +159,15 @@ class LiveSource:
         self._clock = _StreamClock()
         self._picks = _Picker(1.0 / analysis_fps)
         self._arrivals: collections.deque[float] = collections.deque(maxlen=_FPS_WINDOW)
+        self._last_source_s: float | None = None  # the newest frame's PTS (HLS repeats, reader thread)
+
+    @classmethod
+    def from_config(cls, url: str, config: StreamConfig, **options: Any) -> LiveSource:
+        """A source with the ``stream.*`` settings (analysis rate, queue, stall timeout, backoff);
+        ``options``: the other parameters (``follow``, ``max_reconnects``, ``open_timeout_s``)."""
+        return cls(url, analysis_fps=config.analysis_fps, queue_frames=config.queue_frames,
+                   stall_timeout_s=config.stall_timeout_s, reconnect_initial_s=config.reconnect_initial_s,
+                   reconnect_max_s=config.reconnect_max_s, **options)
 
     # -- the consumer's side ------------------------------------------------------------------------
 
@@ -216,6 +237,10 @@ class LiveSource:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def backoff_s(self, failures: int) -> float:
+        """Seconds to wait before reopening after ``failures`` (>= 1) losses in a row."""
+        return min(self.reconnect_initial_s * 2 ** (failures - 1), self.reconnect_max_s)
+
     # -- the reader thread --------------------------------------------------------------------------
 
     def _read_forever(self) -> None:
@@ -233,8 +258,7 @@ class LiveSource:
                     self._set_state("ended")
                     return
                 self._set_state("reconnecting")
-                wait = min(self.reconnect_initial_s * 2 ** (failures - 1), self.reconnect_max_s)
-                if self._stopping.wait(wait):
+                if self._stopping.wait(self.backoff_s(failures)):
                     return
                 with self._lock:
                     self._stats.reconnects += 1
@@ -273,7 +297,9 @@ class LiveSource:
         timeout = (self.open_timeout_s, self.stall_timeout_s)
         socket_us = str(int(self.stall_timeout_s * 1e6))
         if self.kind == "rtsp":
-            options = {"rtsp_transport": "tcp", "timeout": socket_us}
+            # a short probe: ffmpeg's default 5 s (about 1 s in practice) delays the first frame by as much
+            # and hands that second over at once; the SDP already says what the video is
+            options = {"rtsp_transport": "tcp", "timeout": socket_us, "analyzeduration": _RTSP_PROBE_US}
             return av.open(self._target, options=options, timeout=timeout)
         if self.kind == "http":
             return av.open(self._target, options={"rw_timeout": socket_us}, timeout=timeout)
@@ -291,7 +317,7 @@ class LiveSource:
                 self._stats.state = state
 
     def _lost(self, why: str) -> None:
-        log.info("%s: %s", self.url, why)
+        log.warning("%s: %s (reopening)", self.url, why)
         with self._lock:
             self._stats.error = why
 
@@ -341,8 +367,10 @@ class _Connection:
     def __init__(self, source: LiveSource, container: Any, opened_s: float) -> None:
         self.source, self.container = source, container
         self.opened_s = opened_s  # seconds since reading began when this connection started opening
-        self.frames = 0  # decoded on this connection
+        self.frames = 0  # decoded on this connection (frames repeated from the last one not counted)
         self.pending: SourceFrame | None = None  # an analysed frame waiting for its pair
+        # HLS: the newest PTS already delivered, while this connection may be repeating what came before it
+        self.repeats_until = source._last_source_s if source.kind == "http" else None
 
     def read(self) -> str:
         """``eof`` | ``stopped`` | ``lost`` (stalled, or the connection failed)."""
@@ -393,10 +421,14 @@ class _Connection:
     def _take(self, frame: Any) -> None:
         """Time-stamp a decoded frame, complete the waiting pair, and pick it for analysis when due."""
         source = self.source
+        frame_s = float(frame.time) if frame.time is not None else None
+        if self._repeated(frame_s):
+            return
         opened_s = self.opened_s if self.frames == 0 else None
         self.frames += 1
-        frame_s = float(frame.time) if frame.time is not None else None
         stream_s, wall = source._decoded(frame, frame_s, opened_s)
+        if frame_s is not None:
+            source._last_source_s = frame_s
         if self.pending is not None:
             self.pending.next_frame = frame
             source._hand_over(self.pending)
@@ -405,6 +437,19 @@ class _Connection:
         if index is not None:
             self.pending = SourceFrame(frame=frame, next_frame=frame, index=index, stream_s=stream_s,
                                        source_s=self._source_s(frame_s), wall_time=wall)
+
+    def _repeated(self, frame_s: float | None) -> bool:
+        """Whether a frame is one an HLS reconnection repeats (a live playlist is rejoined a few segments
+        back): its PTS at or before the newest already delivered, by less than :data:`_REPLAY_WINDOW_S`
+        (further back, the publisher restarted its clock: new frames). Counted in ``frames_repeated``."""
+        if self.repeats_until is None or frame_s is None:
+            return False
+        if not self.repeats_until - _REPLAY_WINDOW_S < frame_s <= self.repeats_until:
+            self.repeats_until = None  # past the repeats: every frame from here on is new
+            return False
+        with self.source._lock:
+            self.source._stats.frames_repeated += 1
+        return True
 
     def _source_s(self, frame_s: float | None) -> float | None:
         if frame_s is None or self.source.kind == "device":
@@ -513,6 +558,33 @@ class _GrowingFile:
         self._file.close()
 
 
+def finished_mp4(path: str) -> bool:
+    """Whether ``path`` is a finished, non-fragmented MP4 (QuickTime) file: its top-level boxes hold the
+    index (``moov``) and no fragment (``moof``). Such a file is not being written (its index comes last)
+    and cannot be read as it grows (the index is needed first), so it is read as it is, to its end."""
+    found = set()
+    with open(path, "rb") as file:
+        size_left = os.fstat(file.fileno()).st_size
+        while size_left >= 8:
+            header = file.read(8)
+            size, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if size == 1:  # a 64-bit size follows the type
+                size = int.from_bytes(file.read(8), "big")
+            elif size == 0:  # to the end of the file
+                size = size_left
+            if size < 8 or kind not in _MP4_BOXES:
+                return False  # not an MP4 box: another container (TS, Matroska) or garbage
+            found.add(kind)
+            size_left -= size
+            file.seek(size - (16 if header[:4] == b"\0\0\0\1" else 8), os.SEEK_CUR)
+    return b"moov" in found and b"moof" not in found
+
+
+#: Top-level MP4 box types (ISO/IEC 14496-12, QuickTime); anything else means another format.
+_MP4_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"moof", b"mfra", b"styp", b"sidx",
+              b"uuid", b"meta", b"pdin", b"prft", b"emsg"}
+
+
 def source_kind(url: str) -> tuple[SourceKind, str]:
     """What kind of live source ``url`` is and what PyAV opens: ``(kind, target)``.
 
@@ -544,7 +616,11 @@ def _playlist_ended(url: str) -> bool:
     whose end is final. Any failure to tell counts as not ended (the source is reopened)."""
     import httpx
 
-    with contextlib.suppress(httpx.HTTPError):
+    if not urllib.parse.urlsplit(url).path.endswith(".m3u8"):
+        return False  # an endless MPEG-TS over HTTP, say: never fetched whole
+    try:
         response = httpx.get(url, timeout=5.0)
-        return response.status_code == 200 and "#EXT-X-ENDLIST" in response.text
-    return False
+    except httpx.HTTPError as error:
+        log.info("%s: cannot read the playlist to tell whether it ended (%s)", url, error)
+        return False
+    return response.status_code == 200 and "#EXT-X-ENDLIST" in response.text

@@ -66,8 +66,7 @@ def watch(request: WatchRequest, config: StreamConfig) -> dict[str, Any]:
     from dualvad.stream.detector import StreamDetector
     from dualvad.stream.source import LiveSource
 
-    source = LiveSource(request.url, config.analysis_fps, config.queue_frames, config.stall_timeout_s,
-                        config.reconnect_initial_s, config.reconnect_max_s)
+    source = LiveSource.from_config(request.url, config)
     sinks = _sinks(request, config)
     try:
         analyzer = SegmentAnalyzer.from_run(request.run)

@@ -201,3 +201,14 @@ def test_segment_parts_joined_give_the_whole_videos_features() -> None:
     np.testing.assert_array_equal(joined, extractor(frames))
     window = extractor.window_features(SegmentPart.join(parts).take(slice(2, None)))
     np.testing.assert_array_equal(window, extractor(frames[2:]))
+
+
+def test_a_reference_of_the_segments_themselves_changes_nothing_and_another_one_does() -> None:
+    """A stream's cues are relative to a reference history: given the window's own segments it is the
+    extractor's video-relative feature exactly; given other segments (a brighter scene), it is not."""
+    frames = np.random.default_rng(1).integers(0, 256, (6, 4, 24, 32, 3), dtype=np.uint8)
+    extractor = MotionAppearanceExtractor()
+    part = extractor.segment_part(frames)
+    np.testing.assert_array_equal(extractor.window_features(part, part), extractor(frames))
+    brighter = extractor.segment_part(np.clip(frames.astype(int) + 60, 0, 255).astype(np.uint8))
+    assert not np.allclose(extractor.window_features(part, brighter), extractor(frames))

@@ -1,62 +1,31 @@
-"""The stream detector on real decoded frames of generated videos, with the shared evaluated run's scorer.
+"""The stream detector on generated videos read by a LiveSource, with the shared evaluated run's scorer.
 
-The source here replays a file as fast as PyAV decodes it (:class:`Replay`): the detector's logic does not
-depend on the pace frames come at, and the live sources themselves (RTSP, HLS, growing files) are tested in
-test_source.py and end to end in test_watch.py.
+The source reads each video as a finished file, as fast as the detector takes its frames: the detector's
+logic does not depend on the pace frames come at; live sources (RTSP, HLS, growing files) are tested in
+test_source.py, and end to end in test_watch.py and serve's stream tests.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from dualvad.corpus.synth_plan import SynthSpec, plan_corpus
-from dualvad.corpus.synthetic import encode_mp4, render_video
 from dualvad.detector import FrameJudge, SegmentAnalyzer
 from dualvad.stream.config import StreamConfig
 from dualvad.stream.detector import StreamDetector
 from dualvad.stream.events import Event, JsonlSink
-from dualvad.stream.source import SourceFrame, SourceStats
+from dualvad.stream.source import LiveSource
 
-# 12-s generated videos: index 4 an explosion (frames 92-135 at 15 fps: 6.13-9.0 s), index 5 normal.
-SPEC = SynthSpec(videos=6, seconds=12.0, seed=11)
-EXPLOSION, NORMAL = 4, 5
+from media import STREAM_EXPLOSION as EXPLOSION
+from media import STREAM_NORMAL as NORMAL
+
 # The shared run's scorer was trained on 20 videos of 3 s: on these streams the explosion's alert score peaks
 # at 0.84 and normal stretches stay at or under 0.54 (docs/decisions.md, issue 31), so 0.7 separates them.
 ALERT = 0.7
 LATENCY_BOUND_S = 2.0  # an event's start lies within this of the annotated start
-
-
-class Replay:
-    """A video file as a live source's frames, decoded with PyAV as fast as it goes (the same
-    :class:`SourceFrame` a :class:`~dualvad.stream.source.LiveSource` hands out: each analysed frame with the
-    frame decoded after it, on the file's clock)."""
-
-    def __init__(self, path: Path, analysis_fps: float = 10.0) -> None:
-        self.path, self.analysis_fps = path, analysis_fps
-        self.stats = SourceStats()
-        self.stopped = False
-
-    def stop(self) -> None:
-        self.stopped = True
-
-    def frames(self):
-        import av
-
-        with av.open(str(self.path)) as container:
-            taken, index, next_tick = None, 0, 0.0
-            for frame in container.decode(container.streams.video[0]):
-                self.stats.frames_decoded += 1
-                if self.stopped:
-                    return
-                if taken is not None:
-                    yield SourceFrame(taken, frame, index, taken.time, taken.time, time.time())
-                    index, taken = index + 1, None
-                elif frame.time >= next_tick:
-                    taken, next_tick = frame, next_tick + 1.0 / self.analysis_fps
+FPS = 15  # the videos' frame rate (the generator's default)
 
 
 class Recorder:
@@ -73,16 +42,8 @@ class Recorder:
 
 
 @pytest.fixture(scope="module")
-def videos(tmp_path_factory) -> dict[int, tuple[Path, tuple[int, int] | None]]:
-    """The explosion and the normal video: index -> (path, event frames or None)."""
-    folder = tmp_path_factory.mktemp("streams")
-    plans = plan_corpus(SPEC)
-    out = {}
-    for index in (EXPLOSION, NORMAL):
-        path = folder / f"{index}.mp4"
-        encode_mp4(render_video(SPEC, plans[index]), path, SPEC.fps)
-        out[index] = (path, plans[index].event)
-    return out
+def videos(stream_videos):
+    return stream_videos
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +55,7 @@ def analyzer(evaluated_copy) -> SegmentAnalyzer:
 def _watch(analyzer: SegmentAnalyzer, path: Path, judge=None, sinks=None, **settings) -> StreamDetector:
     config = StreamConfig(**{"alert_threshold": ALERT, "vlm": judge is not None, **settings})
     detector = StreamDetector(analyzer, config, "cam", str(path.name), judge, sinks)
-    detector.run(Replay(path, config.analysis_fps))
+    detector.run(LiveSource(str(path), config.analysis_fps))  # a finished MP4: read to its end, no drop
     return detector
 
 
@@ -105,8 +66,8 @@ def test_an_explosion_opens_one_event_where_it_happens(analyzer, videos) -> None
     assert [kind for kind, _ in recorder.got] == ["open", "close"]
     (_, opened), (_, closed) = recorder.got
     assert opened.event_id == closed.event_id and opened.state == "open" and closed.state == "closed"
-    assert abs(closed.start_s - first / SPEC.fps) <= LATENCY_BOUND_S
-    assert closed.end_s >= last / SPEC.fps - LATENCY_BOUND_S
+    assert abs(closed.start_s - first / FPS) <= LATENCY_BOUND_S
+    assert closed.end_s >= last / FPS - LATENCY_BOUND_S
     assert closed.score >= ALERT and closed.category in analyzer.scorer.categories  # the head's, at the peak
     assert closed.vlm_score is None and closed.thumbnail_jpeg
     status = detector.status()
