@@ -30,6 +30,7 @@ SCENARIOS = [
     "tests/pipeline/test_stage_faults.py",
     "tests/train/test_finetune.py::test_a_killed_worker_is_replaced_and_training_resumes_from_the_last_checkpoint",
     "tests/serve/test_http.py::test_a_killed_replica_fails_only_its_requests_in_flight_and_serve_recovers",
+    "tests/serve/test_streams.py::test_a_killed_streams_replica_has_its_stream_re_opened_and_no_event_doubled",
 ]
 COLUMNS = ("fault", "outcome", "rows_lost", "rows_duplicated", "requests_failed", "recovery_s")
 

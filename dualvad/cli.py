@@ -164,6 +164,9 @@ def _parser() -> argparse.ArgumentParser:
     served.add_argument("--allowed-root", dest="allowed_roots", action="append", default=[],
                         help="a folder or URI prefix JSON requests may name a video in (repeatable; "
                         "default: the folder of the run's ingested videos)")
+    served.add_argument("--allow-stream-host", dest="stream_hosts", action="append", default=[],
+                        metavar="HOST", help="a host POST /v1/streams may follow a camera on: a name or IP "
+                        "(exact), an IP network (10.0.0.0/8), or * for any (repeatable; default: none)")
     detect = _command(commands, "detect", "score new, unlabelled videos with a trained run (no Ray, no "
                       "server)", handlers.cmd_detect, inputs=True)
     detect.add_argument("--run", help="run directory whose scorer and VLM detect (run; default: runs/demo)")

@@ -140,7 +140,9 @@ def cmd_serve(config: DualVADConfig, args: argparse.Namespace) -> int:
         return 2
     roots = args.allowed_roots or corpus_roots(run)
     print(f"dualvad serve: JSON uris may name videos under {roots or 'nothing (pass --allowed-root DIR)'}")
-    app_args = AppArgs(run=run, vlm=args.vlm, allowed_roots=roots)
+    hosts = args.stream_hosts or "no host (pass --allow-stream-host HOST)"
+    print(f"dualvad serve: POST /v1/streams may follow cameras on {hosts}")
+    app_args = AppArgs(run=run, vlm=args.vlm, allowed_roots=roots, allowed_stream_hosts=args.stream_hosts)
     serve_locally(app_args, config.ray, host=args.host, port=args.port)
     return 0
 

@@ -8,7 +8,9 @@ autoescaping on, so every value a template prints is HTML-escaped unless it is m
 - ``macros.html``: ``img`` (an ``<img>`` of bytes given as a data URI) and ``data_table`` (a
   :class:`dualvad.eval.tables.Grid`);
 - ``upload.html``: the serve app's upload page (``GET /``); its threshold field starts empty (the run's
-  verdict decides unless the user sets one).
+  verdict decides unless the user sets one);
+- ``stream.html``: a live stream's page (``GET /streams/{id}``): its timeline and events, kept current from
+  the stream's Server-Sent Events and JSON endpoints.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from ray.serve.exceptions import BackPressureError
 from starlette.datastructures import UploadFile
@@ -46,6 +47,7 @@ from dualvad.serve.schemas import (
     UriRequest,
 )
 from dualvad.serve.settings import AppArgs
+from dualvad.serve.stream_api import StreamService, add_stream_routes
 
 log = logging.getLogger("ray.serve")
 
@@ -282,8 +284,9 @@ def _page() -> str:
     return render("upload.html")
 
 
-def create_api(service: DetectService) -> FastAPI:
-    """The FastAPI app: ``POST /v1/detect``, ``GET /v1/info``, ``GET /healthz``, ``GET /`` and ``/docs``."""
+def create_api(service: DetectService, streams: StreamService | None = None) -> FastAPI:
+    """The FastAPI app: ``POST /v1/detect``, ``GET /v1/info``, ``GET /healthz``, ``GET /`` and ``/docs``; with
+    ``streams``, the live streams' routes too (:func:`dualvad.serve.stream_api.add_stream_routes`)."""
     app = FastAPI(title="dualvad", version=_version("dualvad") or "dev",
                   description="Video anomaly detection: segment scorer + frame allocation + VLM judge.")
 
@@ -301,6 +304,12 @@ def create_api(service: DetectService) -> FastAPI:
         log.error("request %s failed: %r", request_id, error, exc_info=error)
         message = f"internal error; the server log has the details under request_id {request_id}"
         return JSONResponse(error_body(request_id, "internal", message), 500, headers=_id_header(request))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        """FastAPI's own checks of declared parameters (``since_s=abc``), in the app's error format."""
+        problems = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in error.errors())
+        return await _serve_error(request, ServeError(422, "invalid_option", problems))
 
     # The last resort for the other routes (Starlette re-raises after answering, so the server logs it too).
     app.add_exception_handler(Exception, internal)
@@ -339,6 +348,8 @@ def create_api(service: DetectService) -> FastAPI:
     async def page() -> str:
         return _page()
 
+    if streams is not None:
+        add_stream_routes(app, streams)
     return app
 
 

@@ -43,7 +43,8 @@ def vlm_path(args: AppArgs) -> str:
     return open_run(args.run).path(paths.FINETUNE, paths.FINETUNE_FINAL_DIR)
 
 
-# Code defaults fit a 2-CPU laptop with the Api (0.25 + 2 x 0.5 + 0.75 = 2 CPUs reserved at most); a cluster
+# Code defaults fit a 2-CPU laptop with the Api and Streams (0.25 + 2 x 0.5 + 0.5 + 0.25 = 2 CPUs reserved at
+# most); a cluster
 # sizes them in configs/serve/cluster.yaml. num_cpus is Ray's reservation, not a thread limit.
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=2, max_queued_requests=32)
 class Analyzer:
@@ -137,7 +138,7 @@ class BatchSizes:
         return {str(size): count for size, count in sorted(self.counts.items())}
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.75, "num_gpus": 0}, max_ongoing_requests=32)
+@serve.deployment(ray_actor_options={"num_cpus": 0.5, "num_gpus": 0}, max_ongoing_requests=32)
 class Judge:
     """The VLM: P(Yes) per frame, clip scores and explanations. Concurrent requests are batched
     (``@serve.batch``): one call of :meth:`_judge_batch` answers every request that arrived within

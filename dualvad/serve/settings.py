@@ -6,11 +6,15 @@ Nothing here imports Ray: the CLI and the tests build and validate these without
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
 from dualvad.config import DEMO_RUN
+from dualvad.stream.config import StreamConfig
 from dualvad.validation import FORBID_EXTRA
+
+STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
 
 
 class AppArgs(BaseModel):
@@ -40,6 +44,31 @@ class AppArgs(BaseModel):
     max_batch_size: int = Field(8, ge=1, description="requests the Judge batches together at most")
     batch_wait_timeout_s: float = Field(0.05, ge=0, description="how long the Judge waits to fill a batch")
     retry_after_s: int = Field(2, ge=1, description="the Retry-After of a 503 when the queue is full")
+    allowed_stream_schemes: list[str] = Field(list(STREAM_SCHEMES),
+                                              description="URL schemes POST /v1/streams accepts (403 others)")
+    allowed_stream_hosts: list[str] = Field(
+        default_factory=list, description="hosts POST /v1/streams accepts: names or IPs (exact), IP networks "
+                                          "(10.0.0.0/8), or * for any; default none: every stream host is "
+                                          "opt-in (`dualvad serve --allow-stream-host`)")
+    max_streams: int = Field(16, ge=1, description="streams the app follows at most (409 past it)")
+    max_streams_per_replica: int = Field(8, ge=1, description="streams one Streams replica follows at most; "
+                                                              "the autoscaler adds replicas for the rest")
+    stream_orphan_s: float = Field(10.0, gt=0, description="a Streams replica silent this long is taken for "
+                                                           "dead and its streams re-opened elsewhere")
+    stream: dict[str, Any] = Field(default_factory=dict,
+                                   description="stream.* settings of the streams (StreamConfig's keys)")
+
+    @field_validator("stream")
+    @classmethod
+    def _check_stream(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        """Checked here, so a bad key fails at deploy time, not inside a replica."""
+        StreamConfig(**settings)
+        return settings
+
+    @field_validator("allowed_stream_schemes")
+    @classmethod
+    def _lower_schemes(cls, schemes: list[str]) -> list[str]:
+        return [scheme.lower() for scheme in schemes]
 
     @field_validator("allowed_roots")
     @classmethod

@@ -1,5 +1,6 @@
-"""The serve app over real HTTP on the session's local Ray: one app for the whole module (tiny VLM, the
-session's trained scorer), generated videos, every bad input, batching and load shedding."""
+"""The serve app over real HTTP on the session's local Ray: one app for tests/serve (``server``, tiny VLM, the
+session's trained scorer; tests/serve/conftest.py), generated videos, every bad input, batching and load
+shedding."""
 
 from __future__ import annotations
 
@@ -18,38 +19,24 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from dualvad.corpus import SynthSpec, generate_corpus
 from dualvad.serve.schemas import DetectResponse, ErrorResponse
 from dualvad.serve.settings import AppArgs
 
 from browser import CHROMIUM, MISSING, assert_not_blank, live_page
 from faultlog import record_fault
-from loopback import free_port
-from media import write_broken_files, write_video
 from objectstore import GatedS3, moto_s3, s3_client
 from raykill import descendants_named
-
-BUDGET = 8
-MAX_UPLOAD = 2 * 2**20
-MAX_DURATION_S = 8.0
-# the batching test holds 8 requests in the Analyzer at once; the queue test 8 there and 8 in Serve's queue
-ANALYZER_SLOTS, ANALYZER_QUEUE = 8, 8
-READ_TIMEOUT_S = 3.0  # a stalled upload is answered 408 after this
-GATE_BUCKET, GATE_KEY = "gate", "held.mp4"
-GATE_ROOT = GatedS3.root(GATE_BUCKET)
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory) -> dict:
-    """Four generated videos (two anomalous), broken files, one too long, one too short, a symlink out."""
-    root = tmp_path_factory.mktemp("serve-media")
-    records = generate_corpus(root / "corpus", SynthSpec(videos=4, seconds=3.0, seed=11))
-    files = write_broken_files(root / "broken")
-    files["long"] = write_video(root / "long.mp4", int(15 * (MAX_DURATION_S + 2)))
-    files["short"] = write_video(root / "short.mp4", BUDGET - 3)
-    files["gated"] = write_video(root / "gated.mp4", 2 * BUDGET)  # the gate's video: a cheap valid request
-    os.symlink("/etc/hostname", root / "escape.mp4")
-    return {"root": root, "records": records, **files}
+from serveapp import (
+    ANALYZER_QUEUE,
+    ANALYZER_SLOTS,
+    APP_NAME,
+    BUDGET,
+    GATE_BUCKET,
+    GATE_KEY,
+    MAX_DURATION_S,
+    MAX_UPLOAD,
+    READ_TIMEOUT_S,
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,33 +47,6 @@ def gate(media):
         s3_client(endpoint).upload_file(str(media["gated"]), GATE_BUCKET, GATE_KEY)
         with GatedS3(endpoint) as proxy:
             yield proxy
-
-
-@pytest.fixture(scope="module")
-def server(ray_session, evaluated_copy, media):
-    """The app on 127.0.0.1:<free port> over the evaluated run (budget 8, tiny VLM); shut down (Serve only:
-    the session owns Ray) at the end."""
-    from ray import serve
-
-    from dualvad.serve.app import compose
-
-    config, _, tiny = evaluated_copy
-    assert config.sample.budget == BUDGET
-    args = AppArgs(run=config.run, vlm=str(tiny), allowed_roots=[str(media["root"]), GATE_ROOT],
-                   max_new_tokens=4, max_upload_bytes=MAX_UPLOAD, max_duration_s=MAX_DURATION_S,
-                   request_timeout_s=60, max_batch_size=8, batch_wait_timeout_s=0.3,
-                   read_timeout_s=READ_TIMEOUT_S)
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
-    small = {"ray_actor_options": {"num_cpus": 0.25}}
-    serve.run(compose(args, api=small,
-                      analyzer={**small, "max_ongoing_requests": ANALYZER_SLOTS,
-                                "max_queued_requests": ANALYZER_QUEUE},
-                      judge={**small, "max_ongoing_requests": 32}),
-              name="dualvad-test", route_prefix="/")
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-        yield client
-    serve.shutdown()
 
 
 def _upload(client: httpx.Client, path: Path, **options) -> httpx.Response:
@@ -410,6 +370,12 @@ def _stalled_upload(client: httpx.Client) -> tuple[int, str]:
     return status, body
 
 
+STREAM_OPS = {"POST /v1/streams", "GET /v1/streams", "GET /v1/streams/{stream_id}",
+              "DELETE /v1/streams/{stream_id}", "GET /v1/streams/{stream_id}/timeline",
+              "GET /v1/streams/{stream_id}/events"}
+MALFORMABLE = {"POST /v1/detect", "POST /v1/streams", "GET /v1/streams/{stream_id}/timeline"}
+
+
 @pytest.mark.parametrize("mode", ["positive", "negative"])
 def test_fuzzed_requests_never_get_a_5xx_and_every_error_is_json(server, mode):
     """schemathesis draws requests from the app's own OpenAPI document, valid ones (``positive``) and
@@ -418,11 +384,11 @@ def test_fuzzed_requests_never_get_a_5xx_and_every_error_is_json(server, mode):
     a fixed number of examples per operation, derandomized (the same requests every run)."""
     schema = schemathesis.openapi.from_url(f"{server.base_url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert {op.label for op in operations} == {"POST /v1/detect", "GET /v1/info", "GET /healthz"}
+    assert {op.label for op in operations} == {"POST /v1/detect", "GET /v1/info", "GET /healthz", *STREAM_OPS}
     statuses: Counter[int] = Counter()
     for operation in operations:
-        if mode == "negative" and operation.label != "POST /v1/detect":
-            continue  # GET /healthz and /v1/info take no parameters: nothing to make malformed
+        if mode == "negative" and operation.label not in MALFORMABLE:
+            continue  # no parameters, or only a path's string: nothing to make malformed
         @settings(max_examples=12, derandomize=True, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy(generation_mode=GenerationMode(mode)))
@@ -483,7 +449,7 @@ def test_a_killed_replica_fails_only_its_requests_in_flight_and_serve_recovers(s
 def _kill_replica(deployment: str) -> int:
     """SIGKILL the process of one replica of ``deployment`` in the test app (of this test session's Ray only:
     another session's app has the same name); returns its pid."""
-    marker = f"ServeReplica:dualvad-test:{deployment}"
+    marker = f"ServeReplica:{APP_NAME}:{deployment}"
     pids = descendants_named(marker)
     assert pids, f"no process of {marker}"
     os.kill(pids[0], signal.SIGKILL)

@@ -54,11 +54,13 @@ def test_every_key_is_a_schema_field_and_the_config_validates(path: Path):
     ServeDeploySchema.model_validate(config)
     for app in config["applications"]:
         AppArgs.model_validate(app["args"])
-        assert {d["name"] for d in app["deployments"]} == {"Api", "Analyzer", "Judge"}
+        assert {d["name"] for d in app["deployments"]} == {"Api", "Analyzer", "Judge", "Streams"}
         by_name = {d["name"]: d for d in app["deployments"]}
         for name in ("Analyzer", "Judge"):
             assert "autoscaling_config" in by_name[name] and "max_queued_requests" in by_name[name]
         AutoscalingConfig.model_validate(by_name["Analyzer"]["autoscaling_config"])
+        policy = AutoscalingConfig.model_validate(by_name["Streams"]["autoscaling_config"]).policy
+        assert policy.policy_function == "dualvad.serve.streams:streams_policy"
 
 
 def test_the_checker_finds_misspelt_keys():
