@@ -338,10 +338,7 @@ class Streams:
         judge = self._judge_fn(adoption.stream_id) if config.vlm else None
         detector = StreamDetector(self.analyzer, config, adoption.stream_id, stream_key=adoption.url,
                                   judge=judge, sinks=[sink])
-        source = LiveSource(adoption.url, analysis_fps=config.analysis_fps, queue_frames=config.queue_frames,
-                            stall_timeout_s=config.stall_timeout_s,
-                            reconnect_initial_s=config.reconnect_initial_s,
-                            reconnect_max_s=config.reconnect_max_s)
+        source = LiveSource.from_config(adoption.url, config)
         held = Held(adoption, detector, source, sink)
         held.thread = threading.Thread(target=self._follow, args=(held,), daemon=True,
                                        name=f"dualvad-stream-{adoption.stream_id}")
