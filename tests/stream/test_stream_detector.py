@@ -7,6 +7,7 @@ test_source.py, and end to end in test_watch.py and serve's stream tests.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from dualvad.stream.source import LiveSource
 
 from media import STREAM_EXPLOSION as EXPLOSION
 from media import STREAM_NORMAL as NORMAL
+from streams import FFMPEG
 
 # The shared run's scorer was trained on 20 videos of 3 s: on these streams the explosion's alert score peaks
 # at 0.84 and normal stretches stay at or under 0.54 (docs/decisions.md, issue 31), so 0.7 separates them.
@@ -134,3 +136,28 @@ def test_segment_pairs_spread_over_the_segment_as_ingest_takes_them(analyzer) ->
     assert taken.tolist() == [1, 101, 3, 103, 6, 106, 8, 108]  # P = 4 of 10: centres of 4 sub-intervals
     taken = detector._segment_frames(pairs[:3])[0, :, 0, 0, 0]
     assert taken.tolist() == [0, 100, 1, 101, 2, 102, 0, 100]
+
+
+def test_a_resolution_and_frame_rate_change_mid_stream_keeps_the_analysis(analyzer, videos, tmp_path) -> None:
+    """The explosion's first 5 s at 160x120 and 15 fps, the rest at 320x240 and 30 fps (one MPEG-TS): the
+    features' frames are scaled to the extractor's size whatever the source's, the analysis rate holds, and
+    the event is found as in the unchanged video."""
+    path, (first, _) = videos[EXPLOSION]
+    later = ["-ss", "5", "-vf", "scale=320:240", "-r", "30", "-output_ts_offset", "5"]
+    parts = [(tmp_path / "before.ts", ["-t", "5"]), (tmp_path / "after.ts", later)]
+    for target, options in parts:
+        subprocess.run([FFMPEG, "-v", "error", "-i", str(path), *options, "-c:v", "libx264", "-g", "15",
+                        str(target)], check=True, timeout=60)
+    listing = tmp_path / "parts.txt"
+    listing.write_text("".join(f"file '{target}'\n" for target, _ in parts))
+    changed = tmp_path / "changed.ts"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy",
+                    str(changed)], check=True, timeout=60)
+    config = StreamConfig(alert_threshold=ALERT, vlm=False)
+    detector = StreamDetector(analyzer, config, "cam")
+    detector.run(LiveSource(str(changed), config.analysis_fps, follow=False))
+    status = detector.status()
+    assert (status["source"]["width"], status["source"]["height"]) == (320, 240)
+    assert status["segments"] == 24 and status["frames_analysed"] == 120  # 12 s, 10 analysed frames a second
+    (event,) = detector.events
+    assert abs(event.start_s - first / FPS) <= LATENCY_BOUND_S
