@@ -31,6 +31,10 @@ from dualvad.video.decode import MAX_PIXELS
 from faultlog import record_fault
 from media import write_audio_only, write_broken_files, write_rotated, write_vfr_video, write_video
 
+# Only copies the shared scored run's scorer (built once for both workers): a group of its own, so it runs
+# on whichever worker is free, not on the scored run's, the suite's longest (docs/decisions.md, issue 26).
+pytestmark = pytest.mark.xdist_group("hostile_corpus")
+
 K = 8
 # video id -> the words its failure reason must hold
 BAD = {"Bad/empty.mp4": "0 bytes", "Bad/text.mp4": "not a decodable video",
