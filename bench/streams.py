@@ -252,10 +252,17 @@ def _source(url: str, config, **options):
 def _latency(analyzer, clips: list[Clip], args) -> list[Watched]:
     """Every clip watched live, ``--concurrent`` at a time."""
     print(f"\nwatching {len(clips)} clips live over RTSP, {args.concurrent} at a time ...", flush=True)
+    return _in_batches(clips, args.concurrent,
+                       lambda clip, results: _watch_clip(analyzer, clip, args, results))
+
+
+def _in_batches(clips: list[Clip], concurrent: int, watch) -> list[Watched]:
+    """``watch(clip, results)`` for every clip, ``concurrent`` clips at a time (a thread each); each call
+    appends its :class:`Watched` to ``results``."""
     results: list[Watched] = []
-    for first in range(0, len(clips), args.concurrent):
-        threads = [threading.Thread(target=_watch_clip, args=(analyzer, clip, args, results))
-                   for clip in clips[first:first + args.concurrent]]
+    for first in range(0, len(clips), concurrent):
+        batch = clips[first:first + concurrent]
+        threads = [threading.Thread(target=watch, args=(clip, results)) for clip in batch]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -300,16 +307,8 @@ def _naive_clip(analyzer, clip: Clip, folder: Path, results: list[Watched]) -> N
 def _naive(analyzer, clips: list[Clip], args) -> list[Watched]:
     print(f"\nthe naive baseline: 10-s chunks through the file detector, {args.concurrent} clips at a time",
           flush=True)
-    results: list[Watched] = []
-    for first in range(0, len(clips), args.concurrent):
-        threads = [threading.Thread(target=_naive_clip,
-                                    args=(analyzer, clip, FOLDER / "naive" / clip.path.stem, results))
-                   for clip in clips[first:first + args.concurrent]]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    return results
+    return _in_batches(clips, args.concurrent, lambda clip, results: _naive_clip(
+        analyzer, clip, FOLDER / "naive" / clip.path.stem, results))
 
 
 def _print_latency(systems: list[tuple[str, list[Watched], float]], warmup_s: float) -> None:

@@ -298,7 +298,7 @@ class MotionAppearanceExtractor:
             return video_context(join_cues(part.values, window_cues(part.keys)))
         assert reference.keys is not None
         cues = join_cues(part.values, window_cues(part.keys, reference.keys))
-        usual = join_cues(reference.values, window_cues(reference.keys, reference.keys))
+        usual = join_cues(reference.values, window_cues(reference.keys))
         return video_context(cues, usual)
 
 

@@ -21,7 +21,6 @@ import os
 import queue
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -247,8 +246,3 @@ class Subscribers:
     def close(self) -> None:
         with self._lock:
             self._queues.clear()
-
-
-def now() -> float:
-    """Wall clock, seconds since 1970 (a seam for tests)."""
-    return time.time()
