@@ -138,7 +138,7 @@ def test_a_full_window_gives_every_free_frame_then_the_nearest_after_it():
                                                                                  255, 256]
     # a window at the segment's end (keyframe 220 of [0, 225), window [220, 224)): 221-223 in it and 224
     # (4 deep) stay; 10 and 100 take its free 220, then (nothing free after it) 219, the nearest before it
-    assert _placed([10, 100, 221, 222, 223, 224], np.array([0, 220]), window=4,
+    assert _placed([10, 100, 221, 222, 223, 224], np.array([220]), window=4,
                    bounds=np.array([[0, 225]])) == [219, 220, 221, 222, 223, 224]
 
 
