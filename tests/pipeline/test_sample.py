@@ -39,6 +39,13 @@ def test_focused_samples_match_the_allocation_and_cover_every_segment(scored_run
         assert row[S.FRAMES] == expected.frames.tolist()
         assert row[S.PER_SEGMENT] == expected.per_segment.tolist() and min(row[S.PER_SEGMENT]) >= 1
         np.testing.assert_allclose(row[S.SEGMENT_SCORES], by_video[row[S.VIDEO_ID]], rtol=1e-6)
+    # frames stay where the strategy put them although sample.within_decode_window is on (the default) and
+    # ingest recorded every video's keyframes: the generated videos have one every second (fps frames), so
+    # no frame lies deeper than ingest.decode_window_s (1 s) into its GOP; build-benchmarks and evaluate
+    # read these frames
+    assert config.sample.within_decode_window and config.ingest.decode_window_s == 1.0
+    segments = run.read_table("segments").to_pylist()
+    assert all(np.diff([*row[S.KEYFRAMES], row[S.NUM_FRAMES]]).max() <= row[S.FPS] for row in segments)
     again = run_sample(config)
     assert isinstance(again, Skipped)
 
