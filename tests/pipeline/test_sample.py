@@ -62,3 +62,22 @@ def test_other_strategy_replaces_samples_and_short_videos_are_failures(scored_ru
     (staged,) = [p for p in Path(run.path(WORK_DIR)).iterdir() if p.name.startswith("samples-")]
     reasons = pq.read_table(staged / FAILURES_FILE)[S.REASON].to_pylist()
     assert len(reasons) == 20 and "frame budget 46 is outside 1..45" in reasons[0]
+
+
+def test_a_run_ingested_with_a_window_but_without_keyframes_names_the_fix(scored_run, tmp_path):
+    import shutil
+
+    from dualvad import paths
+    from dualvad.errors import MissingInputError
+
+    config, _ = scored_run
+    copy = tmp_path / "run"
+    for part in (paths.SEGMENTS, paths.SCORES):  # with their stage records
+        shutil.copytree(Path(config.run, part), copy / part)
+    for file in (copy / paths.SEGMENTS).glob("part-*.parquet"):  # as ingested before the column existed
+        pq.write_table(pq.read_table(file).drop_columns([S.KEYFRAMES]), file)
+    config = dataclasses.replace(config, run=str(copy))
+    with pytest.raises(MissingInputError, match=r"ingested before ingest recorded each video's keyframes.*"
+                                                r"re-run `dualvad ingest --force`.*within_decode_window=false"):
+        run_sample(config)
+    assert run_sample(with_sample(config, within_decode_window=False)).videos == 20  # the strategy's frames
