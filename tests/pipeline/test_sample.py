@@ -77,7 +77,7 @@ def test_a_run_ingested_with_a_window_but_without_keyframes_names_the_fix(scored
     for file in (copy / paths.SEGMENTS).glob("part-*.parquet"):  # as ingested before the column existed
         pq.write_table(pq.read_table(file).drop_columns([S.KEYFRAMES]), file)
     config = dataclasses.replace(config, run=str(copy))
-    with pytest.raises(MissingInputError, match=r"ingested before ingest recorded each video's keyframes.*"
-                                                r"re-run `dualvad ingest --force`.*within_decode_window=false"):
+    fix = r"ingested before ingest recorded each video's keyframes.*`dualvad ingest --force`.*window=false"
+    with pytest.raises(MissingInputError, match=fix):
         run_sample(config)
     assert run_sample(with_sample(config, within_decode_window=False)).videos == 20  # the strategy's frames
