@@ -54,7 +54,6 @@ from dualvad.detection import Analysis, Detection, VideoInfo, combine, load_verd
 from dualvad.detector_schema import DEFAULT_OPTIONS, DetectOptions
 from dualvad.errors import MissingInputError
 from dualvad.eval.verdict import Verdict
-from dualvad.pipeline.sample import recorded_sample_settings
 from dualvad.rundir import RunDir, local_folder, open_run
 from dualvad.scorer.features import (
     SegmentFeatureExtractor,
@@ -63,6 +62,7 @@ from dualvad.scorer.features import (
     ingested_video_features,
 )
 from dualvad.scorer.trained import TrainedScorer, load_from_run
+from dualvad.stages.recorded import recorded_sample_settings
 from dualvad.stages.records import input_fingerprint, read_input, read_record
 from dualvad.video.config import SETTINGS_BEFORE, IngestConfig
 from dualvad.video.decode import VideoDecodeError

@@ -81,14 +81,9 @@ from dualvad.pipeline.evaluate_verdict import (
     verdict_spec,
     write_verdict,
 )
-from dualvad.pipeline.sample import (
-    present_columns,
-    recorded_decode_window_s,
-    recorded_sample_settings,
-    sample_videos,
-    segments_with_scores,
-)
+from dualvad.pipeline.sample import present_columns, sample_videos, segments_with_scores
 from dualvad.rundir import RunDir, open_run
+from dualvad.stages.recorded import recorded_decode_window_s, recorded_sample_settings
 from dualvad.stages.records import read_input
 from dualvad.stages.registry import stage_named
 from dualvad.stages.runner import Skipped, StageContext, run_stage

@@ -33,8 +33,8 @@ from dualvad.eval.tables import CATEGORY_COLUMNS, category_rows, csv_table, deci
 from dualvad.eval.verdict import Verdict
 from dualvad.pipeline.evaluate_models import EvaluationError, ModelSpec
 from dualvad.pipeline.evaluate_verdict import VERDICT_ROW, verdict_metrics
-from dualvad.pipeline.sample import recorded_sample_settings
 from dualvad.rundir import RunDir, open_run
+from dualvad.stages.recorded import recorded_sample_settings
 from dualvad.stages.runner import StageContext
 
 if TYPE_CHECKING:  # the report (matplotlib) is imported when the outputs are written

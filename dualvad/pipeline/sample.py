@@ -23,12 +23,12 @@ from dualvad.config import DualVADConfig, SampleConfig
 from dualvad.errors import MissingInputError
 from dualvad.pipeline.parts import PartWriter
 from dualvad.rundir import RunDir, open_run
-from dualvad.stages.records import input_fingerprint, read_input, read_record
+from dualvad.stages.recorded import recorded_decode_window_s
+from dualvad.stages.records import read_input
 from dualvad.stages.registry import stage_named
 from dualvad.stages.runner import Skipped, StageContext, run_stage
 from dualvad.stages.settings import section
-from dualvad.video.config import SETTINGS_BEFORE
-from dualvad.video.sampling import SAMPLE_SETTINGS_BEFORE, allocate, within_decode_windows
+from dualvad.video.sampling import allocate, within_decode_windows
 from dualvad.video.segments import decode_window_frames
 
 STAGE = stage_named("sample")
@@ -107,20 +107,6 @@ def present_columns(run: RunDir, output: str, columns: tuple[str, ...]) -> tuple
     files = run.parquet_files(output)
     names = pq.read_schema(files[0], filesystem=run.fs).names if files else []
     return tuple(column for column in columns if column in names)
-
-
-def recorded_sample_settings(run: RunDir) -> SampleConfig:
-    """The ``sample.*`` settings ``RUN/samples`` was made with (from the runner's record; a key the record
-    predates reads as :data:`~dualvad.video.sampling.SAMPLE_SETTINGS_BEFORE` says)."""
-    input_fingerprint(run, paths.SAMPLES)  # raises with the fix when the samples are missing
-    return SampleConfig(**{**SAMPLE_SETTINGS_BEFORE, **read_record(run, paths.SAMPLES)["settings"]})
-
-
-def recorded_decode_window_s(run: RunDir) -> float:
-    """The ``ingest.decode_window_s`` ``RUN/segments`` was ingested with (0 for a run ingested before the
-    key existed: its pairs were spread), 0 when the run has no ingest record."""
-    recorded = (read_record(run, paths.SEGMENTS) or {}).get("settings", {})
-    return float(recorded.get("decode_window_s", SETTINGS_BEFORE["decode_window_s"]))
 
 
 def sample_videos(table: pa.Table, settings: SampleConfig,
