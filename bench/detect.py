@@ -228,8 +228,9 @@ def prefix_frames(wanted: np.ndarray, keyframes: np.ndarray) -> int:
 
 def _line(row: Row) -> str:
     cpu, decoded = row.cpu, row.decoded
+    before = decoded["before"] if decoded["before"] >= 0 else "-"  # - : not timed (no --decord), or failed
     return (f"| {row.name} | {row.size[0]}x{row.size[1]} | {row.frames} | {row.keyframes} | "
-            + " | ".join(f"{cpu[w]:.2f}" for w in WAYS) + " | "
+            + " | ".join(f"{cpu[w]:.2f}" for w in WAYS) + f" | {before} | "
             + " | ".join(f"{decoded[w]} ({decoded[f'{w}_sampled']})" for w in ("spread", "window"))
             + f" | {cpu['spread'] / cpu['ffmpeg']:.2f} | {cpu['window'] / cpu['ffmpeg']:.2f} | "
             f"{cpu['window'] / cpu['naive']:.2f} | {row.after_wall:.2f} |")
@@ -238,9 +239,9 @@ def _line(row: Row) -> str:
 def _print(rows: list[Row], args: argparse.Namespace) -> None:
     print(f"\n## Decoding per video, CPU-seconds of this process (budget {args.budget})\n")
     print("| video | size | frames | keyframes | ffmpeg s | naive s | before s | spread s | window s "
-          "| analyze s | spread decoded (sampled) | window decoded (sampled) | spread/ffmpeg | window/ffmpeg "
-          "| window/naive | window wall s |")
-    print("| --- " * 16 + "|")
+          "| analyze s | before decoded (floor) | spread decoded (sampled) | window decoded (sampled) "
+          "| spread/ffmpeg | window/ffmpeg | window/naive | window wall s |")
+    print("| --- " * 17 + "|")
     for row in rows:
         print(_line(row))
     print()
