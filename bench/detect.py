@@ -7,25 +7,33 @@ On the UCF-like corpus (:mod:`dualvad.corpus.ucf_like`; ``--corpus short`` for t
 - **ffmpeg**: ``ffmpeg -threads 1 -i VIDEO -f null -``, every frame decoded once (the floor of a full decode);
 - **naive**: ``bench/serve.py``'s baseline without the VLM: every frame decoded at the file's size and
   converted to RGB (PyAV, one thread), ``--budget`` uniformly spaced ones become JPEGs;
-- **before**: the detector's decoding as it was before issue 30 (re-done here with decord): each segment's
-  pairs spread over the segment (the sub-interval anchors), the sampled frames decoded in a second open;
-- **after**: the detector's decoding as it is, what :meth:`dualvad.detector.SegmentAnalyzer.analyze` does
-  but the scorer and the allocation (one :class:`~dualvad.video.gop.GopReader` open; in long GOPs each
-  segment's pairs within ``ingest.decode_window_s`` after its keyframe; non-reference frames that are not
-  wanted skipped; the features, then the sampled frames of the analysis and their JPEGs); and
-  **analyze**, the whole of ``analyze`` (the scorer, a small transformer on 2 torch threads, included).
+- **before** (``--decord``): the detector's decoding as it was before issue 30 (re-done here with decord):
+  each segment's pairs spread over the segment (the sub-interval anchors), the sampled frames decoded in a
+  second open;
+- **spread** and **window**: the detector's decoding as it is, what
+  :meth:`dualvad.detector.SegmentAnalyzer.analyze` does but the scorer and the allocation (one
+  :class:`~dualvad.video.gop.GopReader` open; in long GOPs each segment's pairs within
+  ``ingest.decode_window_s`` after its keyframe; non-reference frames that are not wanted skipped; the
+  features, then the sampled frames and their JPEGs), side by side: *spread* with the strategy's frames
+  where it put them (``sample.within_decode_window=false``), *window* with those deeper than the window
+  into their GOP moved into their segment's decode window (``true``, the default; checked equal to
+  ``analyze``'s frames when the run samples so); and
+  **analyze**, the whole of ``analyze`` with the run's settings (the scorer, a small transformer on 2 torch
+  threads, included).
 
 Costs are **CPU-seconds of this process** (``time.process_time``, every thread) and, for ffmpeg, of the
 child (``resource.getrusage(RUSAGE_CHILDREN)``): the machine is shared, and CPU time counts only this
-work. Wall seconds of *after* are printed too, as a secondary figure. Frames decoded: ffmpeg and naive
+work. Wall seconds of *window* are printed too, as a secondary figure. Frames decoded: ffmpeg and naive
 decode every frame; *before* is the GOP prefixes its frames need (from each GOP's keyframe to its last
-wanted frame; decord decodes them in order, so this is a floor), *after* the frames the decoder returned.
+wanted frame; decord decodes them in order, so this is a floor), *spread* and *window* the frames the
+decoder returned (in brackets: those of them decoded for the sampled frames, after the features).
 
-Targets (issue 30): the detector's decoding (decode, features, sampled frames: *after*) / ffmpeg <= 1/3 on a
-320x240 video, <= 1/5 on a 1280x720 one.
+Targets (issue 30): the detector's decoding (decode, features, sampled frames: *window* with the default)
+/ ffmpeg <= 1/3 on a 320x240 video, <= 1/5 on a 1280x720 one.
 
     python bench/detect.py                 # the UCF-like corpus (generated once: see bench/common.py)
     python bench/detect.py --scale 0.25    # lengths / 4
+    python bench/detect.py --decord        # with *before* (decord)
 """
 
 from __future__ import annotations
@@ -57,7 +65,7 @@ class Row:
     after_wall: float  # s
 
 
-WAYS = ("ffmpeg", "naive", "before", "after", "analyze")
+WAYS = ("ffmpeg", "naive", "before", "spread", "window", "analyze")
 
 
 def main() -> None:
@@ -68,7 +76,7 @@ def main() -> None:
 
     analyzer = SegmentAnalyzer.from_run(config.run)
     videos = sorted(str(p) for p in Path(corpus, "videos").rglob("*.mp4"))[: args.limit or None]
-    rows = [_measure(analyzer, path, args.budget) for path in videos]
+    rows = [_measure(analyzer, path, args.budget, args.decord) for path in videos]
     _print(rows, args)
 
 
@@ -78,6 +86,8 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--corpus-path", help="with --corpus short: a corpus folder to time instead")
     parser.add_argument("--budget", type=int, default=16, help="frames sampled per video")
     parser.add_argument("--limit", type=int, default=0, help="time only the first N videos (0: all)")
+    parser.add_argument("--decord", action="store_true",
+                        help="time *before* too (decord, as before issue 30: ~3 s of CPU a video)")
     args = parser.parse_args()
     if args.corpus == "short" and not args.corpus_path:
         parser.error("--corpus short needs --corpus-path FOLDER (a corpus with videos/ and annotations/)")
@@ -89,7 +99,7 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _measure(analyzer, path: str, budget: int) -> Row:
+def _measure(analyzer, path: str, budget: int, decord: bool) -> Row:
     from dualvad.detector_schema import DetectOptions
     from dualvad.video.decode import VideoDecodeError
     from dualvad.video.gop import GopReader
@@ -109,29 +119,66 @@ def _measure(analyzer, path: str, budget: int) -> Row:
     analysis = analyzer.analyze(path, DetectOptions(budget=budget))
     cpu["analyze"], decoded["analyze"] = time.process_time() - started, analysis.frames_decoded
 
-    started, wall = time.process_time(), time.perf_counter()
-    decoded["after"] = _after(analyzer, path, analysis.frames)
-    cpu["after"], after_wall = time.process_time() - started, time.perf_counter() - wall
+    spread = _spread_frames(analyzer, analysis, budget)
+    for way, frames in (("spread", spread), ("window", _window_frames(analyzer, path, analysis, spread))):
+        started, wall = time.process_time(), time.perf_counter()
+        decoded[way], decoded[f"{way}_sampled"] = _after(analyzer, path, frames)
+        cpu[way], cpu[f"{way}_wall"] = time.process_time() - started, time.perf_counter() - wall
 
-    started = time.process_time()
-    try:
-        decoded["before"] = _before(analyzer, path, analysis.frames)
-        cpu["before"] = time.process_time() - started
-    except VideoDecodeError as error:  # decord gives up on some long B-frame files (decisions.md, 2026-12-07)
-        print(f"before: {error}", flush=True)
-        decoded["before"], cpu["before"] = -1, float("nan")
+    decoded["before"], cpu["before"] = -1, float("nan")
+    if decord:
+        started = time.process_time()
+        try:
+            decoded["before"] = _before(analyzer, path, spread)
+            cpu["before"] = time.process_time() - started
+        except VideoDecodeError as error:  # decord gives up on some long B-frame files (decisions.md)
+            print(f"before: {error}", flush=True)
 
     with GopReader(path) as reader:
         frames, keyframes, size = len(reader), len(reader.keyframes), (reader.width, reader.height)
     decoded["ffmpeg"] = decoded["naive"] = frames
-    row = Row(Path(path).name, size, frames, keyframes, cpu, decoded, after_wall)
+    row = Row(Path(path).name, size, frames, keyframes, cpu, decoded, cpu["window_wall"])
     print(_line(row), flush=True)
     return row
 
 
-def _after(analyzer, path: str, sampled: np.ndarray) -> int:
+def _spread_frames(analyzer, analysis, budget: int) -> np.ndarray:
+    """The frames the run's strategy picks where it puts them (``sample.within_decode_window`` off): the
+    allocation of ``analysis``' scores, as ``analyze`` computes it."""
+    import zlib
+
+    from dualvad.detector_schema import DetectOptions
+    from dualvad.video.sampling import allocate
+
+    sample = analyzer.sample_settings(DetectOptions(budget=budget))
+    seed = sample.seed + zlib.crc32(analysis.video_id.encode())
+    scores = analysis.segment_scores.astype(np.float64)
+    return allocate(sample.strategy, scores, analysis.bounds, sample.budget,
+                    tau=sample.tau, floor=sample.floor, offset=sample.cdf_offset, seed=seed).frames
+
+
+def _window_frames(analyzer, path: str, analysis, spread: np.ndarray) -> np.ndarray:
+    """``spread`` moved into their segments' decode windows (``sample.within_decode_window`` on), by the
+    video's keyframes as the feature pass reads them; ``analyze``'s own frames when the run samples so."""
+    from dualvad.video.gop import GopReader
+    from dualvad.video.sampling import Allocation, within_decode_windows
+    from dualvad.video.segments import decode_window_frames
+
+    with GopReader(path) as reader:
+        keyframes, fps = reader.keyframes, reader.fps
+    window = decode_window_frames(analyzer.settings.ingest.decode_window_s, fps)
+    counts = np.zeros(len(analysis.bounds), np.int64)
+    frames = within_decode_windows(Allocation(spread, counts), analysis.bounds, keyframes, window).frames
+    placed = analyzer.settings.sample.within_decode_window
+    if not np.array_equal(frames, analysis.frames if placed else spread):
+        raise AssertionError(f"{path}: the frames placed here differ from analyze's")
+    return frames
+
+
+def _after(analyzer, path: str, sampled: np.ndarray) -> tuple[int, int]:
     """The decoding of ``analyze`` alone: the features and the sampled frames' JPEGs, from one reader, with
-    the functions ``analyze`` calls. Returns the frames the decoder returned."""
+    the functions ``analyze`` calls. Returns the frames the decoder returned: in all, and for the sampled
+    frames (after the features)."""
     from dualvad.benchmarks.builder import read_at
     from dualvad.scorer.features import ingested_video_features
     from dualvad.video.gop import GopReader
@@ -140,9 +187,10 @@ def _after(analyzer, path: str, sampled: np.ndarray) -> int:
     ingest, settings = analyzer.settings.ingest, analyzer.settings
     with GopReader(path, ingest.decode_threads, ingest.max_pixels) as reader:
         ingested_video_features(path, analyzer.extractor, ingest, reader=reader)
+        features = reader.frames_decoded
         for frame in read_at(reader, sampled, settings.image_size):
             encode_jpeg(frame, settings.jpeg_quality)
-        return reader.frames_decoded
+        return reader.frames_decoded, reader.frames_decoded - features
 
 
 def _before(analyzer, path: str, sampled: np.ndarray) -> int:
@@ -179,35 +227,50 @@ def prefix_frames(wanted: np.ndarray, keyframes: np.ndarray) -> int:
 
 
 def _line(row: Row) -> str:
-    ratios = f"{row.cpu['after'] / row.cpu['ffmpeg']:.2f} {row.cpu['after'] / row.cpu['naive']:.2f}"
+    cpu, decoded = row.cpu, row.decoded
+    before = decoded["before"] if decoded["before"] >= 0 else "-"  # - : not timed (no --decord), or failed
     return (f"| {row.name} | {row.size[0]}x{row.size[1]} | {row.frames} | {row.keyframes} | "
-            + " | ".join(f"{row.cpu[w]:.2f}" for w in WAYS) + " | "
-            + " | ".join(f"{row.decoded[w]}" for w in WAYS[2:4]) + f" | {ratios.replace(' ', ' | ')} | "
-            f"{row.after_wall:.2f} |")
+            + " | ".join(f"{cpu[w]:.2f}" for w in WAYS) + f" | {before} | "
+            + " | ".join(f"{decoded[w]} ({decoded[f'{w}_sampled']})" for w in ("spread", "window"))
+            + f" | {cpu['spread'] / cpu['ffmpeg']:.2f} | {cpu['window'] / cpu['ffmpeg']:.2f} | "
+            f"{cpu['window'] / cpu['naive']:.2f} | {row.after_wall:.2f} |")
 
 
 def _print(rows: list[Row], args: argparse.Namespace) -> None:
     print(f"\n## Decoding per video, CPU-seconds of this process (budget {args.budget})\n")
-    print("| video | size | frames | keyframes | ffmpeg s | naive s | before s | after s | analyze s | "
-          "before decoded (floor) | after decoded | after/ffmpeg | after/naive | after wall s |")
-    print("| --- " * 14 + "|")
+    print("| video | size | frames | keyframes | ffmpeg s | naive s | before s | spread s | window s "
+          "| analyze s | before decoded (floor) | spread decoded (sampled) | window decoded (sampled) "
+          "| spread/ffmpeg | window/ffmpeg | window/naive | window wall s |")
+    print("| --- " * 17 + "|")
     for row in rows:
         print(_line(row))
     print()
     for size in sorted({row.size for row in rows}):
         group = [row for row in rows if row.size == size]
-        total = {way: sum(row.cpu[way] for row in group) for way in WAYS}
-        total["before"] = sum(row.cpu["before"] for row in group if row.decoded["before"] >= 0)
-        total["before_ffmpeg"] = sum(row.cpu["ffmpeg"] for row in group if row.decoded["before"] >= 0)
-        median = statistics.median(row.cpu["after"] / row.cpu["ffmpeg"] for row in group)
-        share = sum(row.decoded["after"] for row in group) / sum(row.frames for row in group)
-        ratio = total["after"] / total["ffmpeg"]
-        print(f"{size[0]}x{size[1]}, {len(group)} videos: after / ffmpeg {ratio:.2f} "
-              f"(median per video {median:.2f}; target <= {'1/5' if size[0] >= 1280 else '1/3'}), "
-              f"after / naive {total['after'] / total['naive']:.2f}, before / ffmpeg "
-              f"{total['before'] / total['before_ffmpeg']:.2f} (videos decord decoded), analyze / ffmpeg "
-              f"{total['analyze'] / total['ffmpeg']:.2f}; "
-              f"after decoded {100 * share:.0f}% of the frames")
+        print(_summary(size, group))
+
+
+def _summary(size: tuple[int, int], group: list[Row]) -> str:
+    """One line per frame size: each way's CPU over ffmpeg's (corpus sums, medians, videos within the
+    target), the frames it decoded (sampled frames apart)."""
+    target = 1 / 5 if size[0] >= 1280 else 1 / 3
+    total = {way: sum(row.cpu[way] for row in group) for way in WAYS if way != "before"}
+    parts = []
+    for way in ("spread", "window"):
+        ratios = [row.cpu[way] / row.cpu["ffmpeg"] for row in group]
+        decoded = sum(row.decoded[way] for row in group)
+        sampled = sum(row.decoded[f"{way}_sampled"] for row in group)
+        parts.append(f"{way} / ffmpeg {total[way] / total['ffmpeg']:.2f} "
+                     f"(median {statistics.median(ratios):.2f}, "
+                     f"{sum(r <= target for r in ratios)} of {len(group)} videos <= {target:.2f}), "
+                     f"{decoded} frames decoded ({100 * decoded / sum(row.frames for row in group):.0f}%), "
+                     f"{sampled} of them for the sampled frames")
+    timed = [row for row in group if row.decoded["before"] >= 0]
+    before_cpu = sum(r.cpu["before"] for r in timed) / sum(r.cpu["ffmpeg"] for r in timed) if timed else 0
+    before = f"before / ffmpeg {before_cpu:.2f} ({len(timed)} videos decord decoded); " if timed else ""
+    return (f"{size[0]}x{size[1]}, {len(group)} videos: " + "; ".join(parts) + f"; {before}window / naive "
+            f"{total['window'] / total['naive']:.2f}, "
+            f"analyze / ffmpeg {total['analyze'] / total['ffmpeg']:.2f}")
 
 
 if __name__ == "__main__":

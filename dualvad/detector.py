@@ -7,7 +7,8 @@ made with (each output's ``_stage.json``, never today's defaults):
    features exactly as ingest does (:func:`dualvad.scorer.features.ingested_video_features` with the
    recorded ``ingest.*``), score them with ``RUN/scorer/model`` (or, when the run was scored with
    ``score.scorer_run=OTHER_RUN``, that run's, as ``RUN/scores``' record says), allocate the frame budget
-   as the sample stage does (:func:`dualvad.video.sampling.allocate`, recorded ``sample.*``), and decode
+   as the sample stage does (:func:`dualvad.video.sampling.allocate`, recorded ``sample.*``; in a long-GOP
+   video the frames moved into their segments' decode windows, ``sample.within_decode_window``), and decode
    the sampled frames at the run's ``image_size`` as JPEG bytes (the run's ``jpeg_quality``).
 2. :class:`FrameJudge` (the VLM; serve's Judge): :func:`dualvad.vlm.judge.judge_frames`, the per-video
    VLM work the evaluation stage calls too: P("Yes") per frame, one 0-10 score and explanation per clip of
@@ -61,12 +62,14 @@ from dualvad.scorer.features import (
     ingested_video_features,
 )
 from dualvad.scorer.trained import TrainedScorer, load_from_run
+from dualvad.stages.recorded import recorded_sample_settings
 from dualvad.stages.records import input_fingerprint, read_input, read_record
 from dualvad.video.config import SETTINGS_BEFORE, IngestConfig
 from dualvad.video.decode import VideoDecodeError
 from dualvad.video.gop import GopReader
 from dualvad.video.jpeg import decode_jpegs, encode_jpeg
-from dualvad.video.sampling import SampleConfig, allocate
+from dualvad.video.sampling import SampleConfig, allocate, within_decode_windows
+from dualvad.video.segments import decode_window_frames
 from dualvad.vlm.judge import Judgement, judge_frames, load_vlm_judge
 
 __all__ = ["Analysis", "Detection", "Detector", "FrameJudge", "InvalidVideoError", "RunSettings",
@@ -98,7 +101,7 @@ class RunSettings:
         input_fingerprint(run, paths.SAMPLES)
         recorded = read_record(run, paths.SEGMENTS)["settings"]
         ingest = IngestConfig(**{**SETTINGS_BEFORE, **recorded})  # an older record lacks newer keys
-        sample = SampleConfig(**read_record(run, paths.SAMPLES)["settings"])
+        sample = recorded_sample_settings(run)
         frames = _frame_settings(run)
         return RunSettings(ingest, sample, **frames)
 
@@ -161,7 +164,8 @@ class SegmentAnalyzer:
                          "frames_per_segment": settings.ingest.frames_per_segment,
                          "sample": {"strategy": settings.sample.strategy, "budget": settings.sample.budget,
                                     "tau": settings.sample.tau, "floor": settings.sample.floor,
-                                    "cdf_offset": settings.sample.cdf_offset, "seed": settings.sample.seed},
+                                    "cdf_offset": settings.sample.cdf_offset, "seed": settings.sample.seed,
+                                    "within_decode_window": settings.sample.within_decode_window},
                          "image_size": settings.image_size, "clip_frames": settings.clip_frames,
                          "jpeg_quality": settings.jpeg_quality},
         }
@@ -201,6 +205,9 @@ class SegmentAnalyzer:
                                       offset=sample.cdf_offset, seed=seed)
             except ValueError as error:  # budget above the frame count
                 raise InvalidVideoError(f"{path}: {error}") from error
+            if sample.within_decode_window:  # as the sample stage places them (RUN/segments' keyframes)
+                window = decode_window_frames(ingest.decode_window_s, video.fps)
+                allocation = within_decode_windows(allocation, video.bounds, video.keyframes, window)
             timings["allocation"] = _ms_since(started)
 
             started = time.perf_counter()
@@ -229,7 +236,8 @@ class SegmentAnalyzer:
         return SampleConfig(strategy=options.strategy or recorded.strategy,  # type: ignore[arg-type]
                             budget=options.budget or recorded.budget,
                             tau=recorded.tau if options.tau is None else float(options.tau),
-                            floor=recorded.floor, cdf_offset=recorded.cdf_offset, seed=recorded.seed)
+                            floor=recorded.floor, cdf_offset=recorded.cdf_offset, seed=recorded.seed,
+                            within_decode_window=recorded.within_decode_window)
 
     def _jpegs(self, reader: GopReader, frames: np.ndarray) -> list[bytes]:
         """The sampled frames at the run's image size, as the benchmarks and evaluate decode them

@@ -27,6 +27,10 @@ ANNOTATED_FRAMES = "annotated_frames"
 # of D (``feature`` is their mean); null = one crop, or decoded from the video
 CROP_FEATURES = "crop_features"
 SNIPPETS = "snippets"  # the video's 16-frame snippets T in its feature files; null = decoded from the video
+# the video's keyframes (frame indices, sorted) its features' frames were chosen with, repeated on each of its
+# rows; the sampler places frames by them (sample.within_decode_window). null = not read (feature files,
+# ingest.snap_to_keyframes off); the column is absent from runs ingested before it existed
+KEYFRAMES = "keyframes"
 
 SEGMENTS_SCHEMA = pa.schema(
     [
@@ -45,6 +49,7 @@ SEGMENTS_SCHEMA = pa.schema(
         (ANNOTATED_FRAMES, pa.int64()),
         (CROP_FEATURES, pa.list_(pa.list_(pa.float32()))),
         (SNIPPETS, pa.int64()),
+        (KEYFRAMES, pa.list_(pa.int64())),
     ]
 )
 

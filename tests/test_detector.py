@@ -5,12 +5,15 @@ unusable files are InvalidVideoError; options are validated."""
 from __future__ import annotations
 
 import base64
+import copy
+import dataclasses
 import io
 import json
 import re
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from markupsafe import escape
@@ -21,13 +24,18 @@ from dualvad import paths
 from dualvad import schema as S
 from dualvad.batch_detect import detection_results
 from dualvad.corpus import SynthSpec, generate_corpus
+from dualvad.corpus.layout import VideoRecord
+from dualvad.corpus.synthetic import encode_mp4
 from dualvad.detection import combine, load_verdict
 from dualvad.detector import Detector, FrameJudge, InvalidVideoError, SegmentAnalyzer
 from dualvad.detector_schema import DetectOptions
 from dualvad.errors import MissingInputError
 from dualvad.eval.verdict import Verdict, apply
-from dualvad.pipeline.sample import segments_with_scores
+from dualvad.pipeline.ingest import segment_table
+from dualvad.pipeline.sample import sample_videos, segments_with_scores
 from dualvad.rundir import open_run
+from dualvad.scorer.features import ingested_video_features
+from dualvad.video.segments import decode_depth, decode_window
 
 from media import write_broken_files, write_video
 
@@ -206,6 +214,50 @@ def test_other_options_change_the_sampling(evaluated_copy, detector):
     path = segments_with_scores(run)[S.VIDEO_PATH][0].as_py()
     analysis = detector.analyze(path, DetectOptions(budget=4, strategy="uniform"))
     assert analysis.strategy == "uniform" and len(analysis.frames) == len(analysis.jpegs) == 4
+
+
+def _long_gop_video(path: Path) -> str:
+    """600 frames (20 s at 30 fps, 64 x 48) of a square gliding over a still background, encoded with
+    x264's defaults: keyframes 0, 192 and 416, so most frames lie far more than a second into their GOP."""
+    def frames():
+        for i in range(600):
+            frame = np.full((48, 64, 3), 90, np.uint8)
+            frame[20:28, (i // 4) % 56:(i // 4) % 56 + 8] = 230
+            yield frame
+
+    encode_mp4(frames(), path, 30, long_gop=True)
+    return str(path)
+
+
+def test_in_a_long_gop_video_the_detector_moves_frames_into_the_decode_windows_as_the_sampler_does(
+        evaluated_copy, detector, tmp_path):
+    path = _long_gop_video(tmp_path / "long.mp4")
+    analyzer = detector.analyzer
+    ingest, sample = analyzer.settings.ingest, analyzer.settings.sample
+    assert sample.within_decode_window and ingest.decode_window_s == 1.0  # the run sampled with the default
+    spread_analyzer = copy.copy(analyzer)
+    spread_analyzer.settings = dataclasses.replace(
+        analyzer.settings, sample=dataclasses.replace(sample, within_decode_window=False))
+    placed, spread = analyzer.analyze(path), spread_analyzer.analyze(path)
+    # the sample stage's function on ingest's rows of this video (its recorded keyframes, these scores)
+    # takes the detector's frames, so build-benchmarks and evaluate would read them too
+    video = ingested_video_features(path, analyzer.extractor, ingest)
+    assert video.keyframes.tolist() == [0, 192, 416]
+    record = VideoRecord(placed.video_id, path, "Normal", "test", None)
+    scores = pa.array(placed.segment_scores, pa.float64())
+    table = segment_table(record, video).append_column(S.SCORE, scores)
+    for analysis, setting in ((placed, sample), (spread, spread_analyzer.settings.sample)):
+        rows, _ = sample_videos(table, setting, ingest.decode_window_s)
+        assert rows[0][S.FRAMES] == analysis.frames.tolist()
+    # every frame the strategy put deeper than 30 frames into its GOP now lies in its segment's window
+    depth = decode_depth(placed.frames, video.keyframes)
+    windows = [decode_window(int(s), int(e), video.keyframes, 30) for s, e in video.bounds]
+    segment = np.searchsorted(video.bounds[:, 1], placed.frames, side="right")
+    assert all(d <= 30 or windows[k][0] <= f < windows[k][1]
+               for f, d, k in zip(placed.frames, depth, segment, strict=True))
+    assert decode_depth(spread.frames, video.keyframes).max() > 30  # without the setting, deeper frames
+    assert placed.frames_decoded < spread.frames_decoded
+    assert len(placed.jpegs) == len(spread.jpegs) == sample.budget
 
 
 def test_a_run_without_a_finetuned_model_names_the_fix(evaluated_copy):

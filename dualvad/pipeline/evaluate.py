@@ -49,7 +49,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from dualvad import paths
 from dualvad import schema as S
@@ -70,7 +69,6 @@ from dualvad.eval.verdict import Verdict, scorer_only
 from dualvad.pipeline.evaluate_models import EvaluationError, ModelSpec, model_identity, model_specs, vlm_info
 from dualvad.pipeline.evaluate_outputs import (
     failure_rows,
-    recorded_sample_settings,
     snippet_ground_truth,
     write_model_card,
     write_outputs,
@@ -83,8 +81,9 @@ from dualvad.pipeline.evaluate_verdict import (
     verdict_spec,
     write_verdict,
 )
-from dualvad.pipeline.sample import sample_videos, segments_with_scores
+from dualvad.pipeline.sample import present_columns, sample_videos, segments_with_scores
 from dualvad.rundir import RunDir, open_run
+from dualvad.stages.recorded import recorded_decode_window_s, recorded_sample_settings
 from dualvad.stages.records import read_input
 from dualvad.stages.registry import stage_named
 from dualvad.stages.runner import Skipped, StageContext, run_stage
@@ -240,7 +239,7 @@ def _frames_for(context: StageContext, spec: ModelSpec, samples: dict[str, dict]
         return [samples[key] for key in sorted(samples)], {}
     parts = (paths.EVAL_SAMPLES_DIR, f"{spec.strategy}.parquet")
     rows, failures = sample_videos(table.drop_columns([S.FEATURE]), SampleConfig(
-        **{**asdict(recorded), "strategy": spec.strategy}))
+        **{**asdict(recorded), "strategy": spec.strategy}), recorded_decode_window_s(context.run))
     context.out.write_table(pa.Table.from_pylist(rows, schema=S.SAMPLES_SCHEMA), *parts)
     return rows, {row[S.VIDEO_ID]: row[S.REASON] for row in failures}
 
@@ -251,9 +250,7 @@ def _test_table(run: RunDir, split: str) -> pa.Table:
 
     Unlabelled videos are left out (the metrics need labels); a split of unlabelled videos only is an
     error that says how to score them instead."""
-    files = run.parquet_files(paths.SEGMENTS)
-    names = pq.read_schema(files[0], filesystem=run.fs).names if files else []
-    extra = (S.FEATURE, *(column for column in (S.ANNOTATED_FRAMES, S.SNIPPETS) if column in names))
+    extra = (S.FEATURE, *present_columns(run, paths.SEGMENTS, (S.ANNOTATED_FRAMES, S.SNIPPETS)))
     table = segments_with_scores(run, extra_columns=extra)
     table = table.filter(pc.equal(table[S.SPLIT], split))
     if table.num_rows == 0:

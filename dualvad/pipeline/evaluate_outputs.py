@@ -34,17 +34,11 @@ from dualvad.eval.verdict import Verdict
 from dualvad.pipeline.evaluate_models import EvaluationError, ModelSpec
 from dualvad.pipeline.evaluate_verdict import VERDICT_ROW, verdict_metrics
 from dualvad.rundir import RunDir, open_run
-from dualvad.stages.records import input_fingerprint, read_record
+from dualvad.stages.recorded import recorded_sample_settings
 from dualvad.stages.runner import StageContext
 
 if TYPE_CHECKING:  # the report (matplotlib) is imported when the outputs are written
     from dualvad.eval.report import RunInfo
-
-def recorded_sample_settings(run: RunDir) -> SampleConfig:
-    """The ``sample.*`` settings ``RUN/samples`` was made with (from the runner's record)."""
-    input_fingerprint(run, paths.SAMPLES)  # raises with the fix when the samples are missing
-    return SampleConfig(**read_record(run, paths.SAMPLES)["settings"])
-
 
 def write_model_card(out: RunDir, specs: list[ModelSpec], results: list[ModelResult], split: str) -> None:
     """``model_card.md``: the evaluated model's card (``README.md`` in its folder, as ``dualvad finetune``

@@ -124,6 +124,8 @@ def segment_table(record: VideoRecord, video: VideoFeatures, crops: np.ndarray |
             S.CROP_FEATURES: crop_lists if crop_lists is not None else pa.nulls(k, S.SEGMENTS_SCHEMA.field(
                 S.CROP_FEATURES).type),
             S.SNIPPETS: pa.array([snippets] * k, pa.int64()),
+            S.KEYFRAMES: pa.array([None if video.keyframes is None else video.keyframes.tolist()] * k,
+                                  pa.list_(pa.int64())),
         },
         schema=S.SEGMENTS_SCHEMA,
     )

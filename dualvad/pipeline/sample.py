@@ -1,6 +1,6 @@
 """The sample stage: pick each video's frames with a sampling strategy -> ``RUN/samples``.
 
-Reads ``RUN/segments`` (bounds, labels, annotations) and ``RUN/scores`` and writes one row
+Reads ``RUN/segments`` (bounds, labels, annotations, keyframes) and ``RUN/scores`` and writes one row
 per video (DESIGN.md): the selected frames, how many fell in each segment, their scores.
 Allocation costs microseconds per video, so the stage runs in the driver, no Ray needed; a
 video too short for the budget is a recorded failure (``RUN/samples/_failures.parquet``).
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from dualvad import paths
 from dualvad import schema as S
@@ -22,11 +23,13 @@ from dualvad.config import DualVADConfig, SampleConfig
 from dualvad.errors import MissingInputError
 from dualvad.pipeline.parts import PartWriter
 from dualvad.rundir import RunDir, open_run
+from dualvad.stages.recorded import recorded_decode_window_s
 from dualvad.stages.records import read_input
 from dualvad.stages.registry import stage_named
 from dualvad.stages.runner import Skipped, StageContext, run_stage
 from dualvad.stages.settings import section
-from dualvad.video.sampling import allocate
+from dualvad.video.sampling import allocate, within_decode_windows
+from dualvad.video.segments import decode_window_frames
 
 STAGE = stage_named("sample")
 SEGMENT_KEY = (S.VIDEO_ID, S.SEGMENT_INDEX)
@@ -56,7 +59,14 @@ def run_sample(config: DualVADConfig, force: bool = False) -> SampleSummary | Sk
 
 def _sample(context: StageContext, settings: SampleConfig) -> SampleSummary:
     started = time.perf_counter()
-    rows, failures = sample_videos(segments_with_scores(context.run), settings)
+    window_s = recorded_decode_window_s(context.run)
+    table = segments_with_scores(context.run)
+    if settings.within_decode_window and window_s > 0 and S.KEYFRAMES not in table.column_names:
+        raise MissingInputError(
+            f"{context.run.path(paths.SEGMENTS)} was ingested before ingest recorded each video's keyframes, "
+            "which sample.within_decode_window places frames by: re-run `dualvad ingest --force`, or sample "
+            "with sample.within_decode_window=false (frames where the strategy puts them)")
+    rows, failures = sample_videos(table, settings, window_s)
     context.videos = len(rows) + len(failures)
     context.record_failures(failures)
     with PartWriter(context.out, S.SAMPLES_SCHEMA) as writer:
@@ -66,14 +76,15 @@ def _sample(context: StageContext, settings: SampleConfig) -> SampleSummary:
 
 
 def segments_with_scores(run: RunDir, extra_columns: tuple[str, ...] = ()) -> pa.Table:
-    """The segments table (contract columns the sampler needs, plus ``extra_columns``) with a ``score``
-    column, sorted by (video, segment).
+    """The segments table (contract columns the sampler needs, ``keyframes`` where the run has them, plus
+    ``extra_columns``) with a ``score`` column, sorted by (video, segment).
 
     Raises:
         MissingInputError: no segments or no scores, or scores that do not cover exactly the segments.
         CorruptInputError: an unreadable file, or a (video, segment) pair twice.
     """
-    segments = read_input(run, paths.SEGMENTS, columns=[*_SEGMENT_COLUMNS, *extra_columns],
+    optional = present_columns(run, paths.SEGMENTS, (S.KEYFRAMES,))  # absent from runs ingested before it
+    segments = read_input(run, paths.SEGMENTS, columns=[*_SEGMENT_COLUMNS, *optional, *extra_columns],
                           unique=SEGMENT_KEY)
     scores = read_input(run, paths.SCORES, unique=SEGMENT_KEY)
     if segments is None or scores is None:
@@ -90,29 +101,44 @@ def segments_with_scores(run: RunDir, extra_columns: tuple[str, ...] = ()) -> pa
     return segments.append_column(S.SCORE, scores[S.SCORE])
 
 
-def sample_videos(table: pa.Table, settings: SampleConfig) -> tuple[list[dict], list[dict]]:
+def present_columns(run: RunDir, output: str, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of ``columns`` that ``RUN/<output>``'s Parquet files hold (the first file's schema): columns
+    added after a run was made are absent from it."""
+    files = run.parquet_files(output)
+    names = pq.read_schema(files[0], filesystem=run.fs).names if files else []
+    return tuple(column for column in columns if column in names)
+
+
+def sample_videos(table: pa.Table, settings: SampleConfig,
+                  decode_window_s: float = 0.0) -> tuple[list[dict], list[dict]]:
     """One samples row per video (or one failure row when the budget does not fit); ``table`` as
-    :func:`segments_with_scores` returns it."""
+    :func:`segments_with_scores` returns it. With ``settings.within_decode_window``, a video's frames are
+    moved into the decode windows of ``decode_window_s`` (the run's ``ingest.decode_window_s``) by the
+    table's ``keyframes`` (:func:`~dualvad.video.sampling.within_decode_windows`; none: nothing moves)."""
     columns = table.to_pydict()
     video_ids = columns[S.VIDEO_ID]
     starts = np.flatnonzero([i == 0 or video_ids[i] != video_ids[i - 1] for i in range(len(video_ids))])
     rows, failures = [], []
     for first, last in zip(starts, [*starts[1:], len(video_ids)], strict=True):
         try:
-            rows.append(_sample_one(columns, first, last, settings))
+            rows.append(_sample_one(columns, first, last, settings, decode_window_s))
         except ValueError as error:
             failures.append({S.VIDEO_ID: video_ids[first], S.VIDEO_PATH: columns[S.VIDEO_PATH][first],
                              S.REASON: f"{video_ids[first]}: {error}"})
     return rows, failures
 
 
-def _sample_one(columns: dict, first: int, last: int, settings: SampleConfig) -> dict:
+def _sample_one(columns: dict, first: int, last: int, settings: SampleConfig, decode_window_s: float) -> dict:
     scores = np.asarray(columns[S.SCORE][first:last], dtype=np.float64)
     bounds = np.stack([columns[S.START_FRAME][first:last], columns[S.END_FRAME][first:last]], axis=1)
     video_id = columns[S.VIDEO_ID][first]
     allocation = allocate(settings.strategy, scores, bounds, settings.budget, tau=settings.tau,
                           floor=settings.floor, offset=settings.cdf_offset,
                           seed=settings.seed + zlib.crc32(video_id.encode()))
+    keyframes = columns.get(S.KEYFRAMES, [None] * last)[first]
+    if settings.within_decode_window and keyframes is not None:
+        window = decode_window_frames(decode_window_s, columns[S.FPS][first])
+        allocation = within_decode_windows(allocation, bounds, np.asarray(keyframes, np.int64), window)
     segment_of_frame = np.searchsorted(bounds[:, 1], allocation.frames, side="right")
     return {
         S.VIDEO_ID: video_id, S.VIDEO_PATH: columns[S.VIDEO_PATH][first],

@@ -33,7 +33,13 @@ from dualvad.scorer.cues import (
 from dualvad.video.config import IngestConfig
 from dualvad.video.decode import MAX_PIXELS
 from dualvad.video.gop import GopReader
-from dualvad.video.segments import segment_bounds, subinterval_centres
+from dualvad.video.segments import (
+    decode_depth,
+    decode_window,
+    decode_window_frames,
+    segment_bounds,
+    subinterval_centres,
+)
 
 GRID = 8  # moving pixels are pooled on a GRID x GRID spatial grid
 MOVING_THRESHOLD = 0.06  # |colour change| (0..1, max over RGB) above which a pixel is moving
@@ -100,6 +106,8 @@ class VideoFeatures:
     fps: float
     bounds: np.ndarray  # int64 (K, 2), [start, end) frame indices
     features: np.ndarray  # float32 (K, D)
+    # int64 (G,) the keyframes the frames were chosen with (decord's numbering); None: not read (snapping off)
+    keyframes: np.ndarray | None = None
 
 
 def pair_indices(
@@ -146,18 +154,9 @@ def window_pairs(
         int64 array (2 * min(pairs, span),), pairs interleaved ``[a0, a0+1, a1, a1+1, ...]``, where span
         is the window's length inside the segment.
     """
-    first = int(np.searchsorted(keyframes, start))
-    origin = int(keyframes[first]) if first < len(keyframes) and keyframes[first] < end else start
-    stop = min(end, origin + max(window, 1))
+    origin, stop = decode_window(start, end, keyframes, window)
     anchors = subinterval_centres(origin, stop, min(pairs, stop - origin))
     return _with_successors(anchors, num_frames)
-
-
-def decode_depth(frames: np.ndarray, keyframes: np.ndarray) -> np.ndarray:
-    """Frames since the last keyframe at or before each frame (int64, like ``frames``): what decoding
-    it costs beyond its GOP's keyframe. A frame before the first keyframe counts from frame 0."""
-    before = np.searchsorted(keyframes, frames, side="right") - 1
-    return frames - np.where(before >= 0, keyframes[np.maximum(before, 0)], 0)
 
 
 def segment_frames(
@@ -219,7 +218,8 @@ def extract_video_features(
         bounds = _segment_bounds(num_frames, num_segments, span)
         pairs = max(frames_per_segment // 2, 1)
         keyframes = reader.keyframes if snap_to_keyframes else None
-        wanted = segment_frames(bounds, pairs, num_frames, keyframes, round(decode_window_s * fps))
+        window = decode_window_frames(decode_window_s, fps)
+        wanted = segment_frames(bounds, pairs, num_frames, keyframes, window)
         width, height = extractor.decode_size
         decoded = reader.read(np.concatenate(wanted), width, height)
     finally:
@@ -232,7 +232,8 @@ def extract_video_features(
         frames[index] = decoded[offset + np.arange(2 * pairs) % len(segment)]
         offset += len(segment)
     features = extractor(frames)
-    return VideoFeatures(num_frames, fps, bounds, features)
+    return VideoFeatures(num_frames, fps, bounds, features,
+                         None if keyframes is None else np.asarray(keyframes, dtype=np.int64))
 
 
 def ingested_video_features(path: str, extractor: SegmentFeatureExtractor, ingest: IngestConfig,

@@ -4,7 +4,8 @@ and the baselines beside it (uniform, seeded random, Holmes-VAU inverse-CDF).
 Every strategy returns an :class:`Allocation`: sorted, unique frame indices plus how many of
 them fall in each of the video's K segments. Segments are ``[start, end)`` frame ranges
 (``bounds``, int (K, 2)) covering the video, as :func:`dualvad.video.segments.segment_bounds`
-cuts them.
+cuts them. :func:`within_decode_windows` then moves, in a long-GOP video, the frames that are expensive
+to decode into their segment's decode window (``sample.within_decode_window``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from pydantic import Field
 
 from dualvad.validation import config_section
+from dualvad.video.segments import decode_depth, decode_window, subinterval_centres
 
 Strategy = Literal["focused", "uniform", "random", "cdf"]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
@@ -28,7 +30,13 @@ class SampleConfig:
 
     strategy: one of STRATEGIES. budget: N frames per video (>= 1). tau: softmax temperature of
     ``focused`` (> 0). floor: m, coverage frames per segment of ``focused`` (>= 0). cdf_offset: density
-    offset of ``cdf`` (>= 0). seed: the ``random`` strategy's seed.
+    offset of ``cdf`` (>= 0). seed: the ``random`` strategy's seed. within_decode_window: after any
+    strategy, move each picked frame that lies more than ``ingest.decode_window_s`` into its GOP into its
+    segment's decode window, the frames the feature pass read there (:func:`within_decode_windows`):
+    nothing moves in videos with a keyframe at least every ``decode_window_s``; in a long-GOP video
+    (x264's default, a keyframe every 250 frames) a sampled frame then costs at most a window's decoding,
+    not half a GOP's, and the VLM sees the part of each segment the scorer scored, not its whole span.
+    Files only: a live stream decodes every frame anyway.
     """
 
     strategy: Strategy = "focused"
@@ -37,6 +45,12 @@ class SampleConfig:
     floor: Annotated[int, Field(ge=0)] = 1
     cdf_offset: Annotated[float, Field(ge=0)] = 0.1
     seed: int = 0
+    within_decode_window: bool = True
+
+
+#: What a run sampled before a sample setting existed: its record lacks the key (records keep the settings
+#: of their day). Before within_decode_window, frames stayed where the strategy put them.
+SAMPLE_SETTINGS_BEFORE: dict[str, object] = {"within_decode_window": False}
 
 
 @dataclass(frozen=True)
@@ -135,6 +149,55 @@ def allocate(
     if strategy == "cdf":
         return cdf(scores, bounds, budget, offset=offset)
     raise ValueError(f"unknown sampling strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def within_decode_windows(allocation: Allocation, bounds: np.ndarray, keyframes: np.ndarray | None,
+                          window: int) -> Allocation:
+    """``allocation`` with each frame that lies more than ``window`` frames into its GOP (its decode depth,
+    :func:`dualvad.video.segments.decode_depth`) moved into its segment's decode window (``[lo, hi)``,
+    :func:`dualvad.video.segments.decode_window`), where the feature pass reads a long-GOP segment.
+
+    Per segment: frames inside the window or at most ``window`` deep stay; the ``m`` others take the
+    centres of ``m`` equal sub-intervals of the window's free frames (those no staying frame holds), so
+    they stay distinct and spread over the window. A window with fewer free frames than ``m`` gives them
+    all, then the segment's free frames after it, then those before it, nearest first. Every frame stays
+    in its segment, so ``per_segment`` is unchanged.
+
+    Args:
+        allocation: a strategy's frames (sorted, unique) in the segments ``bounds`` (int (K, 2)).
+        keyframes: int (G,) sorted keyframe indices; None or empty: nothing moves.
+        window: frames (``round(ingest.decode_window_s * fps)``); <= 0: nothing moves.
+
+    Returns:
+        An Allocation: sorted, unique int64 frames; the same ``per_segment``.
+    """
+    frames = np.asarray(allocation.frames, dtype=np.int64)
+    if keyframes is None or not len(keyframes) or window <= 0 or not len(frames):
+        return allocation
+    keyframes = np.asarray(keyframes, dtype=np.int64)
+    bounds = np.asarray(bounds, dtype=np.int64)
+    segment = np.searchsorted(bounds[:, 1], frames, side="right")
+    deep = decode_depth(frames, keyframes) > window
+    placed = []
+    for k in np.unique(segment):
+        start, end = (int(b) for b in bounds[k])
+        lo, hi = decode_window(start, end, keyframes, window)
+        mine, move = frames[segment == k], deep[segment == k]
+        move &= (mine < lo) | (mine >= hi)
+        placed.append(mine[~move])
+        if move.any():
+            placed.append(_window_slots(start, end, lo, hi, set(mine[~move].tolist()), int(move.sum())))
+    return Allocation(np.sort(np.concatenate(placed)), allocation.per_segment)
+
+
+def _window_slots(start: int, end: int, lo: int, hi: int, taken: set[int], count: int) -> np.ndarray:
+    """``count`` frames of ``[start, end)`` outside ``taken``: spread over ``[lo, hi)``'s free frames, or
+    (too few there) all of those, then the nearest free frames after ``hi``, then before ``lo``."""
+    free = np.array([f for f in range(lo, hi) if f not in taken], dtype=np.int64)
+    if len(free) >= count:
+        return free[subinterval_centres(0, len(free), count)]
+    rest = [f for f in (*range(hi, end), *range(lo - 1, start - 1, -1)) if f not in taken]
+    return np.concatenate([free, np.array(rest[: count - len(free)], dtype=np.int64)])
 
 
 def _check(scores: np.ndarray, bounds: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:

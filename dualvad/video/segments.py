@@ -54,6 +54,31 @@ def subinterval_centres(start: int, end: int, count: int) -> np.ndarray:
     return start + ((2 * j + 1) * span) // (2 * count)
 
 
+def decode_depth(frames: np.ndarray, keyframes: np.ndarray) -> np.ndarray:
+    """Frames since the last keyframe at or before each frame (int64, like ``frames``): what decoding
+    it costs beyond its GOP's keyframe. A frame before the first keyframe counts from frame 0."""
+    before = np.searchsorted(keyframes, frames, side="right") - 1
+    return frames - np.where(before >= 0, keyframes[np.maximum(before, 0)], 0)
+
+
+def decode_window_frames(seconds: float, fps: float) -> int:
+    """``ingest.decode_window_s`` in frames of a ``fps`` video (rounded): the one conversion the feature
+    pass and the sampler share."""
+    return round(seconds * fps)
+
+
+def decode_window(start: int, end: int, keyframes: np.ndarray, window: int) -> tuple[int, int]:
+    """The ``[lo, hi)`` frames of segment ``[start, end)`` that are cheap to decode in a long-GOP video: the
+    first ``window`` frames (at least one) from its first keyframe, or from its first frame when it holds
+    none (decoding then goes on from the keyframe before it), cut at the segment's end. ``keyframes``:
+    sorted int frame indices. The feature pass reads a long-GOP segment's pairs here
+    (:func:`dualvad.scorer.features.window_pairs`), and the sampler can move its frames here
+    (:func:`dualvad.video.sampling.within_decode_windows`)."""
+    first = int(np.searchsorted(keyframes, start))
+    origin = int(keyframes[first]) if first < len(keyframes) and keyframes[first] < end else start
+    return origin, min(end, origin + max(window, 1))
+
+
 def interval_fraction(
     bounds: np.ndarray, intervals: Sequence[tuple[int, int]] | None
 ) -> np.ndarray | None:

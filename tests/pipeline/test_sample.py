@@ -39,6 +39,13 @@ def test_focused_samples_match_the_allocation_and_cover_every_segment(scored_run
         assert row[S.FRAMES] == expected.frames.tolist()
         assert row[S.PER_SEGMENT] == expected.per_segment.tolist() and min(row[S.PER_SEGMENT]) >= 1
         np.testing.assert_allclose(row[S.SEGMENT_SCORES], by_video[row[S.VIDEO_ID]], rtol=1e-6)
+    # frames stay where the strategy put them although sample.within_decode_window is on (the default) and
+    # ingest recorded every video's keyframes: the generated videos have one every second (fps frames), so
+    # no frame lies deeper than ingest.decode_window_s (1 s) into its GOP; build-benchmarks and evaluate
+    # read these frames
+    assert config.sample.within_decode_window and config.ingest.decode_window_s == 1.0
+    segments = run.read_table("segments").to_pylist()
+    assert all(np.diff([*row[S.KEYFRAMES], row[S.NUM_FRAMES]]).max() <= row[S.FPS] for row in segments)
     again = run_sample(config)
     assert isinstance(again, Skipped)
 
@@ -55,3 +62,22 @@ def test_other_strategy_replaces_samples_and_short_videos_are_failures(scored_ru
     (staged,) = [p for p in Path(run.path(WORK_DIR)).iterdir() if p.name.startswith("samples-")]
     reasons = pq.read_table(staged / FAILURES_FILE)[S.REASON].to_pylist()
     assert len(reasons) == 20 and "frame budget 46 is outside 1..45" in reasons[0]
+
+
+def test_a_run_ingested_with_a_window_but_without_keyframes_names_the_fix(scored_run, tmp_path):
+    import shutil
+
+    from dualvad import paths
+    from dualvad.errors import MissingInputError
+
+    config, _ = scored_run
+    copy = tmp_path / "run"
+    for part in (paths.SEGMENTS, paths.SCORES):  # with their stage records
+        shutil.copytree(Path(config.run, part), copy / part)
+    for file in (copy / paths.SEGMENTS).glob("part-*.parquet"):  # as ingested before the column existed
+        pq.write_table(pq.read_table(file).drop_columns([S.KEYFRAMES]), file)
+    config = dataclasses.replace(config, run=str(copy))
+    fix = r"ingested before ingest recorded each video's keyframes.*`dualvad ingest --force`.*window=false"
+    with pytest.raises(MissingInputError, match=fix):
+        run_sample(config)
+    assert run_sample(with_sample(config, within_decode_window=False)).videos == 20  # the strategy's frames

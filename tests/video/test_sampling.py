@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dualvad.video.sampling import cdf, focused, random, uniform
+from dualvad.video.sampling import Allocation, cdf, focused, random, uniform, within_decode_windows
 from dualvad.video.segments import segment_bounds
 
 FOUR_BY_TEN = segment_bounds(40, 4)
@@ -106,3 +106,44 @@ def test_focus_follows_the_scores_as_tau_shrinks():
     bounds = segment_bounds(3200, 32)
     top_share = [focused(scores, bounds, 96, tau=t).per_segment[-4:].sum() for t in (10.0, 0.3, 0.05)]
     assert top_share[0] < top_share[1] < top_share[2]
+
+
+# ------------------------------------------------------------------ frames moved into the decode windows
+
+LONG_BOUNDS = np.array([[0, 225], [225, 450], [450, 675]])  # 3 segments of 7.5 s at 30 fps
+LONG_KEYS = np.array([0, 250, 500])  # x264's default keyint
+
+
+def _placed(frames: list[int], keyframes, window: int = 30, bounds=LONG_BOUNDS) -> list[int]:
+    counts = np.bincount(np.searchsorted(bounds[:, 1], frames, side="right"), minlength=len(bounds))
+    allocation = Allocation(np.array(frames, dtype=np.int64), counts)
+    placed = within_decode_windows(allocation, bounds, keyframes, window)
+    assert placed.per_segment.tolist() == counts.tolist()  # every frame stays in its segment
+    return placed.frames.tolist()
+
+
+def test_deep_frames_move_spread_over_their_segments_decode_window():
+    # segment 0's window [0, 30): 112 (112 deep) -> 15, the window's centre;
+    # segment 1's window [250, 280) opens at its keyframe: 260 (10 deep) stays, 240 (240 deep, before the
+    # keyframe), 337 and 340 take the centres of 3 sub-intervals of the window's 29 free frames;
+    # segment 2's window [500, 530): 562 -> 515
+    assert _placed([112, 240, 260, 337, 340, 562], LONG_KEYS) == [15, 254, 260, 265, 275, 515]
+    # a segment without a keyframe: its window is its first 30 frames (decoded on from the keyframe before)
+    assert _placed([150], np.array([0, 250]), bounds=np.array([[0, 100], [100, 200], [200, 300]])) == [115]
+
+
+def test_a_full_window_gives_every_free_frame_then_the_nearest_after_it():
+    # window 4: [250, 254); 250-252 are in it and stay, so the 4 deep frames take 253, then 254-256
+    assert _placed([250, 251, 252, 300, 301, 302, 303], LONG_KEYS, window=4) == [250, 251, 252, 253, 254,
+                                                                                 255, 256]
+    # a window at the segment's end (keyframe 220 of [0, 225), window [220, 224)): 221-223 in it and 224
+    # (4 deep) stay; 10 and 100 take its free 220, then (nothing free after it) 219, the nearest before it
+    assert _placed([10, 100, 221, 222, 223, 224], np.array([220]), window=4,
+                   bounds=np.array([[0, 225]])) == [219, 220, 221, 222, 223, 224]
+
+
+def test_nothing_moves_with_a_keyframe_every_window_or_no_window():
+    frames = [14, 29, 112, 224, 300, 449, 674]
+    assert _placed(frames, np.arange(0, 675, 30)) == frames  # a keyframe a second: at most 29 frames deep
+    assert _placed(frames, LONG_KEYS, window=0) == frames  # ingest.decode_window_s = 0
+    assert _placed(frames, None) == frames  # keyframes not read

@@ -1,0 +1,29 @@
+"""The settings an earlier stage's output was made with, read from its record as today's code reads them: a
+key the record predates takes the value that stage used before the key existed (records keep the settings
+of their day)."""
+
+from __future__ import annotations
+
+from dualvad import paths
+from dualvad.rundir import RunDir
+from dualvad.stages.records import input_fingerprint, read_record
+from dualvad.video.config import SETTINGS_BEFORE
+from dualvad.video.sampling import SAMPLE_SETTINGS_BEFORE, SampleConfig
+
+
+def recorded_sample_settings(run: RunDir) -> SampleConfig:
+    """The ``sample.*`` settings ``RUN/samples`` was made with (a key the record predates reads as
+    :data:`~dualvad.video.sampling.SAMPLE_SETTINGS_BEFORE` says).
+
+    Raises:
+        MissingInputError: the run has no samples (naming the stage to run).
+    """
+    input_fingerprint(run, paths.SAMPLES)  # raises with the fix when the samples are missing
+    return SampleConfig(**{**SAMPLE_SETTINGS_BEFORE, **read_record(run, paths.SAMPLES)["settings"]})
+
+
+def recorded_decode_window_s(run: RunDir) -> float:
+    """The ``ingest.decode_window_s`` ``RUN/segments`` was ingested with (0 for a run ingested before the
+    key existed: its pairs were spread), 0 when the run has no ingest record."""
+    recorded = (read_record(run, paths.SEGMENTS) or {}).get("settings", {})
+    return float(recorded.get("decode_window_s", SETTINGS_BEFORE["decode_window_s"]))
