@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any
@@ -132,11 +133,27 @@ def setting_choices(key: str) -> tuple[Any, ...] | None:
     return choices_of(field_type(DualVADConfig, key))
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-3`` as a float as YAML 1.2 does (YAML 1.1, which PyYAML follows,
+    needs a dot, ``1.0e-3``, and reads ``1e-3`` as a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def _yaml_value(text: str) -> Any:
+    """One YAML document parsed by :class:`_Loader`."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; pass a YAML file from configs/")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _yaml_value(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML ({_yaml_problem(error)}); fix it or start "
                           "from a file in configs/") from None
@@ -158,7 +175,7 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
             raise ConfigError(f"override {override!r}: {part!r} is a value, not a section")
         node = child
     try:
-        node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+        node[parts[-1]] = _yaml_value(text) if text.strip() else ""
     except yaml.YAMLError as error:
         raise ConfigError(f"override {override!r}: the value is not valid YAML ({_yaml_problem(error)}); "
                           "quote a string, write a list as [1, 2]") from None

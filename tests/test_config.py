@@ -242,6 +242,17 @@ def test_an_int_is_a_float_but_a_bool_or_a_string_is_never_a_number():
     assert load_config(None, ["ingest.workers=null"]).ingest.workers is None  # None where the type allows it
 
 
+def test_exponent_notation_is_a_float_in_files_and_overrides(tmp_path):
+    # PyYAML follows YAML 1.1, where 1e-3 (no dot) is a string; the config reads it as YAML 1.2 does
+    file = tmp_path / "c.yaml"
+    file.write_text("scorer:\n  lr: 3e-4\n  weight_decay: 1E-5\n")
+    config = load_config(file, ["sample.tau=2.5e-1", "stages.max_failure_share=+1e0", "run=runs/1e3x"])
+    assert (config.scorer.lr, config.scorer.weight_decay, config.sample.tau) == (3e-4, 1e-5, 0.25)
+    assert config.stages.max_failure_share == 1.0 and config.run == "runs/1e3x"
+    with pytest.raises(ConfigError, match="expects float, got str '1e-3'"):
+        load_config(None, ["scorer.lr='1e-3'"])  # quoted: still a string
+
+
 def test_a_yaml_value_json_has_no_type_for_is_refused():
     with pytest.raises(ConfigError, match=r"config value datetime.date\(2026, 12, 6\) is a YAML date"):
         load_config(None, ["run=2026-12-06"])

@@ -56,6 +56,11 @@ class ScorerConfig:
         centre_context: subtract from each context branch its mean over the video's segments (not in
             the paper). ``context_scale_init=1.0, context_drop=0.0, centre_context=False`` give the
             paper's plain model.
+        group_drop: training-only probability, per video and cue group of the ``motion`` extractor, of
+            setting that group's input columns to their training mean (0 after the normaliser), in [0, 1)
+            (not in the paper; any kind of scorer): each kind of event must be found from each group alone,
+            so no group a new scene disturbs (natural motion, a busier texture) decides for the others.
+            Segments of other features (``clip``, feature files) have no groups: nothing is dropped.
 
     Loss (:func:`dualvad.scorer.losses.refinevad_loss`; the MIL weight is 1):
         topk: k of the top-k MIL loss. category_weight, smoothness_weight, sparsity_weight: the other
@@ -83,9 +88,10 @@ class ScorerConfig:
     context_scale_init: float = 0.1
     context_drop: Annotated[float, Field(ge=0, lt=1)] = 0.8
     centre_context: bool = True
+    group_drop: Annotated[float, Field(ge=0, lt=1)] = 0.5
     epochs: Annotated[int, Field(ge=1)] = 40
     batch_size: Annotated[int, Field(ge=1)] = 16
-    lr: Annotated[float, Field(gt=0)] = 1e-3
+    lr: Annotated[float, Field(gt=0)] = 3e-3
     weight_decay: Annotated[float, Field(ge=0)] = 1e-4
     topk: Annotated[int, Field(ge=1)] = 3
     category_weight: Annotated[float, Field(ge=0)] = 0.5

@@ -379,6 +379,16 @@ def join_cues(local: np.ndarray, window: np.ndarray) -> np.ndarray:
     return np.concatenate([local, window], axis=1)[:, _ORDER]
 
 
+def cue_column_groups(ingest: IngestConfig, dim: int) -> np.ndarray | None:
+    """int64 (dim,): the index in :data:`CUE_GROUPS` of each feature column's cue (a cue's rise and drop
+    columns, :func:`video_context`'s layout, in its group), for segments the ``motion`` extractor computed;
+    None for others (``clip``, feature files), whose columns form no groups."""
+    if ingest.feature != "motion" or ingest.features or dim != 2 * len(CUES):
+        return None
+    group_of = {cue: index for index, cues in enumerate(CUE_GROUPS.values()) for cue in cues}
+    return np.array([group_of[cue] for cue in CUES] * 2, dtype=np.int64)
+
+
 def video_context(cues: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
     """cues (S, C) of one video's S segments -> float32 (S, 2C): rise and drop of each cue
     against the video's median segment (the median of ``reference`` (R, C) when given), averaged over

@@ -58,6 +58,23 @@ def batch_loss(config: ScorerConfig, model: nn.Module, batch: dict[str, Tensor])
     return output_loss(config, model(batch["features"]), batch)
 
 
+def drop_column_groups(features: Tensor, groups: Tensor, share: float) -> Tensor:
+    """Training inputs with whole column groups set to 0 (the training mean, after the normaliser): each
+    video's group is dropped with probability ``share`` (torch's global generator, seeded per epoch), the
+    same for all its segments.
+
+    Args:
+        features: (B, K, D) float32, normalised.
+        groups: (D,) int64, each column's group index in ``[0, G)``.
+    Returns: (B, K, D) float32; ``features`` itself when ``share`` is 0.
+    """
+    if share == 0.0:
+        return features
+    count = int(groups.max()) + 1
+    keep = torch.rand(features.shape[0], 1, count) >= share  # (B, 1, G)
+    return features * keep[..., groups].to(features.dtype)
+
+
 def output_loss(config: ScorerConfig, output: ScorerOutput, batch: dict[str, Tensor]) -> Tensor:
     """The loss of a batch the model has already run on (``output``); ``batch`` as in :func:`batch_loss`."""
     labels = batch["label"].float()

@@ -46,7 +46,8 @@ from dualvad.scorer.data import (
     training_segments,
     video_set_from_segments,
 )
-from dualvad.scorer.trained import TrainedScorer, batch_loss, build_model, output_loss
+from dualvad.scorer.features import cue_column_groups
+from dualvad.scorer.trained import TrainedScorer, batch_loss, build_model, drop_column_groups, output_loss
 from dualvad.stages.interrupts import wait_interruptibly
 from dualvad.stages.records import read_input
 from dualvad.stages.registry import stage_named
@@ -99,6 +100,7 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
     run, settings = context.run, config.scorer
     train, val = _training_videos(run, settings)
     normalizer = FeatureNormalizer.fit(training_features(train, settings.crops)[0])
+    groups = cue_column_groups(config.ingest, int(train.features.shape[-1]))
     ensure_ray(config.ray)
     interrupted = registered_metrics(run.fs, context.scratch.path(paths.RAY_DIR, RUN_NAME))
     resumed_after = None if interrupted is None else int(interrupted["epoch"])
@@ -108,7 +110,8 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
     with training_bar("train-scorer", settings.epochs, "epochs", key="epoch", offset=1) as callbacks:
         trainer = TorchTrainer(
             _train_loop_per_worker,
-            train_loop_config=_loop_config(settings, train, normalizer, val, held_out=val is not train),
+            train_loop_config=_loop_config(settings, train, normalizer, val, held_out=val is not train,
+                                           groups=groups),
             scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=False,
                                          resources_per_worker={"CPU": settings.cpus_per_worker}),
             run_config=RunConfig(
@@ -192,11 +195,13 @@ def _rows(videos: VideoSet, normalizer: FeatureNormalizer, crops: str) -> list[d
 
 
 def _loop_config(settings: ScorerConfig, train: VideoSet, normalizer: FeatureNormalizer,
-                 val: VideoSet, held_out: bool) -> dict[str, Any]:
+                 val: VideoSet, held_out: bool, groups: np.ndarray | None) -> dict[str, Any]:
     """Everything a worker needs, as picklable plain values (validation videos are small). The feature
     dim D and the categories come from the training videos; ``held_out`` is False when ``val`` is the
-    training videos themselves (too few to hold out both classes)."""
+    training videos themselves (too few to hold out both classes); ``groups`` (D,) the columns' cue
+    groups that ``scorer.group_drop`` drops, None where the features have none."""
     return {"feature_dim": int(train.features.shape[-1]), "categories": tuple(train.categories),
+            "column_groups": None if groups is None else torch.from_numpy(groups),
             "normalizer": normalizer, "val_features": normalizer(scoring_features(val, settings.test_crop)),
             "val_labels": val.labels,
             "val_category": val.category_index, "val_known": val.category_known, "val_held_out": held_out,
@@ -235,6 +240,9 @@ def _train_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loop
         model.train()
         losses = []
         for batch in _batches(shard, settings.batch_size, generator):
+            if loop["column_groups"] is not None:
+                batch["features"] = drop_column_groups(batch["features"], loop["column_groups"],
+                                                       settings.group_drop)
             loss = batch_loss(settings, model, batch)
             optimizer.zero_grad()
             loss.backward()

@@ -4,18 +4,21 @@ import numpy as np
 import pytest
 
 from dualvad.scorer.features import (
+    CUE_GROUPS,
     CUES,
     ClipExtractor,
     MotionAppearanceExtractor,
     SegmentPart,
     build_extractor,
     count_blobs,
+    cue_column_groups,
     extract_video_features,
     pair_indices,
     segment_cues,
     segment_median,
     video_context,
 )
+from dualvad.video.config import IngestConfig
 
 from media import write_video
 
@@ -212,3 +215,19 @@ def test_a_reference_of_the_segments_themselves_changes_nothing_and_another_one_
     np.testing.assert_array_equal(extractor.window_features(part, part), extractor(frames))
     brighter = extractor.segment_part(np.clip(frames.astype(int) + 60, 0, 255).astype(np.uint8))
     assert not np.allclose(extractor.window_features(part, brighter), extractor(frames))
+
+
+def test_cue_column_groups_follow_video_contexts_layout():
+    groups = cue_column_groups(IngestConfig(), 2 * len(CUES))
+    assert groups.dtype == np.int64 and groups.shape == (2 * len(CUES),)
+    names = list(CUE_GROUPS)
+    for column, cue in enumerate(CUES):  # a cue's rise (column) and drop (column + C) share its group
+        assert names[groups[column]] == names[groups[column + len(CUES)]]
+        assert cue in CUE_GROUPS[names[groups[column]]]
+    assert sorted(set(groups.tolist())) == list(range(len(CUE_GROUPS)))
+
+
+def test_features_other_than_the_motion_cues_have_no_groups():
+    assert cue_column_groups(IngestConfig(feature="clip"), 2 * len(CUES)) is None
+    assert cue_column_groups(IngestConfig(features="/data/i3d"), 2 * len(CUES)) is None
+    assert cue_column_groups(IngestConfig(), 2048) is None

@@ -12,7 +12,7 @@ import torch
 from dualvad.scorer.config import ScorerConfig
 from dualvad.scorer.data import FeatureNormalizer
 from dualvad.scorer.refinevad import RefineVAD
-from dualvad.scorer.trained import StaleScorerError, TrainedScorer, build_model
+from dualvad.scorer.trained import StaleScorerError, TrainedScorer, build_model, drop_column_groups
 
 D, K = 6, 5
 CATEGORIES = ("Normal", "Fire", "Fight")
@@ -122,3 +122,18 @@ def test_a_run_s_scorer_loads_in_place_on_a_local_disk_and_through_a_copy_elsewh
     copy.mkdir()
     assert np.array_equal(load_from_run(remote, str(copy)).score(features), scores)
     assert (copy / "scorer.json").is_file()
+
+
+def test_group_drop_zeroes_whole_groups_per_video_and_keeps_the_rest():
+    groups = torch.tensor([0, 1, 1, 2, 0, 1, 1, 2])  # 8 columns in 3 groups, as video_context's rise + drop
+    features = torch.arange(1, 3 * 4 * 8 + 1, dtype=torch.float32).reshape(3, 4, 8)  # (B=3, K=4, D=8), no 0
+    torch.manual_seed(0)
+    dropped = drop_column_groups(features, groups, 0.5)
+    kept = dropped != 0
+    assert torch.equal(dropped[kept], features[kept])  # what is kept is unchanged
+    for video in range(3):
+        assert torch.equal(kept[video], kept[video, :1].expand(4, 8))  # the same for every segment
+        for group in range(3):  # a group's columns go together
+            assert kept[video, 0, groups == group].unique().numel() == 1
+    assert 0 < int(kept.sum()) < kept.numel()  # seed 0 drops some and keeps some
+    assert drop_column_groups(features, groups, 0.0) is features
