@@ -24,7 +24,7 @@ from dualvad.errors import MissingInputError
 from dualvad.pipeline.parts import PartWriter
 from dualvad.rundir import RunDir, open_run
 from dualvad.stages.recorded import recorded_decode_window_s
-from dualvad.stages.records import read_input
+from dualvad.stages.records import CorruptInputError, corrupt_message, read_input
 from dualvad.stages.registry import stage_named
 from dualvad.stages.runner import Skipped, StageContext, run_stage
 from dualvad.stages.settings import section
@@ -103,9 +103,16 @@ def segments_with_scores(run: RunDir, extra_columns: tuple[str, ...] = ()) -> pa
 
 def present_columns(run: RunDir, output: str, columns: tuple[str, ...]) -> tuple[str, ...]:
     """Those of ``columns`` that ``RUN/<output>``'s Parquet files hold (the first file's schema): columns
-    added after a run was made are absent from it."""
+    added after a run was made are absent from it.
+
+    Raises:
+        CorruptInputError: the first file's schema cannot be read (named, with the stage that writes it).
+    """
     files = run.parquet_files(output)
-    names = pq.read_schema(files[0], filesystem=run.fs).names if files else []
+    try:
+        names = pq.read_schema(files[0], filesystem=run.fs).names if files else []
+    except (OSError, pa.ArrowException) as error:
+        raise CorruptInputError(corrupt_message(files[0], output, error)) from error
     return tuple(column for column in columns if column in names)
 
 

@@ -37,7 +37,7 @@ def test_trained_scorer_ranks_anomalous_test_videos_above_normal(scored_run):
     segments = run.read_table("segments")
     scores = run.read_table("scores")
     assert scores.schema.equals(S.SCORES_SCHEMA) and scores.num_rows == segments.num_rows
-    lists = [S.FEATURE, S.GT_INTERVALS, S.CROP_FEATURES]  # Arrow joins carry no list columns
+    lists = [S.FEATURE, S.GT_INTERVALS, S.CROP_FEATURES, S.KEYFRAMES]  # Arrow joins carry no list columns
     joined = segments.drop_columns(lists).join(scores, [S.VIDEO_ID, S.SEGMENT_INDEX])
     test = joined.filter(pc.equal(joined[S.SPLIT], "test")).group_by([S.VIDEO_ID, S.LABEL]).aggregate(
         [(S.SCORE, "max"), (S.SCORE, "min")])
