@@ -50,6 +50,11 @@ def test_demo_runs_every_stage_and_prints_outputs(tiny_demo):
         assert (written.run, written.sample.budget, written.finetune.max_steps) == (str(run), 8, 2)
     assert (run / "benchmarks" / "manifest.json").is_file()
     assert (run / "finetune" / "final" / "config.json").is_file()
+    # scorer.checkpoint=last (the default): the scorer is the last report's, whatever its validation loss
+    history = json.loads((run / "scorer" / paths.SCORER_HISTORY_FILE).read_text())
+    kept = json.loads((run / "scorer" / paths.SCORER_METRICS_FILE).read_text())
+    assert [report["epoch"] for report in history] == [0, 1] and kept == history[-1]
+    assert "train-scorer: " in out and "epoch 1 kept (last; val loss " in out
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert list(metrics["metrics"]) == ["scorer", "vlm/focused", "verdict"]
     # the VLM is the tiny random preset fine-tuned for 2 steps: flagged in metrics.json and the report; the

@@ -76,6 +76,7 @@ from dualvad.pipeline.evaluate_outputs import (
 from dualvad.pipeline.evaluate_predict import model_predictions
 from dualvad.pipeline.evaluate_verdict import (
     fit_run_verdict,
+    scorer_picked_on_validation,
     validation_ids,
     verdict_result,
     verdict_spec,
@@ -221,11 +222,12 @@ def _fit_verdict(run: RunDir, weights: str, spec: ModelSpec, val_ids: list[str],
     ``predictions`` of them)."""
     if not val_ids or not any(row[S.ERROR] is None for row in predictions):
         return fit_run_verdict([], [], spec, why_none)
+    picked = scorer_picked_on_validation(run)
     table = segments_with_scores(run, extra_columns=(S.FEATURE,))
     held = _test_videos(table.filter(pc.is_in(table[S.VIDEO_ID], pa.array(val_ids, pa.string()))))
     scorer = _scorer_result(held, weights).videos
     return fit_run_verdict(scorer, _vlm_result(spec.name, held, predictions, ModelInfo()).videos, spec,
-                           why_none)
+                           why_none, picked)
 
 
 def _frames_for(context: StageContext, spec: ModelSpec, samples: dict[str, dict],

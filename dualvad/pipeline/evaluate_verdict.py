@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 VERDICT_ROW = "verdict"
 SCORER_PICKED = ("the scorer picked its best checkpoint by validation loss on these videos: its validation "
-                 "AUC, hence its weight, is somewhat optimistic")
+                 "AUC, hence its weight, is somewhat optimistic")  # scorer.checkpoint=val_loss only
 SAME_VIDEOS = "the weights and the threshold are fitted and their validation AUCs measured on the same videos"
 VLM_SAW_THEM = ("the VLM was fine-tuned on the train split's benchmarks, which hold these validation videos: "
                 "its validation AUC, hence its weight, is optimistic (the test row is not)")
@@ -67,10 +67,18 @@ def verdict_spec(specs: list[ModelSpec], strategy: str) -> ModelSpec:
     return next((spec for spec in specs if spec.strategy == strategy), specs[0])
 
 
+def scorer_picked_on_validation(run: RunDir) -> bool:
+    """Whether the scorer that scored ``run`` chose its checkpoint by validation loss (``scorer.checkpoint``;
+    a record from before the setting: it did, that was the rule then)."""
+    record = read_record(scored_with(run), paths.SCORER) or {}
+    return (record.get("settings") or {}).get("checkpoint", "val_loss") == "val_loss"
+
+
 def fit_run_verdict(scorer: list[VideoResult], vlm: list[VideoResult], spec: ModelSpec,
-                    why_none: str) -> Verdict:
+                    why_none: str, scorer_picked: bool = True) -> Verdict:
     """The verdict on the validation videos both models scored (``scorer`` and ``vlm``: their results on
-    the validation videos; ``why_none``: why there are none to fit on, from :func:`validation_ids`)."""
+    the validation videos; ``why_none``: why there are none to fit on, from :func:`validation_ids`;
+    ``scorer_picked``: the scorer chose its checkpoint on them, :func:`scorer_picked_on_validation`)."""
     vlm_scores = {video.video_id: video.video_score for video in vlm}
     both = [video for video in scorer if video.video_id in vlm_scores]
     if not both:
@@ -80,7 +88,8 @@ def fit_run_verdict(scorer: list[VideoResult], vlm: list[VideoResult], spec: Mod
         verdict = fit_verdict(np.array([video.video_score for video in both]),
                               np.array([vlm_scores[video.video_id] for video in both]),
                               np.array([video.is_anomalous for video in both], dtype=np.int64))
-    caveats = [SCORER_PICKED, SAME_VIDEOS] + ([VLM_SAW_THEM] if spec.run_uri is not None else [])
+    caveats = ([SCORER_PICKED] if scorer_picked else []) + [SAME_VIDEOS] + (
+        [VLM_SAW_THEM] if spec.run_uri is not None else [])
     return replace(verdict, vlm_row=spec.name, validation_ids=tuple(video.video_id for video in both),
                    caveats=tuple(caveats) if both else ())
 

@@ -22,6 +22,8 @@ SCORER_KINDS: tuple[str, ...] = typing.get_args(ScorerKind)
 # segments ingested from feature files with C crops: "each" trains on every crop as a sample of its video
 # (RTFM, UR-DMU, VadCLIP), "mean" on the crops' mean; one crop (or decoded videos): the same either way
 CropTraining = Literal["each", "mean"]
+# which training checkpoint becomes the scorer: the last epoch's, or the one of lowest validation loss
+CheckpointChoice = Literal["last", "val_loss"]
 
 
 @config_section
@@ -67,7 +69,9 @@ class ScorerConfig:
         parts' weights (smoothness and sparsity after RTFM's 8e-4 and 8e-3).
 
     Training (Ray Train): epochs, batch_size (videos per step per worker), lr, weight_decay (AdamW),
-    val_share (share of training videos held out to pick the best checkpoint by validation loss),
+    val_share (share of training videos held out: validation metrics, the verdict's fit in ``evaluate``),
+    checkpoint (``last``: the last epoch's weights become the scorer; ``val_loss``: the reported checkpoint
+    of lowest validation loss, which on a few validation videos is as much chance as choice),
     report_every (epochs between reports + checkpoints), seed, workers, cpus_per_worker; crops (segments with
     several crops: every crop a training sample, or their mean) and test_crop (the crop that validation,
     scoring and evaluation read, ``None`` for the crops' mean; VadCLIP tests UCF-Crime on crop 5 and
@@ -98,6 +102,7 @@ class ScorerConfig:
     smoothness_weight: Annotated[float, Field(ge=0)] = 8e-4
     sparsity_weight: Annotated[float, Field(ge=0)] = 8e-3
     val_share: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    checkpoint: CheckpointChoice = "last"
     report_every: Annotated[int, Field(ge=1)] = 5
     seed: int = 0
     workers: Annotated[int, Field(ge=1)] = 1

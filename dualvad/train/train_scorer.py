@@ -1,14 +1,13 @@
 """Training the segment scorer with Ray Train (``TorchTrainer``, CPU workers are enough).
 
 The training videos come from ``RUN/segments`` (video-level labels only: weak supervision);
-a stratified share of them is held out to choose the best checkpoint by its loss on them
-(the training objective; their video-level AUC is reported too, but on a few dozen videos it
-ties across most checkpoints and then picks the earliest, often undertrained, one).
-Every ``scorer.report_every`` epochs (and after the last) the loop reports its metrics and a
-checkpoint through ``ray.train.report`` (each report costs Ray Train about two seconds, far
-more than an epoch of this small model); a worker that dies
-resumes from the last checkpoint (``FailureConfig``). The best checkpoint is exported to
-``RUN/scorer/model`` (``scorer.json`` + ``model.pt``), which the scoring stage loads.
+a stratified share of them is held out (their loss and video-level AUC are reported; ``evaluate`` fits
+the verdict on them). Every ``scorer.report_every`` epochs (and after the last) the loop reports its
+metrics and a checkpoint through ``ray.train.report`` (each report costs Ray Train about two seconds,
+far more than an epoch of this small model); a worker that dies resumes from the last checkpoint
+(``FailureConfig``). The checkpoint ``scorer.checkpoint`` names (the last, or the one of lowest
+validation loss) is exported to ``RUN/scorer/model`` (``scorer.json`` + ``model.pt``), which the
+scoring stage loads.
 """
 
 from __future__ import annotations
@@ -68,18 +67,20 @@ class ScorerTrainingError(StageError):
 class ScorerTrainSummary:
     train_videos: int
     val_videos: int
-    best_epoch: int
-    best_val_loss: float
-    best_val_auc: float | None  # None: the validation videos hold one class (undefined, not 0.0)
+    kept_epoch: int  # the epoch of the checkpoint that became the scorer (scorer.checkpoint chose it)
+    kept_val_loss: float
+    kept_val_auc: float | None  # None: the validation videos hold one class (undefined, not 0.0)
     seconds: float
     output: str
     resumed_after: int | None = None  # the epoch of the interrupted run's checkpoint this run went on from
+    checkpoint: str = "last"  # scorer.checkpoint: how the kept epoch was chosen
 
     def __str__(self) -> str:
         resumed = "" if self.resumed_after is None else f"resumed after epoch {self.resumed_after}, "
+        chosen = "last" if self.checkpoint == "last" else "lowest val loss"
         return (f"train-scorer: {resumed}{self.train_videos} training / {self.val_videos} validation videos, "
-                f"best epoch {self.best_epoch} (val loss {self.best_val_loss:.4f}, val AUC "
-                f"{auc_text(self.best_val_auc)}), "
+                f"epoch {self.kept_epoch} kept ({chosen}; val loss {self.kept_val_loss:.4f}, val AUC "
+                f"{auc_text(self.kept_val_auc)}), "
                 f"{self.seconds:.1f} s -> {self.output}")
 
 
@@ -88,7 +89,7 @@ RUN_NAME = "scorer"  # Ray Train's run in the stage's scratch: the same name res
 
 
 def run_train_scorer(config: DualVADConfig, force: bool = False) -> ScorerTrainSummary | Skipped:
-    """Train the scorer on ``RUN/segments`` (train split) and export the best checkpoint, through the stage
+    """Train the scorer on ``RUN/segments`` (train split) and export the chosen checkpoint, through the stage
     runner: a finished run with the same segments and ``scorer.*`` settings is skipped."""
     settings = section(config.scorer, "score_workers", "cpus_per_worker")
     return run_stage(STAGE, open_run(config.run), settings, lambda context: _train(context, config),
@@ -118,16 +119,15 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
                 name=RUN_NAME,
                 storage_path=context.scratch.path(paths.RAY_DIR),  # deleted once the model is published
                 storage_filesystem=run.fs,
-                # The best checkpoint by val_loss stays, and Ray keeps the latest too (its history.json).
-                checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_loss",
-                                                   checkpoint_score_order="min"),
+                checkpoint_config=_checkpoints_kept(settings),
                 failure_config=FailureConfig(max_failures=2),
                 callbacks=callbacks,
             ),
             datasets={"train": ray.data.from_items(_rows(train, normalizer, settings.crops))},
         )
         result = wait_interruptibly(trainer.fit)  # a SIGTERM is not held until training ends
-    best = result.get_best_checkpoint(metric="val_loss", mode="min")
+    best = (result.get_best_checkpoint(metric="val_loss", mode="min") if settings.checkpoint == "val_loss"
+            else result.checkpoint)
     if best is None:
         raise ScorerTrainingError("training reported no checkpoint; see the Ray Train workers' logs in "
                                   f"{run.path(paths.LOGS)}/ (or run again with --verbose)")
@@ -141,8 +141,17 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
     held_out = 0 if val is train else len(val)
     return ScorerTrainSummary(len(train), held_out, int(trained.metrics["epoch"]),
                               float(trained.metrics["val_loss"]), trained.metrics["val_auc"],
-                              time.perf_counter() - started,
-                              run.path(paths.SCORER, paths.SCORER_MODEL_DIR), resumed_after)
+                              time.perf_counter() - started, run.path(paths.SCORER, paths.SCORER_MODEL_DIR),
+                              resumed_after, settings.checkpoint)
+
+
+def _checkpoints_kept(settings: ScorerConfig) -> CheckpointConfig:
+    """What Ray Train keeps while training: the latest checkpoint always (its history.json holds every
+    report), and with ``scorer.checkpoint=val_loss`` the one of lowest validation loss."""
+    if settings.checkpoint == "last":
+        return CheckpointConfig(num_to_keep=1)
+    return CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_loss",
+                            checkpoint_score_order="min")
 
 
 def _publish_events(out: RunDir, checkpoint_dir: str) -> None:
@@ -168,9 +177,9 @@ def _training_videos(run: RunDir, settings: ScorerConfig) -> tuple[VideoSet, Vid
         raise ScorerTrainingError(_one_class_message(videos, positives, len(train_all)))
     train, val = held_out_validation(train_all, settings.val_share, settings.seed)
     if val is None:
-        # Too few videos to hold out both classes: pick checkpoints by training AUC, and say so.
+        # Too few videos to hold out both classes: the metrics are the training videos', and say so.
         log.warning("train split too small for a validation set with both classes (%d videos); "
-                    "the best checkpoint is chosen by video AUC on the training videos", len(train_all))
+                    "the validation metrics are the training videos'", len(train_all))
         return train_all, train_all
     return train, val
 
@@ -336,7 +345,7 @@ def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
 
 
 def _export(out: RunDir, trained: TrainedScorer, history: list[dict[str, float]]) -> None:
-    """Write the best scorer into the stage's output: ``model/``, ``metrics.json`` (the exported
+    """Write the chosen scorer into the stage's output: ``model/``, ``metrics.json`` (the exported
     checkpoint's) and ``history.json`` (every report, to show how it was chosen)."""
     with tempfile.TemporaryDirectory() as local:
         trained.save(local)

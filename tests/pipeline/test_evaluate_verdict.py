@@ -49,6 +49,8 @@ def test_the_fit_is_fit_verdict_on_the_videos_both_models_scored():
     # the run's own fine-tuned VLM saw the validation videos in its benchmarks: recorded
     assert verdict.caveats == (SCORER_PICKED, SAME_VIDEOS, VLM_SAW_THEM)
     assert fit_run_verdict(SCORER, VLM, FOLDER, "").caveats == (SCORER_PICKED, SAME_VIDEOS)
+    # a scorer that kept its last checkpoint (scorer.checkpoint=last) chose nothing on the validation videos
+    assert fit_run_verdict(SCORER, VLM, FOLDER, "", scorer_picked=False).caveats == (SAME_VIDEOS,)
     # a video the VLM could not judge is left out of the fit
     fewer = fit_run_verdict(SCORER, VLM[1:], OWN, "")
     assert fewer.validation_ids == ("v1", "v2", "v3", "v4", "v5") and fewer.validation_videos == 5

@@ -86,8 +86,8 @@ def test_best_checkpoint_is_the_lowest_validation_loss(scored_run):
     reported = json.loads(Path(run.path("scorer", "history.json")).read_text())
     assert [m["epoch"] for m in reported] == [9, 19, 29]  # report_every=10, epochs=30
     assert not Path(run.path("scorer", "ray")).exists()  # Ray Train's checkpoints went with the scratch
-    assert exported["val_loss"] == min(m["val_loss"] for m in reported) == summary.best_val_loss
-    assert 0.0 <= exported["val_auc"] <= 1.0 and exported["val_auc"] == summary.best_val_auc
+    assert exported["val_loss"] == min(m["val_loss"] for m in reported) == summary.kept_val_loss
+    assert 0.0 <= exported["val_auc"] <= 1.0 and exported["val_auc"] == summary.kept_val_auc
     # what the AUC is over, for the evaluation report: the held-out videos, both classes among them
     assert exported["val_held_out"] is True and exported["val_videos"] == summary.val_videos
     assert 0 < exported["val_anomalous"] < exported["val_videos"]
@@ -146,8 +146,9 @@ def test_training_needs_both_classes(ray_session, tmp_path):
 
 def test_summary_states_a_one_class_validation_auc_as_undefined():
     # _validation_metrics gives val_auc None on one class (dualvad.eval.metrics.auc_or_none): never 0.0
-    defined = ScorerTrainSummary(10, 4, 7, 0.25, 0.8125, 1.5, "/run/scorer/model")
-    undefined = dataclasses.replace(defined, best_val_auc=None)
-    assert str(defined) == ("train-scorer: 10 training / 4 validation videos, best epoch 7 (val loss 0.2500, "
-                            "val AUC 0.8125), 1.5 s -> /run/scorer/model")
-    assert "(val loss 0.2500, val AUC undefined (one class))" in str(undefined)
+    defined = ScorerTrainSummary(10, 4, 7, 0.25, 0.8125, 1.5, "/run/scorer/model", checkpoint="val_loss")
+    undefined = dataclasses.replace(defined, kept_val_auc=None)
+    assert str(defined) == ("train-scorer: 10 training / 4 validation videos, epoch 7 kept (lowest val loss; "
+                            "val loss 0.2500, val AUC 0.8125), 1.5 s -> /run/scorer/model")
+    assert "epoch 7 kept (last; val loss 0.2500" in str(dataclasses.replace(defined, checkpoint="last"))
+    assert "; val loss 0.2500, val AUC undefined (one class))" in str(undefined)
