@@ -126,12 +126,12 @@ def _train(context: StageContext, config: DualVADConfig) -> ScorerTrainSummary:
             datasets={"train": ray.data.from_items(_rows(train, normalizer, settings.crops))},
         )
         result = wait_interruptibly(trainer.fit)  # a SIGTERM is not held until training ends
-    best = (result.get_best_checkpoint(metric="val_loss", mode="min") if settings.checkpoint == "val_loss"
+    kept = (result.get_best_checkpoint(metric="val_loss", mode="min") if settings.checkpoint == "val_loss"
             else result.checkpoint)
-    if best is None:
+    if kept is None:
         raise ScorerTrainingError("training reported no checkpoint; see the Ray Train workers' logs in "
                                   f"{run.path(paths.LOGS)}/ (or run again with --verbose)")
-    with best.as_directory() as directory:
+    with kept.as_directory() as directory:
         trained = TrainedScorer.load(directory)
     with result.checkpoint.as_directory() as directory:  # the last report holds every report's metrics
         history = json.loads(Path(directory, paths.SCORER_HISTORY_FILE).read_text())
