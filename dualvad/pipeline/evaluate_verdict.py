@@ -47,8 +47,7 @@ def validation_ids(run: RunDir) -> tuple[list[str], str]:
 
     From ``RUN/segments`` and the ``scorer.val_share`` / ``scorer.seed`` of the run whose scorer scored this
     one (``RUN/scores``' ``score.scorer_run``, else this run)."""
-    record = read_record(scored_with(run), paths.SCORER) or {}
-    settings = record.get("settings") or {}
+    settings = _scorer_settings(run)
     if "val_share" not in settings or "seed" not in settings:
         return [], f"{run.path(paths.SCORER)}'s record names no scorer.val_share and scorer.seed"
     table = read_input(run, paths.SEGMENTS, unique=(S.VIDEO_ID, S.SEGMENT_INDEX))
@@ -70,8 +69,12 @@ def verdict_spec(specs: list[ModelSpec], strategy: str) -> ModelSpec:
 def scorer_picked_on_validation(run: RunDir) -> bool:
     """Whether the scorer that scored ``run`` chose its checkpoint by validation loss (``scorer.checkpoint``;
     a record from before the setting: it did, that was the rule then)."""
-    record = read_record(scored_with(run), paths.SCORER) or {}
-    return (record.get("settings") or {}).get("checkpoint", "val_loss") == "val_loss"
+    return _scorer_settings(run).get("checkpoint", "val_loss") == "val_loss"
+
+
+def _scorer_settings(run: RunDir) -> dict:
+    """The ``scorer.*`` settings recorded by the run whose scorer scored ``run`` ({} without a record)."""
+    return (read_record(scored_with(run), paths.SCORER) or {}).get("settings") or {}
 
 
 def fit_run_verdict(scorer: list[VideoResult], vlm: list[VideoResult], spec: ModelSpec,

@@ -142,7 +142,7 @@ def _sample_one(columns: dict, first: int, last: int, settings: SampleConfig, de
     allocation = allocate(settings.strategy, scores, bounds, settings.budget, tau=settings.tau,
                           floor=settings.floor, offset=settings.cdf_offset,
                           seed=settings.seed + zlib.crc32(video_id.encode()))
-    keyframes = columns.get(S.KEYFRAMES, [None] * last)[first]
+    keyframes = columns[S.KEYFRAMES][first] if S.KEYFRAMES in columns else None  # absent: ingested before
     if settings.within_decode_window and keyframes is not None:
         window = decode_window_frames(decode_window_s, columns[S.FPS][first])
         allocation = within_decode_windows(allocation, bounds, np.asarray(keyframes, np.int64), window)

@@ -75,24 +75,16 @@ class StreamService:
         return added
 
     async def get(self, stream_id: str) -> dict[str, Any]:
-        found = await self.registry.get.remote(stream_id)
-        if found is None:
-            raise _unknown(stream_id)
+        found = _known(await self.registry.get.remote(stream_id), stream_id)
         if found["state"] == "pending":  # e.g. wanted by an app redeployed with no replica yet
             self.wake()
         return found
 
     async def delete(self, stream_id: str) -> dict[str, Any]:
-        removed = await self.registry.remove.remote(stream_id)
-        if removed is None:
-            raise _unknown(stream_id)
-        return removed
+        return _known(await self.registry.remove.remote(stream_id), stream_id)
 
     async def timeline(self, stream_id: str, since_s: float) -> dict[str, Any]:
-        found = await self.registry.timeline.remote(stream_id, since_s)
-        if found is None:
-            raise _unknown(stream_id)
-        return found
+        return _known(await self.registry.timeline.remote(stream_id, since_s), stream_id)
 
     async def messages(self, stream_id: str, last_event_id: str | None) -> AsyncIterator[str]:
         """The SSE text of the stream's messages (module docstring), until the stream is deleted."""
@@ -148,6 +140,13 @@ def _default_name(url: str) -> str:
 
 def _unknown(stream_id: str) -> ServeError:
     return ServeError(404, "unknown_stream", f"no stream {stream_id!r}: GET /v1/streams lists them")
+
+
+def _known(found: dict[str, Any] | None, stream_id: str) -> dict[str, Any]:
+    """The registry's answer about ``stream_id``; None (no such stream) is the 404 of :func:`_unknown`."""
+    if found is None:
+        raise _unknown(stream_id)
+    return found
 
 
 def add_stream_routes(app: FastAPI, service: StreamService) -> None:
