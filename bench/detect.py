@@ -10,35 +10,40 @@ On the UCF-like corpus (:mod:`dualvad.corpus.ucf_like`; ``--corpus short`` for t
 - **before** (``--decord``): the detector's decoding as it was before issue 30 (re-done here with decord):
   each segment's pairs spread over the segment (the sub-interval anchors), the sampled frames decoded in a
   second open;
-- **spread** and **window**: the detector's decoding as it is, what
+- **spread**, **window** and **anchors**: the detector's decoding as it is, what
   :meth:`dualvad.detector.SegmentAnalyzer.analyze` does but the scorer and the allocation (one
   :class:`~dualvad.video.gop.GopReader` open; in long GOPs each segment's pairs within
   ``ingest.decode_window_s`` after its keyframe; non-reference frames that are not wanted skipped; the
   features, then the sampled frames and their JPEGs), side by side: *spread* with the strategy's frames
-  where it put them (``sample.within_decode_window=false``), *window* with those deeper than the window
-  into their GOP moved into their segment's decode window (``true``, the default; checked equal to
+  where it put them (``sample.within_decode_window=false``); *window* with those deeper than the window
+  into their GOP moved into their segment's decode window, spread over its free frames (the placement of
+  2026-12-07, ``within_decode_windows(..., anchors=0)``), the sampled frames decoded in a second walk;
+  *anchors* with them moved onto the window's anchors first and those anchors kept from the features' walk
+  (:meth:`~dualvad.detector.SegmentAnalyzer.keep_window_anchors`; the default, checked equal to
   ``analyze``'s frames when the run samples so); and
   **analyze**, the whole of ``analyze`` with the run's settings (the scorer, a small transformer on 2 torch
   threads, included).
 
 Costs are **CPU-seconds of this process** (``time.process_time``, every thread) and, for ffmpeg, of the
 child (``resource.getrusage(RUSAGE_CHILDREN)``): the machine is shared, and CPU time counts only this
-work. Wall seconds of *window* are printed too, as a secondary figure. Frames decoded: ffmpeg and naive
+work. Wall seconds of *anchors* are printed too, as a secondary figure. Frames decoded: ffmpeg and naive
 decode every frame; *before* is the GOP prefixes its frames need (from each GOP's keyframe to its last
-wanted frame; decord decodes them in order, so this is a floor), *spread* and *window* the frames the
-decoder returned (in brackets: those of them decoded for the sampled frames, after the features).
+wanted frame; decord decodes them in order, so this is a floor), *spread*, *window* and *anchors* the frames
+the decoder returned (in brackets: those of them decoded for the sampled frames, after the features).
 
-Targets (issue 30): the detector's decoding (decode, features, sampled frames: *window* with the default)
+Targets (issue 30): the detector's decoding (decode, features, sampled frames: *anchors*, the default)
 / ffmpeg <= 1/3 on a 320x240 video, <= 1/5 on a 1280x720 one.
 
     python bench/detect.py                 # the UCF-like corpus (generated once: see bench/common.py)
     python bench/detect.py --scale 0.25    # lengths / 4
     python bench/detect.py --decord        # with *before* (decord)
+    python bench/detect.py --image-size 448  # sampled frames at InternVL's size
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import statistics
 import subprocess
@@ -65,7 +70,8 @@ class Row:
     after_wall: float  # s
 
 
-WAYS = ("ffmpeg", "naive", "before", "spread", "window", "analyze")
+WAYS = ("ffmpeg", "naive", "before", "spread", "window", "anchors", "analyze")
+PLACED = ("spread", "window", "anchors")  # the detector's decoding, three placements of the sampled frames
 
 
 def main() -> None:
@@ -75,9 +81,11 @@ def main() -> None:
     from dualvad.detector import SegmentAnalyzer
 
     analyzer = SegmentAnalyzer.from_run(config.run)
+    if args.image_size:  # the sampled frames' size, as a run made with benchmarks.image_size=N decodes them
+        analyzer.settings = dataclasses.replace(analyzer.settings, image_size=args.image_size)
     videos = sorted(str(p) for p in Path(corpus, "videos").rglob("*.mp4"))[: args.limit or None]
     rows = [_measure(analyzer, path, args.budget, args.decord) for path in videos]
-    _print(rows, args)
+    _print(rows, args, analyzer.settings.image_size)
 
 
 def _args() -> argparse.Namespace:
@@ -86,6 +94,9 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--corpus-path", help="with --corpus short: a corpus folder to time instead")
     parser.add_argument("--budget", type=int, default=16, help="frames sampled per video")
     parser.add_argument("--limit", type=int, default=0, help="time only the first N videos (0: all)")
+    parser.add_argument("--image-size", type=int, default=0,
+                        help="decode the sampled frames with this longer side, px (0: the run's, 112; "
+                             "InternVL's is 448)")
     parser.add_argument("--decord", action="store_true",
                         help="time *before* too (decord, as before issue 30: ~3 s of CPU a video)")
     args = parser.parse_args()
@@ -120,9 +131,11 @@ def _measure(analyzer, path: str, budget: int, decord: bool) -> Row:
     cpu["analyze"], decoded["analyze"] = time.process_time() - started, analysis.frames_decoded
 
     spread = _spread_frames(analyzer, analysis, budget)
-    for way, frames in (("spread", spread), ("window", _window_frames(analyzer, path, analysis, spread))):
+    placed = {"spread": spread, "window": _window_frames(analyzer, path, analysis, spread, anchored=False),
+              "anchors": _window_frames(analyzer, path, analysis, spread, anchored=True)}
+    for way, frames in placed.items():
         started, wall = time.process_time(), time.perf_counter()
-        decoded[way], decoded[f"{way}_sampled"] = _after(analyzer, path, frames)
+        decoded[way], decoded[f"{way}_sampled"] = _after(analyzer, path, frames, keep=way == "anchors")
         cpu[way], cpu[f"{way}_wall"] = time.process_time() - started, time.perf_counter() - wall
 
     decoded["before"], cpu["before"] = -1, float("nan")
@@ -137,7 +150,7 @@ def _measure(analyzer, path: str, budget: int, decord: bool) -> Row:
     with GopReader(path) as reader:
         frames, keyframes, size = len(reader), len(reader.keyframes), (reader.width, reader.height)
     decoded["ffmpeg"] = decoded["naive"] = frames
-    row = Row(Path(path).name, size, frames, keyframes, cpu, decoded, cpu["window_wall"])
+    row = Row(Path(path).name, size, frames, keyframes, cpu, decoded, cpu["anchors_wall"])
     print(_line(row), flush=True)
     return row
 
@@ -157,28 +170,33 @@ def _spread_frames(analyzer, analysis, budget: int) -> np.ndarray:
                     tau=sample.tau, floor=sample.floor, offset=sample.cdf_offset, seed=seed).frames
 
 
-def _window_frames(analyzer, path: str, analysis, spread: np.ndarray) -> np.ndarray:
+def _window_frames(analyzer, path: str, analysis, spread: np.ndarray, anchored: bool) -> np.ndarray:
     """``spread`` moved into their segments' decode windows (``sample.within_decode_window`` on), by the
-    video's keyframes as the feature pass reads them; ``analyze``'s own frames when the run samples so."""
+    video's keyframes as the feature pass reads them: onto the windows' anchors first (``anchored``, the
+    default: ``analyze``'s own frames when the run samples so) or spread over the windows' free frames."""
     from dualvad.video.gop import GopReader
     from dualvad.video.sampling import Allocation, within_decode_windows
-    from dualvad.video.segments import decode_window_frames
+    from dualvad.video.segments import decode_window_frames, pairs_per_segment
 
     with GopReader(path) as reader:
         keyframes, fps = reader.keyframes, reader.fps
-    window = decode_window_frames(analyzer.settings.ingest.decode_window_s, fps)
+    ingest = analyzer.settings.ingest
+    window = decode_window_frames(ingest.decode_window_s, fps)
+    anchors = pairs_per_segment(ingest.frames_per_segment) if anchored else 0
     counts = np.zeros(len(analysis.bounds), np.int64)
-    frames = within_decode_windows(Allocation(spread, counts), analysis.bounds, keyframes, window).frames
+    frames = within_decode_windows(Allocation(spread, counts), analysis.bounds, keyframes, window,
+                                   anchors).frames
     placed = analyzer.settings.sample.within_decode_window
-    if not np.array_equal(frames, analysis.frames if placed else spread):
+    if anchored and not np.array_equal(frames, analysis.frames if placed else spread):
         raise AssertionError(f"{path}: the frames placed here differ from analyze's")
     return frames
 
 
-def _after(analyzer, path: str, sampled: np.ndarray) -> tuple[int, int]:
+def _after(analyzer, path: str, sampled: np.ndarray, keep: bool) -> tuple[int, int]:
     """The decoding of ``analyze`` alone: the features and the sampled frames' JPEGs, from one reader, with
-    the functions ``analyze`` calls. Returns the frames the decoder returned: in all, and for the sampled
-    frames (after the features)."""
+    the functions ``analyze`` calls (``keep``: the window anchors kept from the features' walk, as
+    ``analyze`` does). Returns the frames the decoder returned: in all, and for the sampled frames (after
+    the features)."""
     from dualvad.benchmarks.builder import read_at
     from dualvad.scorer.features import ingested_video_features
     from dualvad.video.gop import GopReader
@@ -186,6 +204,8 @@ def _after(analyzer, path: str, sampled: np.ndarray) -> tuple[int, int]:
 
     ingest, settings = analyzer.settings.ingest, analyzer.settings
     with GopReader(path, ingest.decode_threads, ingest.max_pixels) as reader:
+        if keep:
+            analyzer.keep_window_anchors(reader)
         ingested_video_features(path, analyzer.extractor, ingest, reader=reader)
         features = reader.frames_decoded
         for frame in read_at(reader, sampled, settings.image_size):
@@ -196,9 +216,9 @@ def _after(analyzer, path: str, sampled: np.ndarray) -> tuple[int, int]:
 def _before(analyzer, path: str, sampled: np.ndarray) -> int:
     """The detector's decoding before issue 30, with decord: spread pairs, then the sampled frames in a
     second open (at the run's image size). Returns the frames of the GOP prefixes it decodes (a floor)."""
-    from dualvad.benchmarks.builder import frame_size
     from dualvad.scorer.features import pair_indices
     from dualvad.video.decode import open_video, read_frames
+    from dualvad.video.gop import frame_size
     from dualvad.video.segments import segment_bounds
 
     ingest = analyzer.settings.ingest
@@ -231,17 +251,19 @@ def _line(row: Row) -> str:
     before = decoded["before"] if decoded["before"] >= 0 else "-"  # - : not timed (no --decord), or failed
     return (f"| {row.name} | {row.size[0]}x{row.size[1]} | {row.frames} | {row.keyframes} | "
             + " | ".join(f"{cpu[w]:.2f}" for w in WAYS) + f" | {before} | "
-            + " | ".join(f"{decoded[w]} ({decoded[f'{w}_sampled']})" for w in ("spread", "window"))
-            + f" | {cpu['spread'] / cpu['ffmpeg']:.2f} | {cpu['window'] / cpu['ffmpeg']:.2f} | "
-            f"{cpu['window'] / cpu['naive']:.2f} | {row.after_wall:.2f} |")
+            + " | ".join(f"{decoded[w]} ({decoded[f'{w}_sampled']})" for w in PLACED) + " | "
+            + " | ".join(f"{cpu[w] / cpu['ffmpeg']:.2f}" for w in PLACED)
+            + f" | {cpu['anchors'] / cpu['naive']:.2f} | {row.after_wall:.2f} |")
 
 
-def _print(rows: list[Row], args: argparse.Namespace) -> None:
-    print(f"\n## Decoding per video, CPU-seconds of this process (budget {args.budget})\n")
+def _print(rows: list[Row], args: argparse.Namespace, size: int) -> None:
+    print(f"\n## Decoding per video, CPU-seconds of this process (budget {args.budget}, sampled frames at "
+          f"{size} px)\n")
     print("| video | size | frames | keyframes | ffmpeg s | naive s | before s | spread s | window s "
-          "| analyze s | before decoded (floor) | spread decoded (sampled) | window decoded (sampled) "
-          "| spread/ffmpeg | window/ffmpeg | window/naive | window wall s |")
-    print("| --- " * 17 + "|")
+          "| anchors s | analyze s | before decoded (floor) | spread decoded (sampled) "
+          "| window decoded (sampled) | anchors decoded (sampled) | spread/ffmpeg | window/ffmpeg "
+          "| anchors/ffmpeg | anchors/naive | anchors wall s |")
+    print("| --- " * 20 + "|")
     for row in rows:
         print(_line(row))
     print()
@@ -256,7 +278,7 @@ def _summary(size: tuple[int, int], group: list[Row]) -> str:
     target = 1 / 5 if size[0] >= 1280 else 1 / 3
     total = {way: sum(row.cpu[way] for row in group) for way in WAYS if way != "before"}
     parts = []
-    for way in ("spread", "window"):
+    for way in PLACED:
         ratios = [row.cpu[way] / row.cpu["ffmpeg"] for row in group]
         decoded = sum(row.decoded[way] for row in group)
         sampled = sum(row.decoded[f"{way}_sampled"] for row in group)
@@ -268,8 +290,8 @@ def _summary(size: tuple[int, int], group: list[Row]) -> str:
     timed = [row for row in group if row.decoded["before"] >= 0]
     before_cpu = sum(r.cpu["before"] for r in timed) / sum(r.cpu["ffmpeg"] for r in timed) if timed else 0
     before = f"before / ffmpeg {before_cpu:.2f} ({len(timed)} videos decord decoded); " if timed else ""
-    return (f"{size[0]}x{size[1]}, {len(group)} videos: " + "; ".join(parts) + f"; {before}window / naive "
-            f"{total['window'] / total['naive']:.2f}, "
+    return (f"{size[0]}x{size[1]}, {len(group)} videos: " + "; ".join(parts) + f"; {before}anchors / naive "
+            f"{total['anchors'] / total['naive']:.2f}, "
             f"analyze / ffmpeg {total['analyze'] / total['ffmpeg']:.2f}")
 
 

@@ -254,7 +254,7 @@ def naive_frames(path: str, budget: int, longest: int, quality: int) -> list[byt
     it returned (20 GB for 4 minutes at 1280x720)."""
     import av
 
-    from dualvad.benchmarks.builder import frame_size
+    from dualvad.video.gop import frame_size
     from dualvad.video.jpeg import encode_jpeg
 
     with av.open(path) as container:

@@ -60,6 +60,7 @@ from dualvad.scorer.features import (
     VideoFeatures,
     build_extractor,
     ingested_video_features,
+    segment_frames,
 )
 from dualvad.scorer.trained import TrainedScorer, load_from_run
 from dualvad.stages.recorded import recorded_sample_settings
@@ -69,7 +70,7 @@ from dualvad.video.decode import VideoDecodeError
 from dualvad.video.gop import GopReader
 from dualvad.video.jpeg import decode_jpegs, encode_jpeg
 from dualvad.video.sampling import SampleConfig, allocate, within_decode_windows
-from dualvad.video.segments import decode_window_frames
+from dualvad.video.segments import decode_window_frames, pairs_per_segment, segment_bounds, window_anchors
 from dualvad.vlm.judge import Judgement, judge_frames, load_vlm_judge
 
 __all__ = ["Analysis", "Detection", "Detector", "FrameJudge", "InvalidVideoError", "RunSettings",
@@ -188,6 +189,7 @@ class SegmentAnalyzer:
         except VideoDecodeError as error:
             raise InvalidVideoError(str(error)) from error
         with reader:  # one open: the features' frames, then the sampled ones
+            self.keep_window_anchors(reader)
             video = self._features(path, reader)
             timings["decode_features"] = _ms_since(started)
 
@@ -207,7 +209,8 @@ class SegmentAnalyzer:
                 raise InvalidVideoError(f"{path}: {error}") from error
             if sample.within_decode_window:  # as the sample stage places them (RUN/segments' keyframes)
                 window = decode_window_frames(ingest.decode_window_s, video.fps)
-                allocation = within_decode_windows(allocation, video.bounds, video.keyframes, window)
+                allocation = within_decode_windows(allocation, video.bounds, video.keyframes, window,
+                                                   pairs_per_segment(ingest.frames_per_segment))
             timings["allocation"] = _ms_since(started)
 
             started = time.perf_counter()
@@ -218,6 +221,22 @@ class SegmentAnalyzer:
                         np.asarray(video.bounds, dtype=np.int64), scores[0].astype(np.float32),
                         category, allocation.frames.astype(np.int64), jpegs, timings,
                         video_id, sample.strategy, probability, self.verdict, reader.frames_decoded)
+
+    def keep_window_anchors(self, reader: GopReader) -> None:
+        """Ask ``reader`` to hold, at the VLM's size, the window anchors the feature pass decodes (the
+        frames :func:`within_decode_windows` moves sampled frames onto first), so that those sampled frames
+        are not decoded a second time from their keyframe. Nothing to hold when frames cannot move."""
+        ingest = self.settings.ingest
+        window = decode_window_frames(ingest.decode_window_s, reader.fps)
+        if not (self.settings.sample.within_decode_window and ingest.snap_to_keyframes and window > 0
+                and len(reader) >= ingest.segments):  # too short: the features say so
+            return
+        pairs = pairs_per_segment(ingest.frames_per_segment)
+        bounds = segment_bounds(len(reader), ingest.segments)
+        decoded = np.concatenate(segment_frames(bounds, pairs, len(reader), reader.keyframes, window))
+        anchors = np.concatenate([window_anchors(int(start), int(end), reader.keyframes, window, pairs)
+                                  for start, end in bounds])
+        reader.keep(np.intersect1d(anchors, decoded), self.settings.image_size)
 
     def _features(self, path: str, reader: GopReader) -> VideoFeatures:
         """The segments' features as ingest computed them (the run's ``ingest.*``), read from ``reader``."""

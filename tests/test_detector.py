@@ -35,6 +35,7 @@ from dualvad.pipeline.ingest import segment_table
 from dualvad.pipeline.sample import sample_videos, segments_with_scores
 from dualvad.rundir import open_run
 from dualvad.scorer.features import ingested_video_features
+from dualvad.video.sampling import DecodeWindow
 from dualvad.video.segments import decode_depth, decode_window
 
 from media import write_broken_files, write_video
@@ -247,7 +248,7 @@ def test_in_a_long_gop_video_the_detector_moves_frames_into_the_decode_windows_a
     scores = pa.array(placed.segment_scores, pa.float64())
     table = segment_table(record, video).append_column(S.SCORE, scores)
     for analysis, setting in ((placed, sample), (spread, spread_analyzer.settings.sample)):
-        rows, _ = sample_videos(table, setting, ingest.decode_window_s)
+        rows, _ = sample_videos(table, setting, DecodeWindow(ingest.decode_window_s, 4))
         assert rows[0][S.FRAMES] == analysis.frames.tolist()
     # every frame the strategy put deeper than 30 frames into its GOP now lies in its segment's window
     depth = decode_depth(placed.frames, video.keyframes)
@@ -258,6 +259,12 @@ def test_in_a_long_gop_video_the_detector_moves_frames_into_the_decode_windows_a
     assert decode_depth(spread.frames, video.keyframes).max() > 30  # without the setting, deeper frames
     assert placed.frames_decoded < spread.frames_decoded
     assert len(placed.jpegs) == len(spread.jpegs) == sample.budget
+    # the moved frames lie on the window anchors the features' walk kept: not decoded again, same pixels
+    unkept_analyzer = copy.copy(analyzer)
+    unkept_analyzer.keep_window_anchors = lambda reader: None
+    unkept = unkept_analyzer.analyze(path)
+    assert unkept.frames.tolist() == placed.frames.tolist() and unkept.jpegs == placed.jpegs
+    assert placed.frames_decoded < unkept.frames_decoded
 
 
 def test_a_run_without_a_finetuned_model_names_the_fix(evaluated_copy):

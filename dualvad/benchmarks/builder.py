@@ -14,7 +14,7 @@ import numpy as np
 from dualvad import schema as S
 from dualvad.benchmarks import templates as T
 from dualvad.corpus.layout import NORMAL_LABEL
-from dualvad.video.gop import GopReader
+from dualvad.video.gop import GopReader, frame_size
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,6 @@ def frame_labels(video: SampledVideo, pseudo_threshold: float) -> tuple[np.ndarr
     if video.label == NORMAL_LABEL:
         return np.zeros(len(frames), dtype=bool), False
     return np.asarray(video.frame_scores) >= pseudo_threshold, True
-
-
-def frame_size(width: int, height: int, longest: int) -> tuple[int, int]:
-    """(width, height) scaled so the longer side is ``longest`` px, aspect kept, even sizes."""
-    scale = longest / max(width, height)
-    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
 
 def decode_selected(video: SampledVideo, longest: int, decode_threads: int = 1) -> np.ndarray:

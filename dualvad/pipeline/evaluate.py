@@ -84,7 +84,7 @@ from dualvad.pipeline.evaluate_verdict import (
 )
 from dualvad.pipeline.sample import present_columns, sample_videos, segments_with_scores
 from dualvad.rundir import RunDir, open_run
-from dualvad.stages.recorded import recorded_decode_window_s, recorded_sample_settings
+from dualvad.stages.recorded import recorded_decode_window, recorded_sample_settings
 from dualvad.stages.records import read_input
 from dualvad.stages.registry import stage_named
 from dualvad.stages.runner import Skipped, StageContext, run_stage
@@ -241,7 +241,7 @@ def _frames_for(context: StageContext, spec: ModelSpec, samples: dict[str, dict]
         return [samples[key] for key in sorted(samples)], {}
     parts = (paths.EVAL_SAMPLES_DIR, f"{spec.strategy}.parquet")
     rows, failures = sample_videos(table.drop_columns([S.FEATURE]), SampleConfig(
-        **{**asdict(recorded), "strategy": spec.strategy}), recorded_decode_window_s(context.run))
+        **{**asdict(recorded), "strategy": spec.strategy}), recorded_decode_window(context.run))
     context.out.write_table(pa.Table.from_pylist(rows, schema=S.SAMPLES_SCHEMA), *parts)
     return rows, {row[S.VIDEO_ID]: row[S.REASON] for row in failures}
 

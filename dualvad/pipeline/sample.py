@@ -23,12 +23,12 @@ from dualvad.config import DualVADConfig, SampleConfig
 from dualvad.errors import MissingInputError
 from dualvad.pipeline.parts import PartWriter
 from dualvad.rundir import RunDir, open_run
-from dualvad.stages.recorded import recorded_decode_window_s
+from dualvad.stages.recorded import recorded_decode_window
 from dualvad.stages.records import CorruptInputError, corrupt_message, read_input
 from dualvad.stages.registry import stage_named
 from dualvad.stages.runner import Skipped, StageContext, run_stage
 from dualvad.stages.settings import section
-from dualvad.video.sampling import allocate, within_decode_windows
+from dualvad.video.sampling import NO_DECODE_WINDOW, DecodeWindow, allocate, within_decode_windows
 from dualvad.video.segments import decode_window_frames
 
 STAGE = stage_named("sample")
@@ -59,14 +59,14 @@ def run_sample(config: DualVADConfig, force: bool = False) -> SampleSummary | Sk
 
 def _sample(context: StageContext, settings: SampleConfig) -> SampleSummary:
     started = time.perf_counter()
-    window_s = recorded_decode_window_s(context.run)
+    window = recorded_decode_window(context.run)
     table = segments_with_scores(context.run)
-    if settings.within_decode_window and window_s > 0 and S.KEYFRAMES not in table.column_names:
+    if settings.within_decode_window and window.seconds > 0 and S.KEYFRAMES not in table.column_names:
         raise MissingInputError(
             f"{context.run.path(paths.SEGMENTS)} was ingested before ingest recorded each video's keyframes, "
             "which sample.within_decode_window places frames by: re-run `dualvad ingest --force`, or sample "
             "with sample.within_decode_window=false (frames where the strategy puts them)")
-    rows, failures = sample_videos(table, settings, window_s)
+    rows, failures = sample_videos(table, settings, window)
     context.videos = len(rows) + len(failures)
     context.record_failures(failures)
     with PartWriter(context.out, S.SAMPLES_SCHEMA) as writer:
@@ -117,25 +117,26 @@ def present_columns(run: RunDir, output: str, columns: tuple[str, ...]) -> tuple
 
 
 def sample_videos(table: pa.Table, settings: SampleConfig,
-                  decode_window_s: float = 0.0) -> tuple[list[dict], list[dict]]:
+                  window: DecodeWindow = NO_DECODE_WINDOW) -> tuple[list[dict], list[dict]]:
     """One samples row per video (or one failure row when the budget does not fit); ``table`` as
     :func:`segments_with_scores` returns it. With ``settings.within_decode_window``, a video's frames are
-    moved into the decode windows of ``decode_window_s`` (the run's ``ingest.decode_window_s``) by the
-    table's ``keyframes`` (:func:`~dualvad.video.sampling.within_decode_windows`; none: nothing moves)."""
+    moved into the decode windows the run was ingested with (``window``,
+    :func:`~dualvad.stages.recorded.recorded_decode_window`) by the table's ``keyframes``
+    (:func:`~dualvad.video.sampling.within_decode_windows`; none: nothing moves)."""
     columns = table.to_pydict()
     video_ids = columns[S.VIDEO_ID]
     starts = np.flatnonzero([i == 0 or video_ids[i] != video_ids[i - 1] for i in range(len(video_ids))])
     rows, failures = [], []
     for first, last in zip(starts, [*starts[1:], len(video_ids)], strict=True):
         try:
-            rows.append(_sample_one(columns, first, last, settings, decode_window_s))
+            rows.append(_sample_one(columns, first, last, settings, window))
         except ValueError as error:
             failures.append({S.VIDEO_ID: video_ids[first], S.VIDEO_PATH: columns[S.VIDEO_PATH][first],
                              S.REASON: f"{video_ids[first]}: {error}"})
     return rows, failures
 
 
-def _sample_one(columns: dict, first: int, last: int, settings: SampleConfig, decode_window_s: float) -> dict:
+def _sample_one(columns: dict, first: int, last: int, settings: SampleConfig, window: DecodeWindow) -> dict:
     scores = np.asarray(columns[S.SCORE][first:last], dtype=np.float64)
     bounds = np.stack([columns[S.START_FRAME][first:last], columns[S.END_FRAME][first:last]], axis=1)
     video_id = columns[S.VIDEO_ID][first]
@@ -144,8 +145,9 @@ def _sample_one(columns: dict, first: int, last: int, settings: SampleConfig, de
                           seed=settings.seed + zlib.crc32(video_id.encode()))
     keyframes = columns[S.KEYFRAMES][first] if S.KEYFRAMES in columns else None  # absent: ingested before
     if settings.within_decode_window and keyframes is not None:
-        window = decode_window_frames(decode_window_s, columns[S.FPS][first])
-        allocation = within_decode_windows(allocation, bounds, np.asarray(keyframes, np.int64), window)
+        depth = decode_window_frames(window.seconds, columns[S.FPS][first])
+        allocation = within_decode_windows(allocation, bounds, np.asarray(keyframes, np.int64), depth,
+                                           window.anchors)
     segment_of_frame = np.searchsorted(bounds[:, 1], allocation.frames, side="right")
     return {
         S.VIDEO_ID: video_id, S.VIDEO_PATH: columns[S.VIDEO_PATH][first],

@@ -35,10 +35,11 @@ from dualvad.video.decode import MAX_PIXELS
 from dualvad.video.gop import GopReader
 from dualvad.video.segments import (
     decode_depth,
-    decode_window,
     decode_window_frames,
+    pairs_per_segment,
     segment_bounds,
     subinterval_centres,
+    window_anchors,
 )
 
 GRID = 8  # moving pixels are pooled on a GRID x GRID spatial grid
@@ -154,9 +155,7 @@ def window_pairs(
         int64 array (2 * min(pairs, span),), pairs interleaved ``[a0, a0+1, a1, a1+1, ...]``, where span
         is the window's length inside the segment.
     """
-    origin, stop = decode_window(start, end, keyframes, window)
-    anchors = subinterval_centres(origin, stop, min(pairs, stop - origin))
-    return _with_successors(anchors, num_frames)
+    return _with_successors(window_anchors(start, end, keyframes, window, pairs), num_frames)
 
 
 def segment_frames(
@@ -216,7 +215,7 @@ def extract_video_features(
     try:
         num_frames, fps = len(reader), reader.fps  # container metadata, no decoding
         bounds = _segment_bounds(num_frames, num_segments, span)
-        pairs = max(frames_per_segment // 2, 1)
+        pairs = pairs_per_segment(frames_per_segment)
         keyframes = reader.keyframes if snap_to_keyframes else None
         window = decode_window_frames(decode_window_s, fps)
         wanted = segment_frames(bounds, pairs, num_frames, keyframes, window)

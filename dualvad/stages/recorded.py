@@ -7,8 +7,9 @@ from __future__ import annotations
 from dualvad import paths
 from dualvad.rundir import RunDir
 from dualvad.stages.records import input_fingerprint, read_record
-from dualvad.video.config import SETTINGS_BEFORE
-from dualvad.video.sampling import SAMPLE_SETTINGS_BEFORE, SampleConfig
+from dualvad.video.config import SETTINGS_BEFORE, IngestConfig
+from dualvad.video.sampling import SAMPLE_SETTINGS_BEFORE, DecodeWindow, SampleConfig
+from dualvad.video.segments import pairs_per_segment
 
 
 def recorded_sample_settings(run: RunDir) -> SampleConfig:
@@ -22,8 +23,11 @@ def recorded_sample_settings(run: RunDir) -> SampleConfig:
     return SampleConfig(**{**SAMPLE_SETTINGS_BEFORE, **read_record(run, paths.SAMPLES)["settings"]})
 
 
-def recorded_decode_window_s(run: RunDir) -> float:
-    """The ``ingest.decode_window_s`` ``RUN/segments`` was ingested with (0 for a run ingested before the
-    key existed: its pairs were spread), 0 when the run has no ingest record."""
+def recorded_decode_window(run: RunDir) -> DecodeWindow:
+    """The decode window ``RUN/segments`` was ingested with: ``ingest.decode_window_s`` (0 for a run ingested
+    before the key existed: its pairs were spread; 0 when the run has no ingest record) and its anchors
+    (``ingest.frames_per_segment // 2``)."""
     recorded = (read_record(run, paths.SEGMENTS) or {}).get("settings", {})
-    return float(recorded.get("decode_window_s", SETTINGS_BEFORE["decode_window_s"]))
+    frames_per_segment = int(recorded.get("frames_per_segment", IngestConfig().frames_per_segment))
+    return DecodeWindow(float(recorded.get("decode_window_s", SETTINGS_BEFORE["decode_window_s"])),
+                        pairs_per_segment(frames_per_segment))

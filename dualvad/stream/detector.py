@@ -46,7 +46,6 @@ import numpy as np
 
 from dualvad import paths
 from dualvad import schema as S
-from dualvad.benchmarks.builder import frame_size
 from dualvad.detector import SegmentAnalyzer
 from dualvad.eval.scoring import video_score_from_clips
 from dualvad.eval.verdict import apply
@@ -55,7 +54,7 @@ from dualvad.stages.records import read_input
 from dualvad.stream.config import StreamConfig
 from dualvad.stream.events import Event, EventKind, EventSink, event_id, iso_time
 from dualvad.stream.source import LiveSource, SourceFrame
-from dualvad.video.gop import FrameScaler
+from dualvad.video.gop import FrameScaler, frame_size
 from dualvad.video.jpeg import encode_jpeg
 from dualvad.video.sampling import allocate
 from dualvad.vlm.judge import Judgement

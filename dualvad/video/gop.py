@@ -58,6 +58,12 @@ class FrameScaler:
 SCALE_FLAGS = "bilinear"
 
 
+def frame_size(width: int, height: int, longest: int) -> tuple[int, int]:
+    """(width, height) scaled so the longer side is ``longest`` px, aspect kept, even sizes."""
+    scale = longest / max(width, height)
+    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
+
+
 class GopReader:
     """One open video (a local path or a pyarrow URI, as :func:`dualvad.video.decode.open_video`).
 
@@ -101,6 +107,9 @@ class GopReader:
         self._rotation: int | None = None  # degrees counterclockwise, from the first decoded frame
         self.frames_decoded = 0  # frames the decoder produced, over every read
         self._scaler = FrameScaler()
+        self._keep: set[int] = set()  # frames to hold when a walk decodes them (keep())
+        self._keep_longest = 0
+        self._kept: dict[int, np.ndarray] = {}
 
     # ------------------------------------------------------------------------------------------- index
 
@@ -168,13 +177,30 @@ class GopReader:
             width, height = (self.width if width == -1 else width), (self.height if height == -1 else height)
         size = (width, height)
         wanted = np.unique(indices)
-        remaining, found = {int(i) for i in wanted}, {}
+        found = {int(i): self._kept[int(i)] for i in wanted if int(i) in self._kept} \
+            if self._kept and size == self._keep_size() else {}
+        wanted = np.asarray([i for i in wanted if int(i) not in found], dtype=np.int64)
+        remaining = {int(i) for i in wanted}
         packets = None  # the demuxer's packets since the last seek, and how many were fed
         for group in self._gops(wanted):
             packets = self._decode_group(group, packets, remaining, size, found)
         if not len(indices):
             return np.zeros((0, size[1], size[0], 3), np.uint8)
         return np.stack([found[int(i)] for i in indices])
+
+    def keep(self, indices: np.ndarray, longest: int) -> None:
+        """From now on, hold frames ``indices`` (int (N,)) resized so that the longer side is ``longest`` px
+        (:func:`frame_size`, turned upright) whenever a read's walk decodes them, so that a later read of
+        them at that size takes them from memory instead of decoding their GOP a second time. The detector
+        keeps, while the features are read, the window anchors its sampled frames move onto
+        (:func:`dualvad.video.segments.window_anchors`). A frame no walk decodes is not held (the decoder
+        skips unwanted non-reference frames); memory: at most N x H x W x 3 bytes. Replaces an earlier
+        keep and what it held."""
+        self._keep, self._keep_longest, self._kept = {int(i) for i in indices}, longest, {}
+
+    def _keep_size(self) -> tuple[int, int]:
+        """(width, height) of the frames :meth:`keep` holds; the rotation is known once a frame is decoded."""
+        return frame_size(self.width, self.height, self._keep_longest)
 
     def _gops(self, wanted: np.ndarray) -> list[np.ndarray]:
         """``wanted`` (sorted, unique) split by GOP (the last keyframe at or before each frame)."""
@@ -219,17 +245,26 @@ class GopReader:
 
     def _take(self, frame: Any, remaining: set[int], size: tuple[int, int],
               found: dict[int, np.ndarray]) -> None:
-        """Count ``frame``; convert it into ``found`` when it is one of ``remaining``."""
+        """Count ``frame``; convert it into ``found`` when it is one of ``remaining``, and into the held
+        frames when :meth:`keep` asked for it."""
         self.frames_decoded += 1
         index = self._frame_of.get(frame.pts)
         if self._rotation is None:
             self._rotation = int(round(frame.rotation / 90)) * 90 % 360
         if index in remaining:
             remaining.discard(index)
-            turns = self._rotation // 90  # np.rot90 turns counterclockwise, as the matrix does
-            width, height = size[::-1] if turns % 2 else size  # the size of the picture before it turns
-            array = self._scaler.rgb(frame, width, height)
-            found[index] = np.ascontiguousarray(np.rot90(array, turns)) if turns else array
+            found[index] = self._upright(frame, size)
+        if index in self._keep and index not in self._kept:
+            kept = self._keep_size()
+            same = index in found and kept == size  # converted once for both
+            self._kept[index] = found[index] if same else self._upright(frame, kept)
+
+    def _upright(self, frame: Any, size: tuple[int, int]) -> np.ndarray:
+        """``frame`` converted to RGB at ``size`` (width, height) as shown: uint8 (height, width, 3)."""
+        turns = self._rotation // 90  # np.rot90 turns counterclockwise, as the matrix does
+        width, height = size[::-1] if turns % 2 else size  # the size of the picture before it turns
+        array = self._scaler.rgb(frame, width, height)
+        return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
 
     # ---------------------------------------------------------------------------------------- lifetime
 

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import Field
 
 from dualvad.validation import config_section
-from dualvad.video.segments import decode_depth, decode_window, subinterval_centres
+from dualvad.video.segments import decode_depth, decode_window, subinterval_centres, window_anchors
 
 Strategy = Literal["focused", "uniform", "random", "cdf"]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
@@ -32,7 +32,8 @@ class SampleConfig:
     ``focused`` (> 0). floor: m, coverage frames per segment of ``focused`` (>= 0). cdf_offset: density
     offset of ``cdf`` (>= 0). seed: the ``random`` strategy's seed. within_decode_window: after any
     strategy, move each picked frame that lies more than ``ingest.decode_window_s`` into its GOP into its
-    segment's decode window, the frames the feature pass read there (:func:`within_decode_windows`):
+    segment's decode window, onto the frames the feature pass read there first
+    (:func:`within_decode_windows`):
     nothing moves in videos with a keyframe at least every ``decode_window_s``; in a long-GOP video
     (x264's default, a keyframe every 250 frames) a sampled frame then costs at most a window's decoding,
     not half a GOP's, and the VLM sees the part of each segment the scorer scored, not its whole span.
@@ -51,6 +52,20 @@ class SampleConfig:
 #: What a run sampled before a sample setting existed: its record lacks the key (records keep the settings
 #: of their day). Before within_decode_window, frames stayed where the strategy put them.
 SAMPLE_SETTINGS_BEFORE: dict[str, object] = {"within_decode_window": False}
+
+
+@dataclass(frozen=True)
+class DecodeWindow:
+    """How ingest read a run's long-GOP segments, which :func:`within_decode_windows` places frames by:
+    ``ingest.decode_window_s`` (s; 0: never) and the anchors per window (the feature pass's pairs per
+    segment, :func:`dualvad.video.segments.pairs_per_segment`)."""
+
+    seconds: float = 0.0
+    anchors: int = 4
+
+
+#: A run ingested without a decode window (nothing moves).
+NO_DECODE_WINDOW = DecodeWindow()
 
 
 @dataclass(frozen=True)
@@ -152,21 +167,26 @@ def allocate(
 
 
 def within_decode_windows(allocation: Allocation, bounds: np.ndarray, keyframes: np.ndarray | None,
-                          window: int) -> Allocation:
+                          window: int, anchors: int) -> Allocation:
     """``allocation`` with each frame that lies more than ``window`` frames into its GOP (its decode depth,
     :func:`dualvad.video.segments.decode_depth`) moved into its segment's decode window (``[lo, hi)``,
     :func:`dualvad.video.segments.decode_window`), where the feature pass reads a long-GOP segment.
 
-    Per segment: frames inside the window or at most ``window`` deep stay; the ``m`` others take the
-    centres of ``m`` equal sub-intervals of the window's free frames (those no staying frame holds), so
-    they stay distinct and spread over the window. A window with fewer free frames than ``m`` gives them
-    all, then the segment's free frames after it, then those before it, nearest first. Every frame stays
-    in its segment, so ``per_segment`` is unchanged.
+    Per segment: frames inside the window or at most ``window`` deep stay; the ``m`` others go first onto
+    the window's free anchors (:func:`dualvad.video.segments.window_anchors`, the frames the feature pass
+    decodes there; those no staying frame holds), the centres of ``m`` equal sub-intervals of that list, so
+    they stay distinct and spread over the window and a reader can keep them from the features' walk. More
+    moved frames than free anchors take, beyond the anchors, the centres of equal sub-intervals of the
+    window's other free frames; a window with too few free frames gives them all, then the segment's free
+    frames after it, then those before it, nearest first. Every frame stays in its segment, so
+    ``per_segment`` is unchanged.
 
     Args:
         allocation: a strategy's frames (sorted, unique) in the segments ``bounds`` (int (K, 2)).
         keyframes: int (G,) sorted keyframe indices; None or empty: nothing moves.
         window: frames (``round(ingest.decode_window_s * fps)``); <= 0: nothing moves.
+        anchors: anchors per window: the feature pass's pairs per segment (``DecodeWindow.anchors``); 0: the
+            moved frames spread over the window's free frames alone.
 
     Returns:
         An Allocation: sorted, unique int64 frames; the same ``per_segment``.
@@ -186,7 +206,14 @@ def within_decode_windows(allocation: Allocation, bounds: np.ndarray, keyframes:
         move &= (mine < lo) | (mine >= hi)
         placed.append(mine[~move])
         if move.any():
-            placed.append(_window_slots(start, end, lo, hi, set(mine[~move].tolist()), int(move.sum())))
+            taken = set(mine[~move].tolist())
+            free = [int(a) for a in window_anchors(start, end, keyframes, window, anchors) if a not in taken]
+            count = int(move.sum())
+            if count <= len(free):
+                placed.append(np.asarray(free, dtype=np.int64)[subinterval_centres(0, len(free), count)])
+            else:
+                placed.append(np.asarray(free, dtype=np.int64))
+                placed.append(_window_slots(start, end, lo, hi, taken | set(free), count - len(free)))
     return Allocation(np.sort(np.concatenate(placed)), allocation.per_segment)
 
 

@@ -61,6 +61,12 @@ def decode_depth(frames: np.ndarray, keyframes: np.ndarray) -> np.ndarray:
     return frames - np.where(before >= 0, keyframes[np.maximum(before, 0)], 0)
 
 
+def pairs_per_segment(frames_per_segment: int) -> int:
+    """Adjacent pairs the feature pass reads per segment (``ingest.frames_per_segment // 2``, at least one):
+    also the anchors per decode window (:func:`window_anchors`)."""
+    return max(frames_per_segment // 2, 1)
+
+
 def decode_window_frames(seconds: float, fps: float) -> int:
     """``ingest.decode_window_s`` in frames of a ``fps`` video (rounded): the one conversion the feature
     pass and the sampler share."""
@@ -77,6 +83,21 @@ def decode_window(start: int, end: int, keyframes: np.ndarray, window: int) -> t
     first = int(np.searchsorted(keyframes, start))
     origin = int(keyframes[first]) if first < len(keyframes) and keyframes[first] < end else start
     return origin, min(end, origin + max(window, 1))
+
+
+def window_anchors(start: int, end: int, keyframes: np.ndarray, window: int, count: int) -> np.ndarray:
+    """The ``count`` anchors the feature pass reads in segment ``[start, end)``'s decode window
+    (:func:`decode_window`): the centres of ``count`` equal sub-intervals of the window, fewer when the
+    window is shorter. A long-GOP segment's pairs start at these frames
+    (:func:`dualvad.scorer.features.window_pairs`), and the sampler moves deep frames onto them first
+    (:func:`dualvad.video.sampling.within_decode_windows`), so a reader can keep them from the features'
+    walk (:meth:`dualvad.video.gop.GopReader.keep`) instead of decoding their GOP again.
+
+    Returns:
+        int64 array (min(count, window length),), strictly increasing.
+    """
+    origin, stop = decode_window(start, end, keyframes, window)
+    return subinterval_centres(origin, stop, min(count, stop - origin))
 
 
 def interval_fraction(

@@ -3,7 +3,8 @@
 import numpy as np
 
 from dualvad.benchmarks import templates as T
-from dualvad.benchmarks.builder import SampledVideo, clip_windows, frame_labels, frame_size
+from dualvad.benchmarks.builder import SampledVideo, clip_windows, frame_labels
+from dualvad.video.gop import frame_size
 
 
 def test_answers_from_frame_flags():

@@ -13,13 +13,13 @@ import pytest
 from PIL import Image
 
 from dualvad import schema as S
-from dualvad.benchmarks.builder import frame_size
 from dualvad.benchmarks.export import export_jsonl
 from dualvad.corpus import read_corpus
 from dualvad.pipeline.build_benchmarks import run_build_benchmarks
 from dualvad.pipeline.sample import run_sample
 from dualvad.rundir import open_run
 from dualvad.video.decode import open_video, read_frames
+from dualvad.video.gop import frame_size
 
 
 @pytest.fixture(scope="module")

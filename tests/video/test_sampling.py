@@ -114,22 +114,42 @@ LONG_BOUNDS = np.array([[0, 225], [225, 450], [450, 675]])  # 3 segments of 7.5 
 LONG_KEYS = np.array([0, 250, 500])  # x264's default keyint
 
 
-def _placed(frames: list[int], keyframes, window: int = 30, bounds=LONG_BOUNDS) -> list[int]:
+def _placed(frames: list[int], keyframes, window: int = 30, bounds=LONG_BOUNDS,
+            anchors: int = 4) -> list[int]:
     counts = np.bincount(np.searchsorted(bounds[:, 1], frames, side="right"), minlength=len(bounds))
     allocation = Allocation(np.array(frames, dtype=np.int64), counts)
-    placed = within_decode_windows(allocation, bounds, keyframes, window)
+    placed = within_decode_windows(allocation, bounds, keyframes, window, anchors)
     assert placed.per_segment.tolist() == counts.tolist()  # every frame stays in its segment
     return placed.frames.tolist()
 
 
-def test_deep_frames_move_spread_over_their_segments_decode_window():
-    # segment 0's window [0, 30): 112 (112 deep) -> 15, the window's centre;
-    # segment 1's window [250, 280) opens at its keyframe: 260 (10 deep) stays, 240 (240 deep, before the
-    # keyframe), 337 and 340 take the centres of 3 sub-intervals of the window's 29 free frames;
-    # segment 2's window [500, 530): 562 -> 515
-    assert _placed([112, 240, 260, 337, 340, 562], LONG_KEYS) == [15, 254, 260, 265, 275, 515]
+def test_deep_frames_move_onto_their_segments_window_anchors():
+    # segment 0's window [0, 30), anchors 3, 11, 18, 26 (centres of 4 sub-intervals): 112 (112 deep) -> 18,
+    # the centre of the 4 anchors; segment 1's window [250, 280) opens at its keyframe (anchors 253, 261,
+    # 268, 276): 260 (10 deep) stays, 240 (240 deep, before the keyframe), 337 and 340 take anchors 0, 2, 3
+    # of the 4 (centres of 3 sub-intervals of the list); segment 2's window [500, 530): 562 -> 518
+    assert _placed([112, 240, 260, 337, 340, 562], LONG_KEYS) == [18, 253, 260, 268, 276, 518]
     # a segment without a keyframe: its window is its first 30 frames (decoded on from the keyframe before)
-    assert _placed([150], np.array([0, 250]), bounds=np.array([[0, 100], [100, 200], [200, 300]])) == [115]
+    assert _placed([150], np.array([0, 250]), bounds=np.array([[0, 100], [100, 200], [200, 300]])) == [118]
+
+
+def test_the_anchors_are_the_frames_the_feature_pass_reads_in_the_window():
+    from dualvad.scorer.features import window_pairs
+
+    moved = _placed([40, 80, 120, 160], LONG_KEYS)  # 4 deep frames of segment 0: every anchor
+    assert moved == window_pairs(0, 225, 4, 675, LONG_KEYS, 30)[0::2].tolist() == [3, 11, 18, 26]
+
+
+def test_without_anchors_deep_frames_spread_over_the_windows_free_frames():
+    # anchors=0: the centres of equal sub-intervals of the window's free frames (segment 1: 29 free frames,
+    # 260 holds one)
+    assert _placed([112, 240, 260, 337, 340, 562], LONG_KEYS, anchors=0) == [15, 254, 260, 265, 275, 515]
+
+
+def test_more_moved_frames_than_free_anchors_take_the_anchors_then_the_windows_other_frames():
+    # 6 deep frames of segment 0: anchors 3, 11, 18, 26, then 2 of the window's 26 other free frames
+    # (centres of 2 sub-intervals: positions 6 and 19 of [0..29] less the anchors, frames 7 and 22)
+    assert _placed([40, 60, 90, 120, 150, 180], LONG_KEYS) == [3, 7, 11, 18, 22, 26]
 
 
 def test_a_full_window_gives_every_free_frame_then_the_nearest_after_it():
