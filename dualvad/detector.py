@@ -209,8 +209,8 @@ class SegmentAnalyzer:
                 raise InvalidVideoError(f"{path}: {error}") from error
             if sample.within_decode_window:  # as the sample stage places them (RUN/segments' keyframes)
                 window = decode_window_frames(ingest.decode_window_s, video.fps)
-                allocation = within_decode_windows(allocation, video.bounds, video.keyframes, window,
-                                                   pairs_per_segment(ingest.frames_per_segment))
+                anchors = pairs_per_segment(ingest.frames_per_segment) if sample.window_anchors else 0
+                allocation = within_decode_windows(allocation, video.bounds, video.keyframes, window, anchors)
             timings["allocation"] = _ms_since(started)
 
             started = time.perf_counter()
@@ -226,10 +226,10 @@ class SegmentAnalyzer:
         """Ask ``reader`` to hold, at the VLM's size, the window anchors the feature pass decodes (the
         frames :func:`within_decode_windows` moves sampled frames onto first), so that those sampled frames
         are not decoded a second time from their keyframe. Nothing to hold when frames cannot move."""
-        ingest = self.settings.ingest
+        ingest, sample = self.settings.ingest, self.settings.sample
         window = decode_window_frames(ingest.decode_window_s, reader.fps)
-        if not (self.settings.sample.within_decode_window and ingest.snap_to_keyframes and window > 0
-                and len(reader) >= ingest.segments):  # too short: the features say so
+        if not (sample.within_decode_window and sample.window_anchors and ingest.snap_to_keyframes
+                and window > 0 and len(reader) >= ingest.segments):  # too short: the features say so
             return
         pairs = pairs_per_segment(ingest.frames_per_segment)
         bounds = segment_bounds(len(reader), ingest.segments)
@@ -256,7 +256,8 @@ class SegmentAnalyzer:
                             budget=options.budget or recorded.budget,
                             tau=recorded.tau if options.tau is None else float(options.tau),
                             floor=recorded.floor, cdf_offset=recorded.cdf_offset, seed=recorded.seed,
-                            within_decode_window=recorded.within_decode_window)
+                            within_decode_window=recorded.within_decode_window,
+                            window_anchors=recorded.window_anchors)
 
     def _jpegs(self, reader: GopReader, frames: np.ndarray) -> list[bytes]:
         """The sampled frames at the run's image size, as the benchmarks and evaluate decode them

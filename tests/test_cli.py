@@ -207,9 +207,9 @@ def test_sample_explains_itself_dry_runs_and_a_rejected_run_keeps_the_earlier_sa
     first = capsys.readouterr().out.splitlines()
     assert first[0] == "sample --dry-run: would run: no output yet"
     assert first[2] == f"  inputs       segments {inputs['segments']}, scores {inputs['scores']}"
-    assert " ".join(line.strip() for line in first[4:6]) == (  # wrapped at 110 columns
+    assert " ".join(line.strip() for line in first[4:7]) == (  # wrapped at 110 columns
         "settings     sample.strategy=focused, sample.budget=8, sample.tau=0.1, sample.floor=1, "
-        "sample.cdf_offset=0.1, sample.seed=0, sample.within_decode_window=True")
+        "sample.cdf_offset=0.1, sample.seed=0, sample.within_decode_window=True, sample.window_anchors=True")
     assert first[-1] == "nothing was run or written" and not root.joinpath(paths.SAMPLES).exists()
 
     assert main(["sample", "--run", run.uri, "--budget", "8"]) == 0

@@ -295,7 +295,7 @@ def test_the_published_config_yaml_is_the_effective_config_headed_by_the_fingerp
     fingerprint = read_record(run, paths.SEGMENTS)["fingerprint"]
     assert (f"Its fingerprint {fingerprint} covers its inputs (none) and these keys, so changing any of them "
             "redoes the stage: sample.strategy, sample.budget, sample.tau, sample.floor, sample.cdf_offset, "
-            "sample.within_decode_window. "
+            "sample.within_decode_window, sample.window_anchors. "
             "The other keys did not change this output.") in header
     # Without the whole config (a stage called with settings alone) the file holds those settings.
     run_stage(SCORES, run, {"k": 8}, Work(), StagesConfig())

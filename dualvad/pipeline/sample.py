@@ -147,7 +147,7 @@ def _sample_one(columns: dict, first: int, last: int, settings: SampleConfig, wi
     if settings.within_decode_window and keyframes is not None:
         depth = decode_window_frames(window.seconds, columns[S.FPS][first])
         allocation = within_decode_windows(allocation, bounds, np.asarray(keyframes, np.int64), depth,
-                                           window.anchors)
+                                           window.anchors if settings.window_anchors else 0)
     segment_of_frame = np.searchsorted(bounds[:, 1], allocation.frames, side="right")
     return {
         S.VIDEO_ID: video_id, S.VIDEO_PATH: columns[S.VIDEO_PATH][first],

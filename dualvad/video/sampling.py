@@ -37,7 +37,9 @@ class SampleConfig:
     nothing moves in videos with a keyframe at least every ``decode_window_s``; in a long-GOP video
     (x264's default, a keyframe every 250 frames) a sampled frame then costs at most a window's decoding,
     not half a GOP's, and the VLM sees the part of each segment the scorer scored, not its whole span.
-    Files only: a live stream decodes every frame anyway.
+    Files only: a live stream decodes every frame anyway. window_anchors: the moved frames go onto the
+    window's anchors first (the frames the feature pass decodes there, which the detector keeps from its
+    walk); false: spread over the window's free frames, each decoded again from its keyframe.
     """
 
     strategy: Strategy = "focused"
@@ -47,11 +49,13 @@ class SampleConfig:
     cdf_offset: Annotated[float, Field(ge=0)] = 0.1
     seed: int = 0
     within_decode_window: bool = True
+    window_anchors: bool = True
 
 
 #: What a run sampled before a sample setting existed: its record lacks the key (records keep the settings
-#: of their day). Before within_decode_window, frames stayed where the strategy put them.
-SAMPLE_SETTINGS_BEFORE: dict[str, object] = {"within_decode_window": False}
+#: of their day). Before within_decode_window, frames stayed where the strategy put them; before
+#: window_anchors, the moved ones spread over the window's free frames.
+SAMPLE_SETTINGS_BEFORE: dict[str, object] = {"within_decode_window": False, "window_anchors": False}
 
 
 @dataclass(frozen=True)

@@ -81,3 +81,26 @@ def test_a_run_ingested_with_a_window_but_without_keyframes_names_the_fix(scored
     with pytest.raises(MissingInputError, match=fix):
         run_sample(config)
     assert run_sample(with_sample(config, within_decode_window=False)).videos == 20  # the strategy's frames
+
+
+def test_a_sample_record_that_predates_a_key_reads_as_that_key_did_before(scored_run, tmp_path):
+    import json
+    import shutil
+
+    from dualvad import paths
+    from dualvad.stages.recorded import recorded_sample_settings
+
+    config, _ = scored_run
+    copy = tmp_path / "run"
+    for part in (paths.SEGMENTS, paths.SCORES):
+        shutil.copytree(Path(config.run, part), copy / part)
+    run_sample(dataclasses.replace(config, run=str(copy)))
+    run = open_run(str(copy))
+    assert recorded_sample_settings(run).window_anchors  # today's default, recorded
+    record_file = copy / paths.SAMPLES / paths.STAGE_FILE
+    record = json.loads(record_file.read_text())
+    for key in ("window_anchors", "within_decode_window"):  # sampled before window_anchors, then before both
+        del record["settings"][key]
+        record_file.write_text(json.dumps(record))
+        recorded = recorded_sample_settings(run)
+        assert not recorded.window_anchors and recorded.within_decode_window is (key == "window_anchors")
