@@ -57,6 +57,10 @@ class FrameScaler:
 
 SCALE_FLAGS = "bilinear"
 
+#: :meth:`GopReader.keep` holds frames as decoded (converted only if read) while they take at most this many
+#: bytes, and converted past it: the 128 window anchors of a 1280 x 720 video as decoded take 177 MB.
+KEEP_DECODED_BYTES = 192 * 2**20
+
 
 def frame_size(width: int, height: int, longest: int) -> tuple[int, int]:
     """(width, height) scaled so the longer side is ``longest`` px, aspect kept, even sizes."""
@@ -109,7 +113,8 @@ class GopReader:
         self._scaler = FrameScaler()
         self._keep: set[int] = set()  # frames to hold when a walk decodes them (keep())
         self._keep_longest = 0
-        self._kept: dict[int, np.ndarray] = {}
+        self._kept: dict[int, Any] = {}  # index -> uint8 (H, W, 3) at the keep size, or the decoded frame
+        self._kept_bytes = 0  # of the frames held as decoded
 
     # ------------------------------------------------------------------------------------------- index
 
@@ -177,7 +182,7 @@ class GopReader:
             width, height = (self.width if width == -1 else width), (self.height if height == -1 else height)
         size = (width, height)
         wanted = np.unique(indices)
-        found = {int(i): self._kept[int(i)] for i in wanted if int(i) in self._kept} \
+        found = {int(i): self._held(int(i), size) for i in wanted if int(i) in self._kept} \
             if self._kept and size == self._keep_size() else {}
         wanted = np.asarray([i for i in wanted if int(i) not in found], dtype=np.int64)
         remaining = {int(i) for i in wanted}
@@ -194,9 +199,11 @@ class GopReader:
         them at that size takes them from memory instead of decoding their GOP a second time. The detector
         keeps, while the features are read, the window anchors its sampled frames move onto
         (:func:`dualvad.video.segments.window_anchors`). A frame no walk decodes is not held (the decoder
-        skips unwanted non-reference frames); memory: at most N x H x W x 3 bytes. Replaces an earlier
-        keep and what it held."""
+        skips unwanted non-reference frames). Frames are held as decoded, converted only if read (most kept
+        frames never are), while they take at most :data:`KEEP_DECODED_BYTES`, and converted past it:
+        memory at most that plus N x H x W x 3 bytes. Replaces an earlier keep and what it held."""
         self._keep, self._keep_longest, self._kept = {int(i) for i in indices}, longest, {}
+        self._kept_bytes = 0  # of the frames held as decoded
 
     def _keep_size(self) -> tuple[int, int]:
         """(width, height) of the frames :meth:`keep` holds; the rotation is known once a frame is decoded."""
@@ -256,8 +263,19 @@ class GopReader:
             found[index] = self._upright(frame, size)
         if index in self._keep and index not in self._kept:
             kept = self._keep_size()
-            same = index in found and kept == size  # converted once for both
-            self._kept[index] = found[index] if same else self._upright(frame, kept)
+            if index in found and kept == size:  # converted once for both
+                self._kept[index] = found[index]
+            elif self._kept_bytes + _frame_bytes(frame) <= KEEP_DECODED_BYTES:
+                self._kept[index], self._kept_bytes = frame, self._kept_bytes + _frame_bytes(frame)
+            else:
+                self._kept[index] = self._upright(frame, kept)
+
+    def _held(self, index: int, size: tuple[int, int]) -> np.ndarray:
+        """Kept frame ``index`` at the keep size ``size``, converted now if it was held as decoded."""
+        held = self._kept[index]
+        if not isinstance(held, np.ndarray):
+            held = self._kept[index] = self._upright(held, size)
+        return held
 
     def _upright(self, frame: Any, size: tuple[int, int]) -> np.ndarray:
         """``frame`` converted to RGB at ``size`` (width, height) as shown: uint8 (height, width, 3)."""
@@ -283,3 +301,8 @@ class GopReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _frame_bytes(frame: Any) -> int:
+    """Bytes of a decoded ``av.VideoFrame``'s planes."""
+    return sum(plane.buffer_size for plane in frame.planes)

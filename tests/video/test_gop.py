@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from dualvad.video import gop
 from dualvad.video.decode import VideoDecodeError, open_video, read_frames
 from dualvad.video.gop import GopReader
 
@@ -85,20 +86,23 @@ def test_a_rotated_video_comes_out_upright_as_decord_turns_it(long_gop, tmp_path
     assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 8
 
 
-def test_kept_frames_come_from_the_walk_that_decoded_them_with_the_same_pixels(long_gop, tmp_path):
+def test_kept_frames_come_from_the_walk_that_decoded_them_with_the_same_pixels(long_gop, tmp_path,
+                                                                             monkeypatch):
     with GopReader(long_gop) as reader:
         keys = reader.keyframes.tolist()
     kept, unread = [keys[3] + 2, keys[5] + 4], keys[7] + 1  # the first walk decodes kept, not unread's GOP
-    with GopReader(long_gop) as reader:
-        reader.keep(np.array([*kept, unread]), 112)
-        reader.read(np.array([keys[3], *kept, keys[5]]), 32, 24)  # the features' walk, another size
-        walked = reader.frames_decoded
-        again = reader.read(np.array(kept), 112, 84)  # the longer side 112: the kept size
-        assert reader.frames_decoded == walked  # from memory, nothing decoded
-        reader.read(np.array([unread]), 112, 84)
-        assert reader.frames_decoded > walked  # not decoded by a walk, so not held: decoded now
-    with GopReader(long_gop) as fresh:
-        assert np.array_equal(again, fresh.read(np.array(kept), 112, 84))
+    for longest, size, budget in ((112, (112, 84), gop.KEEP_DECODED_BYTES), (32, (32, 24), 0)):
+        monkeypatch.setattr(gop, "KEEP_DECODED_BYTES", budget)  # held as decoded; past the budget: converted
+        with GopReader(long_gop) as reader:
+            reader.keep(np.array([*kept, unread]), longest)
+            reader.read(np.array([keys[3], *kept, keys[5]]), 16, 12)  # the features' walk, another size
+            walked = reader.frames_decoded
+            again = reader.read(np.array(kept), *size)  # the kept size
+            assert reader.frames_decoded == walked  # from memory, nothing decoded
+            reader.read(np.array([unread]), *size)
+            assert reader.frames_decoded > walked  # not decoded by a walk, so not held: decoded now
+        with GopReader(long_gop) as fresh:
+            assert np.array_equal(again, fresh.read(np.array(kept), *size))
     rotated = str(write_rotated(write_video(tmp_path / "upright.mp4", 20), tmp_path / "rotated.mp4"))
     with GopReader(rotated) as reader:
         reader.keep(np.array([4]), 56)
