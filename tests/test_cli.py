@@ -91,8 +91,9 @@ def test_console_script_reports_bad_config_with_exit_2(tmp_path):
     assert "unknown config key 'ingest.segmentz'" in result.stderr
 
 
-def test_ingest_without_corpus_is_a_clear_error(capsys):
-    assert main(["ingest", "--run", "/tmp/x"]) == 2
+def test_ingest_without_corpus_is_a_clear_error(tmp_path, capsys):
+    # the run folder under tmp_path: a fixed /tmp path made this test depend on what else was in /tmp
+    assert main(["ingest", "--run", str(tmp_path / "run")]) == 2
     assert "corpus" in capsys.readouterr().err
 
 
