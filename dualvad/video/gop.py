@@ -287,7 +287,8 @@ class GopReader:
     # ---------------------------------------------------------------------------------------- lifetime
 
     def close(self) -> None:
-        """Close the container (and delete the local copy of a URI)."""
+        """Close the container (and delete the local copy of a URI); drop the frames :meth:`keep` held."""
+        self._kept, self._kept_bytes = {}, 0
         container = getattr(self, "_container", None)
         if container is not None:
             container.close()
