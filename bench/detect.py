@@ -100,8 +100,8 @@ def _args() -> argparse.Namespace:
                         help="time every way this many times per video and keep its least CPU (the machine's "
                              "noise only ever adds time)")
     parser.add_argument("--image-size", type=int, default=0,
-                        help="decode the sampled frames with this longer side, px (0: the run's, 112; "
-                             "InternVL's is 448)")
+                        help="decode the sampled frames with this longer side, px (0: the bench run's "
+                             "benchmarks.image_size; InternVL's is 448)")
     parser.add_argument("--decord", action="store_true",
                         help="time *before* too (decord, as before issue 30: ~3 s of CPU a video)")
     args = parser.parse_args()
@@ -164,8 +164,7 @@ def _round(analyzer, path: str, budget: int, cpu: dict[str, float], decoded: dic
     decoded["analyze"] = analysis.frames_decoded
 
     spread = _spread_frames(analyzer, analysis, budget)
-    placed = {"spread": spread, "window": _window_frames(analyzer, path, analysis, spread, anchored=False),
-              "anchors": _window_frames(analyzer, path, analysis, spread, anchored=True)}
+    placed = {"spread": spread, **_window_frames(analyzer, path, analysis, spread)}
     for way, frames in placed.items():
         started, wall = time.process_time(), time.perf_counter()
         decoded[way], decoded[f"{way}_sampled"] = _after(analyzer, path, frames, keep=way == "anchors")
@@ -189,26 +188,26 @@ def _spread_frames(analyzer, analysis, budget: int) -> np.ndarray:
                     tau=sample.tau, floor=sample.floor, offset=sample.cdf_offset, seed=seed).frames
 
 
-def _window_frames(analyzer, path: str, analysis, spread: np.ndarray, anchored: bool) -> np.ndarray:
+def _window_frames(analyzer, path: str, analysis, spread: np.ndarray) -> dict[str, np.ndarray]:
     """``spread`` moved into their segments' decode windows (``sample.within_decode_window`` on), by the
-    video's keyframes as the feature pass reads them: onto the windows' anchors first (``anchored``, the
-    default: ``analyze``'s own frames when the run samples so) or spread over the windows' free frames."""
+    video's keyframes as the feature pass reads them: *window*, spread over the windows' free frames (the
+    placement before the anchors), and *anchors*, onto the windows' anchors first (the default: checked
+    equal to ``analyze``'s own frames when the run samples so)."""
     from dualvad.video.gop import GopReader
-    from dualvad.video.sampling import Allocation, within_decode_windows
-    from dualvad.video.segments import decode_window_frames, pairs_per_segment
+    from dualvad.video.sampling import Allocation, DecodeWindow, within_decode_windows
+    from dualvad.video.segments import decode_window_frames
 
     with GopReader(path) as reader:
         keyframes, fps = reader.keyframes, reader.fps
     ingest = analyzer.settings.ingest
     window = decode_window_frames(ingest.decode_window_s, fps)
-    anchors = pairs_per_segment(ingest.frames_per_segment) if anchored else 0
-    counts = np.zeros(len(analysis.bounds), np.int64)
-    frames = within_decode_windows(Allocation(spread, counts), analysis.bounds, keyframes, window,
-                                   anchors).frames
-    placed = analyzer.settings.sample.within_decode_window
-    if anchored and not np.array_equal(frames, analysis.frames if placed else spread):
+    allocation = Allocation(spread, np.zeros(len(analysis.bounds), np.int64))
+    placed = {way: within_decode_windows(allocation, analysis.bounds, keyframes, window, anchors).frames
+              for way, anchors in (("window", 0), ("anchors", DecodeWindow.of(ingest).anchors))}
+    expected = analysis.frames if analyzer.settings.sample.within_decode_window else spread
+    if not np.array_equal(placed["anchors"], expected):
         raise AssertionError(f"{path}: the frames placed here differ from analyze's")
-    return frames
+    return placed
 
 
 def _after(analyzer, path: str, sampled: np.ndarray, keep: bool) -> tuple[int, int]:
@@ -238,13 +237,13 @@ def _before(analyzer, path: str, sampled: np.ndarray) -> int:
     from dualvad.scorer.features import pair_indices
     from dualvad.video.decode import open_video, read_frames
     from dualvad.video.gop import frame_size
-    from dualvad.video.segments import segment_bounds
+    from dualvad.video.segments import pairs_per_segment, segment_bounds
 
     ingest = analyzer.settings.ingest
     width, height = analyzer.extractor.decode_size
     reader = open_video(path, width=width, height=height)
     keyframes = np.asarray(reader.get_key_indices(), dtype=np.int64)
-    pairs = max(ingest.frames_per_segment // 2, 1)
+    pairs = pairs_per_segment(ingest.frames_per_segment)
     wanted = [pair_indices(int(s), int(e), pairs, len(reader), keyframes)
               for s, e in segment_bounds(len(reader), ingest.segments)]
     frames = np.stack([read_frames(reader, w, path)[np.arange(2 * pairs) % len(w)] for w in wanted])

@@ -37,6 +37,7 @@ uses its file name (``os.path.basename``) as the id, unless ``video_id`` is give
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -69,8 +70,8 @@ from dualvad.video.config import SETTINGS_BEFORE, IngestConfig
 from dualvad.video.decode import VideoDecodeError
 from dualvad.video.gop import GopReader
 from dualvad.video.jpeg import decode_jpegs, encode_jpeg
-from dualvad.video.sampling import SampleConfig, allocate, within_decode_windows
-from dualvad.video.segments import decode_window_frames, pairs_per_segment, segment_bounds, window_anchors
+from dualvad.video.sampling import DecodeWindow, SampleConfig, allocate, place_in_decode_windows
+from dualvad.video.segments import decode_window_frames, segment_bounds, window_anchors
 from dualvad.vlm.judge import Judgement, judge_frames, load_vlm_judge
 
 __all__ = ["Analysis", "Detection", "Detector", "FrameJudge", "InvalidVideoError", "RunSettings",
@@ -207,10 +208,9 @@ class SegmentAnalyzer:
                                       offset=sample.cdf_offset, seed=seed)
             except ValueError as error:  # budget above the frame count
                 raise InvalidVideoError(f"{path}: {error}") from error
-            if sample.within_decode_window:  # as the sample stage places them (RUN/segments' keyframes)
-                window = decode_window_frames(ingest.decode_window_s, video.fps)
-                anchors = pairs_per_segment(ingest.frames_per_segment) if sample.window_anchors else 0
-                allocation = within_decode_windows(allocation, video.bounds, video.keyframes, window, anchors)
+            # placed as the sample stage places them (by RUN/segments' keyframes there, the read's here)
+            allocation = place_in_decode_windows(allocation, video.bounds, video.keyframes, video.fps,
+                                                 DecodeWindow.of(ingest), sample)
             timings["allocation"] = _ms_since(started)
 
             started = time.perf_counter()
@@ -227,11 +227,11 @@ class SegmentAnalyzer:
         frames :func:`within_decode_windows` moves sampled frames onto first), so that those sampled frames
         are not decoded a second time from their keyframe. Nothing to hold when frames cannot move."""
         ingest, sample = self.settings.ingest, self.settings.sample
+        pairs = DecodeWindow.of(ingest).anchors
         window = decode_window_frames(ingest.decode_window_s, reader.fps)
         if not (sample.within_decode_window and sample.window_anchors and ingest.snap_to_keyframes
                 and window > 0 and len(reader) >= ingest.segments):  # too short: the features say so
             return
-        pairs = pairs_per_segment(ingest.frames_per_segment)
         bounds = segment_bounds(len(reader), ingest.segments)
         decoded = np.concatenate(segment_frames(bounds, pairs, len(reader), reader.keyframes, window))
         anchors = np.concatenate([window_anchors(int(start), int(end), reader.keyframes, window, pairs)
@@ -252,12 +252,9 @@ class SegmentAnalyzer:
     def sample_settings(self, options: DetectOptions) -> SampleConfig:
         """The run's ``sample.*`` with the options' budget, strategy and tau where set."""
         recorded = self.settings.sample
-        return SampleConfig(strategy=options.strategy or recorded.strategy,  # type: ignore[arg-type]
-                            budget=options.budget or recorded.budget,
-                            tau=recorded.tau if options.tau is None else float(options.tau),
-                            floor=recorded.floor, cdf_offset=recorded.cdf_offset, seed=recorded.seed,
-                            within_decode_window=recorded.within_decode_window,
-                            window_anchors=recorded.window_anchors)
+        return dataclasses.replace(recorded, strategy=options.strategy or recorded.strategy,
+                                   budget=options.budget or recorded.budget,
+                                   tau=recorded.tau if options.tau is None else float(options.tau))
 
     def _jpegs(self, reader: GopReader, frames: np.ndarray) -> list[bytes]:
         """The sampled frames at the run's image size, as the benchmarks and evaluate decode them

@@ -248,7 +248,7 @@ def test_in_a_long_gop_video_the_detector_moves_frames_into_the_decode_windows_a
     scores = pa.array(placed.segment_scores, pa.float64())
     table = segment_table(record, video).append_column(S.SCORE, scores)
     for analysis, setting in ((placed, sample), (spread, spread_analyzer.settings.sample)):
-        rows, _ = sample_videos(table, setting, DecodeWindow(ingest.decode_window_s, 4))
+        rows, _ = sample_videos(table, setting, DecodeWindow.of(ingest))
         assert rows[0][S.FRAMES] == analysis.frames.tolist()
     # every frame the strategy put deeper than 30 frames into its GOP now lies in its segment's window
     depth = decode_depth(placed.frames, video.keyframes)

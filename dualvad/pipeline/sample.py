@@ -28,8 +28,7 @@ from dualvad.stages.records import CorruptInputError, corrupt_message, read_inpu
 from dualvad.stages.registry import stage_named
 from dualvad.stages.runner import Skipped, StageContext, run_stage
 from dualvad.stages.settings import section
-from dualvad.video.sampling import NO_DECODE_WINDOW, DecodeWindow, allocate, within_decode_windows
-from dualvad.video.segments import decode_window_frames
+from dualvad.video.sampling import NO_DECODE_WINDOW, DecodeWindow, allocate, place_in_decode_windows
 
 STAGE = stage_named("sample")
 SEGMENT_KEY = (S.VIDEO_ID, S.SEGMENT_INDEX)
@@ -144,10 +143,9 @@ def _sample_one(columns: dict, first: int, last: int, settings: SampleConfig, wi
                           floor=settings.floor, offset=settings.cdf_offset,
                           seed=settings.seed + zlib.crc32(video_id.encode()))
     keyframes = columns[S.KEYFRAMES][first] if S.KEYFRAMES in columns else None  # absent: ingested before
-    if settings.within_decode_window and keyframes is not None:
-        depth = decode_window_frames(window.seconds, columns[S.FPS][first])
-        allocation = within_decode_windows(allocation, bounds, np.asarray(keyframes, np.int64), depth,
-                                           window.anchors if settings.window_anchors else 0)
+    if keyframes is not None:
+        allocation = place_in_decode_windows(allocation, bounds, np.asarray(keyframes, np.int64),
+                                             columns[S.FPS][first], window, settings)
     segment_of_frame = np.searchsorted(bounds[:, 1], allocation.frames, side="right")
     return {
         S.VIDEO_ID: video_id, S.VIDEO_PATH: columns[S.VIDEO_PATH][first],

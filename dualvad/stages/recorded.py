@@ -8,8 +8,7 @@ from dualvad import paths
 from dualvad.rundir import RunDir
 from dualvad.stages.records import input_fingerprint, read_record
 from dualvad.video.config import SETTINGS_BEFORE, IngestConfig
-from dualvad.video.sampling import SAMPLE_SETTINGS_BEFORE, DecodeWindow, SampleConfig
-from dualvad.video.segments import pairs_per_segment
+from dualvad.video.sampling import NO_DECODE_WINDOW, SAMPLE_SETTINGS_BEFORE, DecodeWindow, SampleConfig
 
 
 def recorded_sample_settings(run: RunDir) -> SampleConfig:
@@ -27,7 +26,7 @@ def recorded_decode_window(run: RunDir) -> DecodeWindow:
     """The decode window ``RUN/segments`` was ingested with: ``ingest.decode_window_s`` (0 for a run ingested
     before the key existed: its pairs were spread; 0 when the run has no ingest record) and its anchors
     (``ingest.frames_per_segment // 2``)."""
-    recorded = (read_record(run, paths.SEGMENTS) or {}).get("settings", {})
-    frames_per_segment = int(recorded.get("frames_per_segment", IngestConfig().frames_per_segment))
-    return DecodeWindow(float(recorded.get("decode_window_s", SETTINGS_BEFORE["decode_window_s"])),
-                        pairs_per_segment(frames_per_segment))
+    record = read_record(run, paths.SEGMENTS)
+    if record is None:
+        return NO_DECODE_WINDOW
+    return DecodeWindow.of(IngestConfig(**{**SETTINGS_BEFORE, **record["settings"]}))

@@ -18,7 +18,15 @@ import numpy as np
 from pydantic import Field
 
 from dualvad.validation import config_section
-from dualvad.video.segments import decode_depth, decode_window, subinterval_centres, window_anchors
+from dualvad.video.config import IngestConfig
+from dualvad.video.segments import (
+    decode_depth,
+    decode_window,
+    decode_window_frames,
+    pairs_per_segment,
+    subinterval_centres,
+    window_anchors,
+)
 
 Strategy = Literal["focused", "uniform", "random", "cdf"]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
@@ -65,7 +73,12 @@ class DecodeWindow:
     segment, :func:`dualvad.video.segments.pairs_per_segment`)."""
 
     seconds: float = 0.0
-    anchors: int = 4
+    anchors: int = 0
+
+    @staticmethod
+    def of(ingest: IngestConfig) -> DecodeWindow:
+        """The decode window of the ``ingest.*`` settings."""
+        return DecodeWindow(ingest.decode_window_s, pairs_per_segment(ingest.frames_per_segment))
 
 
 #: A run ingested without a decode window (nothing moves).
@@ -170,6 +183,18 @@ def allocate(
     raise ValueError(f"unknown sampling strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
 
 
+def place_in_decode_windows(allocation: Allocation, bounds: np.ndarray, keyframes: np.ndarray | None,
+                            fps: float, window: DecodeWindow, settings: SampleConfig) -> Allocation:
+    """``allocation`` (a strategy's frames in the segments ``bounds``, int (K, 2)) placed as ``settings``
+    say (``within_decode_window``, ``window_anchors``) in the decode windows a run was ingested with, by a
+    ``fps`` video's ``keyframes`` (int (G,), sorted; None: nothing moves): the one placement the sample
+    stage and the detector share (:func:`within_decode_windows`)."""
+    if not settings.within_decode_window:
+        return allocation
+    return within_decode_windows(allocation, bounds, keyframes, decode_window_frames(window.seconds, fps),
+                                 window.anchors if settings.window_anchors else 0)
+
+
 def within_decode_windows(allocation: Allocation, bounds: np.ndarray, keyframes: np.ndarray | None,
                           window: int, anchors: int) -> Allocation:
     """``allocation`` with each frame that lies more than ``window`` frames into its GOP (its decode depth,
@@ -210,14 +235,14 @@ def within_decode_windows(allocation: Allocation, bounds: np.ndarray, keyframes:
         move &= (mine < lo) | (mine >= hi)
         placed.append(mine[~move])
         if move.any():
-            taken = set(mine[~move].tolist())
-            free = [int(a) for a in window_anchors(start, end, keyframes, window, anchors) if a not in taken]
-            count = int(move.sum())
+            taken, count = set(mine[~move].tolist()), int(move.sum())
+            free = np.array([a for a in window_anchors(start, end, keyframes, window, anchors).tolist()
+                             if a not in taken], dtype=np.int64)
             if count <= len(free):
-                placed.append(np.asarray(free, dtype=np.int64)[subinterval_centres(0, len(free), count)])
+                placed.append(free[subinterval_centres(0, len(free), count)])
             else:
-                placed.append(np.asarray(free, dtype=np.int64))
-                placed.append(_window_slots(start, end, lo, hi, taken | set(free), count - len(free)))
+                rest = _window_slots(start, end, lo, hi, taken | set(free.tolist()), count - len(free))
+                placed += [free, rest]
     return Allocation(np.sort(np.concatenate(placed)), allocation.per_segment)
 
 
