@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import torch
 import yaml
 
 from dualvad import paths
@@ -21,6 +22,7 @@ from dualvad.cli import _parser, main
 from dualvad.config import DEMO_PROFILE, load_config
 from dualvad.corpus import read_corpus
 from dualvad.rundir import RunDir, open_run
+from dualvad.scorer.trained import TrainedScorer
 from dualvad.stages.config import StagesConfig
 from dualvad.stages.records import read_record
 from dualvad.stages.registry import STAGES, Stage
@@ -55,6 +57,11 @@ def test_demo_runs_every_stage_and_prints_outputs(tiny_demo):
     kept = json.loads((run / "scorer" / paths.SCORER_METRICS_FILE).read_text())
     assert [report["epoch"] for report in history] == [0, 1] and kept == history[-1]
     assert "train-scorer: " in out and "epoch 1 kept (last; val loss " in out
+    # scorer.ensemble=5 (the default): Ray Train trained five members, from different draws, saved as one
+    members = TrainedScorer.load(run / "scorer" / paths.SCORER_MODEL_DIR).model.members
+    assert len(members) == 5
+    first, second = (member.state_dict() for member in members[:2])
+    assert not all(torch.equal(first[key], second[key]) for key in first)
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert list(metrics["metrics"]) == ["scorer", "vlm/focused", "verdict"]
     # the VLM is the tiny random preset fine-tuned for 2 steps: flagged in metrics.json and the report; the

@@ -63,6 +63,10 @@ class ScorerConfig:
             (not in the paper; any kind of scorer): each kind of event must be found from each group alone,
             so no group a new scene disturbs (natural motion, a busier texture) decides for the others.
             Segments of other features (``clip``, feature files) have no groups: nothing is dropped.
+        ensemble: M, scorers of this kind and these settings trained side by side from different draws
+            (initial weights, dropout, dropped groups; the same batches), scoring as the mean of their
+            segment scores (:mod:`dualvad.scorer.ensemble`; not in the paper); 1: one scorer. Training and
+            scoring cost M times one scorer's.
 
     Loss (:func:`dualvad.scorer.losses.refinevad_loss`; the MIL weight is 1):
         topk: k of the top-k MIL loss. category_weight, smoothness_weight, sparsity_weight: the other
@@ -93,6 +97,7 @@ class ScorerConfig:
     context_drop: Annotated[float, Field(ge=0, lt=1)] = 0.8
     centre_context: bool = True
     group_drop: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    ensemble: Annotated[int, Field(ge=1)] = 5
     epochs: Annotated[int, Field(ge=1)] = 40
     batch_size: Annotated[int, Field(ge=1)] = 16
     lr: Annotated[float, Field(gt=0)] = 3e-3

@@ -12,6 +12,7 @@ Checkpoint directory layout::
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from dualvad.errors import ConfigError, MissingInputError, StageError
 from dualvad.rundir import RunDir, local_folder
 from dualvad.scorer.config import ScorerConfig
 from dualvad.scorer.data import FeatureNormalizer
+from dualvad.scorer.ensemble import EnsembleOutput, ScorerEnsemble
 from dualvad.scorer.losses import refinevad_loss
 from dualvad.scorer.mil import MILRankingScorer, sultani_ranking_loss
 from dualvad.scorer.refinevad import RefineVAD, ScorerOutput
@@ -34,6 +36,8 @@ SCORE_BATCH = 512  # videos per forward pass when scoring
 # Bumped when a RefineVAD scorer's weights stop meaning the same thing to the code that runs them
 # (history: docs/decisions.md). Checkpoints without the field are architecture 1.
 ARCHITECTURE = 2
+# What a scorer saved before a key existed was: a stored config without the key reads this value
+SETTINGS_BEFORE: dict[str, Any] = {"ensemble": 1}
 
 
 class StaleScorerError(StageError):
@@ -42,20 +46,50 @@ class StaleScorerError(StageError):
 
 def build_model(config: ScorerConfig, feature_dim: int, num_categories: int) -> nn.Module:
     """The scorer network of ``config.kind`` for D = ``feature_dim`` inputs and C = ``num_categories``
-    (randomly initialised with torch's current seed)."""
+    (randomly initialised with torch's current seed), or a :class:`ScorerEnsemble` of ``config.ensemble``
+    of them."""
+    if config.ensemble > 1:
+        return ScorerEnsemble(lambda: _network(config, feature_dim, num_categories), config.ensemble)
+    return _network(config, feature_dim, num_categories)
+
+
+def _network(config: ScorerConfig, feature_dim: int, num_categories: int) -> nn.Module:
     if config.kind == "refinevad":
         return RefineVAD(config, feature_dim, num_categories)
     return MILRankingScorer(feature_dim)  # the config allows no other kind
 
 
-def batch_loss(config: ScorerConfig, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-    """The training loss of one batch (nats, scalar).
+def batch_loss(config: ScorerConfig, model: nn.Module, batch: dict[str, Tensor],
+               column_groups: Tensor | None = None) -> Tensor:
+    """The training loss of one batch (nats, scalar): an ensemble's is its members' mean, each member on
+    its own draw of dropped cue groups (``column_groups``, see :func:`drop_column_groups`; None: no groups).
 
     Args:
-        batch: ``features`` (B, K, D) float32, ``label`` (B,) float32, ``category`` (B,) int64,
+        batch: ``features`` (B, K, D) float32 (normalised), ``label`` (B,) float32, ``category`` (B,) int64,
             ``known`` (B,) bool.
     """
-    return output_loss(config, model(batch["features"]), batch)
+    features, members = batch["features"], config.ensemble
+    if column_groups is not None:
+        draws = [drop_column_groups(features, column_groups, config.group_drop) for _ in range(members)]
+        features = torch.stack(draws) if members > 1 else draws[0]
+    output = model(features)
+    outputs = output.members if isinstance(output, EnsembleOutput) else [output]
+    return torch.stack([output_loss(config, member, batch) for member in outputs]).mean()
+
+
+def train_epoch(config: ScorerConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
+                batches: Iterable[dict[str, Tensor]], column_groups: Tensor | None) -> list[float]:
+    """One epoch of training steps over ``batches`` (as :func:`batch_loss` takes them); returns each step's
+    loss. Randomness (dropout, dropped groups) comes from torch's global generator: seed it per epoch."""
+    model.train()
+    losses = []
+    for batch in batches:
+        loss = batch_loss(config, model, batch, column_groups)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return losses
 
 
 def drop_column_groups(features: Tensor, groups: Tensor, share: float) -> Tensor:
@@ -173,7 +207,8 @@ _RETRAIN = "re-run `dualvad train-scorer` (then `dualvad score`)"
 
 
 def _stored_config(meta: dict[str, Any], directory: Path) -> ScorerConfig:
-    """The :class:`ScorerConfig` in ``scorer.json``: every field as stored, none filled from defaults."""
+    """The :class:`ScorerConfig` in ``scorer.json``: every field as stored (a key the scorer predates reads
+    its :data:`SETTINGS_BEFORE` value, what it was trained with), none filled from today's defaults."""
     stored = meta.get("config")
     if not isinstance(stored, dict):  # the format before checkpoints stored their config
         raise StaleScorerError(f"the scorer in {directory} was saved without its scorer config (an older "
@@ -184,6 +219,7 @@ def _stored_config(meta: dict[str, Any], directory: Path) -> ScorerConfig:
         raise StaleScorerError(
             f"the scorer in {directory} was trained for scorer architecture {architecture}, this "
             f"dualvad runs {ARCHITECTURE}: its weights would score differently; {_RETRAIN}")
+    stored = {**SETTINGS_BEFORE, **stored}
     names = {f.name for f in fields(ScorerConfig)}
     missing, unknown = sorted(names - set(stored)), sorted(set(stored) - names)
     if missing or unknown:

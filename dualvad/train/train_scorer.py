@@ -16,6 +16,7 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from dualvad.scorer.data import (
     video_set_from_segments,
 )
 from dualvad.scorer.features import cue_column_groups
-from dualvad.scorer.trained import TrainedScorer, batch_loss, build_model, drop_column_groups, output_loss
+from dualvad.scorer.trained import TrainedScorer, build_model, output_loss, train_epoch
 from dualvad.stages.interrupts import wait_interruptibly
 from dualvad.stages.records import read_input
 from dualvad.stages.registry import stage_named
@@ -194,13 +195,20 @@ def _one_class_message(videos: VideoSet, positives: int, labelled: int) -> str:
             "training needs both normal and anomalous videos in annotations/train.txt")
 
 
-def _rows(videos: VideoSet, normalizer: FeatureNormalizer, crops: str) -> list[dict[str, Any]]:
-    """One training row per video, or per video and crop (``scorer.crops``)."""
+def training_shard(videos: VideoSet, normalizer: FeatureNormalizer, crops: str) -> dict[str, np.ndarray]:
+    """The training samples, one per video or per video and crop (``scorer.crops``): features float32
+    (N, K, D) normalised, label float32 (N,) (1 = anomalous), category int64 (N,), known bool (N,)."""
     samples, owner = training_features(videos, crops)
-    features = normalizer(samples)
-    return [{"features": features[i], "label": float(videos.labels[v]),
-             "category": int(videos.category_index[v]), "known": bool(videos.category_known[v])}
-            for i, v in enumerate(owner)]
+    return {"features": normalizer(samples), "label": videos.labels[owner].astype(np.float32),
+            "category": videos.category_index[owner].astype(np.int64), "known": videos.category_known[owner]}
+
+
+def _rows(videos: VideoSet, normalizer: FeatureNormalizer, crops: str) -> list[dict[str, Any]]:
+    """:func:`training_shard` as one row per sample, for Ray Data."""
+    shard = training_shard(videos, normalizer, crops)
+    return [{"features": shard["features"][i], "label": float(shard["label"][i]),
+             "category": int(shard["category"][i]), "known": bool(shard["known"][i])}
+            for i in range(len(shard["label"]))]
 
 
 def _loop_config(settings: ScorerConfig, train: VideoSet, normalizer: FeatureNormalizer,
@@ -240,25 +248,31 @@ def _train_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loop
     # The shard is a few MB of segment features: read it once, then run the epochs in memory
     # (a Ray Data pass per epoch costs more than the epoch itself).
     shard = _load_shard(ray.train.get_dataset_shard("train"))
-    rank, generator = ray.train.get_context().get_world_rank(), torch.Generator()
+    rank = ray.train.get_context().get_world_rank()
+
+    def report(epoch: int, losses: list[float]) -> None:
+        if (epoch + 1) % settings.report_every == 0 or epoch + 1 == settings.epochs:
+            _report_epoch(epoch, _unwrap(model), optimizer, loop, losses, history, tracker)
+
+    train_epochs(settings, model, optimizer, shard, loop["column_groups"], rank, first_epoch, report)
+
+
+def train_epochs(settings: ScorerConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 shard: dict[str, torch.Tensor], column_groups: torch.Tensor | None, rank: int = 0,
+                 first_epoch: int = 0, after_epoch: Callable[[int, list[float]], None] | None = None) -> None:
+    """Epochs ``first_epoch`` to ``settings.epochs`` of worker ``rank`` over its in-memory ``shard``
+    (features (N, K, D) normalised, label, category, known), calling ``after_epoch(epoch, step losses)``
+    after each. Also what ``bench/scorer_seeds.py`` runs in one process, without Ray."""
+    generator = torch.Generator()
     for epoch in range(first_epoch, settings.epochs):
         # Every epoch's randomness (batch order, dropout) is a function of (seed, rank, epoch) alone, so a
         # run resumed from a checkpoint goes on exactly as the uninterrupted run would have.
         generator.manual_seed(epoch_seed(settings.seed, rank, epoch))
         torch.manual_seed(epoch_seed(settings.seed, rank, epoch) + 1)
-        model.train()
-        losses = []
-        for batch in _batches(shard, settings.batch_size, generator):
-            if loop["column_groups"] is not None:
-                batch["features"] = drop_column_groups(batch["features"], loop["column_groups"],
-                                                       settings.group_drop)
-            loss = batch_loss(settings, model, batch)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-        if (epoch + 1) % settings.report_every == 0 or epoch + 1 == settings.epochs:
-            _report_epoch(epoch, _unwrap(model), optimizer, loop, losses, history, tracker)
+        batches = shuffled_batches(shard, settings.batch_size, generator)
+        losses = train_epoch(settings, model, optimizer, batches, column_groups)
+        if after_epoch is not None:
+            after_epoch(epoch, losses)
 
 
 def epoch_seed(seed: int, rank: int, epoch: int) -> int:
@@ -272,7 +286,7 @@ def _load_shard(shard: Any) -> dict[str, torch.Tensor]:
     return {key: torch.cat([part[key] for part in parts]) for key in parts[0]} if parts else {}
 
 
-def _batches(shard: dict[str, torch.Tensor], size: int, generator: torch.Generator):
+def shuffled_batches(shard: dict[str, torch.Tensor], size: int, generator: torch.Generator):
     """Shuffled mini-batches of the in-memory shard (a new seeded order every epoch)."""
     count = len(shard["label"]) if shard else 0
     order = torch.randperm(count, generator=generator)

@@ -19,7 +19,7 @@ CATEGORIES = ("Normal", "Fire", "Fight")
 # every model field away from its default, and loss/training fields too
 TRAINED_WITH = ScorerConfig(hidden_dim=32, transformer_heads=2, transformer_layers=2, shift_fold_div=4,
                             use_core=False, dropout=0.2, context_scale_init=0.7, context_drop=0.3,
-                            centre_context=False, topk=5, epochs=7, seed=3)
+                            centre_context=False, topk=5, epochs=7, seed=3, ensemble=1)
 
 
 def saved_scorer(directory, config: ScorerConfig = TRAINED_WITH) -> tuple[TrainedScorer, np.ndarray]:
@@ -55,7 +55,7 @@ def test_a_checkpoint_stores_the_whole_config_and_the_data_shape(tmp_path):
 def test_a_loaded_scorer_keeps_its_saved_config_after_the_defaults_change(tmp_path, monkeypatch):
     _, scores = saved_scorer(tmp_path)
     changed_defaults(monkeypatch, hidden_dim=64, transformer_heads=8, transformer_layers=1, shift_fold_div=8,
-                     use_core=True, context_drop=0.0, centre_context=True, topk=2)
+                     use_core=True, context_drop=0.0, centre_context=True, topk=2, ensemble=3)
     assert ScorerConfig().hidden_dim == 64  # the patch took effect
     loaded = TrainedScorer.load(tmp_path)
     assert loaded.config == TRAINED_WITH
