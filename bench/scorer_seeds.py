@@ -86,16 +86,23 @@ class _TestData:
     videos: object  # VideoSet of every video
     records: list  # the corpus's test records with temporal annotations
     rows: dict[str, int]  # video id -> row of ``videos``
+    ingest: object  # the IngestConfig the segments were ingested with (their cue groups)
 
     @staticmethod
     def load(run: str, corpus: str) -> _TestData:
+        from dualvad import paths
         from dualvad.corpus import read_corpus
         from dualvad.rundir import open_run
         from dualvad.scorer.data import video_set_from_segments
+        from dualvad.stages.records import read_record
+        from dualvad.video.config import SETTINGS_BEFORE, IngestConfig
 
-        videos = video_set_from_segments(open_run(run).read_table("segments"))
+        run_dir = open_run(run)
+        videos = video_set_from_segments(run_dir.read_table(paths.SEGMENTS))
+        recorded = read_record(run_dir, paths.SEGMENTS)["settings"]
         records = [r for r in read_corpus(corpus) if r.split == "test" and r.intervals is not None]
-        return _TestData(videos, records, {video: i for i, video in enumerate(videos.video_ids)})
+        return _TestData(videos, records, {video: i for i, video in enumerate(videos.video_ids)},
+                         IngestConfig(**{**SETTINGS_BEFORE, **recorded}))
 
 
 def _one_seed(settings, data: _TestData) -> SeedResult:
@@ -110,7 +117,6 @@ def _one_seed(settings, data: _TestData) -> SeedResult:
     from dualvad.scorer.features import cue_column_groups
     from dualvad.scorer.trained import TrainedScorer, build_model
     from dualvad.train.train_scorer import train_epochs, training_shard
-    from dualvad.video.config import IngestConfig
 
     started = time.perf_counter()
     train, val = held_out_validation(labelled_training_videos(data.videos.split("train")), settings.val_share,
@@ -120,7 +126,7 @@ def _one_seed(settings, data: _TestData) -> SeedResult:
     normalizer = FeatureNormalizer.fit(training_features(train, settings.crops)[0])
     shard = {key: torch.from_numpy(value) for key, value in training_shard(train, normalizer,
                                                                           settings.crops).items()}
-    groups = cue_column_groups(IngestConfig(), int(train.features.shape[-1]))
+    groups = cue_column_groups(data.ingest, int(train.features.shape[-1]))
     torch.manual_seed(settings.seed)
     model = build_model(settings, int(train.features.shape[-1]), len(train.categories))
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)

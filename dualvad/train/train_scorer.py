@@ -16,7 +16,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -286,7 +286,8 @@ def _load_shard(shard: Any) -> dict[str, torch.Tensor]:
     return {key: torch.cat([part[key] for part in parts]) for key in parts[0]} if parts else {}
 
 
-def shuffled_batches(shard: dict[str, torch.Tensor], size: int, generator: torch.Generator):
+def shuffled_batches(shard: dict[str, torch.Tensor], size: int,
+                     generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
     """Shuffled mini-batches of the in-memory shard (a new seeded order every epoch)."""
     count = len(shard["label"]) if shard else 0
     order = torch.randperm(count, generator=generator)

@@ -176,7 +176,8 @@ def test_dualvad_serve_without_run_or_demo_says_make_demo(tmp_path):
 
 
 _FLAKY_LAUNCH = """
-import pathlib, sys, time
+import pathlib, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # not ignored even if the parent ignores it
 count = pathlib.Path(sys.argv[1])
 count.write_text(str(int(count.read_text() or 0) + 1) if count.exists() else "1")
 if count.read_text() == "1":
