@@ -2,7 +2,7 @@
 
 On a few dozen training videos one seed's figure moves by up to 0.5 frame AUC, so a setting is judged over
 many seeds, and the pipeline (Ray Train: ~40 s a seed here) is too slow for that. This trains the scorer on
-a run's ingested segments with the stage's own loop (``dualvad.train.train_scorer.train_epochs``: same
+a run's ingested segments with the stage's own loop (``dualvad.train.train_scorer.train_in_process``: same
 model, loss, validation split, seeding per (seed, epoch) and checkpoint ``last``; a seed gives the
 pipeline's scorer to the digit) and scores the test split, for each ``--seeds`` seed and each variant.
 
@@ -107,31 +107,15 @@ class _TestData:
 
 def _one_seed(settings, data: _TestData) -> SeedResult:
     """Train with ``settings`` (its seed) as train-scorer does, score the test videos and measure."""
-    from dualvad.scorer.data import (
-        FeatureNormalizer,
-        held_out_validation,
-        labelled_training_videos,
-        scoring_features,
-        training_features,
-    )
-    from dualvad.scorer.features import cue_column_groups
-    from dualvad.scorer.trained import TrainedScorer, build_model
-    from dualvad.train.train_scorer import train_epochs, training_shard
+    from dualvad.scorer.data import held_out_validation, labelled_training_videos, scoring_features
+    from dualvad.train.train_scorer import train_in_process
 
     started = time.perf_counter()
     train, val = held_out_validation(labelled_training_videos(data.videos.split("train")), settings.val_share,
                                      settings.seed)
     if val is None:
         raise SystemExit("the train split is too small to hold out validation videos of both classes")
-    normalizer = FeatureNormalizer.fit(training_features(train, settings.crops)[0])
-    shard = {key: torch.from_numpy(value) for key, value in training_shard(train, normalizer,
-                                                                          settings.crops).items()}
-    groups = cue_column_groups(data.ingest, int(train.features.shape[-1]))
-    torch.manual_seed(settings.seed)
-    model = build_model(settings, int(train.features.shape[-1]), len(train.categories))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    train_epochs(settings, model, optimizer, shard, None if groups is None else torch.from_numpy(groups))
-    scorer = TrainedScorer(settings, int(train.features.shape[-1]), train.categories, normalizer, model)
+    scorer = train_in_process(settings, train, data.ingest)
     scores = scorer.score(scoring_features(data.videos, settings.test_crop))
     val_scores = scorer.score(scoring_features(val, settings.test_crop)).max(axis=1)
     return _measure(data, scores, val_scores, val.labels, time.perf_counter() - started)

@@ -79,42 +79,30 @@ def test_demo_runs_every_stage_and_prints_outputs(tiny_demo):
 
 
 def test_the_scorer_trained_in_one_process_is_the_stage_s(tiny_demo):
-    """``train_epochs`` without Ray (bench/scorer_seeds.py's way) on the demo run's segments, with the
-    recorded settings: the same five members, weight for weight, as Ray Train's worker gave."""
+    """``train_in_process`` (bench/scorer_seeds.py's way, no Ray) on the demo run's segments, with the
+    recorded settings: the same five members as Ray Train's worker gave."""
     from dualvad.scorer.data import (
-        FeatureNormalizer,
         held_out_validation,
         labelled_training_videos,
-        training_features,
         training_segments,
         video_set_from_segments,
     )
-    from dualvad.scorer.features import cue_column_groups
-    from dualvad.scorer.trained import build_model
-    from dualvad.train.train_scorer import train_epochs, training_shard
+    from dualvad.train.train_scorer import train_in_process
 
     run, code, out = tiny_demo
     assert code == 0, out
     saved = TrainedScorer.load(run / "scorer" / paths.SCORER_MODEL_DIR)
     settings, ingest = saved.config, load_config(run / paths.SEGMENTS / paths.CONFIG_FILE).ingest
-    videos = video_set_from_segments(training_segments(open_run(str(run)).read_table(paths.SEGMENTS)))
-    train, _ = held_out_validation(labelled_training_videos(videos), settings.val_share, settings.seed)
-    normalizer = FeatureNormalizer.fit(training_features(train, settings.crops)[0])
-    np.testing.assert_array_equal(normalizer.mean, saved.normalizer.mean)
-    shard = {key: torch.from_numpy(value) for key, value in training_shard(train, normalizer,
-                                                                          settings.crops).items()}
-    groups = torch.from_numpy(cue_column_groups(ingest, saved.feature_dim))
-    torch.manual_seed(settings.seed)
-    model = build_model(settings, saved.feature_dim, len(saved.categories))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    train_epochs(settings, model, optimizer, shard, groups)
-    mine, theirs = model.state_dict(), saved.model.state_dict()
-    assert settings.ensemble == 5 and mine.keys() == theirs.keys()
+    table = open_run(str(run)).read_table(paths.SEGMENTS)
+    videos = labelled_training_videos(video_set_from_segments(training_segments(table)))
+    train, _ = held_out_validation(videos, settings.val_share, settings.seed)
+    in_process = train_in_process(settings, train, ingest)
+    np.testing.assert_array_equal(in_process.normalizer.mean, saved.normalizer.mean)
+    assert settings.ensemble == 5 and in_process.model.state_dict().keys() == saved.model.state_dict().keys()
     # Not bit for bit: DDP's bucketed all-reduce rounds some gradients differently in the last bits, and
     # Adam's normalisation carries that into the weights (up to 7e-4 after these 2 epochs); the scores agree
     # to well under the third decimal that the benchmarks' AUCs show.
-    features = video_set_from_segments(open_run(str(run)).read_table(paths.SEGMENTS)).features
-    in_process = TrainedScorer(settings, saved.feature_dim, saved.categories, normalizer, model)
+    features = video_set_from_segments(table).features
     np.testing.assert_allclose(in_process.score(features), saved.score(features), atol=1e-4)
 
 

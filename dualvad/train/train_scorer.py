@@ -56,6 +56,7 @@ from dualvad.stages.settings import section
 from dualvad.tracking import Tracker
 from dualvad.train.progress import training_bar
 from dualvad.train.resume import registered_metrics
+from dualvad.video.config import IngestConfig
 
 log = logging.getLogger(__name__)
 
@@ -228,14 +229,36 @@ def _loop_config(settings: ScorerConfig, train: VideoSet, normalizer: FeatureNor
 def _train_loop_per_worker(loop: dict[str, Any]) -> None:
     """Ray Train worker: DDP over the shards of ``train``, one report + checkpoint per epoch."""
     settings: ScorerConfig = loop["settings"]
-    torch.manual_seed(settings.seed)  # same init on every worker (DDP also broadcasts rank 0's)
-    model = build_model(settings, loop["feature_dim"], len(loop["categories"]))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    model, optimizer = seeded_model(settings, loop["feature_dim"], len(loop["categories"]))
     tracker = Tracker(settings.tracking, write=ray.train.get_context().get_world_rank() == 0)
     try:
         _train_epochs(model, optimizer, loop, tracker)
     finally:
         tracker.close()
+
+
+def seeded_model(settings: ScorerConfig, feature_dim: int,
+                 num_categories: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The scorer as training starts it, from ``settings.seed`` (the same on every worker; DDP also
+    broadcasts rank 0's), and its AdamW."""
+    torch.manual_seed(settings.seed)
+    model = build_model(settings, feature_dim, num_categories)
+    return model, torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+def train_in_process(settings: ScorerConfig, train: VideoSet, ingest: IngestConfig) -> TrainedScorer:
+    """A scorer trained on ``train`` (the training videos, validation ones held out) as the stage trains it
+    on one worker, in this process without Ray Train (``bench/scorer_seeds.py``); ``ingest``: the settings
+    the segments were ingested with (their cue groups). No reports, the last epoch's weights. It scores as
+    the stage's within float rounding (DDP's all-reduce), not bit for bit."""
+    dim = int(train.features.shape[-1])
+    normalizer = FeatureNormalizer.fit(training_features(train, settings.crops)[0])
+    shard = {key: torch.from_numpy(value) for key, value in training_shard(train, normalizer,
+                                                                          settings.crops).items()}
+    groups = cue_column_groups(ingest, dim)
+    model, optimizer = seeded_model(settings, dim, len(train.categories))
+    train_epochs(settings, model, optimizer, shard, None if groups is None else torch.from_numpy(groups))
+    return TrainedScorer(settings, dim, train.categories, normalizer, model)
 
 
 def _train_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loop: dict[str, Any],

@@ -77,9 +77,8 @@ def _start(command: list[str], cwd: Path, log: Path, ready: Callable[[], bool],
         except _RayDidNotStart as error:
             _stop(process)
             log.rename(log.with_suffix(f".attempt{attempt}.log"))
-            if attempt == LAUNCHES:
-                pytest.fail(f"Ray did not start in {LAUNCHES} launches:\n{error}")
-    raise AssertionError("unreachable")
+            last = error
+    pytest.fail(f"Ray did not start in {LAUNCHES} launches:\n{last}")
 
 
 def _healthy(client: httpx.Client) -> Callable[[], bool]:
