@@ -152,13 +152,17 @@ class _QuietServer(http.server.ThreadingHTTPServer):
 class HlsStream:
     """A live HLS stream: ffmpeg plays ``clip`` in a loop in real time (``-re``) into half-second segments
     and a live playlist (the last 6 segments) under ``folder``, served at :attr:`url` by a loopback
-    ``http.server`` thread. Ready once the playlist lists two segments."""
+    ``http.server`` thread. Ready once the playlist lists two segments. ``loop=False``: ``clip`` is played
+    once and the playlist then stays as it is, without an end marker: a live stream that stalls after the
+    clip's last frame (its reader gets no frame after it, and the stream never ends)."""
 
-    def __init__(self, clip: Path, folder: Path) -> None:
+    def __init__(self, clip: Path, folder: Path, loop: bool = True) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.playlist = folder / "live.m3u8"
-        command = [FFMPEG, "-v", "error", "-re", "-stream_loop", "-1", "-i", str(clip), "-c", "copy",
-                   "-f", "hls", "-hls_time", "0.5", "-hls_list_size", "6", "-hls_flags", "delete_segments",
+        repeat = ["-stream_loop", "-1"] if loop else []
+        flags = "delete_segments" if loop else "delete_segments+omit_endlist"
+        command = [FFMPEG, "-v", "error", "-re", *repeat, "-i", str(clip), "-c", "copy",
+                   "-f", "hls", "-hls_time", "0.5", "-hls_list_size", "6", "-hls_flags", flags,
                    str(self.playlist)]
         self.ffmpeg = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)

@@ -15,9 +15,11 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
-from dualvad.corpus.synth_plan import SynthSpec
+from dualvad.corpus.synth_plan import SynthSpec, plan_corpus
+from dualvad.corpus.synthetic import encode_mp4, render_video
 from dualvad.serve.schemas import ErrorResponse, StreamInfo, StreamList
 
 from browser import CHROMIUM, MISSING, assert_not_blank, live_page
@@ -131,9 +133,6 @@ def explosion_clip(server, tmp_path_factory) -> Path:
     analyzer; returned once that replica follows the stream (deleted then). A live stream added after this
     is read from its start, so its explosion 5 s in is seen the first time round."""
     require_servers()
-    from dualvad.corpus.synth_plan import plan_corpus
-    from dualvad.corpus.synthetic import encode_mp4, render_video
-
     warm = server.post("/v1/streams", json={"url": f"rtsp://127.0.0.1:{free_port()}/warm"}).json()
     plan = plan_corpus(SPEC)[EXPLOSION]
     path = tmp_path_factory.mktemp("stream-hls") / "explosion.mp4"
@@ -143,15 +142,14 @@ def explosion_clip(server, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def explosion_hls(explosion_clip):
     """A live HLS stream on loopback (ffmpeg, real time, looped) of the explosion's clip: its URL."""
     with HlsStream(explosion_clip, explosion_clip.parent / "live") as hls:
         yield hls.url
 
 
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def explosion_stream(server, explosion_hls):
     """The id of a stream the app follows on the live explosion (deleted at the end)."""
     added = server.post("/v1/streams", json={"url": explosion_hls, "name": "explosion"})
@@ -221,10 +219,31 @@ def test_sse_and_the_page_show_the_event_a_live_stream_produces(server, explosio
     assert info.events >= 1 and info.status["frames_analysed"] > 0 and info.state == "live"
 
 
-def test_a_killed_streams_replica_has_its_stream_re_opened_and_no_event_doubled(server, explosion_stream):
-    """The Streams replica is SIGKILLed while an event is open: Serve starts another, which adopts the stream
-    once the registry has not heard from the old one for ``stream_orphan_s``; the open event is closed
-    once (by the registry: its owner is gone), and the SSE replay holds no event opened or closed twice."""
+@pytest.fixture
+def held_explosion_stream(server, explosion_clip, tmp_path):
+    """The id of a stream the app follows whose event cannot close by itself: a live HLS stream that plays
+    the explosion's lead and the explosion twice over, once, and then stalls (no end marker). No frame after
+    the explosion ever reaches the detector, so the event it opens stays open until something else closes
+    it (deleted at the end)."""
+    plan = plan_corpus(SPEC)[EXPLOSION]
+    frames = render_video(SPEC, plan)
+    start, end = plan.event
+    held = np.concatenate([frames[start - LEAD_FRAMES:end + 1], frames[start:end + 1]])
+    clip = tmp_path / "explosion-held.mp4"
+    encode_mp4(held, clip, SPEC.fps)
+    with HlsStream(clip, tmp_path / "live", loop=False) as hls:
+        stream_id = server.post("/v1/streams", json={"url": hls.url, "name": "held"}).json()["stream_id"]
+        yield stream_id
+        server.delete(f"/v1/streams/{stream_id}")
+
+
+def test_a_killed_streams_replica_has_its_stream_re_opened_and_no_event_doubled(server,
+                                                                                held_explosion_stream):
+    """The Streams replica is SIGKILLed while an event is open (one that cannot close by itself: its stream
+    stalls in the explosion): Serve starts another, which adopts the stream once the registry has not heard
+    from the old one for ``stream_orphan_s``; the open event is closed once (by the registry: its owner is
+    gone), and the SSE replay holds no event opened or closed twice."""
+    explosion_stream = held_explosion_stream
     def still_open(messages: list[dict]) -> list[str]:
         closed = {m["id"] for m in messages if m["event"] == "close"}
         return [m["id"] for m in messages if m["event"] == "open" and m["id"] not in closed]
