@@ -227,8 +227,8 @@ def held_explosion_stream(server, explosion_clip, tmp_path):
     it (deleted at the end)."""
     plan = plan_corpus(SPEC)[EXPLOSION]
     frames = render_video(SPEC, plan)
-    start, end = plan.event
-    held = np.concatenate([frames[start - LEAD_FRAMES:end + 1], frames[start:end + 1]])
+    start, end = plan.event  # [start, end)
+    held = np.concatenate([frames[start - LEAD_FRAMES:end], frames[start:end]])
     clip = tmp_path / "explosion-held.mp4"
     encode_mp4(held, clip, SPEC.fps)
     with HlsStream(clip, tmp_path / "live", loop=False) as hls:
@@ -243,24 +243,24 @@ def test_a_killed_streams_replica_has_its_stream_re_opened_and_no_event_doubled(
     stalls in the explosion): Serve starts another, which adopts the stream once the registry has not heard
     from the old one for ``stream_orphan_s``; the open event is closed once (by the registry: its owner is
     gone), and the SSE replay holds no event opened or closed twice."""
-    explosion_stream = held_explosion_stream
+    stream_id = held_explosion_stream
     def still_open(messages: list[dict]) -> list[str]:
         closed = {m["id"] for m in messages if m["event"] == "close"}
         return [m["id"] for m in messages if m["event"] == "open" and m["id"] not in closed]
 
-    dangling = still_open(sse_messages(server, explosion_stream, still_open))[0]
-    before = _stream(server, explosion_stream)
+    dangling = still_open(sse_messages(server, stream_id, still_open))[0]
+    before = _stream(server, stream_id)
     pids = descendants_named(f"ServeReplica:{APP_NAME}:Streams")
     assert len(pids) == 1, pids
     os.kill(pids[0], signal.SIGKILL)
     killed = time.monotonic()
     adopted = before.adoptions + 1  # one adoption more than before the kill, whatever ran before it
-    after = _until(lambda: (info := _stream(server, explosion_stream)).adoptions == adopted and info,
+    after = _until(lambda: (info := _stream(server, stream_id)).adoptions == adopted and info,
                    EVENT_BOUND_S, "re-opened by another replica")
     recovery_s = time.monotonic() - killed
     assert after.replica != before.replica
     # every message up to the dangling event's close, in the order the registry took them
-    replay = sse_messages(server, explosion_stream, lambda messages: dangling not in still_open(messages))
+    replay = sse_messages(server, stream_id, lambda messages: dangling not in still_open(messages))
     kinds = Counter((m["id"], m["event"]) for m in replay)
     doubled = sorted(key for key, count in kinds.items() if count > 1)
     closing = [m["data"] for m in replay if m["id"] == dangling and m["event"] == "close"]
