@@ -115,9 +115,17 @@ def _launch(command: list[str], cwd: Path, log: Path) -> subprocess.Popen:
     # RAY_ADDRESS=local: a fresh Ray, never the test session's; the session Ray keeps running meanwhile
     env = {**os.environ, "RAY_ADDRESS": "local", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    with log.open("w") as out:
-        return subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+    # Ctrl-C must reach the child as from a terminal. Some earlier test of the suite leaves this process
+    # ignoring SIGINT, and an ignored signal stays ignored across exec (a handler does not): `serve run`
+    # then ignored _stop's Ctrl-C and was killed after 60 s. So the child is started while SIGINT has
+    # Python's handler here, and starts with the default.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with log.open("w") as out:
+            return subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _detect_one(client: httpx.Client, corpus: Path) -> dict:
@@ -175,8 +183,7 @@ def test_dualvad_serve_without_run_or_demo_says_make_demo(tmp_path):
 
 
 _FLAKY_LAUNCH = """
-import pathlib, signal, sys, time
-signal.signal(signal.SIGINT, signal.default_int_handler)  # not ignored even if the parent ignores it
+import pathlib, sys, time
 count = pathlib.Path(sys.argv[1])
 count.write_text(str(int(count.read_text() or 0) + 1) if count.exists() else "1")
 if count.read_text() == "1":
@@ -194,6 +201,14 @@ def test_only_a_launch_that_ray_did_not_start_is_launched_again(tmp_path, messag
         with pytest.raises(pytest.fail.Exception, match="exited 1 before printing"):
             _start(command, tmp_path, log, _printed(log, "ready"), "printing 'ready'")
     else:
-        _stop(_start(command, tmp_path, log, _printed(log, "ready"), "printing 'ready'"))
+        # launched while this process ignores SIGINT, as the suite's process has been seen to: _stop's
+        # Ctrl-C must still end the launch (exit by SIGINT), not the kill 60 s later
+        ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            process = _start(command, tmp_path, log, _printed(log, "ready"), "printing 'ready'")
+        finally:
+            signal.signal(signal.SIGINT, ignored)
+        _stop(process)
+        assert process.returncode == -signal.SIGINT, log.read_text()
         assert RAY_STARTUP_TIMEOUT in log.with_suffix(".attempt1.log").read_text()
     assert count.read_text() == str(launches)
