@@ -294,7 +294,8 @@ def test_rtsp_stall_is_detected_and_the_source_reopened(clips):
     assert np.all(np.diff([item[1] for item in collector.items]) > 0)
 
 
-def test_hls_stall_reopens_without_repeating_frames(clips, tmp_path):
+def test_hls_stall_reopens_without_repeating_frames(clips, tmp_path, caplog):
+    caplog.set_level("WARNING", logger="dualvad.stream.source")
     with HlsStream(clips["live.mp4"], tmp_path / "hls") as hls:
         source = LiveSource(hls.url, analysis_fps=10, stall_timeout_s=0.5, reconnect_initial_s=0.1,
                             reconnect_max_s=0.2)
@@ -306,8 +307,10 @@ def test_hls_stall_reopens_without_repeating_frames(clips, tmp_path):
                  "a reopening that repeated frames")
         collector.stop()
     # why it was reopened: ffmpeg's HLS reader ended on a playlist that stopped growing, or a read timed
-    # out, or no frame came (which of them depends on where the reader was when the publisher died)
-    assert source.stats.error
+    # out, or no frame came (which of them depends on where the reader was when the publisher died). Said
+    # in the log, before the reopening: stats.error is cleared again once a reopening decodes a frame (its
+    # repeated ones included), so whether it holds a reason when read here is a race
+    assert any(record.getMessage().endswith("(reopening)") for record in caplog.records), caplog.text
     delivered = [item[3] for item in collector.items]
     assert np.all(np.diff(delivered) > 0)  # none twice
 
