@@ -94,15 +94,13 @@ class _TestData:
         from dualvad.corpus import read_corpus
         from dualvad.rundir import open_run
         from dualvad.scorer.data import video_set_from_segments
-        from dualvad.stages.records import read_record
-        from dualvad.video.config import SETTINGS_BEFORE, IngestConfig
+        from dualvad.stages.recorded import recorded_ingest_settings
 
         run_dir = open_run(run)
         videos = video_set_from_segments(run_dir.read_table(paths.SEGMENTS))
-        recorded = read_record(run_dir, paths.SEGMENTS)["settings"]
         records = [r for r in read_corpus(corpus) if r.split == "test" and r.intervals is not None]
         return _TestData(videos, records, {video: i for i, video in enumerate(videos.video_ids)},
-                         IngestConfig(**{**SETTINGS_BEFORE, **recorded}))
+                         recorded_ingest_settings(run_dir))
 
 
 def _one_seed(settings, data: _TestData) -> SeedResult:

@@ -64,9 +64,9 @@ from dualvad.scorer.features import (
     segment_frames,
 )
 from dualvad.scorer.trained import TrainedScorer, load_from_run
-from dualvad.stages.recorded import recorded_sample_settings
-from dualvad.stages.records import input_fingerprint, read_input, read_record
-from dualvad.video.config import SETTINGS_BEFORE, IngestConfig
+from dualvad.stages.recorded import recorded_ingest_settings, recorded_sample_settings
+from dualvad.stages.records import read_input, read_record
+from dualvad.video.config import IngestConfig
 from dualvad.video.decode import VideoDecodeError
 from dualvad.video.gop import GopReader
 from dualvad.video.jpeg import decode_jpegs, encode_jpeg
@@ -99,10 +99,7 @@ class RunSettings:
     @staticmethod
     def from_run(run: RunDir) -> RunSettings:
         """Raises MissingInputError (naming the stage to run) when an output or its record is missing."""
-        input_fingerprint(run, paths.SEGMENTS)  # the checks raise with the fix
-        input_fingerprint(run, paths.SAMPLES)
-        recorded = read_record(run, paths.SEGMENTS)["settings"]
-        ingest = IngestConfig(**{**SETTINGS_BEFORE, **recorded})  # an older record lacks newer keys
+        ingest = recorded_ingest_settings(run)  # each raises with the fix when its output is missing
         sample = recorded_sample_settings(run)
         frames = _frame_settings(run)
         return RunSettings(ingest, sample, **frames)

@@ -22,6 +22,21 @@ def recorded_sample_settings(run: RunDir) -> SampleConfig:
     return SampleConfig(**{**SAMPLE_SETTINGS_BEFORE, **read_record(run, paths.SAMPLES)["settings"]})
 
 
+def recorded_ingest_settings(run: RunDir) -> IngestConfig:
+    """The ``ingest.*`` settings ``RUN/segments`` was made with (a key the record predates reads as
+    :data:`~dualvad.video.config.SETTINGS_BEFORE` says).
+
+    Raises:
+        MissingInputError: the run has no segments (naming the stage to run).
+    """
+    input_fingerprint(run, paths.SEGMENTS)  # raises with the fix when the segments are missing
+    return _ingest_settings(read_record(run, paths.SEGMENTS)["settings"])
+
+
+def _ingest_settings(recorded: dict[str, object]) -> IngestConfig:
+    return IngestConfig(**{**SETTINGS_BEFORE, **recorded})
+
+
 def recorded_decode_window(run: RunDir) -> DecodeWindow:
     """The decode window ``RUN/segments`` was ingested with: ``ingest.decode_window_s`` (0 for a run ingested
     before the key existed: its pairs were spread; 0 when the run has no ingest record) and its anchors
@@ -29,4 +44,4 @@ def recorded_decode_window(run: RunDir) -> DecodeWindow:
     record = read_record(run, paths.SEGMENTS)
     if record is None:
         return NO_DECODE_WINDOW
-    return DecodeWindow.of(IngestConfig(**{**SETTINGS_BEFORE, **record["settings"]}))
+    return DecodeWindow.of(_ingest_settings(record["settings"]))
